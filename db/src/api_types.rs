@@ -1,0 +1,162 @@
+//! Request and response types of the store's operations. They are the JSON of
+//! the REST API (with OpenAPI schemas) and the arguments of the library calls
+//! the CLI makes, so both speak the same language.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::collection::{CollectionConfig, Durability};
+use crate::index::{IndexParams, Metric};
+
+/// `PUT /collections/{name}`. With no fields, a text collection embedded by
+/// MiniLM. Give `dimension` (and no embedder) for a bring-your-own-vector one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Text encoder name ("minilm"). Defaults to "minilm" unless `dimension` is given.
+    pub embedder: Option<String>,
+    /// Vector dimension of a bring-your-own-vector collection.
+    pub dimension: Option<usize>,
+    /// cosine (default), dot or euclidean.
+    pub distance: Option<Metric>,
+    /// sync (default) or fast.
+    pub durability: Option<Durability>,
+    pub hnsw: Option<IndexParams>,
+    pub ef_search: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionInfo {
+    #[serde(flatten)]
+    pub config: CollectionConfig,
+    pub documents: usize,
+    /// Stored vectors (chunks), live ones only.
+    pub vectors: usize,
+    /// Bytes of raw f32 vector data held by the index.
+    pub vector_bytes: usize,
+    /// Warns about settings that trade safety for speed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One document to insert or replace. Text collections take `text`;
+/// bring-your-own-vector collections take `vector` (and may keep a `text` too).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentInput {
+    /// Generated (UUID v4) when absent. An existing id is replaced.
+    pub id: Option<String>,
+    pub text: Option<String>,
+    pub vector: Option<Vec<f32>>,
+    /// A JSON object, filterable at query time.
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRequest {
+    pub documents: Vec<DocumentInput>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct UpsertResponse {
+    /// The ids of the documents, in request order.
+    pub ids: Vec<String>,
+    /// The sequence number of this write; later writes have larger ones.
+    pub seq: u64,
+    /// False for `durability: fast` collections: acknowledged before the disk sync.
+    pub synced: bool,
+}
+
+/// Extra fields a hit or a document may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Include {
+    Text,
+    Metadata,
+    /// Raw vectors: only for keys with the write or admin scope, since vectors leak text.
+    Vector,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// A text query (text collections).
+    pub text: Option<String>,
+    /// A vector query; its dimension must match the collection.
+    pub vector: Option<Vec<f32>>,
+    /// Number of documents to return (default 10).
+    pub k: Option<usize>,
+    /// Metadata filter: {"key","eq"} | {"key","in"} | {"key","range"} | {"and"|"or": [...]} | {"not": ...}
+    #[schema(value_type = Object)]
+    pub filter: Option<Value>,
+    /// Fields to return; default text and metadata.
+    pub include: Option<Vec<Include>>,
+    /// Search breadth; higher is more accurate and slower.
+    pub ef: Option<usize>,
+}
+
+impl QueryRequest {
+    pub fn includes(&self, what: Include) -> bool {
+        match &self.include {
+            Some(list) => list.contains(&what),
+            None => matches!(what, Include::Text | Include::Metadata),
+        }
+    }
+}
+
+/// Where in its document a hit's best chunk lies (byte offsets).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+pub struct ChunkSpan {
+    pub index: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Hit {
+    pub id: String,
+    /// Cosine similarity or dot product (higher is nearer), or euclidean distance (lower is nearer).
+    pub score: f32,
+    pub chunk: ChunkSpan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// The best chunk's vector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct QueryResponse {
+    pub hits: Vec<Hit>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct Document {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub metadata: Value,
+    pub chunks: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<Vec<Vec<f32>>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedRequest {
+    pub texts: Vec<String>,
+    /// Encoder name; default "minilm".
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EmbedResponse {
+    pub model: String,
+    pub dimension: usize,
+    pub vectors: Vec<Vec<f32>>,
+}

@@ -1,0 +1,235 @@
+//! What each `engram` subcommand does.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use super::client::Client;
+use super::{Cli, CollectionsAction, Command, ModelsAction, Remote, ServeArgs};
+use crate::api_types::{CollectionInfo, DocumentInput, QueryResponse, UpsertResponse};
+use crate::config::{Overrides, ServerConfig};
+use crate::engine::{Engine, DEFAULT_EMBEDDER};
+use crate::server::{BackupResponse, ServerBuilder};
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Collections { action, remote } => collections(action, &client(&remote)),
+        Command::Import {
+            collection,
+            file,
+            batch,
+            create,
+            remote,
+        } => import(&client(&remote), &collection, &file, batch, create),
+        Command::Query {
+            collection,
+            text,
+            k,
+            filter,
+            remote,
+        } => query(&client(&remote), &collection, &text, k, filter.as_deref()),
+        Command::Backup { dir, remote } => {
+            let dir = std::path::absolute(&dir)?;
+            let r: BackupResponse =
+                client(&remote).call("POST", "/admin/backup", Some(&json!({"path": dir})))?;
+            println!("backup written to {}", r.path);
+            Ok(())
+        }
+        Command::Restore {
+            dir,
+            data_dir,
+            force,
+        } => restore(&dir, &data_dir, force),
+        Command::Models {
+            action: ModelsAction::Fetch,
+        } => {
+            engram_embedder::models::ensure_all()?;
+            println!("models are in {}", engram_embedder::models::cache_dir().display());
+            Ok(())
+        }
+    }
+}
+
+fn client(remote: &Remote) -> Client {
+    Client::new(&remote.url, remote.api_key.clone())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = ServerConfig::load(
+        args.config.as_deref(),
+        Overrides {
+            data_dir: args.data_dir,
+            host: args.host,
+            port: args.port,
+            api_keys: args.api_keys,
+        },
+    )?;
+    tracing::info!(data_dir = %cfg.data_dir.display(), "opening the database");
+    let engine = Arc::new(
+        Engine::open(&cfg.data_dir, cfg.limits.clone())
+            .with_context(|| format!("cannot open the database in {}", cfg.data_dir.display()))?,
+    );
+    if !args.lazy_models {
+        // Fetch (first run) and load the default model before accepting requests,
+        // so the first insert does not pay for it.
+        engine
+            .encoder(DEFAULT_EMBEDDER)
+            .context("cannot load the default embedding model")?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(
+        ServerBuilder::new(engine)
+            .with_keys(cfg.api_keys.clone())
+            .serve(cfg.addr()),
+    )
+}
+
+fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()> {
+    match action {
+        CollectionsAction::List => {
+            let r: Value = client.call("GET", "/collections", None::<&()>)?;
+            println!("{:<24} {:>10} {:>10} {:>6} {:<10} embedder", "name", "documents", "vectors", "dim", "distance");
+            for c in r["collections"].as_array().into_iter().flatten() {
+                let c: CollectionInfo = serde_json::from_value(c.clone())?;
+                println!(
+                    "{:<24} {:>10} {:>10} {:>6} {:<10} {}",
+                    c.config.name,
+                    c.documents,
+                    c.vectors,
+                    c.config.dimension,
+                    format!("{:?}", c.config.distance).to_lowercase(),
+                    c.config.embedder.as_deref().unwrap_or("(own vectors)")
+                );
+            }
+        }
+        CollectionsAction::Info { name } => {
+            let r: Value = client.call("GET", &format!("/collections/{name}"), None::<&()>)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        CollectionsAction::Create {
+            name,
+            dimension,
+            distance,
+            durability,
+        } => {
+            let mut body = json!({});
+            if let Some(d) = dimension {
+                body["dimension"] = json!(d);
+            }
+            if let Some(d) = distance {
+                body["distance"] = json!(d);
+            }
+            if let Some(d) = durability {
+                body["durability"] = json!(d);
+            }
+            let r: Value = client.call("PUT", &format!("/collections/{name}"), Some(&body))?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        CollectionsAction::Delete { name } => {
+            let _: Value = client.call("DELETE", &format!("/collections/{name}"), None::<&()>)?;
+            println!("deleted collection {name}");
+        }
+    }
+    Ok(())
+}
+
+fn import(client: &Client, collection: &str, file: &Path, batch: usize, create: bool) -> anyhow::Result<()> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let mut docs = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not valid JSON", file.display(), n + 1))?;
+        // Accept extra fields (e.g. questions in test data) by keeping only ours.
+        let doc = DocumentInput {
+            id: v.get("id").and_then(|x| x.as_str()).map(String::from),
+            text: v.get("text").and_then(|x| x.as_str()).map(String::from),
+            vector: v.get("vector").map(|x| serde_json::from_value(x.clone())).transpose()
+                .with_context(|| format!("{}:{}: 'vector' must be a list of numbers", file.display(), n + 1))?,
+            metadata: v.get("metadata").cloned(),
+        };
+        docs.push(doc);
+    }
+    if create {
+        let _: Value = client.call("PUT", &format!("/collections/{collection}"), Some(&json!({})))?;
+    }
+    let bar = ProgressBar::new(docs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} documents  {per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    for chunk in docs.chunks(batch.max(1)) {
+        let _: UpsertResponse = client.call(
+            "POST",
+            &format!("/collections/{collection}/documents"),
+            Some(&json!({ "documents": chunk })),
+        )?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish();
+    println!("imported {} documents into {collection}", docs.len());
+    Ok(())
+}
+
+fn query(client: &Client, collection: &str, text: &str, k: usize, filter: Option<&str>) -> anyhow::Result<()> {
+    let mut body = json!({ "text": text, "k": k });
+    if let Some(f) = filter {
+        body["filter"] = serde_json::from_str(f).context("--filter is not valid JSON")?;
+    }
+    let r: QueryResponse = client.call("POST", &format!("/collections/{collection}/query"), Some(&body))?;
+    for (rank, hit) in r.hits.iter().enumerate() {
+        let text = hit.text.as_deref().unwrap_or("");
+        let span = text
+            .get(hit.chunk.start as usize..hit.chunk.end as usize)
+            .unwrap_or(text);
+        let snippet: String = span.chars().take(160).collect();
+        println!("{:>2}. {:.4}  {}  {}", rank + 1, hit.score, hit.id, snippet.replace('\n', " "));
+    }
+    println!("({} hits in {:.1} ms)", r.hits.len(), r.took_ms);
+    Ok(())
+}
+
+/// Copies a backup into an empty data directory. Opening the target with RocksDB
+/// first would fail if a server held it, which is how we refuse a live restore.
+fn restore(backup: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
+    if !backup.join("CURRENT").exists() {
+        anyhow::bail!("{} is not an Engram backup (no RocksDB CURRENT file)", backup.display());
+    }
+    if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
+        if !force {
+            anyhow::bail!(
+                "{} is not empty; stop the server and pass --force to replace it (the old one is moved aside)",
+                data_dir.display()
+            );
+        }
+        if crate::storage::Storage::open(data_dir).is_err() {
+            anyhow::bail!("{} is in use; stop the server first", data_dir.display());
+        }
+        let aside = data_dir.with_extension(format!(
+            "replaced-{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs()
+        ));
+        std::fs::rename(data_dir, &aside)?;
+        println!("moved the old data directory to {}", aside.display());
+    }
+    std::fs::create_dir_all(data_dir)?;
+    for entry in std::fs::read_dir(backup)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), data_dir.join(entry.file_name()))?;
+    }
+    println!("restored {} into {}; start the server with `engram serve --data-dir {}`",
+        backup.display(), data_dir.display(), data_dir.display());
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The `engram` command line: `serve` runs the server; the other commands are
+//! clients of a running server, except `restore` and `models`, which work on
+//! local files.
+
+mod client;
+mod commands;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use commands::run;
+
+#[derive(Parser, Debug)]
+#[command(name = "engram", version, about = "Engram: a vector database for RAG, with server-side embeddings")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where a running server is, for client commands.
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// Base URL of the Engram server.
+    #[arg(long, env = "ENGRAM_URL", default_value = "http://127.0.0.1:6363")]
+    pub url: String,
+    /// API key (needed when the server has keys configured).
+    #[arg(long, env = "ENGRAM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (fetches the embedding model into the cache on first use).
+    Serve(ServeArgs),
+    /// Manage collections on a running server.
+    Collections {
+        #[command(subcommand)]
+        action: CollectionsAction,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Insert documents from a JSONL file (one {"id"?, "text" | "vector", "metadata"?} per line).
+    Import {
+        collection: String,
+        file: PathBuf,
+        /// Documents per request.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Create the collection (MiniLM text collection) if it does not exist.
+        #[arg(long)]
+        create: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Query a collection with a text.
+    Query {
+        collection: String,
+        text: String,
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
+        /// A metadata filter as JSON, e.g. '{"key":"lang","eq":"en"}'.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Take a consistent online backup into DIR (a path on the server's machine).
+    Backup {
+        dir: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Restore a backup into a data directory (the server must be stopped).
+    Restore {
+        dir: PathBuf,
+        #[arg(long, env = "ENGRAM_DATA_DIR", default_value = "./engram-data")]
+        data_dir: PathBuf,
+        /// Replace an existing data directory (it is moved aside, not deleted).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Manage the model cache.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Optional TOML config file; flags and environment override it.
+    #[arg(long, env = "ENGRAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the database lives [default: ./engram-data].
+    #[arg(long, env = "ENGRAM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to bind [default: 127.0.0.1]. Without API keys only loopback is allowed.
+    #[arg(long, env = "ENGRAM_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port [default: 6363].
+    #[arg(long, env = "ENGRAM_PORT")]
+    pub port: Option<u16>,
+    /// API keys as KEY:SCOPE,KEY:SCOPE with scopes read, write, admin.
+    #[arg(long, env = "ENGRAM_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Do not load the default embedding model at start-up (it then loads on first use).
+    #[arg(long)]
+    pub lazy_models: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CollectionsAction {
+    List,
+    Info { name: String },
+    /// Create a collection: a MiniLM text collection unless --dimension is given.
+    Create {
+        name: String,
+        #[arg(long)]
+        dimension: Option<usize>,
+        /// cosine, dot or euclidean.
+        #[arg(long)]
+        distance: Option<String>,
+        /// sync (default) or fast.
+        #[arg(long)]
+        durability: Option<String>,
+    },
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsAction {
+    /// Download the pinned models into the cache (~/.cache/engram/models or $ENGRAM_MODELS).
+    Fetch,
+}

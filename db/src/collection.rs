@@ -1,0 +1,255 @@
+//! A collection: its configuration, as stored, and its in-memory state (the
+//! vector index and the map from chunks to documents that filters and result
+//! assembly need). The state is rebuilt from storage at start-up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::index::{IndexParams, Metric, VectorIndex};
+use crate::storage::Storage;
+
+/// How hard a write waits for the disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// The WAL is synced before the write is acknowledged: survives power loss.
+    #[default]
+    Sync,
+    /// Acknowledged once in the OS page cache: survives a process crash but not
+    /// a power loss or kernel crash. Several times faster for small writes.
+    Fast,
+}
+
+/// A collection's configuration; fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CollectionConfig {
+    pub name: String,
+    /// The encoder that embeds documents and text queries; `None` for a
+    /// bring-your-own-vector collection.
+    pub embedder: Option<String>,
+    pub dimension: usize,
+    pub distance: Metric,
+    pub durability: Durability,
+    pub hnsw: IndexParams,
+    /// Default search breadth for queries that do not set `ef`.
+    pub ef_search: usize,
+}
+
+/// What a document looks like on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    pub text: Option<String>,
+    #[serde(default)]
+    pub metadata: Value,
+    pub chunks: Vec<u64>,
+    pub seq: u64,
+}
+
+/// What the index needs to know about a document while searching.
+#[derive(Debug)]
+pub struct DocRef {
+    pub id: Arc<str>,
+    pub metadata: Value,
+}
+
+/// Rebuild the graph when deleted vectors outnumber live ones (and there are enough
+/// of them for the rebuild to be worth its cost).
+const REBUILD_MIN_TOMBSTONES: usize = 1024;
+
+/// A collection's live state.
+pub struct Collection {
+    pub config: CollectionConfig,
+    index: RwLock<Arc<VectorIndex>>,
+    /// document id -> its chunk ids and metadata
+    docs: RwLock<HashMap<Arc<str>, (Vec<u64>, Arc<DocRef>)>>,
+    /// chunk id -> its document
+    chunks: RwLock<HashMap<u64, Arc<DocRef>>>,
+    /// Serialises writers of this collection so an upsert's read of the old
+    /// chunks and its batch commit cannot interleave with another write.
+    pub(crate) write_lock: Mutex<()>,
+}
+
+/// A new chunk in memory, after its batch was committed.
+pub struct NewChunk<'a> {
+    pub id: u64,
+    pub vector: &'a [f32],
+}
+
+impl Collection {
+    pub fn new(config: CollectionConfig) -> Self {
+        let index = VectorIndex::new(config.dimension, config.distance, config.hnsw, 1024);
+        Collection {
+            config,
+            index: RwLock::new(Arc::new(index)),
+            docs: RwLock::new(HashMap::new()),
+            chunks: RwLock::new(HashMap::new()),
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    /// Loads documents and vectors from storage and builds the index.
+    pub fn load(config: CollectionConfig, storage: &Storage) -> Result<Self> {
+        let coll = Collection::new(config);
+        {
+            let mut docs = coll.docs.write().expect("lock");
+            let mut chunks = coll.chunks.write().expect("lock");
+            storage.scan_documents::<DocumentRecord>(&coll.config.name, |id, rec| {
+                let doc = Arc::new(DocRef {
+                    id: id.into(),
+                    metadata: rec.metadata,
+                });
+                for c in &rec.chunks {
+                    chunks.insert(*c, doc.clone());
+                }
+                docs.insert(doc.id.clone(), (rec.chunks, doc));
+                Ok(())
+            })?;
+        }
+        coll.rebuild_index(storage)?;
+        Ok(coll)
+    }
+
+    /// Builds a fresh graph from the vectors in storage and swaps it in.
+    pub fn rebuild_index(&self, storage: &Storage) -> Result<()> {
+        let mut vectors = Vec::new();
+        storage.scan_vectors(&self.config.name, |id, rec| {
+            vectors.push((id, rec.vector));
+            Ok(())
+        })?;
+        let index = VectorIndex::new(
+            self.config.dimension,
+            self.config.distance,
+            self.config.hnsw,
+            vectors.len(),
+        );
+        let items: Vec<(u64, &[f32])> = vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+        index.insert_batch(&items);
+        *self.index.write().expect("lock") = Arc::new(index);
+        Ok(())
+    }
+
+    pub fn index(&self) -> Arc<VectorIndex> {
+        self.index.read().expect("lock").clone()
+    }
+
+    pub fn document_count(&self) -> usize {
+        self.docs.read().expect("lock").len()
+    }
+
+    /// The chunk ids a document has now (empty when it does not exist).
+    pub fn chunks_of(&self, id: &str) -> Vec<u64> {
+        self.docs
+            .read()
+            .expect("lock")
+            .get(id)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.docs.read().expect("lock").contains_key(id)
+    }
+
+    /// Applies a committed upsert to memory: old chunks become tombstones, new
+    /// chunks enter the index.
+    pub fn apply_upsert(&self, id: &str, metadata: Value, new_chunks: &[NewChunk<'_>]) {
+        let doc = Arc::new(DocRef {
+            id: id.into(),
+            metadata,
+        });
+        let ids: Vec<u64> = new_chunks.iter().map(|c| c.id).collect();
+        let old = {
+            let mut docs = self.docs.write().expect("lock");
+            let mut chunks = self.chunks.write().expect("lock");
+            for c in &ids {
+                chunks.insert(*c, doc.clone());
+            }
+            let old = docs.insert(doc.id.clone(), (ids, doc));
+            if let Some((old_chunks, _)) = &old {
+                for c in old_chunks {
+                    chunks.remove(c);
+                }
+            }
+            old
+        };
+        let index = self.index();
+        let items: Vec<(u64, &[f32])> = new_chunks.iter().map(|c| (c.id, c.vector)).collect();
+        index.insert_batch(&items);
+        if let Some((old_chunks, _)) = old {
+            index.remove(&old_chunks);
+        }
+    }
+
+    /// Applies a committed delete to memory.
+    pub fn apply_delete(&self, id: &str) {
+        let removed = self.docs.write().expect("lock").remove(id);
+        if let Some((old_chunks, _)) = removed {
+            let mut chunks = self.chunks.write().expect("lock");
+            for c in &old_chunks {
+                chunks.remove(c);
+            }
+            drop(chunks);
+            self.index().remove(&old_chunks);
+        }
+    }
+
+    /// Rebuilds the graph when tombstones dominate it. Called by writers, under
+    /// the write lock, after a delete or an update.
+    pub fn maybe_compact(&self, storage: &Storage) -> Result<bool> {
+        let index = self.index();
+        let dead = index.tombstone_count();
+        if dead >= REBUILD_MIN_TOMBSTONES && dead > index.len() {
+            tracing::info!(collection = %self.config.name, dead, "rebuilding the index");
+            self.rebuild_index(storage)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Runs `f` with the chunk -> document map read-locked (for filters and
+    /// for turning chunk hits into document hits).
+    pub fn with_chunks<R>(&self, f: impl FnOnce(&HashMap<u64, Arc<DocRef>>) -> R) -> R {
+        f(&self.chunks.read().expect("lock"))
+    }
+
+    /// Average chunks per document, so queries can ask the graph for enough
+    /// chunks to fill k distinct documents.
+    pub fn chunks_per_doc(&self) -> f64 {
+        let docs = self.docs.read().expect("lock").len().max(1);
+        let chunks = self.chunks.read().expect("lock").len();
+        (chunks as f64 / docs as f64).max(1.0)
+    }
+}
+
+/// Collection names appear in URLs and storage keys: keep them plain.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidCollectionName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "my_docs-2", &"x".repeat(64)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "ü", &"x".repeat(65), "a\0b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

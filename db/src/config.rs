@@ -1,0 +1,108 @@
+//! Server configuration, layered: built-in defaults, then an optional TOML file,
+//! then environment variables and command-line flags (clap reads both).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::limits::Limits;
+use crate::server::{parse_keys, ApiKey};
+
+/// The port Engram listens on by default.
+pub const DEFAULT_PORT: u16 = 6363;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub host: IpAddr,
+    pub port: u16,
+    pub api_keys: Vec<ApiKey>,
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./engram-data"),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_PORT,
+            api_keys: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; each overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub api_keys: Option<String>,
+}
+
+impl ServerConfig {
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {} is invalid: {e}", path.display()))?
+            }
+            None => ServerConfig::default(),
+        };
+        if let Some(d) = overrides.data_dir {
+            cfg.data_dir = d;
+        }
+        if let Some(h) = overrides.host {
+            cfg.host = h;
+        }
+        if let Some(p) = overrides.port {
+            cfg.port = p;
+        }
+        if let Some(k) = overrides.api_keys {
+            cfg.api_keys = parse_keys(&k).map_err(|e| anyhow::anyhow!("ENGRAM_API_KEYS: {e}"))?;
+        }
+        Ok(cfg)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engram.toml");
+        std::fs::write(
+            &file,
+            "port = 7000\ndata_dir = \"/tmp/x\"\n[limits]\nmax_k = 50\n[[api_keys]]\nkey = \"abcdefgh\"\nscope = \"read\"\n",
+        )
+        .unwrap();
+        let cfg = ServerConfig::load(
+            Some(&file),
+            Overrides {
+                port: Some(7001),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.port, 7001);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.limits.max_k, 50);
+        assert_eq!(cfg.limits.max_batch, Limits::default().max_batch);
+        assert_eq!(cfg.api_keys.len(), 1);
+
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let err = ServerConfig::load(Some(&file), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+}

@@ -1,0 +1,536 @@
+//! The store's operations, free of any transport: the REST handlers and the CLI
+//! call these. Blocking by design (embedding and fsync are blocking work); the
+//! server runs them on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use engram_embedder::TextEncoder;
+use serde_json::Value;
+
+use crate::api_types::*;
+use crate::collection::{validate_name, Collection, CollectionConfig, DocumentRecord, NewChunk};
+use crate::error::{Error, LimitKind, Result};
+use crate::filter::Filter;
+use crate::index::IndexParams;
+use crate::limits::{check, Limits};
+use crate::storage::{Storage, VectorRecord};
+use crate::validate;
+
+/// The default text encoder of new collections and of `/embed`.
+pub const DEFAULT_EMBEDDER: &str = "minilm";
+
+/// Loads text encoders on first use and shares them between collections.
+pub type EncoderLoader = dyn Fn(&str) -> engram_embedder::Result<Arc<dyn TextEncoder>> + Send + Sync;
+
+/// The database: storage, every collection's live state, and the encoders.
+pub struct Engine {
+    storage: Storage,
+    collections: RwLock<HashMap<String, Arc<Collection>>>,
+    encoders: Mutex<HashMap<String, Arc<dyn TextEncoder>>>,
+    loader: Box<EncoderLoader>,
+    seq: AtomicU64,
+    limits: Limits,
+}
+
+/// A document after validation and embedding, ready to be written.
+struct PreparedDoc {
+    id: String,
+    text: Option<String>,
+    metadata: Value,
+    chunks: Vec<VectorRecord>,
+}
+
+impl Engine {
+    /// Opens (or creates) the database in `dir` with the real encoders.
+    pub fn open(dir: &Path, limits: Limits) -> Result<Self> {
+        Self::open_with_loader(dir, limits, Box::new(engram_embedder::encoder_by_name))
+    }
+
+    /// Like `open`, with a custom encoder loader (tests use tiny models).
+    pub fn open_with_loader(dir: &Path, limits: Limits, loader: Box<EncoderLoader>) -> Result<Self> {
+        let started = Instant::now();
+        let storage = Storage::open(dir)?;
+        let mut seq = storage.last_seq()?;
+        let mut collections = HashMap::new();
+        for (name, config) in storage.collections::<CollectionConfig>()? {
+            let coll = Collection::load(config, &storage)?;
+            // Concurrent batches may commit their sequence numbers out of order,
+            // so the true high-water mark is the largest id actually stored.
+            coll.with_chunks(|chunks| {
+                seq = seq.max(chunks.keys().copied().max().unwrap_or(0));
+            });
+            tracing::info!(collection = %name, documents = coll.document_count(), "loaded");
+            collections.insert(name, Arc::new(coll));
+        }
+        tracing::info!(
+            collections = collections.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "database open"
+        );
+        Ok(Engine {
+            storage,
+            collections: RwLock::new(collections),
+            encoders: Mutex::new(HashMap::new()),
+            loader,
+            seq: AtomicU64::new(seq),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The named encoder, loaded (and its model fetched) on first use.
+    pub fn encoder(&self, name: &str) -> Result<Arc<dyn TextEncoder>> {
+        let mut encoders = self.encoders.lock().expect("lock");
+        if let Some(e) = encoders.get(name) {
+            return Ok(e.clone());
+        }
+        let e = (self.loader)(name)?;
+        encoders.insert(name.to_string(), e.clone());
+        Ok(e)
+    }
+
+    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections
+            .read()
+            .expect("lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Creates a collection; creating it again with the same settings is a no-op,
+    /// with different settings a conflict.
+    pub fn create_collection(&self, name: &str, req: CreateCollection) -> Result<CollectionInfo> {
+        validate_name(name)?;
+        let embedder = match (&req.embedder, req.dimension) {
+            (Some(e), _) if e == "none" => None,
+            (Some(e), _) => Some(e.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_EMBEDDER.to_string()),
+        };
+        let dimension = match &embedder {
+            Some(e) => {
+                let dim = self.encoder(e)?.dim();
+                if let Some(d) = req.dimension.filter(|d| *d != dim) {
+                    return Err(Error::invalid(
+                        "dimension",
+                        format!("embedder '{e}' makes {dim}-dimensional vectors, not {d}; omit dimension"),
+                    ));
+                }
+                dim
+            }
+            None => {
+                let d = req.dimension.ok_or_else(|| {
+                    Error::invalid("dimension", "a collection without an embedder needs a dimension")
+                })?;
+                if d == 0 {
+                    return Err(Error::invalid("dimension", "dimension must be at least 1"));
+                }
+                check(LimitKind::Dimension, d, self.limits.max_dimension)?;
+                d
+            }
+        };
+        let hnsw = req.hnsw.unwrap_or_default();
+        if !(2..=128).contains(&hnsw.m) || !(1..=4096).contains(&hnsw.ef_construction) {
+            return Err(Error::invalid(
+                "hnsw",
+                "m must be in 2..=128 and ef_construction in 1..=4096",
+            ));
+        }
+        let ef_search = req.ef_search.unwrap_or(64);
+        check(LimitKind::Ef, ef_search, self.limits.max_ef)?;
+        let config = CollectionConfig {
+            name: name.to_string(),
+            embedder,
+            dimension,
+            distance: req.distance.unwrap_or_default(),
+            durability: req.durability.unwrap_or_default(),
+            hnsw: IndexParams { ..hnsw },
+            ef_search: ef_search.max(1),
+        };
+        let mut collections = self.collections.write().expect("lock");
+        if let Some(existing) = collections.get(name) {
+            if existing.config == config {
+                return Ok(info(existing));
+            }
+            return Err(Error::CollectionExists(name.to_string()));
+        }
+        let mut batch = self.storage.batch();
+        self.storage.put_collection(&mut batch, name, &config);
+        self.storage.commit(batch, true)?;
+        let coll = Arc::new(Collection::new(config));
+        let out = info(&coll);
+        collections.insert(name.to_string(), coll);
+        Ok(out)
+    }
+
+    pub fn list_collections(&self) -> Vec<CollectionInfo> {
+        let collections = self.collections.read().expect("lock");
+        let mut out: Vec<CollectionInfo> = collections.values().map(|c| info(c)).collect();
+        out.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        out
+    }
+
+    pub fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
+        let coll = self.collection(name)?;
+        Ok(info(&coll))
+    }
+
+    pub fn delete_collection(&self, name: &str) -> Result<()> {
+        let coll = self.collection(name)?;
+        let _writer = coll.write_lock.lock().expect("lock");
+        let mut batch = self.storage.batch();
+        self.storage.delete_collection(&mut batch, name);
+        self.storage.commit(batch, true)?;
+        self.collections.write().expect("lock").remove(name);
+        Ok(())
+    }
+
+    /// Inserts or replaces documents. The whole batch is validated (and embedded)
+    /// first; then it is written in one atomic, synced RocksDB batch, so it is
+    /// either all there or not at all.
+    pub fn upsert(&self, name: &str, docs: Vec<DocumentInput>) -> Result<UpsertResponse> {
+        let coll = self.collection(name)?;
+        if docs.is_empty() {
+            return Err(Error::invalid("documents", "the batch is empty; send at least one document"));
+        }
+        check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
+        let prepared = self.prepare(&coll, docs)?;
+
+        let _writer = coll.write_lock.lock().expect("lock");
+        let seq = self.next_seq();
+        let mut batch = self.storage.batch();
+        let mut replaced: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut chunk_ids: Vec<Vec<u64>> = Vec::with_capacity(prepared.len());
+        let mut max_id = seq;
+        for doc in &prepared {
+            // Within one batch a later document with the same id replaces the earlier one.
+            let old = match replaced.remove(doc.id.as_str()) {
+                Some(ids) => ids,
+                None => coll.chunks_of(&doc.id),
+            };
+            for c in &old {
+                self.storage.delete_vector(&mut batch, name, *c);
+            }
+            let ids: Vec<u64> = doc.chunks.iter().map(|_| self.next_seq()).collect();
+            for (id, rec) in ids.iter().zip(&doc.chunks) {
+                self.storage.put_vector(&mut batch, name, *id, rec);
+            }
+            max_id = max_id.max(ids.iter().copied().max().unwrap_or(0));
+            let record = DocumentRecord {
+                text: doc.text.clone(),
+                metadata: doc.metadata.clone(),
+                chunks: ids.clone(),
+                seq,
+            };
+            self.storage.put_document(&mut batch, name, &doc.id, &record);
+            replaced.insert(doc.id.as_str(), ids.clone());
+            chunk_ids.push(ids);
+        }
+        self.storage.put_seq(&mut batch, max_id);
+        let synced = coll.config.durability == crate::collection::Durability::Sync;
+        self.storage.commit(batch, synced)?;
+
+        for (doc, ids) in prepared.iter().zip(&chunk_ids) {
+            let new: Vec<NewChunk<'_>> = ids
+                .iter()
+                .zip(&doc.chunks)
+                .map(|(id, rec)| NewChunk {
+                    id: *id,
+                    vector: &rec.vector,
+                })
+                .collect();
+            coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
+        }
+        coll.maybe_compact(&self.storage)?;
+        Ok(UpsertResponse {
+            ids: prepared.into_iter().map(|d| d.id).collect(),
+            seq,
+            synced,
+        })
+    }
+
+    /// Validates every document and embeds the text ones (outside any lock).
+    fn prepare(&self, coll: &Collection, docs: Vec<DocumentInput>) -> Result<Vec<PreparedDoc>> {
+        let cfg = &coll.config;
+        for (i, d) in docs.iter().enumerate() {
+            let what = format!("documents[{i}]");
+            if let Some(id) = &d.id {
+                validate::doc_id(id, &self.limits)
+                    .map_err(|e| Error::invalid(&what, e.to_string()))?;
+            }
+            if let Some(m) = &d.metadata {
+                validate::metadata(&what, m, &self.limits)?;
+            }
+            match (&cfg.embedder, &d.text, &d.vector) {
+                (Some(_), Some(t), None) => validate::text(&what, t, &self.limits)?,
+                (Some(e), _, Some(_)) => {
+                    return Err(Error::invalid(
+                        &what,
+                        format!("collection '{}' embeds text with '{e}'; send text, not a vector", cfg.name),
+                    ))
+                }
+                (Some(_), None, None) => {
+                    return Err(Error::invalid(&what, "a text collection needs 'text'"))
+                }
+                (None, t, Some(v)) => {
+                    validate::vector(&what, &cfg.name, v, cfg.dimension, cfg.distance)?;
+                    if let Some(t) = t {
+                        validate::text(&what, t, &self.limits)?;
+                    }
+                }
+                (None, _, None) => {
+                    return Err(Error::invalid(
+                        &what,
+                        format!("collection '{}' stores your own vectors; send 'vector'", cfg.name),
+                    ))
+                }
+            }
+        }
+        let chunked: Vec<Vec<VectorRecord>> = match &cfg.embedder {
+            Some(e) => {
+                let texts: Vec<&str> = docs.iter().map(|d| d.text.as_deref().unwrap_or("")).collect();
+                let encoder = self.encoder(e)?;
+                encoder
+                    .embed_chunked(&texts)?
+                    .into_iter()
+                    .map(|chunks| {
+                        chunks
+                            .into_iter()
+                            .map(|c| VectorRecord {
+                                doc_id: String::new(),
+                                chunk_index: c.index as u32,
+                                start: c.start as u32,
+                                end: c.end as u32,
+                                vector: c.vector,
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            None => docs
+                .iter()
+                .map(|d| {
+                    let v = d.vector.clone().expect("validated above");
+                    let end = d.text.as_ref().map_or(0, |t| t.len() as u32);
+                    vec![VectorRecord {
+                        doc_id: String::new(),
+                        chunk_index: 0,
+                        start: 0,
+                        end,
+                        vector: v,
+                    }]
+                })
+                .collect(),
+        };
+        Ok(docs
+            .into_iter()
+            .zip(chunked)
+            .map(|(d, mut chunks)| {
+                let id = d.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                for c in &mut chunks {
+                    c.doc_id = id.clone();
+                }
+                PreparedDoc {
+                    id,
+                    text: d.text,
+                    metadata: d.metadata.unwrap_or(Value::Object(Default::default())),
+                    chunks,
+                }
+            })
+            .collect())
+    }
+
+    pub fn get_document(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
+        let coll = self.collection(name)?;
+        let rec: DocumentRecord = self
+            .storage
+            .get_document(name, id)?
+            .ok_or_else(|| Error::DocumentNotFound {
+                collection: name.to_string(),
+                id: id.to_string(),
+            })?;
+        let vectors = if with_vectors {
+            let mut out = Vec::with_capacity(rec.chunks.len());
+            for c in &rec.chunks {
+                if let Some(v) = self.storage.get_vector(&coll.config.name, *c)? {
+                    out.push(v.vector);
+                }
+            }
+            Some(out)
+        } else {
+            None
+        };
+        Ok(Document {
+            id: id.to_string(),
+            text: rec.text,
+            metadata: rec.metadata,
+            chunks: rec.chunks.len(),
+            vectors,
+        })
+    }
+
+    pub fn delete_document(&self, name: &str, id: &str) -> Result<()> {
+        let coll = self.collection(name)?;
+        let _writer = coll.write_lock.lock().expect("lock");
+        if !coll.contains(id) {
+            return Err(Error::DocumentNotFound {
+                collection: name.to_string(),
+                id: id.to_string(),
+            });
+        }
+        let mut batch = self.storage.batch();
+        for c in coll.chunks_of(id) {
+            self.storage.delete_vector(&mut batch, name, c);
+        }
+        self.storage.delete_document(&mut batch, name, id);
+        let synced = coll.config.durability == crate::collection::Durability::Sync;
+        self.storage.commit(batch, synced)?;
+        coll.apply_delete(id);
+        coll.maybe_compact(&self.storage)?;
+        Ok(())
+    }
+
+    /// Nearest documents to a text or vector query. A document's score is its
+    /// best chunk's score.
+    pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
+        let started = Instant::now();
+        let coll = self.collection(name)?;
+        let cfg = &coll.config;
+        let k = req.k.unwrap_or(10);
+        validate::top_k(k, &self.limits)?;
+        let ef = req.ef.unwrap_or(cfg.ef_search);
+        check(LimitKind::Ef, ef, self.limits.max_ef)?;
+        let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
+        let query = match (&req.text, &req.vector, &cfg.embedder) {
+            (Some(_), Some(_), _) => {
+                return Err(Error::invalid("query", "send either 'text' or 'vector', not both"))
+            }
+            (Some(t), None, Some(e)) => {
+                validate::text("text", t, &self.limits)?;
+                self.encoder(e)?.embed(&[t.as_str()])?.remove(0)
+            }
+            (Some(_), None, None) => {
+                return Err(Error::invalid(
+                    "text",
+                    format!("collection '{name}' has no embedder; query it with a vector"),
+                ))
+            }
+            (None, Some(v), _) => {
+                validate::vector("vector", name, v, cfg.dimension, cfg.distance)?;
+                v.clone()
+            }
+            (None, None, _) => return Err(Error::invalid("query", "send 'text' or 'vector'")),
+        };
+
+        let index = coll.index();
+        // Ask for enough chunks to fill k distinct documents.
+        let want = ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
+        let ranked: Vec<(u64, f32, Arc<str>)> = coll.with_chunks(|chunks| {
+            let keep = |id: u64| match (&filter, chunks.get(&id)) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(f), Some(doc)) => f.matches(&doc.metadata),
+            };
+            let found = index.search_filtered(&query, want, ef.max(want), &keep);
+            let mut seen = std::collections::HashSet::new();
+            found
+                .into_iter()
+                .filter_map(|(id, score)| {
+                    let doc = chunks.get(&id)?;
+                    seen.insert(doc.id.clone()).then(|| (id, score, doc.id.clone()))
+                })
+                .take(k)
+                .collect()
+        });
+
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (chunk_id, score, doc_id) in ranked {
+            let Some(chunk) = self.storage.get_vector(name, chunk_id)? else {
+                continue; // deleted between the search and now
+            };
+            let needs_doc = req.includes(Include::Text) || req.includes(Include::Metadata);
+            let rec: Option<DocumentRecord> = if needs_doc {
+                self.storage.get_document(name, &doc_id)?
+            } else {
+                None
+            };
+            hits.push(Hit {
+                id: doc_id.to_string(),
+                score,
+                chunk: ChunkSpan {
+                    index: chunk.chunk_index,
+                    start: chunk.start,
+                    end: chunk.end,
+                },
+                text: rec
+                    .as_ref()
+                    .filter(|_| req.includes(Include::Text))
+                    .and_then(|r| r.text.clone()),
+                metadata: rec
+                    .filter(|_| req.includes(Include::Metadata))
+                    .map(|r| r.metadata),
+                vector: req.includes(Include::Vector).then_some(chunk.vector),
+            });
+        }
+        Ok(QueryResponse {
+            hits,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// Embeds texts with the named encoder (default MiniLM), one vector per text.
+    pub fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse> {
+        if req.texts.is_empty() {
+            return Err(Error::invalid("texts", "send at least one text"));
+        }
+        check(LimitKind::BatchSize, req.texts.len(), self.limits.max_batch)?;
+        for (i, t) in req.texts.iter().enumerate() {
+            validate::text(&format!("texts[{i}]"), t, &self.limits)?;
+        }
+        let model = req.model.as_deref().unwrap_or(DEFAULT_EMBEDDER);
+        let encoder = self.encoder(model)?;
+        let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+        Ok(EmbedResponse {
+            model: model.to_string(),
+            dimension: encoder.dim(),
+            vectors: encoder.embed(&texts)?,
+        })
+    }
+
+    /// A consistent backup of the whole database into `dir` (which must not exist).
+    pub fn backup(&self, dir: &Path) -> Result<()> {
+        if dir.exists() {
+            return Err(Error::invalid(
+                "path",
+                format!("{} already exists; choose a new directory", dir.display()),
+            ));
+        }
+        self.storage.checkpoint(dir)
+    }
+}
+
+fn info(coll: &Collection) -> CollectionInfo {
+    let index = coll.index();
+    let vectors = index.len();
+    CollectionInfo {
+        config: coll.config.clone(),
+        documents: coll.document_count(),
+        vectors,
+        vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+        note: (coll.config.durability == crate::collection::Durability::Fast).then(|| {
+            "durability is 'fast': writes are acknowledged before the disk sync and the last ones can be lost on power failure".to_string()
+        }),
+    }
+}

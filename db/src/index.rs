@@ -1,0 +1,321 @@
+//! The in-memory approximate nearest-neighbour index of one collection: an
+//! hnsw_rs graph whose distance calls go through Engram's own SIMD kernels.
+//!
+//! hnsw_rs has no delete, so removals are tombstones filtered out during the
+//! search; the owner rebuilds the index when tombstones pile up. The graph is
+//! derived data: RocksDB is the source of truth and the index is rebuilt from it
+//! at start-up, so a crash can never leave it ahead of or behind the store.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+use serde::{Deserialize, Serialize};
+
+/// How two vectors are compared. Scores returned by searches follow the metric:
+/// cosine similarity and dot product (higher is nearer), euclidean distance
+/// (lower is nearer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    #[default]
+    Cosine,
+    Dot,
+    Euclidean,
+}
+
+impl Metric {
+    /// Turns the graph's internal distance back into the score users see.
+    fn score(self, distance: f32) -> f32 {
+        match self {
+            Metric::Cosine => 1.0 - distance,
+            Metric::Dot => {
+                if distance >= 1.0 {
+                    1.0 - distance
+                } else {
+                    1.0 / distance - 1.0
+                }
+            }
+            Metric::Euclidean => distance.sqrt(),
+        }
+    }
+}
+
+/// The graph's distance: non-negative and never NaN (hnsw_rs asserts both),
+/// monotone in the metric. Cosine runs on normalised vectors as 1 - dot; dot
+/// product is mapped through a positive decreasing function of the dot;
+/// euclidean skips the square root, which does not change the order.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelDistance(Metric);
+
+impl Distance<f32> for KernelDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        match self.0 {
+            Metric::Cosine => (1.0 - engram_kernels::dot(a, b)).max(0.0),
+            Metric::Dot => {
+                let d = engram_kernels::dot(a, b);
+                if d <= 0.0 {
+                    1.0 - d
+                } else {
+                    1.0 / (1.0 + d)
+                }
+            }
+            Metric::Euclidean => engram_kernels::l2_squared(a, b),
+        }
+    }
+}
+
+/// Graph construction parameters (HNSW's M and ef_construction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IndexParams {
+    /// Links per node; more links give higher recall for more memory and build time.
+    pub m: usize,
+    /// Search breadth while building; higher gives a better graph, built slower.
+    pub ef_construction: usize,
+}
+
+impl Default for IndexParams {
+    fn default() -> Self {
+        IndexParams {
+            m: 16,
+            ef_construction: 200,
+        }
+    }
+}
+
+/// hnsw_rs only supports dumping graphs built with 16 layers, so build them so.
+const MAX_LAYER: usize = 16;
+
+/// One collection's HNSW graph plus its tombstones.
+pub struct VectorIndex {
+    dim: usize,
+    metric: Metric,
+    params: IndexParams,
+    graph: Hnsw<'static, f32, KernelDistance>,
+    tombstones: RwLock<HashSet<usize>>,
+    inserted: AtomicUsize,
+}
+
+impl VectorIndex {
+    pub fn new(dim: usize, metric: Metric, params: IndexParams, capacity: usize) -> Self {
+        let m = params.m.clamp(2, 128);
+        let graph = Hnsw::new(
+            m,
+            capacity.max(1024),
+            MAX_LAYER,
+            params.ef_construction.max(m),
+            KernelDistance(metric),
+        );
+        VectorIndex {
+            dim,
+            metric,
+            params,
+            graph,
+            tombstones: RwLock::new(HashSet::new()),
+            inserted: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    pub fn params(&self) -> IndexParams {
+        self.params
+    }
+
+    /// Vectors as the graph stores them: cosine vectors normalised so the kernel
+    /// is a plain dot product.
+    fn prepare(&self, v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        if self.metric == Metric::Cosine {
+            engram_kernels::normalize(&mut v);
+        }
+        v
+    }
+
+    /// Inserts vectors in parallel (hnsw_rs uses every core). Callers validate
+    /// that vectors are finite and of the right dimension before they get here.
+    pub fn insert_batch(&self, items: &[(u64, &[f32])]) {
+        if items.is_empty() {
+            return;
+        }
+        let prepared: Vec<Vec<f32>> = items.iter().map(|(_, v)| self.prepare(v)).collect();
+        let refs: Vec<(&Vec<f32>, usize)> = prepared
+            .iter()
+            .zip(items)
+            .map(|(v, (id, _))| (v, *id as usize))
+            .collect();
+        if refs.len() == 1 {
+            self.graph.insert((refs[0].0.as_slice(), refs[0].1));
+        } else {
+            self.graph.parallel_insert(&refs);
+        }
+        self.inserted.fetch_add(items.len(), Ordering::Relaxed);
+    }
+
+    /// Marks ids as deleted; they stay in the graph (as routing nodes) until the
+    /// next rebuild but are never returned.
+    pub fn remove(&self, ids: &[u64]) {
+        let mut t = self.tombstones.write().expect("tombstone lock poisoned");
+        for id in ids {
+            t.insert(*id as usize);
+        }
+    }
+
+    /// Live (not deleted) vectors.
+    pub fn len(&self) -> usize {
+        let dead = self.tombstones.read().expect("tombstone lock poisoned").len();
+        self.inserted.load(Ordering::Relaxed).saturating_sub(dead)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Deleted vectors still in the graph: the owner rebuilds when this grows.
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones.read().expect("tombstone lock poisoned").len()
+    }
+
+    /// The k nearest live vectors as (id, score), best first.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+        self.search_inner(query, k, ef, None)
+    }
+
+    /// Like `search`, keeping only ids the predicate accepts. The predicate runs
+    /// inside the graph walk, so a selective filter still yields k results when
+    /// enough matching vectors are reachable.
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &dyn Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
+        self.search_inner(query, k, ef, Some(keep))
+    }
+
+    fn search_inner(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: Option<&dyn Fn(u64) -> bool>,
+    ) -> Vec<(u64, f32)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let q = self.prepare(query);
+        let tombstones = self.tombstones.read().expect("tombstone lock poisoned");
+        let ef = ef.max(k);
+        let found = if tombstones.is_empty() && keep.is_none() {
+            self.graph.search(&q, k, ef)
+        } else {
+            let filter = |id: &usize| !tombstones.contains(id) && keep.is_none_or(|f| f(*id as u64));
+            self.graph.search_filter(&q, k, ef, Some(&filter))
+        };
+        found
+            .into_iter()
+            .map(|n| (n.d_id as u64, self.metric.score(n.distance)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect())
+            .collect()
+    }
+
+    fn brute_force(data: &[Vec<f32>], q: &[f32], k: usize, metric: Metric) -> Vec<u64> {
+        let mut scored: Vec<(u64, f32)> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let d = KernelDistance(metric).eval(&normalized(v, metric), &normalized(q, metric));
+                (i as u64, d)
+            })
+            .collect();
+        scored.sort_by(|a, b| a.1.total_cmp(&b.1));
+        scored.into_iter().take(k).map(|(i, _)| i).collect()
+    }
+
+    fn normalized(v: &[f32], metric: Metric) -> Vec<f32> {
+        let mut v = v.to_vec();
+        if metric == Metric::Cosine {
+            engram_kernels::normalize(&mut v);
+        }
+        v
+    }
+
+    #[test]
+    fn recall_is_high_for_every_metric() {
+        for metric in [Metric::Cosine, Metric::Dot, Metric::Euclidean] {
+            let data = random_vectors(2000, 24, 7);
+            let index = VectorIndex::new(24, metric, IndexParams::default(), 2000);
+            let items: Vec<(u64, &[f32])> = data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u64, v.as_slice()))
+                .collect();
+            index.insert_batch(&items);
+            let queries = random_vectors(50, 24, 8);
+            let mut hits = 0;
+            for q in &queries {
+                let truth = brute_force(&data, q, 10, metric);
+                let got: Vec<u64> = index.search(q, 10, 100).into_iter().map(|h| h.0).collect();
+                hits += truth.iter().filter(|t| got.contains(t)).count();
+            }
+            let recall = hits as f64 / (queries.len() * 10) as f64;
+            assert!(recall > 0.9, "{metric:?} recall {recall}");
+        }
+    }
+
+    #[test]
+    fn scores_follow_the_metric() {
+        let index = VectorIndex::new(2, Metric::Dot, IndexParams::default(), 4);
+        index.insert_batch(&[(1, &[2.0, 0.0]), (2, &[-1.0, 0.0]), (3, &[0.5, 0.0])]);
+        let hits = index.search(&[1.0, 0.0], 3, 10);
+        let ids: Vec<u64> = hits.iter().map(|h| h.0).collect();
+        assert_eq!(ids, vec![1, 3, 2]);
+        assert!((hits[0].1 - 2.0).abs() < 1e-5, "{hits:?}");
+        assert!((hits[2].1 + 1.0).abs() < 1e-5, "{hits:?}");
+
+        let index = VectorIndex::new(2, Metric::Euclidean, IndexParams::default(), 4);
+        index.insert_batch(&[(1, &[3.0, 4.0])]);
+        let hits = index.search(&[0.0, 0.0], 1, 10);
+        assert!((hits[0].1 - 5.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn tombstones_and_filters_hide_vectors() {
+        let data = random_vectors(300, 8, 1);
+        let index = VectorIndex::new(8, Metric::Cosine, IndexParams::default(), 300);
+        let items: Vec<(u64, &[f32])> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64, v.as_slice()))
+            .collect();
+        index.insert_batch(&items);
+        let top = index.search(&data[5], 1, 50);
+        assert_eq!(top[0].0, 5);
+        index.remove(&[5]);
+        assert_eq!(index.len(), 299);
+        assert!(index.search(&data[5], 10, 50).iter().all(|h| h.0 != 5));
+        let even = index.search_filtered(&data[5], 10, 100, &|id| id % 2 == 0);
+        assert_eq!(even.len(), 10);
+        assert!(even.iter().all(|h| h.0 % 2 == 0));
+    }
+}

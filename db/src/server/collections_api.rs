@@ -1,0 +1,76 @@
+//! `/collections` and `/collections/{name}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+
+use super::auth::{Caller, Scope};
+use super::error::{ApiError, ApiResult};
+use super::extract::blocking;
+use super::AppState;
+use crate::api_types::{CollectionInfo, CreateCollection};
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CollectionList {
+    pub collections: Vec<CollectionInfo>,
+}
+
+/// Create a collection (an empty body gives a MiniLM text collection).
+#[utoipa::path(put, path = "/collections/{name}", request_body(content = CreateCollection, description = "optional"),
+    params(("name" = String, Path, description = "1-64 of A-Z a-z 0-9 _ -")),
+    responses((status = 200, body = CollectionInfo), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<CollectionInfo>> {
+    caller.require(Scope::Write)?;
+    let req: CreateCollection = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateCollection::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the collection settings are not valid: {e}"),
+            )
+        })?
+    };
+    Ok(Json(blocking(&state, move |e| e.create_collection(&name, req)).await?))
+}
+
+#[utoipa::path(get, path = "/collections", responses((status = 200, body = CollectionList)))]
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<CollectionList>> {
+    caller.require(Scope::Read)?;
+    let collections = state.engine.list_collections();
+    Ok(Json(CollectionList { collections }))
+}
+
+#[utoipa::path(get, path = "/collections/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = CollectionInfo), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<CollectionInfo>> {
+    caller.require(Scope::Read)?;
+    Ok(Json(state.engine.collection_info(&name)?))
+}
+
+/// Delete a collection and all its documents (admin).
+#[utoipa::path(delete, path = "/collections/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Admin)?;
+    blocking(&state, move |e| e.delete_collection(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

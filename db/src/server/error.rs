@@ -1,0 +1,111 @@
+//! The one place where domain errors become HTTP statuses, and the one JSON
+//! error shape: `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. "collection_not_found".
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use engram_embedder::Error as E;
+        let (status, code) = match &e {
+            Error::CollectionNotFound(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
+            Error::DocumentNotFound { .. } => (StatusCode::NOT_FOUND, "document_not_found"),
+            Error::CollectionExists(_) => (StatusCode::CONFLICT, "collection_exists"),
+            Error::InvalidCollectionName(_) => (StatusCode::BAD_REQUEST, "invalid_collection_name"),
+            Error::WrongDimension { .. } => (StatusCode::BAD_REQUEST, "wrong_dimension"),
+            Error::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Error::LimitExceeded { .. } => (StatusCode::BAD_REQUEST, "limit_exceeded"),
+            Error::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
+            Error::Embedder(E::EmptyText { .. }) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Error::Embedder(E::UnsupportedModel(_)) => (StatusCode::BAD_REQUEST, "unsupported_model"),
+            Error::Embedder(E::ModelUnavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+            }
+            Error::Embedder(_) => (StatusCode::INTERNAL_SERVER_ERROR, "embedder_error"),
+            Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_json",
+        };
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "request body is too large; split the batch into smaller requests".to_string()
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "send the body as JSON with 'Content-Type: application/json'".to_string()
+            }
+            _ => format!("the request body is not valid JSON for this endpoint: {}", r.body_text()),
+        };
+        // Invalid JSON is a 400 whatever axum's finer distinction (422 for a
+        // type mismatch): both mean "fix the body".
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

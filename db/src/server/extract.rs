@@ -1,0 +1,51 @@
+//! Request plumbing shared by every handler: a JSON extractor whose failures
+//! use the one error shape, and a helper that runs blocking store work off the
+//! async runtime.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+use crate::engine::Engine;
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, body too large)
+/// become `ApiError`s.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// Runs store work (embedding, fsync) on the blocking pool.
+pub async fn blocking<T, F>(state: &Arc<AppState>, work: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> crate::error::Result<T> + Send + 'static,
+{
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state.engine))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "worker task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request's worker failed; see the server log",
+            )
+        })?
+        .map_err(ApiError::from)
+}

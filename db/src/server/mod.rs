@@ -1,0 +1,147 @@
+//! The HTTP layer: routing, auth, limits and metrics around the engine. Handlers
+//! only translate between HTTP and `Engine` calls; one file per resource.
+
+mod auth;
+mod collections_api;
+mod documents_api;
+pub mod error;
+mod extract;
+mod metrics;
+mod query_api;
+mod system_api;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use utoipa::OpenApi;
+
+pub use auth::{parse_keys, ApiKey, Scope};
+pub use system_api::{BackupRequest, BackupResponse};
+
+use crate::engine::Engine;
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    keys: auth::KeyRing,
+    metrics: metrics::Metrics,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Engram", description = "A vector database for RAG: text in, nearest documents out."),
+    paths(
+        collections_api::create, collections_api::list, collections_api::get, collections_api::delete,
+        documents_api::upsert, documents_api::get, documents_api::delete,
+        query_api::query, query_api::embed,
+        system_api::healthz, system_api::metrics, system_api::backup,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail))
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 document, generated from the handlers' types.
+pub fn openapi_doc() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Assembles the server: `ServerBuilder::new(engine).with_keys(..).router()`.
+pub struct ServerBuilder {
+    engine: Arc<Engine>,
+    keys: Vec<ApiKey>,
+}
+
+impl ServerBuilder {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        ServerBuilder {
+            engine,
+            keys: Vec::new(),
+        }
+    }
+
+    pub fn with_keys(mut self, keys: Vec<ApiKey>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    pub fn router(self) -> Router {
+        let body_limit = self.engine.limits().max_body_bytes;
+        let state = Arc::new(AppState {
+            engine: self.engine,
+            keys: auth::KeyRing::new(&self.keys),
+            metrics: metrics::Metrics::new(),
+        });
+        Router::new()
+            .route("/collections", get(collections_api::list))
+            .route(
+                "/collections/{name}",
+                put(collections_api::create)
+                    .get(collections_api::get)
+                    .delete(collections_api::delete),
+            )
+            .route("/collections/{name}/documents", post(documents_api::upsert))
+            .route(
+                "/collections/{name}/documents/{id}",
+                get(documents_api::get).delete(documents_api::delete),
+            )
+            .route("/collections/{name}/query", post(query_api::query))
+            .route("/embed", post(query_api::embed))
+            .route("/admin/backup", post(system_api::backup))
+            .route("/healthz", get(system_api::healthz))
+            .route("/metrics", get(system_api::metrics))
+            .route("/openapi.json", get(system_api::openapi))
+            .fallback(|| async {
+                error::ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint; see GET /openapi.json",
+                )
+            })
+            .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+            .layer(DefaultBodyLimit::max(body_limit))
+            .with_state(state)
+    }
+
+    /// Binds and serves until Ctrl-C / SIGTERM. With no API keys the server
+    /// refuses to listen beyond loopback.
+    pub async fn serve(self, addr: SocketAddr) -> anyhow::Result<()> {
+        let open = self.keys.is_empty();
+        let addr = if open && !addr.ip().is_loopback() {
+            tracing::warn!(
+                requested = %addr,
+                "no API keys are configured, so Engram listens on 127.0.0.1 only; set ENGRAM_API_KEYS=KEY:SCOPE,... to serve other hosts"
+            );
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        if open {
+            tracing::warn!("no API keys configured: every local caller has the admin scope");
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(address = %listener.local_addr()?, "Engram is serving");
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,43 @@
+//! `/collections/{name}/query` and `/embed`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::auth::{Caller, Scope};
+use super::error::ApiResult;
+use super::extract::{blocking, ApiJson};
+use super::AppState;
+use crate::api_types::{EmbedRequest, EmbedResponse, Include, QueryRequest, QueryResponse};
+
+/// Nearest documents to a text or a vector, with optional metadata filter.
+#[utoipa::path(post, path = "/collections/{name}/query", request_body = QueryRequest,
+    params(("name" = String, Path)),
+    responses((status = 200, body = QueryResponse), (status = 400, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> ApiResult<Json<QueryResponse>> {
+    caller.require(Scope::Read)?;
+    if req.includes(Include::Vector) {
+        // Raw vectors can be inverted back into text.
+        caller.require(Scope::Write)?;
+    }
+    Ok(Json(blocking(&state, move |e| e.query(&name, &req)).await?))
+}
+
+/// Embed texts with the server's encoder (one vector per text, truncated to 256 tokens).
+#[utoipa::path(post, path = "/embed", request_body = EmbedRequest,
+    responses((status = 200, body = EmbedResponse), (status = 400, body = super::error::ErrorBody)))]
+pub async fn embed(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<EmbedRequest>,
+) -> ApiResult<Json<EmbedResponse>> {
+    caller.require(Scope::Read)?;
+    Ok(Json(blocking(&state, move |e| e.embed(&req)).await?))
+}

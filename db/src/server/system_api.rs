@@ -1,0 +1,77 @@
+//! Health, metrics, the OpenAPI document and backups.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Caller, Scope};
+use super::error::ApiResult;
+use super::extract::{blocking, ApiJson};
+use super::AppState;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub collections: usize,
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        collections: state.engine.list_collections().len(),
+    })
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let collections = state.engine.list_collections();
+    let mut gauges = Vec::new();
+    for c in &collections {
+        let labels = format!("{{collection=\"{}\"}}", c.config.name);
+        gauges.push(("engram_collection_documents", "Documents per collection.", labels.clone(), c.documents as f64));
+        gauges.push(("engram_collection_vectors", "Live vectors per collection.", labels, c.vectors as f64));
+    }
+    gauges.sort_by(|a, b| a.0.cmp(b.0));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&gauges),
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::openapi_doc())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// A directory on the server's machine that does not exist yet.
+    pub path: String,
+}
+
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BackupResponse {
+    pub path: String,
+}
+
+/// A consistent online backup (RocksDB checkpoint); restore it with `engram restore`.
+#[utoipa::path(post, path = "/admin/backup", request_body = BackupRequest,
+    responses((status = 200, body = BackupResponse), (status = 400, body = super::error::ErrorBody)))]
+pub async fn backup(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<BackupRequest>,
+) -> ApiResult<Json<BackupResponse>> {
+    caller.require(Scope::Admin)?;
+    let path = PathBuf::from(&req.path);
+    blocking(&state, move |e| e.backup(&path)).await?;
+    Ok(Json(BackupResponse { path: req.path }))
+}

@@ -1,0 +1,356 @@
+//! RocksDB, the source of truth. Every write is one atomic `WriteBatch`; a write
+//! is acknowledged only after RocksDB has synced its WAL (unless the collection
+//! chose `durability: fast`), so an acknowledged write survives `kill -9`.
+//!
+//! Layout, one column family per kind of record:
+//! - `collections`: name -> collection config (JSON)
+//! - `documents`:   name \0 doc id -> document record (JSON: text, metadata, chunk ids)
+//! - `vectors`:     name \0 chunk id (u64 big-endian) -> vector record (binary)
+//! - `meta`:        "seq" -> the last sequence number used (u64 big-endian)
+
+use std::path::Path;
+
+use rocksdb::{
+    checkpoint::Checkpoint, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+
+const CF_COLLECTIONS: &str = "collections";
+const CF_DOCUMENTS: &str = "documents";
+const CF_VECTORS: &str = "vectors";
+const CF_META: &str = "meta";
+const SEQ_KEY: &[u8] = b"seq";
+
+/// One stored chunk vector and the document it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorRecord {
+    pub doc_id: String,
+    pub chunk_index: u32,
+    pub start: u32,
+    pub end: u32,
+    pub vector: Vec<f32>,
+}
+
+impl VectorRecord {
+    fn encode(&self) -> Vec<u8> {
+        let id = self.doc_id.as_bytes();
+        let mut out = Vec::with_capacity(16 + id.len() + 4 * self.vector.len());
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(id);
+        for x in [self.chunk_index, self.start, self.end] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        for x in &self.vector {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let corrupt = || Error::Corrupt("vector record is truncated".into());
+        let u32_at = |at: usize| -> Result<u32> {
+            let b = bytes.get(at..at + 4).ok_or_else(corrupt)?;
+            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        let id_len = u32_at(0)? as usize;
+        let id = bytes.get(4..4 + id_len).ok_or_else(corrupt)?;
+        let doc_id = String::from_utf8(id.to_vec())
+            .map_err(|_| Error::Corrupt("vector record has a non-UTF-8 document id".into()))?;
+        let at = 4 + id_len;
+        let (chunk_index, start, end) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
+        let floats = &bytes[at + 12..];
+        if floats.len() % 4 != 0 {
+            return Err(corrupt());
+        }
+        let vector = floats
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        Ok(VectorRecord {
+            doc_id,
+            chunk_index,
+            start,
+            end,
+            vector,
+        })
+    }
+}
+
+/// Key of a record inside a collection: the name, a NUL, then the record key.
+/// Collection names never contain NUL, so prefixes never collide.
+fn key(collection: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(collection.len() + 1 + rest.len());
+    k.extend_from_slice(collection.as_bytes());
+    k.push(0);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// [start, end) covering every key of one collection.
+fn collection_range(collection: &str) -> (Vec<u8>, Vec<u8>) {
+    let start = key(collection, b"");
+    let mut end = collection.as_bytes().to_vec();
+    end.push(1);
+    (start, end)
+}
+
+/// The store's handle on RocksDB.
+pub struct Storage {
+    db: DB,
+}
+
+/// A batch of changes committed atomically by `Storage::commit`.
+pub struct Batch {
+    inner: WriteBatch,
+}
+
+impl Storage {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let cfs = [CF_COLLECTIONS, CF_DOCUMENTS, CF_VECTORS, CF_META]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Storage { db })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    pub fn batch(&self) -> Batch {
+        Batch {
+            inner: WriteBatch::default(),
+        }
+    }
+
+    /// Writes the batch atomically. With `sync`, returns only once the WAL is on
+    /// disk; that is what makes an acknowledged write survive a crash.
+    pub fn commit(&self, batch: Batch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch.inner, &opts)?;
+        Ok(())
+    }
+
+    pub fn last_seq(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), SEQ_KEY)?
+            .map(|b| u64::from_be_bytes(b.as_slice().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
+    }
+
+    pub fn put_seq(&self, batch: &mut Batch, seq: u64) {
+        batch
+            .inner
+            .put_cf(self.cf(CF_META), SEQ_KEY, seq.to_be_bytes());
+    }
+
+    pub fn put_collection<T: Serialize>(&self, batch: &mut Batch, name: &str, config: &T) {
+        let json = serde_json::to_vec(config).expect("configs serialise");
+        batch.inner.put_cf(self.cf(CF_COLLECTIONS), name, json);
+    }
+
+    /// Removes a collection and every record in it, in the same batch.
+    pub fn delete_collection(&self, batch: &mut Batch, name: &str) {
+        batch.inner.delete_cf(self.cf(CF_COLLECTIONS), name);
+        let (start, end) = collection_range(name);
+        for cf in [CF_DOCUMENTS, CF_VECTORS] {
+            batch.inner.delete_range_cf(self.cf(cf), &start, &end);
+        }
+    }
+
+    pub fn collections<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_COLLECTIONS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let name = String::from_utf8(k.to_vec())
+                .map_err(|_| Error::Corrupt("collection name is not UTF-8".into()))?;
+            out.push((name, decode_json(&v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn put_document<T: Serialize>(&self, batch: &mut Batch, coll: &str, id: &str, doc: &T) {
+        let json = serde_json::to_vec(doc).expect("documents serialise");
+        batch
+            .inner
+            .put_cf(self.cf(CF_DOCUMENTS), key(coll, id.as_bytes()), json);
+    }
+
+    pub fn delete_document(&self, batch: &mut Batch, coll: &str, id: &str) {
+        batch
+            .inner
+            .delete_cf(self.cf(CF_DOCUMENTS), key(coll, id.as_bytes()));
+    }
+
+    pub fn get_document<T: DeserializeOwned>(&self, coll: &str, id: &str) -> Result<Option<T>> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_DOCUMENTS), key(coll, id.as_bytes()))?
+        {
+            Some(v) => Ok(Some(decode_json(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_vector(&self, batch: &mut Batch, coll: &str, chunk_id: u64, rec: &VectorRecord) {
+        batch.inner.put_cf(
+            self.cf(CF_VECTORS),
+            key(coll, &chunk_id.to_be_bytes()),
+            rec.encode(),
+        );
+    }
+
+    pub fn delete_vector(&self, batch: &mut Batch, coll: &str, chunk_id: u64) {
+        batch
+            .inner
+            .delete_cf(self.cf(CF_VECTORS), key(coll, &chunk_id.to_be_bytes()));
+    }
+
+    pub fn get_vector(&self, coll: &str, chunk_id: u64) -> Result<Option<VectorRecord>> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_VECTORS), key(coll, &chunk_id.to_be_bytes()))?
+        {
+            Some(v) => Ok(Some(VectorRecord::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every document of a collection, in key order (used at start-up).
+    pub fn scan_documents<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        mut each: impl FnMut(String, T) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(CF_DOCUMENTS, coll, |rest, v| {
+            let id = String::from_utf8(rest.to_vec())
+                .map_err(|_| Error::Corrupt("document id is not UTF-8".into()))?;
+            each(id, decode_json(v)?)
+        })
+    }
+
+    /// Every chunk vector of a collection (used to rebuild the index).
+    pub fn scan_vectors(
+        &self,
+        coll: &str,
+        mut each: impl FnMut(u64, VectorRecord) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(CF_VECTORS, coll, |rest, v| {
+            let id: [u8; 8] = rest
+                .try_into()
+                .map_err(|_| Error::Corrupt("chunk key is not 8 bytes".into()))?;
+            each(u64::from_be_bytes(id), VectorRecord::decode(v)?)
+        })
+    }
+
+    fn scan(
+        &self,
+        cf: &str,
+        coll: &str,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (start, end) = collection_range(coll);
+        let iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if k.as_ref() >= end.as_slice() {
+                break;
+            }
+            each(&k[start.len()..], &v)?;
+        }
+        Ok(())
+    }
+
+    /// A consistent copy of the whole database in `dir` (hard links where the
+    /// file system allows), safe to take while the server is writing.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("bad JSON record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_records_round_trip() {
+        let rec = VectorRecord {
+            doc_id: "döc-1".into(),
+            chunk_index: 3,
+            start: 10,
+            end: 99,
+            vector: vec![0.5, -1.25, f32::MIN_POSITIVE],
+        };
+        assert_eq!(VectorRecord::decode(&rec.encode()).unwrap(), rec);
+        assert!(VectorRecord::decode(&rec.encode()[..5]).is_err());
+    }
+
+    #[test]
+    fn collections_are_isolated_and_deleted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let mut b = s.batch();
+        for coll in ["a", "ab"] {
+            s.put_collection(&mut b, coll, &serde_json::json!({"n": coll}));
+            s.put_document(&mut b, coll, "x", &serde_json::json!({"t": 1}));
+            let rec = VectorRecord {
+                doc_id: "x".into(),
+                chunk_index: 0,
+                start: 0,
+                end: 0,
+                vector: vec![1.0],
+            };
+            s.put_vector(&mut b, coll, 7, &rec);
+        }
+        s.put_seq(&mut b, 42);
+        s.commit(b, true).unwrap();
+        assert_eq!(s.last_seq().unwrap(), 42);
+
+        let mut b = s.batch();
+        s.delete_collection(&mut b, "a");
+        s.commit(b, true).unwrap();
+        let names: Vec<String> = s
+            .collections::<serde_json::Value>()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(names, vec!["ab"]);
+        let mut n = 0;
+        s.scan_vectors("a", |_, _| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 0);
+        s.scan_vectors("ab", |id, _| {
+            assert_eq!(id, 7);
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        assert!(s.get_document::<serde_json::Value>("ab", "x").unwrap().is_some());
+    }
+}

