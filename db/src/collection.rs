@@ -64,8 +64,8 @@ const REBUILD_MIN_TOMBSTONES: usize = 1024;
 pub struct Collection {
     pub config: CollectionConfig,
     index: RwLock<Arc<VectorIndex>>,
-    /// document id -> its chunk ids and metadata
-    docs: RwLock<HashMap<Arc<str>, (Vec<u64>, Arc<DocRef>)>>,
+    /// document id -> its chunk ids
+    docs: RwLock<HashMap<Arc<str>, Vec<u64>>>,
     /// chunk id -> its document
     chunks: RwLock<HashMap<u64, Arc<DocRef>>>,
     /// Serialises writers of this collection so an upsert's read of the old
@@ -105,7 +105,7 @@ impl Collection {
                 for c in &rec.chunks {
                     chunks.insert(*c, doc.clone());
                 }
-                docs.insert(doc.id.clone(), (rec.chunks, doc));
+                docs.insert(doc.id.clone(), rec.chunks);
                 Ok(())
             })?;
         }
@@ -146,7 +146,7 @@ impl Collection {
             .read()
             .expect("lock")
             .get(id)
-            .map(|(c, _)| c.clone())
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -168,9 +168,9 @@ impl Collection {
             for c in &ids {
                 chunks.insert(*c, doc.clone());
             }
-            let old = docs.insert(doc.id.clone(), (ids, doc));
-            if let Some((old_chunks, _)) = &old {
-                for c in old_chunks {
+            let old = docs.insert(doc.id.clone(), ids);
+            if let Some(old) = &old {
+                for c in old {
                     chunks.remove(c);
                 }
             }
@@ -179,21 +179,21 @@ impl Collection {
         let index = self.index();
         let items: Vec<(u64, &[f32])> = new_chunks.iter().map(|c| (c.id, c.vector)).collect();
         index.insert_batch(&items);
-        if let Some((old_chunks, _)) = old {
-            index.remove(&old_chunks);
+        if let Some(old) = old {
+            index.remove(&old);
         }
     }
 
     /// Applies a committed delete to memory.
     pub fn apply_delete(&self, id: &str) {
         let removed = self.docs.write().expect("lock").remove(id);
-        if let Some((old_chunks, _)) = removed {
+        if let Some(old) = removed {
             let mut chunks = self.chunks.write().expect("lock");
-            for c in &old_chunks {
+            for c in &old {
                 chunks.remove(c);
             }
             drop(chunks);
-            self.index().remove(&old_chunks);
+            self.index().remove(&old);
         }
     }
 

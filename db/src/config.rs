@@ -47,10 +47,12 @@ impl ServerConfig {
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
         let mut cfg = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-                toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("config file {} is invalid: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("config file {} is invalid: {e}", path.display())
+                })?
             }
             None => ServerConfig::default(),
         };

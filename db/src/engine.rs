@@ -24,7 +24,8 @@ use crate::validate;
 pub const DEFAULT_EMBEDDER: &str = "minilm";
 
 /// Loads text encoders on first use and shares them between collections.
-pub type EncoderLoader = dyn Fn(&str) -> engram_embedder::Result<Arc<dyn TextEncoder>> + Send + Sync;
+pub type EncoderLoader =
+    dyn Fn(&str) -> engram_embedder::Result<Arc<dyn TextEncoder>> + Send + Sync;
 
 /// The database: storage, every collection's live state, and the encoders.
 pub struct Engine {
@@ -51,7 +52,11 @@ impl Engine {
     }
 
     /// Like `open`, with a custom encoder loader (tests use tiny models).
-    pub fn open_with_loader(dir: &Path, limits: Limits, loader: Box<EncoderLoader>) -> Result<Self> {
+    pub fn open_with_loader(
+        dir: &Path,
+        limits: Limits,
+        loader: Box<EncoderLoader>,
+    ) -> Result<Self> {
         let started = Instant::now();
         let storage = Storage::open(dir)?;
         let mut seq = storage.last_seq()?;
@@ -132,7 +137,10 @@ impl Engine {
             }
             None => {
                 let d = req.dimension.ok_or_else(|| {
-                    Error::invalid("dimension", "a collection without an embedder needs a dimension")
+                    Error::invalid(
+                        "dimension",
+                        "a collection without an embedder needs a dimension",
+                    )
                 })?;
                 if d == 0 {
                     return Err(Error::invalid("dimension", "dimension must be at least 1"));
@@ -203,7 +211,10 @@ impl Engine {
     pub fn upsert(&self, name: &str, docs: Vec<DocumentInput>) -> Result<UpsertResponse> {
         let coll = self.collection(name)?;
         if docs.is_empty() {
-            return Err(Error::invalid("documents", "the batch is empty; send at least one document"));
+            return Err(Error::invalid(
+                "documents",
+                "the batch is empty; send at least one document",
+            ));
         }
         check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
         let prepared = self.prepare(&coll, docs)?;
@@ -234,7 +245,8 @@ impl Engine {
                 chunks: ids.clone(),
                 seq,
             };
-            self.storage.put_document(&mut batch, name, &doc.id, &record);
+            self.storage
+                .put_document(&mut batch, name, &doc.id, &record);
             replaced.insert(doc.id.as_str(), ids.clone());
             chunk_ids.push(ids);
         }
@@ -278,7 +290,10 @@ impl Engine {
                 (Some(e), _, Some(_)) => {
                     return Err(Error::invalid(
                         &what,
-                        format!("collection '{}' embeds text with '{e}'; send text, not a vector", cfg.name),
+                        format!(
+                            "collection '{}' embeds text with '{e}'; send text, not a vector",
+                            cfg.name
+                        ),
                     ))
                 }
                 (Some(_), None, None) => {
@@ -293,14 +308,20 @@ impl Engine {
                 (None, _, None) => {
                     return Err(Error::invalid(
                         &what,
-                        format!("collection '{}' stores your own vectors; send 'vector'", cfg.name),
+                        format!(
+                            "collection '{}' stores your own vectors; send 'vector'",
+                            cfg.name
+                        ),
                     ))
                 }
             }
         }
         let chunked: Vec<Vec<VectorRecord>> = match &cfg.embedder {
             Some(e) => {
-                let texts: Vec<&str> = docs.iter().map(|d| d.text.as_deref().unwrap_or("")).collect();
+                let texts: Vec<&str> = docs
+                    .iter()
+                    .map(|d| d.text.as_deref().unwrap_or(""))
+                    .collect();
                 let encoder = self.encoder(e)?;
                 encoder
                     .embed_chunked(&texts)?
@@ -354,13 +375,13 @@ impl Engine {
 
     pub fn get_document(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
         let coll = self.collection(name)?;
-        let rec: DocumentRecord = self
-            .storage
-            .get_document(name, id)?
-            .ok_or_else(|| Error::DocumentNotFound {
-                collection: name.to_string(),
-                id: id.to_string(),
-            })?;
+        let rec: DocumentRecord =
+            self.storage
+                .get_document(name, id)?
+                .ok_or_else(|| Error::DocumentNotFound {
+                    collection: name.to_string(),
+                    id: id.to_string(),
+                })?;
         let vectors = if with_vectors {
             let mut out = Vec::with_capacity(rec.chunks.len());
             for c in &rec.chunks {
@@ -415,7 +436,10 @@ impl Engine {
         let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
         let query = match (&req.text, &req.vector, &cfg.embedder) {
             (Some(_), Some(_), _) => {
-                return Err(Error::invalid("query", "send either 'text' or 'vector', not both"))
+                return Err(Error::invalid(
+                    "query",
+                    "send either 'text' or 'vector', not both",
+                ))
             }
             (Some(t), None, Some(e)) => {
                 validate::text("text", t, &self.limits)?;
@@ -436,7 +460,8 @@ impl Engine {
 
         let index = coll.index();
         // Ask for enough chunks to fill k distinct documents.
-        let want = ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
+        let want =
+            ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
         let ranked: Vec<(u64, f32, Arc<str>)> = coll.with_chunks(|chunks| {
             let keep = |id: u64| match (&filter, chunks.get(&id)) {
                 (_, None) => false,
@@ -449,7 +474,8 @@ impl Engine {
                 .into_iter()
                 .filter_map(|(id, score)| {
                     let doc = chunks.get(&id)?;
-                    seen.insert(doc.id.clone()).then(|| (id, score, doc.id.clone()))
+                    seen.insert(doc.id.clone())
+                        .then(|| (id, score, doc.id.clone()))
                 })
                 .take(k)
                 .collect()

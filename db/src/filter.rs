@@ -47,7 +47,8 @@ impl Filter {
                 "filter nests deeper than {MAX_DEPTH} levels"
             )));
         }
-        let bad = |why: &str| Error::InvalidFilter(format!("invalid filter ({why}); {FILTER_HELP}"));
+        let bad =
+            |why: &str| Error::InvalidFilter(format!("invalid filter ({why}); {FILTER_HELP}"));
         let obj = value.as_object().ok_or_else(|| bad("expected an object"))?;
         let list = |v: &Value| -> Result<Vec<Filter>> {
             let items = v.as_array().ok_or_else(|| bad("and/or take a list"))?;
@@ -83,12 +84,15 @@ impl Filter {
                 value: arg.clone(),
             }),
             "in" => {
-                let values = arg.as_array().ok_or_else(|| bad("'in' takes a list"))?.clone();
+                let values = arg
+                    .as_array()
+                    .ok_or_else(|| bad("'in' takes a list"))?
+                    .clone();
                 Ok(Filter::In { key, values })
             }
             "range" => {
-                let bounds: Range = serde_json::from_value(arg.clone())
-                    .map_err(|e| bad(&format!("range: {e}")))?;
+                let bounds: Range =
+                    serde_json::from_value(arg.clone()).map_err(|e| bad(&format!("range: {e}")))?;
                 if bounds == Range::default() {
                     return Err(bad("range needs at least one of gt, gte, lt, lte"));
                 }
@@ -153,11 +157,20 @@ mod tests {
         assert!(!check(json!({"key": "genre", "eq": "pop"}), m.clone()));
         assert!(check(json!({"key": "year", "eq": 1994.0}), m.clone()));
         assert!(check(json!({"key": "year", "in": [1, 1994]}), m.clone()));
-        assert!(check(json!({"key": "year", "range": {"gte": 1990, "lt": 2000}}), m.clone()));
-        assert!(!check(json!({"key": "year", "range": {"gt": 1994}}), m.clone()));
+        assert!(check(
+            json!({"key": "year", "range": {"gte": 1990, "lt": 2000}}),
+            m.clone()
+        ));
+        assert!(!check(
+            json!({"key": "year", "range": {"gt": 1994}}),
+            m.clone()
+        ));
         assert!(check(json!({"key": "author.name", "eq": "Ann"}), m.clone()));
         assert!(!check(json!({"key": "missing", "eq": 1}), m.clone()));
-        assert!(check(json!({"not": {"key": "missing", "eq": 1}}), m.clone()));
+        assert!(check(
+            json!({"not": {"key": "missing", "eq": 1}}),
+            m.clone()
+        ));
         assert!(check(
             json!({"and": [{"key": "genre", "eq": "rock"}, {"or": [{"key": "year", "eq": 1}, {"key": "tags", "in": ["x"]}]}]}),
             m

@@ -170,7 +170,11 @@ impl VectorIndex {
 
     /// Live (not deleted) vectors.
     pub fn len(&self) -> usize {
-        let dead = self.tombstones.read().expect("tombstone lock poisoned").len();
+        let dead = self
+            .tombstones
+            .read()
+            .expect("tombstone lock poisoned")
+            .len();
         self.inserted.load(Ordering::Relaxed).saturating_sub(dead)
     }
 
@@ -180,7 +184,10 @@ impl VectorIndex {
 
     /// Deleted vectors still in the graph: the owner rebuilds when this grows.
     pub fn tombstone_count(&self) -> usize {
-        self.tombstones.read().expect("tombstone lock poisoned").len()
+        self.tombstones
+            .read()
+            .expect("tombstone lock poisoned")
+            .len()
     }
 
     /// The k nearest live vectors as (id, score), best first.
@@ -217,7 +224,8 @@ impl VectorIndex {
         let found = if tombstones.is_empty() && keep.is_none() {
             self.graph.search(&q, k, ef)
         } else {
-            let filter = |id: &usize| !tombstones.contains(id) && keep.is_none_or(|f| f(*id as u64));
+            let filter =
+                |id: &usize| !tombstones.contains(id) && keep.is_none_or(|f| f(*id as u64));
             self.graph.search_filter(&q, k, ef, Some(&filter))
         };
         found

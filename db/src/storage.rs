@@ -62,7 +62,7 @@ impl VectorRecord {
         let at = 4 + id_len;
         let (chunk_index, start, end) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
         let floats = &bytes[at + 12..];
-        if floats.len() % 4 != 0 {
+        if !floats.len().is_multiple_of(4) {
             return Err(corrupt());
         }
         let vector = floats
@@ -173,7 +173,10 @@ impl Storage {
 
     pub fn collections<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_COLLECTIONS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_COLLECTIONS), IteratorMode::Start)
+        {
             let (k, v) = item?;
             let name = String::from_utf8(k.to_vec())
                 .map_err(|_| Error::Corrupt("collection name is not UTF-8".into()))?;
@@ -351,6 +354,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 1);
-        assert!(s.get_document::<serde_json::Value>("ab", "x").unwrap().is_some());
+        assert!(s
+            .get_document::<serde_json::Value>("ab", "x")
+            .unwrap()
+            .is_some());
     }
 }

@@ -14,7 +14,10 @@ use crate::limits::{check, Limits};
 pub fn text(what: &str, text: &str, limits: &Limits) -> Result<()> {
     check(LimitKind::TextBytes, text.len(), limits.max_text_bytes)?;
     if text.trim().is_empty() {
-        return Err(Error::invalid(what, "text is empty; send at least one visible character"));
+        return Err(Error::invalid(
+            what,
+            "text is empty; send at least one visible character",
+        ));
     }
     if let Some((at, c)) = text
         .char_indices()
@@ -45,13 +48,7 @@ pub fn doc_id(id: &str, limits: &Limits) -> Result<()> {
 
 /// Vectors must match the collection's dimension and be finite; cosine needs a
 /// non-zero vector (it has no direction otherwise).
-pub fn vector(
-    what: &str,
-    collection: &str,
-    v: &[f32],
-    dim: usize,
-    metric: Metric,
-) -> Result<()> {
+pub fn vector(what: &str, collection: &str, v: &[f32], dim: usize, metric: Metric) -> Result<()> {
     if v.len() != dim {
         return Err(Error::WrongDimension {
             collection: collection.to_string(),
@@ -107,7 +104,11 @@ mod tests {
         assert!(vector("v", "c", &[1.0, 0.0], 2, Metric::Cosine).is_ok());
         assert!(matches!(
             vector("v", "c", &[1.0], 2, Metric::Cosine),
-            Err(Error::WrongDimension { expected: 2, got: 1, .. })
+            Err(Error::WrongDimension {
+                expected: 2,
+                got: 1,
+                ..
+            })
         ));
         assert!(vector("v", "c", &[f32::NAN, 0.0], 2, Metric::Dot).is_err());
         assert!(vector("v", "c", &[0.0, 0.0], 2, Metric::Cosine).is_err());

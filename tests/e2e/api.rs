@@ -12,11 +12,21 @@ use crate::support::Server;
 fn collections_documents_filters_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--lazy-models"], &[]);
-    let r = s.put("/collections/e", json!({"dimension": 2, "distance": "euclidean"}));
+    let r = s.put(
+        "/collections/e",
+        json!({"dimension": 2, "distance": "euclidean"}),
+    );
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["distance"], "euclidean");
     // Same settings again: idempotent.
-    assert_eq!(s.put("/collections/e", json!({"dimension": 2, "distance": "euclidean"})).status, 200);
+    assert_eq!(
+        s.put(
+            "/collections/e",
+            json!({"dimension": 2, "distance": "euclidean"})
+        )
+        .status,
+        200
+    );
 
     let docs: Vec<_> = (0..50)
         .map(|i| json!({"id": format!("p{i}"), "vector": [i as f32, 0.0], "metadata": {"i": i, "parity": if i % 2 == 0 {"even"} else {"odd"}}}))
@@ -25,34 +35,67 @@ fn collections_documents_filters_and_deletes() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["ids"].as_array().unwrap().len(), 50);
 
-    let q = s.post("/collections/e/query", json!({"vector": [10.2, 0.0], "k": 3}));
-    let ids: Vec<&str> = q.body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    let q = s.post(
+        "/collections/e/query",
+        json!({"vector": [10.2, 0.0], "k": 3}),
+    );
+    let ids: Vec<&str> = q.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["p10", "p11", "p9"]);
-    assert!((q.body["hits"][0]["score"].as_f64().unwrap() - 0.2).abs() < 1e-4, "euclidean distance as score");
+    assert!(
+        (q.body["hits"][0]["score"].as_f64().unwrap() - 0.2).abs() < 1e-4,
+        "euclidean distance as score"
+    );
 
     let q = s.post(
         "/collections/e/query",
         json!({"vector": [10.2, 0.0], "k": 3, "filter": {"and": [{"key": "parity", "eq": "odd"}, {"key": "i", "range": {"gte": 20}}]}}),
     );
-    let ids: Vec<&str> = q.body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = q.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["p21", "p23", "p25"]);
-    let q = s.post("/collections/e/query", json!({"vector": [0.0, 0.0], "k": 10, "filter": {"key": "i", "in": [7, 3]}}));
+    let q = s.post(
+        "/collections/e/query",
+        json!({"vector": [0.0, 0.0], "k": 10, "filter": {"key": "i", "in": [7, 3]}}),
+    );
     assert_eq!(q.body["hits"].as_array().unwrap().len(), 2);
 
     // Replace p10 (moves far away), delete p11.
-    let r = s.post("/collections/e/documents", json!({"documents": [{"id": "p10", "vector": [1000.0, 0.0], "metadata": {"i": 10}}]}));
+    let r = s.post(
+        "/collections/e/documents",
+        json!({"documents": [{"id": "p10", "vector": [1000.0, 0.0], "metadata": {"i": 10}}]}),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(s.delete("/collections/e/documents/p11").status, 204);
     assert_eq!(s.get("/collections/e/documents/p11").status, 404);
-    let q = s.post("/collections/e/query", json!({"vector": [10.2, 0.0], "k": 2}));
-    let ids: Vec<&str> = q.body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    let q = s.post(
+        "/collections/e/query",
+        json!({"vector": [10.2, 0.0], "k": 2}),
+    );
+    let ids: Vec<&str> = q.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["p9", "p12"]);
     let info = s.get("/collections/e").body;
     assert_eq!(info["documents"], 49);
     assert_eq!(info["vectors"], 49);
 
     // Generated ids, and the document comes back with its vector on request.
-    let r = s.post("/collections/e/documents", json!({"documents": [{"vector": [5.0, 5.0]}]}));
+    let r = s.post(
+        "/collections/e/documents",
+        json!({"documents": [{"vector": [5.0, 5.0]}]}),
+    );
     let id = r.body["ids"][0].as_str().unwrap().to_string();
     assert_eq!(id.len(), 36);
     let d = s.get(&format!("/collections/e/documents/{id}?include=vector"));
@@ -62,8 +105,16 @@ fn collections_documents_filters_and_deletes() {
     s.put("/collections/d", json!({"dimension": 2, "distance": "dot"}));
     s.post("/collections/d/documents", json!({"documents": [
         {"id": "big", "vector": [10.0, 0.0]}, {"id": "aligned", "vector": [1.0, 0.0]}, {"id": "neg", "vector": [-3.0, 0.0]}]}));
-    let q = s.post("/collections/d/query", json!({"vector": [1.0, 0.0], "k": 3}));
-    let ids: Vec<&str> = q.body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    let q = s.post(
+        "/collections/d/query",
+        json!({"vector": [1.0, 0.0], "k": 3}),
+    );
+    let ids: Vec<&str> = q.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["big", "aligned", "neg"]);
     assert!((q.body["hits"][0]["score"].as_f64().unwrap() - 10.0).abs() < 1e-3);
 
@@ -71,9 +122,16 @@ fn collections_documents_filters_and_deletes() {
     assert_eq!(s.delete("/collections/d").status, 204);
     assert_eq!(s.get("/collections/d").status, 404);
 
-    let metrics = ureq::get(&s.url("/metrics")).call().unwrap().into_string().unwrap();
+    let metrics = ureq::get(&s.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
     assert!(metrics.contains("engram_http_requests_total{method=\"POST\",route=\"/collections/{name}/query\",status=\"200\"}"), "{metrics}");
-    assert!(metrics.contains("engram_collection_documents{collection=\"e\"} 50"), "{metrics}");
+    assert!(
+        metrics.contains("engram_collection_documents{collection=\"e\"} 50"),
+        "{metrics}"
+    );
     let spec = s.get("/openapi.json").body;
     assert!(spec["paths"]["/collections/{name}/query"]["post"].is_object());
     assert!(spec["components"]["schemas"]["QueryRequest"].is_object());
@@ -90,7 +148,8 @@ fn cli_import_query_backup_restore() {
             .env("ENGRAM_URL", s.url(""))
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     };
     let file = dir.path().join("docs.jsonl");
@@ -108,23 +167,46 @@ fn cli_import_query_backup_restore() {
     assert!(ok, "{out}");
     assert!(out.contains("paris"), "{out}");
     let (ok, out) = engram(&["collections", "list"]);
-    assert!(ok && out.contains("docs") && out.contains("minilm"), "{out}");
+    assert!(
+        ok && out.contains("docs") && out.contains("minilm"),
+        "{out}"
+    );
 
     let backup = dir.path().join("backup");
     let (ok, out) = engram(&["backup", backup.to_str().unwrap()]);
     assert!(ok, "{out}");
     let (ok, out) = engram(&["backup", backup.to_str().unwrap()]);
-    assert!(!ok && out.contains("already exists"), "a backup never overwrites: {out}");
+    assert!(
+        !ok && out.contains("already exists"),
+        "a backup never overwrites: {out}"
+    );
     let (ok, out) = engram(&["query", "nope", "x"]);
     assert!(!ok && out.contains("404"), "{out}");
 
     let restored = dir.path().join("restored");
-    let (ok, out) = engram(&["restore", backup.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()]);
+    let (ok, out) = engram(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        restored.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}");
-    let (ok, out) = engram(&["restore", backup.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--force"]);
-    assert!(!ok && out.contains("in use"), "restoring over a live database is refused: {out}");
+    let (ok, out) = engram(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(
+        !ok && out.contains("in use"),
+        "restoring over a live database is refused: {out}"
+    );
     drop(s);
     let s2 = Server::start(&restored, &[], &[]);
-    let q = s2.post("/collections/docs/query", json!({"text": "purring pets", "k": 1}));
+    let q = s2.post(
+        "/collections/docs/query",
+        json!({"text": "purring pets", "k": 1}),
+    );
     assert_eq!(q.body["hits"][0]["id"], "cats", "{:?}", q.body);
 }

@@ -12,7 +12,13 @@ fn state(s: &Server) -> Value {
         c.as_object_mut().unwrap().remove("note");
     }
     let docs = s.get("/collections/v/documents/keep").body;
-    let hits = s.post("/collections/v/query", json!({"vector": [1.0, 0.0, 0.0], "k": 5})).body["hits"].clone();
+    let hits = s
+        .post(
+            "/collections/v/query",
+            json!({"vector": [1.0, 0.0, 0.0], "k": 5}),
+        )
+        .body["hits"]
+        .clone();
     json!({"collections": cols, "doc": docs, "hits": hits})
 }
 
@@ -20,7 +26,10 @@ fn assert_error(r: &crate::support::Reply, status: u16, code: &str, mentions: &s
     assert_eq!(r.status, status, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
     let msg = r.body["error"]["message"].as_str().unwrap();
-    assert!(msg.to_lowercase().contains(&mentions.to_lowercase()), "message {msg:?} should mention {mentions:?}");
+    assert!(
+        msg.to_lowercase().contains(&mentions.to_lowercase()),
+        "message {msg:?} should mention {mentions:?}"
+    );
 }
 
 #[test]
@@ -35,7 +44,10 @@ fn bad_input_is_refused_and_the_store_is_unchanged() {
     );
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     let before = state(&s);
-    assert_eq!(before["doc"]["text"], "héllo wörld 你好 🎉", "unicode round-trips");
+    assert_eq!(
+        before["doc"]["text"], "héllo wörld 你好 🎉",
+        "unicode round-trips"
+    );
 
     let vec3 = |id: &str| json!({"id": id, "vector": [0.0, 1.0, 0.0]});
     let cases: Vec<(&str, crate::support::Reply, u16, &str, &str)> = vec![
@@ -61,7 +73,7 @@ fn bad_input_is_refused_and_the_store_is_unchanged() {
          s.post("/collections/nope/documents", json!({"documents": [vec3("x5")]})),
          404, "collection_not_found", "PUT /collections/nope"),
         ("10 MB body",
-         s.raw("POST", "/collections/v/documents", &vec![b' '; 10 * 1024 * 1024], "application/json"),
+         s.post_oversized("/collections/v/documents", 10 * 1024 * 1024),
          413, "payload_too_large", "smaller"),
         ("k = 0",
          s.post("/collections/v/query", json!({"vector": [1.0, 0.0, 0.0], "k": 0})),
@@ -115,21 +127,55 @@ fn bad_input_is_refused_and_the_store_is_unchanged() {
     let query = json!({"vector": [1.0, 0.0, 0.0], "k": 1});
     let r = s.call("POST", "/collections/v/query", Some(query.clone()), None);
     assert_error(&r, 401, "unauthorized", "Authorization");
-    let r = s.call("POST", "/collections/v/query", Some(query.clone()), Some("wrong-key-123"));
+    let r = s.call(
+        "POST",
+        "/collections/v/query",
+        Some(query.clone()),
+        Some("wrong-key-123"),
+    );
     assert_error(&r, 401, "unauthorized", "unknown");
-    assert_eq!(s.call("POST", "/collections/v/query", Some(query), Some("reader-key-1")).status, 200);
-    let r = s.call("POST", "/collections/v/query", Some(json!({"vector": [1.0, 0.0, 0.0], "include": ["vector"]})), Some("reader-key-1"));
+    assert_eq!(
+        s.call(
+            "POST",
+            "/collections/v/query",
+            Some(query),
+            Some("reader-key-1")
+        )
+        .status,
+        200
+    );
+    let r = s.call(
+        "POST",
+        "/collections/v/query",
+        Some(json!({"vector": [1.0, 0.0, 0.0], "include": ["vector"]})),
+        Some("reader-key-1"),
+    );
     assert_error(&r, 403, "forbidden", "write");
-    let r = s.call("POST", "/collections/v/documents", Some(json!({"documents": [vec3("x9")]})), Some("reader-key-1"));
+    let r = s.call(
+        "POST",
+        "/collections/v/documents",
+        Some(json!({"documents": [vec3("x9")]})),
+        Some("reader-key-1"),
+    );
     assert_error(&r, 403, "forbidden", "write");
     let r = s.call("DELETE", "/collections/v", None, Some("writer-key-1"));
     assert_error(&r, 403, "forbidden", "admin");
-    let r = s.call("POST", "/collections/v/query", Some(json!({"vector": [1.0, 0.0, 0.0], "include": ["vector"]})), Some("writer-key-1"));
+    let r = s.call(
+        "POST",
+        "/collections/v/query",
+        Some(json!({"vector": [1.0, 0.0, 0.0], "include": ["vector"]})),
+        Some("writer-key-1"),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.body["hits"][0]["vector"], json!([1.0, 0.0, 0.0]));
-    let after = {
-        let hits = s.call("POST", "/collections/v/query", Some(json!({"vector": [1.0, 0.0, 0.0], "k": 5})), Some("admin-key-1")).body["hits"].clone();
-        hits
-    };
+    let after = s
+        .call(
+            "POST",
+            "/collections/v/query",
+            Some(json!({"vector": [1.0, 0.0, 0.0], "k": 5})),
+            Some("admin-key-1"),
+        )
+        .body["hits"]
+        .clone();
     assert_eq!(after, before["hits"], "a refused request changed the store");
 }

@@ -56,7 +56,10 @@ fn acknowledged_writes_survive_kill_9() {
         }
         next += 10_000_000;
         let acked = acked.lock().unwrap().clone();
-        assert!(!acked.is_empty(), "round {round}: no write was acknowledged");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: no write was acknowledged"
+        );
         acked_total.extend(acked);
 
         server.restart();
@@ -78,5 +81,8 @@ fn acknowledged_writes_survive_kill_9() {
             assert_eq!(q.body["hits"][0]["id"], format!("d{n}"), "round {round}");
         }
     }
-    eprintln!("{} acknowledged writes survived 20 kill -9 rounds", acked_total.len());
+    eprintln!(
+        "{} acknowledged writes survived 20 kill -9 rounds",
+        acked_total.len()
+    );
 }

@@ -19,7 +19,10 @@ fn quoref_questions_find_their_passages() {
             .iter()
             .map(|p| json!({"id": p["id"], "text": p["text"], "metadata": {"source": "quoref"}}))
             .collect();
-        let r = server.post("/collections/quoref/documents", json!({ "documents": docs }));
+        let r = server.post(
+            "/collections/quoref/documents",
+            json!({ "documents": docs }),
+        );
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
     let insert_s = started.elapsed().as_secs_f64();

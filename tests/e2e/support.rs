@@ -24,7 +24,11 @@ pub struct Reply {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -35,7 +39,10 @@ impl Server {
             port: free_port(),
             data_dir: data_dir.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
-            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -105,6 +112,63 @@ impl Server {
             .set("Content-Type", content_type)
             .send_bytes(body);
         reply(resp)
+    }
+
+    /// POSTs a `size`-byte JSON body the way curl does (`Expect: 100-continue`,
+    /// reading the answer while still sending), since a server may refuse an
+    /// oversized body before reading it and a client that only reads after
+    /// sending everything would just see a broken pipe.
+    pub fn post_oversized(&self, path: &str, size: usize) -> Reply {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {size}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            let block = vec![b' '; 64 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(block.len());
+                if writer.write_all(&block[..n]).is_err() {
+                    break; // the server stopped reading: expected
+                }
+                left -= n;
+            }
+        });
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&raw);
+            let final_head = text
+                .split("\r\n\r\n")
+                .find(|h| h.starts_with("HTTP/1.1") && !h.starts_with("HTTP/1.1 100"));
+            if final_head.is_some() && text.trim_end().ends_with('}') {
+                break;
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        sender.join().unwrap();
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let response = text
+            .split("HTTP/1.1 ")
+            .find(|r| !r.is_empty() && !r.starts_with("100"))
+            .unwrap_or_else(|| panic!("no final response in {text:?}"));
+        let status: u16 = response[..3].parse().unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |b| b.1);
+        Reply {
+            status,
+            body: serde_json::from_str(body.trim()).unwrap_or(Value::String(body.to_string())),
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {

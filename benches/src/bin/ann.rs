@@ -50,7 +50,12 @@ struct Args {
 fn read_f32(path: &Path, len: usize) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() != len * 4 {
-        bail!("{}: {} bytes, expected {}", path.display(), bytes.len(), len * 4);
+        bail!(
+            "{}: {} bytes, expected {}",
+            path.display(),
+            bytes.len(),
+            len * 4
+        );
     }
     Ok(bytes
         .chunks_exact(4)
@@ -61,7 +66,12 @@ fn read_f32(path: &Path, len: usize) -> Result<Vec<f32>> {
 fn read_i32(path: &Path, len: usize) -> Result<Vec<i32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() != len * 4 {
-        bail!("{}: {} bytes, expected {}", path.display(), bytes.len(), len * 4);
+        bail!(
+            "{}: {} bytes, expected {}",
+            path.display(),
+            bytes.len(),
+            len * 4
+        );
     }
     Ok(bytes
         .chunks_exact(4)
@@ -90,8 +100,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let dir = args.dataset.clone();
     let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("meta.json"))
-            .with_context(|| format!("reading {}/meta.json (run scripts/ann_data.py)", dir.display()))?,
+        &std::fs::read_to_string(dir.join("meta.json")).with_context(|| {
+            format!(
+                "reading {}/meta.json (run scripts/ann_data.py)",
+                dir.display()
+            )
+        })?,
     )?;
     let name = meta["name"].as_str().unwrap_or("?").to_string();
     let n = meta_usize(&meta, "n")?;
@@ -119,7 +133,9 @@ fn main() -> Result<()> {
         .map(|row| row[..10].iter().map(|&i| i as u64).collect())
         .collect();
 
-    let build_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let build_threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     eprintln!(
         "[engram] building {name} n={n} dim={dim} M={} efC={} threads={build_threads}",
         args.m, args.ef_construction
@@ -156,7 +172,12 @@ fn main() -> Result<()> {
         let hits: usize = results
             .iter()
             .zip(&truth)
-            .map(|(res, want)| res.iter().take(10).filter(|(id, _)| want.contains(id)).count())
+            .map(|(res, want)| {
+                res.iter()
+                    .take(10)
+                    .filter(|(id, _)| want.contains(id))
+                    .count()
+            })
             .sum();
         let secs = median(times);
         let recall = hits as f64 / (10 * n_test) as f64;

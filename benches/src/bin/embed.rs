@@ -22,14 +22,20 @@ struct Args {
 }
 
 fn default_data() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cache/engram/data/quoref.jsonl")
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let file = std::fs::File::open(&args.data)
-        .map_err(|e| anyhow::anyhow!("{}: {e}; run scripts/extract_quoref.py", args.data.display()))?;
+    let file = std::fs::File::open(&args.data).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; run scripts/extract_quoref.py",
+            args.data.display()
+        )
+    })?;
     let mut texts = Vec::new();
     for line in std::io::BufReader::new(file).lines() {
         let v: serde_json::Value = serde_json::from_str(&line?)?;

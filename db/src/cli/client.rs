@@ -22,7 +22,9 @@ impl Client {
     }
 
     fn request(&self, method: &str, path: &str) -> ureq::Request {
-        let req = self.agent.request(method, &format!("{}{}", self.base, path));
+        let req = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
         match &self.api_key {
             Some(k) => req.set("Authorization", &format!("Bearer {k}")),
             None => req,

@@ -49,7 +49,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             action: ModelsAction::Fetch,
         } => {
             engram_embedder::models::ensure_all()?;
-            println!("models are in {}", engram_embedder::models::cache_dir().display());
+            println!(
+                "models are in {}",
+                engram_embedder::models::cache_dir().display()
+            );
             Ok(())
         }
     }
@@ -95,7 +98,10 @@ fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()>
     match action {
         CollectionsAction::List => {
             let r: Value = client.call("GET", "/collections", None::<&()>)?;
-            println!("{:<24} {:>10} {:>10} {:>6} {:<10} embedder", "name", "documents", "vectors", "dim", "distance");
+            println!(
+                "{:<24} {:>10} {:>10} {:>6} {:<10} embedder",
+                "name", "documents", "vectors", "dim", "distance"
+            );
             for c in r["collections"].as_array().into_iter().flatten() {
                 let c: CollectionInfo = serde_json::from_value(c.clone())?;
                 println!(
@@ -140,7 +146,13 @@ fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()>
     Ok(())
 }
 
-fn import(client: &Client, collection: &str, file: &Path, batch: usize, create: bool) -> anyhow::Result<()> {
+fn import(
+    client: &Client,
+    collection: &str,
+    file: &Path,
+    batch: usize,
+    create: bool,
+) -> anyhow::Result<()> {
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
     );
@@ -156,14 +168,27 @@ fn import(client: &Client, collection: &str, file: &Path, batch: usize, create: 
         let doc = DocumentInput {
             id: v.get("id").and_then(|x| x.as_str()).map(String::from),
             text: v.get("text").and_then(|x| x.as_str()).map(String::from),
-            vector: v.get("vector").map(|x| serde_json::from_value(x.clone())).transpose()
-                .with_context(|| format!("{}:{}: 'vector' must be a list of numbers", file.display(), n + 1))?,
+            vector: v
+                .get("vector")
+                .map(|x| serde_json::from_value(x.clone()))
+                .transpose()
+                .with_context(|| {
+                    format!(
+                        "{}:{}: 'vector' must be a list of numbers",
+                        file.display(),
+                        n + 1
+                    )
+                })?,
             metadata: v.get("metadata").cloned(),
         };
         docs.push(doc);
     }
     if create {
-        let _: Value = client.call("PUT", &format!("/collections/{collection}"), Some(&json!({})))?;
+        let _: Value = client.call(
+            "PUT",
+            &format!("/collections/{collection}"),
+            Some(&json!({})),
+        )?;
     }
     let bar = ProgressBar::new(docs.len() as u64);
     bar.set_style(
@@ -183,19 +208,35 @@ fn import(client: &Client, collection: &str, file: &Path, batch: usize, create: 
     Ok(())
 }
 
-fn query(client: &Client, collection: &str, text: &str, k: usize, filter: Option<&str>) -> anyhow::Result<()> {
+fn query(
+    client: &Client,
+    collection: &str,
+    text: &str,
+    k: usize,
+    filter: Option<&str>,
+) -> anyhow::Result<()> {
     let mut body = json!({ "text": text, "k": k });
     if let Some(f) = filter {
         body["filter"] = serde_json::from_str(f).context("--filter is not valid JSON")?;
     }
-    let r: QueryResponse = client.call("POST", &format!("/collections/{collection}/query"), Some(&body))?;
+    let r: QueryResponse = client.call(
+        "POST",
+        &format!("/collections/{collection}/query"),
+        Some(&body),
+    )?;
     for (rank, hit) in r.hits.iter().enumerate() {
         let text = hit.text.as_deref().unwrap_or("");
         let span = text
             .get(hit.chunk.start as usize..hit.chunk.end as usize)
             .unwrap_or(text);
         let snippet: String = span.chars().take(160).collect();
-        println!("{:>2}. {:.4}  {}  {}", rank + 1, hit.score, hit.id, snippet.replace('\n', " "));
+        println!(
+            "{:>2}. {:.4}  {}  {}",
+            rank + 1,
+            hit.score,
+            hit.id,
+            snippet.replace('\n', " ")
+        );
     }
     println!("({} hits in {:.1} ms)", r.hits.len(), r.took_ms);
     Ok(())
@@ -205,7 +246,10 @@ fn query(client: &Client, collection: &str, text: &str, k: usize, filter: Option
 /// first would fail if a server held it, which is how we refuse a live restore.
 fn restore(backup: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
     if !backup.join("CURRENT").exists() {
-        anyhow::bail!("{} is not an Engram backup (no RocksDB CURRENT file)", backup.display());
+        anyhow::bail!(
+            "{} is not an Engram backup (no RocksDB CURRENT file)",
+            backup.display()
+        );
     }
     if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
         if !force {
@@ -219,7 +263,9 @@ fn restore(backup: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
         }
         let aside = data_dir.with_extension(format!(
             "replaced-{}",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
         ));
         std::fs::rename(data_dir, &aside)?;
         println!("moved the old data directory to {}", aside.display());
@@ -229,7 +275,11 @@ fn restore(backup: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
         let entry = entry?;
         std::fs::copy(entry.path(), data_dir.join(entry.file_name()))?;
     }
-    println!("restored {} into {}; start the server with `engram serve --data-dir {}`",
-        backup.display(), data_dir.display(), data_dir.display());
+    println!(
+        "restored {} into {}; start the server with `engram serve --data-dir {}`",
+        backup.display(),
+        data_dir.display(),
+        data_dir.display()
+    );
     Ok(())
 }

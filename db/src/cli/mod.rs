@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand};
 pub use commands::run;
 
 #[derive(Parser, Debug)]
-#[command(name = "engram", version, about = "Engram: a vector database for RAG, with server-side embeddings")]
+#[command(
+    name = "engram",
+    version,
+    about = "Engram: a vector database for RAG, with server-side embeddings"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -113,7 +117,9 @@ pub struct ServeArgs {
 #[derive(Subcommand, Debug)]
 pub enum CollectionsAction {
     List,
-    Info { name: String },
+    Info {
+        name: String,
+    },
     /// Create a collection: a MiniLM text collection unless --dimension is given.
     Create {
         name: String,
@@ -126,7 +132,9 @@ pub enum CollectionsAction {
         #[arg(long)]
         durability: Option<String>,
     },
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

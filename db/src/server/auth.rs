@@ -111,9 +111,14 @@ impl Caller {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         if state.keys.is_open() {
-            return Ok(Caller { scope: Scope::Admin });
+            return Ok(Caller {
+                scope: Scope::Admin,
+            });
         }
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let presented = header("authorization")

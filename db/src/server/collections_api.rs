@@ -41,11 +41,16 @@ pub async fn create(
             )
         })?
     };
-    Ok(Json(blocking(&state, move |e| e.create_collection(&name, req)).await?))
+    Ok(Json(
+        blocking(&state, move |e| e.create_collection(&name, req)).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/collections", responses((status = 200, body = CollectionList)))]
-pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<CollectionList>> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<CollectionList>> {
     caller.require(Scope::Read)?;
     let collections = state.engine.list_collections();
     Ok(Json(CollectionList { collections }))

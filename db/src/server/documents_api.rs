@@ -25,7 +25,9 @@ pub async fn upsert(
     ApiJson(req): ApiJson<UpsertRequest>,
 ) -> ApiResult<Json<UpsertResponse>> {
     caller.require(Scope::Write)?;
-    Ok(Json(blocking(&state, move |e| e.upsert(&name, req.documents)).await?))
+    Ok(Json(
+        blocking(&state, move |e| e.upsert(&name, req.documents)).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -44,11 +46,16 @@ pub async fn get(
     Query(params): Query<GetParams>,
 ) -> ApiResult<Json<Document>> {
     caller.require(Scope::Read)?;
-    let with_vectors = params.include.as_deref().is_some_and(|i| i.split(',').any(|x| x == "vector"));
+    let with_vectors = params
+        .include
+        .as_deref()
+        .is_some_and(|i| i.split(',').any(|x| x == "vector"));
     if with_vectors {
         caller.require(Scope::Write)?;
     }
-    Ok(Json(blocking(&state, move |e| e.get_document(&name, &id, with_vectors)).await?))
+    Ok(Json(
+        blocking(&state, move |e| e.get_document(&name, &id, with_vectors)).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/collections/{name}/documents/{id}",

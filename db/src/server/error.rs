@@ -52,7 +52,9 @@ impl From<Error> for ApiError {
             Error::LimitExceeded { .. } => (StatusCode::BAD_REQUEST, "limit_exceeded"),
             Error::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
             Error::Embedder(E::EmptyText { .. }) => (StatusCode::BAD_REQUEST, "invalid_input"),
-            Error::Embedder(E::UnsupportedModel(_)) => (StatusCode::BAD_REQUEST, "unsupported_model"),
+            Error::Embedder(E::UnsupportedModel(_)) => {
+                (StatusCode::BAD_REQUEST, "unsupported_model")
+            }
             Error::Embedder(E::ModelUnavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
             }
@@ -83,7 +85,10 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 "send the body as JSON with 'Content-Type: application/json'".to_string()
             }
-            _ => format!("the request body is not valid JSON for this endpoint: {}", r.body_text()),
+            _ => format!(
+                "the request body is not valid JSON for this endpoint: {}",
+                r.body_text()
+            ),
         };
         // Invalid JSON is a 400 whatever axum's finer distinction (422 for a
         // type mismatch): both mean "fix the body".

@@ -46,7 +46,9 @@ impl Metrics {
     /// The text exposition format, with the store's gauges appended by the caller.
     pub fn render(&self, gauges: &[(&str, &str, String, f64)]) -> String {
         let mut out = String::new();
-        out.push_str("# HELP engram_http_requests_total HTTP requests by method, route and status.\n");
+        out.push_str(
+            "# HELP engram_http_requests_total HTTP requests by method, route and status.\n",
+        );
         out.push_str("# TYPE engram_http_requests_total counter\n");
         let routes = self.routes.lock().expect("lock");
         for ((m, r, s), st) in routes.iter() {

@@ -32,12 +32,23 @@ pub struct AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Engram", description = "A vector database for RAG: text in, nearest documents out."),
+    info(
+        title = "Engram",
+        description = "A vector database for RAG: text in, nearest documents out."
+    ),
     paths(
-        collections_api::create, collections_api::list, collections_api::get, collections_api::delete,
-        documents_api::upsert, documents_api::get, documents_api::delete,
-        query_api::query, query_api::embed,
-        system_api::healthz, system_api::metrics, system_api::backup,
+        collections_api::create,
+        collections_api::list,
+        collections_api::get,
+        collections_api::delete,
+        documents_api::upsert,
+        documents_api::get,
+        documents_api::delete,
+        query_api::query,
+        query_api::embed,
+        system_api::healthz,
+        system_api::metrics,
+        system_api::backup,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
@@ -100,7 +111,10 @@ impl ServerBuilder {
                     "no such endpoint; see GET /openapi.json",
                 )
             })
-            .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                metrics::track,
+            ))
             .layer(DefaultBodyLimit::max(body_limit))
             .with_state(state)
     }
@@ -136,7 +150,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -36,8 +36,18 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut gauges = Vec::new();
     for c in &collections {
         let labels = format!("{{collection=\"{}\"}}", c.config.name);
-        gauges.push(("engram_collection_documents", "Documents per collection.", labels.clone(), c.documents as f64));
-        gauges.push(("engram_collection_vectors", "Live vectors per collection.", labels, c.vectors as f64));
+        gauges.push((
+            "engram_collection_documents",
+            "Documents per collection.",
+            labels.clone(),
+            c.documents as f64,
+        ));
+        gauges.push((
+            "engram_collection_vectors",
+            "Live vectors per collection.",
+            labels,
+            c.vectors as f64,
+        ));
     }
     gauges.sort_by(|a, b| a.0.cmp(b.0));
     (
