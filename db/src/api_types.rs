@@ -24,6 +24,9 @@ pub struct CreateCollection {
     pub durability: Option<Durability>,
     pub hnsw: Option<IndexParams>,
     pub ef_search: Option<usize>,
+    /// Text collections: {"tokens": 64, "overlap": 16} by default; tokens at most 256.
+    #[schema(value_type = Object)]
+    pub chunking: Option<engram_embedder::Chunking>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

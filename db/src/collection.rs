@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use engram_embedder::Chunking;
+
 use crate::error::{Error, Result};
 use crate::index::{IndexParams, Metric, VectorIndex};
 use crate::storage::Storage;
@@ -37,6 +39,10 @@ pub struct CollectionConfig {
     pub hnsw: IndexParams,
     /// Default search breadth for queries that do not set `ef`.
     pub ef_search: usize,
+    /// How text documents are cut into windows (tokens per window and overlap).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub chunking: Chunking,
 }
 
 /// What a document looks like on disk.

@@ -156,6 +156,16 @@ impl Engine {
                 "m must be in 2..=128 and ef_construction in 1..=4096",
             ));
         }
+        let chunking = req.chunking.unwrap_or_default();
+        if let Some(e) = &embedder {
+            let max = self.encoder(e)?.max_tokens();
+            if !(8..=max).contains(&chunking.tokens) || chunking.overlap * 2 > chunking.tokens - 2 {
+                return Err(Error::invalid(
+                    "chunking",
+                    format!("tokens must be in 8..={max} and overlap at most half a window"),
+                ));
+            }
+        }
         let ef_search = req.ef_search.unwrap_or(64);
         check(LimitKind::Ef, ef_search, self.limits.max_ef)?;
         let config = CollectionConfig {
@@ -166,6 +176,7 @@ impl Engine {
             durability: req.durability.unwrap_or_default(),
             hnsw: IndexParams { ..hnsw },
             ef_search: ef_search.max(1),
+            chunking,
         };
         let mut collections = self.collections.write().expect("lock");
         if let Some(existing) = collections.get(name) {
@@ -324,7 +335,7 @@ impl Engine {
                     .collect();
                 let encoder = self.encoder(e)?;
                 encoder
-                    .embed_chunked(&texts)?
+                    .embed_chunked(&texts, cfg.chunking)?
                     .into_iter()
                     .map(|chunks| {
                         chunks

@@ -18,7 +18,7 @@ pub mod models;
 
 use std::sync::Arc;
 
-pub use encoder::{Chunk, TextEncoder};
+pub use encoder::{Chunk, Chunking, TextEncoder};
 pub use error::{Error, Result};
 pub use minilm::MiniLm;
 

@@ -7,7 +7,7 @@
 //! match the reference implementation.
 //!
 //! Long documents are not truncated: the text is tokenized once (keeping byte offsets),
-//! cut into windows of 254 content tokens that overlap by 32, and every window is wrapped
+//! cut into overlapping windows (the caller's `Chunking`, at most 256 tokens), and every window is wrapped
 //! in `[CLS] ... [SEP]` and embedded. Windows of all texts in a call are sorted by length
 //! and run in batches (up to 32 short ones, 8 full windows), so padding (which must not
 //! and does not change a vector) costs little.
@@ -19,7 +19,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Encoding, Tokenizer};
 
-use crate::encoder::{Chunk, TextEncoder};
+use crate::encoder::{Chunk, Chunking, TextEncoder};
 use crate::error::{Error, Result};
 use crate::models::{self, ModelId};
 
@@ -27,8 +27,6 @@ use crate::models::{self, ModelId};
 pub const NAME: &str = "minilm";
 /// Longest window, special tokens included (all-MiniLM-L6-v2 was trained at 256).
 const MAX_TOKENS: usize = 256;
-/// Tokens shared by consecutive windows, so a sentence cut by a window edge is whole in one.
-const OVERLAP: usize = 32;
 /// Most sequences per forward pass: enough to keep both cores busy on short texts.
 const MAX_BATCH: usize = 32;
 /// Most padded tokens per forward pass, which bounds memory: attention scores are
@@ -45,8 +43,6 @@ pub struct MiniLm {
     dim: usize,
     /// Longest window including `[CLS]`/`[SEP]`.
     max_tokens: usize,
-    /// Tokens shared by consecutive windows.
-    overlap: usize,
 }
 
 /// One window to embed: the text it comes from, its token ids and its byte span.
@@ -118,8 +114,6 @@ impl MiniLm {
             pad: config.pad_token_id as u32,
             dim: config.hidden_size,
             max_tokens,
-            // At most half a window, so windows always advance (matters for tiny test models).
-            overlap: OVERLAP.min((max_tokens - 2) / 2),
             tokenizer,
         })
     }
@@ -239,12 +233,13 @@ impl TextEncoder for MiniLm {
         self.run(&windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>())
     }
 
-    fn embed_chunked(&self, texts: &[&str]) -> Result<Vec<Vec<Chunk>>> {
-        let width = self.max_tokens - 2;
+    fn embed_chunked(&self, texts: &[&str], chunking: Chunking) -> Result<Vec<Vec<Chunk>>> {
+        let width = chunking.tokens.clamp(4, self.max_tokens) - 2;
+        let overlap = chunking.overlap.min(width / 2);
         let mut windows = Vec::new();
         for (i, text) in texts.iter().enumerate() {
             let enc = self.tokenize(i, text)?;
-            for range in plan_windows(enc.len(), width, self.overlap) {
+            for range in plan_windows(enc.len(), width, overlap) {
                 windows.push(self.window(i, &enc, range));
             }
         }
@@ -327,12 +322,14 @@ mod tests {
     #[test]
     fn chunks_have_spans_and_unit_vectors() {
         let enc = tiny();
-        assert_eq!((enc.max_tokens(), enc.overlap, enc.dim()), (12, 5, 8));
+        assert_eq!((enc.max_tokens(), enc.dim()), (12, 8));
         let text =
             "  alpha beta gamma delta eps alpha beta gamma delta eps alpha beta gamma delta eps ";
-        let chunks = enc.embed_chunked(&[text, "beta"]).unwrap();
+        let chunks = enc
+            .embed_chunked(&[text, "beta"], Chunking::WIDEST)
+            .unwrap();
         let long = &chunks[0];
-        // 15 words, windows of 10 with an overlap of 5: [0,10) [5,15).
+        // 15 words, windows of 10 with an overlap of 5 (capped at half a window): [0,10) [5,15).
         assert_eq!(long.len(), 2);
         assert_eq!((long[0].start, long[1].end), (2, text.trim_end().len()));
         assert!(long[1].start > long[0].start && long[1].start < long[0].end);
@@ -370,7 +367,7 @@ mod tests {
             let err = enc.embed(&["alpha", bad]).unwrap_err();
             assert!(matches!(err, Error::EmptyText { index: 1 }), "{err}");
             assert!(matches!(
-                enc.embed_chunked(&[bad]),
+                enc.embed_chunked(&[bad], Chunking::WIDEST),
                 Err(Error::EmptyText { index: 0 })
             ));
         }

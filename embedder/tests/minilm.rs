@@ -6,7 +6,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use engram_embedder::{encoder_by_name, Error, MiniLm, TextEncoder};
+use engram_embedder::{encoder_by_name, Chunking, Error, MiniLm, TextEncoder};
 
 /// The model, loaded once; the guard runs the tests one at a time so the throughput
 /// measurement has both cores to itself.
@@ -106,7 +106,10 @@ fn reference_cosines() {
 fn long_text_chunks_overlap_and_cover_it() {
     let (enc, _g) = model();
     let text = format!("  {}\n", long_text(80));
-    let chunks = enc.embed_chunked(&[&text]).unwrap().remove(0);
+    let chunks = enc
+        .embed_chunked(&[&text], Chunking::WIDEST)
+        .unwrap()
+        .remove(0);
     println!("{} bytes -> {} chunks", text.len(), chunks.len());
     assert!(chunks.len() >= 3, "{} chunks", chunks.len());
     assert_eq!(chunks[0].start, 2, "first chunk starts at the first word");
@@ -145,7 +148,10 @@ fn long_text_chunks_overlap_and_cover_it() {
 fn short_text_is_one_chunk_equal_to_embed() {
     let (enc, _g) = model();
     let text = "Engram stores vectors; naïve café owners love it.";
-    let chunks = enc.embed_chunked(&[text]).unwrap().remove(0);
+    let chunks = enc
+        .embed_chunked(&[text], Chunking::WIDEST)
+        .unwrap()
+        .remove(0);
     assert_eq!(chunks.len(), 1);
     assert_eq!((chunks[0].start, chunks[0].end), (0, text.len()));
     let d = max_diff(&chunks[0].vector, &enc.embed(&[text]).unwrap()[0]);
@@ -161,7 +167,7 @@ fn empty_text_is_an_error() {
             Err(Error::EmptyText { index: 1 })
         ));
         assert!(matches!(
-            enc.embed_chunked(&[bad]),
+            enc.embed_chunked(&[bad], Chunking::WIDEST),
             Err(Error::EmptyText { index: 0 })
         ));
     }
@@ -178,12 +184,12 @@ fn batch_equals_one_by_one() {
         "The cat sits outside on the warm stone wall all day",
     ];
     let batch = enc.embed(&texts).unwrap();
-    let chunked = enc.embed_chunked(&texts).unwrap();
+    let chunked = enc.embed_chunked(&texts, Chunking::WIDEST).unwrap();
     for (i, t) in texts.iter().enumerate() {
         let alone = enc.embed(&[t]).unwrap().remove(0);
         let d = max_diff(&batch[i], &alone);
         assert!(d < 1e-5, "text {i}: max |diff| {d}");
-        let alone_chunks = enc.embed_chunked(&[t]).unwrap().remove(0);
+        let alone_chunks = enc.embed_chunked(&[t], Chunking::WIDEST).unwrap().remove(0);
         assert_eq!(alone_chunks.len(), chunked[i].len());
         for (a, b) in alone_chunks.iter().zip(&chunked[i]) {
             assert_eq!((a.start, a.end), (b.start, b.end));
@@ -247,7 +253,10 @@ fn throughput() {
     // Full windows: one long document cut into 256-token windows.
     let doc = long_text(500);
     let start = Instant::now();
-    let chunks = enc.embed_chunked(&[&doc]).unwrap().remove(0);
+    let chunks = enc
+        .embed_chunked(&[&doc], Chunking::WIDEST)
+        .unwrap()
+        .remove(0);
     let secs = start.elapsed().as_secs_f64();
     let rate = chunks.len() as f64 / secs;
     println!(
