@@ -4,7 +4,6 @@
 //! `--nocapture` to see the measured cosines and throughput.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
 
 use engram_embedder::{encoder_by_name, Chunking, Error, MiniLm, TextEncoder};
 
@@ -222,60 +221,3 @@ fn unknown_encoder_name_is_a_clear_error() {
     assert!(err.to_string().contains("minilm"), "{err}");
 }
 
-/// Forward-pass cost of one 256-token window: 2 x 11M dense weights x 256 tokens,
-/// plus attention (6 layers x 2 matmuls of 256 x 256 x 384).
-const WINDOW_GFLOP: f64 = (2.0 * 11.0e6 * 256.0 + 6.0 * 2.0 * 2.0 * 256.0 * 256.0 * 384.0) / 1e9;
-
-/// What candle's CPU matmul does on this machine now, to judge the model's throughput.
-fn matmul_gflops() -> f64 {
-    use candle_core::{Device, Tensor};
-    let n = 1024;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).unwrap();
-    a.matmul(&a).unwrap();
-    let start = Instant::now();
-    for _ in 0..5 {
-        a.matmul(&a).unwrap();
-    }
-    5.0 * 2.0 * (n * n * n) as f64 / start.elapsed().as_secs_f64() / 1e9
-}
-
-#[test]
-fn throughput() {
-    let (enc, _g) = model();
-    println!(
-        "candle CPU threads: {}",
-        candle_core::utils::get_num_threads()
-    );
-    println!(
-        "plain F32 matmul right now: {:.0} GFLOP/s (other load on the machine lowers it)",
-        matmul_gflops()
-    );
-    // Full windows: one long document cut into 256-token windows.
-    let doc = long_text(500);
-    let start = Instant::now();
-    let chunks = enc
-        .embed_chunked(&[&doc], Chunking::WIDEST)
-        .unwrap()
-        .remove(0);
-    let secs = start.elapsed().as_secs_f64();
-    let rate = chunks.len() as f64 / secs;
-    println!(
-        "embed_chunked: {} windows of 256 tokens in {secs:.2} s = {rate:.1} windows/s (~{:.0} GFLOP/s)",
-        chunks.len(),
-        rate * WINDOW_GFLOP
-    );
-    // Short texts (queries, titles): ~12 tokens each.
-    let shorts: Vec<String> = (0..256)
-        .map(|i| format!("What happened to the old castle in year {i}?"))
-        .collect();
-    let refs: Vec<&str> = shorts.iter().map(String::as_str).collect();
-    let start = Instant::now();
-    enc.embed(&refs).unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "embed: {} short texts in {secs:.2} s = {:.0} texts/s",
-        refs.len(),
-        refs.len() as f64 / secs
-    );
-    assert!(rate > 2.0, "{rate:.1} windows/s: is this a debug build?");
-}
