@@ -110,6 +110,26 @@ impl Engine {
             .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
     }
 
+    /// Takes a collection's write lock, then checks the collection was not
+    /// deleted (or deleted and re-created) while we waited: writing into a
+    /// deleted collection's key range would resurrect data under a new one.
+    fn lock_for_write<'a>(
+        &self,
+        coll: &'a Arc<Collection>,
+    ) -> Result<std::sync::MutexGuard<'a, ()>> {
+        let guard = coll.write_lock.lock().expect("lock");
+        let current = self
+            .collections
+            .read()
+            .expect("lock")
+            .get(&coll.config.name)
+            .is_some_and(|c| Arc::ptr_eq(c, coll));
+        if !current {
+            return Err(Error::CollectionNotFound(coll.config.name.clone()));
+        }
+        Ok(guard)
+    }
+
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::SeqCst) + 1
     }
@@ -208,7 +228,7 @@ impl Engine {
 
     pub fn delete_collection(&self, name: &str) -> Result<()> {
         let coll = self.collection(name)?;
-        let _writer = coll.write_lock.lock().expect("lock");
+        let _writer = self.lock_for_write(&coll)?;
         let mut batch = self.storage.batch();
         self.storage.delete_collection(&mut batch, name);
         self.storage.commit(batch, true)?;
@@ -230,7 +250,7 @@ impl Engine {
         check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
         let prepared = self.prepare(&coll, docs)?;
 
-        let _writer = coll.write_lock.lock().expect("lock");
+        let _writer = self.lock_for_write(&coll)?;
         let seq = self.next_seq();
         let mut batch = self.storage.batch();
         let mut replaced: HashMap<&str, Vec<u64>> = HashMap::new();
@@ -415,7 +435,7 @@ impl Engine {
 
     pub fn delete_document(&self, name: &str, id: &str) -> Result<()> {
         let coll = self.collection(name)?;
-        let _writer = coll.write_lock.lock().expect("lock");
+        let _writer = self.lock_for_write(&coll)?;
         if !coll.contains(id) {
             return Err(Error::DocumentNotFound {
                 collection: name.to_string(),

@@ -260,6 +260,17 @@ mod tests {
         scored.into_iter().take(k).map(|(i, _)| i).collect()
     }
 
+    fn indexed(data: &[Vec<f32>], metric: Metric) -> VectorIndex {
+        let index = VectorIndex::new(data[0].len(), metric, IndexParams::default(), data.len());
+        let items: Vec<(u64, &[f32])> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64, v.as_slice()))
+            .collect();
+        index.insert_batch(&items);
+        index
+    }
+
     fn normalized(v: &[f32], metric: Metric) -> Vec<f32> {
         let mut v = v.to_vec();
         if metric == Metric::Cosine {
@@ -272,13 +283,7 @@ mod tests {
     fn recall_is_high_for_every_metric() {
         for metric in [Metric::Cosine, Metric::Dot, Metric::Euclidean] {
             let data = random_vectors(2000, 24, 7);
-            let index = VectorIndex::new(24, metric, IndexParams::default(), 2000);
-            let items: Vec<(u64, &[f32])> = data
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i as u64, v.as_slice()))
-                .collect();
-            index.insert_batch(&items);
+            let index = indexed(&data, metric);
             let queries = random_vectors(50, 24, 8);
             let mut hits = 0;
             for q in &queries {
@@ -310,13 +315,7 @@ mod tests {
     #[test]
     fn tombstones_and_filters_hide_vectors() {
         let data = random_vectors(300, 8, 1);
-        let index = VectorIndex::new(8, Metric::Cosine, IndexParams::default(), 300);
-        let items: Vec<(u64, &[f32])> = data
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as u64, v.as_slice()))
-            .collect();
-        index.insert_batch(&items);
+        let index = indexed(&data, Metric::Cosine);
         let top = index.search(&data[5], 1, 50);
         assert_eq!(top[0].0, 5);
         index.remove(&[5]);

@@ -220,4 +220,3 @@ fn unknown_encoder_name_is_a_clear_error() {
     assert!(matches!(err, Error::UnsupportedModel(_)));
     assert!(err.to_string().contains("minilm"), "{err}");
 }
-

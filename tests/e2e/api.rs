@@ -6,7 +6,16 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{Reply, Server};
+
+fn hit_ids(reply: &Reply) -> Vec<&str> {
+    reply.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect()
+}
 
 #[test]
 fn collections_documents_filters_and_deletes() {
@@ -39,12 +48,7 @@ fn collections_documents_filters_and_deletes() {
         "/collections/e/query",
         json!({"vector": [10.2, 0.0], "k": 3}),
     );
-    let ids: Vec<&str> = q.body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap())
-        .collect();
+    let ids = hit_ids(&q);
     assert_eq!(ids, ["p10", "p11", "p9"]);
     assert!(
         (q.body["hits"][0]["score"].as_f64().unwrap() - 0.2).abs() < 1e-4,
@@ -55,12 +59,7 @@ fn collections_documents_filters_and_deletes() {
         "/collections/e/query",
         json!({"vector": [10.2, 0.0], "k": 3, "filter": {"and": [{"key": "parity", "eq": "odd"}, {"key": "i", "range": {"gte": 20}}]}}),
     );
-    let ids: Vec<&str> = q.body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap())
-        .collect();
+    let ids = hit_ids(&q);
     assert_eq!(ids, ["p21", "p23", "p25"]);
     let q = s.post(
         "/collections/e/query",
@@ -80,12 +79,7 @@ fn collections_documents_filters_and_deletes() {
         "/collections/e/query",
         json!({"vector": [10.2, 0.0], "k": 2}),
     );
-    let ids: Vec<&str> = q.body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap())
-        .collect();
+    let ids = hit_ids(&q);
     assert_eq!(ids, ["p9", "p12"]);
     let info = s.get("/collections/e").body;
     assert_eq!(info["documents"], 49);
@@ -109,12 +103,7 @@ fn collections_documents_filters_and_deletes() {
         "/collections/d/query",
         json!({"vector": [1.0, 0.0], "k": 3}),
     );
-    let ids: Vec<&str> = q.body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap())
-        .collect();
+    let ids = hit_ids(&q);
     assert_eq!(ids, ["big", "aligned", "neg"]);
     assert!((q.body["hits"][0]["score"].as_f64().unwrap() - 10.0).abs() < 1e-3);
 

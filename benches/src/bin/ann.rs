@@ -47,7 +47,8 @@ struct Args {
     passes: usize,
 }
 
-fn read_f32(path: &Path, len: usize) -> Result<Vec<f32>> {
+/// Reads `len` little-endian 4-byte values (f32 vectors or i32 ids) from a raw file.
+fn read_le4<T>(path: &Path, len: usize, decode: fn([u8; 4]) -> T) -> Result<Vec<T>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() != len * 4 {
         bail!(
@@ -59,23 +60,7 @@ fn read_f32(path: &Path, len: usize) -> Result<Vec<f32>> {
     }
     Ok(bytes
         .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
-fn read_i32(path: &Path, len: usize) -> Result<Vec<i32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() != len * 4 {
-        bail!(
-            "{}: {} bytes, expected {}",
-            path.display(),
-            bytes.len(),
-            len * 4
-        );
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .map(|b| decode([b[0], b[1], b[2], b[3]]))
         .collect())
 }
 
@@ -125,9 +110,9 @@ fn main() -> Result<()> {
         bail!("--passes must be at least 1");
     }
 
-    let train = read_f32(&dir.join("train.f32"), n * dim)?;
-    let test = read_f32(&dir.join("test.f32"), n_test * dim)?;
-    let gt = read_i32(&dir.join("gt.i32"), n_test * gt_k)?;
+    let train = read_le4(&dir.join("train.f32"), n * dim, f32::from_le_bytes)?;
+    let test = read_le4(&dir.join("test.f32"), n_test * dim, f32::from_le_bytes)?;
+    let gt = read_le4(&dir.join("gt.i32"), n_test * gt_k, i32::from_le_bytes)?;
     let truth: Vec<HashSet<u64>> = gt
         .chunks_exact(gt_k)
         .map(|row| row[..10].iter().map(|&i| i as u64).collect())
