@@ -20,6 +20,9 @@ use crate::limits::{check, Limits};
 use crate::storage::{Storage, VectorRecord};
 use crate::validate;
 
+/// A search result before it becomes a hit: (chunk id, score, document id).
+type RankedChunk = (u64, f32, Arc<str>);
+
 /// The default text encoder of new collections and of `/embed`.
 pub const DEFAULT_EMBEDDER: &str = "minilm";
 
@@ -493,7 +496,7 @@ impl Engine {
         // Ask for enough chunks to fill k distinct documents.
         let want =
             ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
-        let ranked: Vec<(u64, f32, Arc<str>)> = coll.with_chunks(|chunks| {
+        let ranked: Vec<RankedChunk> = coll.with_chunks(|chunks| {
             let keep = |id: u64| match (&filter, chunks.get(&id)) {
                 (_, None) => false,
                 (None, Some(_)) => true,
@@ -589,5 +592,75 @@ fn info(coll: &Collection) -> CollectionInfo {
         note: (coll.config.durability == crate::collection::Durability::Fast).then(|| {
             "durability is 'fast': writes are acknowledged before the disk sync and the last ones can be lost on power failure".to_string()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn engine(dir: &Path) -> Engine {
+        let no_models: Box<EncoderLoader> =
+            Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
+        Engine::open_with_loader(dir, Limits::default(), no_models).unwrap()
+    }
+
+    #[test]
+    fn selective_filters_still_return_every_match_in_exact_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let req = CreateCollection {
+            dimension: Some(8),
+            ..Default::default()
+        };
+        e.create_collection("v", req).unwrap();
+        let mut rng = 12345u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let docs: Vec<DocumentInput> = (0..3000)
+            .map(|i| DocumentInput {
+                id: Some(format!("d{i}")),
+                vector: Some((0..8).map(|_| next()).collect()),
+                metadata: Some(json!({"rare": i % 600 == 7})),
+                ..Default::default()
+            })
+            .collect();
+        for batch in docs.chunks(1000) {
+            e.upsert("v", batch.to_vec()).unwrap();
+        }
+        let query: Vec<f32> = (0..8).map(|_| next()).collect();
+        let req = QueryRequest {
+            vector: Some(query.clone()),
+            k: Some(10),
+            ef: Some(10),
+            filter: Some(json!({"key": "rare", "eq": true})),
+            ..Default::default()
+        };
+        let hits = e.query("v", &req).unwrap().hits;
+        let mut expected: Vec<(f32, String)> = docs
+            .iter()
+            .filter(|d| d.metadata.as_ref().unwrap()["rare"] == json!(true))
+            .map(|d| {
+                let v = d.vector.as_ref().unwrap();
+                (
+                    engram_kernels::cosine_similarity(&query, v),
+                    d.id.clone().unwrap(),
+                )
+            })
+            .collect();
+        expected.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let got: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        let want: Vec<&str> = expected.iter().map(|(_, id)| id.as_str()).collect();
+        // hnsw_rs keeps walking past non-matching nodes until it has enough
+        // matches, so even a 1-in-600 filter with ef 10 finds every match.
+        assert_eq!(got, want, "all 5 matches, best first");
+        for (h, (score, _)) in hits.iter().zip(&expected) {
+            assert!((h.score - score).abs() < 1e-4);
+        }
     }
 }

@@ -56,7 +56,7 @@ impl Server {
             .arg("--port")
             .arg(self.port.to_string())
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .env_remove("ENGRAM_API_KEYS")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
