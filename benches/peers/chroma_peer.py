@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from workload import load_quoref, stats
 
 CACHE = Path(os.environ.get("ENGRAM_CACHE", Path.home() / ".cache" / "engram"))
 MODEL_DIR = CACHE / "models" / "all-minilm-l6-v2"
@@ -44,16 +44,6 @@ QUOREF = CACHE / "data" / "quoref.jsonl"
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def pct(xs: list[float], p: float) -> float:
-    return float(np.percentile(np.asarray(xs), p))
-
-
-def stats(lat_s: list[float]) -> dict:
-    ms = [x * 1e3 for x in lat_s]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p99_ms": round(pct(ms, 99), 2),
-            "mean_ms": round(float(np.mean(ms)), 2), "per_s": round(len(ms) / sum(lat_s), 1)}
 
 
 def main() -> None:
@@ -96,13 +86,7 @@ def main() -> None:
         def build_from_config(config: dict) -> "MiniLM":
             return MiniLM()
 
-    docs = []
-    with open(args.data, encoding="utf-8") as f:
-        for line in f:
-            docs.append(json.loads(line))
-            if len(docs) == args.docs:
-                break
-    questions = [(q["question"], d["id"]) for d in docs for q in d["questions"]][: args.queries]
+    docs, questions = load_quoref(args.data, args.docs, args.queries)
 
     root = args.path or Path(tempfile.mkdtemp(prefix="engram-chroma-"))
     try:

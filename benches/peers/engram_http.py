@@ -9,7 +9,7 @@ connection), against a running `engram serve`.
   query   one question per request: POST /collections/quoref/query, k=10, text in.
 
 Prints JSON lines of the same shape as chroma_peer.py.
-Run: python3 benches/peers/engram_http.py --url http://127.0.0.1:6363 [--docs 1000] [--queries 1000]
+Run: ~/.cache/engram/venv/bin/python benches/peers/engram_http.py --url http://127.0.0.1:6363 [--docs 1000] [--queries 1000]
 """
 
 from __future__ import annotations
@@ -17,25 +17,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from workload import load_quoref, stats
+
 CACHE = Path.home() / ".cache" / "engram"
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    i = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
-    return xs[i]
-
-
-def stats(lat_s: list[float]) -> dict:
-    ms = [x * 1e3 for x in lat_s]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p99_ms": round(pct(ms, 99), 2),
-            "mean_ms": round(statistics.fmean(ms), 2), "per_s": round(len(ms) / sum(lat_s), 1)}
 
 
 def main() -> None:
@@ -57,13 +46,7 @@ def main() -> None:
             sys.exit(f"{method} {path}: {r.status} {text[:300]!r}")
         return json.loads(text) if text else {}
 
-    docs = []
-    with open(args.data, encoding="utf-8") as f:
-        for line in f:
-            docs.append(json.loads(line))
-            if len(docs) == args.docs:
-                break
-    questions = [(q["question"], d["id"]) for d in docs for q in d["questions"]][: args.queries]
+    docs, questions = load_quoref(args.data, args.docs, args.queries)
 
     call("PUT", "/collections/quoref", {})
     lat = []
