@@ -656,7 +656,7 @@ mod tests {
         expected.sort_by(|a, b| b.0.total_cmp(&a.0));
         let got: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
         let want: Vec<&str> = expected.iter().map(|(_, id)| id.as_str()).collect();
-        // hnsw_rs keeps walking past non-matching nodes until it has enough
+        // The graph walk goes on through non-matching nodes until it has enough
         // matches, so even a 1-in-600 filter with ef 10 finds every match.
         assert_eq!(got, want, "all 5 matches, best first");
         for (h, (score, _)) in hits.iter().zip(&expected) {

@@ -1,17 +1,17 @@
-//! The in-memory approximate nearest-neighbour index of one collection: an
-//! hnsw_rs graph whose distance calls go through Engram's own SIMD kernels.
+//! The in-memory approximate nearest-neighbour index of one collection:
+//! Engram's HNSW graph (`hnsw.rs`) on Engram's SIMD distance kernels.
 //!
-//! hnsw_rs has no delete, so removals are tombstones filtered out during the
+//! HNSW has no cheap delete, so removals are tombstones filtered out during the
 //! search; the owner rebuilds the index when tombstones pile up. The graph is
 //! derived data: RocksDB is the source of truth and the index is rebuilt from it
 //! at start-up, so a crash can never leave it ahead of or behind the store.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
-use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
+
+use crate::hnsw::Graph;
 
 /// How two vectors are compared. Scores returned by searches follow the metric:
 /// cosine similarity and dot product (higher is nearer), euclidean distance
@@ -42,26 +42,31 @@ impl Metric {
     }
 }
 
-/// The graph's distance: non-negative and never NaN (hnsw_rs asserts both),
-/// monotone in the metric. Cosine runs on normalised vectors as 1 - dot; dot
-/// product is mapped through a positive decreasing function of the dot;
-/// euclidean skips the square root, which does not change the order.
-#[derive(Debug, Clone, Copy)]
-pub struct KernelDistance(Metric);
+/// The graph's distance: monotone in the metric, lower is nearer. Cosine runs
+/// on normalised vectors as 1 - dot; dot product is mapped through a positive
+/// decreasing function of the dot; euclidean skips the square root, which does
+/// not change the order.
+type DistanceFn = fn(&[f32], &[f32]) -> f32;
 
-impl Distance<f32> for KernelDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        match self.0 {
-            Metric::Cosine => (1.0 - engram_kernels::dot(a, b)).max(0.0),
-            Metric::Dot => {
-                let d = engram_kernels::dot(a, b);
-                if d <= 0.0 {
-                    1.0 - d
-                } else {
-                    1.0 / (1.0 + d)
-                }
-            }
-            Metric::Euclidean => engram_kernels::l2_squared(a, b),
+fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    (1.0 - engram_kernels::dot(a, b)).max(0.0)
+}
+
+fn dot_distance(a: &[f32], b: &[f32]) -> f32 {
+    let d = engram_kernels::dot(a, b);
+    if d <= 0.0 {
+        1.0 - d
+    } else {
+        1.0 / (1.0 + d)
+    }
+}
+
+impl Metric {
+    fn distance_fn(self) -> DistanceFn {
+        match self {
+            Metric::Cosine => cosine_distance,
+            Metric::Dot => dot_distance,
+            Metric::Euclidean => engram_kernels::l2_squared,
         }
     }
 }
@@ -84,36 +89,35 @@ impl Default for IndexParams {
     }
 }
 
-/// hnsw_rs only supports dumping graphs built with 16 layers, so build them so.
-const MAX_LAYER: usize = 16;
+/// The graph and the collection ids of its nodes (node n holds `ids[n]`).
+struct Nodes {
+    graph: Graph<DistanceFn>,
+    ids: Vec<u64>,
+}
 
 /// One collection's HNSW graph plus its tombstones.
 pub struct VectorIndex {
     dim: usize,
     metric: Metric,
     params: IndexParams,
-    graph: Hnsw<'static, f32, KernelDistance>,
-    tombstones: RwLock<HashSet<usize>>,
-    inserted: AtomicUsize,
+    nodes: RwLock<Nodes>,
+    tombstones: RwLock<HashSet<u64>>,
 }
 
 impl VectorIndex {
     pub fn new(dim: usize, metric: Metric, params: IndexParams, capacity: usize) -> Self {
+        let _ = capacity; // the flat arrays grow as needed
         let m = params.m.clamp(2, 128);
-        let graph = Hnsw::new(
-            m,
-            capacity.max(1024),
-            MAX_LAYER,
-            params.ef_construction.max(m),
-            KernelDistance(metric),
-        );
+        let graph = Graph::new(dim, m, params.ef_construction.max(m), metric.distance_fn());
         VectorIndex {
             dim,
             metric,
             params,
-            graph,
+            nodes: RwLock::new(Nodes {
+                graph,
+                ids: Vec::new(),
+            }),
             tombstones: RwLock::new(HashSet::new()),
-            inserted: AtomicUsize::new(0),
         }
     }
 
@@ -139,24 +143,16 @@ impl VectorIndex {
         v
     }
 
-    /// Inserts vectors in parallel (hnsw_rs uses every core). Callers validate
-    /// that vectors are finite and of the right dimension before they get here.
+    /// Inserts vectors one at a time, taking the write lock per vector so
+    /// searches interleave with a long batch instead of waiting for all of it.
+    /// Callers validate that vectors are finite and of the right dimension.
     pub fn insert_batch(&self, items: &[(u64, &[f32])]) {
-        if items.is_empty() {
-            return;
+        for (id, v) in items {
+            let v = self.prepare(v);
+            let mut nodes = self.nodes.write().expect("index lock poisoned");
+            nodes.graph.insert(&v);
+            nodes.ids.push(*id);
         }
-        let prepared: Vec<Vec<f32>> = items.iter().map(|(_, v)| self.prepare(v)).collect();
-        let refs: Vec<(&Vec<f32>, usize)> = prepared
-            .iter()
-            .zip(items)
-            .map(|(v, (id, _))| (v, *id as usize))
-            .collect();
-        if refs.len() == 1 {
-            self.graph.insert((refs[0].0.as_slice(), refs[0].1));
-        } else {
-            self.graph.parallel_insert(&refs);
-        }
-        self.inserted.fetch_add(items.len(), Ordering::Relaxed);
     }
 
     /// Marks ids as deleted; they stay in the graph (as routing nodes) until the
@@ -164,7 +160,7 @@ impl VectorIndex {
     pub fn remove(&self, ids: &[u64]) {
         let mut t = self.tombstones.write().expect("tombstone lock poisoned");
         for id in ids {
-            t.insert(*id as usize);
+            t.insert(*id);
         }
     }
 
@@ -175,7 +171,8 @@ impl VectorIndex {
             .read()
             .expect("tombstone lock poisoned")
             .len();
-        self.inserted.load(Ordering::Relaxed).saturating_sub(dead)
+        let all = self.nodes.read().expect("index lock poisoned").ids.len();
+        all.saturating_sub(dead)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -220,17 +217,22 @@ impl VectorIndex {
         }
         let q = self.prepare(query);
         let tombstones = self.tombstones.read().expect("tombstone lock poisoned");
-        let ef = ef.max(k);
-        let found = if tombstones.is_empty() && keep.is_none() {
-            self.graph.search(&q, k, ef)
-        } else {
-            let filter =
-                |id: &usize| !tombstones.contains(id) && keep.is_none_or(|f| f(*id as u64));
-            self.graph.search_filter(&q, k, ef, Some(&filter))
+        let nodes = self.nodes.read().expect("index lock poisoned");
+        let ids = &nodes.ids;
+        let accept = |n: u32| {
+            let id = ids[n as usize];
+            !tombstones.contains(&id) && keep.is_none_or(|f| f(id))
         };
+        let filtered = !tombstones.is_empty() || keep.is_some();
+        let found = nodes.graph.search(
+            &q,
+            k,
+            ef.max(k),
+            if filtered { Some(&accept) } else { None },
+        );
         found
             .into_iter()
-            .map(|n| (n.d_id as u64, self.metric.score(n.distance)))
+            .map(|(n, d)| (ids[n as usize], self.metric.score(d)))
             .collect()
     }
 }
@@ -252,7 +254,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let d = KernelDistance(metric).eval(&normalized(v, metric), &normalized(q, metric));
+                let d = metric.distance_fn()(&normalized(v, metric), &normalized(q, metric));
                 (i as u64, d)
             })
             .collect();

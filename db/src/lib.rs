@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod filter;
+mod hnsw;
 pub mod index;
 pub mod limits;
 pub mod server;

@@ -4,10 +4,10 @@
 //!
 //! {"engine":"engram","dataset":"glove-50-angular","m":16,"ef_construction":200,
 //!  "ef":40,"k":10,"recall@10":0.87,"qps":12345.6,"build_s":61.2,
-//!  "build_threads":2,"search_threads":1,"n":390000,"n_test":10000}
+//!  "build_threads":1,"search_threads":1,"n":390000,"n_test":10000}
 //!
-//! Build: one `insert_batch` of the whole train set (parallel, every core:
-//! build_threads says how many). Search: one thread, a plain loop over the test
+//! Build: one `insert_batch` of the whole train set (Engram inserts serially:
+//! build_threads is 1). Search: one thread, a plain loop over the test
 //! queries; qps is the median of `--passes` passes. recall@10 is the mean of
 //! |returned top-10 ∩ exact top-10| / 10 over the test queries (ids).
 //!
@@ -118,9 +118,7 @@ fn main() -> Result<()> {
         .map(|row| row[..10].iter().map(|&i| i as u64).collect())
         .collect();
 
-    let build_threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let build_threads = 1; // Engram inserts one vector at a time
     eprintln!(
         "[engram] building {name} n={n} dim={dim} M={} efC={} threads={build_threads}",
         args.m, args.ef_construction
