@@ -96,6 +96,14 @@ impl<D: Fn(&[f32], &[f32]) -> f32> Graph<D> {
         }
     }
 
+    /// Makes room for `n` more nodes.
+    pub fn reserve(&mut self, n: usize) {
+        self.vectors.reserve(n * self.dim);
+        self.levels.reserve(n);
+        self.links0.reserve(n * (self.m0 + 1));
+        self.upper.reserve(n);
+    }
+
     pub fn len(&self) -> usize {
         self.levels.len()
     }

@@ -97,40 +97,26 @@ struct Nodes {
 
 /// One collection's HNSW graph plus its tombstones.
 pub struct VectorIndex {
-    dim: usize,
     metric: Metric,
-    params: IndexParams,
     nodes: RwLock<Nodes>,
     tombstones: RwLock<HashSet<u64>>,
 }
 
 impl VectorIndex {
+    /// `capacity` is the expected number of vectors, reserved up front so a
+    /// rebuild does not reallocate the flat arrays as it grows.
     pub fn new(dim: usize, metric: Metric, params: IndexParams, capacity: usize) -> Self {
-        let _ = capacity; // the flat arrays grow as needed
         let m = params.m.clamp(2, 128);
-        let graph = Graph::new(dim, m, params.ef_construction.max(m), metric.distance_fn());
+        let mut graph = Graph::new(dim, m, params.ef_construction.max(m), metric.distance_fn());
+        graph.reserve(capacity);
         VectorIndex {
-            dim,
             metric,
-            params,
             nodes: RwLock::new(Nodes {
                 graph,
-                ids: Vec::new(),
+                ids: Vec::with_capacity(capacity),
             }),
             tombstones: RwLock::new(HashSet::new()),
         }
-    }
-
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    pub fn metric(&self) -> Metric {
-        self.metric
-    }
-
-    pub fn params(&self) -> IndexParams {
-        self.params
     }
 
     /// Vectors as the graph stores them: cosine vectors normalised so the kernel
@@ -224,12 +210,9 @@ impl VectorIndex {
             !tombstones.contains(&id) && keep.is_none_or(|f| f(id))
         };
         let filtered = !tombstones.is_empty() || keep.is_some();
-        let found = nodes.graph.search(
-            &q,
-            k,
-            ef.max(k),
-            if filtered { Some(&accept) } else { None },
-        );
+        let found = nodes
+            .graph
+            .search(&q, k, ef, if filtered { Some(&accept) } else { None });
         found
             .into_iter()
             .map(|(n, d)| (ids[n as usize], self.metric.score(d)))
