@@ -11,6 +11,8 @@
 //! - [`models`]: the verified model cache (`engram models fetch`).
 //! - [`encoder_by_name`]: what the database calls to load the encoder a collection names.
 
+pub mod bert;
+mod cpu_ops;
 mod encoder;
 mod error;
 mod minilm;

@@ -4,7 +4,8 @@
 //! cores to embed documents at insert time, and it is the encoder most peers use, so
 //! results compare directly. It runs candle-transformers' stock `BertModel`; pooling is
 //! sentence-transformers' (mean over real tokens, then L2 normalisation), so vectors
-//! match the reference implementation.
+//! match the reference implementation. The forward pass is Engram's own ([`crate::bert`]),
+//! tuned for the CPU; a unit test checks it against candle-transformers' `BertModel`.
 //!
 //! Long documents are not truncated: the text is tokenized once (keeping byte offsets),
 //! cut into overlapping windows (the caller's `Chunking`, at most 256 tokens), and every window is wrapped
@@ -14,11 +15,11 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Encoding, Tokenizer};
 
+use crate::bert::{Bert, Config};
 use crate::encoder::{Chunk, Chunking, TextEncoder};
 use crate::error::{Error, Result};
 use crate::models::{self, ModelId};
@@ -35,7 +36,7 @@ const BATCH_TOKENS: usize = 8 * MAX_TOKENS;
 
 /// The all-MiniLM-L6-v2 sentence encoder.
 pub struct MiniLm {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     cls: u32,
     sep: u32,
@@ -76,10 +77,9 @@ impl MiniLm {
         // Read into memory (no mmap): the cache may be replaced while the server runs.
         let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
             .map_err(|e| invalid(format!("model.safetensors: {e}")))?;
-        // Tensor names have no `bert.` prefix; BertModel::load checks for one itself.
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model =
-            BertModel::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
+            Bert::load(vb, &config).map_err(|e| invalid(format!("model.safetensors: {e}")))?;
         Self::from_parts(model, tokenizer, &config).map_err(invalid)
     }
 
@@ -87,7 +87,7 @@ impl MiniLm {
     /// tiny random BERT). Turns off the truncation and padding that tokenizer.json asks for:
     /// windows are cut and padded here. The error says what is wrong with the parts.
     pub(crate) fn from_parts(
-        model: BertModel,
+        model: Bert,
         mut tokenizer: Tokenizer,
         config: &Config,
     ) -> std::result::Result<Self, String> {
@@ -185,12 +185,8 @@ impl MiniLm {
         let shape = (seqs.len(), len);
         let ids = Tensor::from_vec(ids, shape, device)?;
         let mask = Tensor::from_vec(mask, shape, device)?;
-        let hidden = self.model.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let mean = summed.broadcast_div(&mask.sum(1)?)?;
-        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-        Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)
+        let states = self.model.forward(&ids, &mask)?;
+        Ok(Bert::mean_pool(&states, &mask)?.to_vec2::<f32>()?)
     }
 }
 
@@ -294,8 +290,59 @@ mod tests {
         };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = BertModel::load(vb, &config).unwrap();
+        let model = Bert::load(vb, &config).unwrap();
         MiniLm::from_parts(model, tokenizer, &config).unwrap()
+    }
+
+    /// Engram's forward pass gives candle-transformers' `BertModel`'s token states on the
+    /// same weights, padded or not.
+    #[test]
+    fn own_bert_matches_candle_bert() {
+        use candle_transformers::models::bert::BertModel;
+        let config = Config {
+            vocab_size: 30,
+            hidden_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 24,
+            max_position_embeddings: 20,
+            ..Config::default()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        // The first load creates the variables; `Bert` copies weights, so load again below.
+        Bert::load(vb.clone(), &config).unwrap();
+        // Random layer-norm and bias values too, so a swapped tensor cannot hide.
+        for var in varmap.all_vars() {
+            let noise = var.randn_like(0.0, 0.5).unwrap();
+            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+        }
+        let ours = Bert::load(vb.clone(), &config).unwrap();
+        let theirs = BertModel::load(vb, &config).unwrap();
+        let ids = Tensor::new(
+            &[[2u32, 5, 9, 13, 3, 0, 0], [2, 7, 7, 1, 28, 4, 3]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(
+            &[[1u32, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let a = ours.forward(&ids, &mask).unwrap();
+        let b = theirs
+            .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+            .unwrap();
+        // Compare real tokens only: padded positions are meaningless in both.
+        for (row, real) in [(0, 5), (1, 7)] {
+            let a = a.get(row).unwrap().narrow(0, 0, real).unwrap();
+            let b = b.get(row).unwrap().narrow(0, 0, real).unwrap();
+            assert_close(
+                &a.flatten_all().unwrap().to_vec1().unwrap(),
+                &b.flatten_all().unwrap().to_vec1().unwrap(),
+                1e-4,
+            );
+        }
     }
 
     fn assert_close(a: &[f32], b: &[f32], tol: f32) {
