@@ -192,13 +192,16 @@ impl Bert {
         x.reshape((batch, len, ()))
     }
 
-    /// Mean of the token states over real tokens, L2-normalised: sentence-transformers'
+    /// Weighted mean of the token states (`weights` `[batch, len]`, zero for padding),
+    /// L2-normalised; all-ones weights on real tokens give sentence-transformers' mean
     /// pooling for MiniLM. Returns `[batch, hidden]`.
-    pub fn mean_pool(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = states.broadcast_mul(&mask)?.sum(1)?;
-        let mean = summed.broadcast_div(&mask.sum(1)?)?;
-        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-        mean.broadcast_div(&norm)
+    pub fn weighted_pool(states: &Tensor, weights: &Tensor) -> Result<Tensor> {
+        let pooled = weights
+            .to_dtype(DType::F32)?
+            .unsqueeze(1)?
+            .matmul(states)?
+            .squeeze(1)?;
+        let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+        pooled.broadcast_div(&norm)
     }
 }

@@ -17,6 +17,11 @@ pub enum Error {
     #[error("unknown embedding model '{0}': use one of {known}", known = crate::ENCODER_NAMES.join(", "))]
     UnsupportedModel(String),
 
+    /// A stored corpus context is damaged or from another format, or cannot be built
+    /// from the given sample. The message says which and what to do.
+    #[error("corpus context: {0}")]
+    InvalidContext(String),
+
     /// The model is not in the cache and could not be fetched (no python3/pip, no
     /// registry access, ...). The message carries the fix.
     #[error("model not available: {0}")]

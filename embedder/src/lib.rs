@@ -12,6 +12,8 @@
 //! - [`encoder_by_name`]: what the database calls to load the encoder a collection names.
 
 pub mod bert;
+pub mod context;
+mod contextual;
 mod cpu_ops;
 mod encoder;
 mod error;
@@ -20,12 +22,21 @@ pub mod models;
 
 use std::sync::Arc;
 
+pub use context::{ContextOptions, CorpusContext, Variant};
+pub use contextual::ContextualEncoder;
 pub use encoder::{Chunk, Chunking, TextEncoder};
 pub use error::{Error, Result};
-pub use minilm::MiniLm;
+pub use minilm::{MiniLm, TokenWeights};
 
 /// Names [`encoder_by_name`] accepts (listed in its error message).
-pub const ENCODER_NAMES: &[&str] = &[minilm::NAME];
+pub const ENCODER_NAMES: &[&str] = &[
+    minilm::NAME,
+    "contextual-center",
+    "contextual-whiten",
+    "contextual-idf",
+    "contextual-idf-center",
+    "contextual-idf-whiten",
+];
 
 /// Loads the encoder stored under `name` in a collection config, fetching its model
 /// into the cache on first use. Slow (hundreds of milliseconds): callers keep the `Arc`.

@@ -46,6 +46,9 @@ pub struct MiniLm {
     max_tokens: usize,
 }
 
+/// A pooling weight per token id (e.g. its inverse document frequency in a corpus).
+pub type TokenWeights<'a> = dyn Fn(u32) -> f32 + Sync + 'a;
+
 /// One window to embed: the text it comes from, its token ids and its byte span.
 struct Window {
     text: usize,
@@ -151,7 +154,7 @@ impl MiniLm {
     /// Embeds token-id sequences (each already wrapped): sorts them by length, runs
     /// batches padded to the batch's longest (so padding is small), returns unit vectors
     /// in input order.
-    fn run(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    fn run(&self, seqs: &[&[u32]], weights: Option<&TokenWeights<'_>>) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let mut out = vec![Vec::new(); seqs.len()];
@@ -161,7 +164,7 @@ impl MiniLm {
             let size = (BATCH_TOKENS / seqs[rest[0]].len()).clamp(1, MAX_BATCH);
             let (batch, tail) = rest.split_at(size.min(rest.len()));
             let vectors =
-                self.forward_batch(&batch.iter().map(|&i| seqs[i]).collect::<Vec<_>>())?;
+                self.forward_batch(&batch.iter().map(|&i| seqs[i]).collect::<Vec<_>>(), weights)?;
             for (&i, v) in batch.iter().zip(vectors) {
                 out[i] = v;
             }
@@ -170,23 +173,92 @@ impl MiniLm {
         Ok(out)
     }
 
-    /// One forward pass: pad, run BERT, mean-pool over the mask, L2-normalise.
-    fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    /// One forward pass: pad, run BERT, pool over the real tokens (a plain mean, or
+    /// weighted by `weights`), L2-normalise.
+    fn forward_batch(
+        &self,
+        seqs: &[&[u32]],
+        weights: Option<&TokenWeights<'_>>,
+    ) -> Result<Vec<Vec<f32>>> {
         let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(seqs.len() * len);
         let mut mask = Vec::with_capacity(seqs.len() * len);
+        let mut pool = Vec::with_capacity(seqs.len() * len);
         for s in seqs {
             ids.extend_from_slice(s);
             ids.extend(std::iter::repeat_n(self.pad, len - s.len()));
             mask.extend(std::iter::repeat_n(1u32, s.len()));
             mask.extend(std::iter::repeat_n(0u32, len - s.len()));
+            pool.extend(s.iter().map(|&t| weights.map_or(1.0, |w| w(t))));
+            pool.extend(std::iter::repeat_n(0f32, len - s.len()));
         }
         let device = &self.model.device;
         let shape = (seqs.len(), len);
         let ids = Tensor::from_vec(ids, shape, device)?;
         let mask = Tensor::from_vec(mask, shape, device)?;
+        let pool = Tensor::from_vec(pool, shape, device)?;
         let states = self.model.forward(&ids, &mask)?;
-        Ok(Bert::mean_pool(&states, &mask)?.to_vec2::<f32>()?)
+        Ok(Bert::weighted_pool(&states, &pool)?.to_vec2::<f32>()?)
+    }
+
+    /// The tokenizer's content token ids of `text` (no `[CLS]`/`[SEP]`), e.g. for
+    /// counting document frequencies over a corpus.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.tokenize(0, text)?.get_ids().to_vec())
+    }
+
+    /// Id of `[CLS]` and `[SEP]`, which wrap every window.
+    pub fn special_ids(&self) -> [u32; 2] {
+        [self.cls, self.sep]
+    }
+
+    /// [`TextEncoder::embed`] with pooling weighted per token id (`None`: plain mean).
+    pub fn embed_weighted(
+        &self,
+        texts: &[&str],
+        weights: Option<&TokenWeights<'_>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let width = self.max_tokens - 2;
+        let mut windows = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let enc = self.tokenize(i, text)?;
+            windows.push(self.window(i, &enc, (0, enc.len().min(width))));
+        }
+        self.run(
+            &windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>(),
+            weights,
+        )
+    }
+
+    /// [`TextEncoder::embed_chunked`] with pooling weighted per token id.
+    pub fn embed_chunked_weighted(
+        &self,
+        texts: &[&str],
+        chunking: Chunking,
+        weights: Option<&TokenWeights<'_>>,
+    ) -> Result<Vec<Vec<Chunk>>> {
+        let width = chunking.tokens.clamp(4, self.max_tokens) - 2;
+        let overlap = chunking.overlap.min(width / 2);
+        let mut windows = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let enc = self.tokenize(i, text)?;
+            for range in plan_windows(enc.len(), width, overlap) {
+                windows.push(self.window(i, &enc, range));
+            }
+        }
+        let seqs: Vec<&[u32]> = windows.iter().map(|w| w.ids.as_slice()).collect();
+        let vectors = self.run(&seqs, weights)?;
+        let mut out: Vec<Vec<Chunk>> = vec![Vec::new(); texts.len()];
+        for (w, vector) in windows.into_iter().zip(vectors) {
+            let chunks = &mut out[w.text];
+            chunks.push(Chunk {
+                index: chunks.len(),
+                start: w.start,
+                end: w.end,
+                vector,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -220,37 +292,11 @@ impl TextEncoder for MiniLm {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let width = self.max_tokens - 2;
-        let mut windows = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            let enc = self.tokenize(i, text)?;
-            windows.push(self.window(i, &enc, (0, enc.len().min(width))));
-        }
-        self.run(&windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>())
+        self.embed_weighted(texts, None)
     }
 
     fn embed_chunked(&self, texts: &[&str], chunking: Chunking) -> Result<Vec<Vec<Chunk>>> {
-        let width = chunking.tokens.clamp(4, self.max_tokens) - 2;
-        let overlap = chunking.overlap.min(width / 2);
-        let mut windows = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            let enc = self.tokenize(i, text)?;
-            for range in plan_windows(enc.len(), width, overlap) {
-                windows.push(self.window(i, &enc, range));
-            }
-        }
-        let vectors = self.run(&windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>())?;
-        let mut out: Vec<Vec<Chunk>> = vec![Vec::new(); texts.len()];
-        for (w, vector) in windows.into_iter().zip(vectors) {
-            let chunks = &mut out[w.text];
-            chunks.push(Chunk {
-                index: chunks.len(),
-                start: w.start,
-                end: w.end,
-                vector,
-            });
-        }
-        Ok(out)
+        self.embed_chunked_weighted(texts, chunking, None)
     }
 }
 

@@ -1,0 +1,595 @@
+//! A collection's corpus context: what stage two of the contextual encoder knows
+//! about the corpus, computed once from stage-one (MiniLM) passes over a sample of it.
+//!
+//! Why: a general-purpose encoder squeezes a niche corpus into a small cone of the
+//! space, where everything looks alike to cosine similarity. The context records that
+//! cone (the mean and covariance of the corpus's vectors), which tokens are common in
+//! this corpus (document frequencies), and its main topics (k-means centroids), so
+//! stage two can subtract what all documents share and stretch what separates them.
+//! It is serialised (safetensors: tensors plus string metadata) and stored with the
+//! collection, and versioned so every vector can say which context made it.
+
+use std::collections::{HashMap, HashSet};
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::{Chunking, TextEncoder};
+use crate::error::{Error, Result};
+use crate::minilm::MiniLm;
+
+/// Bumped when the stored layout changes; older contexts are rebuilt, never misread.
+const FORMAT: u32 = 1;
+
+/// How stage two turns a corpus-blind MiniLM pass into a corpus-aware vector
+/// (training-free variants: no parameters are learned, only corpus statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Subtract the corpus mean vector before normalising.
+    Center,
+    /// Centre, then whiten with the (shrunk) corpus covariance.
+    Whiten,
+    /// Pool token states weighted by the token's inverse document frequency in the corpus.
+    Idf,
+    /// Idf pooling, then centre.
+    IdfCenter,
+    /// Idf pooling, then centre and whiten.
+    IdfWhiten,
+}
+
+impl Variant {
+    /// Every variant, in the order reports list them.
+    pub const ALL: [Variant; 5] = [
+        Variant::Center,
+        Variant::Whiten,
+        Variant::Idf,
+        Variant::IdfCenter,
+        Variant::IdfWhiten,
+    ];
+
+    /// The name used in collection configs and reports (`contextual-<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Center => "center",
+            Variant::Whiten => "whiten",
+            Variant::Idf => "idf",
+            Variant::IdfCenter => "idf-center",
+            Variant::IdfWhiten => "idf-whiten",
+        }
+    }
+
+    /// Parses a variant name; the error lists the valid ones.
+    pub fn parse(name: &str) -> Result<Variant> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == name)
+            .ok_or_else(|| Error::UnsupportedModel(format!("contextual-{name}")))
+    }
+
+    pub(crate) fn idf_pooling(self) -> bool {
+        matches!(self, Variant::Idf | Variant::IdfCenter | Variant::IdfWhiten)
+    }
+
+    fn centers(self) -> bool {
+        !matches!(self, Variant::Idf)
+    }
+
+    fn whitens(self) -> bool {
+        matches!(self, Variant::Whiten | Variant::IdfWhiten)
+    }
+}
+
+/// Knobs for [`CorpusContext::build`]; the defaults are what the evaluation chose.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ContextOptions {
+    /// Weight of the isotropic part mixed into the covariance before whitening, in
+    /// [0, 1]: 0 whitens fully, 1 only centres. Samples of fewer vectors than
+    /// dimensions are shrunk more (at least `d / (d + n)`), since they cannot
+    /// estimate every direction.
+    pub shrinkage: f32,
+    /// Number of k-means centroids kept as the corpus's topics (capped by the sample).
+    pub centroids: usize,
+    /// Seed of the k-means initialisation, so a context is reproducible.
+    pub seed: u64,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            shrinkage: 0.3,
+            centroids: 16,
+            seed: 7,
+        }
+    }
+}
+
+/// The corpus statistics stage two conditions on (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorpusContext {
+    /// Which context made a vector: assigned by the store, 0 until then.
+    pub version: u64,
+    pub variant: Variant,
+    pub options: ContextOptions,
+    /// Texts in the sample the statistics come from.
+    pub texts: usize,
+    /// Stage-one vectors (chunks of those texts) behind the mean and covariance.
+    pub vectors: usize,
+    dim: usize,
+    /// In how many sampled texts each token id occurs.
+    doc_freq: HashMap<u32, u32>,
+    mean: Vec<f32>,
+    /// Row-major `dim x dim` whitening matrix, for the variants that whiten.
+    whitening: Option<Vec<f32>>,
+    /// Row-major `k x dim` unit centroids of the transformed sample vectors.
+    centroids: Vec<f32>,
+}
+
+impl CorpusContext {
+    /// Builds the context of a corpus from `texts` (a sample of its documents, at
+    /// least two), embedding them with `base` cut as `chunking` says, the way the
+    /// collection's documents will be.
+    pub fn build(
+        base: &MiniLm,
+        texts: &[&str],
+        chunking: Chunking,
+        variant: Variant,
+        options: ContextOptions,
+    ) -> Result<CorpusContext> {
+        let mut context = CorpusContext::count_tokens(base, texts, variant, options)?;
+        let chunks = {
+            let weights = context.token_weights(base);
+            base.embed_chunked_weighted(
+                texts,
+                chunking,
+                variant.idf_pooling().then_some(&weights as _),
+            )?
+        };
+        let vectors: Vec<f32> = chunks
+            .iter()
+            .flatten()
+            .flat_map(|c| c.vector.clone())
+            .collect();
+        context.fit(&vectors)?;
+        Ok(context)
+    }
+
+    /// First half of [`CorpusContext::build`]: document frequencies of the sample's
+    /// tokens, enough for [`CorpusContext::token_weights`]. Exposed so an evaluation can
+    /// embed a corpus once and [`CorpusContext::fit`] several variants on the vectors.
+    pub fn count_tokens(
+        base: &MiniLm,
+        texts: &[&str],
+        variant: Variant,
+        options: ContextOptions,
+    ) -> Result<CorpusContext> {
+        if texts.len() < 2 {
+            return Err(Error::InvalidContext(format!(
+                "a corpus context needs at least 2 documents, got {}",
+                texts.len()
+            )));
+        }
+        let mut doc_freq: HashMap<u32, u32> = HashMap::new();
+        for (i, text) in texts.iter().enumerate() {
+            let ids: HashSet<u32> = match base.token_ids(text) {
+                Err(Error::EmptyText { .. }) => return Err(Error::EmptyText { index: i }),
+                other => other?.into_iter().collect(),
+            };
+            for id in ids {
+                *doc_freq.entry(id).or_default() += 1;
+            }
+        }
+        Ok(CorpusContext {
+            version: 0,
+            variant,
+            options,
+            texts: texts.len(),
+            vectors: 0,
+            dim: base.dim(),
+            doc_freq,
+            mean: vec![0.0; base.dim()],
+            whitening: None,
+            centroids: Vec::new(),
+        })
+    }
+
+    /// Second half of [`CorpusContext::build`]: mean, whitening and centroids from the
+    /// sample's stage-one vectors (row-major, pooled the way the variant pools).
+    pub fn fit(&mut self, vectors: &[f32]) -> Result<()> {
+        let dim = self.dim;
+        if vectors.len() < 2 * dim || !vectors.len().is_multiple_of(dim) {
+            return Err(Error::InvalidContext(format!(
+                "fitting needs at least 2 vectors of {dim} values, got {} values",
+                vectors.len()
+            )));
+        }
+        self.vectors = vectors.len() / dim;
+        let (mean, covariance) = moments(vectors, dim)?;
+        self.mean = if self.variant.centers() {
+            mean
+        } else {
+            vec![0.0; dim]
+        };
+        self.whitening = None;
+        if self.variant.whitens() {
+            // A sample of n vectors spans at most n - 1 directions: whitening a small one
+            // would blow its few directions up to noise. Shrink at least by d / (d + n).
+            let floor = dim as f32 / (dim + self.vectors) as f32;
+            let shrinkage = self.options.shrinkage.max(floor);
+            self.whitening = Some(whitening(&covariance, dim, shrinkage)?);
+        }
+        let transformed: Vec<f32> = vectors
+            .chunks(dim)
+            .flat_map(|v| self.transform(v.to_vec()))
+            .collect();
+        self.centroids = kmeans(&transformed, dim, self.options.centroids, self.options.seed);
+        Ok(())
+    }
+
+    /// Vector length.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Distinct tokens seen in the sample.
+    pub fn vocabulary(&self) -> usize {
+        self.doc_freq.len()
+    }
+
+    /// The corpus's topics: unit centroids in the transformed space, one per row.
+    pub fn centroids(&self) -> impl Iterator<Item = &[f32]> {
+        self.centroids.chunks(self.dim)
+    }
+
+    /// BM25's inverse document frequency of a token in the sample: near 0 for tokens
+    /// in every document (and for `[CLS]`/`[SEP]`), largest for unseen ones.
+    pub fn idf(&self, token: u32) -> f32 {
+        let n = self.texts as f32;
+        let df = self.doc_freq.get(&token).copied().unwrap_or(0) as f32;
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+    }
+
+    /// The pooling weights idf variants use: the idf of content tokens, zero for the
+    /// window markers (their states carry no corpus-specific content).
+    pub fn token_weights<'a>(&'a self, base: &MiniLm) -> impl Fn(u32) -> f32 + Sync + 'a {
+        let special = base.special_ids();
+        move |t| {
+            if special.contains(&t) {
+                0.0
+            } else {
+                self.idf(t)
+            }
+        }
+    }
+
+    /// Stage two's vector transform: centre, whiten (per variant), L2-normalise.
+    pub fn transform(&self, mut v: Vec<f32>) -> Vec<f32> {
+        for (x, m) in v.iter_mut().zip(&self.mean) {
+            *x -= m;
+        }
+        if let Some(w) = &self.whitening {
+            v = w
+                .chunks(self.dim)
+                .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
+                .collect();
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+
+    /// Serialises the context as safetensors bytes (stored with the collection).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let (mut tokens, mut counts): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
+        let mut df: Vec<_> = self.doc_freq.iter().collect();
+        df.sort();
+        for (t, c) in df {
+            tokens.push(*t);
+            counts.push(*c);
+        }
+        let dev = Device::Cpu;
+        let k = self.centroids.len() / self.dim;
+        let mut tensors = vec![
+            ("mean", Tensor::from_slice(&self.mean, self.dim, &dev)?),
+            (
+                "centroids",
+                Tensor::from_slice(&self.centroids, (k, self.dim), &dev)?,
+            ),
+            (
+                "df_tokens",
+                Tensor::from_slice(&tokens, tokens.len(), &dev)?,
+            ),
+            (
+                "df_counts",
+                Tensor::from_slice(&counts, counts.len(), &dev)?,
+            ),
+        ];
+        if let Some(w) = &self.whitening {
+            tensors.push((
+                "whitening",
+                Tensor::from_slice(w, (self.dim, self.dim), &dev)?,
+            ));
+        }
+        let meta = Meta {
+            format: FORMAT,
+            version: self.version,
+            variant: self.variant,
+            options: self.options,
+            texts: self.texts,
+            vectors: self.vectors,
+        };
+        let info = HashMap::from([(
+            "engram_context".to_string(),
+            serde_json::to_string(&meta).expect("plain struct serialises"),
+        )]);
+        safetensors::serialize(tensors, Some(info))
+            .map_err(|e| Error::InvalidContext(format!("serialising: {e}")))
+    }
+
+    /// Reads a context written by [`CorpusContext::to_bytes`]; any damage or an older
+    /// format is an `InvalidContext` error (the caller rebuilds), never a wrong context.
+    pub fn from_bytes(bytes: &[u8]) -> Result<CorpusContext> {
+        let bad = |why: String| Error::InvalidContext(why);
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a context: {e}")))?;
+        let meta: Meta = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("engram_context"))
+            .ok_or_else(|| bad("no engram_context metadata".into()))
+            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("metadata: {e}"))))?;
+        if meta.format != FORMAT {
+            return Err(bad(format!(
+                "format {} (this build reads {FORMAT}); recontextualize the collection",
+                meta.format
+            )));
+        }
+        let mut tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let mut take = |name: &str| {
+            tensors
+                .remove(name)
+                .ok_or_else(|| bad(format!("missing tensor {name}")))
+        };
+        let mean: Vec<f32> = take("mean")?.to_vec1()?;
+        let dim = mean.len();
+        let centroids = take("centroids")?.flatten_all()?.to_vec1()?;
+        let tokens: Vec<u32> = take("df_tokens")?.to_vec1()?;
+        let counts: Vec<u32> = take("df_counts")?.to_vec1()?;
+        let whitening = match take("whitening") {
+            Ok(w) => Some(w.flatten_all()?.to_vec1::<f32>()?),
+            Err(_) => None,
+        };
+        if dim == 0
+            || tokens.len() != counts.len()
+            || whitening.as_ref().is_some_and(|w| w.len() != dim * dim)
+            || !centroids.len().is_multiple_of(dim)
+            || whitening.is_some() != meta.variant.whitens()
+        {
+            return Err(bad("inconsistent tensor shapes".into()));
+        }
+        Ok(CorpusContext {
+            version: meta.version,
+            variant: meta.variant,
+            options: meta.options,
+            texts: meta.texts,
+            vectors: meta.vectors,
+            dim,
+            doc_freq: tokens.into_iter().zip(counts).collect(),
+            mean,
+            whitening,
+            centroids,
+        })
+    }
+}
+
+/// The context's scalar fields, stored as JSON in the safetensors metadata.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    version: u64,
+    variant: Variant,
+    options: ContextOptions,
+    texts: usize,
+    vectors: usize,
+}
+
+/// Mean and covariance (row-major `dim x dim`, f64) of row vectors `x`.
+fn moments(x: &[f32], dim: usize) -> Result<(Vec<f32>, Vec<f64>)> {
+    let n = x.len() / dim;
+    let t = Tensor::from_slice(x, (n, dim), &Device::Cpu)?;
+    let mean = t.mean(0)?;
+    let centred = t.broadcast_sub(&mean)?;
+    let cov = centred
+        .t()?
+        .matmul(&centred)?
+        .to_dtype(DType::F64)?
+        .affine(1.0 / n.max(1) as f64, 0.0)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok((mean.to_vec1()?, cov))
+}
+
+/// The symmetric (ZCA) whitening matrix `U diag(s^-1/2) U^T` of a covariance whose
+/// eigenvalues are shrunk toward their mean by `shrinkage`, which keeps directions the
+/// sample barely spans from being blown up.
+fn whitening(cov: &[f64], dim: usize, shrinkage: f32) -> Result<Vec<f32>> {
+    let c = faer::Mat::<f64>::from_fn(dim, dim, |i, j| cov[i * dim + j]);
+    let eig = c
+        .self_adjoint_eigen(faer::Side::Lower)
+        .map_err(|e| Error::InvalidContext(format!("covariance eigendecomposition: {e:?}")))?;
+    let (u, s) = (eig.U(), eig.S().column_vector());
+    let values: Vec<f64> = (0..dim).map(|i| s[i].max(0.0)).collect();
+    let average = values.iter().sum::<f64>() / dim as f64;
+    if average <= 0.0 {
+        return Err(Error::InvalidContext(
+            "the sample's vectors are all identical; add more varied documents".into(),
+        ));
+    }
+    let alpha = shrinkage.clamp(0.0, 1.0) as f64;
+    let scale: Vec<f64> = values
+        .iter()
+        .map(|l| ((1.0 - alpha) * l + alpha * average).max(1e-12).powf(-0.5))
+        .collect();
+    let mut w = vec![0f32; dim * dim];
+    for i in 0..dim {
+        for j in 0..dim {
+            w[i * dim + j] = (0..dim)
+                .map(|k| u[(i, k)] * scale[k] * u[(j, k)])
+                .sum::<f64>() as f32;
+        }
+    }
+    Ok(w)
+}
+
+/// Spherical k-means (cosine) with k-means++ seeding on unit rows `x`; returns up to
+/// `k` unit centroids, row-major. Deterministic for a seed.
+pub(crate) fn kmeans(x: &[f32], dim: usize, k: usize, seed: u64) -> Vec<f32> {
+    let n = x.len() / dim;
+    let k = k.min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let row = |i: usize| &x[i * dim..(i + 1) * dim];
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
+    let mut rng = SplitMix(seed);
+    let mut centroids: Vec<f32> = row(rng.below(n)).to_vec();
+    let mut nearest = vec![f32::MAX; n];
+    while centroids.len() < k * dim {
+        let last = &centroids[centroids.len() - dim..];
+        for (i, d) in nearest.iter_mut().enumerate() {
+            *d = d.min((1.0 - dot(row(i), last)).max(0.0));
+        }
+        let total: f32 = nearest.iter().sum();
+        let pick = if total > 0.0 {
+            let mut target = rng.unit() * total;
+            nearest
+                .iter()
+                .position(|&d| {
+                    target -= d;
+                    target <= 0.0
+                })
+                .unwrap_or(n - 1)
+        } else {
+            rng.below(n)
+        };
+        centroids.extend_from_slice(row(pick));
+    }
+    for _ in 0..20 {
+        let mut sums = vec![0f32; k * dim];
+        for i in 0..n {
+            let best = (0..k)
+                .max_by(|&a, &b| {
+                    let da = dot(row(i), &centroids[a * dim..(a + 1) * dim]);
+                    let db = dot(row(i), &centroids[b * dim..(b + 1) * dim]);
+                    da.total_cmp(&db)
+                })
+                .unwrap_or(0);
+            for (s, v) in sums[best * dim..(best + 1) * dim].iter_mut().zip(row(i)) {
+                *s += v;
+            }
+        }
+        for (c, s) in centroids.chunks_mut(dim).zip(sums.chunks(dim)) {
+            let norm = s.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                c.iter_mut().zip(s).for_each(|(c, s)| *c = s / norm);
+            }
+        }
+    }
+    centroids
+}
+
+/// A tiny deterministic generator (SplitMix64): seeding needs no more.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whitening_makes_the_covariance_the_identity() {
+        // Correlated 3-d data: the whitened sample must have unit, uncorrelated axes.
+        let mut x = Vec::new();
+        let mut rng = SplitMix(1);
+        for _ in 0..4000 {
+            let (a, b, c) = (rng.unit() - 0.5, rng.unit() - 0.5, rng.unit() - 0.5);
+            x.extend([a * 3.0, a * 2.0 + b * 0.5, c * 0.1]);
+        }
+        let (mean, cov) = moments(&x, 3).unwrap();
+        let w = whitening(&cov, 3, 0.0).unwrap();
+        let white: Vec<f32> = x
+            .chunks(3)
+            .flat_map(|v| {
+                let c: Vec<f32> = v.iter().zip(&mean).map(|(a, m)| a - m).collect();
+                (0..3)
+                    .map(|i| (0..3).map(|j| w[i * 3 + j] * c[j]).sum::<f32>())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let (_, cov) = moments(&white, 3).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (cov[i * 3 + j] - want).abs() < 1e-3,
+                    "cov[{i}][{j}] = {}",
+                    cov[i * 3 + j]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kmeans_finds_separated_clusters() {
+        // Two tight groups around orthogonal axes.
+        let mut x = Vec::new();
+        for i in 0..50 {
+            let e = i as f32 * 1e-3;
+            for v in [[1.0, e, 0.0], [0.0, e, 1.0]] {
+                let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                x.extend(v.map(|a| a / n));
+            }
+        }
+        let c = kmeans(&x, 3, 2, 3);
+        assert_eq!(c.len(), 6);
+        let firsts: Vec<bool> = c.chunks(3).map(|c| c[0] > 0.99).collect();
+        assert!(firsts.contains(&true) && firsts.contains(&false), "{c:?}");
+        assert_eq!(kmeans(&x, 3, 2, 3), c, "deterministic for a seed");
+    }
+
+    #[test]
+    fn damaged_bytes_are_an_error() {
+        assert!(matches!(
+            CorpusContext::from_bytes(b"not a context"),
+            Err(Error::InvalidContext(_))
+        ));
+    }
+
+    #[test]
+    fn variant_names_round_trip() {
+        for v in Variant::ALL {
+            assert_eq!(Variant::parse(v.name()).unwrap(), v);
+        }
+        let err = Variant::parse("nope").unwrap_err().to_string();
+        assert!(err.contains("idf-whiten"), "{err}");
+    }
+}
