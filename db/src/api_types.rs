@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::collection::{CollectionConfig, Durability};
+use crate::collection::{CollectionConfig, ContextJob, ContextSettings, Durability};
 use crate::index::{IndexParams, Metric};
 
 /// `PUT /collections/{name}`. With no fields, a text collection embedded by
@@ -14,7 +14,9 @@ use crate::index::{IndexParams, Metric};
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
-    /// Text encoder name ("minilm"). Defaults to "minilm" unless `dimension` is given.
+    /// Text encoder: "minilm" (default unless `dimension` is given), "contextual"
+    /// (MiniLM conditioned on this collection's corpus; see `context`) or
+    /// "contextual-<variant>" (center, whiten, idf, idf-center, idf-whiten).
     pub embedder: Option<String>,
     /// Vector dimension of a bring-your-own-vector collection.
     pub dimension: Option<usize>,
@@ -27,6 +29,8 @@ pub struct CreateCollection {
     /// Text collections: {"tokens": 64, "overlap": 16} by default; tokens at most 256.
     #[schema(value_type = Object)]
     pub chunking: Option<engram_embedder::Chunking>,
+    /// Contextual collections: {"min_documents": 100, "sample": 2000} by default.
+    pub context: Option<ContextSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -38,9 +42,25 @@ pub struct CollectionInfo {
     pub vectors: usize,
     /// Bytes of raw f32 vector data held by the index.
     pub vector_bytes: usize,
+    /// Contextual collections: which corpus context embeds their text now.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub corpus_context: Option<ContextInfo>,
     /// Warns about settings that trade safety for speed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// The corpus context of a contextual collection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContextInfo {
+    /// Version every vector is tagged with; 0 until the first context is built
+    /// (documents are then embedded by plain MiniLM).
+    pub version: u64,
+    /// Documents the context was computed from, and distinct tokens seen in them.
+    pub sampled_documents: usize,
+    pub vocabulary: usize,
+    /// The latest build since the server started: state and progress.
+    pub job: Option<ContextJob>,
 }
 
 /// One document to insert or replace. Text collections take `text`;

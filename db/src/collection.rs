@@ -3,12 +3,13 @@
 //! assembly need). The state is rebuilt from storage at start-up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use engram_embedder::Chunking;
+use engram_embedder::{Chunking, CorpusContext};
 
 use crate::error::{Error, Result};
 use crate::index::{IndexParams, Metric, VectorIndex};
@@ -43,6 +44,42 @@ pub struct CollectionConfig {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub chunking: Chunking,
+    /// When a contextual collection builds its corpus context.
+    #[serde(default)]
+    pub context: ContextSettings,
+}
+
+/// When and from how much a contextual collection builds its corpus context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct ContextSettings {
+    /// The first context is built once the collection holds this many documents;
+    /// until then documents are embedded by stage one alone (plain MiniLM).
+    pub min_documents: usize,
+    /// Most documents sampled (evenly over ids) to build a context.
+    pub sample: usize,
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        ContextSettings {
+            min_documents: 100,
+            sample: 2000,
+        }
+    }
+}
+
+/// Progress of a collection's context build and re-embedding, for its info.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContextJob {
+    /// "building" (sampling and fitting), "embedding", "done" or "failed".
+    pub state: String,
+    /// Documents re-embedded so far, and in all.
+    pub done: usize,
+    pub total: usize,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What a document looks like on disk.
@@ -77,6 +114,13 @@ pub struct Collection {
     /// Serialises writers of this collection so an upsert's read of the old
     /// chunks and its batch commit cannot interleave with another write.
     pub(crate) write_lock: Mutex<()>,
+    /// The corpus context documents are embedded with now (contextual collections).
+    context: RwLock<Option<Arc<CorpusContext>>>,
+    /// The latest context build, if any ran since the process started.
+    pub(crate) context_job: Mutex<Option<ContextJob>>,
+    /// Set (under the write lock) when the collection is deleted, so a background
+    /// job holding it does not write into a dead or re-created collection.
+    pub(crate) deleted: AtomicBool,
 }
 
 /// A new chunk in memory, after its batch was committed.
@@ -94,7 +138,32 @@ impl Collection {
             docs: RwLock::new(HashMap::new()),
             chunks: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            context: RwLock::new(None),
+            context_job: Mutex::new(None),
+            deleted: AtomicBool::new(false),
         }
+    }
+
+    /// The context text is embedded with now, if the collection has one.
+    pub fn context(&self) -> Option<Arc<CorpusContext>> {
+        self.context.read().expect("lock").clone()
+    }
+
+    /// Version of [`Collection::context`] (0: none, stage one alone).
+    pub fn context_version(&self) -> u64 {
+        self.context().map_or(0, |c| c.version)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// Swaps in a new context and the index of the vectors embedded with it. The
+    /// context goes first: a query that embedded with the old context and then finds
+    /// a changed version re-embeds (see `Engine::query`).
+    pub fn swap_context(&self, context: Arc<CorpusContext>, index: VectorIndex) {
+        *self.context.write().expect("lock") = Some(context);
+        *self.index.write().expect("lock") = Arc::new(index);
     }
 
     /// Loads documents and vectors from storage and builds the index.
@@ -115,6 +184,21 @@ impl Collection {
                 Ok(())
             })?;
         }
+        if let Some(bytes) = storage.get_context(&coll.config.name)? {
+            match CorpusContext::from_bytes(&bytes) {
+                Ok(c) => *coll.context.write().expect("lock") = Some(Arc::new(c)),
+                // Keep serving (stage one) and say why; recontextualizing repairs it.
+                Err(e) => {
+                    tracing::error!(collection = %coll.config.name, error = %e, "unreadable corpus context");
+                    *coll.context_job.lock().expect("lock") = Some(ContextJob {
+                        state: "failed".into(),
+                        done: 0,
+                        total: 0,
+                        error: Some(format!("{e}; run `engram collections recontextualize`")),
+                    });
+                }
+            }
+        }
         coll.rebuild_index(storage)?;
         Ok(coll)
     }
@@ -126,6 +210,12 @@ impl Collection {
             vectors.push((id, rec.vector));
             Ok(())
         })?;
+        *self.index.write().expect("lock") = Arc::new(self.build_index(&vectors));
+        Ok(())
+    }
+
+    /// A new graph over `vectors` with the collection's settings.
+    pub fn build_index(&self, vectors: &[(u64, Vec<f32>)]) -> VectorIndex {
         let index = VectorIndex::new(
             self.config.dimension,
             self.config.distance,
@@ -134,8 +224,12 @@ impl Collection {
         );
         let items: Vec<(u64, &[f32])> = vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
         index.insert_batch(&items);
-        *self.index.write().expect("lock") = Arc::new(index);
-        Ok(())
+        index
+    }
+
+    /// Every document's id and chunk ids, as the collection holds them now.
+    pub fn document_chunks(&self) -> HashMap<Arc<str>, Vec<u64>> {
+        self.docs.read().expect("lock").clone()
     }
 
     pub fn index(&self) -> Arc<VectorIndex> {

@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use engram_embedder::TextEncoder;
+use engram_embedder::{ContextualEncoder, EncoderKind, TextEncoder};
 use serde_json::Value;
 
 use crate::api_types::*;
-use crate::collection::{validate_name, Collection, CollectionConfig, DocumentRecord, NewChunk};
+use crate::collection::{
+    validate_name, Collection, CollectionConfig, ContextJob, DocumentRecord, NewChunk,
+};
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
 use crate::index::IndexParams;
@@ -32,7 +34,8 @@ pub type EncoderLoader =
 
 /// The database: storage, every collection's live state, and the encoders.
 pub struct Engine {
-    storage: Storage,
+    /// Shared with background context builds.
+    storage: Arc<Storage>,
     collections: RwLock<HashMap<String, Arc<Collection>>>,
     encoders: Mutex<HashMap<String, Arc<dyn TextEncoder>>>,
     loader: Box<EncoderLoader>,
@@ -80,7 +83,7 @@ impl Engine {
             "database open"
         );
         Ok(Engine {
-            storage,
+            storage: Arc::new(storage),
             collections: RwLock::new(collections),
             encoders: Mutex::new(HashMap::new()),
             loader,
@@ -102,6 +105,101 @@ impl Engine {
         let e = (self.loader)(name)?;
         encoders.insert(name.to_string(), e.clone());
         Ok(e)
+    }
+
+    /// The encoder that embeds a collection's text now, and the context version it
+    /// stands for (0 for stage one alone). A contextual collection without a context
+    /// yet embeds with plain MiniLM, version 0, until its first context is built.
+    fn text_encoder(&self, coll: &Collection) -> Result<(Arc<dyn TextEncoder>, u64)> {
+        let name = coll.config.embedder.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "text",
+                format!(
+                    "collection '{}' has no embedder; use vectors",
+                    coll.config.name
+                ),
+            )
+        })?;
+        match (EncoderKind::parse(name)?, coll.context()) {
+            (EncoderKind::Contextual(_), Some(context)) => {
+                let version = context.version;
+                let base = engram_embedder::shared_minilm()?;
+                Ok((Arc::new(ContextualEncoder::new(base, context)), version))
+            }
+            (EncoderKind::Contextual(_), None) => Ok((self.encoder(DEFAULT_EMBEDDER)?, 0)),
+            (EncoderKind::MiniLm, _) => Ok((self.encoder(name)?, 0)),
+        }
+    }
+
+    /// Starts a background build of the collection's corpus context (and the
+    /// re-embedding under it) unless one is running; returns the collection's info.
+    pub fn recontextualize(&self, name: &str) -> Result<CollectionInfo> {
+        let coll = self.collection(name)?;
+        let variant = match coll.config.embedder.as_deref().map(EncoderKind::parse) {
+            Some(Ok(EncoderKind::Contextual(v))) => v,
+            _ => {
+                return Err(Error::invalid(
+                    "embedder",
+                    format!(
+                        "collection '{name}' is not contextual; create one with \"embedder\": \"contextual\""
+                    ),
+                ))
+            }
+        };
+        if coll.document_count() < 2 {
+            return Err(Error::invalid(
+                "documents",
+                format!("collection '{name}' needs at least 2 documents to build a context"),
+            ));
+        }
+        self.start_context_job(&coll, variant)?;
+        Ok(info(&coll))
+    }
+
+    /// Spawns the context job unless one is already running for `coll`.
+    fn start_context_job(
+        &self,
+        coll: &Arc<Collection>,
+        variant: engram_embedder::Variant,
+    ) -> Result<()> {
+        {
+            let mut job = coll.context_job.lock().expect("lock");
+            if job
+                .as_ref()
+                .is_some_and(|j| j.state == "building" || j.state == "embedding")
+            {
+                return Ok(());
+            }
+            *job = Some(ContextJob {
+                state: "building".into(),
+                done: 0,
+                total: coll.document_count(),
+                error: None,
+            });
+        }
+        let base = engram_embedder::shared_minilm()?;
+        let (storage, coll) = (self.storage.clone(), coll.clone());
+        std::thread::Builder::new()
+            .name(format!("context-{}", coll.config.name))
+            .spawn(move || crate::contextualize::run(&storage, &coll, base, variant))
+            .map_err(Error::Io)?;
+        Ok(())
+    }
+
+    /// After a write: a contextual collection without a context builds its first one
+    /// once it holds `context.min_documents` documents.
+    fn maybe_start_first_context(&self, coll: &Arc<Collection>) -> Result<()> {
+        let Some(Ok(EncoderKind::Contextual(variant))) =
+            coll.config.embedder.as_deref().map(EncoderKind::parse)
+        else {
+            return Ok(());
+        };
+        let ready = coll.document_count() >= coll.config.context.min_documents.max(2);
+        let idle = coll.context_job.lock().expect("lock").is_none();
+        if ready && idle && coll.context().is_none() {
+            self.start_context_job(coll, variant)?;
+        }
+        Ok(())
     }
 
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {
@@ -143,13 +241,13 @@ impl Engine {
         validate_name(name)?;
         let embedder = match (&req.embedder, req.dimension) {
             (Some(e), _) if e == "none" => None,
-            (Some(e), _) => Some(e.clone()),
+            (Some(e), _) => Some(EncoderKind::parse(e)?.name()),
             (None, Some(_)) => None,
             (None, None) => Some(DEFAULT_EMBEDDER.to_string()),
         };
         let dimension = match &embedder {
             Some(e) => {
-                let dim = self.encoder(e)?.dim();
+                let dim = self.encoder(stage_one(e))?.dim();
                 if let Some(d) = req.dimension.filter(|d| *d != dim) {
                     return Err(Error::invalid(
                         "dimension",
@@ -181,7 +279,7 @@ impl Engine {
         }
         let chunking = req.chunking.unwrap_or_default();
         if let Some(e) = &embedder {
-            let max = self.encoder(e)?.max_tokens();
+            let max = self.encoder(stage_one(e))?.max_tokens();
             if !(8..=max).contains(&chunking.tokens) || chunking.overlap * 2 > chunking.tokens - 2 {
                 return Err(Error::invalid(
                     "chunking",
@@ -200,6 +298,7 @@ impl Engine {
             hnsw: IndexParams { ..hnsw },
             ef_search: ef_search.max(1),
             chunking,
+            context: req.context.unwrap_or_default(),
         };
         let mut collections = self.collections.write().expect("lock");
         if let Some(existing) = collections.get(name) {
@@ -235,6 +334,7 @@ impl Engine {
         let mut batch = self.storage.batch();
         self.storage.delete_collection(&mut batch, name);
         self.storage.commit(batch, true)?;
+        coll.deleted.store(true, Ordering::SeqCst);
         self.collections.write().expect("lock").remove(name);
         Ok(())
     }
@@ -251,9 +351,14 @@ impl Engine {
             ));
         }
         check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
-        let prepared = self.prepare(&coll, docs)?;
+        let (mut prepared, version) = self.prepare(&coll, docs)?;
 
         let _writer = self.lock_for_write(&coll)?;
+        if version != coll.context_version() {
+            // A new corpus context was swapped in while we embedded: vectors of two
+            // contexts must never mix in one collection, so embed again with it.
+            self.embed_prepared(&coll, &mut prepared)?;
+        }
         let seq = self.next_seq();
         let mut batch = self.storage.batch();
         let mut replaced: HashMap<&str, Vec<u64>> = HashMap::new();
@@ -300,6 +405,7 @@ impl Engine {
             coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
         }
         coll.maybe_compact(&self.storage)?;
+        self.maybe_start_first_context(&coll)?;
         Ok(UpsertResponse {
             ids: prepared.into_iter().map(|d| d.id).collect(),
             seq,
@@ -307,8 +413,27 @@ impl Engine {
         })
     }
 
+    /// Embeds prepared text documents again with the collection's current encoder.
+    fn embed_prepared(&self, coll: &Collection, prepared: &mut [PreparedDoc]) -> Result<()> {
+        let (encoder, version) = self.text_encoder(coll)?;
+        let texts: Vec<&str> = prepared
+            .iter()
+            .map(|d| d.text.as_deref().unwrap_or(""))
+            .collect();
+        let chunked = encoder.embed_chunked(&texts, coll.config.chunking)?;
+        for (doc, chunks) in prepared.iter_mut().zip(chunked) {
+            doc.chunks = chunk_records(&doc.id, chunks, version);
+        }
+        Ok(())
+    }
+
     /// Validates every document and embeds the text ones (outside any lock).
-    fn prepare(&self, coll: &Collection, docs: Vec<DocumentInput>) -> Result<Vec<PreparedDoc>> {
+    /// Returns them with the context version they were embedded under.
+    fn prepare(
+        &self,
+        coll: &Collection,
+        docs: Vec<DocumentInput>,
+    ) -> Result<(Vec<PreparedDoc>, u64)> {
         let cfg = &coll.config;
         for (i, d) in docs.iter().enumerate() {
             let what = format!("documents[{i}]");
@@ -350,28 +475,19 @@ impl Engine {
                 }
             }
         }
+        let mut version = 0;
         let chunked: Vec<Vec<VectorRecord>> = match &cfg.embedder {
-            Some(e) => {
+            Some(_) => {
                 let texts: Vec<&str> = docs
                     .iter()
                     .map(|d| d.text.as_deref().unwrap_or(""))
                     .collect();
-                let encoder = self.encoder(e)?;
+                let (encoder, v) = self.text_encoder(coll)?;
+                version = v;
                 encoder
                     .embed_chunked(&texts, cfg.chunking)?
                     .into_iter()
-                    .map(|chunks| {
-                        chunks
-                            .into_iter()
-                            .map(|c| VectorRecord {
-                                doc_id: String::new(),
-                                chunk_index: c.index as u32,
-                                start: c.start as u32,
-                                end: c.end as u32,
-                                vector: c.vector,
-                            })
-                            .collect()
-                    })
+                    .map(|chunks| chunk_records("", chunks, v))
                     .collect()
             }
             None => docs
@@ -385,11 +501,12 @@ impl Engine {
                         start: 0,
                         end,
                         vector: v,
+                        context: 0,
                     }]
                 })
                 .collect(),
         };
-        Ok(docs
+        let prepared = docs
             .into_iter()
             .zip(chunked)
             .map(|(d, mut chunks)| {
@@ -404,7 +521,8 @@ impl Engine {
                     chunks,
                 }
             })
-            .collect())
+            .collect();
+        Ok((prepared, version))
     }
 
     pub fn get_document(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
@@ -475,9 +593,19 @@ impl Engine {
                     "send either 'text' or 'vector', not both",
                 ))
             }
-            (Some(t), None, Some(e)) => {
+            (Some(t), None, Some(_)) => {
                 validate::text("text", t, &self.limits)?;
-                self.encoder(e)?.embed(&[t.as_str()])?.remove(0)
+                // Embed with the context the index was built under: if a new one was
+                // swapped in meanwhile, embed again (at most a few times in a row).
+                let mut attempts = 0;
+                loop {
+                    let (encoder, version) = self.text_encoder(&coll)?;
+                    let v = encoder.embed(&[t.as_str()])?.remove(0);
+                    attempts += 1;
+                    if version == coll.context_version() || attempts == 3 {
+                        break v;
+                    }
+                }
             }
             (Some(_), None, None) => {
                 return Err(Error::invalid(
@@ -581,6 +709,33 @@ impl Engine {
     }
 }
 
+/// The encoder behind an embedder name that stage two builds on.
+fn stage_one(embedder: &str) -> &str {
+    match EncoderKind::parse(embedder) {
+        Ok(EncoderKind::Contextual(_)) => DEFAULT_EMBEDDER,
+        _ => embedder,
+    }
+}
+
+/// Storage records of a document's embedded chunks.
+fn chunk_records(
+    doc_id: &str,
+    chunks: Vec<engram_embedder::Chunk>,
+    context: u64,
+) -> Vec<VectorRecord> {
+    chunks
+        .into_iter()
+        .map(|c| VectorRecord {
+            doc_id: doc_id.to_string(),
+            chunk_index: c.index as u32,
+            start: c.start as u32,
+            end: c.end as u32,
+            vector: c.vector,
+            context,
+        })
+        .collect()
+}
+
 fn info(coll: &Collection) -> CollectionInfo {
     let index = coll.index();
     let vectors = index.len();
@@ -589,6 +744,17 @@ fn info(coll: &Collection) -> CollectionInfo {
         documents: coll.document_count(),
         vectors,
         vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+        corpus_context: coll.config.embedder.as_deref().and_then(|e| {
+            matches!(EncoderKind::parse(e), Ok(EncoderKind::Contextual(_))).then(|| {
+                let context = coll.context();
+                ContextInfo {
+                    version: context.as_ref().map_or(0, |c| c.version),
+                    sampled_documents: context.as_ref().map_or(0, |c| c.texts),
+                    vocabulary: context.as_ref().map_or(0, |c| c.vocabulary()),
+                    job: coll.context_job.lock().expect("lock").clone(),
+                }
+            })
+        }),
         note: (coll.config.durability == crate::collection::Durability::Fast).then(|| {
             "durability is 'fast': writes are acknowledged before the disk sync and the last ones can be lost on power failure".to_string()
         }),

@@ -7,6 +7,7 @@ pub mod api_types;
 pub mod cli;
 pub mod collection;
 pub mod config;
+mod contextualize;
 pub mod engine;
 pub mod error;
 pub mod filter;

@@ -23,6 +23,8 @@ const CF_DOCUMENTS: &str = "documents";
 const CF_VECTORS: &str = "vectors";
 const CF_META: &str = "meta";
 const SEQ_KEY: &[u8] = b"seq";
+/// Meta key (inside a collection's range) of its corpus context.
+const CONTEXT_KEY: &[u8] = b"context";
 
 /// One stored chunk vector and the document it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,17 +34,24 @@ pub struct VectorRecord {
     pub start: u32,
     pub end: u32,
     pub vector: Vec<f32>,
+    /// Version of the corpus context the vector was embedded with (0: none).
+    pub context: u64,
 }
+
+/// Set in a record's id-length field when a context version follows the header.
+/// Records written before versions existed lack it and read as version 0.
+const HAS_CONTEXT: u32 = 1 << 31;
 
 impl VectorRecord {
     fn encode(&self) -> Vec<u8> {
         let id = self.doc_id.as_bytes();
-        let mut out = Vec::with_capacity(16 + id.len() + 4 * self.vector.len());
-        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        let mut out = Vec::with_capacity(24 + id.len() + 4 * self.vector.len());
+        out.extend_from_slice(&(id.len() as u32 | HAS_CONTEXT).to_le_bytes());
         out.extend_from_slice(id);
         for x in [self.chunk_index, self.start, self.end] {
             out.extend_from_slice(&x.to_le_bytes());
         }
+        out.extend_from_slice(&self.context.to_le_bytes());
         for x in &self.vector {
             out.extend_from_slice(&x.to_le_bytes());
         }
@@ -55,13 +64,21 @@ impl VectorRecord {
             let b = bytes.get(at..at + 4).ok_or_else(corrupt)?;
             Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
         };
-        let id_len = u32_at(0)? as usize;
+        let header = u32_at(0)?;
+        let id_len = (header & !HAS_CONTEXT) as usize;
         let id = bytes.get(4..4 + id_len).ok_or_else(corrupt)?;
         let doc_id = String::from_utf8(id.to_vec())
             .map_err(|_| Error::Corrupt("vector record has a non-UTF-8 document id".into()))?;
-        let at = 4 + id_len;
+        let mut at = 4 + id_len;
         let (chunk_index, start, end) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
-        let floats = &bytes[at + 12..];
+        at += 12;
+        let mut context = 0;
+        if header & HAS_CONTEXT != 0 {
+            let b = bytes.get(at..at + 8).ok_or_else(corrupt)?;
+            context = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            at += 8;
+        }
+        let floats = &bytes[at..];
         if !floats.len().is_multiple_of(4) {
             return Err(corrupt());
         }
@@ -75,6 +92,7 @@ impl VectorRecord {
             start,
             end,
             vector,
+            context,
         })
     }
 }
@@ -166,7 +184,7 @@ impl Storage {
     pub fn delete_collection(&self, batch: &mut Batch, name: &str) {
         batch.inner.delete_cf(self.cf(CF_COLLECTIONS), name);
         let (start, end) = collection_range(name);
-        for cf in [CF_DOCUMENTS, CF_VECTORS] {
+        for cf in [CF_DOCUMENTS, CF_VECTORS, CF_META] {
             batch.inner.delete_range_cf(self.cf(cf), &start, &end);
         }
     }
@@ -183,6 +201,18 @@ impl Storage {
             out.push((name, decode_json(&v)?));
         }
         Ok(out)
+    }
+
+    /// Stores a collection's corpus context (serialised), replacing the previous one.
+    pub fn put_context(&self, batch: &mut Batch, coll: &str, bytes: &[u8]) {
+        batch
+            .inner
+            .put_cf(self.cf(CF_META), key(coll, CONTEXT_KEY), bytes);
+    }
+
+    /// The collection's stored corpus context, if it has one.
+    pub fn get_context(&self, coll: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_META), key(coll, CONTEXT_KEY))?)
     }
 
     pub fn put_document<T: Serialize>(&self, batch: &mut Batch, coll: &str, id: &str, doc: &T) {
@@ -304,9 +334,21 @@ mod tests {
             start: 10,
             end: 99,
             vector: vec![0.5, -1.25, f32::MIN_POSITIVE],
+            context: 7,
         };
         assert_eq!(VectorRecord::decode(&rec.encode()).unwrap(), rec);
         assert!(VectorRecord::decode(&rec.encode()[..5]).is_err());
+        // A record from before context versions: no flag, no version, reads as 0.
+        let mut legacy = (6u32).to_le_bytes().to_vec();
+        legacy.extend_from_slice("döc-1".as_bytes());
+        for x in [3u32, 10, 99] {
+            legacy.extend_from_slice(&x.to_le_bytes());
+        }
+        for x in &rec.vector {
+            legacy.extend_from_slice(&x.to_le_bytes());
+        }
+        let old = VectorRecord::decode(&legacy).unwrap();
+        assert_eq!(old, VectorRecord { context: 0, ..rec });
     }
 
     #[test]
@@ -323,6 +365,7 @@ mod tests {
                 start: 0,
                 end: 0,
                 vector: vec![1.0],
+                context: 0,
             };
             s.put_vector(&mut b, coll, 7, &rec);
         }

@@ -67,7 +67,8 @@ impl Variant {
             .ok_or_else(|| Error::UnsupportedModel(format!("contextual-{name}")))
     }
 
-    pub(crate) fn idf_pooling(self) -> bool {
+    /// Whether stage two pools token states by corpus idf (else a plain mean).
+    pub fn idf_pooling(self) -> bool {
         matches!(self, Variant::Idf | Variant::IdfCenter | Variant::IdfWhiten)
     }
 

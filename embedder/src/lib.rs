@@ -31,6 +31,7 @@ pub use minilm::{MiniLm, TokenWeights};
 /// Names [`encoder_by_name`] accepts (listed in its error message).
 pub const ENCODER_NAMES: &[&str] = &[
     minilm::NAME,
+    "contextual",
     "contextual-center",
     "contextual-whiten",
     "contextual-idf",
@@ -38,11 +39,63 @@ pub const ENCODER_NAMES: &[&str] = &[
     "contextual-idf-whiten",
 ];
 
+/// The contextual variant a collection gets when it asks for plain `"contextual"`:
+/// the best one on held-out retrieval (see README, "Contextual embeddings").
+pub const DEFAULT_CONTEXTUAL: Variant = Variant::IdfWhiten;
+
+/// What an embedder name in a collection config means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// Plain all-MiniLM-L6-v2.
+    MiniLm,
+    /// MiniLM conditioned on the collection's corpus context.
+    Contextual(Variant),
+}
+
+impl EncoderKind {
+    /// Parses `"minilm"`, `"contextual"` (the default variant) or
+    /// `"contextual-<variant>"`; the error lists the valid names.
+    pub fn parse(name: &str) -> Result<EncoderKind> {
+        match name {
+            minilm::NAME => Ok(EncoderKind::MiniLm),
+            "contextual" => Ok(EncoderKind::Contextual(DEFAULT_CONTEXTUAL)),
+            other => match other.strip_prefix(contextual::NAME_PREFIX) {
+                Some(variant) => Variant::parse(variant).map(EncoderKind::Contextual),
+                None => Err(Error::UnsupportedModel(other.to_string())),
+            },
+        }
+    }
+
+    /// The canonical name stored in collection configs.
+    pub fn name(self) -> String {
+        match self {
+            EncoderKind::MiniLm => minilm::NAME.to_string(),
+            EncoderKind::Contextual(v) => format!("{}{}", contextual::NAME_PREFIX, v.name()),
+        }
+    }
+}
+
+/// The process's one MiniLM, loaded (and fetched) on first use and shared by every
+/// collection and every contextual encoder: 90 MB of weights are not worth copying.
+pub fn shared_minilm() -> Result<Arc<MiniLm>> {
+    static MODEL: std::sync::Mutex<Option<Arc<MiniLm>>> = std::sync::Mutex::new(None);
+    let mut slot = MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = slot.as_ref() {
+        return Ok(m.clone());
+    }
+    let m = Arc::new(MiniLm::load_default()?);
+    *slot = Some(m.clone());
+    Ok(m)
+}
+
 /// Loads the encoder stored under `name` in a collection config, fetching its model
-/// into the cache on first use. Slow (hundreds of milliseconds): callers keep the `Arc`.
+/// into the cache on first use. Contextual names are refused here: they need the
+/// collection's context (see [`ContextualEncoder::new`]).
 pub fn encoder_by_name(name: &str) -> Result<Arc<dyn TextEncoder>> {
-    match name {
-        minilm::NAME => Ok(Arc::new(MiniLm::load_default()?)),
-        other => Err(Error::UnsupportedModel(other.to_string())),
+    match EncoderKind::parse(name)? {
+        EncoderKind::MiniLm => Ok(shared_minilm()?),
+        EncoderKind::Contextual(_) => Err(Error::InvalidContext(format!(
+            "'{name}' embeds with a collection's corpus context; create a collection with it"
+        ))),
     }
 }

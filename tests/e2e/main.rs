@@ -3,6 +3,7 @@
 
 mod api;
 mod bad_input;
+mod contextual;
 mod crash;
 mod retrieval;
 mod support;

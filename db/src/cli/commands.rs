@@ -124,8 +124,12 @@ fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()>
             dimension,
             distance,
             durability,
+            embedder,
         } => {
             let mut body = json!({});
+            if let Some(e) = embedder {
+                body["embedder"] = json!(e);
+            }
             if let Some(d) = dimension {
                 body["dimension"] = json!(d);
             }
@@ -141,6 +145,48 @@ fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()>
         CollectionsAction::Delete { name } => {
             let _: Value = client.call("DELETE", &format!("/collections/{name}"), None::<&()>)?;
             println!("deleted collection {name}");
+        }
+        CollectionsAction::Recontextualize { name, no_wait } => {
+            let path = format!("/collections/{name}");
+            let _: Value = client.call("POST", &format!("{path}/recontextualize"), None::<&()>)?;
+            if no_wait {
+                println!("started; follow it with `engram collections info {name}`");
+                return Ok(());
+            }
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "{msg:>10} [{bar:40}] {pos}/{len} documents ({eta} left)",
+                )
+                .expect("valid template"),
+            );
+            loop {
+                let info: CollectionInfo =
+                    serde_json::from_value(client.call("GET", &path, None::<&()>)?)?;
+                let (Some(context), Some(job)) = (
+                    info.corpus_context.clone(),
+                    info.corpus_context.and_then(|c| c.job),
+                ) else {
+                    break;
+                };
+                bar.set_length(job.total as u64);
+                bar.set_position(job.done as u64);
+                bar.set_message(job.state.clone());
+                match job.state.as_str() {
+                    "done" => {
+                        bar.finish();
+                        println!(
+                            "{name}: corpus context version {} ({} documents sampled, {} tokens)",
+                            context.version, context.sampled_documents, context.vocabulary
+                        );
+                        break;
+                    }
+                    "failed" => {
+                        bar.abandon();
+                        anyhow::bail!("recontextualize failed: {}", job.error.unwrap_or_default());
+                    }
+                    _ => std::thread::sleep(std::time::Duration::from_millis(500)),
+                }
+            }
         }
     }
     Ok(())

@@ -131,9 +131,20 @@ pub enum CollectionsAction {
         /// sync (default) or fast.
         #[arg(long)]
         durability: Option<String>,
+        /// minilm (default), contextual, or contextual-<variant>.
+        #[arg(long)]
+        embedder: Option<String>,
     },
     Delete {
         name: String,
+    },
+    /// Rebuild a contextual collection's corpus context and re-embed it (queries keep
+    /// working on the old vectors until the swap); shows progress until it is done.
+    Recontextualize {
+        name: String,
+        /// Return at once instead of following the progress.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 

@@ -79,3 +79,18 @@ pub async fn delete(
     blocking(&state, move |e| e.delete_collection(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Rebuild a contextual collection's corpus context from its documents and re-embed
+/// it under the new context, in the background (admin). Queries keep using the old
+/// vectors until the swap; `GET /collections/{name}` shows `corpus_context.job`.
+#[utoipa::path(post, path = "/collections/{name}/recontextualize", params(("name" = String, Path)),
+    responses((status = 202, body = CollectionInfo), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn recontextualize(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<CollectionInfo>)> {
+    caller.require(Scope::Admin)?;
+    let info = blocking(&state, move |e| e.recontextualize(&name)).await?;
+    Ok((StatusCode::ACCEPTED, Json(info)))
+}

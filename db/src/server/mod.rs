@@ -41,6 +41,7 @@ pub struct AppState {
         collections_api::list,
         collections_api::get,
         collections_api::delete,
+        collections_api::recontextualize,
         documents_api::upsert,
         documents_api::get,
         documents_api::delete,
@@ -99,6 +100,10 @@ impl ServerBuilder {
                 get(documents_api::get).delete(documents_api::delete),
             )
             .route("/collections/{name}/query", post(query_api::query))
+            .route(
+                "/collections/{name}/recontextualize",
+                post(collections_api::recontextualize),
+            )
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))

@@ -1,0 +1,213 @@
+//! Building a contextual collection's corpus context and re-embedding the collection
+//! under it, in the background.
+//!
+//! Why a background job with a swap: re-embedding a collection takes minutes, and a
+//! database cannot stop answering for that long. The job samples documents, fits a
+//! [`CorpusContext`], re-embeds every document with it while writes and queries go on
+//! with the old context, then, under the collection's write lock, re-embeds what
+//! changed meanwhile, commits every new vector (tagged with the context version) and
+//! the context in one RocksDB batch, and swaps the context and the new graph in. A
+//! crash before that commit leaves the old context and vectors intact; after it, the
+//! new ones; never a mix.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use engram_embedder::{
+    Chunk, ContextOptions, ContextualEncoder, CorpusContext, MiniLm, TextEncoder, Variant,
+};
+
+use crate::collection::{Collection, ContextJob, DocumentRecord};
+use crate::error::{Error, Result};
+use crate::storage::{Storage, VectorRecord};
+
+/// Documents embedded per step (the progress granularity).
+const STEP: usize = 16;
+
+/// Runs a context build for `coll` to the end, recording progress in its job slot.
+pub fn run(storage: &Storage, coll: &Collection, base: Arc<MiniLm>, variant: Variant) {
+    let name = coll.config.name.clone();
+    let started = std::time::Instant::now();
+    let result = build_and_swap(storage, coll, base, variant);
+    let mut job = coll.context_job.lock().expect("lock");
+    let (done, total) = job.as_ref().map_or((0, 0), |j| (j.done, j.total));
+    match result {
+        Ok(version) => {
+            tracing::info!(collection = %name, version, seconds = started.elapsed().as_secs_f64(), "corpus context swapped in");
+            *job = Some(ContextJob {
+                state: "done".into(),
+                done: total,
+                total,
+                error: None,
+            });
+        }
+        Err(e) => {
+            tracing::error!(collection = %name, error = %e, "corpus context build failed");
+            *job = Some(ContextJob {
+                state: "failed".into(),
+                done,
+                total,
+                error: Some(e.to_string()),
+            });
+        }
+    }
+}
+
+fn progress(coll: &Collection, state: &str, done: usize, total: usize) {
+    *coll.context_job.lock().expect("lock") = Some(ContextJob {
+        state: state.into(),
+        done,
+        total,
+        error: None,
+    });
+}
+
+/// Every text document as stored: id, text and chunk ids.
+fn text_documents(storage: &Storage, coll: &str) -> Result<Vec<(String, String, Vec<u64>)>> {
+    let mut docs = Vec::new();
+    storage.scan_documents::<DocumentRecord>(coll, |id, rec| {
+        if let Some(text) = rec.text {
+            docs.push((id.to_string(), text, rec.chunks));
+        }
+        Ok(())
+    })?;
+    Ok(docs)
+}
+
+/// Up to `n` items spread evenly over `items` (sorted by id, so reproducible).
+fn even_sample<T>(items: &[T], n: usize) -> Vec<&T> {
+    if items.len() <= n {
+        return items.iter().collect();
+    }
+    (0..n).map(|i| &items[i * items.len() / n]).collect()
+}
+
+fn build_and_swap(
+    storage: &Storage,
+    coll: &Collection,
+    base: Arc<MiniLm>,
+    variant: Variant,
+) -> Result<u64> {
+    let cfg = &coll.config;
+    progress(coll, "building", 0, 0);
+    let mut docs = text_documents(storage, &cfg.name)?;
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    if docs.len() < 2 {
+        return Err(Error::invalid(
+            "documents",
+            "a corpus context needs at least 2 text documents; insert more first",
+        ));
+    }
+    // One stage-one pass over every document serves twice: the sampled documents'
+    // pooled vectors fit the context, then every vector is transformed by it.
+    let sampled: HashSet<&str> = even_sample(&docs, cfg.context.sample.max(2))
+        .into_iter()
+        .map(|d| d.0.as_str())
+        .collect();
+    let sample_texts: Vec<&str> = docs
+        .iter()
+        .filter(|d| sampled.contains(d.0.as_str()))
+        .map(|d| d.1.as_str())
+        .collect();
+    let mut context =
+        CorpusContext::count_tokens(&base, &sample_texts, variant, ContextOptions::default())?;
+    let total = docs.len();
+    let mut embedded: HashMap<String, (Vec<u64>, Vec<Chunk>)> = HashMap::with_capacity(total);
+    {
+        let weights = context.token_weights(&base);
+        let weights = variant.idf_pooling().then_some(&weights as _);
+        for (step, batch) in docs.chunks(STEP).enumerate() {
+            progress(coll, "embedding", step * STEP, total);
+            let texts: Vec<&str> = batch.iter().map(|d| d.1.as_str()).collect();
+            let chunks = base.embed_chunked_weighted(&texts, cfg.chunking, weights)?;
+            for (d, c) in batch.iter().zip(chunks) {
+                embedded.insert(d.0.clone(), (d.2.clone(), c));
+            }
+            if coll.is_deleted() {
+                return Err(Error::CollectionNotFound(cfg.name.clone()));
+            }
+        }
+    }
+    // In id order, so the same documents always fit the same context.
+    let sample_vectors: Vec<f32> = docs
+        .iter()
+        .filter(|d| sampled.contains(d.0.as_str()))
+        .flat_map(|d| {
+            embedded[&d.0]
+                .1
+                .iter()
+                .flat_map(|c| c.vector.iter().copied())
+        })
+        .collect();
+    context.fit(&sample_vectors)?;
+    context.version = coll.context_version() + 1;
+    let version = context.version;
+    for (_, chunks) in embedded.values_mut() {
+        for c in chunks {
+            c.vector = context.transform(std::mem::take(&mut c.vector));
+        }
+    }
+    let context = Arc::new(context);
+    let encoder = ContextualEncoder::new(base, context.clone());
+    drop(sampled);
+    drop(docs);
+
+    let _writer = coll.write_lock.lock().expect("lock");
+    if coll.is_deleted() {
+        return Err(Error::CollectionNotFound(cfg.name.clone()));
+    }
+    let mut batch = storage.batch();
+    let mut vectors: Vec<(u64, Vec<f32>)> = Vec::new();
+    for (id, chunk_ids) in coll.document_chunks() {
+        let chunks = match embedded.remove(&*id) {
+            Some((seen, chunks)) if seen == chunk_ids => chunks,
+            // Written (or rewritten) while we embedded: embed its current text now.
+            _ => {
+                let Some(rec) = storage.get_document::<DocumentRecord>(&cfg.name, &id)? else {
+                    continue;
+                };
+                let Some(text) = rec.text else { continue };
+                encoder
+                    .embed_chunked(&[text.as_str()], cfg.chunking)?
+                    .remove(0)
+            }
+        };
+        if chunks.len() != chunk_ids.len() {
+            return Err(Error::Corrupt(format!(
+                "document '{id}' has {} stored chunks but re-embeds into {}",
+                chunk_ids.len(),
+                chunks.len()
+            )));
+        }
+        for (chunk_id, c) in chunk_ids.iter().zip(chunks) {
+            let rec = VectorRecord {
+                doc_id: id.to_string(),
+                chunk_index: c.index as u32,
+                start: c.start as u32,
+                end: c.end as u32,
+                vector: c.vector,
+                context: version,
+            };
+            storage.put_vector(&mut batch, &cfg.name, *chunk_id, &rec);
+            vectors.push((*chunk_id, rec.vector));
+        }
+    }
+    storage.put_context(&mut batch, &cfg.name, &context.to_bytes()?);
+    storage.commit(batch, true)?;
+    let index = coll.build_index(&vectors);
+    coll.swap_context(context, index);
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn even_sample_spreads_and_caps() {
+        let items: Vec<u32> = (0..10).collect();
+        assert_eq!(even_sample(&items, 20).len(), 10);
+        let s: Vec<u32> = even_sample(&items, 4).into_iter().copied().collect();
+        assert_eq!(s, [0, 2, 5, 7]);
+    }
+}
