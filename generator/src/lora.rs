@@ -1,0 +1,221 @@
+//! LoRA adapters, applied unmerged on top of the (quantized) base weights.
+//!
+//! Why unmerged: the base weights are quantized and shared by every request, while each
+//! collection may have its own adapter. Merging `W + s·B·A` would need a dequantized copy
+//! of every adapted matrix per adapter (and would lose the quantized kernels); applying
+//! the low-rank delta beside the frozen product costs two thin matmuls per adapted
+//! projection (`rank` is small) and lets one loaded model serve any adapter, or none,
+//! per call. The same hook is what training uses: with `A` and `B` as candle `Var`s and
+//! the model in [`crate::Kernels::Differentiable`] mode, gradients reach only them.
+//!
+//! Shapes follow PEFT: `A` is `(rank, in)`, `B` is `(out, rank)`, and the delta added to
+//! a projection's output is `scale · (x · Aᵀ) · Bᵀ` with `scale = alpha / rank`.
+
+use candle_core::{Module, Tensor};
+
+use crate::error::{Error, Result};
+use crate::llama::LlamaConfig;
+
+/// The projections of a llama block that an adapter can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoraTarget {
+    /// Attention query projection.
+    Q,
+    /// Attention key projection.
+    K,
+    /// Attention value projection.
+    V,
+    /// Attention output projection.
+    O,
+    /// Feed-forward gate projection.
+    Gate,
+    /// Feed-forward up projection.
+    Up,
+    /// Feed-forward down projection.
+    Down,
+}
+
+impl LoraTarget {
+    /// Every target, in a fixed order (the index of a target in this list is its slot).
+    pub const ALL: [LoraTarget; 7] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::O,
+        LoraTarget::Gate,
+        LoraTarget::Up,
+        LoraTarget::Down,
+    ];
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+
+    /// `(in, out)` features of this projection in a model of shape `cfg`.
+    pub fn dims(self, cfg: &LlamaConfig) -> (usize, usize) {
+        let kv = cfg.n_kv_head * cfg.head_dim;
+        match self {
+            LoraTarget::Q | LoraTarget::O => (cfg.n_embd, cfg.n_embd),
+            LoraTarget::K | LoraTarget::V => (cfg.n_embd, kv),
+            LoraTarget::Gate | LoraTarget::Up => (cfg.n_embd, cfg.n_ff),
+            LoraTarget::Down => (cfg.n_ff, cfg.n_embd),
+        }
+    }
+}
+
+/// One low-rank pair: `A` `(rank, in)` and `B` `(out, rank)`.
+#[derive(Debug, Clone)]
+struct LoraPair {
+    a_t: Tensor,
+    b_t: Tensor,
+}
+
+/// A LoRA adapter for one model: low-rank pairs for some projections of some blocks.
+///
+/// Built empty for a model's shape, then filled with [`LoraAdapter::insert`] (the trainer
+/// inserts its variables; a stored adapter is read from safetensors by its store).
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    name: String,
+    rank: usize,
+    scale: f64,
+    cfg: LlamaConfig,
+    /// `blocks[layer][target slot]`.
+    blocks: Vec<[Option<LoraPair>; 7]>,
+}
+
+impl LoraAdapter {
+    /// An adapter with no pairs yet, for a model of shape `cfg`; `scale = alpha / rank`.
+    pub fn new(name: impl Into<String>, cfg: &LlamaConfig, rank: usize, alpha: f64) -> Result<Self> {
+        let name = name.into();
+        if rank == 0 {
+            return Err(Error::AdapterMismatch {
+                adapter: name,
+                reason: "rank must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            name,
+            rank,
+            scale: alpha / rank as f64,
+            cfg: cfg.clone(),
+            blocks: (0..cfg.n_layer).map(|_| Default::default()).collect(),
+        })
+    }
+
+    /// The adapter's name (reported with every answer it produced).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The rank of every pair.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// `alpha / rank`, the factor applied to every delta.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// How many projections carry a pair.
+    pub fn len(&self) -> usize {
+        self.blocks.iter().flatten().filter(|p| p.is_some()).count()
+    }
+
+    /// True when no projection carries a pair (the adapter changes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sets the pair of `target` in block `layer`; `a` is `(rank, in)`, `b` is `(out, rank)`.
+    /// Shapes are checked here, so a wrong adapter fails when loaded, not mid-answer.
+    pub fn insert(&mut self, layer: usize, target: LoraTarget, a: &Tensor, b: &Tensor) -> Result<()> {
+        let (d_in, d_out) = target.dims(&self.cfg);
+        let fits = a.dims() == [self.rank, d_in] && b.dims() == [d_out, self.rank];
+        if layer >= self.blocks.len() || !fits {
+            return Err(Error::AdapterMismatch {
+                adapter: self.name.clone(),
+                reason: format!(
+                    "block {layer} {target:?}: A is {:?} and B is {:?}, expected A ({}, {d_in}) and B ({d_out}, {}) in one of {} blocks",
+                    a.dims(),
+                    b.dims(),
+                    self.rank,
+                    self.rank,
+                    self.blocks.len()
+                ),
+            });
+        }
+        self.blocks[layer][target.slot()] = Some(LoraPair {
+            a_t: a.t()?,
+            b_t: b.t()?,
+        });
+        Ok(())
+    }
+
+    /// True when this adapter was built for a model of shape `cfg`.
+    pub fn fits(&self, cfg: &LlamaConfig) -> bool {
+        self.cfg.same_shape(cfg)
+    }
+
+    /// The delta this adapter adds to `target`'s output in block `layer` for input `x`
+    /// (`(batch, seq, in)`), or None when it has no pair there.
+    pub(crate) fn delta(&self, layer: usize, target: LoraTarget, x: &Tensor) -> Result<Option<Tensor>> {
+        let Some(pair) = self.blocks.get(layer).and_then(|b| b[target.slot()].as_ref()) else {
+            return Ok(None);
+        };
+        let low = x.broadcast_matmul(&pair.a_t)?;
+        let delta = low.broadcast_matmul(&pair.b_t)?;
+        Ok(Some((delta * self.scale)?))
+    }
+}
+
+/// A frozen projection (quantized or F32) with the adapter hook.
+#[derive(Debug, Clone)]
+pub(crate) struct AdaptedLinear {
+    weight: candle_core::quantized::QMatMul,
+    /// The same weights dequantized, `(in, out)`, used when several rows are multiplied
+    /// at once (prefill), where a dense GEMM beats the quantized dot products.
+    dense_t: Option<Tensor>,
+    layer: usize,
+    target: LoraTarget,
+}
+
+impl AdaptedLinear {
+    pub(crate) fn new(weight: candle_core::quantized::QMatMul, layer: usize, target: LoraTarget) -> Self {
+        Self {
+            weight,
+            dense_t: None,
+            layer,
+            target,
+        }
+    }
+
+    /// Keeps a dequantized copy of the weights (in `dtype`) for multi-row inputs.
+    pub(crate) fn set_dense(&mut self, dtype: candle_core::DType) -> Result<()> {
+        if let candle_core::quantized::QMatMul::QTensor(q) = &self.weight {
+            let w = q.dequantize(&q.device())?;
+            self.dense_t = Some(w.to_dtype(dtype)?.t()?.contiguous()?);
+        }
+        Ok(())
+    }
+
+    /// `x · Wᵀ`, plus the adapter's delta for this projection when there is one.
+    pub(crate) fn forward(&self, x: &Tensor, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
+        let y = match &self.dense_t {
+            Some(w) if rows > 1 => x
+                .to_dtype(w.dtype())?
+                .broadcast_matmul(w)?
+                .to_dtype(x.dtype())?,
+            _ => self.weight.forward(x)?,
+        };
+        match adapter {
+            Some(adapter) => match adapter.delta(self.layer, self.target, x)? {
+                Some(delta) => Ok((y + delta)?),
+                None => Ok(y),
+            },
+            None => Ok(y),
+        }
+    }
+}
