@@ -18,7 +18,8 @@ fn main() {
     let t = Instant::now();
     let file = match fmt { Some(f) => gguf::read_as(src, f, &dev).unwrap(), None => gguf::GgufFile::read(src, &dev).unwrap() };
     println!("load {:?}", t.elapsed());
-    let model = engram_generator::llama::load_file(file, &dev).unwrap();
+    let mut model = engram_generator::llama::load_file(file, &dev).unwrap();
+    match std::env::var("DENSE").as_deref() { Ok("f32") => model = model.with_dense_prefill(candle_core::DType::F32).unwrap(), Ok("f16") => model = model.with_dense_prefill(candle_core::DType::F16).unwrap(), Ok("bf16") => model = model.with_dense_prefill(candle_core::DType::BF16).unwrap(), _ => {} }
     let cfg = model.config().clone();
     let prompt: Vec<u32> = (0..n_prompt as u32).map(|i| 100 + (i * 7919) % 40000).collect();
     let mut cache = KvCache::new(&cfg, n_prompt + n_decode + 1);

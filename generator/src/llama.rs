@@ -20,6 +20,9 @@ use candle_nn::kv_cache::KvCache as LayerCache;
 use crate::error::{Error, Result};
 use crate::lora::{AdaptedLinear, LoraAdapter, LoraTarget};
 
+/// Most tokens one forward pass processes at once; longer inputs run in chunks.
+pub const PREFILL_CHUNK: usize = 256;
+
 /// Shape and constants of a llama model, read from GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
@@ -135,9 +138,31 @@ impl Kernels {
     }
 }
 
+/// Keys and values of one block. Inference writes into preallocated buffers
+/// (`slice_set`, no copy of the past per token); training concatenates, because
+/// `slice_set` does not pass gradients.
+struct LayerKv {
+    buffers: LayerCache,
+    joined: Option<(Tensor, Tensor)>,
+}
+
+impl LayerKv {
+    fn append(&mut self, k: &Tensor, v: &Tensor, kernels: Kernels) -> Result<(Tensor, Tensor)> {
+        if kernels == Kernels::Fast {
+            return Ok(self.buffers.append(k, v)?);
+        }
+        let joined = match self.joined.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, k], 2)?, Tensor::cat(&[&pv, v], 2)?),
+            None => (k.clone(), v.clone()),
+        };
+        self.joined = Some(joined.clone());
+        Ok(joined)
+    }
+}
+
 /// Keys and values of every block for one sequence: per call, never shared.
 pub struct KvCache {
-    layers: Vec<LayerCache>,
+    layers: Vec<LayerKv>,
     len: usize,
     capacity: usize,
 }
@@ -147,7 +172,12 @@ impl KvCache {
     /// first forward pass: `2 · n_layer · n_kv_head · head_dim · capacity` floats.
     pub fn new(cfg: &LlamaConfig, capacity: usize) -> Self {
         Self {
-            layers: (0..cfg.n_layer).map(|_| LayerCache::new(2, capacity)).collect(),
+            layers: (0..cfg.n_layer)
+                .map(|_| LayerKv {
+                    buffers: LayerCache::new(2, capacity),
+                    joined: None,
+                })
+                .collect(),
             len: 0,
             capacity,
         }
@@ -194,6 +224,7 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     kernels: Kernels,
+    prefill_chunk: usize,
     device: Device,
 }
 
@@ -286,6 +317,7 @@ impl Llama {
             cos,
             sin,
             kernels: Kernels::Fast,
+            prefill_chunk: PREFILL_CHUNK,
             device: device.clone(),
         })
     }
@@ -316,6 +348,12 @@ impl Llama {
         Ok(self)
     }
 
+    /// Sets how many tokens one forward pass processes at most (default [`PREFILL_CHUNK`]).
+    pub fn with_prefill_chunk(mut self, tokens: usize) -> Self {
+        self.prefill_chunk = tokens.max(1);
+        self
+    }
+
     /// Switches norm, rope and softmax implementations (see [`Kernels`]).
     pub fn with_kernels(mut self, kernels: Kernels) -> Self {
         self.kernels = kernels;
@@ -326,22 +364,32 @@ impl Llama {
     /// and values to it, and returns the logits of the last token, shape `(vocab)`.
     /// `adapter` adds its LoRA deltas on top of the frozen weights.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
-        let hidden = self.forward_hidden(tokens, cache, adapter)?;
-        let last = hidden.narrow(1, tokens.len() - 1, 1)?;
+        let hidden = self.forward_hidden(tokens, cache, adapter, false)?;
+        let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
         Ok(self.head.forward(&last)?.flatten_all()?)
     }
 
     /// Like [`Llama::forward`], but returns the logits of every position, `(seq, vocab)`:
     /// what training and scoring need.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
-        let hidden = self.forward_hidden(tokens, cache, adapter)?;
+        let hidden = self.forward_hidden(tokens, cache, adapter, true)?;
         Ok(self.head.forward(&hidden)?.squeeze(0)?)
     }
 
-    /// The final normed hidden states, `(1, seq, n_embd)`.
-    fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
-        let seq = tokens.len();
-        let pos = cache.len;
+    /// The final normed hidden states, `(1, seq, n_embd)` (only the last chunk's rows
+    /// unless `all_rows`).
+    ///
+    /// Long inputs run in chunks of [`PREFILL_CHUNK`] tokens: causal attention then skips
+    /// the upper triangle beyond each chunk (half the attention work of one pass) and the
+    /// score matrices stay small (9 heads x 256 x 8,192 floats at most, not 8,192²).
+    fn forward_hidden(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+        all_rows: bool,
+    ) -> Result<Tensor> {
+        let (seq, pos) = (tokens.len(), cache.len);
         if seq == 0 {
             return Err(Error::InvalidOptions("no tokens to run".into()));
         }
@@ -359,6 +407,20 @@ impl Llama {
                 });
             }
         }
+        let mut outputs = Vec::new();
+        for chunk in tokens.chunks(self.prefill_chunk) {
+            let hidden = self.forward_chunk(chunk, cache, adapter)?;
+            if !all_rows {
+                outputs.clear();
+            }
+            outputs.push(hidden);
+        }
+        Ok(Tensor::cat(&outputs, 1)?)
+    }
+
+    /// One chunk of [`Llama::forward_hidden`] (its checks already done).
+    fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+        let (seq, pos) = (tokens.len(), cache.len);
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let mut x = self.embedding.embedding(&ids)?;
         let cos = self.cos.narrow(0, pos, seq)?;
@@ -388,7 +450,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
-        cache: &mut LayerCache,
+        cache: &mut LayerKv,
         adapter: Option<&LoraAdapter>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -401,7 +463,7 @@ impl Llama {
         let v = heads(attn.v.forward(x, adapter)?, cfg.n_kv_head)?.contiguous()?;
         let q = self.kernels.rope(&q, cos, sin)?;
         let k = self.kernels.rope(&k, cos, sin)?;
-        let (k, v) = cache.append(&k.contiguous()?, &v)?;
+        let (k, v) = cache.append(&k.contiguous()?, &v, self.kernels)?;
         let group = cfg.n_head / cfg.n_kv_head;
         // (b, n_head, seq, d) -> (b, n_kv, group * seq, d): rows of one group are contiguous.
         let q = q.contiguous()?.reshape((b, cfg.n_kv_head, group * seq, cfg.head_dim))?;
@@ -455,4 +517,126 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
 pub fn load_file(file: crate::gguf::GgufFile, device: &Device) -> Result<Llama> {
     let cfg = LlamaConfig::from_metadata(&file.metadata).map_err(|r| Error::invalid(&file.path, r))?;
     Llama::load(TensorSource::new(file.tensors), &cfg, device).map_err(|r| Error::invalid(&file.path, r))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Mechanics on a tiny random model (the real model is tested in tests/smollm2.rs).
+    use super::*;
+    use crate::lora::LoraTarget;
+    use candle_core::quantized::GgmlDType;
+
+    pub(crate) fn tiny_config() -> LlamaConfig {
+        LlamaConfig {
+            n_layer: 2,
+            n_embd: 32,
+            n_head: 4,
+            n_kv_head: 2,
+            head_dim: 8,
+            n_ff: 64,
+            vocab_size: 40,
+            context_length: 64,
+            rope_freq_base: 10_000.0,
+            rms_eps: 1e-5,
+        }
+    }
+
+    /// Random llama.cpp-named F32 weights for `cfg`.
+    pub(crate) fn tiny_weights(cfg: &LlamaConfig) -> HashMap<String, Tensor> {
+        let dev = Device::Cpu;
+        let randn = |shape: (usize, usize)| Tensor::randn(0f32, 0.3, shape, &dev).unwrap();
+        let mut w = HashMap::new();
+        let names = [
+            ("attn_q", LoraTarget::Q),
+            ("attn_k", LoraTarget::K),
+            ("attn_v", LoraTarget::V),
+            ("attn_output", LoraTarget::O),
+            ("ffn_gate", LoraTarget::Gate),
+            ("ffn_up", LoraTarget::Up),
+            ("ffn_down", LoraTarget::Down),
+        ];
+        for layer in 0..cfg.n_layer {
+            for (name, target) in names {
+                let (d_in, d_out) = target.dims(cfg);
+                w.insert(format!("blk.{layer}.{name}.weight"), randn((d_out, d_in)));
+            }
+            for norm in ["attn_norm", "ffn_norm"] {
+                let v = randn((1, cfg.n_embd)).affine(0.1, 1.0).unwrap().squeeze(0).unwrap();
+                w.insert(format!("blk.{layer}.{norm}.weight"), v);
+            }
+        }
+        w.insert("token_embd.weight".into(), randn((cfg.vocab_size, cfg.n_embd)));
+        w.insert("output_norm.weight".into(), Tensor::ones(cfg.n_embd, DType::F32, &dev).unwrap());
+        w
+    }
+
+    /// A model from `weights`, matrices stored as `dtype`.
+    pub(crate) fn tiny_model(cfg: &LlamaConfig, weights: &HashMap<String, Tensor>, dtype: GgmlDType) -> Llama {
+        let tensors = weights
+            .iter()
+            .map(|(k, v)| {
+                let dtype = if v.rank() == 1 { GgmlDType::F32 } else { dtype };
+                (k.clone(), QTensor::quantize(v, dtype).unwrap())
+            })
+            .collect();
+        Llama::load(TensorSource::new(tensors), cfg, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    const TOKENS: [u32; 7] = [3, 17, 5, 39, 0, 22, 8];
+
+    #[test]
+    fn cached_decoding_matches_one_full_pass() {
+        let cfg = tiny_config();
+        let model = tiny_model(&cfg, &tiny_weights(&cfg), GgmlDType::F32);
+        let mut cache = KvCache::new(&cfg, TOKENS.len());
+        let all = model.forward_all(&TOKENS, &mut cache, None).unwrap();
+        let mut cache = KvCache::new(&cfg, TOKENS.len());
+        // A prefill of three, then one token at a time.
+        let first = model.forward(&TOKENS[..3], &mut cache, None).unwrap();
+        assert!(max_diff(&first, &all.get(2).unwrap()) < 1e-4);
+        for (i, &t) in TOKENS.iter().enumerate().skip(3) {
+            let step = model.forward(&[t], &mut cache, None).unwrap();
+            assert!(max_diff(&step, &all.get(i).unwrap()) < 1e-4, "position {i}");
+        }
+        assert_eq!(cache.len(), TOKENS.len());
+        let err = model.forward(&[1], &mut cache, None).unwrap_err();
+        assert!(matches!(err, Error::PromptTooLong { .. }), "{err}");
+
+        // Chunked prefill (2 tokens per pass) gives the same logits as one pass.
+        let chunked = model.with_prefill_chunk(2);
+        let all_chunked = chunked.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        assert!(max_diff(&all, &all_chunked) < 1e-4);
+        let last = chunked.forward(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        assert!(max_diff(&last, &all.get(TOKENS.len() - 1).unwrap()) < 1e-4);
+    }
+
+    #[test]
+    fn differentiable_kernels_and_dense_prefill_give_the_same_logits() {
+        let cfg = tiny_config();
+        let weights = tiny_weights(&cfg);
+        let fast = tiny_model(&cfg, &weights, GgmlDType::F32);
+        let slow = tiny_model(&cfg, &weights, GgmlDType::F32).with_kernels(Kernels::Differentiable);
+        let a = fast.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        let b = slow.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        assert!(max_diff(&a, &b) < 1e-4);
+
+        // The dense prefill path multiplies by exactly the dequantized Q8_0 weights.
+        let dense = tiny_model(&cfg, &weights, GgmlDType::Q8_0).with_dense_prefill(DType::F32).unwrap();
+        let rounded: HashMap<String, Tensor> = weights
+            .iter()
+            .map(|(k, v)| match v.rank() {
+                1 => (k.clone(), v.clone()),
+                _ => (k.clone(), QTensor::quantize(v, GgmlDType::Q8_0).unwrap().dequantize(&Device::Cpu).unwrap()),
+            })
+            .collect();
+        let reference = tiny_model(&cfg, &rounded, GgmlDType::F32);
+        // (Hidden states: the output head stays quantized, it sees one row per answer token.)
+        let d = dense.forward_hidden(&TOKENS, &mut KvCache::new(&cfg, 8), None, true).unwrap();
+        let r = reference.forward_hidden(&TOKENS, &mut KvCache::new(&cfg, 8), None, true).unwrap();
+        assert!(max_diff(&d, &r) < 1e-4, "{}", max_diff(&d, &r));
+    }
 }

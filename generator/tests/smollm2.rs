@@ -5,8 +5,11 @@
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
+use candle_core::{Device, Tensor};
+use engram_embedder::models::{self, ModelId};
 use engram_generator::{
-    ChatMessage, Error, FinishReason, GenerationOptions, GenerationRequest, GgufChatModel, LanguageModel,
+    ChatMessage, Error, FinishReason, GenerationOptions, GenerationRequest, GgufChatModel, KvCache, LanguageModel,
+    LoadOptions,
 };
 
 fn model() -> &'static GgufChatModel {
@@ -208,4 +211,48 @@ fn a_prompt_longer_than_the_window_is_a_clear_error() {
         })
         .unwrap_err();
     assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+}
+
+fn top(logits: &Tensor) -> (u32, f32) {
+    let probs = candle_nn::ops::softmax_last_dim(logits).unwrap();
+    let id = probs.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    (id, probs.get(id as usize).unwrap().to_scalar::<f32>().unwrap())
+}
+
+/// Our llama file against candle-transformers' `quantized_llama` (the reference
+/// implementation) on the pinned Q4_1 weights, and the Q8_0 conversion against both.
+#[test]
+fn our_model_file_matches_candle_quantized_llama_and_q8_0_keeps_the_prediction() {
+    let dir = models::ensure(ModelId::SmolLm2_135mInstruct).unwrap();
+    let path = dir.join(ModelId::SmolLm2_135mInstruct.spec().file_names().next().unwrap());
+    let prompt = model().tokenizer().encode("The capital of France is").unwrap();
+
+    let mut file = std::fs::File::open(&path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let mut reference =
+        candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let expected = reference.forward(&input, 0).unwrap().squeeze(0).unwrap();
+
+    let as_stored = GgufChatModel::load(
+        &path,
+        LoadOptions {
+            weights: None,
+            dense_prefill: None,
+        },
+    )
+    .unwrap();
+    let cfg = as_stored.llama().config();
+    let ours = as_stored.llama().forward(&prompt, &mut KvCache::new(cfg, 16), None).unwrap();
+    let diff: f32 = (&ours - &expected).unwrap().abs().unwrap().max(0).unwrap().to_scalar().unwrap();
+    assert!(diff < 1e-3, "max logit difference {diff}");
+
+    let paris = model().tokenizer().encode(" Paris").unwrap();
+    let (id, p) = top(&expected);
+    assert_eq!(vec![id], paris, "the reference predicts ' Paris'");
+    let default = model().llama().forward(&prompt, &mut KvCache::new(cfg, 16), None).unwrap();
+    let (id_q8, p_q8) = top(&default);
+    assert_eq!(id_q8, id, "Q8_0 (+ F32 prefill) predicts the same token");
+    eprintln!("max |logit difference| vs quantized_llama: {diff}; p(' Paris'): Q4_1 {p}, Q8_0 {p_q8}");
+    assert!((p - p_q8).abs() < 0.02, "p(' Paris') {p} as stored vs {p_q8} converted");
 }
