@@ -93,11 +93,17 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     /// Reads the template text of a GGUF file. Errors are plain strings that the caller
     /// wraps with the file they came from.
-    pub fn from_template(template: &str, tokenizer: &GgufTokenizer) -> std::result::Result<Self, String> {
+    pub fn from_template(
+        template: &str,
+        tokenizer: &GgufTokenizer,
+    ) -> std::result::Result<Self, String> {
         let not_chatml = || {
             format!("the chat template is not ChatML ({IM_START}role ... {IM_END}), which is the only one supported: {template:.200}")
         };
-        if !template.contains(IM_START) || !template.contains(IM_END) || !template.contains("add_generation_prompt") {
+        if !template.contains(IM_START)
+            || !template.contains(IM_END)
+            || !template.contains("add_generation_prompt")
+        {
             return Err(not_chatml());
         }
         // The newline after "system" is a real one or a Jinja escape, depending on how
@@ -108,7 +114,11 @@ impl ChatTemplate {
             let rest = &template[start..];
             Some(rest[..rest.find(IM_END)?].replace("\\n", "\n"))
         });
-        let id = |t: &str| tokenizer.special(t).ok_or_else(|| format!("the vocabulary has no {t} token"));
+        let id = |t: &str| {
+            tokenizer
+                .special(t)
+                .ok_or_else(|| format!("the vocabulary has no {t} token"))
+        };
         Ok(Self {
             default_system,
             im_start: id(IM_START)?,
@@ -125,7 +135,10 @@ impl ChatTemplate {
     /// conversation does not start with one.
     fn with_system<'a>(&'a self, messages: &'a [ChatMessage]) -> Vec<(Role, &'a str)> {
         let mut out = Vec::with_capacity(messages.len() + 1);
-        if let (Some(system), Some(false)) = (&self.default_system, messages.first().map(|m| m.role == Role::System)) {
+        if let (Some(system), Some(false)) = (
+            &self.default_system,
+            messages.first().map(|m| m.role == Role::System),
+        ) {
             out.push((Role::System, system.as_str()));
         }
         out.extend(messages.iter().map(|m| (m.role, m.content.as_str())));

@@ -14,7 +14,10 @@ use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::gguf::{self, GgufFile};
 use crate::llama::{KvCache, Llama};
-use crate::model::{FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo, Timing, Usage};
+use crate::model::{
+    FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
+    Timing, Usage,
+};
 use crate::stream::Utf8Stream;
 use crate::tokenizer::GgufTokenizer;
 
@@ -84,7 +87,11 @@ impl GgufChatModel {
             .iter()
             .filter_map(|t| tokenizer.special(t))
             .collect();
-        if let Some(eos) = file.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()) {
+        if let Some(eos) = file
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok())
+        {
             stop_ids.push(eos);
         }
         let name = file
@@ -104,7 +111,10 @@ impl GgufChatModel {
                 model.config().vocab_size
             )));
         }
-        let weights = options.weights.map(gguf::format_name).unwrap_or_else(|| "as stored".into());
+        let weights = options
+            .weights
+            .map(gguf::format_name)
+            .unwrap_or_else(|| "as stored".into());
         let weights = match options.dense_prefill {
             Some(dtype) => format!("{weights} (decode), {dtype:?} (prefill)").to_lowercase(),
             None => weights,
@@ -199,7 +209,11 @@ impl GgufChatModel {
             timing: Timing {
                 prefill_ms: prefill.as_secs_f64() * 1e3,
                 decode_ms: decode * 1e3,
-                decode_tokens_per_s: if passes > 0 { passes as f64 / decode } else { 0.0 },
+                decode_tokens_per_s: if passes > 0 {
+                    passes as f64 / decode
+                } else {
+                    0.0
+                },
             },
         })
     }

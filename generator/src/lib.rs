@@ -34,5 +34,6 @@ pub use gguf_chat::{GgufChatModel, LoadOptions};
 pub use llama::{Kernels, KvCache, Llama, LlamaConfig};
 pub use lora::{LoraAdapter, LoraTarget};
 pub use model::{
-    FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo, Timing, Usage,
+    FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
+    Timing, Usage,
 };

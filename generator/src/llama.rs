@@ -69,7 +69,9 @@ impl LlamaConfig {
             .to_string()
             .map_err(|e| e.to_string())?;
         if arch != "llama" {
-            return Err(format!("architecture is '{arch}', this loader reads 'llama'"));
+            return Err(format!(
+                "architecture is '{arch}', this loader reads 'llama'"
+            ));
         }
         let n_embd = int("llama.embedding_length")?;
         let n_head = int("llama.attention.head_count")?;
@@ -96,8 +98,19 @@ impl LlamaConfig {
 
     /// True when two configs describe weights of the same shapes (adapters fit both).
     pub fn same_shape(&self, other: &Self) -> bool {
-        (self.n_layer, self.n_embd, self.n_head, self.n_kv_head, self.n_ff)
-            == (other.n_layer, other.n_embd, other.n_head, other.n_kv_head, other.n_ff)
+        (
+            self.n_layer,
+            self.n_embd,
+            self.n_head,
+            self.n_kv_head,
+            self.n_ff,
+        ) == (
+            other.n_layer,
+            other.n_embd,
+            other.n_head,
+            other.n_kv_head,
+            other.n_ff,
+        )
     }
 }
 
@@ -266,7 +279,10 @@ impl Llama {
                 let (d_in, d_out) = target.dims(cfg);
                 let w = src.take(&full)?;
                 if w.shape().dims() != [d_out, d_in] {
-                    return Err(format!("{full} has shape {:?}, expected ({d_out}, {d_in})", w.shape()));
+                    return Err(format!(
+                        "{full} has shape {:?}, expected ({d_out}, {d_in})",
+                        w.shape()
+                    ));
                 }
                 let w = QMatMul::from_qtensor(w).map_err(|e| format!("{full}: {e}"))?;
                 Ok(AdaptedLinear::new(w, layer, target))
@@ -363,7 +379,12 @@ impl Llama {
     /// Runs `tokens` at the positions after those already in `cache`, appends their keys
     /// and values to it, and returns the logits of the last token, shape `(vocab)`.
     /// `adapter` adds its LoRA deltas on top of the frozen weights.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Tensor> {
         let hidden = self.forward_hidden(tokens, cache, adapter, false)?;
         let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
         Ok(self.head.forward(&last)?.flatten_all()?)
@@ -371,7 +392,12 @@ impl Llama {
 
     /// Like [`Llama::forward`], but returns the logits of every position, `(seq, vocab)`:
     /// what training and scoring need.
-    pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+    pub fn forward_all(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Tensor> {
         let hidden = self.forward_hidden(tokens, cache, adapter, true)?;
         Ok(self.head.forward(&hidden)?.squeeze(0)?)
     }
@@ -419,7 +445,12 @@ impl Llama {
     }
 
     /// One chunk of [`Llama::forward_hidden`] (its checks already done).
-    fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+    fn forward_chunk(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Tensor> {
         let (seq, pos) = (tokens.len(), cache.len);
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let mut x = self.embedding.embedding(&ids)?;
@@ -427,13 +458,28 @@ impl Llama {
         let sin = self.sin.narrow(0, pos, seq)?;
         let mask = causal_mask(seq, pos, self.cfg.n_head / self.cfg.n_kv_head, &self.device)?;
         for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let h = self.kernels.rms_norm(&x, &block.attn_norm, self.cfg.rms_eps)?;
-            let h = self.attention(&block.attn, &h, &cos, &sin, mask.as_ref(), layer_cache, adapter)?;
+            let h = self
+                .kernels
+                .rms_norm(&x, &block.attn_norm, self.cfg.rms_eps)?;
+            let h = self.attention(
+                &block.attn,
+                &h,
+                &cos,
+                &sin,
+                mask.as_ref(),
+                layer_cache,
+                adapter,
+            )?;
             x = (x + h)?;
-            let h = self.kernels.rms_norm(&x, &block.ffn_norm, self.cfg.rms_eps)?;
+            let h = self
+                .kernels
+                .rms_norm(&x, &block.ffn_norm, self.cfg.rms_eps)?;
             let gate = block.mlp.gate.forward(&h, adapter)?;
             let up = block.mlp.up.forward(&h, adapter)?;
-            let h = block.mlp.down.forward(&(candle_nn::ops::silu(&gate)? * up)?, adapter)?;
+            let h = block
+                .mlp
+                .down
+                .forward(&(candle_nn::ops::silu(&gate)? * up)?, adapter)?;
             x = (x + h)?;
         }
         cache.len += seq;
@@ -466,7 +512,9 @@ impl Llama {
         let (k, v) = cache.append(&k.contiguous()?, &v, self.kernels)?;
         let group = cfg.n_head / cfg.n_kv_head;
         // (b, n_head, seq, d) -> (b, n_kv, group * seq, d): rows of one group are contiguous.
-        let q = q.contiguous()?.reshape((b, cfg.n_kv_head, group * seq, cfg.head_dim))?;
+        let q = q
+            .contiguous()?
+            .reshape((b, cfg.n_kv_head, group * seq, cfg.head_dim))?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (cfg.head_dim as f64).sqrt()))?;
         let scores = match mask {
             Some(mask) => scores.broadcast_add(mask)?,
@@ -503,7 +551,11 @@ fn causal_mask(seq: usize, pos: usize, group: usize, device: &Device) -> Result<
 fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = cfg.head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0 / cfg.rope_freq_base.powf(2.0 * i as f32 / cfg.head_dim as f32))
+        .map(|i| {
+            1.0 / cfg
+                .rope_freq_base
+                .powf(2.0 * i as f32 / cfg.head_dim as f32)
+        })
         .collect();
     let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
     let positions = Tensor::arange(0u32, cfg.context_length as u32, device)?
@@ -515,8 +567,10 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
 
 /// Builds a llama model from a GGUF file read into memory.
 pub fn load_file(file: crate::gguf::GgufFile, device: &Device) -> Result<Llama> {
-    let cfg = LlamaConfig::from_metadata(&file.metadata).map_err(|r| Error::invalid(&file.path, r))?;
-    Llama::load(TensorSource::new(file.tensors), &cfg, device).map_err(|r| Error::invalid(&file.path, r))
+    let cfg =
+        LlamaConfig::from_metadata(&file.metadata).map_err(|r| Error::invalid(&file.path, r))?;
+    Llama::load(TensorSource::new(file.tensors), &cfg, device)
+        .map_err(|r| Error::invalid(&file.path, r))
 }
 
 #[cfg(test)]
@@ -561,17 +615,31 @@ pub(crate) mod tests {
                 w.insert(format!("blk.{layer}.{name}.weight"), randn((d_out, d_in)));
             }
             for norm in ["attn_norm", "ffn_norm"] {
-                let v = randn((1, cfg.n_embd)).affine(0.1, 1.0).unwrap().squeeze(0).unwrap();
+                let v = randn((1, cfg.n_embd))
+                    .affine(0.1, 1.0)
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap();
                 w.insert(format!("blk.{layer}.{norm}.weight"), v);
             }
         }
-        w.insert("token_embd.weight".into(), randn((cfg.vocab_size, cfg.n_embd)));
-        w.insert("output_norm.weight".into(), Tensor::ones(cfg.n_embd, DType::F32, &dev).unwrap());
+        w.insert(
+            "token_embd.weight".into(),
+            randn((cfg.vocab_size, cfg.n_embd)),
+        );
+        w.insert(
+            "output_norm.weight".into(),
+            Tensor::ones(cfg.n_embd, DType::F32, &dev).unwrap(),
+        );
         w
     }
 
     /// A model from `weights`, matrices stored as `dtype`.
-    pub(crate) fn tiny_model(cfg: &LlamaConfig, weights: &HashMap<String, Tensor>, dtype: GgmlDType) -> Llama {
+    pub(crate) fn tiny_model(
+        cfg: &LlamaConfig,
+        weights: &HashMap<String, Tensor>,
+        dtype: GgmlDType,
+    ) -> Llama {
         let tensors = weights
             .iter()
             .map(|(k, v)| {
@@ -582,8 +650,18 @@ pub(crate) mod tests {
         Llama::load(TensorSource::new(tensors), cfg, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    /// Largest absolute elementwise difference.
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     const TOKENS: [u32; 7] = [3, 17, 5, 39, 0, 22, 8];
@@ -608,9 +686,13 @@ pub(crate) mod tests {
 
         // Chunked prefill (2 tokens per pass) gives the same logits as one pass.
         let chunked = model.with_prefill_chunk(2);
-        let all_chunked = chunked.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        let all_chunked = chunked
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
         assert!(max_diff(&all, &all_chunked) < 1e-4);
-        let last = chunked.forward(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        let last = chunked
+            .forward(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
         assert!(max_diff(&last, &all.get(TOKENS.len() - 1).unwrap()) < 1e-4);
     }
 
@@ -620,23 +702,39 @@ pub(crate) mod tests {
         let weights = tiny_weights(&cfg);
         let fast = tiny_model(&cfg, &weights, GgmlDType::F32);
         let slow = tiny_model(&cfg, &weights, GgmlDType::F32).with_kernels(Kernels::Differentiable);
-        let a = fast.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
-        let b = slow.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
+        let a = fast
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
+        let b = slow
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
         assert!(max_diff(&a, &b) < 1e-4);
 
         // The dense prefill path multiplies by exactly the dequantized Q8_0 weights.
-        let dense = tiny_model(&cfg, &weights, GgmlDType::Q8_0).with_dense_prefill(DType::F32).unwrap();
+        let dense = tiny_model(&cfg, &weights, GgmlDType::Q8_0)
+            .with_dense_prefill(DType::F32)
+            .unwrap();
         let rounded: HashMap<String, Tensor> = weights
             .iter()
             .map(|(k, v)| match v.rank() {
                 1 => (k.clone(), v.clone()),
-                _ => (k.clone(), QTensor::quantize(v, GgmlDType::Q8_0).unwrap().dequantize(&Device::Cpu).unwrap()),
+                _ => (
+                    k.clone(),
+                    QTensor::quantize(v, GgmlDType::Q8_0)
+                        .unwrap()
+                        .dequantize(&Device::Cpu)
+                        .unwrap(),
+                ),
             })
             .collect();
         let reference = tiny_model(&cfg, &rounded, GgmlDType::F32);
         // (Hidden states: the output head stays quantized, it sees one row per answer token.)
-        let d = dense.forward_hidden(&TOKENS, &mut KvCache::new(&cfg, 8), None, true).unwrap();
-        let r = reference.forward_hidden(&TOKENS, &mut KvCache::new(&cfg, 8), None, true).unwrap();
+        let d = dense
+            .forward_hidden(&TOKENS, &mut KvCache::new(&cfg, 8), None, true)
+            .unwrap();
+        let r = reference
+            .forward_hidden(&TOKENS, &mut KvCache::new(&cfg, 8), None, true)
+            .unwrap();
         assert!(max_diff(&d, &r) < 1e-4, "{}", max_diff(&d, &r));
     }
 }

@@ -86,7 +86,12 @@ pub struct LoraAdapter {
 
 impl LoraAdapter {
     /// An adapter with no pairs yet, for a model of shape `cfg`; `scale = alpha / rank`.
-    pub fn new(name: impl Into<String>, cfg: &LlamaConfig, rank: usize, alpha: f64) -> Result<Self> {
+    pub fn new(
+        name: impl Into<String>,
+        cfg: &LlamaConfig,
+        rank: usize,
+        alpha: f64,
+    ) -> Result<Self> {
         let name = name.into();
         if rank == 0 {
             return Err(Error::AdapterMismatch {
@@ -130,7 +135,13 @@ impl LoraAdapter {
 
     /// Sets the pair of `target` in block `layer`; `a` is `(rank, in)`, `b` is `(out, rank)`.
     /// Shapes are checked here, so a wrong adapter fails when loaded, not mid-answer.
-    pub fn insert(&mut self, layer: usize, target: LoraTarget, a: &Tensor, b: &Tensor) -> Result<()> {
+    pub fn insert(
+        &mut self,
+        layer: usize,
+        target: LoraTarget,
+        a: &Tensor,
+        b: &Tensor,
+    ) -> Result<()> {
         let (d_in, d_out) = target.dims(&self.cfg);
         let fits = a.dims() == [self.rank, d_in] && b.dims() == [d_out, self.rank];
         if layer >= self.blocks.len() || !fits {
@@ -160,8 +171,17 @@ impl LoraAdapter {
 
     /// The delta this adapter adds to `target`'s output in block `layer` for input `x`
     /// (`(batch, seq, in)`), or None when it has no pair there.
-    pub(crate) fn delta(&self, layer: usize, target: LoraTarget, x: &Tensor) -> Result<Option<Tensor>> {
-        let Some(pair) = self.blocks.get(layer).and_then(|b| b[target.slot()].as_ref()) else {
+    pub(crate) fn delta(
+        &self,
+        layer: usize,
+        target: LoraTarget,
+        x: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let Some(pair) = self
+            .blocks
+            .get(layer)
+            .and_then(|b| b[target.slot()].as_ref())
+        else {
             return Ok(None);
         };
         let low = x.broadcast_matmul(&pair.a_t)?;
@@ -182,7 +202,11 @@ pub(crate) struct AdaptedLinear {
 }
 
 impl AdaptedLinear {
-    pub(crate) fn new(weight: candle_core::quantized::QMatMul, layer: usize, target: LoraTarget) -> Self {
+    pub(crate) fn new(
+        weight: candle_core::quantized::QMatMul,
+        layer: usize,
+        target: LoraTarget,
+    ) -> Self {
         Self {
             weight,
             dense_t: None,
@@ -226,7 +250,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::llama::tests::{tiny_config, tiny_model, tiny_weights};
+    use crate::llama::tests::{max_diff, tiny_config, tiny_model, tiny_weights};
     use crate::llama::{Kernels, KvCache};
 
     const TOKENS: [u32; 5] = [1, 9, 33, 4, 27];
@@ -235,17 +259,17 @@ mod tests {
         Tensor::randn(0f32, 0.3, shape, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
-
     #[test]
     fn unmerged_adapter_equals_merged_weights() {
         let cfg = tiny_config();
         let mut weights = tiny_weights(&cfg);
         let base = tiny_model(&cfg, &weights, GgmlDType::F32);
         let mut adapter = LoraAdapter::new("test", &cfg, 4, 8.0).unwrap();
-        for (layer, target) in [(0, LoraTarget::Q), (1, LoraTarget::Down), (1, LoraTarget::V)] {
+        for (layer, target) in [
+            (0, LoraTarget::Q),
+            (1, LoraTarget::Down),
+            (1, LoraTarget::V),
+        ] {
             let (d_in, d_out) = target.dims(&cfg);
             let (a, b) = (randn((4, d_in)), randn((d_out, 4)));
             adapter.insert(layer, target, &a, &b).unwrap();
@@ -255,25 +279,46 @@ mod tests {
                 _ => "ffn_down",
             };
             let key = format!("blk.{layer}.{name}.weight");
-            let merged = (&weights[&key] + (b.matmul(&a).unwrap() * adapter.scale()).unwrap()).unwrap();
+            let merged =
+                (&weights[&key] + (b.matmul(&a).unwrap() * adapter.scale()).unwrap()).unwrap();
             weights.insert(key, merged);
         }
         assert_eq!(adapter.len(), 3);
         let merged = tiny_model(&cfg, &weights, GgmlDType::F32);
-        let with_adapter = base.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), Some(&adapter)).unwrap();
-        let plain = base.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
-        let expected = merged.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None).unwrap();
-        assert!(max_diff(&with_adapter, &expected) < 1e-3, "{}", max_diff(&with_adapter, &expected));
-        assert!(max_diff(&plain, &expected) > 1e-2, "the adapter changes the output");
+        let with_adapter = base
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), Some(&adapter))
+            .unwrap();
+        let plain = base
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
+        let expected = merged
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
+        assert!(
+            max_diff(&with_adapter, &expected) < 1e-3,
+            "{}",
+            max_diff(&with_adapter, &expected)
+        );
+        assert!(
+            max_diff(&plain, &expected) > 1e-2,
+            "the adapter changes the output"
+        );
     }
 
     #[test]
     fn wrong_shapes_are_refused() {
         let cfg = tiny_config();
         let mut adapter = LoraAdapter::new("bad", &cfg, 4, 8.0).unwrap();
-        let err = adapter.insert(0, LoraTarget::K, &randn((4, 32)), &randn((32, 4))).unwrap_err();
-        assert!(err.to_string().contains("expected A (4, 32) and B (16, 4)"), "{err}");
-        let err = adapter.insert(9, LoraTarget::Q, &randn((4, 32)), &randn((32, 4))).unwrap_err();
+        let err = adapter
+            .insert(0, LoraTarget::K, &randn((4, 32)), &randn((32, 4)))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("expected A (4, 32) and B (16, 4)"),
+            "{err}"
+        );
+        let err = adapter
+            .insert(9, LoraTarget::Q, &randn((4, 32)), &randn((32, 4)))
+            .unwrap_err();
         assert!(matches!(err, Error::AdapterMismatch { .. }), "{err}");
         assert!(LoraAdapter::new("zero", &cfg, 0, 1.0).is_err());
     }
@@ -281,7 +326,8 @@ mod tests {
     #[test]
     fn gradients_reach_every_adapter_variable_with_differentiable_kernels() {
         let cfg = tiny_config();
-        let model = tiny_model(&cfg, &tiny_weights(&cfg), GgmlDType::F32).with_kernels(Kernels::Differentiable);
+        let model = tiny_model(&cfg, &tiny_weights(&cfg), GgmlDType::F32)
+            .with_kernels(Kernels::Differentiable);
         let mut adapter = LoraAdapter::new("train", &cfg, 2, 4.0).unwrap();
         let mut vars = Vec::new();
         for layer in 0..cfg.n_layer {
@@ -289,16 +335,26 @@ mod tests {
                 let (d_in, d_out) = target.dims(&cfg);
                 let a = Var::from_tensor(&randn((2, d_in))).unwrap();
                 let b = Var::from_tensor(&randn((d_out, 2))).unwrap();
-                adapter.insert(layer, target, a.as_tensor(), b.as_tensor()).unwrap();
+                adapter
+                    .insert(layer, target, a.as_tensor(), b.as_tensor())
+                    .unwrap();
                 vars.push((layer, target, a, b));
             }
         }
-        let logits = model.forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), Some(&adapter)).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits.narrow(0, 0, 4).unwrap(), &Tensor::new(&TOKENS[1..], &Device::Cpu).unwrap()).unwrap();
+        let logits = model
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), Some(&adapter))
+            .unwrap();
+        let loss = candle_nn::loss::cross_entropy(
+            &logits.narrow(0, 0, 4).unwrap(),
+            &Tensor::new(&TOKENS[1..], &Device::Cpu).unwrap(),
+        )
+        .unwrap();
         let grads = loss.backward().unwrap();
         for (layer, target, a, b) in &vars {
             for (which, v) in [("A", a), ("B", b)] {
-                let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("no gradient for {layer} {target:?} {which}"));
+                let g = grads
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("no gradient for {layer} {target:?} {which}"));
                 let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
                 assert!(norm > 0.0, "zero gradient for {layer} {target:?} {which}");
             }

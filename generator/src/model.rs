@@ -56,7 +56,9 @@ impl GenerationOptions {
     /// Checks the ranges documented on each field.
     pub fn validate(&self) -> Result<()> {
         if self.max_tokens == 0 {
-            return Err(Error::InvalidOptions("max_tokens must be at least 1".into()));
+            return Err(Error::InvalidOptions(
+                "max_tokens must be at least 1".into(),
+            ));
         }
         if !(0.0..=2.0).contains(&self.temperature) {
             return Err(Error::InvalidOptions(format!(

@@ -37,10 +37,18 @@ impl GgufTokenizer {
     /// Builds the tokenizer from `tokenizer.ggml.*` metadata. Errors are plain strings
     /// that the caller wraps with the file they came from.
     pub fn from_metadata(metadata: &HashMap<String, Value>) -> std::result::Result<Self, String> {
-        let get = |key: &str| metadata.get(key).ok_or_else(|| format!("metadata key {key} is missing"));
-        let model = get("tokenizer.ggml.model")?.to_string().map_err(|e| e.to_string())?;
+        let get = |key: &str| {
+            metadata
+                .get(key)
+                .ok_or_else(|| format!("metadata key {key} is missing"))
+        };
+        let model = get("tokenizer.ggml.model")?
+            .to_string()
+            .map_err(|e| e.to_string())?;
         if model != "gpt2" {
-            return Err(format!("tokenizer.ggml.model is '{model}', only byte-level BPE ('gpt2') is supported"));
+            return Err(format!(
+                "tokenizer.ggml.model is '{model}', only byte-level BPE ('gpt2') is supported"
+            ));
         }
         let strings = |key: &str| -> std::result::Result<Vec<String>, String> {
             get(key)?
@@ -66,16 +74,27 @@ impl GgufTokenizer {
             .map(|v| v.to_i32().map(i64::from).map_err(|e| e.to_string()))
             .collect::<std::result::Result<_, _>>()?;
         if types.len() != tokens.len() {
-            return Err(format!("{} token types for {} tokens", types.len(), tokens.len()));
+            return Err(format!(
+                "{} token types for {} tokens",
+                types.len(),
+                tokens.len()
+            ));
         }
 
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
             .map_err(|e| format!("building BPE: {e}"))?;
         let mut tokenizer = Tokenizer::new(bpe);
-        let pre: Vec<PreTokenizerWrapper> = vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()];
+        let pre: Vec<PreTokenizerWrapper> = vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ];
         tokenizer.with_pre_tokenizer(Some(Sequence::new(pre)));
         tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
 
@@ -99,7 +118,10 @@ impl GgufTokenizer {
             .zip(&types)
             .map(|(token, ty)| match *ty == TOKEN_TYPE_CONTROL {
                 true => token.as_bytes().to_vec(),
-                false => token.chars().map(|c| char_bytes.get(&c).copied().unwrap_or(b'?')).collect(),
+                false => token
+                    .chars()
+                    .map(|c| char_bytes.get(&c).copied().unwrap_or(b'?'))
+                    .collect(),
             })
             .collect();
         Ok(Self {
@@ -111,7 +133,10 @@ impl GgufTokenizer {
 
     /// Token ids of `text`, with any special-token text in it encoded as ordinary text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.plain.encode_fast(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding = self
+            .plain
+            .encode_fast(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -122,12 +147,18 @@ impl GgufTokenizer {
 
     /// The raw bytes of a token (what it contributes to the output text).
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.bytes.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
+        self.bytes
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The text of `ids` (special tokens as their literal text); invalid UTF-8 is replaced.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.token_bytes(id).iter().copied()).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.token_bytes(id).iter().copied())
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
