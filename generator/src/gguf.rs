@@ -92,6 +92,14 @@ impl GgufFile {
                 .map_err(|e| Error::invalid(path, format!("writing GGUF: {e}")))?;
             w.flush().map_err(|e| Error::io("writing", tmp.path(), e))?;
         }
+        // Temporary files are private (0600); the cache is as readable as the original.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io("setting permissions of", tmp.path(), e))?;
+        }
         tmp.as_file()
             .sync_all()
             .map_err(|e| Error::io("syncing", tmp.path(), e))?;
@@ -138,4 +146,70 @@ pub fn read_as(source: &Path, format: GgmlDType, device: &Device) -> Result<Gguf
     file.requantize(format, device)?;
     file.write(&cached)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Tensor;
+
+    use super::*;
+
+    #[test]
+    fn conversion_is_cached_next_to_the_file_and_keeps_metadata_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Device::Cpu;
+        let matrix = Tensor::randn(0f32, 1.0, (4, 64), &dev).unwrap();
+        let source = GgufFile {
+            path: dir.path().join("m.Q4_1.gguf"),
+            metadata: HashMap::from([(
+                "general.name".to_string(),
+                gguf_file::Value::String("tiny".into()),
+            )]),
+            tensors: HashMap::from([
+                (
+                    "w".to_string(),
+                    QTensor::quantize(&matrix, GgmlDType::Q4_1).unwrap(),
+                ),
+                (
+                    "norm".to_string(),
+                    QTensor::quantize(
+                        &Tensor::ones(64, candle_core::DType::F32, &dev).unwrap(),
+                        GgmlDType::F32,
+                    )
+                    .unwrap(),
+                ),
+            ]),
+        };
+        source.write(&source.path).unwrap();
+
+        let converted = read_as(&source.path, GgmlDType::Q8_0, &dev).unwrap();
+        let cached = dir.path().join("m.Q4_1.q8_0.gguf");
+        assert_eq!(requantized_path(&source.path, GgmlDType::Q8_0), cached);
+        assert!(cached.is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&cached).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        assert_eq!(converted.tensors["w"].dtype(), GgmlDType::Q8_0);
+        assert_eq!(converted.tensors["norm"].dtype(), GgmlDType::F32);
+        let reread = GgufFile::read(&cached, &dev).unwrap();
+        assert_eq!(reread.metadata["general.name"].to_string().unwrap(), "tiny");
+        let q4 = source.tensors["w"].dequantize(&dev).unwrap();
+        let q8 = reread.tensors["w"].dequantize(&dev).unwrap();
+        let diff: f32 = (q4 - q8)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 0.05, "Q8_0 holds the Q4_1 values to within {diff}");
+        // A temporary file is never left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 }

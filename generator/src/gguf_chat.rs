@@ -13,7 +13,8 @@ use engram_embedder::models::{self, ModelId};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::gguf::{self, GgufFile};
-use crate::llama::{KvCache, Llama};
+use crate::kv_cache::KvCache;
+use crate::llama::Llama;
 use crate::model::{
     FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
     Timing, Usage,

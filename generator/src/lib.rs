@@ -22,16 +22,20 @@ pub mod chat;
 mod error;
 pub mod gguf;
 mod gguf_chat;
+mod kv_cache;
 pub mod llama;
 pub mod lora;
 mod model;
 pub mod stream;
+#[cfg(test)]
+mod testing;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, Role};
 pub use error::{Error, Result};
 pub use gguf_chat::{GgufChatModel, LoadOptions};
-pub use llama::{Kernels, KvCache, Llama, LlamaConfig};
+pub use kv_cache::KvCache;
+pub use llama::{Kernels, Llama, LlamaConfig};
 pub use lora::{LoraAdapter, LoraTarget};
 pub use model::{
     FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::kv_cache::KvCache as LayerCache;
 
 use crate::error::{Error, Result};
+use crate::kv_cache::{KvCache, LayerKv};
 use crate::lora::{AdaptedLinear, LoraAdapter, LoraTarget};
 
 /// Most tokens one forward pass processes at once; longer inputs run in chunks.
@@ -148,62 +148,6 @@ impl Kernels {
             Kernels::Fast => candle_nn::ops::softmax_last_dim(x)?,
             Kernels::Differentiable => candle_nn::ops::softmax(x, D::Minus1)?,
         })
-    }
-}
-
-/// Keys and values of one block. Inference writes into preallocated buffers
-/// (`slice_set`, no copy of the past per token); training concatenates, because
-/// `slice_set` does not pass gradients.
-struct LayerKv {
-    buffers: LayerCache,
-    joined: Option<(Tensor, Tensor)>,
-}
-
-impl LayerKv {
-    fn append(&mut self, k: &Tensor, v: &Tensor, kernels: Kernels) -> Result<(Tensor, Tensor)> {
-        if kernels == Kernels::Fast {
-            return Ok(self.buffers.append(k, v)?);
-        }
-        let joined = match self.joined.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], 2)?, Tensor::cat(&[&pv, v], 2)?),
-            None => (k.clone(), v.clone()),
-        };
-        self.joined = Some(joined.clone());
-        Ok(joined)
-    }
-}
-
-/// Keys and values of every block for one sequence: per call, never shared.
-pub struct KvCache {
-    layers: Vec<LayerKv>,
-    len: usize,
-    capacity: usize,
-}
-
-impl KvCache {
-    /// A cache for up to `capacity` positions (prompt plus answer). Memory is taken at the
-    /// first forward pass: `2 · n_layer · n_kv_head · head_dim · capacity` floats.
-    pub fn new(cfg: &LlamaConfig, capacity: usize) -> Self {
-        Self {
-            layers: (0..cfg.n_layer)
-                .map(|_| LayerKv {
-                    buffers: LayerCache::new(2, capacity),
-                    joined: None,
-                })
-                .collect(),
-            len: 0,
-            capacity,
-        }
-    }
-
-    /// Positions already in the cache (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True before the first forward pass.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -574,95 +518,11 @@ pub fn load_file(file: crate::gguf::GgufFile, device: &Device) -> Result<Llama> 
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     //! Mechanics on a tiny random model (the real model is tested in tests/smollm2.rs).
     use super::*;
-    use crate::lora::LoraTarget;
+    use crate::testing::{max_diff, tiny_config, tiny_model, tiny_weights};
     use candle_core::quantized::GgmlDType;
-
-    pub(crate) fn tiny_config() -> LlamaConfig {
-        LlamaConfig {
-            n_layer: 2,
-            n_embd: 32,
-            n_head: 4,
-            n_kv_head: 2,
-            head_dim: 8,
-            n_ff: 64,
-            vocab_size: 40,
-            context_length: 64,
-            rope_freq_base: 10_000.0,
-            rms_eps: 1e-5,
-        }
-    }
-
-    /// Random llama.cpp-named F32 weights for `cfg`.
-    pub(crate) fn tiny_weights(cfg: &LlamaConfig) -> HashMap<String, Tensor> {
-        let dev = Device::Cpu;
-        let randn = |shape: (usize, usize)| Tensor::randn(0f32, 0.3, shape, &dev).unwrap();
-        let mut w = HashMap::new();
-        let names = [
-            ("attn_q", LoraTarget::Q),
-            ("attn_k", LoraTarget::K),
-            ("attn_v", LoraTarget::V),
-            ("attn_output", LoraTarget::O),
-            ("ffn_gate", LoraTarget::Gate),
-            ("ffn_up", LoraTarget::Up),
-            ("ffn_down", LoraTarget::Down),
-        ];
-        for layer in 0..cfg.n_layer {
-            for (name, target) in names {
-                let (d_in, d_out) = target.dims(cfg);
-                w.insert(format!("blk.{layer}.{name}.weight"), randn((d_out, d_in)));
-            }
-            for norm in ["attn_norm", "ffn_norm"] {
-                let v = randn((1, cfg.n_embd))
-                    .affine(0.1, 1.0)
-                    .unwrap()
-                    .squeeze(0)
-                    .unwrap();
-                w.insert(format!("blk.{layer}.{norm}.weight"), v);
-            }
-        }
-        w.insert(
-            "token_embd.weight".into(),
-            randn((cfg.vocab_size, cfg.n_embd)),
-        );
-        w.insert(
-            "output_norm.weight".into(),
-            Tensor::ones(cfg.n_embd, DType::F32, &dev).unwrap(),
-        );
-        w
-    }
-
-    /// A model from `weights`, matrices stored as `dtype`.
-    pub(crate) fn tiny_model(
-        cfg: &LlamaConfig,
-        weights: &HashMap<String, Tensor>,
-        dtype: GgmlDType,
-    ) -> Llama {
-        let tensors = weights
-            .iter()
-            .map(|(k, v)| {
-                let dtype = if v.rank() == 1 { GgmlDType::F32 } else { dtype };
-                (k.clone(), QTensor::quantize(v, dtype).unwrap())
-            })
-            .collect();
-        Llama::load(TensorSource::new(tensors), cfg, &Device::Cpu).unwrap()
-    }
-
-    /// Largest absolute elementwise difference.
-    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     const TOKENS: [u32; 7] = [3, 17, 5, 39, 0, 22, 8];
 

@@ -250,8 +250,8 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::llama::tests::{max_diff, tiny_config, tiny_model, tiny_weights};
-    use crate::llama::{Kernels, KvCache};
+    use crate::testing::{max_diff, tiny_config, tiny_model, tiny_weights};
+    use crate::{Kernels, KvCache};
 
     const TOKENS: [u32; 5] = [1, 9, 33, 4, 27];
 
