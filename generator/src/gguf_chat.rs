@@ -31,6 +31,9 @@ pub struct LoadOptions {
     /// Also keep dense copies of the block matrices in this type for prompt processing
     /// (see [`Llama::with_dense_prefill`]); None uses the quantized weights throughout.
     pub dense_prefill: Option<DType>,
+    /// Pad Q8_0 matrices for candle's AVX-512 VNNI kernel (see
+    /// [`Llama::with_vnni_padding`]); ignored on CPUs without it.
+    pub vnni_padding: bool,
 }
 
 impl Default for LoadOptions {
@@ -42,6 +45,7 @@ impl Default for LoadOptions {
         Self {
             weights: Some(GgmlDType::Q8_0),
             dense_prefill: Some(DType::F32),
+            vnni_padding: true,
         }
     }
 }
@@ -104,6 +108,9 @@ impl GgufChatModel {
         let mut model = crate::llama::load_file(file, &device)?;
         if let Some(dtype) = options.dense_prefill {
             model = model.with_dense_prefill(dtype)?;
+        }
+        if options.vnni_padding {
+            model = model.with_vnni_padding()?;
         }
         if tokenizer.vocab_size() != model.config().vocab_size {
             return Err(invalid(format!(

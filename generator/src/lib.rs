@@ -23,6 +23,7 @@ mod error;
 pub mod gguf;
 mod gguf_chat;
 mod kv_cache;
+mod linear;
 pub mod llama;
 pub mod lora;
 mod model;

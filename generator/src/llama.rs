@@ -14,11 +14,12 @@
 use std::collections::HashMap;
 
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, LayerKv};
-use crate::lora::{AdaptedLinear, LoraAdapter, LoraTarget};
+use crate::linear::{AdaptedLinear, QuantizedLinear};
+use crate::lora::{LoraAdapter, LoraTarget};
 
 /// Most tokens one forward pass processes at once; longer inputs run in chunks.
 pub const PREFILL_CHUNK: usize = 256;
@@ -177,7 +178,7 @@ pub struct Llama {
     embedding: QMatMul,
     blocks: Vec<Block>,
     norm: Tensor,
-    head: QMatMul,
+    head: QuantizedLinear,
     cos: Tensor,
     sin: Tensor,
     kernels: Kernels,
@@ -228,8 +229,7 @@ impl Llama {
                         w.shape()
                     ));
                 }
-                let w = QMatMul::from_qtensor(w).map_err(|e| format!("{full}: {e}"))?;
-                Ok(AdaptedLinear::new(w, layer, target))
+                AdaptedLinear::new(w, layer, target).map_err(|e| format!("{full}: {e}"))
             };
             let attn = Attention {
                 q: linear("attn_q", LoraTarget::Q)?,
@@ -258,14 +258,17 @@ impl Llama {
                 cfg.n_embd
             ));
         }
-        let embedding = std::sync::Arc::new(embedding);
         let head = match src.take("output.weight") {
-            Ok(w) => QMatMul::from_qtensor(w),
-            // Tied embeddings: the head shares the embedding's (quantized) storage.
-            Err(_) => QMatMul::from_arc(embedding.clone()),
-        }
-        .map_err(|e| format!("output head: {e}"))?;
-        let embedding = QMatMul::from_arc(embedding).map_err(|e| format!("token_embd: {e}"))?;
+            Ok(w) => w,
+            // Tied embeddings: the head multiplies by the embedding matrix.
+            Err(_) => QTensor::quantize(
+                &embedding.dequantize(device).map_err(|e| e.to_string())?,
+                embedding.dtype(),
+            )
+            .map_err(|e| format!("output head: {e}"))?,
+        };
+        let head = QuantizedLinear::new(head).map_err(|e| format!("output head: {e}"))?;
+        let embedding = QMatMul::from_qtensor(embedding).map_err(|e| format!("token_embd: {e}"))?;
         let norm = src.vector("output_norm.weight", device)?;
         let (cos, sin) = rope_tables(cfg, device).map_err(|e| e.to_string())?;
         Ok(Self {
@@ -292,20 +295,37 @@ impl Llama {
     /// candle's quantized dot products; single-token decoding keeps the quantized
     /// weights, which read 4x less memory per token than F32.
     pub fn with_dense_prefill(mut self, dtype: DType) -> Result<Self> {
-        for block in &mut self.blocks {
-            for lin in [
-                &mut block.attn.q,
-                &mut block.attn.k,
-                &mut block.attn.v,
-                &mut block.attn.o,
-                &mut block.mlp.gate,
-                &mut block.mlp.up,
-                &mut block.mlp.down,
-            ] {
-                lin.set_dense(dtype)?;
-            }
+        for lin in self.linears_mut() {
+            lin.set_dense(dtype)?;
         }
         Ok(self)
+    }
+
+    /// Pads Q8_0 matrices (and the output head) whose input size is not a multiple of
+    /// 256 so that candle's AVX-512 VNNI kernel runs them (see `linear.rs`): about 15%
+    /// faster decoding on such CPUs, with activations quantized per 256 values instead
+    /// of per 32. A no-op on other CPUs and other weight types.
+    pub fn with_vnni_padding(mut self) -> Result<Self> {
+        for lin in self.linears_mut() {
+            lin.pad_for_vnni()?;
+        }
+        self.head.pad_for_vnni()?;
+        Ok(self)
+    }
+
+    /// Every block projection.
+    fn linears_mut(&mut self) -> impl Iterator<Item = &mut AdaptedLinear> {
+        self.blocks.iter_mut().flat_map(|b| {
+            [
+                &mut b.attn.q,
+                &mut b.attn.k,
+                &mut b.attn.v,
+                &mut b.attn.o,
+                &mut b.mlp.gate,
+                &mut b.mlp.up,
+                &mut b.mlp.down,
+            ]
+        })
     }
 
     /// Sets how many tokens one forward pass processes at most (default [`PREFILL_CHUNK`]).

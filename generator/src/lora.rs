@@ -11,7 +11,7 @@
 //! Shapes follow PEFT: `A` is `(rank, in)`, `B` is `(out, rank)`, and the delta added to
 //! a projection's output is `scale · (x · Aᵀ) · Bᵀ` with `scale = alpha / rank`.
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::llama::LlamaConfig;
@@ -187,60 +187,6 @@ impl LoraAdapter {
         let low = x.broadcast_matmul(&pair.a_t)?;
         let delta = low.broadcast_matmul(&pair.b_t)?;
         Ok(Some((delta * self.scale)?))
-    }
-}
-
-/// A frozen projection (quantized or F32) with the adapter hook.
-#[derive(Debug, Clone)]
-pub(crate) struct AdaptedLinear {
-    weight: candle_core::quantized::QMatMul,
-    /// The same weights dequantized, `(in, out)`, used when several rows are multiplied
-    /// at once (prefill), where a dense GEMM beats the quantized dot products.
-    dense_t: Option<Tensor>,
-    layer: usize,
-    target: LoraTarget,
-}
-
-impl AdaptedLinear {
-    pub(crate) fn new(
-        weight: candle_core::quantized::QMatMul,
-        layer: usize,
-        target: LoraTarget,
-    ) -> Self {
-        Self {
-            weight,
-            dense_t: None,
-            layer,
-            target,
-        }
-    }
-
-    /// Keeps a dequantized copy of the weights (in `dtype`) for multi-row inputs.
-    pub(crate) fn set_dense(&mut self, dtype: candle_core::DType) -> Result<()> {
-        if let candle_core::quantized::QMatMul::QTensor(q) = &self.weight {
-            let w = q.dequantize(&q.device())?;
-            self.dense_t = Some(w.to_dtype(dtype)?.t()?.contiguous()?);
-        }
-        Ok(())
-    }
-
-    /// `x · Wᵀ`, plus the adapter's delta for this projection when there is one.
-    pub(crate) fn forward(&self, x: &Tensor, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
-        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
-        let y = match &self.dense_t {
-            Some(w) if rows > 1 => x
-                .to_dtype(w.dtype())?
-                .broadcast_matmul(w)?
-                .to_dtype(x.dtype())?,
-            _ => self.weight.forward(x)?,
-        };
-        match adapter {
-            Some(adapter) => match adapter.delta(self.layer, self.target, x)? {
-                Some(delta) => Ok((y + delta)?),
-                None => Ok(y),
-            },
-            None => Ok(y),
-        }
     }
 }
 

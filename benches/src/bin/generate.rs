@@ -33,6 +33,9 @@ struct Args {
     /// Dense copies for prompt processing: f32 (default), f16, or none.
     #[arg(long, default_value = "f32")]
     dense: String,
+    /// Do not pad Q8_0 matrices for the AVX-512 VNNI kernel (see Llama::with_vnni_padding).
+    #[arg(long)]
+    no_vnni_padding: bool,
     /// Write the prompt's token ids here (JSON array) for the peer.
     #[arg(long)]
     ids_out: Option<PathBuf>,
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         LoadOptions {
             weights,
             dense_prefill,
+            vnni_padding: !args.no_vnni_padding,
         },
     )?;
     let load_s = load.elapsed().as_secs_f64();
@@ -94,6 +98,7 @@ fn main() -> anyhow::Result<()> {
                 "engine": "engram-candle",
                 "weights": model.info().weights,
                 "threads": threads,
+                "vnni_padding": !args.no_vnni_padding,
                 "pass": pass,
                 "prompt_tokens": prompt.len(),
                 "prefill_ms": prefill_ms,
