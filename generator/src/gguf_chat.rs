@@ -39,7 +39,8 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     /// Q8_0 for decoding (candle has SIMD kernels for it; the pinned file's Q4_1 has
     /// none) plus F32 copies for prompt processing: measured fastest on both phases,
-    /// at the price of ~4x the weights' memory (~0.7 GB for SmolLM2-135M). See the
+    /// at the price of memory (peak RSS 0.94 GB for SmolLM2-135M, 0.51 GB without the
+    /// F32 copies). See the
     /// generator benchmark in benches/README.md for the numbers.
     fn default() -> Self {
         Self {

@@ -336,3 +336,35 @@ fn our_model_file_matches_candle_quantized_llama_and_q8_0_keeps_the_prediction()
         "p(' Paris') {p} as stored vs {p_q8} converted"
     );
 }
+
+/// One loaded model serves concurrent calls (`&self`, a KV cache per call): answers
+/// generated on two threads at once equal the same answers generated one after the other.
+#[test]
+fn concurrent_calls_share_one_model() {
+    let model: &dyn LanguageModel = model();
+    let options = GenerationOptions {
+        max_tokens: 8,
+        ..Default::default()
+    };
+    let questions = ["What is the capital of Italy?", "Name a primary colour."];
+    let sequential: Vec<String> = questions.iter().map(|q| ask(q, &options).text).collect();
+    let concurrent: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = questions
+            .iter()
+            .map(|q| {
+                let options = &options;
+                scope.spawn(move || {
+                    let messages = [ChatMessage::user(*q)];
+                    let request = GenerationRequest {
+                        messages: &messages,
+                        options,
+                        adapter: None,
+                    };
+                    model.complete(&request).unwrap().text
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(concurrent, sequential);
+}
