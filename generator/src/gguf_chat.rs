@@ -1,0 +1,263 @@
+//! [`GgufChatModel`]: a llama-architecture chat GGUF on candle's CPU backend, the
+//! [`LanguageModel`] Engram ships (SmolLM2-135M-Instruct by default).
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use engram_embedder::models::{self, ModelId};
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::{Error, Result};
+use crate::gguf::{self, GgufFile};
+use crate::kv_cache::KvCache;
+use crate::llama::Llama;
+use crate::model::{
+    FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
+    Timing, Usage,
+};
+use crate::stream::Utf8Stream;
+use crate::tokenizer::GgufTokenizer;
+
+/// How to hold the weights in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Convert the matrices to this type once (cached next to the file); None keeps the
+    /// file's own types.
+    pub weights: Option<GgmlDType>,
+    /// Also keep dense copies of the block matrices in this type for prompt processing
+    /// (see [`Llama::with_dense_prefill`]); None uses the quantized weights throughout.
+    pub dense_prefill: Option<DType>,
+    /// Pad Q8_0 matrices for candle's AVX-512 VNNI kernel (see
+    /// [`Llama::with_vnni_padding`]); ignored on CPUs without it.
+    pub vnni_padding: bool,
+}
+
+impl Default for LoadOptions {
+    /// Q8_0 for decoding (candle has SIMD kernels for it; the pinned file's Q4_1 has
+    /// none) plus F32 copies for prompt processing: measured fastest on both phases,
+    /// at the price of memory (peak RSS 0.94 GB for SmolLM2-135M, 0.51 GB without the
+    /// F32 copies). See the
+    /// generator benchmark in benches/README.md for the numbers.
+    fn default() -> Self {
+        Self {
+            weights: Some(GgmlDType::Q8_0),
+            dense_prefill: Some(DType::F32),
+            vnni_padding: true,
+        }
+    }
+}
+
+/// A chat model read from a GGUF file: weights, tokenizer and template from one file.
+pub struct GgufChatModel {
+    info: ModelInfo,
+    model: Llama,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    /// Tokens that end the answer: `<|im_end|>`, the end-of-text token and the GGUF's eos.
+    stop_ids: Vec<u32>,
+}
+
+impl GgufChatModel {
+    /// SmolLM2-135M-Instruct from the model cache (fetched on first use), default options.
+    pub fn load_default() -> Result<Self> {
+        let dir = models::ensure(ModelId::SmolLm2_135mInstruct)?;
+        let file = ModelId::SmolLm2_135mInstruct
+            .spec()
+            .file_names()
+            .next()
+            .unwrap_or_default();
+        Self::load(&dir.join(file), LoadOptions::default())
+    }
+
+    /// Loads a llama-architecture chat GGUF.
+    pub fn load(path: &Path, options: LoadOptions) -> Result<Self> {
+        let device = Device::Cpu;
+        let file = match options.weights {
+            Some(format) => gguf::read_as(path, format, &device)?,
+            None => GgufFile::read(path, &device)?,
+        };
+        let path = file.path.clone();
+        let invalid = |reason: String| Error::invalid(&path, reason);
+        let tokenizer = GgufTokenizer::from_metadata(&file.metadata).map_err(invalid)?;
+        let template = file
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .ok_or_else(|| invalid("metadata key tokenizer.chat_template is missing".into()))?;
+        let template = ChatTemplate::from_template(template, &tokenizer).map_err(invalid)?;
+        let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| tokenizer.special(t))
+            .collect();
+        if let Some(eos) = file
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok())
+        {
+            stop_ids.push(eos);
+        }
+        let name = file
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| path.display().to_string());
+        let mut model = crate::llama::load_file(file, &device)?;
+        if let Some(dtype) = options.dense_prefill {
+            model = model.with_dense_prefill(dtype)?;
+        }
+        if options.vnni_padding {
+            model = model.with_vnni_padding()?;
+        }
+        if tokenizer.vocab_size() != model.config().vocab_size {
+            return Err(invalid(format!(
+                "{} tokens in the vocabulary but {} embedding rows",
+                tokenizer.vocab_size(),
+                model.config().vocab_size
+            )));
+        }
+        let weights = options
+            .weights
+            .map(gguf::format_name)
+            .unwrap_or_else(|| "as stored".into());
+        let weights = match options.dense_prefill {
+            Some(dtype) => format!("{weights} (decode), {dtype:?} (prefill)").to_lowercase(),
+            None => weights,
+        };
+        Ok(Self {
+            info: ModelInfo {
+                name,
+                context_window: model.config().context_length,
+                weights,
+            },
+            model,
+            tokenizer,
+            template,
+            stop_ids,
+        })
+    }
+
+    /// The tokenizer (token counts, pinned-id tests).
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template (rendering for logs).
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// The underlying network (adapters are built for its config; training runs it).
+    pub fn llama(&self) -> &Llama {
+        &self.model
+    }
+
+    /// Generates from prompt token ids (the chat template already applied).
+    pub fn generate_ids(
+        &self,
+        prompt: &[u32],
+        request: &GenerationRequest<'_>,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let options = request.options;
+        options.validate()?;
+        let window = self.info.context_window;
+        if prompt.len() >= window {
+            return Err(Error::PromptTooLong {
+                prompt_tokens: prompt.len(),
+                context_window: window,
+            });
+        }
+        let budget = options.max_tokens.min(window - prompt.len());
+        let mut cache = KvCache::new(self.model.config(), prompt.len() + budget);
+        let mut sampler = LogitsProcessor::from_sampling(options.seed, sampling(options));
+        let mut stream = Utf8Stream::default();
+        let mut text = String::new();
+        let mut emit = |piece: String, text: &mut String| {
+            text.push_str(&piece);
+            piece.is_empty() || on_text(&piece).is_continue()
+        };
+
+        let start = Instant::now();
+        let mut logits = self.model.forward(prompt, &mut cache, request.adapter)?;
+        let mut next = sampler.sample(&logits)?;
+        let prefill = start.elapsed();
+        let decode_start = Instant::now();
+        let mut completion = 0;
+        let mut passes = 0;
+        let finish = loop {
+            if self.stop_ids.contains(&next) {
+                break FinishReason::Stop;
+            }
+            completion += 1;
+            if !emit(stream.push(self.tokenizer.token_bytes(next)), &mut text) {
+                break FinishReason::Cancelled;
+            }
+            if completion == budget {
+                break FinishReason::Length;
+            }
+            logits = self.model.forward(&[next], &mut cache, request.adapter)?;
+            passes += 1;
+            next = sampler.sample(&logits)?;
+        };
+        if finish != FinishReason::Cancelled {
+            emit(stream.finish(), &mut text);
+        }
+        let decode = decode_start.elapsed().as_secs_f64();
+        Ok(Generation {
+            text,
+            finish_reason: finish,
+            usage: Usage {
+                prompt_tokens: prompt.len(),
+                completion_tokens: completion,
+            },
+            timing: Timing {
+                prefill_ms: prefill.as_secs_f64() * 1e3,
+                decode_ms: decode * 1e3,
+                decode_tokens_per_s: if passes > 0 {
+                    passes as f64 / decode
+                } else {
+                    0.0
+                },
+            },
+        })
+    }
+}
+
+/// candle's sampler for `options`: argmax when greedy, nucleus when top_p < 1.
+fn sampling(options: &GenerationOptions) -> Sampling {
+    let temperature = options.temperature;
+    if temperature <= 0.0 {
+        Sampling::ArgMax
+    } else if options.top_p < 1.0 {
+        Sampling::TopP {
+            p: options.top_p,
+            temperature,
+        }
+    } else {
+        Sampling::All { temperature }
+    }
+}
+
+impl LanguageModel for GgufChatModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn prompt_tokens(&self, messages: &[ChatMessage]) -> Result<usize> {
+        Ok(self.template.encode(messages, &self.tokenizer)?.len())
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest<'_>,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let prompt = self.template.encode(request.messages, &self.tokenizer)?;
+        self.generate_ids(&prompt, request, on_text)
+    }
+}

@@ -1,0 +1,309 @@
+//! LoRA adapters, applied unmerged on top of the (quantized) base weights.
+//!
+//! Why unmerged: the base weights are quantized and shared by every request, while each
+//! collection may have its own adapter. Merging `W + s·B·A` would need a dequantized copy
+//! of every adapted matrix per adapter (and would lose the quantized kernels); applying
+//! the low-rank delta beside the frozen product costs two thin matmuls per adapted
+//! projection (`rank` is small) and lets one loaded model serve any adapter, or none,
+//! per call. The same hook is what training uses: with `A` and `B` as candle `Var`s and
+//! the model in [`crate::Kernels::Differentiable`] mode, gradients reach only them.
+//!
+//! Shapes follow PEFT: `A` is `(rank, in)`, `B` is `(out, rank)`, and the delta added to
+//! a projection's output is `scale · (x · Aᵀ) · Bᵀ` with `scale = alpha / rank`.
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::llama::LlamaConfig;
+
+/// The projections of a llama block that an adapter can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoraTarget {
+    /// Attention query projection.
+    Q,
+    /// Attention key projection.
+    K,
+    /// Attention value projection.
+    V,
+    /// Attention output projection.
+    O,
+    /// Feed-forward gate projection.
+    Gate,
+    /// Feed-forward up projection.
+    Up,
+    /// Feed-forward down projection.
+    Down,
+}
+
+impl LoraTarget {
+    /// Every target, in a fixed order (the index of a target in this list is its slot).
+    pub const ALL: [LoraTarget; 7] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::O,
+        LoraTarget::Gate,
+        LoraTarget::Up,
+        LoraTarget::Down,
+    ];
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+
+    /// `(in, out)` features of this projection in a model of shape `cfg`.
+    pub fn dims(self, cfg: &LlamaConfig) -> (usize, usize) {
+        let kv = cfg.n_kv_head * cfg.head_dim;
+        match self {
+            LoraTarget::Q | LoraTarget::O => (cfg.n_embd, cfg.n_embd),
+            LoraTarget::K | LoraTarget::V => (cfg.n_embd, kv),
+            LoraTarget::Gate | LoraTarget::Up => (cfg.n_embd, cfg.n_ff),
+            LoraTarget::Down => (cfg.n_ff, cfg.n_embd),
+        }
+    }
+}
+
+/// One low-rank pair: `A` `(rank, in)` and `B` `(out, rank)`.
+#[derive(Debug, Clone)]
+struct LoraPair {
+    a_t: Tensor,
+    b_t: Tensor,
+}
+
+/// A LoRA adapter for one model: low-rank pairs for some projections of some blocks.
+///
+/// Built empty for a model's shape, then filled with [`LoraAdapter::insert`] (the trainer
+/// inserts its variables; a stored adapter is read from safetensors by its store).
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    name: String,
+    rank: usize,
+    scale: f64,
+    cfg: LlamaConfig,
+    /// `blocks[layer][target slot]`.
+    blocks: Vec<[Option<LoraPair>; 7]>,
+}
+
+impl LoraAdapter {
+    /// An adapter with no pairs yet, for a model of shape `cfg`; `scale = alpha / rank`.
+    pub fn new(
+        name: impl Into<String>,
+        cfg: &LlamaConfig,
+        rank: usize,
+        alpha: f64,
+    ) -> Result<Self> {
+        let name = name.into();
+        if rank == 0 {
+            return Err(Error::AdapterMismatch {
+                adapter: name,
+                reason: "rank must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            name,
+            rank,
+            scale: alpha / rank as f64,
+            cfg: cfg.clone(),
+            blocks: (0..cfg.n_layer).map(|_| Default::default()).collect(),
+        })
+    }
+
+    /// The adapter's name (reported with every answer it produced).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The rank of every pair.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// `alpha / rank`, the factor applied to every delta.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// How many projections carry a pair.
+    pub fn len(&self) -> usize {
+        self.blocks.iter().flatten().filter(|p| p.is_some()).count()
+    }
+
+    /// True when no projection carries a pair (the adapter changes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sets the pair of `target` in block `layer`; `a` is `(rank, in)`, `b` is `(out, rank)`.
+    /// Shapes are checked here, so a wrong adapter fails when loaded, not mid-answer.
+    pub fn insert(
+        &mut self,
+        layer: usize,
+        target: LoraTarget,
+        a: &Tensor,
+        b: &Tensor,
+    ) -> Result<()> {
+        let (d_in, d_out) = target.dims(&self.cfg);
+        let fits = a.dims() == [self.rank, d_in] && b.dims() == [d_out, self.rank];
+        if layer >= self.blocks.len() || !fits {
+            return Err(Error::AdapterMismatch {
+                adapter: self.name.clone(),
+                reason: format!(
+                    "block {layer} {target:?}: A is {:?} and B is {:?}, expected A ({}, {d_in}) and B ({d_out}, {}) in one of {} blocks",
+                    a.dims(),
+                    b.dims(),
+                    self.rank,
+                    self.rank,
+                    self.blocks.len()
+                ),
+            });
+        }
+        self.blocks[layer][target.slot()] = Some(LoraPair {
+            a_t: a.t()?,
+            b_t: b.t()?,
+        });
+        Ok(())
+    }
+
+    /// True when this adapter was built for a model of shape `cfg`.
+    pub fn fits(&self, cfg: &LlamaConfig) -> bool {
+        self.cfg.same_shape(cfg)
+    }
+
+    /// The delta this adapter adds to `target`'s output in block `layer` for input `x`
+    /// (`(batch, seq, in)`), or None when it has no pair there.
+    pub(crate) fn delta(
+        &self,
+        layer: usize,
+        target: LoraTarget,
+        x: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let Some(pair) = self
+            .blocks
+            .get(layer)
+            .and_then(|b| b[target.slot()].as_ref())
+        else {
+            return Ok(None);
+        };
+        let low = x.broadcast_matmul(&pair.a_t)?;
+        let delta = low.broadcast_matmul(&pair.b_t)?;
+        Ok(Some((delta * self.scale)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::GgmlDType;
+    use candle_core::{Device, Var};
+
+    use super::*;
+    use crate::testing::{max_diff, tiny_config, tiny_model, tiny_weights};
+    use crate::{Kernels, KvCache};
+
+    const TOKENS: [u32; 5] = [1, 9, 33, 4, 27];
+
+    fn randn(shape: (usize, usize)) -> Tensor {
+        Tensor::randn(0f32, 0.3, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn unmerged_adapter_equals_merged_weights() {
+        let cfg = tiny_config();
+        let mut weights = tiny_weights(&cfg);
+        let base = tiny_model(&cfg, &weights, GgmlDType::F32);
+        let mut adapter = LoraAdapter::new("test", &cfg, 4, 8.0).unwrap();
+        for (layer, target) in [
+            (0, LoraTarget::Q),
+            (1, LoraTarget::Down),
+            (1, LoraTarget::V),
+        ] {
+            let (d_in, d_out) = target.dims(&cfg);
+            let (a, b) = (randn((4, d_in)), randn((d_out, 4)));
+            adapter.insert(layer, target, &a, &b).unwrap();
+            let name = match target {
+                LoraTarget::Q => "attn_q",
+                LoraTarget::V => "attn_v",
+                _ => "ffn_down",
+            };
+            let key = format!("blk.{layer}.{name}.weight");
+            let merged =
+                (&weights[&key] + (b.matmul(&a).unwrap() * adapter.scale()).unwrap()).unwrap();
+            weights.insert(key, merged);
+        }
+        assert_eq!(adapter.len(), 3);
+        let merged = tiny_model(&cfg, &weights, GgmlDType::F32);
+        let with_adapter = base
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), Some(&adapter))
+            .unwrap();
+        let plain = base
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
+        let expected = merged
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), None)
+            .unwrap();
+        assert!(
+            max_diff(&with_adapter, &expected) < 1e-3,
+            "{}",
+            max_diff(&with_adapter, &expected)
+        );
+        assert!(
+            max_diff(&plain, &expected) > 1e-2,
+            "the adapter changes the output"
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused() {
+        let cfg = tiny_config();
+        let mut adapter = LoraAdapter::new("bad", &cfg, 4, 8.0).unwrap();
+        let err = adapter
+            .insert(0, LoraTarget::K, &randn((4, 32)), &randn((32, 4)))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("expected A (4, 32) and B (16, 4)"),
+            "{err}"
+        );
+        let err = adapter
+            .insert(9, LoraTarget::Q, &randn((4, 32)), &randn((32, 4)))
+            .unwrap_err();
+        assert!(matches!(err, Error::AdapterMismatch { .. }), "{err}");
+        assert!(LoraAdapter::new("zero", &cfg, 0, 1.0).is_err());
+    }
+
+    #[test]
+    fn gradients_reach_every_adapter_variable_with_differentiable_kernels() {
+        let cfg = tiny_config();
+        let model = tiny_model(&cfg, &tiny_weights(&cfg), GgmlDType::F32)
+            .with_kernels(Kernels::Differentiable);
+        let mut adapter = LoraAdapter::new("train", &cfg, 2, 4.0).unwrap();
+        let mut vars = Vec::new();
+        for layer in 0..cfg.n_layer {
+            for target in LoraTarget::ALL {
+                let (d_in, d_out) = target.dims(&cfg);
+                let a = Var::from_tensor(&randn((2, d_in))).unwrap();
+                let b = Var::from_tensor(&randn((d_out, 2))).unwrap();
+                adapter
+                    .insert(layer, target, a.as_tensor(), b.as_tensor())
+                    .unwrap();
+                vars.push((layer, target, a, b));
+            }
+        }
+        let logits = model
+            .forward_all(&TOKENS, &mut KvCache::new(&cfg, 8), Some(&adapter))
+            .unwrap();
+        let loss = candle_nn::loss::cross_entropy(
+            &logits.narrow(0, 0, 4).unwrap(),
+            &Tensor::new(&TOKENS[1..], &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let grads = loss.backward().unwrap();
+        for (layer, target, a, b) in &vars {
+            for (which, v) in [("A", a), ("B", b)] {
+                let g = grads
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("no gradient for {layer} {target:?} {which}"));
+                let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+                assert!(norm > 0.0, "zero gradient for {layer} {target:?} {which}");
+            }
+        }
+    }
+}
