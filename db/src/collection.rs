@@ -12,6 +12,7 @@ use serde_json::Value;
 use engram_embedder::{Chunking, CorpusContext};
 
 use crate::error::{Error, Result};
+use crate::hot::HitCounter;
 use crate::index::{IndexParams, Metric, VectorIndex};
 use crate::storage::Storage;
 
@@ -118,6 +119,8 @@ pub struct Collection {
     context: RwLock<Option<Arc<CorpusContext>>>,
     /// The latest context build, if any ran since the process started.
     pub(crate) context_job: Mutex<Option<ContextJob>>,
+    /// How often queries returned each document (decayed), for hot clusters.
+    pub hits: HitCounter,
     /// Set (under the write lock) when the collection is deleted, so a background
     /// job holding it does not write into a dead or re-created collection.
     pub(crate) deleted: AtomicBool,
@@ -140,6 +143,7 @@ impl Collection {
             write_lock: Mutex::new(()),
             context: RwLock::new(None),
             context_job: Mutex::new(None),
+            hits: HitCounter::empty(),
             deleted: AtomicBool::new(false),
         }
     }
@@ -168,7 +172,8 @@ impl Collection {
 
     /// Loads documents and vectors from storage and builds the index.
     pub fn load(config: CollectionConfig, storage: &Storage) -> Result<Self> {
-        let coll = Collection::new(config);
+        let mut coll = Collection::new(config);
+        coll.hits = HitCounter::load(storage, &coll.config.name)?;
         {
             let mut docs = coll.docs.write().expect("lock");
             let mut chunks = coll.chunks.write().expect("lock");

@@ -672,10 +672,30 @@ impl Engine {
                 vector: req.includes(Include::Vector).then_some(chunk.vector),
             });
         }
+        coll.hits
+            .record(&self.storage, name, hits.iter().map(|h| h.id.as_str()));
         Ok(QueryResponse {
             hits,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// The collection's document clusters ranked by recent query hits (see `hot`).
+    pub fn clusters(
+        &self,
+        name: &str,
+        k: Option<usize>,
+        top: usize,
+    ) -> Result<Vec<crate::hot::ClusterInfo>> {
+        let coll = self.collection(name)?;
+        if let Some(k) = k.filter(|k| !(1..=256).contains(k)) {
+            return Err(Error::invalid(
+                "k",
+                format!("k must be in 1..=256, got {k}"),
+            ));
+        }
+        let heat = coll.hits.snapshot();
+        crate::hot::clusters(&self.storage, &coll, &heat, k, top.min(20))
     }
 
     /// Embeds texts with the named encoder (default MiniLM), one vector per text.

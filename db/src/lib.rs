@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 mod hnsw;
+pub mod hot;
 pub mod index;
 pub mod limits;
 pub mod server;

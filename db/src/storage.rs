@@ -25,6 +25,8 @@ const CF_META: &str = "meta";
 const SEQ_KEY: &[u8] = b"seq";
 /// Meta key (inside a collection's range) of its corpus context.
 const CONTEXT_KEY: &[u8] = b"context";
+/// Meta key prefix (inside a collection's range) of per-document hit counts.
+const HITS_PREFIX: &[u8] = b"hits\0";
 
 /// One stored chunk vector and the document it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +215,29 @@ impl Storage {
     /// The collection's stored corpus context, if it has one.
     pub fn get_context(&self, coll: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(CF_META), key(coll, CONTEXT_KEY))?)
+    }
+
+    /// Stores a document's decayed hit count (statistics: batched, not synced).
+    pub fn put_hits(&self, batch: &mut Batch, coll: &str, doc: &str, bytes: &[u8]) {
+        let mut rest = HITS_PREFIX.to_vec();
+        rest.extend_from_slice(doc.as_bytes());
+        batch
+            .inner
+            .put_cf(self.cf(CF_META), key(coll, &rest), bytes);
+    }
+
+    /// Every stored hit count of a collection: document id and the stored bytes.
+    pub fn scan_hits(
+        &self,
+        coll: &str,
+        mut each: impl FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(CF_META, coll, |rest, v| {
+            match rest.strip_prefix(HITS_PREFIX) {
+                Some(doc) => each(&String::from_utf8_lossy(doc), v),
+                None => Ok(()),
+            }
+        })
     }
 
     pub fn put_document<T: Serialize>(&self, batch: &mut Batch, coll: &str, id: &str, doc: &T) {

@@ -223,7 +223,8 @@ impl CorpusContext {
             .chunks(dim)
             .flat_map(|v| self.transform(v.to_vec()))
             .collect();
-        self.centroids = kmeans(&transformed, dim, self.options.centroids, self.options.seed);
+        self.centroids =
+            engram_kernels::kmeans(&transformed, dim, self.options.centroids, self.options.seed);
         Ok(())
     }
 
@@ -444,84 +445,6 @@ fn whitening(cov: &[f64], dim: usize, shrinkage: f32) -> Result<Vec<f32>> {
     Ok(w)
 }
 
-/// Spherical k-means (cosine) with k-means++ seeding on unit rows `x`; returns up to
-/// `k` unit centroids, row-major. Deterministic for a seed.
-pub(crate) fn kmeans(x: &[f32], dim: usize, k: usize, seed: u64) -> Vec<f32> {
-    let n = x.len() / dim;
-    let k = k.min(n);
-    if k == 0 {
-        return Vec::new();
-    }
-    let row = |i: usize| &x[i * dim..(i + 1) * dim];
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
-    let mut rng = SplitMix(seed);
-    let mut centroids: Vec<f32> = row(rng.below(n)).to_vec();
-    let mut nearest = vec![f32::MAX; n];
-    while centroids.len() < k * dim {
-        let last = &centroids[centroids.len() - dim..];
-        for (i, d) in nearest.iter_mut().enumerate() {
-            *d = d.min((1.0 - dot(row(i), last)).max(0.0));
-        }
-        let total: f32 = nearest.iter().sum();
-        let pick = if total > 0.0 {
-            let mut target = rng.unit() * total;
-            nearest
-                .iter()
-                .position(|&d| {
-                    target -= d;
-                    target <= 0.0
-                })
-                .unwrap_or(n - 1)
-        } else {
-            rng.below(n)
-        };
-        centroids.extend_from_slice(row(pick));
-    }
-    for _ in 0..20 {
-        let mut sums = vec![0f32; k * dim];
-        for i in 0..n {
-            let best = (0..k)
-                .max_by(|&a, &b| {
-                    let da = dot(row(i), &centroids[a * dim..(a + 1) * dim]);
-                    let db = dot(row(i), &centroids[b * dim..(b + 1) * dim]);
-                    da.total_cmp(&db)
-                })
-                .unwrap_or(0);
-            for (s, v) in sums[best * dim..(best + 1) * dim].iter_mut().zip(row(i)) {
-                *s += v;
-            }
-        }
-        for (c, s) in centroids.chunks_mut(dim).zip(sums.chunks(dim)) {
-            let norm = s.iter().map(|v| v * v).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                c.iter_mut().zip(s).for_each(|(c, s)| *c = s / norm);
-            }
-        }
-    }
-    centroids
-}
-
-/// A tiny deterministic generator (SplitMix64): seeding needs no more.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,7 +453,7 @@ mod tests {
     fn whitening_makes_the_covariance_the_identity() {
         // Correlated 3-d data: the whitened sample must have unit, uncorrelated axes.
         let mut x = Vec::new();
-        let mut rng = SplitMix(1);
+        let mut rng = engram_kernels::SplitMix::new(1);
         for _ in 0..4000 {
             let (a, b, c) = (rng.unit() - 0.5, rng.unit() - 0.5, rng.unit() - 0.5);
             x.extend([a * 3.0, a * 2.0 + b * 0.5, c * 0.1]);
@@ -557,24 +480,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn kmeans_finds_separated_clusters() {
-        // Two tight groups around orthogonal axes.
-        let mut x = Vec::new();
-        for i in 0..50 {
-            let e = i as f32 * 1e-3;
-            for v in [[1.0, e, 0.0], [0.0, e, 1.0]] {
-                let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-                x.extend(v.map(|a| a / n));
-            }
-        }
-        let c = kmeans(&x, 3, 2, 3);
-        assert_eq!(c.len(), 6);
-        let firsts: Vec<bool> = c.chunks(3).map(|c| c[0] > 0.99).collect();
-        assert!(firsts.contains(&true) && firsts.contains(&false), "{c:?}");
-        assert_eq!(kmeans(&x, 3, 2, 3), c, "deterministic for a seed");
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //! ```
 
 mod dispatch;
+mod kmeans;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod quant;
@@ -65,6 +66,7 @@ mod x86_avx512;
 #[cfg(test)]
 mod tests;
 
+pub use kmeans::{kmeans, SplitMix};
 pub use quant::ScalarQuantizer;
 
 /// Errors of this crate. Only the quantizer can fail: the distance functions

@@ -5,5 +5,6 @@ mod api;
 mod bad_input;
 mod contextual;
 mod crash;
+mod hot;
 mod retrieval;
 mod support;

@@ -33,6 +33,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             filter,
             remote,
         } => query(&client(&remote), &collection, &text, k, filter.as_deref()),
+        Command::Hot {
+            collection,
+            k,
+            top,
+            remote,
+        } => hot(&client(&remote), &collection, k, top),
         Command::Backup { dir, remote } => {
             let dir = std::path::absolute(&dir)?;
             let r: BackupResponse =
@@ -56,6 +62,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints the collection's clusters, hottest first.
+fn hot(client: &Client, collection: &str, k: Option<usize>, top: usize) -> anyhow::Result<()> {
+    let mut path = format!("/collections/{collection}/clusters?top={top}");
+    if let Some(k) = k {
+        path.push_str(&format!("&k={k}"));
+    }
+    let r: Value = client.call("GET", &path, None::<&()>)?;
+    let clusters: Vec<crate::hot::ClusterInfo> = serde_json::from_value(r["clusters"].clone())?;
+    println!(
+        "{:>7} {:>9} {:>9} {:>6}  top documents",
+        "cluster", "documents", "hits", "share"
+    );
+    for c in clusters {
+        println!(
+            "{:>7} {:>9} {:>9.1} {:>5.1}%  {}",
+            c.cluster,
+            c.documents,
+            c.hits,
+            c.hit_share * 100.0,
+            c.top.first().map_or("", |d| d.id.as_str())
+        );
+        for d in &c.top {
+            println!(
+                "{:>36} {:<24} {}",
+                format!("{:.1} hits", d.hits),
+                d.id,
+                d.snippet
+            );
+        }
+    }
+    Ok(())
 }
 
 fn client(remote: &Remote) -> Client {

@@ -70,6 +70,19 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Which topic clusters of a collection queries hit most (the candidates to
+    /// promote into an adapter).
+    Hot {
+        collection: String,
+        /// Number of clusters [default: about sqrt(documents / 2)].
+        #[arg(long)]
+        k: Option<usize>,
+        /// Documents shown per cluster.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Take a consistent online backup into DIR (a path on the server's machine).
     Backup {
         dir: PathBuf,

@@ -94,3 +94,33 @@ pub async fn recontextualize(
     let info = blocking(&state, move |e| e.recontextualize(&name)).await?;
     Ok((StatusCode::ACCEPTED, Json(info)))
 }
+
+/// `?k=` clusters (default about sqrt(n/2)) and `?top=` documents shown per cluster.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct ClusterParams {
+    pub k: Option<usize>,
+    pub top: Option<usize>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClusterList {
+    pub clusters: Vec<crate::hot::ClusterInfo>,
+}
+
+/// The collection's topic clusters, hottest first: how many documents each holds and
+/// what share of recent query hits (decayed, half-life one week) it received.
+#[utoipa::path(get, path = "/collections/{name}/clusters", params(("name" = String, Path), ClusterParams),
+    responses((status = 200, body = ClusterList), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn clusters(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<ClusterParams>,
+) -> ApiResult<Json<ClusterList>> {
+    caller.require(Scope::Read)?;
+    let clusters = blocking(&state, move |e| {
+        e.clusters(&name, params.k, params.top.unwrap_or(3))
+    })
+    .await?;
+    Ok(Json(ClusterList { clusters }))
+}

@@ -42,6 +42,7 @@ pub struct AppState {
         collections_api::get,
         collections_api::delete,
         collections_api::recontextualize,
+        collections_api::clusters,
         documents_api::upsert,
         documents_api::get,
         documents_api::delete,
@@ -100,6 +101,10 @@ impl ServerBuilder {
                 get(documents_api::get).delete(documents_api::delete),
             )
             .route("/collections/{name}/query", post(query_api::query))
+            .route(
+                "/collections/{name}/clusters",
+                get(collections_api::clusters),
+            )
             .route(
                 "/collections/{name}/recontextualize",
                 post(collections_api::recontextualize),
