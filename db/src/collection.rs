@@ -1,6 +1,7 @@
 //! A collection: its configuration, as stored, and its in-memory state (the
-//! vector index and the map from chunks to documents that filters and result
-//! assembly need). The state is rebuilt from storage at start-up.
+//! vector index, the keyword index, and the maps between documents and chunks
+//! that filters and result assembly need). The state is rebuilt from storage
+//! at start-up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,6 +13,7 @@ use engram_embedder::Chunking;
 
 use crate::error::{Error, Result};
 use crate::index::{IndexParams, Metric, VectorIndex};
+use crate::keyword::{DocTerms, KeywordIndex, KeywordUpdate};
 use crate::storage::Storage;
 
 /// How hard a write waits for the disk before it is acknowledged.
@@ -62,6 +64,13 @@ pub struct DocRef {
     pub metadata: Value,
 }
 
+/// A live document: what filters see, and its chunks.
+#[derive(Debug)]
+pub struct DocEntry {
+    pub doc: Arc<DocRef>,
+    pub chunks: Vec<u64>,
+}
+
 /// Rebuild the graph when deleted vectors outnumber live ones (and there are enough
 /// of them for the rebuild to be worth its cost).
 const REBUILD_MIN_TOMBSTONES: usize = 1024;
@@ -70,10 +79,12 @@ const REBUILD_MIN_TOMBSTONES: usize = 1024;
 pub struct Collection {
     pub config: CollectionConfig,
     index: RwLock<Arc<VectorIndex>>,
-    /// document id -> its chunk ids
-    docs: RwLock<HashMap<Arc<str>, Vec<u64>>>,
+    /// document id -> the document and its chunk ids
+    docs: RwLock<HashMap<Arc<str>, DocEntry>>,
     /// chunk id -> its document
     chunks: RwLock<HashMap<u64, Arc<DocRef>>>,
+    /// BM25 over the documents' texts.
+    keywords: KeywordIndex,
     /// Serialises writers of this collection so an upsert's read of the old
     /// chunks and its batch commit cannot interleave with another write.
     pub(crate) write_lock: Mutex<()>,
@@ -87,23 +98,40 @@ pub struct NewChunk<'a> {
 
 impl Collection {
     pub fn new(config: CollectionConfig) -> Self {
+        Self::with_keywords(config, KeywordIndex::new())
+    }
+
+    fn with_keywords(config: CollectionConfig, keywords: KeywordIndex) -> Self {
         let index = VectorIndex::new(config.dimension, config.distance, config.hnsw, 1024);
         Collection {
             config,
             index: RwLock::new(Arc::new(index)),
             docs: RwLock::new(HashMap::new()),
             chunks: RwLock::new(HashMap::new()),
+            keywords,
             write_lock: Mutex::new(()),
         }
     }
 
-    /// Loads documents and vectors from storage and builds the index.
+    /// Loads documents, vectors and the keyword index from storage and builds
+    /// the graph. A collection stored before keyword search existed gets its
+    /// keyword index built from the documents' texts and written, once.
     pub fn load(config: CollectionConfig, storage: &Storage) -> Result<Self> {
-        let coll = Collection::new(config);
+        let name = config.name.clone();
+        let stored = KeywordIndex::load(storage, &name)?;
+        let mut missing = stored.is_none().then(KeywordUpdate::default);
+        let coll = Collection::with_keywords(config, stored.unwrap_or_default());
+        let mut with_text = 0;
         {
             let mut docs = coll.docs.write().expect("lock");
             let mut chunks = coll.chunks.write().expect("lock");
-            storage.scan_documents::<DocumentRecord>(&coll.config.name, |id, rec| {
+            storage.scan_documents::<DocumentRecord>(&name, |id, rec| {
+                if let Some(text) = &rec.text {
+                    with_text += 1;
+                    if let Some(update) = &mut missing {
+                        update.set(&id, Some(DocTerms::from_text(text)));
+                    }
+                }
                 let doc = Arc::new(DocRef {
                     id: id.into(),
                     metadata: rec.metadata,
@@ -111,9 +139,26 @@ impl Collection {
                 for c in &rec.chunks {
                     chunks.insert(*c, doc.clone());
                 }
-                docs.insert(doc.id.clone(), rec.chunks);
+                let entry = DocEntry {
+                    doc: doc.clone(),
+                    chunks: rec.chunks,
+                };
+                docs.insert(doc.id.clone(), entry);
                 Ok(())
             })?;
+        }
+        if let Some(update) = missing {
+            let mut batch = storage.batch();
+            coll.keywords.write(&update, storage, &mut batch, &name);
+            storage.commit(batch, true)?;
+            coll.keywords.apply(update);
+            tracing::info!(collection = %name, documents = with_text, "built the keyword index");
+        }
+        if coll.keywords.len() != with_text {
+            return Err(Error::Corrupt(format!(
+                "collection '{name}' has {with_text} documents with text but {} in its keyword index",
+                coll.keywords.len()
+            )));
         }
         coll.rebuild_index(storage)?;
         Ok(coll)
@@ -142,6 +187,12 @@ impl Collection {
         self.index.read().expect("lock").clone()
     }
 
+    /// The BM25 index; writers update it through `KeywordIndex::write` and
+    /// `apply`, under the write lock, like the documents.
+    pub fn keywords(&self) -> &KeywordIndex {
+        &self.keywords
+    }
+
     pub fn document_count(&self) -> usize {
         self.docs.read().expect("lock").len()
     }
@@ -152,7 +203,7 @@ impl Collection {
             .read()
             .expect("lock")
             .get(id)
-            .cloned()
+            .map(|e| e.chunks.clone())
             .unwrap_or_default()
     }
 
@@ -174,7 +225,11 @@ impl Collection {
             for c in &ids {
                 chunks.insert(*c, doc.clone());
             }
-            let old = docs.insert(doc.id.clone(), ids);
+            let entry = DocEntry {
+                doc: doc.clone(),
+                chunks: ids,
+            };
+            let old = docs.insert(doc.id.clone(), entry).map(|e| e.chunks);
             if let Some(old) = &old {
                 for c in old {
                     chunks.remove(c);
@@ -192,7 +247,12 @@ impl Collection {
 
     /// Applies a committed delete to memory.
     pub fn apply_delete(&self, id: &str) {
-        let removed = self.docs.write().expect("lock").remove(id);
+        let removed = self
+            .docs
+            .write()
+            .expect("lock")
+            .remove(id)
+            .map(|e| e.chunks);
         if let Some(old) = removed {
             let mut chunks = self.chunks.write().expect("lock");
             for c in &old {
@@ -220,6 +280,12 @@ impl Collection {
     /// for turning chunk hits into document hits).
     pub fn with_chunks<R>(&self, f: impl FnOnce(&HashMap<u64, Arc<DocRef>>) -> R) -> R {
         f(&self.chunks.read().expect("lock"))
+    }
+
+    /// Runs `f` with the document map read-locked (for filtering documents
+    /// that keyword search found).
+    pub fn with_documents<R>(&self, f: impl FnOnce(&HashMap<Arc<str>, DocEntry>) -> R) -> R {
+        f(&self.docs.read().expect("lock"))
     }
 
     /// Average chunks per document, so queries can ask the graph for enough

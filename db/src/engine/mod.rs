@@ -14,14 +14,13 @@ use serde_json::Value;
 use crate::api_types::*;
 use crate::collection::{validate_name, Collection, CollectionConfig, DocumentRecord, NewChunk};
 use crate::error::{Error, LimitKind, Result};
-use crate::filter::Filter;
 use crate::index::IndexParams;
+use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::limits::{check, Limits};
 use crate::storage::{Storage, VectorRecord};
 use crate::validate;
 
-/// A search result before it becomes a hit: (chunk id, score, document id).
-type RankedChunk = (u64, f32, Arc<str>);
+mod query;
 
 /// The default text encoder of new collections and of `/embed`.
 pub const DEFAULT_EMBEDDER: &str = "minilm";
@@ -46,6 +45,8 @@ struct PreparedDoc {
     text: Option<String>,
     metadata: Value,
     chunks: Vec<VectorRecord>,
+    /// The text's BM25 terms (none without text).
+    terms: Option<DocTerms>,
 }
 
 impl Engine {
@@ -251,7 +252,11 @@ impl Engine {
             ));
         }
         check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
-        let prepared = self.prepare(&coll, docs)?;
+        let mut prepared = self.prepare(&coll, docs)?;
+        let mut keywords = KeywordUpdate::default();
+        for doc in &mut prepared {
+            keywords.set(&doc.id, doc.terms.take());
+        }
 
         let _writer = self.lock_for_write(&coll)?;
         let seq = self.next_seq();
@@ -284,6 +289,8 @@ impl Engine {
             replaced.insert(doc.id.as_str(), ids.clone());
             chunk_ids.push(ids);
         }
+        coll.keywords()
+            .write(&keywords, &self.storage, &mut batch, name);
         self.storage.put_seq(&mut batch, max_id);
         let synced = coll.config.durability == crate::collection::Durability::Sync;
         self.storage.commit(batch, synced)?;
@@ -299,6 +306,7 @@ impl Engine {
                 .collect();
             coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
         }
+        coll.keywords().apply(keywords);
         coll.maybe_compact(&self.storage)?;
         Ok(UpsertResponse {
             ids: prepared.into_iter().map(|d| d.id).collect(),
@@ -399,6 +407,7 @@ impl Engine {
                 }
                 PreparedDoc {
                     id,
+                    terms: d.text.as_deref().map(DocTerms::from_text),
                     text: d.text,
                     metadata: d.metadata.unwrap_or(Value::Object(Default::default())),
                     chunks,
@@ -450,104 +459,16 @@ impl Engine {
             self.storage.delete_vector(&mut batch, name, c);
         }
         self.storage.delete_document(&mut batch, name, id);
+        let mut keywords = KeywordUpdate::default();
+        keywords.set(id, None);
+        coll.keywords()
+            .write(&keywords, &self.storage, &mut batch, name);
         let synced = coll.config.durability == crate::collection::Durability::Sync;
         self.storage.commit(batch, synced)?;
         coll.apply_delete(id);
+        coll.keywords().apply(keywords);
         coll.maybe_compact(&self.storage)?;
         Ok(())
-    }
-
-    /// Nearest documents to a text or vector query. A document's score is its
-    /// best chunk's score.
-    pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
-        let started = Instant::now();
-        let coll = self.collection(name)?;
-        let cfg = &coll.config;
-        let k = req.k.unwrap_or(10);
-        validate::top_k(k, &self.limits)?;
-        let ef = req.ef.unwrap_or(cfg.ef_search);
-        check(LimitKind::Ef, ef, self.limits.max_ef)?;
-        let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
-        let query = match (&req.text, &req.vector, &cfg.embedder) {
-            (Some(_), Some(_), _) => {
-                return Err(Error::invalid(
-                    "query",
-                    "send either 'text' or 'vector', not both",
-                ))
-            }
-            (Some(t), None, Some(e)) => {
-                validate::text("text", t, &self.limits)?;
-                self.encoder(e)?.embed(&[t.as_str()])?.remove(0)
-            }
-            (Some(_), None, None) => {
-                return Err(Error::invalid(
-                    "text",
-                    format!("collection '{name}' has no embedder; query it with a vector"),
-                ))
-            }
-            (None, Some(v), _) => {
-                validate::vector("vector", name, v, cfg.dimension, cfg.distance)?;
-                v.clone()
-            }
-            (None, None, _) => return Err(Error::invalid("query", "send 'text' or 'vector'")),
-        };
-
-        let index = coll.index();
-        // Ask for enough chunks to fill k distinct documents.
-        let want =
-            ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
-        let ranked: Vec<RankedChunk> = coll.with_chunks(|chunks| {
-            let keep = |id: u64| match (&filter, chunks.get(&id)) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some(f), Some(doc)) => f.matches(&doc.metadata),
-            };
-            let found = index.search_filtered(&query, want, ef.max(want), &keep);
-            let mut seen = std::collections::HashSet::new();
-            found
-                .into_iter()
-                .filter_map(|(id, score)| {
-                    let doc = chunks.get(&id)?;
-                    seen.insert(doc.id.clone())
-                        .then(|| (id, score, doc.id.clone()))
-                })
-                .take(k)
-                .collect()
-        });
-
-        let mut hits = Vec::with_capacity(ranked.len());
-        for (chunk_id, score, doc_id) in ranked {
-            let Some(chunk) = self.storage.get_vector(name, chunk_id)? else {
-                continue; // deleted between the search and now
-            };
-            let needs_doc = req.includes(Include::Text) || req.includes(Include::Metadata);
-            let rec: Option<DocumentRecord> = if needs_doc {
-                self.storage.get_document(name, &doc_id)?
-            } else {
-                None
-            };
-            hits.push(Hit {
-                id: doc_id.to_string(),
-                score,
-                chunk: ChunkSpan {
-                    index: chunk.chunk_index,
-                    start: chunk.start,
-                    end: chunk.end,
-                },
-                text: rec
-                    .as_ref()
-                    .filter(|_| req.includes(Include::Text))
-                    .and_then(|r| r.text.clone()),
-                metadata: rec
-                    .filter(|_| req.includes(Include::Metadata))
-                    .map(|r| r.metadata),
-                vector: req.includes(Include::Vector).then_some(chunk.vector),
-            });
-        }
-        Ok(QueryResponse {
-            hits,
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
     }
 
     /// Embeds texts with the named encoder (default MiniLM), one vector per text.
