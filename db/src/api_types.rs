@@ -92,7 +92,7 @@ pub enum QueryMode {
     Vector,
     /// BM25 over the documents' texts: finds exact names, numbers and rare words.
     Keyword,
-    /// Both, merged by `fusion` (reciprocal rank fusion by default).
+    /// Both, merged by `fusion` (weighted normalised scores by default).
     Hybrid,
 }
 
@@ -108,6 +108,17 @@ impl QueryMode {
     }
 }
 
+impl std::str::FromStr for QueryMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        QueryMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown mode '{s}'; use vector, keyword or hybrid"))
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
@@ -119,8 +130,8 @@ pub struct QueryRequest {
     pub vector: Option<Vec<f32>>,
     /// vector (default), keyword or hybrid.
     pub mode: Option<QueryMode>,
-    /// Hybrid mode only: {"method": "rrf", "k": 60} (default) or
-    /// {"method": "weighted", "vector_weight": 0.5}.
+    /// Hybrid mode only: {"method": "weighted", "vector_weight": 0.4} (the
+    /// default) or {"method": "rrf", "k": 60}.
     pub fusion: Option<Fusion>,
     /// Number of documents to return (default 10).
     pub k: Option<usize>,

@@ -1,13 +1,19 @@
 //! Combining the vector and the keyword ranking of a hybrid query into one.
 //!
 //! Two methods, as the request's `fusion` chooses:
+//! - weighted scores (the default): each list's scores are min-max normalised
+//!   to [0, 1] (the best of a list gets 1, the worst 0; a document missing from
+//!   a list gets 0 there) and mixed as w * vector + (1 - w) * keyword.
 //! - reciprocal rank fusion (RRF, Cormack et al. 2009): a document scores
 //!   sum over lists of 1 / (k + rank), rank from 1. It needs no score
-//!   calibration, which is why it is the default: cosine similarities and BM25
-//!   scores live on unrelated scales.
-//! - weighted scores: each list's scores are min-max normalised to [0, 1]
-//!   (the best of a list gets 1, the worst 0; a document missing from a list
-//!   gets 0 there) and mixed as w * vector + (1 - w) * keyword.
+//!   calibration, but it weighs both lists equally.
+//!
+//! Why weighted with w = 0.4 by default: with MiniLM, BM25 is the stronger
+//! side on question-answering data (nDCG@10 on 400 DROP passages: BM25 0.535,
+//! vector 0.477), and RRF's equal votes let the weaker list pull good keyword
+//! hits down (RRF k=60: 0.537 on DROP, and below BM25 on Quoref). Weighted
+//! fusion was measured for w = 0.1 ... 0.7 on DROP, 0.4 was best (0.561), and
+//! the choice was then checked on Quoref (see README).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -19,6 +25,9 @@ use crate::error::{Error, Result};
 
 /// The RRF constant of the original paper, also the default of most engines.
 pub const DEFAULT_RRF_K: f32 = 60.0;
+
+/// The vector side's weight in default (weighted) fusion, chosen on DROP.
+pub const DEFAULT_VECTOR_WEIGHT: f32 = 0.4;
 
 /// How a hybrid query merges its two rankings.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, ToSchema)]
@@ -32,7 +41,8 @@ pub enum Fusion {
     },
     /// Min-max normalised scores mixed as w * vector + (1 - w) * keyword.
     Weighted {
-        /// Weight of the vector score, in [0, 1].
+        /// Weight of the vector score, in [0, 1] (default 0.4).
+        #[serde(default = "default_vector_weight")]
         vector_weight: f32,
     },
 }
@@ -41,9 +51,15 @@ fn default_rrf_k() -> f32 {
     DEFAULT_RRF_K
 }
 
+fn default_vector_weight() -> f32 {
+    DEFAULT_VECTOR_WEIGHT
+}
+
 impl Default for Fusion {
     fn default() -> Self {
-        Fusion::Rrf { k: DEFAULT_RRF_K }
+        Fusion::Weighted {
+            vector_weight: DEFAULT_VECTOR_WEIGHT,
+        }
     }
 }
 
@@ -191,6 +207,8 @@ mod tests {
         let f: Fusion =
             serde_json::from_str(r#"{"method": "weighted", "vector_weight": 0.3}"#).unwrap();
         assert_eq!(f, Fusion::Weighted { vector_weight: 0.3 });
+        let f: Fusion = serde_json::from_str(r#"{"method": "weighted"}"#).unwrap();
+        assert_eq!(f, Fusion::default());
         assert!(serde_json::from_str::<Fusion>(r#"{"method": "max"}"#).is_err());
         assert!(serde_json::from_str::<Fusion>(r#"{"method": "rrf", "alpha": 1}"#).is_err());
         assert!(Fusion::Rrf { k: -1.0 }.validate().is_err());

@@ -9,6 +9,7 @@ pub mod collection;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod filter;
 pub mod fusion;
 mod hnsw;
