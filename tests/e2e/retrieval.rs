@@ -74,3 +74,70 @@ fn quoref_questions_find_their_passages() {
         keyword.ndcg_at_10
     );
 }
+
+/// `engram eval retrieval` end to end on a small slice: it inserts, queries in
+/// the modes asked for, prints the table and writes the JSON report.
+#[test]
+fn eval_command_reports_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("result.json");
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/quoref_300.jsonl");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "eval",
+            "retrieval",
+            "--dataset",
+            "quoref",
+            "--limit",
+            "20",
+            "--mode",
+            "keyword,hybrid",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("| keyword |") && stdout.contains("| hybrid |"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(report["passages"], 20);
+    assert_eq!(report["encoder"], "minilm");
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for r in results {
+        for m in ["ndcg_at_10", "recall_at_1", "recall_at_10", "mrr_at_10"] {
+            let x = r[m].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&x), "{m} {x}");
+        }
+        // 20 passages: the right one is almost always in the top 10.
+        assert!(r["recall_at_10"].as_f64().unwrap() > 0.9, "{r}");
+    }
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "eval",
+            "retrieval",
+            "--dataset",
+            "drop",
+            "--data",
+            "/nonexistent/drop.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("scripts/extract_quoref.py"), "{err}");
+}
