@@ -584,4 +584,105 @@ mod tests {
             assert!((h.score - score).abs() < 1e-4);
         }
     }
+
+    fn keyword_ids(e: &Engine, text: &str) -> Vec<String> {
+        let req = QueryRequest {
+            text: Some(text.to_string()),
+            mode: Some(QueryMode::Keyword),
+            ..Default::default()
+        };
+        e.query("t", &req)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    }
+
+    fn doc(id: &str, text: Option<&str>) -> DocumentInput {
+        DocumentInput {
+            id: Some(id.to_string()),
+            text: text.map(String::from),
+            vector: Some(vec![1.0, 0.5]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keyword_index_follows_overwrites_deletes_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let e = engine(dir.path());
+            let req = CreateCollection {
+                dimension: Some(2),
+                ..Default::default()
+            };
+            e.create_collection("t", req).unwrap();
+            // The same id twice in one batch: the later document wins.
+            let batch = vec![
+                doc("a", Some("alpha beta")),
+                doc("b", Some("alpha")),
+                doc("a", Some("gamma")),
+            ];
+            e.upsert("t", batch).unwrap();
+            assert_eq!(keyword_ids(&e, "alpha"), ["b"]);
+            assert_eq!(keyword_ids(&e, "gamma"), ["a"]);
+            // Text removed by an overwrite without text; then a delete.
+            e.upsert("t", vec![doc("a", None)]).unwrap();
+            assert!(keyword_ids(&e, "gamma").is_empty());
+            e.upsert("t", vec![doc("c", Some("alpha delta"))]).unwrap();
+            e.delete_document("t", "b").unwrap();
+            assert_eq!(keyword_ids(&e, "alpha"), ["c"]);
+        }
+        let e = engine(dir.path());
+        assert_eq!(keyword_ids(&e, "alpha delta beta gamma"), ["c"]);
+        assert_eq!(e.collection("t").unwrap().keywords().len(), 1);
+    }
+
+    #[test]
+    fn a_database_from_before_keyword_search_gets_its_index_built() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What the store held before keyword search: no `keywords` records.
+            let storage = Storage::open(dir.path()).unwrap();
+            let e = engine(tempfile::tempdir().unwrap().path());
+            let config = e
+                .create_collection(
+                    "t",
+                    CreateCollection {
+                        dimension: Some(2),
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+                .config;
+            let mut batch = storage.batch();
+            storage.put_collection(&mut batch, "t", &config);
+            for (n, text) in ["old text", "older text"].iter().enumerate() {
+                let rec = DocumentRecord {
+                    text: Some(text.to_string()),
+                    metadata: json!({}),
+                    chunks: vec![n as u64 + 1],
+                    seq: 1,
+                };
+                storage.put_document(&mut batch, "t", &format!("d{n}"), &rec);
+                let vector = VectorRecord {
+                    doc_id: format!("d{n}"),
+                    chunk_index: 0,
+                    start: 0,
+                    end: text.len() as u32,
+                    vector: vec![1.0, 0.5],
+                };
+                storage.put_vector(&mut batch, "t", n as u64 + 1, &vector);
+            }
+            storage.commit(batch, true).unwrap();
+        }
+        let e = engine(dir.path());
+        assert_eq!(keyword_ids(&e, "older"), ["d1"]);
+        assert_eq!(keyword_ids(&e, "text").len(), 2);
+        drop(e);
+        // Built once and stored: a second open loads it.
+        let storage = Storage::open(dir.path()).unwrap();
+        assert!(storage.keyword_stats("t").unwrap().is_some());
+    }
 }
