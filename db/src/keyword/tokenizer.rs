@@ -49,7 +49,9 @@ fn flush(word: &mut String, terms: &mut Vec<String>) {
 
 /// Harman's S-stemmer ("How effective is suffixing?", JASIS 1991), applied to
 /// words of four letters or more: -ies -> -y (not -eies, -aies), -es -> -e (not
-/// -aes, -ees, -oes), -s -> "" (not -us, -ss).
+/// -aes, -ees, -oes), -s -> "" (not -us, -ss). The second and third rules both
+/// drop the final s, and every word the second one spares falls to the third
+/// ("goes" -> "goe"), so they are one rule here.
 fn stem(word: &str) -> String {
     if word.len() < 4 || !word.is_ascii() {
         return word.to_string();
@@ -58,8 +60,6 @@ fn stem(word: &str) -> String {
     let cut = |n: usize| word[..word.len() - n].to_string();
     if ends("ies") && !ends("eies") && !ends("aies") {
         cut(3) + "y"
-    } else if ends("es") && !ends("aes") && !ends("ees") && !ends("oes") {
-        cut(1)
     } else if ends("s") && !ends("us") && !ends("ss") {
         cut(1)
     } else {
