@@ -93,6 +93,7 @@ fn eval_command_reports_every_mode() {
             "20",
             "--mode",
             "keyword,hybrid",
+            "--sweep",
         ])
         .arg("--data")
         .arg(&data)
@@ -125,6 +126,23 @@ fn eval_command_reports_every_mode() {
         // 20 passages: the right one is almost always in the top 10.
         assert!(r["recall_at_10"].as_f64().unwrap() > 0.9, "{r}");
     }
+    // The sweep fuses the same rankings hybrid mode fuses: at the default
+    // setting it reproduces hybrid mode's figures.
+    let sweep = report["sweep"].as_array().unwrap();
+    assert_eq!(sweep.len(), 12);
+    assert!(
+        stdout.contains("| weighted w=0.4 |") && stdout.contains("| rrf k=60 |"),
+        "{stdout}"
+    );
+    let default = sweep
+        .iter()
+        .find(|r| r["fusion"] == serde_json::json!({"method": "weighted", "vector_weight": 0.4}))
+        .unwrap();
+    assert_eq!(
+        default["ndcg_at_10"], results[1]["ndcg_at_10"],
+        "{default} vs {}",
+        results[1]
+    );
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
         .args([

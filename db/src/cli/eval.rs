@@ -57,6 +57,11 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
         encoder: args.encoder.clone(),
         modes: args.mode.0.clone(),
         fusion,
+        sweep: if args.sweep {
+            crate::eval::fusion_sweep()
+        } else {
+            Vec::new()
+        },
     };
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let engine = Engine::open(dir.path(), Limits::default()).with_context(|| {

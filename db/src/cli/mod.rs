@@ -209,6 +209,10 @@ pub struct EvalRetrievalArgs {
     /// Use only the first N passages (and their questions).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Also compare fusion settings for hybrid mode (weighted w = 0.1 ... 0.9,
+    /// RRF k = 1, 10, 60) from one pass of vector and keyword queries.
+    #[arg(long)]
+    pub sweep: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

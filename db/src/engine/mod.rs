@@ -22,6 +22,8 @@ use crate::validate;
 
 mod query;
 
+pub use query::hybrid_depth;
+
 /// The default text encoder of new collections and of `/embed`.
 pub const DEFAULT_EMBEDDER: &str = "minilm";
 

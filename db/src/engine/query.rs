@@ -38,7 +38,7 @@ enum Plan<'a> {
 
 /// How many documents each side of a hybrid query hands to fusion: a document
 /// ranked just below k by both sides may well belong in the fused top k.
-fn hybrid_depth(k: usize) -> usize {
+pub fn hybrid_depth(k: usize) -> usize {
     (k * 3).max(30)
 }
 

@@ -4,6 +4,11 @@
 //! is its one relevant document. Reports nDCG@10, recall@1, recall@10 and
 //! MRR@10 per mode.
 //!
+//! With a fusion sweep, each question's vector and keyword rankings are
+//! fetched once (as deep as hybrid mode fetches them) and fused with every
+//! setting of the sweep, so choosing the fusion costs one pass, not one per
+//! setting.
+//!
 //! The encoder is a collection setting chosen by name, so this harness
 //! evaluates any encoder `engram_embedder::encoder_by_name` knows, with no
 //! change here.
@@ -20,7 +25,7 @@ use metrics::{MeanMetrics, RetrievalMetrics};
 
 use crate::api_types::{CreateCollection, DocumentInput, QueryMode, QueryRequest};
 use crate::collection::Durability;
-use crate::engine::Engine;
+use crate::engine::{hybrid_depth, Engine};
 use crate::error::Result;
 use crate::fusion::Fusion;
 
@@ -39,6 +44,19 @@ pub struct RetrievalSpec {
     pub modes: Vec<QueryMode>,
     /// How hybrid mode fuses its rankings.
     pub fusion: Fusion,
+    /// Fusion settings to compare (empty: no sweep).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<Fusion>,
+}
+
+/// The fusion settings `--sweep` compares: weighted fusion from 0.1 to 0.9 and
+/// RRF with small, medium and the usual k.
+pub fn fusion_sweep() -> Vec<Fusion> {
+    let weighted = (1..=9).map(|i| Fusion::Weighted {
+        vector_weight: i as f32 / 10.0,
+    });
+    let rrf = [1.0, 10.0, 60.0].map(|k| Fusion::Rrf { k });
+    weighted.chain(rrf).collect()
 }
 
 /// One mode's figures.
@@ -59,7 +77,18 @@ pub struct RetrievalReport {
     pub questions: usize,
     pub insert_seconds: f64,
     pub results: Vec<ModeResult>,
+    /// Hybrid mode under each fusion setting of the sweep.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepResult>,
     pub engram_version: &'static str,
+}
+
+/// Hybrid mode's figures under one fusion setting.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepResult {
+    pub fusion: Fusion,
+    #[serde(flatten)]
+    pub metrics: RetrievalMetrics,
 }
 
 /// Told about long steps, so a caller can show progress.
@@ -139,14 +168,69 @@ pub fn run_retrieval(
             median_query_ms: median(&mut times),
         });
     }
+    let sweep = if spec.sweep.is_empty() {
+        Vec::new()
+    } else {
+        sweep_fusions(engine, &spec.sweep, passages, progress)?
+    };
     Ok(RetrievalReport {
         spec: spec.clone(),
         passages: passages.len(),
         questions,
         insert_seconds,
         results,
+        sweep,
         engram_version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// A ranking as fusion takes it: (document id, score), best first.
+type Scored = Vec<(String, f32)>;
+
+fn ranking(engine: &Engine, question: &str, mode: QueryMode) -> Result<Scored> {
+    let req = QueryRequest {
+        text: Some(question.to_string()),
+        mode: Some(mode),
+        k: Some(hybrid_depth(K)),
+        include: Some(Vec::new()),
+        ..Default::default()
+    };
+    let hits = engine.query(COLLECTION, &req)?.hits;
+    Ok(hits.into_iter().map(|h| (h.id, h.score)).collect())
+}
+
+/// Hybrid metrics for each fusion setting, from one pass of vector and
+/// keyword queries (the same rankings hybrid mode fuses).
+fn sweep_fusions(
+    engine: &Engine,
+    fusions: &[Fusion],
+    passages: &[Passage],
+    progress: &dyn Progress,
+) -> Result<Vec<SweepResult>> {
+    let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
+    progress.begin("fusion sweep queries", questions);
+    let mut means: Vec<MeanMetrics> = fusions.iter().map(|_| MeanMetrics::default()).collect();
+    for p in passages {
+        for q in &p.questions {
+            let vector = ranking(engine, q, QueryMode::Vector)?;
+            let keyword = ranking(engine, q, QueryMode::Keyword)?;
+            for (fusion, mean) in fusions.iter().zip(&mut means) {
+                let fused = fusion.fuse(&vector, &keyword);
+                let ranked: Vec<&str> = fused.iter().take(K).map(|(id, _)| id.as_str()).collect();
+                mean.add(&ranked, &[p.id.as_str()]);
+            }
+        }
+        progress.advance(p.questions.len());
+    }
+    progress.end();
+    Ok(fusions
+        .iter()
+        .zip(means)
+        .map(|(fusion, mean)| SweepResult {
+            fusion: *fusion,
+            metrics: mean.mean(),
+        })
+        .collect())
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -181,6 +265,21 @@ impl RetrievalReport {
                 m.mrr_at_10,
                 r.median_query_ms
             );
+        }
+        if !self.sweep.is_empty() {
+            out += "\nhybrid mode by fusion setting\n\n\
+                    | fusion | nDCG@10 | recall@1 | recall@10 | MRR@10 |\n|---|---|---|---|---|\n";
+            for r in &self.sweep {
+                let m = &r.metrics;
+                let fusion = match r.fusion {
+                    Fusion::Weighted { vector_weight } => format!("weighted w={vector_weight}"),
+                    Fusion::Rrf { k } => format!("rrf k={k}"),
+                };
+                out += &format!(
+                    "| {fusion} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                    m.ndcg_at_10, m.recall_at_1, m.recall_at_10, m.mrr_at_10
+                );
+            }
         }
         out
     }
