@@ -26,7 +26,7 @@ pub struct CreateCollection {
     pub hnsw: Option<IndexParams>,
     pub ef_search: Option<usize>,
     /// Text collections: {"tokens": 64, "overlap": 16} by default; tokens at most 256.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub chunking: Option<engram_embedder::Chunking>,
 }
 
@@ -136,7 +136,7 @@ pub struct QueryRequest {
     /// Number of documents to return (default 10).
     pub k: Option<usize>,
     /// Metadata filter: {"key","eq"} | {"key","in"} | {"key","range"} | {"and"|"or": [...]} | {"not": ...}
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     /// Fields to return; default text and metadata.
     pub include: Option<Vec<Include>>,
