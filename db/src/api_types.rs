@@ -39,6 +39,8 @@ pub struct CollectionInfo {
     pub vectors: usize,
     /// Bytes of raw f32 vector data held by the index.
     pub vector_bytes: usize,
+    /// Documents in the BM25 keyword index (those with text).
+    pub keyword_documents: usize,
     /// Warns about settings that trade safety for speed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

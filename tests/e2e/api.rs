@@ -281,6 +281,14 @@ fn keyword_and_hybrid_modes() {
     assert_eq!(s.delete("/collections/k/documents/b").status, 204);
     assert!(hit_ids(&keyword(&s, json!({"text": "tram"}))).is_empty());
     assert_eq!(hit_ids(&keyword(&s, json!({"text": "ferry"}))), ["a"]);
+    let info = s.get("/collections/k").body;
+    assert_eq!(
+        (
+            info["documents"].as_u64(),
+            info["keyword_documents"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
 
     // The keyword index is in RocksDB: a crash and a restart change nothing.
     let before =

@@ -512,6 +512,7 @@ fn info(coll: &Collection) -> CollectionInfo {
         documents: coll.document_count(),
         vectors,
         vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+        keyword_documents: coll.keywords().len(),
         note: (coll.config.durability == crate::collection::Durability::Fast).then(|| {
             "durability is 'fast': writes are acknowledged before the disk sync and the last ones can be lost on power failure".to_string()
         }),
