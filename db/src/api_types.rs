@@ -99,8 +99,10 @@ pub enum QueryMode {
 }
 
 impl QueryMode {
+    /// Every mode, in the order `engram eval retrieval --mode all` runs them.
     pub const ALL: [QueryMode; 3] = [QueryMode::Vector, QueryMode::Keyword, QueryMode::Hybrid];
 
+    /// The name used in JSON and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             QueryMode::Vector => "vector",

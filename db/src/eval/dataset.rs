@@ -19,6 +19,7 @@ pub enum Dataset {
 }
 
 impl Dataset {
+    /// The name in file names and reports.
     pub fn name(self) -> &'static str {
         match self {
             Dataset::Quoref => "quoref",

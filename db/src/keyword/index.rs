@@ -29,6 +29,8 @@ pub struct DocTerms {
 }
 
 impl DocTerms {
+    /// Tokenises and counts; the terms come out sorted, so the same text
+    /// always writes the same keys.
     pub fn from_text(text: &str) -> Self {
         let mut counts: HashMap<String, u32> = HashMap::new();
         let mut len = 0u32;
@@ -50,6 +52,8 @@ pub struct KeywordUpdate {
 }
 
 impl KeywordUpdate {
+    /// Records the new state of `doc`; a later call for the same id replaces
+    /// an earlier one (as a later document replaces an earlier one in a batch).
     pub fn set(&mut self, doc: &str, terms: Option<DocTerms>) {
         self.changes.insert(doc.to_string(), terms);
     }
@@ -128,6 +132,7 @@ impl Inverted {
 }
 
 impl KeywordIndex {
+    /// An empty index (a new collection).
     pub fn new() -> Self {
         Self::default()
     }
