@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::collection::{CollectionConfig, ContextJob, ContextSettings, Durability};
+use crate::fusion::Fusion;
 use crate::index::{IndexParams, Metric};
 
 /// `PUT /collections/{name}`. With no fields, a text collection embedded by
@@ -27,7 +28,7 @@ pub struct CreateCollection {
     pub hnsw: Option<IndexParams>,
     pub ef_search: Option<usize>,
     /// Text collections: {"tokens": 64, "overlap": 16} by default; tokens at most 256.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub chunking: Option<engram_embedder::Chunking>,
     /// Contextual collections: {"min_documents": 100, "sample": 2000} by default.
     pub context: Option<ContextSettings>,
@@ -42,6 +43,8 @@ pub struct CollectionInfo {
     pub vectors: usize,
     /// Bytes of raw f32 vector data held by the index.
     pub vector_bytes: usize,
+    /// Documents in the BM25 keyword index (those with text).
+    pub keyword_documents: usize,
     /// Contextual collections: which corpus context embeds their text now.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub corpus_context: Option<ContextInfo>,
@@ -102,21 +105,66 @@ pub enum Include {
     Vector,
 }
 
+/// Which index answers a query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMode {
+    /// Nearest chunks by embedding (the default): finds paraphrases.
+    #[default]
+    Vector,
+    /// BM25 over the documents' texts: finds exact names, numbers and rare words.
+    Keyword,
+    /// Both, merged by `fusion` (weighted normalised scores by default).
+    Hybrid,
+}
+
+impl QueryMode {
+    /// Every mode, in the order `engram eval retrieval --mode all` runs them.
+    pub const ALL: [QueryMode; 3] = [QueryMode::Vector, QueryMode::Keyword, QueryMode::Hybrid];
+
+    /// The name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryMode::Vector => "vector",
+            QueryMode::Keyword => "keyword",
+            QueryMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::str::FromStr for QueryMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        QueryMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown mode '{s}'; use vector, keyword or hybrid"))
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// A text query (text collections).
+    /// A text query: embedded for vector search (text collections), tokenised
+    /// for keyword search. Required by the keyword and hybrid modes.
     pub text: Option<String>,
-    /// A vector query; its dimension must match the collection.
+    /// A vector query; its dimension must match the collection. In hybrid mode
+    /// a collection without an embedder takes `vector` and `text` together.
     pub vector: Option<Vec<f32>>,
+    /// vector (default), keyword or hybrid.
+    pub mode: Option<QueryMode>,
+    /// Hybrid mode only: {"method": "weighted", "vector_weight": 0.4} (the
+    /// default) or {"method": "rrf", "k": 60}.
+    pub fusion: Option<Fusion>,
     /// Number of documents to return (default 10).
     pub k: Option<usize>,
     /// Metadata filter: {"key","eq"} | {"key","in"} | {"key","range"} | {"and"|"or": [...]} | {"not": ...}
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     /// Fields to return; default text and metadata.
     pub include: Option<Vec<Include>>,
-    /// Search breadth; higher is more accurate and slower.
+    /// Search breadth of the vector index; higher is more accurate and slower.
     pub ef: Option<usize>,
 }
 
@@ -140,8 +188,13 @@ pub struct ChunkSpan {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct Hit {
     pub id: String,
-    /// Cosine similarity or dot product (higher is nearer), or euclidean distance (lower is nearer).
+    /// Vector mode: cosine similarity or dot product (higher is nearer), or
+    /// euclidean distance (lower is nearer). Keyword mode: the BM25 score.
+    /// Hybrid mode: the fused score (higher is better).
     pub score: f32,
+    /// Vector and hybrid modes: the chunk nearest the query vector; keyword
+    /// mode (and documents only keyword search found): the chunk with the most
+    /// query terms.
     pub chunk: ChunkSpan,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,

@@ -1,6 +1,7 @@
 //! A collection: its configuration, as stored, and its in-memory state (the
-//! vector index and the map from chunks to documents that filters and result
-//! assembly need). The state is rebuilt from storage at start-up.
+//! vector index, the keyword index, and the maps between documents and chunks
+//! that filters and result assembly need). The state is rebuilt from storage
+//! at start-up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use engram_embedder::{Chunking, CorpusContext};
 use crate::error::{Error, Result};
 use crate::hot::HitCounter;
 use crate::index::{IndexParams, Metric, VectorIndex};
+use crate::keyword::{DocTerms, KeywordIndex, KeywordUpdate};
 use crate::storage::Storage;
 
 /// How hard a write waits for the disk before it is acknowledged.
@@ -100,6 +102,13 @@ pub struct DocRef {
     pub metadata: Value,
 }
 
+/// A live document: what filters see, and its chunks.
+#[derive(Debug)]
+pub struct DocEntry {
+    pub doc: Arc<DocRef>,
+    pub chunks: Vec<u64>,
+}
+
 /// Rebuild the graph when deleted vectors outnumber live ones (and there are enough
 /// of them for the rebuild to be worth its cost).
 const REBUILD_MIN_TOMBSTONES: usize = 1024;
@@ -108,10 +117,12 @@ const REBUILD_MIN_TOMBSTONES: usize = 1024;
 pub struct Collection {
     pub config: CollectionConfig,
     index: RwLock<Arc<VectorIndex>>,
-    /// document id -> its chunk ids
-    docs: RwLock<HashMap<Arc<str>, Vec<u64>>>,
+    /// document id -> the document and its chunk ids
+    docs: RwLock<HashMap<Arc<str>, DocEntry>>,
     /// chunk id -> its document
     chunks: RwLock<HashMap<u64, Arc<DocRef>>>,
+    /// BM25 over the documents' texts.
+    keywords: KeywordIndex,
     /// Serialises writers of this collection so an upsert's read of the old
     /// chunks and its batch commit cannot interleave with another write.
     pub(crate) write_lock: Mutex<()>,
@@ -134,12 +145,17 @@ pub struct NewChunk<'a> {
 
 impl Collection {
     pub fn new(config: CollectionConfig) -> Self {
+        Self::with_keywords(config, KeywordIndex::new())
+    }
+
+    fn with_keywords(config: CollectionConfig, keywords: KeywordIndex) -> Self {
         let index = VectorIndex::new(config.dimension, config.distance, config.hnsw, 1024);
         Collection {
             config,
             index: RwLock::new(Arc::new(index)),
             docs: RwLock::new(HashMap::new()),
             chunks: RwLock::new(HashMap::new()),
+            keywords,
             write_lock: Mutex::new(()),
             context: RwLock::new(None),
             context_job: Mutex::new(None),
@@ -170,14 +186,27 @@ impl Collection {
         *self.index.write().expect("lock") = Arc::new(index);
     }
 
-    /// Loads documents and vectors from storage and builds the index.
+    /// Loads documents, vectors, the keyword index, the corpus context and the hit
+    /// counts from storage and builds the graph. A collection stored before keyword
+    /// search existed gets its keyword index built from the documents' texts and
+    /// written, once.
     pub fn load(config: CollectionConfig, storage: &Storage) -> Result<Self> {
-        let mut coll = Collection::new(config);
-        coll.hits = HitCounter::load(storage, &coll.config.name)?;
+        let name = config.name.clone();
+        let stored = KeywordIndex::load(storage, &name)?;
+        let mut missing = stored.is_none().then(KeywordUpdate::default);
+        let mut coll = Collection::with_keywords(config, stored.unwrap_or_default());
+        coll.hits = HitCounter::load(storage, &name)?;
+        let mut with_text = 0;
         {
             let mut docs = coll.docs.write().expect("lock");
             let mut chunks = coll.chunks.write().expect("lock");
-            storage.scan_documents::<DocumentRecord>(&coll.config.name, |id, rec| {
+            storage.scan_documents::<DocumentRecord>(&name, |id, rec| {
+                if let Some(text) = &rec.text {
+                    with_text += 1;
+                    if let Some(update) = &mut missing {
+                        update.set(&id, Some(DocTerms::from_text(text)));
+                    }
+                }
                 let doc = Arc::new(DocRef {
                     id: id.into(),
                     metadata: rec.metadata,
@@ -185,16 +214,33 @@ impl Collection {
                 for c in &rec.chunks {
                     chunks.insert(*c, doc.clone());
                 }
-                docs.insert(doc.id.clone(), rec.chunks);
+                let entry = DocEntry {
+                    doc: doc.clone(),
+                    chunks: rec.chunks,
+                };
+                docs.insert(doc.id.clone(), entry);
                 Ok(())
             })?;
         }
-        if let Some(bytes) = storage.get_context(&coll.config.name)? {
+        if let Some(update) = missing {
+            let mut batch = storage.batch();
+            coll.keywords.write(&update, storage, &mut batch, &name);
+            storage.commit(batch, true)?;
+            coll.keywords.apply(update);
+            tracing::info!(collection = %name, documents = with_text, "built the keyword index");
+        }
+        if coll.keywords.len() != with_text {
+            return Err(Error::Corrupt(format!(
+                "collection '{name}' has {with_text} documents with text but {} in its keyword index",
+                coll.keywords.len()
+            )));
+        }
+        if let Some(bytes) = storage.get_context(&name)? {
             match CorpusContext::from_bytes(&bytes) {
                 Ok(c) => *coll.context.write().expect("lock") = Some(Arc::new(c)),
                 // Keep serving (stage one) and say why; recontextualizing repairs it.
                 Err(e) => {
-                    tracing::error!(collection = %coll.config.name, error = %e, "unreadable corpus context");
+                    tracing::error!(collection = %name, error = %e, "unreadable corpus context");
                     *coll.context_job.lock().expect("lock") = Some(ContextJob {
                         state: "failed".into(),
                         done: 0,
@@ -234,11 +280,22 @@ impl Collection {
 
     /// Every document's id and chunk ids, as the collection holds them now.
     pub fn document_chunks(&self) -> HashMap<Arc<str>, Vec<u64>> {
-        self.docs.read().expect("lock").clone()
+        self.docs
+            .read()
+            .expect("lock")
+            .iter()
+            .map(|(id, e)| (id.clone(), e.chunks.clone()))
+            .collect()
     }
 
     pub fn index(&self) -> Arc<VectorIndex> {
         self.index.read().expect("lock").clone()
+    }
+
+    /// The BM25 index; writers update it through `KeywordIndex::write` and
+    /// `apply`, under the write lock, like the documents.
+    pub fn keywords(&self) -> &KeywordIndex {
+        &self.keywords
     }
 
     pub fn document_count(&self) -> usize {
@@ -251,7 +308,7 @@ impl Collection {
             .read()
             .expect("lock")
             .get(id)
-            .cloned()
+            .map(|e| e.chunks.clone())
             .unwrap_or_default()
     }
 
@@ -273,7 +330,11 @@ impl Collection {
             for c in &ids {
                 chunks.insert(*c, doc.clone());
             }
-            let old = docs.insert(doc.id.clone(), ids);
+            let entry = DocEntry {
+                doc: doc.clone(),
+                chunks: ids,
+            };
+            let old = docs.insert(doc.id.clone(), entry).map(|e| e.chunks);
             if let Some(old) = &old {
                 for c in old {
                     chunks.remove(c);
@@ -291,7 +352,12 @@ impl Collection {
 
     /// Applies a committed delete to memory.
     pub fn apply_delete(&self, id: &str) {
-        let removed = self.docs.write().expect("lock").remove(id);
+        let removed = self
+            .docs
+            .write()
+            .expect("lock")
+            .remove(id)
+            .map(|e| e.chunks);
         if let Some(old) = removed {
             let mut chunks = self.chunks.write().expect("lock");
             for c in &old {
@@ -319,6 +385,12 @@ impl Collection {
     /// for turning chunk hits into document hits).
     pub fn with_chunks<R>(&self, f: impl FnOnce(&HashMap<u64, Arc<DocRef>>) -> R) -> R {
         f(&self.chunks.read().expect("lock"))
+    }
+
+    /// Runs `f` with the document map read-locked (for filtering documents
+    /// that keyword search found).
+    pub fn with_documents<R>(&self, f: impl FnOnce(&HashMap<Arc<str>, DocEntry>) -> R) -> R {
+        f(&self.docs.read().expect("lock"))
     }
 
     /// Average chunks per document, so queries can ask the graph for enough

@@ -9,7 +9,15 @@ fn main() {
         .init();
     let cli = engram_db::cli::Cli::parse();
     if let Err(e) = engram_db::cli::run(cli) {
-        eprintln!("error: {e:#}");
+        // The chain of causes, leaving out a cause whose text an outer
+        // message already carries (errors that quote their source).
+        let mut message = e.to_string();
+        for cause in e.chain().skip(1).map(|c| c.to_string()) {
+            if !message.contains(&cause) {
+                message = format!("{message}: {cause}");
+            }
+        }
+        eprintln!("error: {message}");
         std::process::exit(1);
     }
 }

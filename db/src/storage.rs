@@ -7,6 +7,12 @@
 //! - `documents`:   name \0 doc id -> document record (JSON: text, metadata, chunk ids)
 //! - `vectors`:     name \0 chunk id (u64 big-endian) -> vector record (binary)
 //! - `meta`:        "seq" -> the last sequence number used (u64 big-endian)
+//! - `keywords`:    the BM25 inverted index of each collection's texts:
+//!   name \0 'p' term \0 doc id -> term frequency (u32 LE), one posting per key;
+//!   name \0 'n' doc id -> the document's length in terms (u32 LE);
+//!   name \0 's' -> collection stats: documents, total terms (two u64 LE).
+//!   Written in the same batch as the document, so the index can never
+//!   disagree with the documents after a crash.
 
 use std::path::Path;
 
@@ -22,6 +28,7 @@ const CF_COLLECTIONS: &str = "collections";
 const CF_DOCUMENTS: &str = "documents";
 const CF_VECTORS: &str = "vectors";
 const CF_META: &str = "meta";
+const CF_KEYWORDS: &str = "keywords";
 const SEQ_KEY: &[u8] = b"seq";
 /// Meta key (inside a collection's range) of its corpus context.
 const CONTEXT_KEY: &[u8] = b"context";
@@ -99,6 +106,99 @@ impl VectorRecord {
     }
 }
 
+/// Tags of the three kinds of keyword records (they sort 'n' < 'p' < 's', so a
+/// scan sees every document length before any posting).
+const KW_LENGTH: u8 = b'n';
+const KW_POSTING: u8 = b'p';
+const KW_STATS: u8 = b's';
+
+/// A collection's keyword-index totals, the N and average length of BM25.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeywordStats {
+    pub documents: u64,
+    pub total_terms: u64,
+}
+
+impl KeywordStats {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16);
+        v.extend_from_slice(&self.documents.to_le_bytes());
+        v.extend_from_slice(&self.total_terms.to_le_bytes());
+        v
+    }
+
+    fn decode(value: &[u8]) -> Result<Self> {
+        let (a, b) = value
+            .split_at_checked(8)
+            .filter(|(_, b)| b.len() == 8)
+            .ok_or_else(|| Error::Corrupt("keyword stats are not 16 bytes".into()))?;
+        Ok(KeywordStats {
+            documents: u64::from_le_bytes(a.try_into().expect("8 bytes")),
+            total_terms: u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// One record of a collection's keyword index, as scanned at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeywordRecord {
+    Length { doc: String, terms: u32 },
+    Posting { term: String, doc: String, tf: u32 },
+    Stats(KeywordStats),
+}
+
+fn posting_key(coll: &str, term: &str, doc: &str) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(2 + term.len() + doc.len());
+    rest.push(KW_POSTING);
+    rest.extend_from_slice(term.as_bytes());
+    rest.push(0);
+    rest.extend_from_slice(doc.as_bytes());
+    key(coll, &rest)
+}
+
+fn length_key(coll: &str, doc: &str) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(1 + doc.len());
+    rest.push(KW_LENGTH);
+    rest.extend_from_slice(doc.as_bytes());
+    key(coll, &rest)
+}
+
+fn u32_value(v: &[u8]) -> Result<u32> {
+    let b: [u8; 4] = v
+        .try_into()
+        .map_err(|_| Error::Corrupt("keyword record value is not 4 bytes".into()))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+impl KeywordRecord {
+    /// Parses a key (after the collection prefix) and its value.
+    fn decode(rest: &[u8], value: &[u8]) -> Result<Self> {
+        let utf8 = |b: &[u8]| {
+            String::from_utf8(b.to_vec())
+                .map_err(|_| Error::Corrupt("keyword record is not UTF-8".into()))
+        };
+        match rest.split_first() {
+            Some((&KW_LENGTH, doc)) => Ok(KeywordRecord::Length {
+                doc: utf8(doc)?,
+                terms: u32_value(value)?,
+            }),
+            Some((&KW_POSTING, term_doc)) => {
+                let at = term_doc
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or_else(|| Error::Corrupt("posting key has no separator".into()))?;
+                Ok(KeywordRecord::Posting {
+                    term: utf8(&term_doc[..at])?,
+                    doc: utf8(&term_doc[at + 1..])?,
+                    tf: u32_value(value)?,
+                })
+            }
+            Some((&KW_STATS, [])) => Ok(KeywordRecord::Stats(KeywordStats::decode(value)?)),
+            _ => Err(Error::Corrupt("unknown keyword record".into())),
+        }
+    }
+}
+
 /// Key of a record inside a collection: the name, a NUL, then the record key.
 /// Collection names never contain NUL, so prefixes never collide.
 fn key(collection: &str, rest: &[u8]) -> Vec<u8> {
@@ -135,9 +235,15 @@ impl Storage {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        let cfs = [CF_COLLECTIONS, CF_DOCUMENTS, CF_VECTORS, CF_META]
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = [
+            CF_COLLECTIONS,
+            CF_DOCUMENTS,
+            CF_VECTORS,
+            CF_META,
+            CF_KEYWORDS,
+        ]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         Ok(Storage { db })
     }
@@ -186,7 +292,7 @@ impl Storage {
     pub fn delete_collection(&self, batch: &mut Batch, name: &str) {
         batch.inner.delete_cf(self.cf(CF_COLLECTIONS), name);
         let (start, end) = collection_range(name);
-        for cf in [CF_DOCUMENTS, CF_VECTORS, CF_META] {
+        for cf in [CF_DOCUMENTS, CF_VECTORS, CF_KEYWORDS, CF_META] {
             batch.inner.delete_range_cf(self.cf(cf), &start, &end);
         }
     }
@@ -285,6 +391,62 @@ impl Storage {
             Some(v) => Ok(Some(VectorRecord::decode(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Records that `doc` has `tf` occurrences of `term`.
+    pub fn put_posting(&self, batch: &mut Batch, coll: &str, term: &str, doc: &str, tf: u32) {
+        batch.inner.put_cf(
+            self.cf(CF_KEYWORDS),
+            posting_key(coll, term, doc),
+            tf.to_le_bytes(),
+        );
+    }
+
+    pub fn delete_posting(&self, batch: &mut Batch, coll: &str, term: &str, doc: &str) {
+        batch
+            .inner
+            .delete_cf(self.cf(CF_KEYWORDS), posting_key(coll, term, doc));
+    }
+
+    /// Records that `doc` is in the keyword index with `terms` terms.
+    pub fn put_keyword_length(&self, batch: &mut Batch, coll: &str, doc: &str, terms: u32) {
+        batch.inner.put_cf(
+            self.cf(CF_KEYWORDS),
+            length_key(coll, doc),
+            terms.to_le_bytes(),
+        );
+    }
+
+    pub fn delete_keyword_length(&self, batch: &mut Batch, coll: &str, doc: &str) {
+        batch
+            .inner
+            .delete_cf(self.cf(CF_KEYWORDS), length_key(coll, doc));
+    }
+
+    pub fn put_keyword_stats(&self, batch: &mut Batch, coll: &str, stats: KeywordStats) {
+        batch
+            .inner
+            .put_cf(self.cf(CF_KEYWORDS), key(coll, &[KW_STATS]), stats.encode());
+    }
+
+    /// The collection's keyword stats; `None` when its keyword index was never
+    /// written (a database from before keyword search).
+    pub fn keyword_stats(&self, coll: &str) -> Result<Option<KeywordStats>> {
+        self.db
+            .get_pinned_cf(self.cf(CF_KEYWORDS), key(coll, &[KW_STATS]))?
+            .map(|v| KeywordStats::decode(&v))
+            .transpose()
+    }
+
+    /// Every keyword record of a collection: lengths, then postings, then stats.
+    pub fn scan_keywords(
+        &self,
+        coll: &str,
+        mut each: impl FnMut(KeywordRecord) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(CF_KEYWORDS, coll, |rest, v| {
+            each(KeywordRecord::decode(rest, v)?)
+        })
     }
 
     /// Every document of a collection, in key order (used at start-up).

@@ -155,6 +155,17 @@ fn cli_import_query_backup_restore() {
     let (ok, out) = engram(&["query", "docs", "What is the French capital?", "-k", "1"]);
     assert!(ok, "{out}");
     assert!(out.contains("paris"), "{out}");
+    let (ok, out) = engram(&["query", "docs", "programming language", "--mode", "keyword"]);
+    assert!(
+        ok && out.contains("rust") && out.contains("(1 hits"),
+        "{out}"
+    );
+    let (ok, out) = engram(&[
+        "query", "docs", "felines", "--mode", "hybrid", "--fusion", "rrf", "-k", "1",
+    ]);
+    assert!(ok && out.contains("cats"), "{out}");
+    let (ok, out) = engram(&["query", "docs", "x", "--mode", "fuzzy"]);
+    assert!(!ok && out.contains("vector, keyword or hybrid"), "{out}");
     let (ok, out) = engram(&["collections", "list"]);
     assert!(
         ok && out.contains("docs") && out.contains("minilm"),
@@ -198,4 +209,104 @@ fn cli_import_query_backup_restore() {
         json!({"text": "purring pets", "k": 1}),
     );
     assert_eq!(q.body["hits"][0]["id"], "cats", "{:?}", q.body);
+}
+
+/// Keyword and hybrid search on a bring-your-own-vector collection whose
+/// documents keep their text (no model needed): BM25 order, filters, the
+/// index following overwrites and deletes, and surviving a kill -9.
+#[test]
+fn keyword_and_hybrid_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &["--lazy-models"], &[]);
+    assert_eq!(s.put("/collections/k", json!({"dimension": 2})).status, 200);
+    let docs = json!({"documents": [
+        {"id": "a", "vector": [1.0, 0.0], "text": "The Zürich tram network. Trams everywhere, trams!", "metadata": {"city": "zurich"}},
+        {"id": "b", "vector": [0.0, 1.0], "text": "A tram in Basel.", "metadata": {"city": "basel"}},
+        {"id": "c", "vector": [0.7, 0.7], "text": "Bicycles in Copenhagen.", "metadata": {"city": "copenhagen"}},
+        {"id": "v", "vector": [0.9, 0.1]}
+    ]});
+    assert_eq!(s.post("/collections/k/documents", docs).status, 200);
+    let keyword = |s: &Server, body: serde_json::Value| {
+        let mut body = body;
+        body["mode"] = json!("keyword");
+        let r = s.post("/collections/k/query", body);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r
+    };
+
+    // "trams" stems to "tram"; a says it three times, b once; c and v share nothing.
+    let r = keyword(&s, json!({"text": "TRAMS"}));
+    assert_eq!(hit_ids(&r), ["a", "b"]);
+    assert!(
+        r.body["hits"][0]["score"].as_f64().unwrap() > r.body["hits"][1]["score"].as_f64().unwrap()
+    );
+    assert_eq!(r.body["hits"][0]["metadata"]["city"], "zurich");
+    let span = &r.body["hits"][0]["chunk"];
+    assert_eq!(
+        (span["start"].as_u64(), span["end"].as_u64()),
+        (Some(0), Some(50))
+    );
+    assert_eq!(hit_ids(&keyword(&s, json!({"text": "zürich"}))), ["a"]);
+    let r = keyword(
+        &s,
+        json!({"text": "tram", "filter": {"key": "city", "eq": "basel"}}),
+    );
+    assert_eq!(hit_ids(&r), ["b"]);
+    assert!(hit_ids(&keyword(&s, json!({"text": "submarine"}))).is_empty());
+
+    // Hybrid: the vector [1, 0] is nearest to a, then v, c, b; keyword finds a
+    // and b. Weighted fusion (w = 0.4): a = 0.4 + 0.6 = 1; b = 0 + 0.6 * norm_kw(b) = 0.
+    let r = s.post(
+        "/collections/k/query",
+        json!({"mode": "hybrid", "text": "tram", "vector": [1.0, 0.0], "k": 4}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(hit_ids(&r)[0], "a");
+    assert!((r.body["hits"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    let r = s.post(
+        "/collections/k/query",
+        json!({"mode": "hybrid", "text": "tram", "vector": [1.0, 0.0], "k": 4,
+               "fusion": {"method": "rrf", "k": 60}, "filter": {"key": "city", "in": ["basel", "copenhagen"]}}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // b: 1/62 (vector rank 2) + 1/61 (keyword rank 1); c: 1/61 (vector rank 1)
+    assert_eq!(hit_ids(&r), ["b", "c"]);
+
+    // Overwrite a (the old text's terms go) and delete b.
+    let r = s.post(
+        "/collections/k/documents",
+        json!({"documents": [{"id": "a", "vector": [1.0, 0.0], "text": "Ferries of Zürich"}]}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(s.delete("/collections/k/documents/b").status, 204);
+    assert!(hit_ids(&keyword(&s, json!({"text": "tram"}))).is_empty());
+    assert_eq!(hit_ids(&keyword(&s, json!({"text": "ferry"}))), ["a"]);
+    let info = s.get("/collections/k").body;
+    assert_eq!(
+        (
+            info["documents"].as_u64(),
+            info["keyword_documents"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
+
+    // The keyword index is in RocksDB: a crash and a restart change nothing.
+    let before =
+        keyword(&s, json!({"text": "ferries zurich zürich copenhagen"})).body["hits"].clone();
+    s.restart();
+    let after =
+        keyword(&s, json!({"text": "ferries zurich zürich copenhagen"})).body["hits"].clone();
+    assert_eq!(before, after);
+    assert_eq!(
+        hit_ids(&keyword(&s, json!({"text": "tram"}))),
+        Vec::<&str>::new()
+    );
+
+    let spec = s.get("/openapi.json").body;
+    for schema in ["QueryMode", "Fusion"] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! An acknowledged write survives `kill -9`: stream inserts, kill the server at
-//! a random moment, restart, and find every acknowledged document.
+//! a random moment, restart, and find every acknowledged document, by its
+//! vector and by its text (the keyword index).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,7 @@ fn acknowledged_writes_survive_kill_9() {
                 std::thread::spawn(move || {
                     let mut n = start;
                     while !stop.load(Ordering::Relaxed) {
-                        let doc = json!({"documents": [{"id": format!("d{n}"), "vector": vector_for(n), "metadata": {"n": n}}]});
+                        let doc = json!({"documents": [{"id": format!("d{n}"), "vector": vector_for(n), "text": format!("token{n} shared words"), "metadata": {"n": n}}]});
                         match ureq::post(&url).timeout(Duration::from_secs(60)).send_json(doc) {
                             Ok(_) => acked.lock().unwrap().push(n),
                             // A live server refusing a valid write is a bug, not a crash.
@@ -91,6 +92,16 @@ fn acknowledged_writes_survive_kill_9() {
                 json!({"vector": vector_for(*n), "k": 1, "ef": 200}),
             );
             assert_eq!(q.body["hits"][0]["id"], format!("d{n}"), "round {round}");
+            // ... and by its text, through the keyword index written in the same batch.
+            let q = server.post(
+                "/collections/crash/query",
+                json!({"mode": "keyword", "text": format!("token{n}"), "k": 1}),
+            );
+            assert_eq!(
+                q.body["hits"][0]["id"],
+                format!("d{n}"),
+                "round {round}: keyword"
+            );
         }
     }
     eprintln!(

@@ -9,8 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::client::Client;
-use super::{Cli, CollectionsAction, Command, ModelsAction, Remote, ServeArgs};
-use crate::api_types::{CollectionInfo, DocumentInput, QueryResponse, UpsertResponse};
+use super::{
+    Cli, CollectionsAction, Command, EvalAction, FusionArgs, ModelsAction, Remote, ServeArgs,
+};
+use crate::api_types::{CollectionInfo, DocumentInput, QueryMode, QueryResponse, UpsertResponse};
 use crate::config::{Overrides, ServerConfig};
 use crate::engine::{Engine, DEFAULT_EMBEDDER};
 use crate::server::{BackupResponse, ServerBuilder};
@@ -31,8 +33,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             text,
             k,
             filter,
+            mode,
+            fusion,
             remote,
-        } => query(&client(&remote), &collection, &text, k, filter.as_deref()),
+        } => {
+            let search = Search {
+                text: &text,
+                k,
+                filter: filter.as_deref(),
+                mode,
+                fusion: &fusion,
+            };
+            query(&client(&remote), &collection, &search)
+        }
+        Command::Eval {
+            action: EvalAction::Retrieval(args),
+        } => super::eval::retrieval(&args),
         Command::Hot {
             collection,
             k,
@@ -293,16 +309,22 @@ fn import(
     Ok(())
 }
 
-fn query(
-    client: &Client,
-    collection: &str,
-    text: &str,
+/// What `engram query` asks for.
+struct Search<'a> {
+    text: &'a str,
     k: usize,
-    filter: Option<&str>,
-) -> anyhow::Result<()> {
-    let mut body = json!({ "text": text, "k": k });
-    if let Some(f) = filter {
+    filter: Option<&'a str>,
+    mode: QueryMode,
+    fusion: &'a FusionArgs,
+}
+
+fn query(client: &Client, collection: &str, search: &Search<'_>) -> anyhow::Result<()> {
+    let mut body = json!({ "text": search.text, "k": search.k, "mode": search.mode });
+    if let Some(f) = search.filter {
         body["filter"] = serde_json::from_str(f).context("--filter is not valid JSON")?;
+    }
+    if search.mode == QueryMode::Hybrid {
+        body["fusion"] = json!(search.fusion.fusion());
     }
     let r: QueryResponse = client.call(
         "POST",

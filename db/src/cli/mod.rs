@@ -4,13 +4,18 @@
 
 mod client;
 mod commands;
+mod eval;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
+
+use crate::api_types::QueryMode;
+use crate::eval::Dataset;
+use crate::fusion::Fusion;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +72,11 @@ pub enum Command {
         /// A metadata filter as JSON, e.g. '{"key":"lang","eq":"en"}'.
         #[arg(long)]
         filter: Option<String>,
+        /// vector (embeddings), keyword (BM25) or hybrid (both, fused).
+        #[arg(long, default_value = "vector")]
+        mode: QueryMode,
+        #[command(flatten)]
+        fusion: FusionArgs,
         #[command(flatten)]
         remote: Remote,
     },
@@ -82,6 +92,11 @@ pub enum Command {
         top: usize,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Measure quality on local data (no server needed).
+    Eval {
+        #[command(subcommand)]
+        action: EvalAction,
     },
     /// Take a consistent online backup into DIR (a path on the server's machine).
     Backup {
@@ -159,6 +174,87 @@ pub enum CollectionsAction {
         #[arg(long)]
         no_wait: bool,
     },
+}
+
+/// How hybrid queries merge the vector and keyword rankings.
+#[derive(Args, Debug, Clone)]
+pub struct FusionArgs {
+    /// Fusion of hybrid queries: weighted (normalised scores) or rrf (reciprocal rank).
+    #[arg(long, value_enum, default_value_t = FusionMethod::Weighted)]
+    pub fusion: FusionMethod,
+    /// Weighted fusion: the vector score's weight, in [0, 1].
+    #[arg(long, default_value_t = crate::fusion::DEFAULT_VECTOR_WEIGHT)]
+    pub vector_weight: f32,
+    /// RRF's k: larger values flatten the lead of the first ranks.
+    #[arg(long, default_value_t = crate::fusion::DEFAULT_RRF_K)]
+    pub rrf_k: f32,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusionMethod {
+    Rrf,
+    Weighted,
+}
+
+impl FusionArgs {
+    pub fn fusion(&self) -> Fusion {
+        match self.fusion {
+            FusionMethod::Rrf => Fusion::Rrf { k: self.rrf_k },
+            FusionMethod::Weighted => Fusion::Weighted {
+                vector_weight: self.vector_weight,
+            },
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalAction {
+    /// Retrieval quality on Quoref or DROP: every passage is inserted into a
+    /// temporary collection and every question asked; a question's own passage
+    /// is its relevant document. Prints nDCG@10, recall@1, recall@10, MRR@10.
+    Retrieval(EvalRetrievalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRetrievalArgs {
+    #[arg(long, value_enum)]
+    pub dataset: Dataset,
+    /// The dataset file [default: ~/.cache/engram/data/DATASET.jsonl, written by scripts/extract_quoref.py].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Text encoder of the collection (see `engram_embedder::ENCODER_NAMES`).
+    #[arg(long, default_value = crate::engine::DEFAULT_EMBEDDER)]
+    pub encoder: String,
+    /// vector, keyword, hybrid, or all (the three, one after the other).
+    #[arg(long, default_value = "all", value_parser = parse_modes)]
+    pub mode: ModeList,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    /// Use only the first N passages (and their questions).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Also compare fusion settings for hybrid mode (weighted w = 0.1 ... 0.9,
+    /// RRF k = 1, 10, 60) from one pass of vector and keyword queries.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The query modes an evaluation runs.
+#[derive(Debug, Clone)]
+pub struct ModeList(pub Vec<QueryMode>);
+
+fn parse_modes(s: &str) -> Result<ModeList, String> {
+    if s == "all" {
+        return Ok(ModeList(QueryMode::ALL.to_vec()));
+    }
+    s.split(',')
+        .map(|m| m.trim().parse::<QueryMode>())
+        .collect::<Result<_, _>>()
+        .map(ModeList)
+        .map_err(|e| format!("{e} (or all)"))
 }
 
 #[derive(Subcommand, Debug)]

@@ -16,14 +16,15 @@ use crate::collection::{
     validate_name, Collection, CollectionConfig, ContextJob, DocumentRecord, NewChunk,
 };
 use crate::error::{Error, LimitKind, Result};
-use crate::filter::Filter;
 use crate::index::IndexParams;
+use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::limits::{check, Limits};
 use crate::storage::{Storage, VectorRecord};
 use crate::validate;
 
-/// A search result before it becomes a hit: (chunk id, score, document id).
-type RankedChunk = (u64, f32, Arc<str>);
+mod query;
+
+pub use query::hybrid_depth;
 
 /// The default text encoder of new collections and of `/embed`.
 pub const DEFAULT_EMBEDDER: &str = "minilm";
@@ -49,6 +50,8 @@ struct PreparedDoc {
     text: Option<String>,
     metadata: Value,
     chunks: Vec<VectorRecord>,
+    /// The text's BM25 terms (none without text).
+    terms: Option<DocTerms>,
 }
 
 impl Engine {
@@ -352,6 +355,10 @@ impl Engine {
         }
         check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
         let (mut prepared, version) = self.prepare(&coll, docs)?;
+        let mut keywords = KeywordUpdate::default();
+        for doc in &mut prepared {
+            keywords.set(&doc.id, doc.terms.take());
+        }
 
         let _writer = self.lock_for_write(&coll)?;
         if version != coll.context_version() {
@@ -389,6 +396,8 @@ impl Engine {
             replaced.insert(doc.id.as_str(), ids.clone());
             chunk_ids.push(ids);
         }
+        coll.keywords()
+            .write(&keywords, &self.storage, &mut batch, name);
         self.storage.put_seq(&mut batch, max_id);
         let synced = coll.config.durability == crate::collection::Durability::Sync;
         self.storage.commit(batch, synced)?;
@@ -404,6 +413,7 @@ impl Engine {
                 .collect();
             coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
         }
+        coll.keywords().apply(keywords);
         coll.maybe_compact(&self.storage)?;
         self.maybe_start_first_context(&coll)?;
         Ok(UpsertResponse {
@@ -516,6 +526,7 @@ impl Engine {
                 }
                 PreparedDoc {
                     id,
+                    terms: d.text.as_deref().map(DocTerms::from_text),
                     text: d.text,
                     metadata: d.metadata.unwrap_or(Value::Object(Default::default())),
                     chunks,
@@ -568,116 +579,16 @@ impl Engine {
             self.storage.delete_vector(&mut batch, name, c);
         }
         self.storage.delete_document(&mut batch, name, id);
+        let mut keywords = KeywordUpdate::default();
+        keywords.set(id, None);
+        coll.keywords()
+            .write(&keywords, &self.storage, &mut batch, name);
         let synced = coll.config.durability == crate::collection::Durability::Sync;
         self.storage.commit(batch, synced)?;
         coll.apply_delete(id);
+        coll.keywords().apply(keywords);
         coll.maybe_compact(&self.storage)?;
         Ok(())
-    }
-
-    /// Nearest documents to a text or vector query. A document's score is its
-    /// best chunk's score.
-    pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
-        let started = Instant::now();
-        let coll = self.collection(name)?;
-        let cfg = &coll.config;
-        let k = req.k.unwrap_or(10);
-        validate::top_k(k, &self.limits)?;
-        let ef = req.ef.unwrap_or(cfg.ef_search);
-        check(LimitKind::Ef, ef, self.limits.max_ef)?;
-        let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
-        let query = match (&req.text, &req.vector, &cfg.embedder) {
-            (Some(_), Some(_), _) => {
-                return Err(Error::invalid(
-                    "query",
-                    "send either 'text' or 'vector', not both",
-                ))
-            }
-            (Some(t), None, Some(_)) => {
-                validate::text("text", t, &self.limits)?;
-                // Embed with the context the index was built under: if a new one was
-                // swapped in meanwhile, embed again (at most a few times in a row).
-                let mut attempts = 0;
-                loop {
-                    let (encoder, version) = self.text_encoder(&coll)?;
-                    let v = encoder.embed(&[t.as_str()])?.remove(0);
-                    attempts += 1;
-                    if version == coll.context_version() || attempts == 3 {
-                        break v;
-                    }
-                }
-            }
-            (Some(_), None, None) => {
-                return Err(Error::invalid(
-                    "text",
-                    format!("collection '{name}' has no embedder; query it with a vector"),
-                ))
-            }
-            (None, Some(v), _) => {
-                validate::vector("vector", name, v, cfg.dimension, cfg.distance)?;
-                v.clone()
-            }
-            (None, None, _) => return Err(Error::invalid("query", "send 'text' or 'vector'")),
-        };
-
-        let index = coll.index();
-        // Ask for enough chunks to fill k distinct documents.
-        let want =
-            ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
-        let ranked: Vec<RankedChunk> = coll.with_chunks(|chunks| {
-            let keep = |id: u64| match (&filter, chunks.get(&id)) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some(f), Some(doc)) => f.matches(&doc.metadata),
-            };
-            let found = index.search_filtered(&query, want, ef.max(want), &keep);
-            let mut seen = std::collections::HashSet::new();
-            found
-                .into_iter()
-                .filter_map(|(id, score)| {
-                    let doc = chunks.get(&id)?;
-                    seen.insert(doc.id.clone())
-                        .then(|| (id, score, doc.id.clone()))
-                })
-                .take(k)
-                .collect()
-        });
-
-        let mut hits = Vec::with_capacity(ranked.len());
-        for (chunk_id, score, doc_id) in ranked {
-            let Some(chunk) = self.storage.get_vector(name, chunk_id)? else {
-                continue; // deleted between the search and now
-            };
-            let needs_doc = req.includes(Include::Text) || req.includes(Include::Metadata);
-            let rec: Option<DocumentRecord> = if needs_doc {
-                self.storage.get_document(name, &doc_id)?
-            } else {
-                None
-            };
-            hits.push(Hit {
-                id: doc_id.to_string(),
-                score,
-                chunk: ChunkSpan {
-                    index: chunk.chunk_index,
-                    start: chunk.start,
-                    end: chunk.end,
-                },
-                text: rec
-                    .as_ref()
-                    .filter(|_| req.includes(Include::Text))
-                    .and_then(|r| r.text.clone()),
-                metadata: rec
-                    .filter(|_| req.includes(Include::Metadata))
-                    .map(|r| r.metadata),
-                vector: req.includes(Include::Vector).then_some(chunk.vector),
-            });
-        }
-        coll.hits
-            .record(&self.storage, name, hits.iter().map(|h| h.id.as_str()));
-        Ok(QueryResponse {
-            hits,
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
     }
 
     /// The collection's document clusters ranked by recent query hits (see `hot`).
@@ -764,6 +675,7 @@ fn info(coll: &Collection) -> CollectionInfo {
         documents: coll.document_count(),
         vectors,
         vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+        keyword_documents: coll.keywords().len(),
         corpus_context: coll.config.embedder.as_deref().and_then(|e| {
             matches!(EncoderKind::parse(e), Ok(EncoderKind::Contextual(_))).then(|| {
                 let context = coll.context();
@@ -848,5 +760,107 @@ mod tests {
         for (h, (score, _)) in hits.iter().zip(&expected) {
             assert!((h.score - score).abs() < 1e-4);
         }
+    }
+
+    fn keyword_ids(e: &Engine, text: &str) -> Vec<String> {
+        let req = QueryRequest {
+            text: Some(text.to_string()),
+            mode: Some(QueryMode::Keyword),
+            ..Default::default()
+        };
+        e.query("t", &req)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    }
+
+    fn doc(id: &str, text: Option<&str>) -> DocumentInput {
+        DocumentInput {
+            id: Some(id.to_string()),
+            text: text.map(String::from),
+            vector: Some(vec![1.0, 0.5]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keyword_index_follows_overwrites_deletes_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let e = engine(dir.path());
+            let req = CreateCollection {
+                dimension: Some(2),
+                ..Default::default()
+            };
+            e.create_collection("t", req).unwrap();
+            // The same id twice in one batch: the later document wins.
+            let batch = vec![
+                doc("a", Some("alpha beta")),
+                doc("b", Some("alpha")),
+                doc("a", Some("gamma")),
+            ];
+            e.upsert("t", batch).unwrap();
+            assert_eq!(keyword_ids(&e, "alpha"), ["b"]);
+            assert_eq!(keyword_ids(&e, "gamma"), ["a"]);
+            // Text removed by an overwrite without text; then a delete.
+            e.upsert("t", vec![doc("a", None)]).unwrap();
+            assert!(keyword_ids(&e, "gamma").is_empty());
+            e.upsert("t", vec![doc("c", Some("alpha delta"))]).unwrap();
+            e.delete_document("t", "b").unwrap();
+            assert_eq!(keyword_ids(&e, "alpha"), ["c"]);
+        }
+        let e = engine(dir.path());
+        assert_eq!(keyword_ids(&e, "alpha delta beta gamma"), ["c"]);
+        assert_eq!(e.collection("t").unwrap().keywords().len(), 1);
+    }
+
+    #[test]
+    fn a_database_from_before_keyword_search_gets_its_index_built() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What the store held before keyword search: no `keywords` records.
+            let storage = Storage::open(dir.path()).unwrap();
+            let e = engine(tempfile::tempdir().unwrap().path());
+            let config = e
+                .create_collection(
+                    "t",
+                    CreateCollection {
+                        dimension: Some(2),
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+                .config;
+            let mut batch = storage.batch();
+            storage.put_collection(&mut batch, "t", &config);
+            for (n, text) in ["old text", "older text"].iter().enumerate() {
+                let rec = DocumentRecord {
+                    text: Some(text.to_string()),
+                    metadata: json!({}),
+                    chunks: vec![n as u64 + 1],
+                    seq: 1,
+                };
+                storage.put_document(&mut batch, "t", &format!("d{n}"), &rec);
+                let vector = VectorRecord {
+                    doc_id: format!("d{n}"),
+                    chunk_index: 0,
+                    start: 0,
+                    end: text.len() as u32,
+                    vector: vec![1.0, 0.5],
+                    context: 0,
+                };
+                storage.put_vector(&mut batch, "t", n as u64 + 1, &vector);
+            }
+            storage.commit(batch, true).unwrap();
+        }
+        let e = engine(dir.path());
+        assert_eq!(keyword_ids(&e, "older"), ["d1"]);
+        assert_eq!(keyword_ids(&e, "text").len(), 2);
+        drop(e);
+        // Built once and stored: a second open loads it.
+        let storage = Storage::open(dir.path()).unwrap();
+        assert!(storage.keyword_stats("t").unwrap().is_some());
     }
 }

@@ -1,0 +1,352 @@
+//! Queries: vector, keyword (BM25) and hybrid search over one collection, and
+//! turning a ranking of documents into hits.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Engine;
+use crate::api_types::{ChunkSpan, Hit, Include, QueryMode, QueryRequest, QueryResponse};
+use crate::collection::{Collection, DocumentRecord};
+use crate::error::{Error, LimitKind, Result};
+use crate::filter::Filter;
+use crate::fusion::Fusion;
+use crate::index::Metric;
+use crate::keyword::tokenize;
+use crate::limits::check;
+use crate::storage::VectorRecord;
+use crate::validate;
+
+/// A ranked document: its id, its score, and its best chunk when the vector
+/// index found it.
+struct Ranked {
+    id: Arc<str>,
+    score: f32,
+    chunk: Option<u64>,
+}
+
+/// What a request asks of the indexes, once validated.
+enum Plan<'a> {
+    Vector(Vec<f32>),
+    Keyword(&'a str),
+    Hybrid {
+        vector: Vec<f32>,
+        text: &'a str,
+        fusion: Fusion,
+    },
+}
+
+/// How many documents each side of a hybrid query hands to fusion: a document
+/// ranked just below k by both sides may well belong in the fused top k.
+pub fn hybrid_depth(k: usize) -> usize {
+    (k * 3).max(30)
+}
+
+impl Engine {
+    /// The best documents for a query. Vector mode: nearest chunks, a
+    /// document scoring as its best chunk. Keyword mode: BM25 over document
+    /// texts. Hybrid: both rankings fused. The filter applies to every mode.
+    pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
+        let started = Instant::now();
+        let coll = self.collection(name)?;
+        let k = req.k.unwrap_or(10);
+        validate::top_k(k, &self.limits)?;
+        let ef = req.ef.unwrap_or(coll.config.ef_search);
+        check(LimitKind::Ef, ef, self.limits.max_ef)?;
+        let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
+        let filter = filter.as_ref();
+
+        let ranked = match self.plan(&coll, req)? {
+            Plan::Vector(q) => vector_ranking(&coll, &q, k, ef, filter),
+            Plan::Keyword(text) => keyword_ranking(&coll, text, k, filter),
+            Plan::Hybrid {
+                vector,
+                text,
+                fusion,
+            } => {
+                let depth = hybrid_depth(k);
+                let v = vector_ranking(&coll, &vector, depth, ef, filter);
+                let kw = keyword_ranking(&coll, text, depth, filter);
+                fuse(fusion, coll.config.distance, &v, &kw, k)
+            }
+        };
+        let terms: HashSet<String> = req
+            .text
+            .as_deref()
+            .map(|t| tokenize(t).into_iter().collect())
+            .unwrap_or_default();
+        let mut hits = Vec::with_capacity(ranked.len());
+        for r in ranked {
+            if let Some(hit) = self.hit(&coll, req, r, &terms)? {
+                hits.push(hit);
+            }
+        }
+        coll.hits
+            .record(&self.storage, name, hits.iter().map(|h| h.id.as_str()));
+        Ok(QueryResponse {
+            hits,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// Checks that the request's fields fit its mode and the collection, and
+    /// embeds the query text where the vector side needs it.
+    fn plan<'a>(&self, coll: &Collection, req: &'a QueryRequest) -> Result<Plan<'a>> {
+        let cfg = &coll.config;
+        let name = &cfg.name;
+        let mode = req.mode.unwrap_or_default();
+        if req.fusion.is_some() && mode != QueryMode::Hybrid {
+            return Err(Error::invalid(
+                "fusion",
+                format!(
+                    "fusion only applies to mode 'hybrid', not '{}'; drop it or set \"mode\": \"hybrid\"",
+                    mode.as_str()
+                ),
+            ));
+        }
+        let own_vector = |v: &Vec<f32>| -> Result<Vec<f32>> {
+            validate::vector("vector", name, v, cfg.dimension, cfg.distance)?;
+            Ok(v.clone())
+        };
+        let text = |t: &'a String| -> Result<&'a str> {
+            validate::text("text", t, &self.limits)?;
+            Ok(t.as_str())
+        };
+        match mode {
+            QueryMode::Vector => match (&req.text, &req.vector, &cfg.embedder) {
+                (Some(_), Some(_), _) => Err(Error::invalid(
+                    "query",
+                    "send either 'text' or 'vector', not both (or both with \"mode\": \"hybrid\" on a collection without an embedder)",
+                )),
+                (Some(t), None, Some(_)) => Ok(Plan::Vector(self.embed_query(coll, text(t)?)?)),
+                (Some(_), None, None) => Err(Error::invalid(
+                    "text",
+                    format!("collection '{name}' has no embedder; query it with a vector, or with \"mode\": \"keyword\""),
+                )),
+                (None, Some(v), _) => Ok(Plan::Vector(own_vector(v)?)),
+                (None, None, _) => Err(Error::invalid("query", "send 'text' or 'vector'")),
+            },
+            QueryMode::Keyword => match (&req.text, &req.vector) {
+                (Some(t), None) => Ok(Plan::Keyword(text(t)?)),
+                (_, Some(_)) => Err(Error::invalid(
+                    "vector",
+                    "keyword mode searches text only; drop 'vector', or use mode 'vector' or 'hybrid'",
+                )),
+                (None, None) => Err(Error::invalid("text", "keyword mode needs 'text'")),
+            },
+            QueryMode::Hybrid => {
+                let Some(t) = &req.text else {
+                    return Err(Error::invalid(
+                        "text",
+                        "hybrid mode needs 'text' (the keyword side searches it)",
+                    ));
+                };
+                let t = text(t)?;
+                let vector = match (&req.vector, &cfg.embedder) {
+                    (None, Some(_)) => self.embed_query(coll, t)?,
+                    (Some(v), None) => own_vector(v)?,
+                    (Some(_), Some(e)) => {
+                        return Err(Error::invalid(
+                            "vector",
+                            format!("collection '{name}' embeds text with '{e}'; in hybrid mode send only 'text'"),
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(Error::invalid(
+                            "vector",
+                            format!("collection '{name}' has no embedder; hybrid mode needs 'vector' for the vector side as well as 'text'"),
+                        ))
+                    }
+                };
+                let fusion = req.fusion.unwrap_or_default();
+                fusion.validate()?;
+                Ok(Plan::Hybrid {
+                    vector,
+                    text: t,
+                    fusion,
+                })
+            }
+        }
+    }
+
+    /// Embeds query text with the encoder (and corpus context) the collection's
+    /// index was built under: if a new context was swapped in meanwhile, embeds
+    /// again (at most a few times in a row).
+    fn embed_query(&self, coll: &Collection, text: &str) -> Result<Vec<f32>> {
+        let mut attempts = 0;
+        loop {
+            let (encoder, version) = self.text_encoder(coll)?;
+            let v = encoder.embed(&[text])?.remove(0);
+            attempts += 1;
+            if version == coll.context_version() || attempts == 3 {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Assembles one hit; `None` when the document was deleted meanwhile.
+    fn hit(
+        &self,
+        coll: &Collection,
+        req: &QueryRequest,
+        r: Ranked,
+        terms: &HashSet<String>,
+    ) -> Result<Option<Hit>> {
+        let name = &coll.config.name;
+        let needs_doc =
+            r.chunk.is_none() || req.includes(Include::Text) || req.includes(Include::Metadata);
+        let rec: Option<DocumentRecord> = if needs_doc {
+            match self.storage.get_document(name, &r.id)? {
+                Some(rec) => Some(rec),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let chunk = match (r.chunk, &rec) {
+            (Some(c), _) => self.storage.get_vector(name, c)?,
+            (None, Some(rec)) => self.best_keyword_chunk(name, rec, terms)?,
+            (None, None) => None,
+        };
+        let Some(chunk) = chunk else {
+            return Ok(None);
+        };
+        Ok(Some(Hit {
+            id: r.id.to_string(),
+            score: r.score,
+            chunk: ChunkSpan {
+                index: chunk.chunk_index,
+                start: chunk.start,
+                end: chunk.end,
+            },
+            text: rec
+                .as_ref()
+                .filter(|_| req.includes(Include::Text))
+                .and_then(|r| r.text.clone()),
+            metadata: rec
+                .filter(|_| req.includes(Include::Metadata))
+                .map(|r| r.metadata),
+            vector: req.includes(Include::Vector).then_some(chunk.vector),
+        }))
+    }
+
+    /// The chunk of a document holding the most occurrences of the query's
+    /// terms (the first on ties): where a keyword hit points.
+    fn best_keyword_chunk(
+        &self,
+        coll: &str,
+        rec: &DocumentRecord,
+        terms: &HashSet<String>,
+    ) -> Result<Option<VectorRecord>> {
+        let text = rec.text.as_deref().unwrap_or("");
+        let mut best: Option<(usize, VectorRecord)> = None;
+        for c in &rec.chunks {
+            let Some(chunk) = self.storage.get_vector(coll, *c)? else {
+                continue;
+            };
+            let span = text
+                .get(chunk.start as usize..chunk.end as usize)
+                .unwrap_or("");
+            let count = tokenize(span).iter().filter(|t| terms.contains(*t)).count();
+            if best.as_ref().is_none_or(|(n, _)| count > *n) {
+                best = Some((count, chunk));
+            }
+        }
+        Ok(best.map(|(_, c)| c))
+    }
+}
+
+/// The k nearest documents by their best chunk, filtered inside the graph walk.
+fn vector_ranking(
+    coll: &Collection,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    filter: Option<&Filter>,
+) -> Vec<Ranked> {
+    let index = coll.index();
+    // Ask for enough chunks to fill k distinct documents.
+    let want =
+        ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
+    coll.with_chunks(|chunks| {
+        let keep = |id: u64| match (filter, chunks.get(&id)) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(f), Some(doc)) => f.matches(&doc.metadata),
+        };
+        let found = index.search_filtered(query, want, ef.max(want), &keep);
+        let mut seen = HashSet::new();
+        found
+            .into_iter()
+            .filter_map(|(id, score)| {
+                let doc = chunks.get(&id)?;
+                seen.insert(doc.id.clone()).then(|| Ranked {
+                    id: doc.id.clone(),
+                    score,
+                    chunk: Some(id),
+                })
+            })
+            .take(k)
+            .collect()
+    })
+}
+
+/// The k best documents by BM25 among the live ones the filter accepts.
+fn keyword_ranking(
+    coll: &Collection,
+    text: &str,
+    k: usize,
+    filter: Option<&Filter>,
+) -> Vec<Ranked> {
+    coll.with_documents(|docs| {
+        let keep = |id: &str| {
+            docs.get(id)
+                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.doc.metadata)))
+        };
+        coll.keywords()
+            .search(text, k, &keep)
+            .into_iter()
+            .map(|(id, score)| Ranked {
+                id,
+                score,
+                chunk: None,
+            })
+            .collect()
+    })
+}
+
+/// Fuses the two rankings and keeps the best k; a document keeps the chunk
+/// the vector side found for it.
+fn fuse(
+    fusion: Fusion,
+    metric: Metric,
+    vector: &[Ranked],
+    keyword: &[Ranked],
+    k: usize,
+) -> Vec<Ranked> {
+    // Fusion wants higher-is-better scores; euclidean distances are the opposite.
+    let sign = if metric == Metric::Euclidean {
+        -1.0
+    } else {
+        1.0
+    };
+    let v: Vec<(Arc<str>, f32)> = vector
+        .iter()
+        .map(|r| (r.id.clone(), sign * r.score))
+        .collect();
+    let kw: Vec<(Arc<str>, f32)> = keyword.iter().map(|r| (r.id.clone(), r.score)).collect();
+    let chunks: HashMap<&Arc<str>, u64> = vector
+        .iter()
+        .filter_map(|r| Some((&r.id, r.chunk?)))
+        .collect();
+    fusion
+        .fuse(&v, &kw)
+        .into_iter()
+        .take(k)
+        .map(|(id, score)| Ranked {
+            chunk: chunks.get(&id).copied(),
+            id,
+            score,
+        })
+        .collect()
+}

@@ -1,0 +1,130 @@
+//! The retrieval datasets: passages with the questions they answer, as
+//! `scripts/extract_quoref.py` writes them (one JSON object per line:
+//! `{"id", "text", "questions": [{"question", ...}, ...]}`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A dataset `engram eval retrieval` knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dataset {
+    /// 2,942 Wikipedia passages, 6,500 questions about who did what.
+    Quoref,
+    /// 3,507 passages, 6,500 questions needing counting and arithmetic.
+    Drop,
+}
+
+impl Dataset {
+    /// The name in file names and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Quoref => "quoref",
+            Dataset::Drop => "drop",
+        }
+    }
+
+    /// Where the extraction script puts it: `$ENGRAM_CACHE/data/NAME.jsonl`,
+    /// `~/.cache/engram/data/NAME.jsonl` by default (the script's own rule).
+    pub fn default_path(self) -> PathBuf {
+        let root = std::env::var_os("ENGRAM_CACHE")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+                home.map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."))
+                    .join(".cache")
+                    .join("engram")
+            });
+        root.join("data").join(format!("{}.jsonl", self.name()))
+    }
+}
+
+/// One passage and the questions whose answer it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    pub id: String,
+    pub text: String,
+    pub questions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    id: String,
+    text: String,
+    questions: Vec<Question>,
+}
+
+#[derive(Deserialize)]
+struct Question {
+    question: String,
+}
+
+/// Reads a dataset file; a missing file is an error that says how to make it.
+pub fn load(path: &Path) -> Result<Vec<Passage>> {
+    let raw = std::fs::read_to_string(path).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "does not exist; run `python3 scripts/extract_quoref.py` (it writes quoref.jsonl and drop.jsonl there)".to_string()
+        } else {
+            e.to_string()
+        };
+        Error::invalid("dataset", format!("{}: {why}", path.display()))
+    })?;
+    let mut passages = Vec::new();
+    for (n, line) in raw.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: Line = serde_json::from_str(line).map_err(|e| {
+            Error::invalid(
+                "dataset",
+                format!(
+                    "{}:{}: {e}; expected {{\"id\", \"text\", \"questions\": [{{\"question\"}}]}}",
+                    path.display(),
+                    n + 1
+                ),
+            )
+        })?;
+        passages.push(Passage {
+            id: l.id,
+            text: l.text,
+            questions: l.questions.into_iter().map(|q| q.question).collect(),
+        });
+    }
+    if passages.is_empty() {
+        return Err(Error::invalid(
+            "dataset",
+            format!("{} holds no passages", path.display()),
+        ));
+    }
+    Ok(passages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_committed_extract_and_explains_a_missing_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/quoref_300.jsonl");
+        let passages = load(&path).unwrap();
+        assert_eq!(passages.len(), 300);
+        assert_eq!(passages[0].id, "q-0");
+        let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
+        assert_eq!(questions, 951);
+
+        let err = load(Path::new("/nonexistent/quoref.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scripts/extract_quoref.py"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, "{\"id\": \"x\"}\n").unwrap();
+        let err = load(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.jsonl:1"), "{err}");
+    }
+}
