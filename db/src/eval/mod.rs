@@ -24,7 +24,7 @@ pub use dataset::{load, Dataset, Passage};
 use metrics::{MeanMetrics, RetrievalMetrics};
 
 use crate::api_types::{CreateCollection, DocumentInput, QueryMode, QueryRequest};
-use crate::collection::Durability;
+use crate::collection::{ContextSettings, Durability};
 use crate::engine::{hybrid_depth, Engine};
 use crate::error::Result;
 use crate::fusion::Fusion;
@@ -105,6 +105,44 @@ impl Progress for () {
     fn end(&self) {}
 }
 
+/// Builds the corpus context of the evaluation collection from all its passages and
+/// waits for the re-embedding under it (the same background job a server runs).
+fn build_context(engine: &Engine, progress: &dyn Progress) -> Result<()> {
+    engine.recontextualize(COLLECTION)?;
+    let mut shown = 0;
+    let mut begun = false;
+    loop {
+        let info = engine.collection_info(COLLECTION)?;
+        let job = info.corpus_context.and_then(|c| c.job);
+        match job {
+            Some(j) if j.state == "done" => break,
+            Some(j) if j.state == "failed" => {
+                return Err(crate::Error::invalid(
+                    "encoder",
+                    format!(
+                        "building the corpus context failed: {}",
+                        j.error.unwrap_or_default()
+                    ),
+                ))
+            }
+            Some(j) => {
+                if !begun && j.total > 0 {
+                    progress.begin("building the corpus context and re-embedding", j.total);
+                    begun = true;
+                }
+                progress.advance(j.done.saturating_sub(shown));
+                shown = shown.max(j.done);
+            }
+            None => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    if begun {
+        progress.end();
+    }
+    Ok(())
+}
+
 /// Runs the evaluation in `engine`, which should be a fresh, throw-away database.
 pub fn run_retrieval(
     engine: &Engine,
@@ -112,10 +150,19 @@ pub fn run_retrieval(
     passages: &[Passage],
     progress: &dyn Progress,
 ) -> Result<RetrievalReport> {
+    let contextual = matches!(
+        engram_embedder::EncoderKind::parse(&spec.encoder),
+        Ok(engram_embedder::EncoderKind::Contextual(_))
+    );
     let create = CreateCollection {
         embedder: Some(spec.encoder.clone()),
         // A throw-away collection: no need to wait for the disk.
         durability: Some(Durability::Fast),
+        // Contextual: the context is built once, from every passage, after the insert.
+        context: contextual.then_some(ContextSettings {
+            min_documents: usize::MAX,
+            sample: passages.len(),
+        }),
         ..Default::default()
     };
     engine.create_collection(COLLECTION, create)?;
@@ -135,6 +182,9 @@ pub fn run_retrieval(
         progress.advance(batch.len());
     }
     progress.end();
+    if contextual {
+        build_context(engine, progress)?;
+    }
     let insert_seconds = started.elapsed().as_secs_f64();
 
     let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
