@@ -198,16 +198,7 @@ mod tests {
         assert_eq!(reread.metadata["general.name"].to_string().unwrap(), "tiny");
         let q4 = source.tensors["w"].dequantize(&dev).unwrap();
         let q8 = reread.tensors["w"].dequantize(&dev).unwrap();
-        let diff: f32 = (q4 - q8)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::testing::max_diff(&q4, &q8);
         assert!(diff < 0.05, "Q8_0 holds the Q4_1 values to within {diff}");
         // A temporary file is never left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
