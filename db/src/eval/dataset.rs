@@ -50,6 +50,9 @@ pub struct Passage {
     pub id: String,
     pub text: String,
     pub questions: Vec<String>,
+    /// Gold answers of each question, aligned with `questions` (a question may have
+    /// several spans; any one counts as right). Empty lists where a file has none.
+    pub answers: Vec<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +65,19 @@ struct Line {
 #[derive(Deserialize)]
 struct Question {
     question: String,
+    #[serde(default)]
+    answers: Vec<String>,
+    #[serde(default)]
+    answer: Option<String>,
+}
+
+impl Question {
+    fn gold(&self) -> Vec<String> {
+        match (&self.answers[..], &self.answer) {
+            ([], Some(a)) => vec![a.clone()],
+            (many, _) => many.to_vec(),
+        }
+    }
 }
 
 /// Reads a dataset file; a missing file is an error that says how to make it.
@@ -92,6 +108,7 @@ pub fn load(path: &Path) -> Result<Vec<Passage>> {
         passages.push(Passage {
             id: l.id,
             text: l.text,
+            answers: l.questions.iter().map(Question::gold).collect(),
             questions: l.questions.into_iter().map(|q| q.question).collect(),
         });
     }
@@ -116,6 +133,7 @@ mod tests {
         assert_eq!(passages[0].id, "q-0");
         let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
         assert_eq!(questions, 951);
+        assert_eq!(passages[0].answers[0], vec!["Catherine".to_string()]);
 
         let err = load(Path::new("/nonexistent/quoref.jsonl"))
             .unwrap_err()
