@@ -57,6 +57,19 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidFilter(String),
+    #[error("collection '{collection}' does not fit the model's window: its {documents} documents make a prompt of {tokens} tokens and the window is {window} tokens (with room kept for the answer); use mode 'rag' to send only the top passages, or promote the collection to an adapter (`engram promote {collection}`) and use mode 'weights'")]
+    ContextTooLong {
+        collection: String,
+        documents: usize,
+        tokens: usize,
+        window: usize,
+    },
+    #[error("collection '{0}' has no active adapter, so mode 'weights' cannot answer; use mode 'rag' (or 'auto', which falls back to it), or train one with `engram promote {0}`")]
+    NoAdapter(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the language model failed: {0}")]
+    Generator(#[from] engram_generator::Error),
     #[error("the embedder failed: {0}")]
     Embedder(#[from] engram_embedder::Error),
     #[error("storage error: {0}")]

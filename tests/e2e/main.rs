@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `engram` binary, real HTTP, real RocksDB, and the
 //! real MiniLM model where text is involved.
 
+mod answer;
 mod api;
 mod bad_input;
 mod contextual;

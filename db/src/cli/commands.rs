@@ -46,9 +46,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             query(&client(&remote), &collection, &search)
         }
+        Command::Ask(args) => super::ask::run(&client(&args.remote), &args),
         Command::Eval {
             action: EvalAction::Retrieval(args),
         } => super::eval::retrieval(&args),
+        Command::Eval {
+            action: EvalAction::Answers(args),
+        } => super::eval::answers(&args),
         Command::Hot {
             collection,
             k,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::cell::RefCell;
 
-use super::EvalRetrievalArgs;
+use super::{EvalAnswersArgs, EvalRetrievalArgs};
 use crate::engine::Engine;
 use crate::eval::{load, run_retrieval, Progress, RetrievalSpec};
 use crate::limits::Limits;
@@ -40,6 +40,94 @@ impl Progress for Bars {
     }
 }
 
+/// A fresh database in a temporary directory (removed when the guard drops).
+fn scratch_engine() -> anyhow::Result<(tempfile::TempDir, Engine)> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let engine = Engine::open(dir.path(), Limits::default()).with_context(|| {
+        format!(
+            "cannot open a temporary database in {}",
+            dir.path().display()
+        )
+    })?;
+    Ok((dir, engine))
+}
+
+fn write_json(out: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(value)?;
+    std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    println!("results written to {}", out.display());
+    Ok(())
+}
+
+pub fn answers(args: &EvalAnswersArgs) -> anyhow::Result<()> {
+    use crate::eval::answers::{cost_chart, cost_curve, run_answers, AnswerSpec};
+    let path = args
+        .data
+        .clone()
+        .unwrap_or_else(|| args.dataset.default_path());
+    let mut passages = load(&path)?;
+    anyhow::ensure!(args.limit > 0, "--limit must be at least 1");
+    anyhow::ensure!(args.group > 0, "--group must be at least 1");
+    passages.truncate(args.limit);
+    let spec = AnswerSpec {
+        dataset: args.dataset.name().to_string(),
+        group: args.group,
+        rag_k: args.rag_k.clone(),
+        context: !args.no_context,
+        none: true,
+        max_tokens: args.max_tokens,
+        questions: args.questions,
+    };
+    let (_dir, engine) = scratch_engine()?;
+    let bars = Bars::default();
+    let report = run_answers(&engine, &spec, &passages, &bars)?;
+    println!("{}", report.table());
+    for s in &report.samples {
+        println!(
+            "[{}] Q: {}\n    gold: {:?}\n    answer: {}",
+            s.mode, s.question, s.gold, s.answer
+        );
+    }
+    let curve = if args.cost_curve.is_empty() {
+        Vec::new()
+    } else {
+        let points = cost_curve(&engine, &passages, &args.cost_curve, &bars)?;
+        println!("\n| prompt tokens | prefill | prefill speed | decode speed |\n|---|---|---|---|");
+        for p in &points {
+            println!(
+                "| {} | {:.0} ms | {:.0} tok/s | {:.1} tok/s |",
+                p.prompt_tokens, p.prefill_ms, p.prefill_tokens_per_s, p.decode_tokens_per_s
+            );
+        }
+        points
+    };
+    if let Some(chart) = &args.chart {
+        anyhow::ensure!(!curve.is_empty(), "--chart needs --cost-curve");
+        let rag = report
+            .scores
+            .iter()
+            .find(|s| s.mode.starts_with("rag"))
+            .map(|s| {
+                (
+                    s.mode.as_str(),
+                    s.mean_prompt_tokens,
+                    s.mean_prefill_ms,
+                    s.mean_decode_tokens_per_s,
+                )
+            });
+        std::fs::write(chart, cost_chart(&curve, rag))
+            .with_context(|| format!("cannot write {}", chart.display()))?;
+        println!("chart written to {}", chart.display());
+    }
+    if let Some(out) = &args.out {
+        write_json(
+            out,
+            &serde_json::json!({"answers": report, "cost_curve": curve}),
+        )?;
+    }
+    Ok(())
+}
+
 pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
     let path = args
         .data
@@ -63,13 +151,7 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
             Vec::new()
         },
     };
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let engine = Engine::open(dir.path(), Limits::default()).with_context(|| {
-        format!(
-            "cannot open a temporary database in {}",
-            dir.path().display()
-        )
-    })?;
+    let (_dir, engine) = scratch_engine()?;
     let report = run_retrieval(&engine, &spec, &passages, &Bars::default())?;
     println!("{}", report.table());
     println!(
@@ -78,10 +160,7 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
         path.display()
     );
     if let Some(out) = &args.out {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(out, json + "\n")
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        println!("results written to {}", out.display());
+        write_json(out, &report)?;
     }
     Ok(())
 }

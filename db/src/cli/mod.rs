@@ -2,6 +2,7 @@
 //! clients of a running server, except `restore` and `models`, which work on
 //! local files.
 
+mod ask;
 mod client;
 mod commands;
 mod eval;
@@ -13,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
 
-use crate::api_types::QueryMode;
+use crate::api_types::{AnswerMode, QueryMode};
 use crate::eval::Dataset;
 use crate::fusion::Fusion;
 
@@ -80,6 +81,9 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Ask a question of a collection; the answer streams as it is generated, then its
+    /// sources, token counts and timing.
+    Ask(AskArgs),
     /// Which topic clusters of a collection queries hit most (the candidates to
     /// promote into an adapter).
     Hot {
@@ -118,6 +122,32 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct AskArgs {
+    pub collection: String,
+    pub question: String,
+    /// context (every document in the prompt), rag (top-k passages), weights (the
+    /// collection's adapter), auto (weights if there is one, else rag), none (bare model).
+    #[arg(long, default_value = "auto")]
+    pub mode: AnswerMode,
+    /// Rag: passages in the prompt.
+    #[arg(short, long)]
+    pub k: Option<usize>,
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// 0 is greedy (deterministic).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Print the whole answer at the end instead of streaming it.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Print the response as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +243,45 @@ pub enum EvalAction {
     /// temporary collection and every question asked; a question's own passage
     /// is its relevant document. Prints nDCG@10, recall@1, recall@10, MRR@10.
     Retrieval(EvalRetrievalArgs),
+    /// The three paradigms on Quoref: accuracy (EM, token F1) and latency of answers
+    /// with no context, the full context (collections of --group passages) and rag at
+    /// each k; optionally the cost curve of a growing context, as JSON and an SVG chart.
+    Answers(EvalAnswersArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalAnswersArgs {
+    #[arg(long, value_enum, default_value = "quoref")]
+    pub dataset: Dataset,
+    /// The dataset file [default: ~/.cache/engram/data/DATASET.jsonl].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Passages to use (the first N); rag searches all of them.
+    #[arg(long, default_value_t = 60)]
+    pub limit: usize,
+    /// Passages per full-context collection (6 Quoref passages are ~3,000 tokens).
+    #[arg(long, default_value_t = 6)]
+    pub group: usize,
+    /// Questions to ask (the first N of those passages).
+    #[arg(long, default_value_t = 60)]
+    pub questions: usize,
+    /// Rag runs, comma-separated k values.
+    #[arg(long, default_value = "1,3,5", value_delimiter = ',')]
+    pub rag_k: Vec<usize>,
+    /// Skip the full-context run (the slowest).
+    #[arg(long)]
+    pub no_context: bool,
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Also measure the cost curve at these prompt sizes (tokens, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub cost_curve: Vec<usize>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the cost-curve chart (SVG) here.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -42,6 +42,10 @@ pub struct Engine {
     loader: Box<EncoderLoader>,
     seq: AtomicU64,
     limits: Limits,
+    /// The language model of answers, loaded on first use.
+    model: crate::answer::ModelSlot,
+    /// Active adapters per collection (none until adapters are registered).
+    adapters: Option<Arc<dyn crate::answer::AdapterSource>>,
 }
 
 /// A document after validation and embedding, ready to be written.
@@ -92,11 +96,37 @@ impl Engine {
             loader,
             seq: AtomicU64::new(seq),
             limits,
+            model: crate::answer::ModelSlot::smollm2(),
+            adapters: None,
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Replaces the language model (tests use tiny ones; the default is SmolLM2).
+    pub fn with_language_model(mut self, slot: crate::answer::ModelSlot) -> Self {
+        self.model = slot;
+        self
+    }
+
+    /// Where `weights` and `auto` answers find adapters.
+    pub fn with_adapters(mut self, adapters: Arc<dyn crate::answer::AdapterSource>) -> Self {
+        self.adapters = Some(adapters);
+        self
+    }
+
+    pub(crate) fn model_slot(&self) -> &crate::answer::ModelSlot {
+        &self.model
+    }
+
+    pub(crate) fn adapters(&self) -> Option<&Arc<dyn crate::answer::AdapterSource>> {
+        self.adapters.as_ref()
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// The named encoder, loaded (and its model fetched) on first use.
@@ -205,7 +235,7 @@ impl Engine {
         Ok(())
     }
 
-    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+    pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>> {
         self.collections
             .read()
             .expect("lock")
@@ -626,6 +656,22 @@ impl Engine {
             dimension: encoder.dim(),
             vectors: encoder.embed(&texts)?,
         })
+    }
+
+    /// Embeds texts as a collection embeds its queries: with its contextual encoder
+    /// (and current context) when it has one, so outside vectors match its own.
+    pub fn embed_with_collection(&self, name: &str, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let coll = self.collection(name)?;
+        if texts.is_empty() {
+            return Err(Error::invalid("input", "send at least one text"));
+        }
+        check(LimitKind::BatchSize, texts.len(), self.limits.max_batch)?;
+        for (i, t) in texts.iter().enumerate() {
+            validate::text(&format!("input[{i}]"), t, &self.limits)?;
+        }
+        let (encoder, _) = self.text_encoder(&coll)?;
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Ok(encoder.embed(&texts)?)
     }
 
     /// A consistent backup of the whole database into `dir` (which must not exist).

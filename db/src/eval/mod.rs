@@ -13,8 +13,11 @@
 //! evaluates any encoder `engram_embedder::encoder_by_name` knows, with no
 //! change here.
 
+pub mod answers;
+pub mod chart;
 mod dataset;
 pub mod metrics;
+pub mod qa;
 
 use std::time::Instant;
 

@@ -42,6 +42,7 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use engram_embedder::Error as E;
+        use engram_generator::Error as G;
         let (status, code) = match &e {
             Error::CollectionNotFound(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
             Error::DocumentNotFound { .. } => (StatusCode::NOT_FOUND, "document_not_found"),
@@ -59,6 +60,20 @@ impl From<Error> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
             }
             Error::Embedder(_) => (StatusCode::INTERNAL_SERVER_ERROR, "embedder_error"),
+            Error::ContextTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "context_too_long"),
+            Error::NoAdapter(_) => (StatusCode::CONFLICT, "no_adapter"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Generator(G::PromptTooLong { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "prompt_too_long")
+            }
+            Error::Generator(G::InvalidOptions(_)) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Error::Generator(G::AdapterMismatch { .. }) => {
+                (StatusCode::CONFLICT, "adapter_mismatch")
+            }
+            Error::Generator(G::ModelCache(E::ModelUnavailable(_))) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+            }
+            Error::Generator(_) => (StatusCode::INTERNAL_SERVER_ERROR, "generator_error"),
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
             }

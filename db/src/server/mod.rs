@@ -1,12 +1,14 @@
 //! The HTTP layer: routing, auth, limits and metrics around the engine. Handlers
 //! only translate between HTTP and `Engine` calls; one file per resource.
 
+mod answer_api;
 mod auth;
 mod collections_api;
 mod documents_api;
 pub mod error;
 mod extract;
 mod metrics;
+mod openai_api;
 mod query_api;
 mod system_api;
 
@@ -48,6 +50,10 @@ pub struct AppState {
         documents_api::delete,
         query_api::query,
         query_api::embed,
+        answer_api::answer,
+        openai_api::models,
+        openai_api::chat_completions,
+        openai_api::embeddings,
         system_api::healthz,
         system_api::metrics,
         system_api::backup,
@@ -109,6 +115,10 @@ impl ServerBuilder {
                 "/collections/{name}/recontextualize",
                 post(collections_api::recontextualize),
             )
+            .route("/collections/{name}/answer", post(answer_api::answer))
+            .route("/v1/models", get(openai_api::models))
+            .route("/v1/chat/completions", post(openai_api::chat_completions))
+            .route("/v1/embeddings", post(openai_api::embeddings))
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))
