@@ -15,7 +15,8 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 pub use candle_transformers::models::bert::Config;
 use candle_transformers::models::bert::HiddenAct;
 
-use crate::cpu_ops::{gelu_erf_, softmax_last_dim_};
+use crate::cpu_gemm::{attention, linear};
+use crate::cpu_ops::gelu_erf_;
 
 /// A linear layer with its weight stored as `[in, out]`, contiguous.
 struct Dense {
@@ -38,7 +39,7 @@ impl Dense {
 
     /// `x` is `[tokens, in]`; returns `[tokens, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+        linear(x, &self.weight_t, &self.bias)
     }
 }
 
@@ -51,7 +52,6 @@ struct Layer {
     down: Dense,
     output_norm: LayerNorm,
     heads: usize,
-    head_dim: usize,
 }
 
 impl Layer {
@@ -74,34 +74,13 @@ impl Layer {
             down: Dense::load(vb.pp("output").pp("dense"), cfg.intermediate_size, h)?,
             output_norm: norm(vb.pp("output").pp("LayerNorm"))?,
             heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
         })
     }
 
-    /// `x` is `[batch * len, hidden]`; `mask_bias` is `[batch, 1, 1, len]` (0 for real
-    /// tokens, a large negative number for padding) or `None` when nothing is padded.
-    fn forward(&self, x: &Tensor, batch: usize, mask_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (tokens, hidden) = x.dims2()?;
-        let len = tokens / batch;
-        // [b, len, 3 * heads, d] -> [b, 3 * heads, len, d]: q, k, v are head ranges.
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((batch, len, 3 * self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let part = |i: usize| qkv.narrow(1, i * self.heads, self.heads)?.contiguous();
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let (q, k, v) = ((part(0)? * scale)?, part(1)?, part(2)?);
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(bias) = mask_bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        softmax_last_dim_(&scores)?;
-        let context = scores
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((tokens, hidden))?;
+    /// `x` is `[batch * len, hidden]`; sequence `b` has `lengths[b]` real tokens, then
+    /// padding.
+    fn forward(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let context = attention(&self.qkv.forward(x)?, lengths, self.heads)?;
         let attended = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;
@@ -110,6 +89,22 @@ impl Layer {
         self.output_norm
             .forward(&(self.down.forward(&up)? + attended)?)
     }
+}
+
+/// Real tokens per sequence of a `[batch, len]` mask, which must be ones then zeros
+/// (padding on the right, as `MiniLm` pads).
+fn real_lengths(mask: &Tensor) -> Result<Vec<usize>> {
+    mask.to_dtype(DType::U32)?
+        .to_vec2::<u32>()?
+        .iter()
+        .map(|row| {
+            let real = row.iter().take_while(|&&m| m != 0).count();
+            if row[real..].iter().any(|&m| m != 0) {
+                candle_core::bail!("the attention mask must be ones then zeros (right padding)");
+            }
+            Ok(real)
+        })
+        .collect()
 }
 
 /// A BERT encoder: embeddings plus the transformer layers (no pooler).
@@ -179,15 +174,9 @@ impl Bert {
             .embedding_norm
             .forward(&embedded)?
             .reshape((batch * len, ()))?;
-        let mask = mask.to_dtype(DType::F32)?;
-        // Skip the additive mask when no sequence in the batch is padded.
-        let mask_bias = if mask.min_all()?.to_scalar::<f32>()? < 1.0 {
-            Some(((mask - 1.0)? * 1e4)?.reshape((batch, 1, 1, len))?)
-        } else {
-            None
-        };
+        let lengths = real_lengths(mask)?;
         for layer in &self.layers {
-            x = layer.forward(&x, batch, mask_bias.as_ref())?;
+            x = layer.forward(&x, &lengths)?;
         }
         x.reshape((batch, len, ()))
     }

@@ -14,6 +14,7 @@
 pub mod bert;
 pub mod context;
 mod contextual;
+mod cpu_gemm;
 mod cpu_ops;
 mod encoder;
 mod error;

@@ -142,6 +142,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine
             .encoder(DEFAULT_EMBEDDER)
             .context("cannot load the default embedding model")?;
+        // The language model (fetched on first run) loads in the background: the store
+        // serves at once, and the first answer waits only for what is left of the load.
+        let warm = engine.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = warm.language_model() {
+                tracing::warn!(error = %e, "the language model did not load; answers will retry");
+            }
+        });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

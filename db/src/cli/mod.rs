@@ -167,7 +167,7 @@ pub struct ServeArgs {
     /// API keys as KEY:SCOPE,KEY:SCOPE with scopes read, write, admin.
     #[arg(long, env = "ENGRAM_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
-    /// Do not load the default embedding model at start-up (it then loads on first use).
+    /// Do not load the models at start-up (the embedding and language models then load on first use).
     #[arg(long)]
     pub lazy_models: bool,
 }

@@ -119,9 +119,11 @@ impl OpenAiMessage {
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            other => return Err(bad_request(format!(
+            other => {
+                return Err(bad_request(format!(
                 "messages[{index}].role '{other}' is not supported; use system, user or assistant"
-            ))),
+            )))
+            }
         };
         let content = match &self.content {
             Value::String(s) => s.clone(),
