@@ -95,9 +95,16 @@ const ROWS: usize = 1024;
 pub fn exact_topk(data: &[f32], queries: &[f32], dim: usize, k: usize, metric: Metric) -> TopK {
     assert!(dim > 0, "exact_topk: dim must be positive");
     assert_eq!(data.len() % dim, 0, "exact_topk: data is not n × dim");
-    assert_eq!(queries.len() % dim, 0, "exact_topk: queries are not q × dim");
+    assert_eq!(
+        queries.len() % dim,
+        0,
+        "exact_topk: queries are not q × dim"
+    );
     let n = data.len() / dim;
-    assert!(u32::try_from(n).is_ok(), "exact_topk: more than u32::MAX rows");
+    assert!(
+        u32::try_from(n).is_ok(),
+        "exact_topk: more than u32::MAX rows"
+    );
     let q = queries.len() / dim;
     let k = k.min(n);
     let mut out = TopK {
@@ -110,7 +117,9 @@ pub fn exact_topk(data: &[f32], queries: &[f32], dim: usize, k: usize, metric: M
         out.scores.clear();
         return out;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(q);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(q);
     let per = q.div_ceil(threads);
     let sign = if metric.higher_is_better() { -1.0 } else { 1.0 };
     std::thread::scope(|s| {
@@ -120,8 +129,9 @@ pub fn exact_topk(data: &[f32], queries: &[f32], dim: usize, k: usize, metric: M
             .zip(out.scores.chunks_mut(per * k));
         for ((qs, ids), scores) in chunks {
             s.spawn(move || {
-                let mut heaps: Vec<BinaryHeap<Cand>> =
-                    (0..qs.len() / dim).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
+                let mut heaps: Vec<BinaryHeap<Cand>> = (0..qs.len() / dim)
+                    .map(|_| BinaryHeap::with_capacity(k + 1))
+                    .collect();
                 for (b, block) in data.chunks(ROWS * dim).enumerate() {
                     for (qv, heap) in qs.chunks_exact(dim).zip(&mut heaps) {
                         for (r, x) in block.chunks_exact(dim).enumerate() {

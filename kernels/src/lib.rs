@@ -100,7 +100,9 @@ pub enum KernelError {
     #[error("no CUDA driver found (libcuda could not be loaded): use the CPU path")]
     NoCudaDriver,
     /// NVRTC (libnvrtc, CUDA's run-time compiler) could not be loaded.
-    #[error("no NVRTC found (libnvrtc could not be loaded): add CUDA's lib folder to LD_LIBRARY_PATH")]
+    #[error(
+        "no NVRTC found (libnvrtc could not be loaded): add CUDA's lib folder to LD_LIBRARY_PATH"
+    )]
     NoNvrtc,
     /// NVRTC rejected the kernels' source (a bug here).
     #[error("NVRTC failed to compile the kernels: {0}")]

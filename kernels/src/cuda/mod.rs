@@ -68,7 +68,8 @@ pub fn compile(arch: &str) -> Result<Ptx> {
         options: vec![format!("--gpu-architecture={arch}"), "-std=c++17".into()],
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts).map_err(|e| KernelError::Nvrtc(e.to_string()))
+    cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts)
+        .map_err(|e| KernelError::Nvrtc(e.to_string()))
 }
 
 /// A GPU with the exact-search kernels loaded.
@@ -189,7 +190,10 @@ impl GpuExact {
         let q = rows(queries.len(), m.dim)?;
         let kk = k.min(m.n);
         if q == 0 || kk == 0 {
-            return Ok(TopK { k: kk, ..TopK::default() });
+            return Ok(TopK {
+                k: kk,
+                ..TopK::default()
+            });
         }
         let normalized;
         let host_q = if m.metric == Metric::Cosine {
@@ -201,10 +205,21 @@ impl GpuExact {
         let s = &self.stream;
         let dq = s.clone_htod(host_q).map_err(cuda_err)?;
         let batch = (KEY_BYTES / (m.n * 4)).clamp(1, q);
-        let batch = if batch >= TILE as usize { batch / TILE as usize * TILE as usize } else { batch };
-        let mut keys = s.alloc_zeros::<f32>(batch * m.n).map_err(cuda_err)?;
-        let mut ids_d = s.alloc_zeros::<u32>(q * kk).map_err(cuda_err)?;
-        let mut keys_d = s.alloc_zeros::<f32>(q * kk).map_err(cuda_err)?;
+        let batch = if batch >= TILE as usize {
+            batch / TILE as usize * TILE as usize
+        } else {
+            batch
+        };
+        // SAFETY (uninitialized device memory): `gemm_keys` writes every key
+        // `select_topk` then reads (b × n per sub-batch), and `select_topk`
+        // writes all q × kk outputs before they are copied back.
+        let (mut keys, mut ids_d, mut keys_d) = unsafe {
+            (
+                s.alloc::<f32>(batch * m.n).map_err(cuda_err)?,
+                s.alloc::<u32>(q * kk).map_err(cuda_err)?,
+                s.alloc::<f32>(q * kk).map_err(cuda_err)?,
+            )
+        };
         let (n32, d32, n64, k32) = (m.n as i32, m.dim as i32, m.n as i64, kk as i32);
         let l2 = i32::from(m.metric == Metric::L2);
         for start in (0..q).step_by(batch) {
@@ -231,7 +246,11 @@ impl GpuExact {
                 shared_mem_bytes: 0,
             };
             let mut l = s.launch_builder(&self.select);
-            l.arg(&keys).arg(&n64).arg(&k32).arg(&mut ids_v).arg(&mut keys_v);
+            l.arg(&keys)
+                .arg(&n64)
+                .arg(&k32)
+                .arg(&mut ids_v)
+                .arg(&mut keys_v);
             // SAFETY: argument types and order match `select_topk`; `keys`
             // holds b rows of n, the outputs b × kk with kk <= min(n, MAX_K).
             unsafe { l.launch(cfg) }.map_err(cuda_err)?;
@@ -254,7 +273,7 @@ impl GpuExact {
 
 /// Rows of a row-major buffer, checking its shape.
 fn rows(len: usize, dim: usize) -> Result<usize> {
-    if dim == 0 || len % dim != 0 {
+    if dim == 0 || !len.is_multiple_of(dim) {
         return Err(KernelError::Shape { len, dim });
     }
     let n = len / dim;

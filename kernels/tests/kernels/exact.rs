@@ -17,7 +17,14 @@ fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
 /// (`|q|·|x|`, so near-zero dot products are not held to a relative bound),
 /// and every returned id really has the score it was returned with, so ids
 /// may differ only where scores tie.
-fn assert_same_topk(got: &TopK, want: &TopK, data: &[f32], queries: &[f32], dim: usize, metric: Metric) {
+fn assert_same_topk(
+    got: &TopK,
+    want: &TopK,
+    data: &[f32],
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+) {
     assert_eq!(got.k, want.k, "k");
     assert_eq!(got.ids.len(), want.ids.len(), "result count");
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -53,20 +60,35 @@ fn assert_same_topk(got: &TopK, want: &TopK, data: &[f32], queries: &[f32], dim:
         }
     }
     // Random data has few exact ties: nearly every id must agree.
-    assert!(same_ids * 100 >= got.ids.len() * 95, "only {same_ids} of {} ids agree", got.ids.len());
+    assert!(
+        same_ids * 100 >= got.ids.len() * 95,
+        "only {same_ids} of {} ids agree",
+        got.ids.len()
+    );
 }
 
 /// The plainest possible reference: score everything, sort.
 fn sorted_reference(data: &[f32], queries: &[f32], dim: usize, k: usize, metric: Metric) -> TopK {
     let n = data.len() / dim;
     let k = k.min(n);
-    let mut out = TopK { k, ..TopK::default() };
+    let mut out = TopK {
+        k,
+        ..TopK::default()
+    };
     for qv in queries.chunks_exact(dim) {
-        let mut all: Vec<(f32, u32)> =
-            data.chunks_exact(dim).enumerate().map(|(i, x)| (metric.score(qv, x), i as u32)).collect();
+        let mut all: Vec<(f32, u32)> = data
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, x)| (metric.score(qv, x), i as u32))
+            .collect();
         all.sort_by(|a, b| {
             let o = a.0.total_cmp(&b.0);
-            if metric.higher_is_better() { o.reverse() } else { o }.then(a.1.cmp(&b.1))
+            if metric.higher_is_better() {
+                o.reverse()
+            } else {
+                o
+            }
+            .then(a.1.cmp(&b.1))
         });
         out.ids.extend(all[..k].iter().map(|p| p.1));
         out.scores.extend(all[..k].iter().map(|p| p.0));
@@ -77,7 +99,12 @@ fn sorted_reference(data: &[f32], queries: &[f32], dim: usize, k: usize, metric:
 #[test]
 fn cpu_exact_matches_a_full_sort() {
     let mut rng = StdRng::seed_from_u64(7);
-    for (n, dim, q, k) in [(1000, 50, 9, 10), (2500, 17, 3, 100), (5, 8, 2, 10), (3000, 384, 4, 1)] {
+    for (n, dim, q, k) in [
+        (1000, 50, 9, 10),
+        (2500, 17, 3, 100),
+        (5, 8, 2, 10),
+        (3000, 384, 4, 1),
+    ] {
         let data = random(&mut rng, n * dim);
         let queries = random(&mut rng, q * dim);
         for metric in METRICS {
@@ -149,7 +176,13 @@ mod gpu {
         let Some(gpu) = gpu() else { return };
         let mut rng = StdRng::seed_from_u64(11);
         // n not a multiple of the 128-row tile; q not a multiple either.
-        for (n, dim, q) in [(1000, 50, 7), (3001, 384, 130), (777, 784, 5), (2049, 1536, 33), (129, 384, 1)] {
+        for (n, dim, q) in [
+            (1000, 50, 7),
+            (3001, 384, 130),
+            (777, 784, 5),
+            (2049, 1536, 33),
+            (129, 384, 1),
+        ] {
             let data = random(&mut rng, n * dim);
             let queries = random(&mut rng, q * dim);
             for metric in METRICS {
@@ -178,7 +211,14 @@ mod gpu {
         let queries = random(&mut rng, 3 * dim);
         let all = gpu.search(&m, &queries, 100).unwrap();
         assert_eq!(all.k, n);
-        assert_same_topk(&all, &exact_topk(&data, &queries, dim, 100, Metric::L2), &data, &queries, dim, Metric::L2);
+        assert_same_topk(
+            &all,
+            &exact_topk(&data, &queries, dim, 100, Metric::L2),
+            &data,
+            &queries,
+            dim,
+            Metric::L2,
+        );
         // Duplicate rows tie: both must come back with the same score.
         let mut dup = data.clone();
         dup.extend_from_slice(&data[..dim]);
@@ -188,8 +228,17 @@ mod gpu {
         ids.sort();
         assert_eq!(ids, [0, n as u32]);
         // Errors, not panics.
-        assert!(matches!(gpu.search(&m, &queries, 0), Err(KernelError::InvalidK { .. })));
-        assert!(matches!(gpu.search(&m, &queries, MAX_K + 1), Err(KernelError::InvalidK { .. })));
-        assert!(matches!(gpu.search(&m, &queries[1..], 5), Err(KernelError::Shape { .. })));
+        assert!(matches!(
+            gpu.search(&m, &queries, 0),
+            Err(KernelError::InvalidK { .. })
+        ));
+        assert!(matches!(
+            gpu.search(&m, &queries, MAX_K + 1),
+            Err(KernelError::InvalidK { .. })
+        ));
+        assert!(matches!(
+            gpu.search(&m, &queries[1..], 5),
+            Err(KernelError::Shape { .. })
+        ));
     }
 }
