@@ -49,24 +49,37 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let gpu = GpuExact::new(0).unwrap_or_else(|e| panic!("{e}"));
+    let gpu = match GpuExact::new(0) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            eprintln!("GPU skipped: {e}");
+            None
+        }
+    };
     let t = Instant::now();
-    let m = gpu.upload(&data, dim, metric).expect("upload");
-    eprintln!(
-        "{}: uploaded in {:.3}s",
-        gpu.device_name(),
-        t.elapsed().as_secs_f64()
-    );
+    let m = gpu
+        .as_ref()
+        .map(|g| g.upload(&data, dim, metric).expect("upload"));
+    if let (Some(g), Some(_)) = (&gpu, &m) {
+        eprintln!(
+            "{}: uploaded in {:.3}s",
+            g.device_name(),
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     for &k in &ks {
+        let (Some(gpu), Some(m)) = (&gpu, &m) else {
+            break;
+        };
         for &q in &batches {
             let qs = &queries[..q * dim];
-            gpu.search(&m, qs, k).expect("warm-up search");
+            gpu.search(m, qs, k).expect("warm-up search");
             let mut times = Vec::new();
             let start = Instant::now();
             while times.len() < 5 || (start.elapsed().as_secs_f64() < 0.5 && times.len() < 50) {
                 let t = Instant::now();
-                let top = gpu.search(&m, qs, k).expect("search");
+                let top = gpu.search(m, qs, k).expect("search");
                 times.push(t.elapsed().as_secs_f64());
                 assert_eq!(top.queries(), q);
             }
@@ -82,14 +95,16 @@ fn main() {
         let cpu = exact_topk(&data, qs, dim, k, metric);
         let mut times = vec![t.elapsed().as_secs_f64()];
         report("engram-cpu", n, dim, &mname, cpu_queries, k, &mut times);
-        let gpu_top = gpu.search(&m, qs, k).expect("search");
-        let same = gpu_top
-            .ids
-            .iter()
-            .zip(&cpu.ids)
-            .filter(|(a, b)| a == b)
-            .count();
-        eprintln!("GPU vs CPU ids agree: {same} / {}", cpu.ids.len());
+        if let (Some(gpu), Some(m)) = (&gpu, &m) {
+            let gpu_top = gpu.search(m, qs, k).expect("search");
+            let same = gpu_top
+                .ids
+                .iter()
+                .zip(&cpu.ids)
+                .filter(|(a, b)| a == b)
+                .count();
+            eprintln!("GPU vs CPU ids agree: {same} / {}", cpu.ids.len());
+        }
     }
 }
 
