@@ -14,6 +14,8 @@
 //! | `neon`        | NEON, 4 × 4 lanes                                      | every aarch64 CPU                   |
 //! | `dispatch`    | detection and the cached table of function pointers   | once per process                    |
 //! | `quant`       | [`ScalarQuantizer`]: f32 → int8 codes and score correction | building / searching quantized segments |
+//! | `exact`       | [`exact_topk`]: brute-force top-k on all cores, the GPU's reference | rescoring, small collections |
+//! | `cuda`        | `GpuExact`: the same top-k on an NVIDIA GPU (feature `cuda`, CUDA loaded at run time) | batches of queries with a GPU |
 //!
 //! ## Dispatch
 //!
@@ -52,7 +54,10 @@
 //! println!("distance kernels: {}", engram_kernels::backend());
 //! ```
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod dispatch;
+mod exact;
 mod kmeans;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -66,11 +71,13 @@ mod x86_avx512;
 #[cfg(test)]
 mod tests;
 
+pub use exact::{exact_topk, Metric, TopK};
 pub use kmeans::{kmeans, SplitMix};
 pub use quant::ScalarQuantizer;
 
-/// Errors of this crate. Only the quantizer can fail: the distance functions
-/// are total (edge cases are values such as NaN or `0.0`, documented on each).
+/// Errors of this crate. The distance functions are total (edge cases are
+/// values such as NaN or `0.0`, documented on each); the quantizer and the GPU
+/// path (feature `cuda`) can fail.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KernelError {
     /// Training saw no finite value to take a range from.
@@ -82,6 +89,27 @@ pub enum KernelError {
     /// A range that no positive, finite step can cover.
     #[error("quantization range must be finite with min <= max, got [{min}, {max}]")]
     InvalidRange { min: f32, max: f32 },
+    /// A buffer whose length is not a whole number of `dim`-long rows (or too
+    /// many rows for the GPU kernels' 32-bit indices).
+    #[error("expected rows of {dim} floats, got {len} floats")]
+    Shape { len: usize, dim: usize },
+    /// `k` outside what the GPU selection supports.
+    #[error("k must be in 1..={max}, got {k}")]
+    InvalidK { k: usize, max: usize },
+    /// The CUDA driver library (libcuda) could not be loaded.
+    #[error("no CUDA driver found (libcuda could not be loaded): use the CPU path")]
+    NoCudaDriver,
+    /// NVRTC (libnvrtc, CUDA's run-time compiler) could not be loaded.
+    #[error(
+        "no NVRTC found (libnvrtc could not be loaded): add CUDA's lib folder to LD_LIBRARY_PATH"
+    )]
+    NoNvrtc,
+    /// NVRTC rejected the kernels' source (a bug here).
+    #[error("NVRTC failed to compile the kernels: {0}")]
+    Nvrtc(String),
+    /// A CUDA driver call failed.
+    #[error("CUDA error: {0}")]
+    Cuda(String),
 }
 
 /// `Result` with this crate's [`KernelError`].

@@ -270,3 +270,6 @@ fn quantizer_handles_constant_data_and_full_quantile() {
     assert_eq!(clipped.min(), 50.0);
     assert_close(clipped.max(), 950.0, 950.0, "clipped max");
 }
+
+#[path = "kernels/exact.rs"]
+mod exact;
