@@ -61,21 +61,34 @@ fn contiguous_f32<'a>(
     }
 }
 
-fn gelu_slice(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        unsafe { gelu_slice_avx2(x) };
-        return;
-    }
-    gelu_slice_portable(x);
+/// Defines `$name(slice)` that runs `$portable` compiled for AVX2 + FMA when the CPU
+/// has them. Why: the build targets baseline x86-64 (SSE2), where LLVM vectorises
+/// `fast_exp`/`erf` four lanes wide at best; the same loops compiled for AVX2 run
+/// several times faster (attention softmax 54 -> 14 ms per MiniLM layer batch).
+macro_rules! with_avx2 {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident = $portable:ident) => {
+        $(#[$doc])*
+        $vis fn $name(x: &mut [f32]) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast(x: &mut [f32]) {
+                    $portable(x)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `fast` is compiled for.
+                    unsafe { fast(x) };
+                    return;
+                }
+            }
+            $portable(x);
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_slice_avx2(x: &mut [f32]) {
-    gelu_slice_portable(x)
-}
+with_avx2!(fn gelu_slice = gelu_slice_portable);
 
 #[inline(always)]
 fn gelu_slice_portable(x: &mut [f32]) {
@@ -99,24 +112,10 @@ impl InplaceOp1 for GeluErf {
     }
 }
 
-/// Softmax of one row, in place (attention scores; see `cpu_gemm::attention`).
-pub(crate) fn softmax_row_(r: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        unsafe { softmax_row_avx2(r) };
-        return;
-    }
-    softmax_row_portable(r);
-}
-
-/// The same loops compiled for AVX2 + FMA: the build targets baseline x86-64 (SSE2),
-/// where LLVM vectorises `fast_exp` four lanes wide at best.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(r: &mut [f32]) {
-    softmax_row_portable(r)
-}
+with_avx2!(
+    /// Softmax of one row, in place (attention scores; see `cpu_gemm::attention`).
+    pub(crate) fn softmax_row_ = softmax_row_portable
+);
 
 #[inline(always)]
 fn softmax_row_portable(r: &mut [f32]) {
