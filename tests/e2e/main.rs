@@ -2,6 +2,7 @@
 //! real MiniLM model where text is involved.
 
 mod api;
+mod audit;
 mod bad_input;
 mod contextual;
 mod crash;

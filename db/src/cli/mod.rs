@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod eval;
+mod inversion;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -113,6 +114,14 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Leakage audit of a collection: invert a sample of its vectors, compare
+    /// defences, write an HTML report (admin).
+    Audit(inversion::AuditArgs),
+    /// Train a model the project ships (the inverter's probe).
+    Train {
+        #[command(subcommand)]
+        what: inversion::TrainWhat,
+    },
     /// Manage the model cache.
     Models {
         #[command(subcommand)]
@@ -213,6 +222,10 @@ pub enum EvalAction {
     /// temporary collection and every question asked; a question's own passage
     /// is its relevant document. Prints nDCG@10, recall@1, recall@10, MRR@10.
     Retrieval(EvalRetrievalArgs),
+    /// Embedding inversion on 200 held-out 32-token Quoref texts: token F1, BLEU,
+    /// exact match, cosine and seconds per text for the probe alone, its ordered
+    /// hypothesis, and hypothesis + correction at several step budgets.
+    Inversion(inversion::EvalInversionArgs),
 }
 
 #[derive(Args, Debug)]

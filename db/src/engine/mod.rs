@@ -22,8 +22,10 @@ use crate::limits::{check, Limits};
 use crate::storage::{Storage, VectorRecord};
 use crate::validate;
 
+mod audit;
 mod query;
 
+pub use audit::AuditStatus;
 pub use query::hybrid_depth;
 
 /// The default text encoder of new collections and of `/embed`.
@@ -42,6 +44,7 @@ pub struct Engine {
     loader: Box<EncoderLoader>,
     seq: AtomicU64,
     limits: Limits,
+    audits: Arc<audit::AuditJobs>,
 }
 
 /// A document after validation and embedding, ready to be written.
@@ -92,6 +95,7 @@ impl Engine {
             loader,
             seq: AtomicU64::new(seq),
             limits,
+            audits: Arc::default(),
         })
     }
 

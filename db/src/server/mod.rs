@@ -1,6 +1,7 @@
 //! The HTTP layer: routing, auth, limits and metrics around the engine. Handlers
 //! only translate between HTTP and `Engine` calls; one file per resource.
 
+mod audit_api;
 mod auth;
 mod collections_api;
 mod documents_api;
@@ -51,6 +52,11 @@ pub struct AppState {
         system_api::healthz,
         system_api::metrics,
         system_api::backup,
+        audit_api::start,
+        audit_api::list,
+        audit_api::status,
+        audit_api::report,
+        audit_api::html,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
@@ -109,6 +115,14 @@ impl ServerBuilder {
                 "/collections/{name}/recontextualize",
                 post(collections_api::recontextualize),
             )
+            .route("/collections/{name}/audit", post(audit_api::start))
+            .route("/collections/{name}/audits", get(audit_api::list))
+            .route("/collections/{name}/audits/{id}", get(audit_api::report))
+            .route(
+                "/collections/{name}/audits/{id}/status",
+                get(audit_api::status),
+            )
+            .route("/collections/{name}/audits/{id}/html", get(audit_api::html))
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))
