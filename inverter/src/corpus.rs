@@ -108,6 +108,16 @@ pub fn fingerprint(path: &Path) -> Result<(String, usize)> {
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), lines))
 }
 
+/// SHA-256 (hex) of a list of texts (each followed by a newline).
+pub fn texts_digest(texts: &[String]) -> String {
+    let mut h = Sha256::new();
+    for t in texts {
+        h.update(t.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

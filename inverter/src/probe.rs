@@ -31,7 +31,7 @@ pub fn default_dir() -> PathBuf {
 
 const WEIGHTS_FILE: &str = "probe.safetensors";
 const META_FILE: &str = "probe.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Where the training sentences came from, for the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ impl Default for TrainOptions {
         TrainOptions {
             vocab: 5000,
             seed: 4,
-            lambdas: vec![0.3, 1.0, 3.0, 10.0],
+            lambdas: vec![0.01, 0.03, 0.1, 0.3],
             validation: 0.1,
             batch: 128,
         }
@@ -89,6 +89,7 @@ struct Meta {
     format: u32,
     dim: usize,
     threshold: f32,
+    extra_threshold: f32,
     vocab: Vec<String>,
     manifest: Manifest,
 }
@@ -100,9 +101,18 @@ pub struct Probe {
     /// `vocab.len()` rows of `dim + 1` (the last column is the bias).
     weights: Vec<f32>,
     dim: usize,
-    /// A word enters the bag while its expected count, minus the copies already in,
-    /// exceeds this (chosen on validation).
+    /// Calibration per word: the mean score over training texts without the word,
+    /// and the gap to the mean over texts with it. Raw ridge scores of rare words are
+    /// tiny (their expected count is), so ranking by raw score would only ever pick
+    /// function words; `presence = (score - absent) / gap` puts "park" and "the" on
+    /// one scale (about 0 when absent, 1 when present).
+    absent: Vec<f32>,
+    gap: Vec<f32>,
+    /// A word's first copy enters the bag when its presence exceeds this.
     pub threshold: f32,
+    /// Each further copy enters while the expected count minus the copies already in
+    /// exceeds this (both thresholds chosen on validation).
+    pub extra_threshold: f32,
     pub manifest: Manifest,
 }
 
@@ -128,32 +138,51 @@ impl Probe {
             .collect()
     }
 
-    /// Probe scores of a residual (no bias): which words `target` has more of than
-    /// the hypothesis whose embedding was subtracted.
+    /// Calibrated presence of every word (see the field docs), from [`Probe::scores`].
+    pub fn presence(&self, scores: &[f32]) -> Vec<f32> {
+        presence(scores, &self.absent, &self.gap)
+    }
+
+    /// Presence difference predicted from a residual (the probe is linear, so no
+    /// bias): which words `target` has that the hypothesis whose embedding was
+    /// subtracted lacks (positive), and which it has too many of (negative).
     pub fn delta(&self, target: &[f32], hypothesis: &[f32]) -> Vec<f32> {
         let diff: Vec<f32> = target.iter().zip(hypothesis).map(|(a, b)| a - b).collect();
         let row = self.dim + 1;
         self.weights
             .chunks_exact(row)
-            .map(|w| engram_kernels::dot(&w[..self.dim], &diff))
+            .zip(&self.gap)
+            .map(|(w, g)| engram_kernels::dot(&w[..self.dim], &diff) / g)
             .collect()
     }
 
-    /// The multiset of words the scores predict, highest first: the k-th copy of a
-    /// word enters while `score - (k - 1) > threshold`.
+    /// The multiset of words the scores predict, most certain first.
     pub fn bag(&self, scores: &[f32]) -> Vec<String> {
-        bag(&self.vocab, scores, self.threshold)
+        let p = self.presence(scores);
+        bag(
+            &self.vocab,
+            scores,
+            &p,
+            self.threshold,
+            self.extra_threshold,
+        )
     }
 
-    /// Trains on `sentences` (embedded here with `encoder`); `progress(done, total)`
-    /// is called after every encoder batch.
+    /// Trains on `sentences` and their embeddings (see [`embed_texts`]), made by the
+    /// encoder named `encoder`.
     pub fn train(
         sentences: &[String],
-        encoder: &dyn TextEncoder,
+        emb: &[Vec<f32>],
+        encoder: &str,
         opts: &TrainOptions,
         sources: Vec<Source>,
-        progress: &dyn Fn(usize, usize),
     ) -> Result<Probe> {
+        if emb.len() != sentences.len() || emb.is_empty() {
+            return Err(Error::invalid(
+                "embeddings",
+                format!("{} embeddings for {} sentences", emb.len(), sentences.len()),
+            ));
+        }
         if sentences.len() < 50 {
             return Err(Error::invalid(
                 "sentences",
@@ -183,19 +212,16 @@ impl Probe {
             .map(|(i, w)| (w.clone(), i))
             .collect();
 
-        let dim = encoder.dim();
-        let mut emb: Vec<Vec<f32>> = Vec::with_capacity(sentences.len());
-        for batch in sentences.chunks(opts.batch.max(1)) {
-            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            emb.extend(encoder.embed(&refs)?);
-            progress(emb.len(), sentences.len());
-        }
+        let dim = emb[0].len();
 
         let d = dim + 1;
         // Normal equations X^T X and X^T Y of a set of rows (X with a bias column).
-        let accumulate = |rows: &[usize]| -> (Mat<f64>, Mat<f64>) {
+        let accumulate = |rows: &[usize]| -> Normal {
             let mut gram = Mat::<f64>::zeros(d, d);
             let mut rhs = Mat::<f64>::zeros(d, vocab.len());
+            let mut pres = Mat::<f64>::zeros(d, vocab.len());
+            let mut npres = vec![0.0f64; vocab.len()];
+            let mut tot = vec![0.0f64; d];
             for &i in rows {
                 let x: Vec<f64> = emb[i].iter().map(|&v| v as f64).chain([1.0]).collect();
                 for a in 0..d {
@@ -210,9 +236,14 @@ impl Probe {
                     }
                 }
                 for (k, c) in counts {
+                    npres[k] += 1.0;
                     for a in 0..d {
                         rhs[(a, k)] += c * x[a];
+                        pres[(a, k)] += x[a];
                     }
+                }
+                for a in 0..d {
+                    tot[a] += x[a];
                 }
             }
             for a in 0..d {
@@ -220,7 +251,30 @@ impl Probe {
                     gram[(b, a)] = gram[(a, b)];
                 }
             }
-            (gram, rhs)
+            Normal {
+                gram,
+                rhs,
+                pres,
+                npres,
+                tot,
+                n: rows.len() as f64,
+            }
+        };
+        // Mean score with and without each word: linear in the mean embeddings.
+        let calibrate = |weights: &[f32], nm: &Normal| -> (Vec<f32>, Vec<f32>) {
+            let (mut absent, mut gap) = (Vec::new(), Vec::new());
+            for (k, w) in weights.chunks_exact(d).enumerate() {
+                let np = nm.npres[k].max(1.0);
+                let na = (nm.n - nm.npres[k]).max(1.0);
+                let (mut on, mut off) = (0.0f64, 0.0f64);
+                for a in 0..d {
+                    on += w[a] as f64 * nm.pres[(a, k)] / np;
+                    off += w[a] as f64 * (nm.tot[a] - nm.pres[(a, k)]) / na;
+                }
+                absent.push(off as f32);
+                gap.push((on - off).max(1e-3) as f32);
+            }
+            (absent, gap)
         };
         // (X^T X + lambda I) W = X^T Y, the bias unpenalised; one Cholesky for all words.
         let solve = |gram: &Mat<f64>, rhs: &Mat<f64>, lambda: f64| -> Result<Vec<f32>> {
@@ -239,45 +293,63 @@ impl Probe {
             }
             Ok(out)
         };
-        let (gram, rhs) = accumulate(train_idx);
+        let nm = accumulate(train_idx);
 
-        let thresholds: Vec<f32> = (2..=14).map(|t| t as f32 * 0.05).collect();
-        let (mut best_lambda, mut best_threshold, mut best_f1) = (opts.lambdas[0], 0.5, -1.0);
+        let firsts: Vec<f32> = (3..=18).map(|t| t as f32 * 0.05).collect();
+        let extras: Vec<f32> = vec![0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0];
+        let (mut best_lambda, mut best_t, mut best_f1) = (opts.lambdas[0], (0.5, 0.5), -1.0);
         for &lambda in &opts.lambdas {
-            let weights = solve(&gram, &rhs, lambda)?;
+            let weights = solve(&nm.gram, &nm.rhs, lambda)?;
+            let (absent, gap) = calibrate(&weights, &nm);
             let probe = Probe {
                 vocab: vocab.clone(),
                 index: index.clone(),
                 weights,
                 dim,
+                absent,
+                gap,
                 threshold: 0.5,
+                extra_threshold: 0.5,
                 manifest: placeholder_manifest(),
             };
-            let scores: Vec<Vec<f32>> = val_idx.iter().map(|&i| probe.scores(&emb[i])).collect();
-            for &t in &thresholds {
-                let f1: f64 = val_idx
-                    .iter()
-                    .zip(&scores)
-                    .map(|(&i, s)| f1_of_words(&tokenised[i], &bag(&vocab, s, t)))
-                    .sum::<f64>()
-                    / val_idx.len() as f64;
-                if f1 > best_f1 {
-                    (best_lambda, best_threshold, best_f1) = (lambda, t, f1);
+            let scores: Vec<(Vec<f32>, Vec<f32>)> = val_idx
+                .iter()
+                .map(|&i| {
+                    let s = probe.scores(&emb[i]);
+                    let p = probe.presence(&s);
+                    (s, p)
+                })
+                .collect();
+            for &t1 in &firsts {
+                for &t2 in &extras {
+                    let f1: f64 = val_idx
+                        .iter()
+                        .zip(&scores)
+                        .map(|(&i, (s, p))| f1_of_words(&tokenised[i], &bag(&vocab, s, p, t1, t2)))
+                        .sum::<f64>()
+                        / val_idx.len() as f64;
+                    if f1 > best_f1 {
+                        (best_lambda, best_t, best_f1) = (lambda, (t1, t2), f1);
+                    }
                 }
             }
         }
         let all: Vec<usize> = (0..sentences.len()).collect();
-        let (gram, rhs) = accumulate(&all);
-        let weights = solve(&gram, &rhs, best_lambda)?;
+        let nm = accumulate(&all);
+        let weights = solve(&nm.gram, &nm.rhs, best_lambda)?;
+        let (absent, gap) = calibrate(&weights, &nm);
         Ok(Probe {
             vocab,
             index,
             weights,
             dim,
-            threshold: best_threshold,
+            absent,
+            gap,
+            threshold: best_t.0,
+            extra_threshold: best_t.1,
             manifest: Manifest {
                 seed: opts.seed,
-                encoder: encoder.name().to_string(),
+                encoder: encoder.to_string(),
                 sources,
                 train_sentences: train_idx.len(),
                 validation_sentences: val_idx.len(),
@@ -303,14 +375,25 @@ impl Probe {
             &bytes,
         )
         .map_err(|e| Error::Solve(format!("weights: {e}")))?;
-        let data = safetensors::serialize([("weight", view)], None)
-            .map_err(|e| Error::Solve(format!("weights: {e}")))?;
+        let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let (absent, gap) = (f32_bytes(&self.absent), f32_bytes(&self.gap));
+        let n = self.vocab.len();
+        let data = safetensors::serialize(
+            [
+                ("weight", view),
+                ("absent", f32_view(&absent, n)?),
+                ("gap", f32_view(&gap, n)?),
+            ],
+            None,
+        )
+        .map_err(|e| Error::Solve(format!("weights: {e}")))?;
         let path = dir.join(WEIGHTS_FILE);
         std::fs::write(&path, data).map_err(|e| Error::io(&path, e))?;
         let meta = Meta {
             format: FORMAT,
             dim: self.dim,
             threshold: self.threshold,
+            extra_threshold: self.extra_threshold,
             vocab: self.vocab.clone(),
             manifest: self.manifest.clone(),
         };
@@ -356,6 +439,19 @@ impl Probe {
             .chunks_exact(2)
             .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect();
+        let calibration = |name: &str| -> Result<Vec<f32>> {
+            let t = st
+                .tensor(name)
+                .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
+            if t.dtype() != safetensors::Dtype::F32 || t.shape() != [meta.vocab.len()] {
+                return Err(bad(format!("{name} has the wrong type or shape")));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let (absent, gap) = (calibration("absent")?, calibration("gap")?);
         let index = meta
             .vocab
             .iter()
@@ -367,10 +463,29 @@ impl Probe {
             index,
             weights,
             dim: meta.dim,
+            absent,
+            gap,
             threshold: meta.threshold,
+            extra_threshold: meta.extra_threshold,
             manifest: meta.manifest,
         })
     }
+}
+
+/// Embeds `texts` in batches of `batch`; `progress(done, total)` after each batch.
+pub fn embed_texts(
+    texts: &[String],
+    encoder: &dyn TextEncoder,
+    batch: usize,
+    progress: &dyn Fn(usize, usize),
+) -> Result<Vec<Vec<f32>>> {
+    let mut emb: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch.max(1)) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        emb.extend(encoder.embed(&refs)?);
+        progress(emb.len(), texts.len());
+    }
+    Ok(emb)
 }
 
 fn placeholder_manifest() -> Manifest {
@@ -403,11 +518,41 @@ pub fn build_vocab<'a>(texts: impl Iterator<Item = &'a Vec<String>>, size: usize
         .collect()
 }
 
-fn bag(vocab: &[String], scores: &[f32], threshold: f32) -> Vec<String> {
+/// The normal equations of a set of rows, plus per-word presence sums for calibration.
+struct Normal {
+    gram: Mat<f64>,
+    rhs: Mat<f64>,
+    /// Column k: sum of the embeddings of the texts that contain word k.
+    pres: Mat<f64>,
+    npres: Vec<f64>,
+    tot: Vec<f64>,
+    n: f64,
+}
+
+fn f32_view(bytes: &[u8], n: usize) -> Result<safetensors::tensor::TensorView<'_>> {
+    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n], bytes)
+        .map_err(|e| Error::Solve(format!("calibration: {e}")))
+}
+
+fn presence(scores: &[f32], absent: &[f32], gap: &[f32]) -> Vec<f32> {
+    scores
+        .iter()
+        .zip(absent.iter().zip(gap))
+        .map(|(s, (a, g))| (s - a) / g)
+        .collect()
+}
+
+/// First copies by presence (`> first`), further copies by expected count: copy
+/// k + 1 while `score - k > extra`. Sorted by that value, highest first.
+fn bag(vocab: &[String], scores: &[f32], presence: &[f32], first: f32, extra: f32) -> Vec<String> {
     let mut items: Vec<(f32, usize)> = Vec::new();
-    for (k, &s) in scores.iter().enumerate() {
-        let mut copy = 0.0;
-        while s - copy > threshold && copy < 8.0 {
+    for (k, (&s, &p)) in scores.iter().zip(presence).enumerate() {
+        if p <= first {
+            continue;
+        }
+        items.push((p, k));
+        let mut copy = 1.0;
+        while s - copy > extra && copy < 8.0 {
             items.push((s - copy, k));
             copy += 1.0;
         }
@@ -429,8 +574,10 @@ mod tests {
     #[test]
     fn bag_takes_copies_above_threshold() {
         let vocab: Vec<String> = ["the", "cat", "dog"].map(String::from).to_vec();
-        // the: 2.2 -> copies at 2.2, 1.2, 0.2 (> 0.1); cat 0.6; dog 0.05 out.
-        let b = bag(&vocab, &[2.2, 0.6, 0.05], 0.1);
+        // the: present (0.9), copies at 2.2 - 1 = 1.2 and 0.2 (> 0.1), not 2.2 - 3;
+        // cat: present (0.7); dog: presence 0.3 is under 0.5, out.
+        let b = bag(&vocab, &[2.2, 0.6, 0.4], &[0.9, 0.7, 0.3], 0.5, 0.1);
         assert_eq!(b, ["the", "the", "cat", "the"]);
+        assert_eq!(presence(&[0.5], &[0.1], &[0.8]), [0.5]);
     }
 }

@@ -76,6 +76,8 @@ impl SearchOptions {
 
 /// Longest hypothesis the search builds, in words.
 const MAX_WORDS: usize = 64;
+/// Words the search may add: the target's most probable ones by calibrated presence.
+const PLAUSIBLE: usize = 300;
 /// Orderings of the initial bag tried at step 0.
 const INITIAL_ORDERS: usize = 8;
 
@@ -115,12 +117,15 @@ impl CosineSearch {
         &self,
         node: &Node,
         target: &[f32],
+        plausible: &[usize],
         rng: &mut SplitMix,
         budget: usize,
     ) -> Vec<Vec<String>> {
         let probe = &self.probe;
         let delta = probe.delta(target, &node.vector);
-        let mut order: Vec<usize> = (0..delta.len()).collect();
+        // Words to add: the most lacking among those the target plausibly contains
+        // (calibrated deltas of rare words are noisy; this keeps them in check).
+        let mut order = plausible.to_vec();
         order.sort_by(|&a, &b| delta[b].total_cmp(&delta[a]));
         let add: Vec<&str> = order
             .iter()
@@ -237,6 +242,10 @@ impl Inverter for CosineSearch {
         let target: Vec<f32> = target.iter().map(|x| x / norm).collect();
         let started = std::time::Instant::now();
         let mut rng = SplitMix::new(self.opts.seed);
+        let presence = self.probe.presence(&self.probe.scores(&target));
+        let mut plausible: Vec<usize> = (0..presence.len()).collect();
+        plausible.sort_by(|&a, &b| presence[b].total_cmp(&presence[a]));
+        plausible.truncate(PLAUSIBLE);
 
         let mut bag = self.bag(&target);
         if bag.is_empty() {
@@ -269,7 +278,7 @@ impl Inverter for CosineSearch {
             let mut cands = Vec::new();
             for node in &beam {
                 let mut taken = 0;
-                for c in self.proposals(node, &target, &mut rng, per_node * 2) {
+                for c in self.proposals(node, &target, &plausible, &mut rng, per_node * 2) {
                     if taken >= per_node {
                         break;
                     }

@@ -47,6 +47,10 @@ pub struct TrainInverterArgs {
     pub max_texts: usize,
     #[arg(long, default_value_t = 4)]
     pub seed: u64,
+    /// Reuse (or write) the training texts' embeddings here: retraining with other
+    /// settings then skips the slow part. Keyed by the texts' SHA-256.
+    #[arg(long)]
+    pub embeddings_cache: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -173,12 +177,27 @@ pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
         seed: args.seed,
         ..TrainOptions::default()
     };
-    let b = bar(texts.len(), "embedding");
     let started = std::time::Instant::now();
-    let probe = Probe::train(&texts, minilm.as_ref(), &opts, sources, &|done, _| {
-        b.set_position(done as u64)
-    })?;
-    b.finish();
+    let key = corpus::texts_digest(&texts);
+    let cached = args
+        .embeddings_cache
+        .as_deref()
+        .and_then(|p| read_cache(p, &key, texts.len()));
+    let emb = match cached {
+        Some(emb) => emb,
+        None => {
+            let b = bar(texts.len(), "embedding");
+            let emb = probe::embed_texts(&texts, minilm.as_ref(), opts.batch, &|done, _| {
+                b.set_position(done as u64)
+            })?;
+            b.finish();
+            if let Some(p) = &args.embeddings_cache {
+                write_cache(p, &key, &emb)?;
+            }
+            emb
+        }
+    };
+    let probe = Probe::train(&texts, &emb, "minilm", &opts, sources)?;
     let dir = args.out.clone().unwrap_or_else(probe::default_dir);
     probe.save(&dir)?;
     let m = &probe.manifest;
@@ -192,6 +211,33 @@ pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Cache file: the texts' digest (64 hex bytes), count and dim (u64 LE), then f32 LE.
+fn read_cache(path: &Path, key: &str, n: usize) -> Option<Vec<Vec<f32>>> {
+    let bytes = std::fs::read(path).ok()?;
+    let (head, rest) = bytes.split_at_checked(80)?;
+    let count = u64::from_le_bytes(head[64..72].try_into().ok()?) as usize;
+    let dim = u64::from_le_bytes(head[72..80].try_into().ok()?) as usize;
+    if &head[..64] != key.as_bytes() || count != n || rest.len() != count * dim * 4 {
+        return None;
+    }
+    let floats: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some(floats.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+}
+
+fn write_cache(path: &Path, key: &str, emb: &[Vec<f32>]) -> anyhow::Result<()> {
+    let dim = emb.first().map_or(0, Vec::len);
+    let mut out = key.as_bytes().to_vec();
+    out.extend_from_slice(&(emb.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(dim as u64).to_le_bytes());
+    for v in emb {
+        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The held-out Quoref passages (never seen by the probe) and their first full
