@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// Whether a passage with this id is held out of training (about one in ten).
 pub fn is_held_out(id: &str) -> bool {
-    fnv1a(id.as_bytes()) % 10 == 0
+    fnv1a(id.as_bytes()).is_multiple_of(10)
 }
 
 /// The rule [`is_held_out`] applies, in words, for manifests and reports.

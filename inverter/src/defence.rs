@@ -114,7 +114,7 @@ impl Transform {
         match self.defence {
             Defence::None => v.to_vec(),
             Defence::Noise { lambda } => {
-                let mut rng = engram_kernels::SplitMix::new(salt ^ 0x6e6f_6973_65);
+                let mut rng = engram_kernels::SplitMix::new(salt ^ 0x006e_6f69_7365);
                 let sd = lambda / (self.dim as f32).sqrt();
                 let mut out: Vec<f32> = v.iter().map(|x| x + sd * gaussian(&mut rng)).collect();
                 normalise(&mut out);

@@ -267,9 +267,9 @@ impl Probe {
                 let np = nm.npres[k].max(1.0);
                 let na = (nm.n - nm.npres[k]).max(1.0);
                 let (mut on, mut off) = (0.0f64, 0.0f64);
-                for a in 0..d {
-                    on += w[a] as f64 * nm.pres[(a, k)] / np;
-                    off += w[a] as f64 * (nm.tot[a] - nm.pres[(a, k)]) / na;
+                for (a, (&wa, &ta)) in w.iter().zip(&nm.tot).enumerate() {
+                    on += wa as f64 * nm.pres[(a, k)] / np;
+                    off += wa as f64 * (ta - nm.pres[(a, k)]) / na;
                 }
                 absent.push(off as f32);
                 gap.push((on - off).max(1e-3) as f32);
@@ -567,7 +567,7 @@ mod tests {
 
     #[test]
     fn vocab_ranks_by_count_then_alphabet() {
-        let texts = vec![words("b a c b"), words("c b d")];
+        let texts = [words("b a c b"), words("c b d")];
         assert_eq!(build_vocab(texts.iter(), 3), ["b", "c", "a"]);
     }
 
