@@ -145,6 +145,36 @@ fn audit_runs_in_background_and_finds_a_planted_email() {
     let html = html.into_string().unwrap();
     assert!(html.contains(EMAIL) && html.contains("<svg") && html.contains("Secrets"));
 
+    // The CLI runs the same job, follows its progress and writes the HTML.
+    let out = dir.path().join("report.html");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "audit",
+            "private",
+            "--sample",
+            "2",
+            "--steps",
+            "1",
+            "--beam",
+            "1",
+            "--defences",
+            "none",
+            "--out",
+        ])
+        .arg(&out)
+        .env("ENGRAM_URL", server.url(""))
+        .env("ENGRAM_API_KEY", "admin-key-1")
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(std::fs::read_to_string(&out).unwrap().contains("<svg"));
+    let list = server.call("GET", "/collections/private/audits", None, ADMIN);
+    assert_eq!(list.body["audits"].as_array().unwrap().len(), 2);
+
     // Stored, not just in memory.
     server.restart();
     let again = server.call(
