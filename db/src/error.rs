@@ -78,6 +78,12 @@ pub enum Error {
     Corrupt(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Inverter(#[from] engram_inverter::Error),
+    #[error("audit '{id}' of collection '{collection}' does not exist; list them with GET /collections/{collection}/audits")]
+    AuditNotFound { collection: String, id: String },
+    #[error("audit '{0}' has no report: it is {1}; follow GET .../audits/{0}/status")]
+    AuditNotReady(String, String),
 }
 
 impl Error {

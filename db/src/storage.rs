@@ -34,6 +34,8 @@ const SEQ_KEY: &[u8] = b"seq";
 const CONTEXT_KEY: &[u8] = b"context";
 /// Meta key prefix (inside a collection's range) of per-document hit counts.
 const HITS_PREFIX: &[u8] = b"hits\0";
+/// Meta key prefix (inside a collection's range) of leakage audit records.
+const AUDIT_PREFIX: &[u8] = b"audit\0";
 
 /// One stored chunk vector and the document it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +343,31 @@ impl Storage {
         self.scan(CF_META, coll, |rest, v| {
             match rest.strip_prefix(HITS_PREFIX) {
                 Some(doc) => each(&String::from_utf8_lossy(doc), v),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Stores a leakage audit record (JSON) under its id, synced: reports survive restarts.
+    pub fn put_audit(&self, coll: &str, id: &str, json: &[u8]) -> Result<()> {
+        let mut k = AUDIT_PREFIX.to_vec();
+        k.extend_from_slice(id.as_bytes());
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_META), key(coll, &k), json, &opts)?;
+        Ok(())
+    }
+
+    /// Every audit record of a collection: id and the stored JSON, in id order.
+    pub fn scan_audits(
+        &self,
+        coll: &str,
+        mut each: impl FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(CF_META, coll, |rest, v| {
+            match rest.strip_prefix(AUDIT_PREFIX) {
+                Some(id) => each(&String::from_utf8_lossy(id), v),
                 None => Ok(()),
             }
         })

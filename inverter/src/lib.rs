@@ -1,1 +1,33 @@
-//! placeholder
+//! # engram-inverter: what an attacker holding the vectors would read
+//!
+//! Embeddings are not anonymous: vec2text recovers most short inputs from their
+//! vectors by a loop of guess, re-embed, compare, correct. This crate ships that
+//! attack so an operator can measure it on their own collection, and the defences
+//! that blunt it, with their cost in retrieval quality.
+//!
+//! - The contract (`inverter.rs`, read it first): [`Inverter`], [`Inversion`].
+//! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form).
+//! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
+//! - [`defence`]: Gaussian noise and keyed rotation of stored vectors.
+//! - [`audit`]: sample, invert, scan for secrets, compare defences; JSON and HTML.
+//! - [`metrics`], [`secrets`], [`corpus`], [`eval`]: scores, secret scanners,
+//!   training/evaluation text, the `engram eval inversion` harness.
+
+pub mod audit;
+pub mod corpus;
+pub mod defence;
+mod error;
+pub mod eval;
+mod inverter;
+pub mod metrics;
+pub mod probe;
+pub mod search;
+pub mod secrets;
+pub mod text;
+
+pub use audit::{AuditDoc, AuditInput, AuditOptions, AuditQuery, AuditReport};
+pub use defence::Defence;
+pub use error::{Error, Result};
+pub use inverter::{Hypothesis, Inversion, Inverter};
+pub use probe::{Probe, TrainOptions};
+pub use search::{CosineSearch, SearchOptions};

@@ -53,6 +53,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             action: EvalAction::Answers(args),
         } => super::eval::answers(&args),
+        Command::Eval {
+            action: EvalAction::Inversion(args),
+        } => super::inversion::eval_inversion(&args),
+        Command::Audit(args) => super::inversion::audit(&args),
+        Command::Train { what } => super::inversion::train(&what),
         Command::Hot {
             collection,
             k,

@@ -6,6 +6,7 @@ mod ask;
 mod client;
 mod commands;
 mod eval;
+mod inversion;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -116,6 +117,14 @@ pub enum Command {
         /// Replace an existing data directory (it is moved aside, not deleted).
         #[arg(long)]
         force: bool,
+    },
+    /// Leakage audit of a collection: invert a sample of its vectors, compare
+    /// defences, write an HTML report (admin).
+    Audit(inversion::AuditArgs),
+    /// Train a model the project ships (the inverter's probe).
+    Train {
+        #[command(subcommand)]
+        what: inversion::TrainWhat,
     },
     /// Manage the model cache.
     Models {
@@ -247,6 +256,10 @@ pub enum EvalAction {
     /// with no context, the full context (collections of --group passages) and rag at
     /// each k; optionally the cost curve of a growing context, as JSON and an SVG chart.
     Answers(EvalAnswersArgs),
+    /// Embedding inversion on 200 held-out 32-token Quoref texts: token F1, BLEU,
+    /// exact match, cosine and seconds per text for the probe alone, its ordered
+    /// hypothesis, and hypothesis + correction at several step budgets.
+    Inversion(inversion::EvalInversionArgs),
 }
 
 #[derive(Args, Debug)]

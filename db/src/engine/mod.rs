@@ -22,8 +22,10 @@ use crate::limits::{check, Limits};
 use crate::storage::{Storage, VectorRecord};
 use crate::validate;
 
+mod audit;
 mod query;
 
+pub use audit::AuditStatus;
 pub use query::hybrid_depth;
 
 /// The default text encoder of new collections and of `/embed`.
@@ -46,6 +48,7 @@ pub struct Engine {
     model: crate::answer::ModelSlot,
     /// Active adapters per collection (none until adapters are registered).
     adapters: Option<Arc<dyn crate::answer::AdapterSource>>,
+    audits: Arc<audit::AuditJobs>,
 }
 
 /// A document after validation and embedding, ready to be written.
@@ -98,6 +101,7 @@ impl Engine {
             limits,
             model: crate::answer::ModelSlot::smollm2(),
             adapters: None,
+            audits: Arc::default(),
         })
     }
 

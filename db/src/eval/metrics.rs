@@ -4,25 +4,8 @@
 
 use serde::Serialize;
 
-/// nDCG@k: the discounted gain of the relevant documents in the top k,
-/// sum of 1 / log2(rank + 1), divided by the best possible (all relevant
-/// documents first). 0 when nothing is relevant.
-pub fn ndcg_at<T: PartialEq>(ranked: &[T], relevant: &[T], k: usize) -> f64 {
-    let gain = |rank: usize| 1.0 / (rank as f64 + 1.0).log2();
-    let dcg: f64 = ranked
-        .iter()
-        .take(k)
-        .enumerate()
-        .filter(|(_, id)| relevant.contains(id))
-        .map(|(i, _)| gain(i + 1))
-        .sum();
-    let ideal: f64 = (1..=relevant.len().min(k)).map(gain).sum();
-    if ideal > 0.0 {
-        dcg / ideal
-    } else {
-        0.0
-    }
-}
+/// nDCG@k with binary relevance (one implementation, shared with the leakage audit).
+pub use engram_inverter::metrics::ndcg_at;
 
 /// Recall@k: the share of the relevant documents found in the top k.
 pub fn recall_at<T: PartialEq>(ranked: &[T], relevant: &[T], k: usize) -> f64 {

@@ -43,6 +43,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use engram_embedder::Error as E;
         use engram_generator::Error as G;
+        use engram_inverter::Error as I;
         let (status, code) = match &e {
             Error::CollectionNotFound(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
             Error::DocumentNotFound { .. } => (StatusCode::NOT_FOUND, "document_not_found"),
@@ -76,6 +77,18 @@ impl From<Error> for ApiError {
             Error::Generator(_) => (StatusCode::INTERNAL_SERVER_ERROR, "generator_error"),
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+            }
+            Error::AuditNotFound { .. } => (StatusCode::NOT_FOUND, "audit_not_found"),
+            Error::AuditNotReady(..) => (StatusCode::CONFLICT, "audit_not_ready"),
+            Error::Inverter(I::InvalidInput { .. }) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Error::Inverter(I::Artifact { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "inverter_unavailable")
+            }
+            Error::Inverter(I::Encoder(E::EmptyText { .. })) => {
+                (StatusCode::BAD_REQUEST, "invalid_input")
+            }
+            Error::Inverter(I::Encoder(_) | I::Solve(_) | I::Io { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "inverter_error")
             }
         };
         if status.is_server_error() {

@@ -2,6 +2,7 @@
 //! only translate between HTTP and `Engine` calls; one file per resource.
 
 mod answer_api;
+mod audit_api;
 mod auth;
 mod collections_api;
 mod documents_api;
@@ -57,6 +58,11 @@ pub struct AppState {
         system_api::healthz,
         system_api::metrics,
         system_api::backup,
+        audit_api::start,
+        audit_api::list,
+        audit_api::status,
+        audit_api::report,
+        audit_api::html,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
@@ -119,6 +125,14 @@ impl ServerBuilder {
             .route("/v1/models", get(openai_api::models))
             .route("/v1/chat/completions", post(openai_api::chat_completions))
             .route("/v1/embeddings", post(openai_api::embeddings))
+            .route("/collections/{name}/audit", post(audit_api::start))
+            .route("/collections/{name}/audits", get(audit_api::list))
+            .route("/collections/{name}/audits/{id}", get(audit_api::report))
+            .route(
+                "/collections/{name}/audits/{id}/status",
+                get(audit_api::status),
+            )
+            .route("/collections/{name}/audits/{id}/html", get(audit_api::html))
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))

@@ -1,0 +1,417 @@
+//! `engram train inverter`, `engram eval inversion` and `engram audit`: the CLI side
+//! of the leakage audit (`engram_inverter`). Training and evaluation run locally on
+//! the dataset files; `audit` is a client of a running server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use engram_embedder::MiniLm;
+use engram_inverter::audit::{self, AuditDoc, AuditInput, AuditQuery};
+use engram_inverter::corpus::{self, HELD_OUT_RULE};
+use engram_inverter::probe::{self, Source};
+use engram_inverter::{AuditOptions, AuditReport, Defence, Probe, SearchOptions, TrainOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use super::client::Client;
+use crate::eval::{load, Dataset, Passage};
+
+/// Length of training and evaluation texts in MiniLM tokens (vec2text's setting).
+const TEXT_TOKENS: usize = 32;
+
+#[derive(Subcommand, Debug)]
+pub enum TrainWhat {
+    /// Train the inverter's bag-of-words probe on DROP and the non-held-out Quoref
+    /// passages and write the artifact (weights + manifest).
+    Inverter(TrainInverterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainInverterArgs {
+    /// DROP file [default: ~/.cache/engram/data/drop.jsonl].
+    #[arg(long)]
+    pub drop: Option<PathBuf>,
+    /// Quoref file [default: ~/.cache/engram/data/quoref.jsonl].
+    #[arg(long)]
+    pub quoref: Option<PathBuf>,
+    /// Where to write probe.safetensors and probe.json [default: inverter/artifacts].
+    #[arg(long, env = "ENGRAM_INVERTER_DIR")]
+    pub out: Option<PathBuf>,
+    /// Vocabulary size (most frequent words of the training text).
+    #[arg(long, default_value_t = 5000)]
+    pub vocab: usize,
+    /// Training texts used at most (a seeded sample of all windows).
+    #[arg(long, default_value_t = 24000)]
+    pub max_texts: usize,
+    #[arg(long, default_value_t = 4)]
+    pub seed: u64,
+    /// Reuse (or write) the training texts' embeddings here: retraining with other
+    /// settings then skips the slow part. Keyed by the texts' SHA-256.
+    #[arg(long)]
+    pub embeddings_cache: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalInversionArgs {
+    /// Quoref file [default: ~/.cache/engram/data/quoref.jsonl].
+    #[arg(long)]
+    pub quoref: Option<PathBuf>,
+    /// Probe directory [default: inverter/artifacts].
+    #[arg(long, env = "ENGRAM_INVERTER_DIR")]
+    pub probe: Option<PathBuf>,
+    /// Held-out texts evaluated (at most 200).
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Step budgets reported (comma-separated); the search runs to the largest.
+    #[arg(long, default_value = "5,10,20,40", value_delimiter = ',')]
+    pub steps: Vec<usize>,
+    #[arg(long, default_value_t = 2)]
+    pub beam: usize,
+    /// Candidate texts embedded per step.
+    #[arg(long, default_value_t = 128)]
+    pub candidates: usize,
+    /// Also run the audit over the held-out passages with these defences (comma-
+    /// separated, e.g. none,noise:0.5,rotation:7) and their Quoref questions.
+    #[arg(long, value_delimiter = ',')]
+    pub defences: Vec<String>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// With --defences: write the audit's HTML report here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    pub collection: String,
+    /// Documents inverted.
+    #[arg(long, default_value_t = 10)]
+    pub sample: usize,
+    /// Correction steps per document.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 2)]
+    pub beam: usize,
+    /// Defences compared (comma-separated) [default: none,noise:0.5,rotation:1].
+    #[arg(long, value_delimiter = ',')]
+    pub defences: Vec<String>,
+    /// Write the HTML report here.
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub remote: super::Remote,
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template("{msg:24} {bar:40} {pos}/{len}  {per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+fn token_counter(m: &MiniLm) -> impl Fn(&str) -> usize + '_ {
+    |w: &str| m.token_ids(w).map_or(1, |t| t.len())
+}
+
+fn source(name: &str, path: &Path, used: usize, rule: &str) -> anyhow::Result<Source> {
+    let (sha256, lines) = corpus::fingerprint(path)?;
+    Ok(Source {
+        name: name.into(),
+        file: path
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into()),
+        sha256,
+        lines,
+        passages_used: used,
+        rule: rule.into(),
+    })
+}
+
+pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
+    let TrainWhat::Inverter(args) = what;
+    let drop_path = args
+        .drop
+        .clone()
+        .unwrap_or_else(|| Dataset::Drop.default_path());
+    let quoref_path = args
+        .quoref
+        .clone()
+        .unwrap_or_else(|| Dataset::Quoref.default_path());
+    let drop = load(&drop_path)?;
+    let quoref: Vec<Passage> = load(&quoref_path)?
+        .into_iter()
+        .filter(|p| !corpus::is_held_out(&p.id))
+        .collect();
+    let minilm = engram_embedder::shared_minilm()?;
+    let count = token_counter(&minilm);
+    let mut texts: Vec<String> = drop
+        .iter()
+        .chain(&quoref)
+        .flat_map(|p| corpus::windows(&p.text, TEXT_TOKENS, 4, &count))
+        .collect();
+    let all = texts.len();
+    // A seeded sample keeps training time bounded and reproducible.
+    let mut rng = engram_kernels::SplitMix::new(args.seed);
+    for i in (1..texts.len()).rev() {
+        texts.swap(i, rng.below(i + 1));
+    }
+    texts.truncate(args.max_texts);
+    println!(
+        "{} training texts of up to {TEXT_TOKENS} tokens (of {all}) from {} DROP and {} Quoref passages",
+        texts.len(),
+        drop.len(),
+        quoref.len()
+    );
+    let sources = vec![
+        source("drop", &drop_path, drop.len(), "all passages")?,
+        source("quoref", &quoref_path, quoref.len(), HELD_OUT_RULE)?,
+    ];
+    let opts = TrainOptions {
+        vocab: args.vocab,
+        seed: args.seed,
+        ..TrainOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let key = corpus::texts_digest(&texts);
+    let cached = args
+        .embeddings_cache
+        .as_deref()
+        .and_then(|p| read_cache(p, &key, texts.len()));
+    let emb = match cached {
+        Some(emb) => emb,
+        None => {
+            let b = bar(texts.len(), "embedding");
+            let emb = probe::embed_texts(&texts, minilm.as_ref(), opts.batch, &|done, _| {
+                b.set_position(done as u64)
+            })?;
+            b.finish();
+            if let Some(p) = &args.embeddings_cache {
+                write_cache(p, &key, &emb)?;
+            }
+            emb
+        }
+    };
+    let probe = Probe::train(&texts, &emb, "minilm", &opts, sources)?;
+    let dir = args.out.clone().unwrap_or_else(probe::default_dir);
+    probe.save(&dir)?;
+    let m = &probe.manifest;
+    println!(
+        "probe: {} words, lambda {}, threshold {:.2}, validation bag F1 {:.3} ({} s); written to {}",
+        probe.vocab().len(),
+        m.lambda,
+        probe.threshold,
+        m.validation_f1,
+        started.elapsed().as_secs(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Cache file: the texts' digest (64 hex bytes), count and dim (u64 LE), then f32 LE.
+fn read_cache(path: &Path, key: &str, n: usize) -> Option<Vec<Vec<f32>>> {
+    let bytes = std::fs::read(path).ok()?;
+    let (head, rest) = bytes.split_at_checked(80)?;
+    let count = u64::from_le_bytes(head[64..72].try_into().ok()?) as usize;
+    let dim = u64::from_le_bytes(head[72..80].try_into().ok()?) as usize;
+    if &head[..64] != key.as_bytes() || count != n || rest.len() != count * dim * 4 {
+        return None;
+    }
+    let floats: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some(floats.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+}
+
+fn write_cache(path: &Path, key: &str, emb: &[Vec<f32>]) -> anyhow::Result<()> {
+    let dim = emb.first().map_or(0, Vec::len);
+    let mut out = key.as_bytes().to_vec();
+    out.extend_from_slice(&(emb.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(dim as u64).to_le_bytes());
+    for v in emb {
+        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The held-out Quoref passages (never seen by the probe) and their first full
+/// 32-token windows, at most `limit`.
+fn held_out(path: &Path, limit: usize, m: &MiniLm) -> anyhow::Result<(Vec<Passage>, Vec<String>)> {
+    let passages: Vec<Passage> = load(path)?
+        .into_iter()
+        .filter(|p| corpus::is_held_out(&p.id))
+        .collect();
+    let count = token_counter(m);
+    let texts = passages
+        .iter()
+        .filter_map(|p| corpus::first_full_window(&p.text, TEXT_TOKENS, &count))
+        .take(limit)
+        .collect();
+    Ok((passages, texts))
+}
+
+pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=200).contains(&args.limit), "--limit must be 1 to 200");
+    let path = args
+        .quoref
+        .clone()
+        .unwrap_or_else(|| Dataset::Quoref.default_path());
+    let probe = Arc::new(Probe::load(
+        &args.probe.clone().unwrap_or_else(probe::default_dir),
+    )?);
+    let minilm = engram_embedder::shared_minilm()?;
+    let (passages, texts) = held_out(&path, args.limit, &minilm)?;
+    let opts = SearchOptions {
+        beam: args.beam,
+        candidates: args.candidates,
+        ..SearchOptions::default()
+    };
+    let b = bar(texts.len(), "inverting");
+    let report = engram_inverter::eval::evaluate(
+        &texts,
+        minilm.as_ref(),
+        probe.clone(),
+        &args.steps,
+        opts,
+        &|done, _| b.set_position(done as u64),
+    )?;
+    b.finish();
+    println!(
+        "{} held-out {TEXT_TOKENS}-token Quoref texts ({HELD_OUT_RULE})",
+        report.texts
+    );
+    println!("{}", report.table());
+    let mut out = json!({"inversion": report});
+    if !args.defences.is_empty() {
+        let defences = args
+            .defences
+            .iter()
+            .map(|d| Defence::parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let input = AuditInput {
+            collection: "quoref (held out)".into(),
+            targets: texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| AuditDoc {
+                    id: format!("text-{i}"),
+                    text: t.clone(),
+                })
+                .collect(),
+            corpus: passages
+                .iter()
+                .map(|p| AuditDoc {
+                    id: p.id.clone(),
+                    text: p.text.clone(),
+                })
+                .collect(),
+            queries: passages
+                .iter()
+                .flat_map(|p| {
+                    p.questions.iter().map(|q| AuditQuery {
+                        text: q.clone(),
+                        relevant: p.id.clone(),
+                    })
+                })
+                .collect(),
+            query_source: "Quoref questions of the held-out passages".into(),
+        };
+        let audit_opts = AuditOptions {
+            sample: texts.len(),
+            steps: *args.steps.iter().max().unwrap_or(&10),
+            beam: args.beam,
+            defences,
+        };
+        let b = bar(0, "auditing defences");
+        let report = audit::run(
+            &input,
+            minilm.as_ref(),
+            probe,
+            &audit_opts,
+            &|done, total| {
+                b.set_length(total as u64);
+                b.set_position(done as u64)
+            },
+        )?;
+        b.finish();
+        print_defences(&report);
+        if let Some(html) = &args.html {
+            std::fs::write(html, report.to_html())
+                .with_context(|| format!("cannot write {}", html.display()))?;
+            println!("HTML report written to {}", html.display());
+        }
+        out["defences"] = serde_json::to_value(&report.defences)?;
+    }
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_defences(r: &AuditReport) {
+    println!("| defence | token F1 | BLEU-4 | cosine | nDCG@10 | nDCG@10 cost (points) |\n|---|---|---|---|---|---|");
+    for d in &r.defences {
+        println!(
+            "| {} | {:.3} | {:.1} | {:.3} | {} | {} |",
+            d.defence,
+            d.token_f1,
+            d.bleu,
+            d.cosine,
+            d.ndcg_at_10.map_or("n/a".into(), |v| format!("{v:.3}")),
+            d.ndcg_loss_points
+                .map_or("n/a".into(), |v| format!("{v:.1}"))
+        );
+    }
+    println!("grade {}: {}", r.grade, r.verdict);
+}
+
+pub fn audit(args: &AuditArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.remote.url, args.remote.api_key.clone());
+    let mut body = json!({"sample": args.sample, "steps": args.steps, "beam": args.beam});
+    if !args.defences.is_empty() {
+        body["defences"] = json!(args.defences);
+    }
+    let path = format!("/collections/{}/audits", args.collection);
+    let started: Value = client.call(
+        "POST",
+        &format!("/collections/{}/audit", args.collection),
+        Some(&body),
+    )?;
+    let id = started["id"]
+        .as_str()
+        .context("the server returned no audit id")?
+        .to_string();
+    let b = bar(0, "auditing");
+    loop {
+        let status: Value = client.call("GET", &format!("{path}/{id}/status"), None::<&()>)?;
+        b.set_length(status["total"].as_u64().unwrap_or(0));
+        b.set_position(status["done"].as_u64().unwrap_or(0));
+        match status["state"].as_str() {
+            Some("done") => break,
+            Some("running") => std::thread::sleep(std::time::Duration::from_millis(500)),
+            _ => {
+                b.abandon();
+                anyhow::bail!(
+                    "audit {id} failed: {}",
+                    status["error"].as_str().unwrap_or("unknown error")
+                );
+            }
+        }
+    }
+    b.finish();
+    let report: AuditReport =
+        serde_json::from_value(client.call("GET", &format!("{path}/{id}"), None::<&()>)?)?;
+    print_defences(&report);
+    std::fs::write(&args.out, report.to_html())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("audit {id}: HTML report written to {}", args.out.display());
+    Ok(())
+}

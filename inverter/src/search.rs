@@ -1,0 +1,319 @@
+//! The inverter: probe hypothesis, then cosine-guided beam search with re-embedding.
+//!
+//! Step 0 orders the probe's bag of words (a few orderings, best cosine kept). Every
+//! later step proposes edits of each beam member — delete a word, replace one, insert
+//! one, swap neighbours, move a word — and embeds all proposals in one batched
+//! encoder call. Which words to add or remove comes from the probe applied to the
+//! residual `target - embed(hypothesis)` (see `probe.rs`), so proposals aim at what
+//! the hypothesis still lacks instead of sampling the vocabulary blindly. The beam
+//! keeps the `beam` best texts by cosine; the search stops after `steps` rounds or
+//! `patience` rounds without improvement.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use engram_embedder::TextEncoder;
+use engram_kernels::SplitMix;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::inverter::{Hypothesis, Inversion, Inverter};
+use crate::metrics::cosine;
+use crate::probe::Probe;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SearchOptions {
+    /// Rounds of correction (0: the ordered probe hypothesis alone).
+    pub steps: usize,
+    /// Hypotheses kept between rounds.
+    pub beam: usize,
+    /// Candidate texts embedded per round, over the whole beam (one encoder call).
+    pub candidates: usize,
+    /// Rounds without improvement before stopping early.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            steps: 20,
+            beam: 2,
+            candidates: 128,
+            patience: 3,
+            seed: 4,
+        }
+    }
+}
+
+/// Upper bounds a caller may ask for (keeps a request from running for hours).
+pub const MAX_STEPS: usize = 200;
+pub const MAX_BEAM: usize = 16;
+
+impl SearchOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps > MAX_STEPS {
+            return Err(Error::invalid(
+                "steps",
+                format!("{} is over the limit of {MAX_STEPS}", self.steps),
+            ));
+        }
+        if self.beam == 0 || self.beam > MAX_BEAM {
+            return Err(Error::invalid(
+                "beam",
+                format!("{} is out of range; use 1 to {MAX_BEAM}", self.beam),
+            ));
+        }
+        if !(8..=1024).contains(&self.candidates) {
+            return Err(Error::invalid(
+                "candidates",
+                "use 8 to 1024 candidates per step",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Longest hypothesis the search builds, in words.
+const MAX_WORDS: usize = 64;
+/// Words the search may add: the target's most probable ones by calibrated presence.
+const PLAUSIBLE: usize = 300;
+/// Orderings of the initial bag tried at step 0.
+const INITIAL_ORDERS: usize = 8;
+
+/// Probe hypothesis plus beam search; see the module docs.
+pub struct CosineSearch {
+    probe: Arc<Probe>,
+    opts: SearchOptions,
+}
+
+#[derive(Clone)]
+struct Node {
+    words: Vec<String>,
+    vector: Vec<f32>,
+    cosine: f32,
+}
+
+impl CosineSearch {
+    pub fn new(probe: Arc<Probe>, opts: SearchOptions) -> Result<Self> {
+        opts.validate()?;
+        Ok(CosineSearch { probe, opts })
+    }
+
+    pub fn options(&self) -> SearchOptions {
+        self.opts
+    }
+
+    /// The probe's bag for `target` in score order (the unordered baseline).
+    pub fn bag(&self, target: &[f32]) -> Vec<String> {
+        let mut bag = self.probe.bag(&self.probe.scores(target));
+        bag.truncate(MAX_WORDS);
+        bag
+    }
+
+    /// Proposals for one beam member, round-robin over edit kinds so a small budget
+    /// still tries every kind.
+    fn proposals(
+        &self,
+        node: &Node,
+        target: &[f32],
+        plausible: &[usize],
+        rng: &mut SplitMix,
+        budget: usize,
+    ) -> Vec<Vec<String>> {
+        let probe = &self.probe;
+        let delta = probe.delta(target, &node.vector);
+        // Words to add: the most lacking among those the target plausibly contains
+        // (calibrated deltas of rare words are noisy; this keeps them in check).
+        let mut order = plausible.to_vec();
+        order.sort_by(|&a, &b| delta[b].total_cmp(&delta[a]));
+        let add: Vec<&str> = order
+            .iter()
+            .take(12)
+            .map(|&k| probe.vocab()[k].as_str())
+            .collect();
+        let w = &node.words;
+        let n = w.len();
+        // Positions whose word the residual says is most superfluous (unknown words
+        // are neutral).
+        let mut worst: Vec<usize> = (0..n).collect();
+        let word_delta = |i: usize| probe.word_index(&w[i]).map_or(0.0, |k| delta[k]);
+        worst.sort_by(|&a, &b| word_delta(a).total_cmp(&word_delta(b)));
+
+        let mut kinds: Vec<Vec<Vec<String>>> = vec![Vec::new(); 5];
+        for &i in worst.iter().take(8) {
+            let mut c = w.clone();
+            c.remove(i);
+            if !c.is_empty() {
+                kinds[0].push(c);
+            }
+        }
+        for (r, &i) in worst.iter().take(6).enumerate() {
+            for &a in add.iter().take(8 - r.min(4)) {
+                if w[i] != a {
+                    let mut c = w.clone();
+                    c[i] = a.to_string();
+                    kinds[1].push(c);
+                }
+            }
+        }
+        if n < MAX_WORDS {
+            for &a in add.iter().take(10) {
+                for _ in 0..4 {
+                    let mut c = w.clone();
+                    c.insert(rng.below(n + 1), a.to_string());
+                    kinds[2].push(c);
+                }
+            }
+        }
+        if n >= 2 {
+            for _ in 0..12 {
+                let i = rng.below(n - 1);
+                let mut c = w.clone();
+                c.swap(i, i + 1);
+                kinds[3].push(c);
+                let (from, to) = (rng.below(n), rng.below(n));
+                if from != to {
+                    let mut c = w.clone();
+                    let x = c.remove(from);
+                    c.insert(to, x);
+                    kinds[4].push(c);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(budget);
+        let mut next = vec![0usize; kinds.len()];
+        while out.len() < budget {
+            let mut progressed = false;
+            for (k, list) in kinds.iter().enumerate() {
+                if next[k] < list.len() && out.len() < budget {
+                    out.push(list[next[k]].clone());
+                    next[k] += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Embeds `texts` (skipping none) and pairs each with its cosine to `target`.
+fn score(encoder: &dyn TextEncoder, target: &[f32], cands: Vec<Vec<String>>) -> Result<Vec<Node>> {
+    if cands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<String> = cands.iter().map(|c| c.join(" ")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = encoder.embed(&refs)?;
+    Ok(cands
+        .into_iter()
+        .zip(vectors)
+        .map(|(words, vector)| Node {
+            cosine: cosine(&vector, target),
+            words,
+            vector,
+        })
+        .collect())
+}
+
+impl Inverter for CosineSearch {
+    fn invert(&self, target: &[f32], encoder: &dyn TextEncoder) -> Result<Inversion> {
+        let dim = self.probe.dim();
+        if encoder.dim() != dim || target.len() != dim {
+            return Err(Error::invalid(
+                "vector",
+                format!(
+                    "the probe reads {dim}-dimensional vectors; got a {}-dimensional vector from a {}-dimensional encoder",
+                    target.len(),
+                    encoder.dim()
+                ),
+            ));
+        }
+        let norm = target.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            return Err(Error::invalid(
+                "vector",
+                "the target must be finite and non-zero",
+            ));
+        }
+        let target: Vec<f32> = target.iter().map(|x| x / norm).collect();
+        let started = std::time::Instant::now();
+        let mut rng = SplitMix::new(self.opts.seed);
+        let presence = self.probe.presence(&self.probe.scores(&target));
+        let mut plausible: Vec<usize> = (0..presence.len()).collect();
+        plausible.sort_by(|&a, &b| presence[b].total_cmp(&presence[a]));
+        plausible.truncate(PLAUSIBLE);
+
+        let mut bag = self.bag(&target);
+        if bag.is_empty() {
+            let scores = self.probe.scores(&target);
+            let top = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+            bag.push(self.probe.vocab()[top.unwrap_or(0)].clone());
+        }
+        let mut starts = vec![bag.clone()];
+        for _ in 1..INITIAL_ORDERS {
+            let mut c = bag.clone();
+            for i in (1..c.len()).rev() {
+                c.swap(i, rng.below(i + 1));
+            }
+            starts.push(c);
+        }
+        let mut calls = starts.len();
+        let mut beam = score(encoder, &target, starts)?;
+        beam.sort_by(|a, b| b.cosine.total_cmp(&a.cosine));
+        beam.truncate(self.opts.beam);
+        let mut seen: HashSet<Vec<String>> = beam.iter().map(|n| n.words.clone()).collect();
+        let mut trajectory = vec![Hypothesis {
+            step: 0,
+            text: beam[0].words.join(" "),
+            cosine: beam[0].cosine,
+            seconds: started.elapsed().as_secs_f64(),
+        }];
+        let mut stale = 0;
+        for step in 1..=self.opts.steps {
+            let per_node = (self.opts.candidates / beam.len()).max(1);
+            let mut cands = Vec::new();
+            for node in &beam {
+                let mut taken = 0;
+                for c in self.proposals(node, &target, &plausible, &mut rng, per_node * 2) {
+                    if taken >= per_node {
+                        break;
+                    }
+                    if seen.insert(c.clone()) {
+                        cands.push(c);
+                        taken += 1;
+                    }
+                }
+            }
+            cands.truncate(self.opts.candidates);
+            calls += cands.len();
+            let best_before = beam[0].cosine;
+            beam.extend(score(encoder, &target, cands)?);
+            beam.sort_by(|a, b| b.cosine.total_cmp(&a.cosine));
+            beam.truncate(self.opts.beam);
+            trajectory.push(Hypothesis {
+                step,
+                text: beam[0].words.join(" "),
+                cosine: beam[0].cosine,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            if beam[0].cosine > best_before + 1e-5 {
+                stale = 0;
+            } else {
+                stale += 1;
+                if stale >= self.opts.patience {
+                    break;
+                }
+            }
+        }
+        Ok(Inversion {
+            text: beam[0].words.join(" "),
+            cosine: beam[0].cosine,
+            trajectory,
+            encoder_calls: calls,
+        })
+    }
+}
