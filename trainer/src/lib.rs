@@ -1,1 +1,34 @@
-//! placeholder
+//! Graduating knowledge into weights: LoRA adapters for Engram's language model.
+//!
+//! Why a crate of its own: turning a collection's documents into adapter weights is a
+//! pipeline (synthetic data, training, an evaluation gate, a versioned store) with its
+//! own failure modes and files; the database calls it (`engram promote`, `POST
+//! /collections/{name}/promote`) and serves what it registers, without knowing how.
+//!
+//! - [`data`]: [`QaPair`], [`Sequence`], [`TrainableModel`] (SmolLM2 dequantized to F32
+//!   with differentiable kernels; the generator's own llama, not a copy).
+//! - [`train`](mod@train): [`TrainConfig`], [`train()`](train::train), checkpoints and resume
+//!   ([`checkpoint`]), the loss curve; [`optim`]: AdamW with saveable state, schedule.
+//! - [`peft`]: adapters as PEFT files (`adapter_model.safetensors`, `adapter_config.json`).
+//! - [`manifest`]: what an adapter was trained from (base sha256, documents, metrics).
+//! - [`registry`]: named, versioned adapters per collection; hot-swappable active one.
+//! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
+//! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
+//! - [`promote`]: the whole pipeline, [`promote::run`].
+
+pub mod chart;
+pub mod checkpoint;
+pub mod data;
+mod error;
+pub mod lora;
+pub mod optim;
+pub mod peft;
+pub mod train;
+#[cfg(test)]
+mod testing;
+mod util;
+
+pub use data::{QaPair, Sequence, TrainableModel};
+pub use error::{Error, Result};
+pub use lora::{AdapterVars, LoraConfig};
+pub use train::{train, TrainConfig, TrainOutcome, TrainProgress};
