@@ -21,8 +21,10 @@ pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod lora;
+pub mod manifest;
 pub mod optim;
 pub mod peft;
+pub mod registry;
 pub mod train;
 #[cfg(test)]
 mod testing;
@@ -31,4 +33,6 @@ mod util;
 pub use data::{QaPair, Sequence, TrainableModel};
 pub use error::{Error, Result};
 pub use lora::{AdapterVars, LoraConfig};
+pub use manifest::Manifest;
+pub use registry::{AdapterRegistry, AdapterVersion};
 pub use train::{train, TrainConfig, TrainOutcome, TrainProgress};
