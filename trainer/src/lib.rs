@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod optim;
 pub mod peft;
 pub mod registry;
+pub mod synth;
 pub mod train;
 #[cfg(test)]
 mod testing;
