@@ -20,6 +20,7 @@ pub mod chart;
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod gate;
 pub mod lora;
 pub mod manifest;
 pub mod optim;
@@ -33,6 +34,7 @@ mod util;
 
 pub use data::{QaPair, Sequence, TrainableModel};
 pub use error::{Error, Result};
+pub use gate::{GateConfig, GateDecision, HeldOutQuestion};
 pub use lora::{AdapterVars, LoraConfig};
 pub use manifest::Manifest;
 pub use registry::{AdapterRegistry, AdapterVersion};
