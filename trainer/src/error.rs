@@ -53,6 +53,10 @@ pub enum Error {
         what: String,
     },
 
+    /// The caller's progress callback asked to stop (a client went away, Ctrl-C).
+    #[error("cancelled during {0}; run again to resume from the last checkpoint")]
+    Cancelled(&'static str),
+
     /// The registry refuses an operation (the HTTP layer maps this to 409).
     #[error("refused: {0}")]
     Refused(String),

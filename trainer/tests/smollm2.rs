@@ -189,3 +189,76 @@ fn a_few_real_steps_lower_the_loss_and_the_adapter_survives_peft_files() {
     assert!(names.contains_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
     assert_eq!(names.len(), 30 * 5 * 2);
 }
+
+#[test]
+fn promotion_synthesizes_trains_gates_registers_and_resumes() {
+    use engram_trainer::promote::{self, Models, PromoteEvent, PromoteOptions};
+    use engram_trainer::synth::{Document, Strategy, SynthConfig};
+    use engram_trainer::{AdapterRegistry, Error, GateConfig, HeldOutQuestion};
+
+    let chat = GgufChatModel::load_default().unwrap();
+    let tm = trainable();
+    let docs = vec![Document {
+        id: "doc-1".into(),
+        text: "The Zorbian Institute of Glassworks was founded by Marta Velquist in 1911 in the town of Quenford. \
+               Its first furnace, built in 1913, melted 4,200 kilograms of sand a week. \
+               Velquist later moved the institute to Harlow Bay, where it still trains 80 glassblowers a year."
+            .into(),
+    }];
+    let held_out = vec![
+        HeldOutQuestion { question: "Who founded the Zorbian Institute of Glassworks?".into(), answers: vec!["Marta Velquist".into()] },
+        HeldOutQuestion { question: "In which year was the Zorbian Institute of Glassworks founded?".into(), answers: vec!["1911".into()] },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let registry = AdapterRegistry::open(&dir.path().join("registry"), tm.llama().config())
+        .unwrap()
+        .with_base_sha256(tm.base_sha256());
+    let options = PromoteOptions {
+        collection: "glass".into(),
+        cluster: None,
+        synth: SynthConfig { strategies: vec![Strategy::Cloze], cloze_per_doc: 6, ..Default::default() },
+        train: TrainConfig {
+            lora: LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, ..Default::default() },
+            learning_rate: 2e-3,
+            warmup_steps: 1,
+            steps: 6,
+            grad_accum: 2,
+            replay_ratio: 0.25,
+            checkpoint_every: 2,
+            ..Default::default()
+        },
+        gate: GateConfig::default(),
+        work_dir: dir.path().join("work"),
+        replay_texts: vec!["Rivers carry water from mountains to the sea. Boats move goods along them, and towns grow on their banks.".into()],
+        eval_texts: vec!["The sun rises in the east and sets in the west. Plants turn its light into sugar.".into()],
+        eval_max_tokens: 24,
+    };
+    let models = || Models { chat: &chat, trainable: tm };
+    // Cancelled at step 3 (checkpoint at 2) ...
+    let err = promote::run(&docs, &held_out, models(), &registry, &options, &mut |e| match e {
+        PromoteEvent::Train(p) if p.step == 3 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Cancelled("training")), "{err}");
+    assert!(registry.list("glass").unwrap().is_empty());
+    // ... and resumed from it.
+    let report = promote::run(&docs, &held_out, models(), &registry, &options, &mut |e| {
+        if let PromoteEvent::Evaluated { which, report } = e {
+            eprintln!("{which}: {report:?}");
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    eprintln!("{}", report.summary_table());
+    assert_eq!(report.train.resumed_from, Some(2));
+    assert_eq!(report.version.version, 1);
+    assert!(report.synth["cloze"].kept > 0);
+    assert_eq!(report.activated, report.gate.activate);
+    assert_eq!(registry.active("glass").unwrap().is_some(), report.gate.activate);
+    let manifest = report.version.manifest.as_ref().unwrap();
+    assert_eq!(manifest.base_model.sha256, tm.base_sha256());
+    assert_eq!(manifest.document_ids, vec!["doc-1".to_string()]);
+    assert!(report.version.path.join("loss.svg").is_file());
+    assert!(report.summary_table().contains("closed-book token F1"));
+}
