@@ -293,9 +293,8 @@ impl Llama {
         cfg: &LlamaConfig,
         device: &Device,
     ) -> Result<Self> {
-        Self::load(TensorSource::new(tensors), cfg, device).map_err(|reason| {
-            Error::invalid("<tensors in memory>", reason)
-        })
+        Self::load(TensorSource::new(tensors), cfg, device)
+            .map_err(|reason| Error::invalid("<tensors in memory>", reason))
     }
 
     /// The kernels in use (training needs [`Kernels::Differentiable`]).

@@ -85,17 +85,30 @@ pub fn line_chart_svg(title: &str, x_label: &str, y_label: &str, points: &[(f64,
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn chart_has_one_point_per_finite_value() {
-        let svg = super::line_chart_svg("loss <1>", "step", "loss", &[(1.0, 3.0), (2.0, 2.0), (3.0, f64::NAN)]);
+        let svg = super::line_chart_svg(
+            "loss <1>",
+            "step",
+            "loss",
+            &[(1.0, 3.0), (2.0, 2.0), (3.0, f64::NAN)],
+        );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("loss &lt;1&gt;"));
-        let points = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(points.split(' ').count(), 2);
     }
 }

@@ -154,12 +154,14 @@ pub fn restore_latest(
     let mut moments = Vec::new();
     for name in var_names(vars) {
         let get = |k: String| {
-            tensors
-                .get(&k)
-                .cloned()
-                .ok_or_else(|| Error::corrupt("checkpoint", &tensors_path, format!("{k} is missing")))
+            tensors.get(&k).cloned().ok_or_else(|| {
+                Error::corrupt("checkpoint", &tensors_path, format!("{k} is missing"))
+            })
         };
-        moments.push((get(format!("adam.m.{name}"))?, get(format!("adam.v.{name}"))?));
+        moments.push((
+            get(format!("adam.m.{name}"))?,
+            get(format!("adam.v.{name}"))?,
+        ));
     }
     optimizer.restore(state.step, &moments)?;
     Ok(Some(state))

@@ -1,8 +1,8 @@
 //! Training examples as token sequences, and the trainable model that tokenizes them.
 //!
 //! Why a loss boundary per sequence: a question-answer pair is trained in the ChatML
-//! form the model answers in (`<|im_start|>user ... <|im_end|>\n<|im_start|>assistant\n`
-//! + answer + `<|im_end|>`), with the loss only on the answer and its end marker, so the
+//! form the model answers in (`<|im_start|>user ... <|im_end|>\n<|im_start|>assistant\n`,
+//! then the answer and `<|im_end|>`), with the loss only on the answer and its end marker, so the
 //! adapter learns the facts, not to predict questions. Replay text (general passages that
 //! limit forgetting) is trained as plain language modelling, loss on every token.
 

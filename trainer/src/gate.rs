@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 
-use engram_generator::{ChatMessage, GenerationOptions, GenerationRequest, LanguageModel, Llama, LoraAdapter};
+use engram_generator::{
+    ChatMessage, GenerationOptions, GenerationRequest, LanguageModel, Llama, LoraAdapter,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Sequence;
@@ -44,7 +46,13 @@ pub fn normalize_answer(s: &str) -> String {
     let lower: String = s
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     lower
         .split_whitespace()
@@ -57,7 +65,10 @@ pub fn normalize_answer(s: &str) -> String {
 pub fn token_f1(prediction: &str, gold: &str) -> f64 {
     let p = normalize_answer(prediction);
     let g = normalize_answer(gold);
-    let (p, g): (Vec<&str>, Vec<&str>) = (p.split_whitespace().collect(), g.split_whitespace().collect());
+    let (p, g): (Vec<&str>, Vec<&str>) = (
+        p.split_whitespace().collect(),
+        g.split_whitespace().collect(),
+    );
     if p.is_empty() || g.is_empty() {
         return (p.is_empty() && g.is_empty()) as u8 as f64;
     }
@@ -86,7 +97,10 @@ pub fn token_f1(prediction: &str, gold: &str) -> f64 {
 pub fn score(prediction: &str, answers: &[String]) -> (bool, f64, bool) {
     let p = normalize_answer(prediction);
     let exact = answers.iter().any(|a| normalize_answer(a) == p);
-    let f1 = answers.iter().map(|a| token_f1(prediction, a)).fold(0.0, f64::max);
+    let f1 = answers
+        .iter()
+        .map(|a| token_f1(prediction, a))
+        .fold(0.0, f64::max);
     let contains = answers.iter().any(|a| {
         let a = normalize_answer(a);
         !a.is_empty() && format!(" {p} ").contains(&format!(" {a} "))
@@ -141,7 +155,9 @@ pub fn perplexity(llama: &Llama, texts: &[Sequence], adapter: Option<&LoraAdapte
         tokens += n;
     }
     if tokens == 0 {
-        return Err(Error::NoData("no general text to measure perplexity on".into()));
+        return Err(Error::NoData(
+            "no general text to measure perplexity on".into(),
+        ));
     }
     Ok((nll / tokens as f64).exp())
 }
@@ -238,8 +254,14 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
     }
     let message = match (passed, cfg.force) {
         (true, _) => "the adapter passed the gate".to_string(),
-        (false, false) => format!("the adapter was refused: {}; pass force to activate it anyway", why.join("; ")),
-        (false, true) => format!("the gate refused the adapter but it was activated because force was set: {}", why.join("; ")),
+        (false, false) => format!(
+            "the adapter was refused: {}; pass force to activate it anyway",
+            why.join("; ")
+        ),
+        (false, true) => format!(
+            "the gate refused the adapter but it was activated because force was set: {}",
+            why.join("; ")
+        ),
     };
     GateDecision {
         passed,
@@ -259,7 +281,12 @@ mod tests {
 
     fn report(f1: f64, ppl: f64) -> EvalReport {
         EvalReport {
-            accuracy: Accuracy { n: 10, exact_match: f1 / 2.0, f1, contains: f1 },
+            accuracy: Accuracy {
+                n: 10,
+                exact_match: f1 / 2.0,
+                f1,
+                contains: f1,
+            },
             perplexity: ppl,
         }
     }
@@ -283,13 +310,28 @@ mod tests {
         assert!(ok.passed && ok.activate && !ok.forced, "{ok:?}");
         let forgets = decide(&report(0.2, 10.0), &report(0.5, 10.6), &cfg);
         assert!(!forgets.passed && !forgets.activate);
-        assert!(forgets.message.contains("forgets") && forgets.message.contains("+6.0%"), "{}", forgets.message);
+        assert!(
+            forgets.message.contains("forgets") && forgets.message.contains("+6.0%"),
+            "{}",
+            forgets.message
+        );
         let no_gain = decide(&report(0.2, 10.0), &report(0.2, 9.0), &cfg);
         assert!(!no_gain.passed && no_gain.message.contains("does not answer"));
-        let forced = decide(&report(0.2, 10.0), &report(0.1, 20.0), &GateConfig { force: true, ..cfg });
+        let forced = decide(
+            &report(0.2, 10.0),
+            &report(0.1, 20.0),
+            &GateConfig { force: true, ..cfg },
+        );
         assert!(!forced.passed && forced.activate && forced.forced);
         assert!(forced.message.contains("force"));
-        assert!(!decide(&report(0.2, 10.0), &report(0.5, f64::NAN), &GateConfig::default()).passed);
+        assert!(
+            !decide(
+                &report(0.2, 10.0),
+                &report(0.5, f64::NAN),
+                &GateConfig::default()
+            )
+            .passed
+        );
     }
 
     #[test]

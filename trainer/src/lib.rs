@@ -28,9 +28,9 @@ pub mod peft;
 pub mod promote;
 pub mod registry;
 pub mod synth;
-pub mod train;
 #[cfg(test)]
 mod testing;
+pub mod train;
 mod util;
 
 pub use data::{QaPair, Sequence, TrainableModel};

@@ -65,7 +65,7 @@ impl LoraConfig {
         if self.rank == 0 {
             return Err(Error::InvalidConfig("LoRA rank must be at least 1".into()));
         }
-        if !(self.alpha > 0.0) {
+        if self.alpha.is_nan() || self.alpha <= 0.0 {
             return Err(Error::InvalidConfig("LoRA alpha must be positive".into()));
         }
         if !(0.0..1.0).contains(&self.dropout) {

@@ -167,7 +167,14 @@ mod tests {
         let theirs_var = Var::from_tensor(&init).unwrap();
         let mut ours = AdamW::new(vec![ours_var.clone()], params.clone()).unwrap();
         let mut theirs = candle_nn::AdamW::new(vec![theirs_var.clone()], params.clone()).unwrap();
-        let loss = |v: &Var| (v.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = |v: &Var| {
+            (v.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
         for _ in 0..5 {
             ours.step(&loss(&ours_var).backward().unwrap()).unwrap();
             theirs.step(&loss(&theirs_var).backward().unwrap()).unwrap();

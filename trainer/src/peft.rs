@@ -130,7 +130,8 @@ pub fn save(adapter: &LoraAdapter, dropout: f32, base_model: &str, dir: &Path) -
         use_rslora: false,
         use_dora: false,
     };
-    let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::corrupt(CONFIG_FILE, dir, e))?;
+    let json =
+        serde_json::to_vec_pretty(&config).map_err(|e| Error::corrupt(CONFIG_FILE, dir, e))?;
     write_atomic(&dir.join(CONFIG_FILE), |tmp| {
         std::fs::write(tmp, &json).map_err(|e| Error::io("writing", tmp, e))
     })

@@ -117,24 +117,69 @@ impl PromotionReport {
     /// A plain-text table for the CLI and logs.
     pub fn summary_table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "promotion of '{}' -> version {}{}", self.collection, self.version.version, if self.activated { " (active)" } else { " (not activated)" });
-        let _ = writeln!(s, "{:<28} {:>12} {:>12} {:>10}", "metric", "base", "adapter", "change");
+        let _ = writeln!(
+            s,
+            "promotion of '{}' -> version {}{}",
+            self.collection,
+            self.version.version,
+            if self.activated {
+                " (active)"
+            } else {
+                " (not activated)"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>12} {:>10}",
+            "metric", "base", "adapter", "change"
+        );
         let acc = |a: &EvalReport| a.accuracy;
         for (name, b, t) in [
-            ("closed-book exact match", acc(&self.base).exact_match, acc(&self.tuned).exact_match),
-            ("closed-book token F1", acc(&self.base).f1, acc(&self.tuned).f1),
-            ("answer contained", acc(&self.base).contains, acc(&self.tuned).contains),
+            (
+                "closed-book exact match",
+                acc(&self.base).exact_match,
+                acc(&self.tuned).exact_match,
+            ),
+            (
+                "closed-book token F1",
+                acc(&self.base).f1,
+                acc(&self.tuned).f1,
+            ),
+            (
+                "answer contained",
+                acc(&self.base).contains,
+                acc(&self.tuned).contains,
+            ),
         ] {
             let _ = writeln!(s, "{name:<28} {b:>12.3} {t:>12.3} {:>+10.3}", t - b);
         }
         let (b, t) = (self.base.perplexity, self.tuned.perplexity);
-        let _ = writeln!(s, "{:<28} {b:>12.3} {t:>12.3} {:>+9.1}%", "general-text perplexity", 100.0 * (t / b - 1.0));
+        let _ = writeln!(
+            s,
+            "{:<28} {b:>12.3} {t:>12.3} {:>+9.1}%",
+            "general-text perplexity",
+            100.0 * (t / b - 1.0)
+        );
         for (name, c) in &self.synth {
-            let _ = writeln!(s, "{:<28} {:>12} {:>12}", format!("synthetic {name} (made/kept)"), c.generated, c.kept);
+            let _ = writeln!(
+                s,
+                "{:<28} {:>12} {:>12}",
+                format!("synthetic {name} (made/kept)"),
+                c.generated,
+                c.kept
+            );
         }
         let tr = &self.train;
-        let _ = writeln!(s, "{:<28} {:>12.4} {:>12.4}", "training loss (first/last 5)", tr.first_loss, tr.last_loss);
-        let _ = writeln!(s, "{:<28} {:>12} {:>12.1}", "steps / tokens per s", tr.steps, tr.tokens_per_s);
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12.4} {:>12.4}",
+            "training loss (first/last 5)", tr.first_loss, tr.last_loss
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>12.1}",
+            "steps / tokens per s", tr.steps, tr.tokens_per_s
+        );
         for c in &self.gate.checks {
             let _ = writeln!(s, "gate: {c}");
         }
@@ -145,7 +190,11 @@ impl PromotionReport {
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     let v: Vec<f64> = xs.collect();
-    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }
 
 /// Runs the promotion of `documents` (held-out questions about them in `held_out`) and
@@ -169,7 +218,10 @@ pub fn run(
     // 1. Synthetic data.
     let mut cancelled = false;
     let journal = options.work_dir.join("synth.jsonl");
-    let synth_cfg = SynthConfig { seed: options.train.seed ^ options.synth.seed, ..options.synth.clone() };
+    let synth_cfg = SynthConfig {
+        seed: options.train.seed ^ options.synth.seed,
+        ..options.synth.clone()
+    };
     let synth = synth::synthesize(documents, models.chat, &synth_cfg, &journal, &mut |p| {
         let flow = progress(&PromoteEvent::Synth(p.clone()));
         cancelled |= flow.is_break();
@@ -182,7 +234,10 @@ pub fn run(
     for item in &synth.items {
         match &item.content {
             Content::Qa { question, answer } => {
-                let pair = QaPair { question: question.clone(), answer: answer.clone() };
+                let pair = QaPair {
+                    question: question.clone(),
+                    answer: answer.clone(),
+                };
                 examples.extend(tm.encode_pair(&pair, max_len)?);
             }
             Content::Text { text } => examples.extend(tm.encode_text(text, max_len)?),
@@ -201,11 +256,18 @@ pub fn run(
     }
 
     // 2. Training (resumes from checkpoints in work_dir).
-    let outcome = train::train(tm.llama(), &examples, &replay, &options.train, Some(&options.work_dir.join("checkpoints")), &mut |p| {
-        let flow = progress(&PromoteEvent::Train(*p));
-        cancelled |= flow.is_break();
-        flow
-    })?;
+    let outcome = train::train(
+        tm.llama(),
+        &examples,
+        &replay,
+        &options.train,
+        Some(&options.work_dir.join("checkpoints")),
+        &mut |p| {
+            let flow = progress(&PromoteEvent::Train(*p));
+            cancelled |= flow.is_break();
+            flow
+        },
+    )?;
     if cancelled || !outcome.completed {
         return Err(Error::Cancelled("training"));
     }
@@ -214,23 +276,43 @@ pub fn run(
     // 3. Gate.
     let evaluate = |adapter| -> Result<EvalReport> {
         Ok(EvalReport {
-            accuracy: gate::closed_book_accuracy(models.chat as &dyn LanguageModel, adapter, held_out, options.eval_max_tokens)?,
+            accuracy: gate::closed_book_accuracy(
+                models.chat as &dyn LanguageModel,
+                adapter,
+                held_out,
+                options.eval_max_tokens,
+            )?,
             perplexity: gate::perplexity(tm.llama(), &eval_texts, adapter)?,
         })
     };
     let base = evaluate(None)?;
-    if progress(&PromoteEvent::Evaluated { which: "base", report: base }).is_break() {
+    if progress(&PromoteEvent::Evaluated {
+        which: "base",
+        report: base,
+    })
+    .is_break()
+    {
         return Err(Error::Cancelled("evaluation"));
     }
     let tuned = evaluate(Some(&adapter))?;
-    if progress(&PromoteEvent::Evaluated { which: "adapter", report: tuned }).is_break() {
+    if progress(&PromoteEvent::Evaluated {
+        which: "adapter",
+        report: tuned,
+    })
+    .is_break()
+    {
         return Err(Error::Cancelled("evaluation"));
     }
     let decision = gate::decide(&base, &tuned, &options.gate);
 
     // 4. Adapter files, manifest, registry.
     let out = options.work_dir.join("adapter");
-    crate::peft::save(&adapter, options.train.lora.dropout, &models.chat.info().name, &out)?;
+    crate::peft::save(
+        &adapter,
+        options.train.lora.dropout,
+        &models.chat.info().name,
+        &out,
+    )?;
     outcome.write_loss_curve(&out)?;
     let n = outcome.losses.len();
     let train_summary = TrainSummary {
@@ -238,7 +320,13 @@ pub fn run(
         replay: replay.len(),
         steps: outcome.steps_done,
         first_loss: mean(outcome.losses.iter().take(5).map(|l| l.loss)),
-        last_loss: mean(outcome.losses.iter().skip(n.saturating_sub(5)).map(|l| l.loss)),
+        last_loss: mean(
+            outcome
+                .losses
+                .iter()
+                .skip(n.saturating_sub(5))
+                .map(|l| l.loss),
+        ),
         tokens_per_s: outcome.tokens_per_s,
         elapsed_s: outcome.elapsed_s,
         resumed_from: outcome.resumed_from,
@@ -262,9 +350,21 @@ pub fn run(
         collection: options.collection.clone(),
         cluster: options.cluster.clone(),
         document_ids: documents.iter().map(|d| d.id.clone()).collect(),
-        base_model: BaseModel { name: models.chat.info().name.clone(), sha256: tm.base_sha256().to_string() },
-        data_strategy: options.synth.strategies.iter().map(|s| s.name().to_string()).collect(),
-        data_counts: synth.counts.iter().map(|(k, c)| (k.clone(), c.kept)).collect(),
+        base_model: BaseModel {
+            name: models.chat.info().name.clone(),
+            sha256: tm.base_sha256().to_string(),
+        },
+        data_strategy: options
+            .synth
+            .strategies
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        data_counts: synth
+            .counts
+            .iter()
+            .map(|(k, c)| (k.clone(), c.kept))
+            .collect(),
         seed: options.train.seed,
         train: options.train.clone(),
         metrics,

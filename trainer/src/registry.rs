@@ -200,7 +200,8 @@ impl AdapterRegistry {
 
     /// Collections with at least one version.
     pub fn collections(&self) -> Result<Vec<String>> {
-        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io("reading", &self.root, e))?;
+        let entries =
+            std::fs::read_dir(&self.root).map_err(|e| Error::io("reading", &self.root, e))?;
         let mut out: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -232,7 +233,12 @@ impl AdapterRegistry {
         Ok(Arc::new(peft::load(&path, &self.cfg, &name)?))
     }
 
-    fn set_state(&self, collection: &str, state: &CollectionState, adapter: Option<Arc<LoraAdapter>>) -> Result<()> {
+    fn set_state(
+        &self,
+        collection: &str,
+        state: &CollectionState,
+        adapter: Option<Arc<LoraAdapter>>,
+    ) -> Result<()> {
         write_json(&self.collection_dir(collection)?.join(STATE_FILE), state)?;
         self.cache
             .write()
@@ -356,7 +362,12 @@ mod tests {
 
     fn value_of(a: &LoraAdapter) -> f32 {
         let (a, _) = a.pair(0, LoraTarget::Q).unwrap();
-        a.flatten_all().unwrap().get(0).unwrap().to_scalar().unwrap()
+        a.flatten_all()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -364,8 +375,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let reg = AdapterRegistry::open(&tmp.path().join("reg"), &tiny_config()).unwrap();
         assert!(reg.active("docs").unwrap().is_none());
-        let v1 = reg.register("docs", &adapter_dir(tmp.path(), "one", 1.0)).unwrap();
-        let v2 = reg.register("docs", &adapter_dir(tmp.path(), "two", 2.0)).unwrap();
+        let v1 = reg
+            .register("docs", &adapter_dir(tmp.path(), "one", 1.0))
+            .unwrap();
+        let v2 = reg
+            .register("docs", &adapter_dir(tmp.path(), "two", 2.0))
+            .unwrap();
         assert_eq!((v1.version, v2.version), (1, 2));
         assert!(!v2.active, "registering does not activate");
         assert!(reg.active("docs").unwrap().is_none());
@@ -378,7 +393,12 @@ mod tests {
         assert_eq!(value_of(&in_flight), 1.0);
         assert_eq!(value_of(&reg.active("docs").unwrap().unwrap()), 2.0);
         assert_eq!(reg.active("docs").unwrap().unwrap().name(), "docs@v2");
-        let listed: Vec<(u32, bool)> = reg.list("docs").unwrap().iter().map(|v| (v.version, v.active)).collect();
+        let listed: Vec<(u32, bool)> = reg
+            .list("docs")
+            .unwrap()
+            .iter()
+            .map(|v| (v.version, v.active))
+            .collect();
         assert_eq!(listed, vec![(1, false), (2, true)]);
         assert_eq!(reg.collections().unwrap(), vec!["docs".to_string()]);
 
@@ -386,14 +406,19 @@ mod tests {
         assert_eq!(reg.rollback("docs").unwrap(), 1);
         assert_eq!(value_of(&reg.active("docs").unwrap().unwrap()), 1.0);
         reg.delete("docs", 2).unwrap();
-        assert!(matches!(reg.activate("docs", 2), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            reg.activate("docs", 2),
+            Err(Error::NotFound { .. })
+        ));
         assert!(reg.rollback("docs").is_err(), "nothing earlier");
 
         // A fresh registry on the same root (a restarted server) sees the same state.
         let again = AdapterRegistry::open(&tmp.path().join("reg"), &tiny_config()).unwrap();
         assert_eq!(again.active_version("docs").unwrap(), Some(1));
         assert_eq!(value_of(&again.active("docs").unwrap().unwrap()), 1.0);
-        let v3 = again.register("docs", &adapter_dir(tmp.path(), "three", 3.0)).unwrap();
+        let v3 = again
+            .register("docs", &adapter_dir(tmp.path(), "three", 3.0))
+            .unwrap();
         assert_eq!(v3.version, 3, "numbers are never reused");
         again.deactivate("docs").unwrap();
         assert!(again.active("docs").unwrap().is_none());
@@ -410,6 +435,9 @@ mod tests {
         std::fs::write(broken.join(peft::CONFIG_FILE), b"{}").unwrap();
         assert!(reg.register("docs", &broken).is_err());
         assert!(reg.list("docs").unwrap().is_empty());
-        assert!(matches!(reg.activate("docs", 7), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            reg.activate("docs", 7),
+            Err(Error::NotFound { .. })
+        ));
     }
 }

@@ -60,7 +60,10 @@ pub(crate) fn tiny_model() -> Llama {
             );
         }
     }
-    w.insert("token_embd.weight".into(), randn((cfg.vocab_size, cfg.n_embd)));
+    w.insert(
+        "token_embd.weight".into(),
+        randn((cfg.vocab_size, cfg.n_embd)),
+    );
     w.insert(
         "output_norm.weight".into(),
         Tensor::ones(cfg.n_embd, DType::F32, &dev).unwrap(),

@@ -82,14 +82,16 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.lora.validate()?;
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        if !(self.learning_rate > 0.0) {
-            return bad(format!("learning_rate must be positive, got {}", self.learning_rate));
+        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
+            return bad(format!(
+                "learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
         }
         if self.steps == 0 || self.grad_accum == 0 {
             return bad("steps and grad_accum must be at least 1".into());
         }
-        if !(0.0..=1.0).contains(&self.replay_ratio) || !(0.0..=1.0).contains(&self.min_lr_ratio)
-        {
+        if !(0.0..=1.0).contains(&self.replay_ratio) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return bad("replay_ratio and min_lr_ratio must be in [0, 1]".into());
         }
         if self.max_seq_len < 2 {
@@ -151,7 +153,12 @@ impl TrainOutcome {
             .iter()
             .map(|l| (l.step as f64, l.loss))
             .collect();
-        let svg = crate::chart::line_chart_svg("LoRA training loss", "step", "loss (nats/token)", &points);
+        let svg = crate::chart::line_chart_svg(
+            "LoRA training loss",
+            "step",
+            "loss (nats/token)",
+            &points,
+        );
         let path = dir.join("loss.svg");
         crate::util::write_atomic(&path, |tmp| {
             std::fs::write(tmp, svg.as_bytes()).map_err(|e| Error::io("writing", tmp, e))
@@ -186,8 +193,7 @@ fn pick<'a>(
     cfg: &TrainConfig,
 ) -> &'a Sequence {
     let draw = mix(cfg.seed ^ mix(g as u64 ^ 0xA5A5)) as f64 / u64::MAX as f64;
-    let (pool, salt) = if !replay.is_empty() && (examples.is_empty() || draw < cfg.replay_ratio)
-    {
+    let (pool, salt) = if !replay.is_empty() && (examples.is_empty() || draw < cfg.replay_ratio) {
         (replay, 0x5EED)
     } else {
         (examples, 0xE8A3)
@@ -195,13 +201,20 @@ fn pick<'a>(
     let n = pool.len();
     let (epoch, pos) = (g / n, g % n);
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(mix(cfg.seed ^ salt ^ mix(epoch as u64))));
+    order.shuffle(&mut StdRng::seed_from_u64(mix(cfg.seed
+        ^ salt
+        ^ mix(epoch as u64))));
     &pool[order[pos]]
 }
 
 /// Identifies a run: configuration, data and model shape. Checkpoints of another run are
 /// refused instead of silently mixed.
-fn fingerprint(llama: &Llama, examples: &[Sequence], replay: &[Sequence], cfg: &TrainConfig) -> String {
+fn fingerprint(
+    llama: &Llama,
+    examples: &[Sequence],
+    replay: &[Sequence],
+    cfg: &TrainConfig,
+) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(cfg).unwrap_or_default());
     h.update(format!("{:?}", llama.config()).as_bytes());
@@ -214,7 +227,11 @@ fn fingerprint(llama: &Llama, examples: &[Sequence], replay: &[Sequence], cfg: &
             }
         }
     }
-    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Trains a LoRA adapter on `examples` (and `replay`) with `llama`, which must be in
@@ -273,9 +290,15 @@ pub fn train(
     let mut tokens = 0usize;
     let mut completed = true;
     let all_vars = vars.vars();
-    while state.step < cfg.steps.min(usize::MAX) {
+    while state.step < cfg.steps {
         let step = state.step;
-        let lr = learning_rate(step, cfg.learning_rate, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio);
+        let lr = learning_rate(
+            step,
+            cfg.learning_rate,
+            cfg.warmup_steps,
+            cfg.steps,
+            cfg.min_lr_ratio,
+        );
         optimizer.set_lr(lr);
         let mut acc: Vec<Option<Tensor>> = vec![None; all_vars.len()];
         let mut loss_sum = 0.0;
@@ -312,7 +335,7 @@ pub fn train(
             lr,
         });
         if let Some(dir) = checkpoint_dir {
-            let due = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
+            let due = cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
             if due || state.step == cfg.steps {
                 checkpoint::save(dir, &vars, &optimizer, &state, cfg.keep_checkpoints)?;
             }
@@ -387,7 +410,10 @@ mod tests {
             steps: 30,
             ..config()
         };
-        let out = train(&model, &examples, &replay, &cfg, None, &mut |_| ControlFlow::Continue(())).unwrap();
+        let out = train(&model, &examples, &replay, &cfg, None, &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         let first = out.losses[..3].iter().map(|l| l.loss).sum::<f64>() / 3.0;
         let last = out.losses[27..].iter().map(|l| l.loss).sum::<f64>() / 3.0;
         assert!(last < 0.5 * first, "loss {first} -> {last}");
@@ -401,7 +427,9 @@ mod tests {
         let vars = out.vars.vars();
         assert_eq!(vars.len(), 2 * 7 * 2, "A and B for 7 targets in 2 blocks");
         for (i, v) in vars.iter().enumerate() {
-            let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("no gradient for var {i}"));
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for var {i}"));
             let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
             assert!(norm > 0.0, "zero gradient for var {i}");
         }
@@ -412,23 +440,53 @@ mod tests {
         let model = tiny_model();
         let (examples, replay) = (tiny_examples(), tiny_replay());
         let cfg = config();
-        let straight = train(&model, &examples, &replay, &cfg, None, &mut |_| ControlFlow::Continue(())).unwrap();
+        let straight = train(&model, &examples, &replay, &cfg, None, &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         // Stopped after step 8: the newest checkpoint is step 6 (every 3); steps 7-8 are
         // lost as in a kill -9 (they were never checkpointed).
-        let first = train(&model, &examples, &replay, &cfg, Some(dir.path()), &mut |p| {
-            if p.step == 8 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        })
+        let first = train(
+            &model,
+            &examples,
+            &replay,
+            &cfg,
+            Some(dir.path()),
+            &mut |p| {
+                if p.step == 8 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
         .unwrap();
         assert!(!first.completed);
-        let kept: Vec<usize> = checkpoint::list(dir.path()).unwrap().iter().map(|c| c.0).collect();
+        let kept: Vec<usize> = checkpoint::list(dir.path())
+            .unwrap()
+            .iter()
+            .map(|c| c.0)
+            .collect();
         assert_eq!(kept, vec![3, 6], "two newest checkpoints kept");
         // A half-written checkpoint (the process died while writing) is ignored.
         std::fs::create_dir_all(dir.path().join(".tmp-step-crash")).unwrap();
-        std::fs::write(dir.path().join(".tmp-step-crash/state.json"), b"{\"step\": 9").unwrap();
+        std::fs::write(
+            dir.path().join(".tmp-step-crash/state.json"),
+            b"{\"step\": 9",
+        )
+        .unwrap();
 
-        let resumed = train(&model, &examples, &replay, &cfg, Some(dir.path()), &mut |_| ControlFlow::Continue(())).unwrap();
+        let resumed = train(
+            &model,
+            &examples,
+            &replay,
+            &cfg,
+            Some(dir.path()),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
         assert_eq!(resumed.resumed_from, Some(6));
         assert!(resumed.completed && resumed.steps_done == 12);
         assert_eq!(resumed.losses.len(), 12);
@@ -444,20 +502,45 @@ mod tests {
 
         // A checkpoint of another run is refused, not mixed in.
         let other = TrainConfig { seed: 8, ..cfg };
-        let err = train(&model, &examples, &replay, &other, Some(dir.path()), &mut |_| ControlFlow::Continue(()));
+        let err = train(
+            &model,
+            &examples,
+            &replay,
+            &other,
+            Some(dir.path()),
+            &mut |_| ControlFlow::Continue(()),
+        );
         assert!(matches!(err, Err(Error::Refused(_))));
     }
 
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let model = tiny_model();
-        let cfg = TrainConfig { max_seq_len: 3, ..config() };
-        let err = train(&model, &tiny_examples(), &[], &cfg, None, &mut |_| ControlFlow::Continue(()));
+        let cfg = TrainConfig {
+            max_seq_len: 3,
+            ..config()
+        };
+        let err = train(&model, &tiny_examples(), &[], &cfg, None, &mut |_| {
+            ControlFlow::Continue(())
+        });
         assert!(matches!(err, Err(Error::NoData(_))));
-        let cfg = TrainConfig { lora: LoraConfig { targets: vec!["qq".into()], ..Default::default() }, ..config() };
-        let err = train(&model, &tiny_examples(), &[], &cfg, None, &mut |_| ControlFlow::Continue(()));
+        let cfg = TrainConfig {
+            lora: LoraConfig {
+                targets: vec!["qq".into()],
+                ..Default::default()
+            },
+            ..config()
+        };
+        let err = train(&model, &tiny_examples(), &[], &cfg, None, &mut |_| {
+            ControlFlow::Continue(())
+        });
         assert!(matches!(err, Err(Error::InvalidConfig(m)) if m.contains("qq")));
         let fast = tiny_model().with_kernels(engram_generator::Kernels::Fast);
-        assert!(train(&fast, &tiny_examples(), &[], &config(), None, &mut |_| ControlFlow::Continue(())).is_err());
+        assert!(
+            train(&fast, &tiny_examples(), &[], &config(), None, &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .is_err()
+        );
     }
 }

@@ -6,10 +6,7 @@ use crate::error::{Error, Result};
 
 /// Writes `path` atomically: `write` fills a temporary file in the same directory, which
 /// is synced and renamed over `path`, so a crash leaves the old file or the new one.
-pub(crate) fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")

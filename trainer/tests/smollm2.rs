@@ -29,12 +29,22 @@ fn dump(name: &str, ids: &[u32], tensors: &[(&str, &Tensor)]) {
         .map(|(k, v)| (k.to_string(), (*v).clone()))
         .collect();
     let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-    map.insert("ids".into(), Tensor::new(ids.as_slice(), &candle_core::Device::Cpu).unwrap());
+    map.insert(
+        "ids".into(),
+        Tensor::new(ids.as_slice(), &candle_core::Device::Cpu).unwrap(),
+    );
     candle_core::safetensors::save(&map, dir.join(name)).unwrap();
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 fn argmax_rows(t: &Tensor) -> Vec<u32> {
@@ -59,7 +69,9 @@ fn trainable_model_gives_the_quantized_models_logits() {
         .chat()
         .template()
         .encode(
-            &[engram_generator::ChatMessage::user("What is the capital of France?")],
+            &[engram_generator::ChatMessage::user(
+                "What is the capital of France?",
+            )],
             model.chat().tokenizer(),
         )
         .unwrap();
@@ -73,10 +85,27 @@ fn trainable_model_gives_the_quantized_models_logits() {
         .forward_all(&prompt, &mut KvCache::new(cfg, prompt.len()), None)
         .unwrap();
     let diff = max_abs(&ours, &theirs);
-    let scale: f32 = theirs.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    let dot: f32 = (&ours * &theirs).unwrap().sum_all().unwrap().to_scalar().unwrap();
+    let scale: f32 = theirs
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let dot: f32 = (&ours * &theirs)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     let n1: f32 = ours.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
-    let n2: f32 = theirs.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+    let n2: f32 = theirs
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     let cosine = dot / (n1.sqrt() * n2.sqrt());
     let (a, b) = (argmax_rows(&ours), argmax_rows(&theirs));
     let agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
@@ -89,7 +118,14 @@ fn trainable_model_gives_the_quantized_models_logits() {
         .unwrap();
     let mean_tv = tv.iter().sum::<f32>() / tv.len() as f32;
     let max_tv = tv.iter().cloned().fold(0.0, f32::max);
-    let mean_abs: f32 = (&ours - &theirs).unwrap().abs().unwrap().mean_all().unwrap().to_scalar().unwrap();
+    let mean_abs: f32 = (&ours - &theirs)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     eprintln!(
         "{} positions: max |logit diff| {diff:.4} (mean {mean_abs:.4}, max |logit| {scale:.2}), cosine {cosine:.6}, argmax agrees at {agree}, next-token total variation mean {mean_tv:.4} max {max_tv:.4}",
         prompt.len()
@@ -100,11 +136,25 @@ fn trainable_model_gives_the_quantized_models_logits() {
     // the activations to 8 bits per block of 32 at every matmul of 30 blocks, which is
     // all that separates the two: same distributions to within a few percent.
     assert!(cosine > 0.998, "cosine {cosine}");
-    assert!(mean_abs < 0.01 * scale, "mean diff {mean_abs} vs scale {scale}");
+    assert!(
+        mean_abs < 0.01 * scale,
+        "mean diff {mean_abs} vs scale {scale}"
+    );
     assert!(diff < 0.1 * scale, "max diff {diff} vs scale {scale}");
-    assert!(mean_tv < 0.05 && max_tv < 0.15, "total variation {mean_tv} / {max_tv}");
-    assert!(agree as f64 >= 0.9 * prompt.len() as f64, "argmax agrees at {agree}/{}", prompt.len());
-    dump("base.safetensors", &prompt, &[("logits_f32", &ours), ("logits_quantized", &theirs)]);
+    assert!(
+        mean_tv < 0.05 && max_tv < 0.15,
+        "total variation {mean_tv} / {max_tv}"
+    );
+    assert!(
+        agree as f64 >= 0.9 * prompt.len() as f64,
+        "argmax agrees at {agree}/{}",
+        prompt.len()
+    );
+    dump(
+        "base.safetensors",
+        &prompt,
+        &[("logits_f32", &ours), ("logits_quantized", &theirs)],
+    );
 }
 
 #[test]
@@ -125,7 +175,10 @@ fn a_few_real_steps_lower_the_loss_and_the_adapter_survives_peft_files() {
         .map(|p| model.encode_pair(p, 128).unwrap().unwrap())
         .collect();
     let replay = model
-        .encode_text("The river flows through the valley and into the sea, where boats wait.", 64)
+        .encode_text(
+            "The river flows through the valley and into the sea, where boats wait.",
+            64,
+        )
         .unwrap();
     let cfg = TrainConfig {
         lora: LoraConfig {
@@ -145,17 +198,32 @@ fn a_few_real_steps_lower_the_loss_and_the_adapter_survives_peft_files() {
     };
     let before: Vec<f32> = seqs
         .iter()
-        .map(|s| sequence_loss(model.llama(), s, None).unwrap().0.to_scalar().unwrap())
+        .map(|s| {
+            sequence_loss(model.llama(), s, None)
+                .unwrap()
+                .0
+                .to_scalar()
+                .unwrap()
+        })
         .collect();
     let out = train(model.llama(), &seqs, &replay, &cfg, None, &mut |p| {
-        eprintln!("step {}/{} loss {:.4} lr {:.2e} {:.1} tokens/s", p.step, p.total_steps, p.loss, p.lr, p.tokens_per_s);
+        eprintln!(
+            "step {}/{} loss {:.4} lr {:.2e} {:.1} tokens/s",
+            p.step, p.total_steps, p.loss, p.lr, p.tokens_per_s
+        );
         ControlFlow::Continue(())
     })
     .unwrap();
     let adapter = out.adapter("real").unwrap();
     let after: Vec<f32> = seqs
         .iter()
-        .map(|s| sequence_loss(model.llama(), s, Some(&adapter)).unwrap().0.to_scalar().unwrap())
+        .map(|s| {
+            sequence_loss(model.llama(), s, Some(&adapter))
+                .unwrap()
+                .0
+                .to_scalar()
+                .unwrap()
+        })
         .collect();
     eprintln!(
         "answer loss before {before:?} after {after:?}; {} tokens in {:.1} s = {:.1} tokens/s",
@@ -167,24 +235,54 @@ fn a_few_real_steps_lower_the_loss_and_the_adapter_survives_peft_files() {
 
     // PEFT files round trip (q rows un-permuted on save, permuted back on load).
     let dir = tempfile::tempdir().unwrap();
-    peft::save(&adapter, cfg.lora.dropout, "HuggingFaceTB/SmolLM2-135M-Instruct", dir.path()).unwrap();
+    peft::save(
+        &adapter,
+        cfg.lora.dropout,
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        dir.path(),
+    )
+    .unwrap();
     let loaded = peft::load(dir.path(), model.llama().config(), "loaded").unwrap();
     assert_eq!(loaded.len(), adapter.len());
     let seq = &seqs[0].tokens;
     let cfg_m = model.llama().config();
-    let x = model.llama().forward_all(seq, &mut KvCache::new(cfg_m, seq.len()), Some(&adapter)).unwrap();
-    let y = model.llama().forward_all(seq, &mut KvCache::new(cfg_m, seq.len()), Some(&loaded)).unwrap();
+    let x = model
+        .llama()
+        .forward_all(seq, &mut KvCache::new(cfg_m, seq.len()), Some(&adapter))
+        .unwrap();
+    let y = model
+        .llama()
+        .forward_all(seq, &mut KvCache::new(cfg_m, seq.len()), Some(&loaded))
+        .unwrap();
     assert!(max_abs(&x, &y) < 1e-4);
-    let base = model.llama().forward_all(seq, &mut KvCache::new(cfg_m, seq.len()), None).unwrap();
-    dump("adapter_check.safetensors", seq, &[("logits_adapter", &x), ("logits_base", &base)]);
+    let base = model
+        .llama()
+        .forward_all(seq, &mut KvCache::new(cfg_m, seq.len()), None)
+        .unwrap();
+    dump(
+        "adapter_check.safetensors",
+        seq,
+        &[("logits_adapter", &x), ("logits_base", &base)],
+    );
     if let Some(d) = std::env::var_os("ENGRAM_TRAINER_DUMP") {
-        peft::save(&adapter, 0.0, "HuggingFaceTB/SmolLM2-135M-Instruct", &std::path::PathBuf::from(d).join("adapter")).unwrap();
+        peft::save(
+            &adapter,
+            0.0,
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            &std::path::PathBuf::from(d).join("adapter"),
+        )
+        .unwrap();
     }
     let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("adapter_config.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("adapter_config.json")).unwrap())
+            .unwrap();
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 8);
-    let names = candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let names = candle_core::safetensors::load(
+        dir.path().join("adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     assert!(names.contains_key("base_model.model.model.layers.29.mlp.down_proj.lora_B.weight"));
     assert!(names.contains_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
     assert_eq!(names.len(), 30 * 5 * 2);
@@ -206,8 +304,14 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
             .into(),
     }];
     let held_out = vec![
-        HeldOutQuestion { question: "Who founded the Zorbian Institute of Glassworks?".into(), answers: vec!["Marta Velquist".into()] },
-        HeldOutQuestion { question: "In which year was the Zorbian Institute of Glassworks founded?".into(), answers: vec!["1911".into()] },
+        HeldOutQuestion {
+            question: "Who founded the Zorbian Institute of Glassworks?".into(),
+            answers: vec!["Marta Velquist".into()],
+        },
+        HeldOutQuestion {
+            question: "In which year was the Zorbian Institute of Glassworks founded?".into(),
+            answers: vec!["1911".into()],
+        },
     ];
     let dir = tempfile::tempdir().unwrap();
     let registry = AdapterRegistry::open(&dir.path().join("registry"), tm.llama().config())
@@ -233,12 +337,22 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
         eval_texts: vec!["The sun rises in the east and sets in the west. Plants turn its light into sugar.".into()],
         eval_max_tokens: 24,
     };
-    let models = || Models { chat: &chat, trainable: tm };
+    let models = || Models {
+        chat: &chat,
+        trainable: tm,
+    };
     // Cancelled at step 3 (checkpoint at 2) ...
-    let err = promote::run(&docs, &held_out, models(), &registry, &options, &mut |e| match e {
-        PromoteEvent::Train(p) if p.step == 3 => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
+    let err = promote::run(
+        &docs,
+        &held_out,
+        models(),
+        &registry,
+        &options,
+        &mut |e| match e {
+            PromoteEvent::Train(p) if p.step == 3 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        },
+    )
     .unwrap_err();
     assert!(matches!(err, Error::Cancelled("training")), "{err}");
     assert!(registry.list("glass").unwrap().is_empty());
@@ -255,7 +369,10 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
     assert_eq!(report.version.version, 1);
     assert!(report.synth["cloze"].kept > 0);
     assert_eq!(report.activated, report.gate.activate);
-    assert_eq!(registry.active("glass").unwrap().is_some(), report.gate.activate);
+    assert_eq!(
+        registry.active("glass").unwrap().is_some(),
+        report.gate.activate
+    );
     let manifest = report.version.manifest.as_ref().unwrap();
     assert_eq!(manifest.base_model.sha256, tm.base_sha256());
     assert_eq!(manifest.document_ids, vec!["doc-1".to_string()]);

@@ -12,8 +12,18 @@ use rand::SeedableRng;
 use super::Content;
 
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 const NOT_NAMES: [&str; 24] = [
@@ -33,23 +43,39 @@ fn split_words(sentence: &str) -> Vec<Word<'_>> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, c) in sentence.char_indices() {
-        let inside = c.is_alphanumeric() || ((c == ',' || c == '.') && start.is_some() && {
-            // Keep "3,500" and "42.5" together: a separator between two digits.
-            let prev = sentence[..i].chars().last().is_some_and(|p| p.is_ascii_digit());
-            let next = sentence[i + c.len_utf8()..].chars().next().is_some_and(|n| n.is_ascii_digit());
-            prev && next
-        }) || (c == '\'' && start.is_some());
+        let inside = c.is_alphanumeric()
+            || ((c == ',' || c == '.') && start.is_some() && {
+                // Keep "3,500" and "42.5" together: a separator between two digits.
+                let prev = sentence[..i]
+                    .chars()
+                    .last()
+                    .is_some_and(|p| p.is_ascii_digit());
+                let next = sentence[i + c.len_utf8()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|n| n.is_ascii_digit());
+                prev && next
+            })
+            || (c == '\'' && start.is_some());
         match (inside, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                out.push(Word { text: &sentence[s..i], start: s, end: i });
+                out.push(Word {
+                    text: &sentence[s..i],
+                    start: s,
+                    end: i,
+                });
                 start = None;
             }
             _ => {}
         }
     }
     if let Some(s) = start {
-        out.push(Word { text: &sentence[s..], start: s, end: sentence.len() });
+        out.push(Word {
+            text: &sentence[s..],
+            start: s,
+            end: sentence.len(),
+        });
     }
     out
 }
@@ -64,8 +90,17 @@ pub(crate) fn sentences(text: &str) -> Vec<&str> {
         let (i, c) = chars[w];
         if matches!(c, '.' | '!' | '?') {
             let space = chars.get(w + 1).is_some_and(|x| x.1 == ' ');
-            let next_upper = chars.get(w + 2).is_some_and(|x| x.1.is_uppercase() || x.1 == '"');
-            let abbreviation = i >= 2 && text[..i].chars().rev().take(3).filter(|c| c.is_alphabetic()).count() < 3
+            let next_upper = chars
+                .get(w + 2)
+                .is_some_and(|x| x.1.is_uppercase() || x.1 == '"');
+            let abbreviation = i >= 2
+                && text[..i]
+                    .chars()
+                    .rev()
+                    .take(3)
+                    .filter(|c| c.is_alphabetic())
+                    .count()
+                    < 3
                 && text[..i].chars().last().is_some_and(|c| c.is_uppercase());
             if space && next_upper && !abbreviation {
                 out.push(text[start..=i].trim());
@@ -87,11 +122,15 @@ enum Kind {
 }
 
 fn is_year(w: &str) -> bool {
-    w.len() == 4 && w.chars().all(|c| c.is_ascii_digit()) && matches!(&w[..2], "15" | "16" | "17" | "18" | "19" | "20")
+    w.len() == 4
+        && w.chars().all(|c| c.is_ascii_digit())
+        && matches!(&w[..2], "15" | "16" | "17" | "18" | "19" | "20")
 }
 
 fn is_number(w: &str) -> bool {
-    w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+    w.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && w.chars()
+            .all(|c| c.is_ascii_digit() || c == ',' || c == '.')
 }
 
 fn is_month(w: &str) -> bool {
@@ -99,7 +138,8 @@ fn is_month(w: &str) -> bool {
 }
 
 fn is_capitalised(w: &str) -> bool {
-    w.chars().next().is_some_and(|c| c.is_uppercase()) && !NOT_NAMES.contains(&w.to_lowercase().as_str())
+    w.chars().next().is_some_and(|c| c.is_uppercase())
+        && !NOT_NAMES.contains(&w.to_lowercase().as_str())
 }
 
 /// Candidate spans `(kind, start word, end word exclusive)` of one sentence.

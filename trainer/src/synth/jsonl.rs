@@ -47,11 +47,21 @@ impl Journal {
             if line.is_empty() {
                 continue;
             }
-            let parsed: Line = serde_json::from_slice(line)
-                .map_err(|e| Error::corrupt("synthetic-data journal", path, format!("line {}: {e}", n + 1)))?;
+            let parsed: Line = serde_json::from_slice(line).map_err(|e| {
+                Error::corrupt(
+                    "synthetic-data journal",
+                    path,
+                    format!("line {}: {e}", n + 1),
+                )
+            })?;
             match parsed {
                 Line::Item(item) => pending.push(item),
-                Line::Done { doc_id, strategy, generated, kept } => {
+                Line::Done {
+                    doc_id,
+                    strategy,
+                    generated,
+                    kept,
+                } => {
                     // The block is the last `kept` items of this document and strategy
                     // (earlier ones belong to an attempt that crashed before its marker).
                     let mine: Vec<SynthItem> = pending
@@ -86,7 +96,11 @@ impl Journal {
         Ok(journal)
     }
 
-    pub(super) fn finished(&self, doc_id: &str, strategy: Strategy) -> Option<&(Vec<SynthItem>, usize)> {
+    pub(super) fn finished(
+        &self,
+        doc_id: &str,
+        strategy: Strategy,
+    ) -> Option<&(Vec<SynthItem>, usize)> {
         self.finished.get(&(doc_id.to_string(), strategy))
     }
 
@@ -99,7 +113,8 @@ impl Journal {
     ) -> Result<()> {
         let mut buf = Vec::new();
         let mut push = |line: &Line| -> Result<()> {
-            serde_json::to_writer(&mut buf, line).map_err(|e| Error::corrupt("synthetic item", &self.path, e))?;
+            serde_json::to_writer(&mut buf, line)
+                .map_err(|e| Error::corrupt("synthetic item", &self.path, e))?;
             buf.push(b'\n');
             Ok(())
         };

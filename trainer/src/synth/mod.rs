@@ -187,8 +187,9 @@ pub fn supported(answer: &str, document: &str) -> bool {
 
 /// Stable 64-bit hash of a string (seeds per document).
 pub(crate) fn hash_str(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Makes synthetic data for `documents` with `model` (used by the model-based
@@ -202,7 +203,9 @@ pub fn synthesize(
     progress: &mut dyn FnMut(&SynthProgress) -> ControlFlow<()>,
 ) -> Result<SynthReport> {
     if cfg.strategies.is_empty() {
-        return Err(Error::InvalidConfig("no synthetic-data strategy selected".into()));
+        return Err(Error::InvalidConfig(
+            "no synthetic-data strategy selected".into(),
+        ));
     }
     let mut file = jsonl::Journal::open(out)?;
     let mut report = SynthReport::default();
@@ -223,8 +226,12 @@ pub fn synthesize(
             let seed = cfg.seed ^ hash_str(&doc.id) ^ ((strategy as u64) << 56);
             let produced: Vec<Content> = match strategy {
                 Strategy::Cloze => cloze_questions(&text, cfg.cloze_per_doc, seed),
-                Strategy::SelfQa => self_qa(model, &text, cfg.self_qa_rounds, cfg.temperature, seed)?,
-                Strategy::Rephrase => rephrase(model, &text, cfg.rephrasings, cfg.temperature, seed)?,
+                Strategy::SelfQa => {
+                    self_qa(model, &text, cfg.self_qa_rounds, cfg.temperature, seed)?
+                }
+                Strategy::Rephrase => {
+                    rephrase(model, &text, cfg.rephrasings, cfg.temperature, seed)?
+                }
             };
             let generated = produced.len();
             let mut seen = std::collections::HashSet::new();

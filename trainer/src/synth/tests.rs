@@ -2,7 +2,8 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use engram_generator::{
-    ChatMessage, FinishReason, Generation, GenerationRequest, LanguageModel, ModelInfo, Timing, Usage,
+    ChatMessage, FinishReason, Generation, GenerationRequest, LanguageModel, ModelInfo, Timing,
+    Usage,
 };
 
 use super::*;
@@ -22,7 +23,11 @@ struct Scripted {
 impl Scripted {
     fn new(reply: &str) -> Self {
         Self {
-            info: ModelInfo { name: "scripted".into(), context_window: 4096, weights: "none".into() },
+            info: ModelInfo {
+                name: "scripted".into(),
+                context_window: 4096,
+                weights: "none".into(),
+            },
             reply: reply.into(),
             calls: AtomicUsize::new(0),
         }
@@ -42,7 +47,10 @@ impl LanguageModel for Scripted {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> engram_generator::Result<Generation> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        assert!(request.messages[0].content.contains("Prince George"), "the document is in the prompt");
+        assert!(
+            request.messages[0].content.contains("Prince George"),
+            "the document is in the prompt"
+        );
         let _ = on_text(&self.reply);
         Ok(Generation {
             text: self.reply.clone(),
@@ -55,8 +63,14 @@ impl LanguageModel for Scripted {
 
 fn docs() -> Vec<Document> {
     vec![
-        Document { id: "d1".into(), text: DOC.into() },
-        Document { id: "d2".into(), text: DOC.replace("Hickson", "Moreau") },
+        Document {
+            id: "d1".into(),
+            text: DOC.into(),
+        },
+        Document {
+            id: "d2".into(),
+            text: DOC.replace("Hickson", "Moreau"),
+        },
     ]
 }
 
@@ -71,11 +85,21 @@ fn cloze_blanks_dates_numbers_and_names_deterministically() {
         })
         .collect();
     for expected in ["October 12, 2007", "3,500", "1998"] {
-        assert!(answers.iter().any(|a| a == expected), "{expected} in {answers:?}");
+        assert!(
+            answers.iter().any(|a| a == expected),
+            "{expected} in {answers:?}"
+        );
     }
-    assert!(answers.iter().any(|a| a.contains("Cassidy") || a.contains("Prince George")), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.contains("Cassidy") || a.contains("Prince George")),
+        "{answers:?}"
+    );
     for c in &qs {
-        let Content::Qa { question, answer } = c else { unreachable!() };
+        let Content::Qa { question, answer } = c else {
+            unreachable!()
+        };
         assert!(question.starts_with("Fill in the blank: ") && question.contains("____"));
         assert!(supported(answer, DOC));
     }
@@ -89,7 +113,13 @@ fn parsing_and_the_support_filter() {
     let text = "Question: When was the swarm noted?\nAnswer: October 12, 2007.\n2. Question: Who wrote it?\nAnswer: Mr. Nobody\nQuestion: dangling";
     let pairs = parse_pairs(text);
     assert_eq!(pairs.len(), 2);
-    assert_eq!(pairs[0], ("When was the swarm noted?".into(), "October 12, 2007".into()));
+    assert_eq!(
+        pairs[0],
+        (
+            "When was the swarm noted?".into(),
+            "October 12, 2007".into()
+        )
+    );
     assert!(supported("October 12, 2007", DOC));
     assert!(!supported("Mr. Nobody", DOC));
     assert!(!supported("...", DOC));
@@ -110,11 +140,22 @@ fn synthesis_filters_appends_and_resumes() {
     // Stop after the first block, as if interrupted.
     let first = synthesize(&docs(), &model, &cfg, &out, &mut |_| ControlFlow::Break(())).unwrap();
     assert_eq!(first.items.len(), 1, "the made-up answer is filtered out");
-    assert_eq!(first.counts["self_qa"], StrategyCounts { generated: 2, kept: 1 });
+    assert_eq!(
+        first.counts["self_qa"],
+        StrategyCounts {
+            generated: 2,
+            kept: 1
+        }
+    );
     assert_eq!(model.calls.load(Ordering::SeqCst), 1);
     // A torn line from a crash mid-write is cut away.
     use std::io::Write;
-    std::fs::OpenOptions::new().append(true).open(&out).unwrap().write_all(b"{\"type\":\"item\",\"doc_").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out)
+        .unwrap()
+        .write_all(b"{\"type\":\"item\",\"doc_")
+        .unwrap();
 
     let mut seen = Vec::new();
     let all = synthesize(&docs(), &model, &cfg, &out, &mut |p| {
@@ -123,15 +164,31 @@ fn synthesis_filters_appends_and_resumes() {
     })
     .unwrap();
     assert_eq!(all.resumed_blocks, 1);
-    assert_eq!(model.calls.load(Ordering::SeqCst), 2, "d1's self-QA was not redone");
+    assert_eq!(
+        model.calls.load(Ordering::SeqCst),
+        2,
+        "d1's self-QA was not redone"
+    );
     assert_eq!(seen, vec![(2, 4), (3, 4), (4, 4)]);
     assert_eq!(all.counts["cloze"].kept, 6);
     assert_eq!(all.items.len(), 1 + 3 + 1 + 3);
     // A third run does nothing new and returns the same items.
-    let again = synthesize(&docs(), &model, &cfg, &out, &mut |_| ControlFlow::Continue(())).unwrap();
+    let again = synthesize(&docs(), &model, &cfg, &out, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(again.items, all.items);
     assert_eq!(again.resumed_blocks, 4);
     assert_eq!(model.calls.load(Ordering::SeqCst), 2);
-    let err = synthesize(&docs(), &model, &SynthConfig { strategies: vec![], ..cfg }, &out, &mut |_| ControlFlow::Continue(()));
+    let err = synthesize(
+        &docs(),
+        &model,
+        &SynthConfig {
+            strategies: vec![],
+            ..cfg
+        },
+        &out,
+        &mut |_| ControlFlow::Continue(()),
+    );
     assert!(err.is_err());
 }
