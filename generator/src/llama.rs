@@ -383,6 +383,27 @@ impl Llama {
         Ok(self.head.forward(&hidden)?.squeeze(0)?)
     }
 
+    /// Like [`Llama::forward_all`], but the output head runs only on positions `from..`
+    /// (`(seq - from, vocab)`): training needs logits only where there are targets (the
+    /// answer of a question-answer pair), and the head is a fifth of SmolLM2's compute.
+    pub fn forward_from(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+        from: usize,
+    ) -> Result<Tensor> {
+        if from >= tokens.len() {
+            return Err(Error::InvalidOptions(format!(
+                "logits from position {from} of a {}-token input",
+                tokens.len()
+            )));
+        }
+        let hidden = self.forward_hidden(tokens, cache, adapter, true)?;
+        let rows = hidden.narrow(1, from, tokens.len() - from)?;
+        Ok(self.head.forward(&rows)?.squeeze(0)?)
+    }
+
     /// The final normed hidden states, `(1, seq, n_embd)` (only the last chunk's rows
     /// unless `all_rows`).
     ///
