@@ -380,6 +380,33 @@ mod tests {
     }
 
     #[test]
+    fn dropout_is_seeded_and_drops_about_p_of_the_inputs() {
+        let cfg = tiny_config();
+        let mut adapter = LoraAdapter::new("drop", &cfg, 4, 4.0).unwrap();
+        let (d_in, d_out) = LoraTarget::Q.dims(&cfg);
+        let eye = Tensor::eye(d_in, candle_core::DType::F32, &Device::Cpu).unwrap();
+        // A = I (rank = in would be needed): use A = first 4 rows of I, B = ones.
+        let a = eye.narrow(0, 0, 4).unwrap();
+        let b = Tensor::ones((d_out, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        adapter.insert(0, LoraTarget::Q, &a, &b).unwrap();
+        let x = Tensor::ones((1, 2000, d_in), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let plain = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        adapter.set_dropout(0.5, 7).unwrap();
+        let dropped = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        adapter.set_dropout(0.5, 7).unwrap();
+        let again = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        assert_eq!(max_diff(&dropped, &again), 0.0, "same seed, same masks");
+        // Each output sums 4 inputs, each kept with p = 0.5 and scaled by 2: same mean.
+        let mean = |t: &Tensor| -> f32 { t.mean_all().unwrap().to_scalar().unwrap() };
+        assert!((mean(&dropped) / mean(&plain) - 1.0).abs() < 0.05);
+        assert!(max_diff(&dropped, &plain) > 1.0, "some inputs were dropped");
+        assert!(adapter.set_dropout(1.0, 0).is_err());
+        adapter.set_dropout(0.0, 0).unwrap();
+        let off = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        assert_eq!(max_diff(&off, &plain), 0.0);
+    }
+
+    #[test]
     fn wrong_shapes_are_refused() {
         let cfg = tiny_config();
         let mut adapter = LoraAdapter::new("bad", &cfg, 4, 8.0).unwrap();

@@ -16,14 +16,20 @@ use engram_trainer::{train, LoraConfig, QaPair, TrainConfig, TrainableModel};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let out = PathBuf::from(args.get(1).ok_or("usage: train_bench OUT_DIR [STEPS] [ACCUM] [RANK]")?);
+    let out = PathBuf::from(
+        args.get(1)
+            .ok_or("usage: train_bench OUT_DIR [STEPS] [ACCUM] [RANK]")?,
+    );
     let steps: usize = args.get(2).map_or(Ok(10), |s| s.parse())?;
     let accum: usize = args.get(3).map_or(Ok(4), |s| s.parse())?;
     let rank: usize = args.get(4).map_or(Ok(16), |s| s.parse())?;
     std::fs::create_dir_all(&out)?;
     let model = TrainableModel::load_default()?;
     let data = std::env::var("QUOREF").unwrap_or_else(|_| {
-        format!("{}/.cache/engram/data/quoref.jsonl", std::env::var("HOME").unwrap_or_default())
+        format!(
+            "{}/.cache/engram/data/quoref.jsonl",
+            std::env::var("HOME").unwrap_or_default()
+        )
     });
     let text = std::fs::read_to_string(&data)?;
     let mut seqs = Vec::new();
@@ -44,7 +50,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     std::fs::write(out.join("sequences.json"), serde_json::to_vec(&dump)?)?;
     let cfg = TrainConfig {
-        lora: LoraConfig { rank, alpha: 2.0 * rank as f64, dropout: 0.0, ..Default::default() },
+        lora: LoraConfig {
+            rank,
+            alpha: 2.0 * rank as f64,
+            dropout: 0.0,
+            ..Default::default()
+        },
         learning_rate: 1e-3,
         warmup_steps: 2,
         steps,
@@ -57,7 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mean_len = seqs.iter().map(|s| s.tokens.len()).sum::<usize>() as f64 / seqs.len() as f64;
     println!("{} sequences, mean {:.1} tokens; {steps} steps x {accum} sequences, rank {rank}, all 7 targets", seqs.len(), mean_len);
     let outcome = train(model.llama(), &seqs, &[], &cfg, None, &mut |p| {
-        println!("step {:>3}/{} loss {:.4} {:.1} tokens/s", p.step, p.total_steps, p.loss, p.tokens_per_s);
+        println!(
+            "step {:>3}/{} loss {:.4} {:.1} tokens/s",
+            p.step, p.total_steps, p.loss, p.tokens_per_s
+        );
         ControlFlow::Continue(())
     })?;
     outcome.write_loss_curve(&out)?;

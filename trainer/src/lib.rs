@@ -15,6 +15,25 @@
 //! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
 //! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
 //! - [`promote`]: the whole pipeline, [`promote::run`].
+//!
+//! # For the database (CLI `engram promote`, `POST /collections/{name}/promote`)
+//!
+//! ```text
+//! let chat = GgufChatModel::load_default()?;          // the serving model (also writes data)
+//! let trainable = TrainableModel::load_default()?;    // F32 copy for training (~0.6 GB)
+//! let registry = AdapterRegistry::open(&root, trainable.llama().config())?
+//!     .with_base_sha256(trainable.base_sha256());    // one per server, in an Arc
+//! let report = promote::run(&documents, &held_out,
+//!     Models { chat: &chat, trainable: &trainable }, &registry, &options,
+//!     &mut |event| { bar.update(event); ControlFlow::Continue(()) })?;
+//! println!("{}", report.summary_table());
+//! // Answer API, weights mode: the collection's active adapter, None = base model.
+//! let adapter = registry.active(collection)?;         // Option<Arc<LoraAdapter>>
+//! GenerationRequest { messages, options, adapter: adapter.as_deref() }
+//! ```
+//!
+//! Errors map to HTTP as: `InvalidConfig` 400, `NotFound` 404, `Refused` 409,
+//! `NoData` 422, `Cancelled` 499, the rest 500.
 
 pub mod chart;
 pub mod checkpoint;

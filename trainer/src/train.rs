@@ -180,7 +180,12 @@ pub fn sequence_loss(
     let n = seq.tokens.len() - from;
     let mut cache = KvCache::new(llama.config(), seq.tokens.len());
     // Logits only where a target is predicted (position t predicts token t + 1).
-    let rows = llama.forward_from(&seq.tokens[..seq.tokens.len() - 1], &mut cache, adapter, from - 1)?;
+    let rows = llama.forward_from(
+        &seq.tokens[..seq.tokens.len() - 1],
+        &mut cache,
+        adapter,
+        from - 1,
+    )?;
     let targets = Tensor::new(&seq.tokens[from..], &Device::Cpu)?;
     Ok((candle_nn::loss::cross_entropy(&rows, &targets)?, n))
 }

@@ -93,15 +93,16 @@ pub(crate) fn sentences(text: &str) -> Vec<&str> {
             let next_upper = chars
                 .get(w + 2)
                 .is_some_and(|x| x.1.is_uppercase() || x.1 == '"');
-            let abbreviation = i >= 2
-                && text[..i]
-                    .chars()
-                    .rev()
-                    .take(3)
-                    .filter(|c| c.is_alphabetic())
-                    .count()
-                    < 3
-                && text[..i].chars().last().is_some_and(|c| c.is_uppercase());
+            // "Mt. St. Helens", "Dr. Smith", "J. R. R. Tolkien": a short capitalised word
+            // before the full stop is an abbreviation, not a sentence end.
+            let before: Vec<char> = text[..i]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphabetic())
+                .collect();
+            let abbreviation = c == '.'
+                && (1..=3).contains(&before.len())
+                && before.last().is_some_and(|c| c.is_uppercase());
             if space && next_upper && !abbreviation {
                 out.push(text[start..=i].trim());
                 start = i + 1;

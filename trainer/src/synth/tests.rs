@@ -106,6 +106,17 @@ fn cloze_blanks_dates_numbers_and_names_deterministically() {
     assert_eq!(qs, cloze_questions(DOC, 20, 1), "same seed, same questions");
     assert_eq!(cloze_questions(DOC, 2, 1).len(), 2);
     assert!(cloze_questions("", 5, 1).is_empty());
+    let s = super::cloze::sentences(
+        "Ash rose like the 1980 Mount St. Helens eruption. Dr. Hickson said so. It ended.",
+    );
+    assert_eq!(
+        s,
+        vec![
+            "Ash rose like the 1980 Mount St. Helens eruption.",
+            "Dr. Hickson said so.",
+            "It ended."
+        ]
+    );
 }
 
 #[test]
