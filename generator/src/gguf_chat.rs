@@ -2,7 +2,7 @@
 //! [`LanguageModel`] Engram ships (SmolLM2-135M-Instruct by default).
 
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::quantized::GgmlDType;
@@ -14,7 +14,7 @@ use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
 use crate::gguf::{self, GgufFile};
 use crate::kv_cache::KvCache;
-use crate::llama::Llama;
+use crate::llama::{Kernels, Llama};
 use crate::model::{
     FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
     Timing, Usage,
@@ -64,13 +64,19 @@ pub struct GgufChatModel {
 impl GgufChatModel {
     /// SmolLM2-135M-Instruct from the model cache (fetched on first use), default options.
     pub fn load_default() -> Result<Self> {
+        Self::load(&Self::default_path()?, LoadOptions::default())
+    }
+
+    /// The path of the default model's GGUF file in the model cache (fetched on first
+    /// use): what adapters are trained for and what manifests fingerprint.
+    pub fn default_path() -> Result<PathBuf> {
         let dir = models::ensure(ModelId::SmolLm2_135mInstruct)?;
         let file = ModelId::SmolLm2_135mInstruct
             .spec()
             .file_names()
             .next()
             .unwrap_or_default();
-        Self::load(&dir.join(file), LoadOptions::default())
+        Ok(dir.join(file))
     }
 
     /// Loads a llama-architecture chat GGUF.
@@ -80,6 +86,33 @@ impl GgufChatModel {
             Some(format) => gguf::read_as(path, format, &device)?,
             None => GgufFile::read(path, &device)?,
         };
+        Self::from_file(file, options)
+    }
+
+    /// Loads a GGUF for training LoRA adapters: every matrix dequantized to F32 in memory
+    /// (exact: dequantization only expands the stored values; nothing is cached on disk)
+    /// and the differentiable kernels ([`Kernels::Differentiable`]), so gradients flow
+    /// through the frozen weights into the adapter. Quantized matmuls have no backward
+    /// pass in candle, which is why the inference model cannot be trained as it is.
+    pub fn load_for_training(path: &Path) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut file = GgufFile::read(path, &device)?;
+        file.requantize(GgmlDType::F32, &device)?;
+        let mut model = Self::from_file(
+            file,
+            LoadOptions {
+                weights: Some(GgmlDType::F32),
+                dense_prefill: None,
+                vnni_padding: false,
+            },
+        )?;
+        model.model = model.model.with_kernels(Kernels::Differentiable);
+        model.info.weights = "f32 (differentiable)".into();
+        Ok(model)
+    }
+
+    fn from_file(file: GgufFile, options: LoadOptions) -> Result<Self> {
+        let device = Device::Cpu;
         let path = file.path.clone();
         let invalid = |reason: String| Error::invalid(&path, reason);
         let tokenizer = GgufTokenizer::from_metadata(&file.metadata).map_err(invalid)?;
@@ -154,6 +187,11 @@ impl GgufChatModel {
     /// The underlying network (adapters are built for its config; training runs it).
     pub fn llama(&self) -> &Llama {
         &self.model
+    }
+
+    /// The token ids that end an answer (`<|im_end|>`, end of text, the GGUF's eos).
+    pub fn stop_ids(&self) -> &[u32] {
+        &self.stop_ids
     }
 
     /// Generates from prompt token ids (the chat template already applied).

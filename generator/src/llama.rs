@@ -285,6 +285,23 @@ impl Llama {
         })
     }
 
+    /// Builds a model from llama.cpp-named tensors (`blk.N.attn_q.weight`, ...,
+    /// `token_embd.weight`, `output_norm.weight`) held in memory: tests and tools that make
+    /// small models without a GGUF file (the trainer's mechanics tests use random ones).
+    pub fn from_tensors(
+        tensors: HashMap<String, QTensor>,
+        cfg: &LlamaConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::load(TensorSource::new(tensors), cfg, device)
+            .map_err(|reason| Error::invalid("<tensors in memory>", reason))
+    }
+
+    /// The kernels in use (training needs [`Kernels::Differentiable`]).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     /// The model's shape.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -364,6 +381,27 @@ impl Llama {
     ) -> Result<Tensor> {
         let hidden = self.forward_hidden(tokens, cache, adapter, true)?;
         Ok(self.head.forward(&hidden)?.squeeze(0)?)
+    }
+
+    /// Like [`Llama::forward_all`], but the output head runs only on positions `from..`
+    /// (`(seq - from, vocab)`): training needs logits only where there are targets (the
+    /// answer of a question-answer pair), and the head is a fifth of SmolLM2's compute.
+    pub fn forward_from(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        adapter: Option<&LoraAdapter>,
+        from: usize,
+    ) -> Result<Tensor> {
+        if from >= tokens.len() {
+            return Err(Error::InvalidOptions(format!(
+                "logits from position {from} of a {}-token input",
+                tokens.len()
+            )));
+        }
+        let hidden = self.forward_hidden(tokens, cache, adapter, true)?;
+        let rows = hidden.narrow(1, from, tokens.len() - from)?;
+        Ok(self.head.forward(&rows)?.squeeze(0)?)
     }
 
     /// The final normed hidden states, `(1, seq, n_embd)` (only the last chunk's rows

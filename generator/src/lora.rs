@@ -11,6 +11,9 @@
 //! Shapes follow PEFT: `A` is `(rank, in)`, `B` is `(out, rank)`, and the delta added to
 //! a projection's output is `scale · (x · Aᵀ) · Bᵀ` with `scale = alpha / rank`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
@@ -51,6 +54,42 @@ impl LoraTarget {
         self as usize
     }
 
+    /// The module name PEFT and Hugging Face use for this projection (`q_proj`, ...).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q_proj",
+            LoraTarget::K => "k_proj",
+            LoraTarget::V => "v_proj",
+            LoraTarget::O => "o_proj",
+            LoraTarget::Gate => "gate_proj",
+            LoraTarget::Up => "up_proj",
+            LoraTarget::Down => "down_proj",
+        }
+    }
+
+    /// The parent module in Hugging Face's llama (`self_attn` or `mlp`).
+    pub fn hf_parent(self) -> &'static str {
+        match self {
+            LoraTarget::Q | LoraTarget::K | LoraTarget::V | LoraTarget::O => "self_attn",
+            _ => "mlp",
+        }
+    }
+
+    /// Parses a Hugging Face module name (`q_proj`) or a short one (`q`, `gate`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let short = name.strip_suffix("_proj").unwrap_or(name);
+        Some(match short {
+            "q" => LoraTarget::Q,
+            "k" => LoraTarget::K,
+            "v" => LoraTarget::V,
+            "o" => LoraTarget::O,
+            "gate" => LoraTarget::Gate,
+            "up" => LoraTarget::Up,
+            "down" => LoraTarget::Down,
+            _ => return None,
+        })
+    }
+
     /// `(in, out)` features of this projection in a model of shape `cfg`.
     pub fn dims(self, cfg: &LlamaConfig) -> (usize, usize) {
         let kv = cfg.n_kv_head * cfg.head_dim;
@@ -70,6 +109,47 @@ struct LoraPair {
     b_t: Tensor,
 }
 
+/// PEFT's `lora_dropout`: during training, each input value of an adapter pair is zeroed
+/// with probability `p` (the rest scaled by `1 / (1 - p)`). The mask comes from a
+/// counter-based generator (splitmix64 of `seed` and a running counter) rather than
+/// candle's unseedable CPU RNG, so a training step is reproducible from its seed alone,
+/// which is what lets an interrupted run resume to the same weights.
+#[derive(Debug, Clone)]
+struct Dropout {
+    p: f32,
+    seed: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl Dropout {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.elem_count();
+        let start = self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        let keep = 1.0 / (1.0 - self.p);
+        let mask: Vec<f32> = (0..n as u64)
+            .map(|i| {
+                let u = (splitmix64(self.seed ^ splitmix64(start + i)) >> 40) as f32
+                    / (1u64 << 24) as f32;
+                if u < self.p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok(x.mul(&mask)?)
+    }
+}
+
+/// One step of splitmix64: a fast, well-mixed 64-bit hash.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A LoRA adapter for one model: low-rank pairs for some projections of some blocks.
 ///
 /// Built empty for a model's shape, then filled with [`LoraAdapter::insert`] (the trainer
@@ -82,6 +162,8 @@ pub struct LoraAdapter {
     cfg: LlamaConfig,
     /// `blocks[layer][target slot]`.
     blocks: Vec<[Option<LoraPair>; 7]>,
+    /// Training only: dropout on the input of every pair.
+    dropout: Option<Dropout>,
 }
 
 impl LoraAdapter {
@@ -105,7 +187,50 @@ impl LoraAdapter {
             scale: alpha / rank as f64,
             cfg: cfg.clone(),
             blocks: (0..cfg.n_layer).map(|_| Default::default()).collect(),
+            dropout: None,
         })
+    }
+
+    /// Turns on input dropout with probability `p` (training only; 0 turns it off),
+    /// masks drawn from `seed` (see `Dropout`). Reseeding per step makes every step
+    /// reproducible on its own. Fails when `p` is not in `[0, 1)`.
+    pub fn set_dropout(&mut self, p: f32, seed: u64) -> Result<()> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::AdapterMismatch {
+                adapter: self.name.clone(),
+                reason: format!("dropout must be in [0, 1), got {p}"),
+            });
+        }
+        self.dropout = (p > 0.0).then(|| Dropout {
+            p,
+            seed,
+            counter: Arc::new(AtomicU64::new(0)),
+        });
+        Ok(())
+    }
+
+    /// The shape of the model this adapter was built for.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The pair of `target` in block `layer`, as `(A (rank, in), B (out, rank))`, or None.
+    pub fn pair(&self, layer: usize, target: LoraTarget) -> Option<(Tensor, Tensor)> {
+        let pair = self.blocks.get(layer)?[target.slot()].as_ref()?;
+        Some((pair.a_t.t().ok()?, pair.b_t.t().ok()?))
+    }
+
+    /// Every `(layer, target)` that carries a pair, in block then [`LoraTarget::ALL`] order.
+    pub fn targets(&self) -> Vec<(usize, LoraTarget)> {
+        let mut out = Vec::new();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            for target in LoraTarget::ALL {
+                if block[target.slot()].is_some() {
+                    out.push((layer, target));
+                }
+            }
+        }
+        out
     }
 
     /// The adapter's name (reported with every answer it produced).
@@ -184,7 +309,10 @@ impl LoraAdapter {
         else {
             return Ok(None);
         };
-        let low = x.broadcast_matmul(&pair.a_t)?;
+        let low = match &self.dropout {
+            Some(dropout) => dropout.apply(x)?.broadcast_matmul(&pair.a_t)?,
+            None => x.broadcast_matmul(&pair.a_t)?,
+        };
         let delta = low.broadcast_matmul(&pair.b_t)?;
         Ok(Some((delta * self.scale)?))
     }
@@ -249,6 +377,33 @@ mod tests {
             max_diff(&plain, &expected) > 1e-2,
             "the adapter changes the output"
         );
+    }
+
+    #[test]
+    fn dropout_is_seeded_and_drops_about_p_of_the_inputs() {
+        let cfg = tiny_config();
+        let mut adapter = LoraAdapter::new("drop", &cfg, 4, 4.0).unwrap();
+        let (d_in, d_out) = LoraTarget::Q.dims(&cfg);
+        let eye = Tensor::eye(d_in, candle_core::DType::F32, &Device::Cpu).unwrap();
+        // A = I (rank = in would be needed): use A = first 4 rows of I, B = ones.
+        let a = eye.narrow(0, 0, 4).unwrap();
+        let b = Tensor::ones((d_out, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        adapter.insert(0, LoraTarget::Q, &a, &b).unwrap();
+        let x = Tensor::ones((1, 2000, d_in), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let plain = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        adapter.set_dropout(0.5, 7).unwrap();
+        let dropped = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        adapter.set_dropout(0.5, 7).unwrap();
+        let again = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        assert_eq!(max_diff(&dropped, &again), 0.0, "same seed, same masks");
+        // Each output sums 4 inputs, each kept with p = 0.5 and scaled by 2: same mean.
+        let mean = |t: &Tensor| -> f32 { t.mean_all().unwrap().to_scalar().unwrap() };
+        assert!((mean(&dropped) / mean(&plain) - 1.0).abs() < 0.05);
+        assert!(max_diff(&dropped, &plain) > 1.0, "some inputs were dropped");
+        assert!(adapter.set_dropout(1.0, 0).is_err());
+        adapter.set_dropout(0.0, 0).unwrap();
+        let off = adapter.delta(0, LoraTarget::Q, &x).unwrap().unwrap();
+        assert_eq!(max_diff(&off, &plain), 0.0);
     }
 
     #[test]

@@ -1,1 +1,62 @@
-//! placeholder
+//! Graduating knowledge into weights: LoRA adapters for Engram's language model.
+//!
+//! Why a crate of its own: turning a collection's documents into adapter weights is a
+//! pipeline (synthetic data, training, an evaluation gate, a versioned store) with its
+//! own failure modes and files; the database calls it (`engram promote`, `POST
+//! /collections/{name}/promote`) and serves what it registers, without knowing how.
+//!
+//! - [`data`]: [`QaPair`], [`Sequence`], [`TrainableModel`] (SmolLM2 dequantized to F32
+//!   with differentiable kernels; the generator's own llama, not a copy).
+//! - [`train`](mod@train): [`TrainConfig`], [`train()`](train::train), checkpoints and resume
+//!   ([`checkpoint`]), the loss curve; [`optim`]: AdamW with saveable state, schedule.
+//! - [`peft`]: adapters as PEFT files (`adapter_model.safetensors`, `adapter_config.json`).
+//! - [`manifest`]: what an adapter was trained from (base sha256, documents, metrics).
+//! - [`registry`]: named, versioned adapters per collection; hot-swappable active one.
+//! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
+//! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
+//! - [`promote`]: the whole pipeline, [`promote::run`].
+//!
+//! # For the database (CLI `engram promote`, `POST /collections/{name}/promote`)
+//!
+//! ```text
+//! let chat = GgufChatModel::load_default()?;          // the serving model (also writes data)
+//! let trainable = TrainableModel::load_default()?;    // F32 copy for training (~0.6 GB)
+//! let registry = AdapterRegistry::open(&root, trainable.llama().config())?
+//!     .with_base_sha256(trainable.base_sha256());    // one per server, in an Arc
+//! let report = promote::run(&documents, &held_out,
+//!     Models { chat: &chat, trainable: &trainable }, &registry, &options,
+//!     &mut |event| { bar.update(event); ControlFlow::Continue(()) })?;
+//! println!("{}", report.summary_table());
+//! // Answer API, weights mode: the collection's active adapter, None = base model.
+//! let adapter = registry.active(collection)?;         // Option<Arc<LoraAdapter>>
+//! GenerationRequest { messages, options, adapter: adapter.as_deref() }
+//! ```
+//!
+//! Errors map to HTTP as: `InvalidConfig` 400, `NotFound` 404, `Refused` 409,
+//! `NoData` 422, `Cancelled` 499, the rest 500.
+
+pub mod chart;
+pub mod checkpoint;
+pub mod data;
+mod error;
+pub mod gate;
+pub mod lora;
+pub mod manifest;
+pub mod optim;
+pub mod peft;
+pub mod promote;
+pub mod registry;
+pub mod synth;
+#[cfg(test)]
+mod testing;
+pub mod train;
+mod util;
+
+pub use data::{QaPair, Sequence, TrainableModel};
+pub use error::{Error, Result};
+pub use gate::{GateConfig, GateDecision, HeldOutQuestion};
+pub use lora::{AdapterVars, LoraConfig};
+pub use manifest::Manifest;
+pub use promote::{PromoteOptions, PromotionReport};
+pub use registry::{AdapterRegistry, AdapterVersion};
+pub use train::{train, TrainConfig, TrainOutcome, TrainProgress};

@@ -1,0 +1,348 @@
+//! The gate an adapter must pass before it answers questions: did it learn (closed-book
+//! accuracy on held-out questions beats the base model), and did it forget (perplexity
+//! on general text rises by no more than a threshold)?
+//!
+//! Accuracy is measured closed book: the question alone, no document, so only what the
+//! weights know counts. Answers are compared with SQuAD's normalisation (lower case, no
+//! punctuation, no articles): exact match, token F1, and whether the gold answer occurs
+//! in the reply (chat models answer in sentences).
+
+use std::collections::HashMap;
+
+use engram_generator::{
+    ChatMessage, GenerationOptions, GenerationRequest, LanguageModel, Llama, LoraAdapter,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Sequence;
+use crate::error::{Error, Result};
+use crate::train::sequence_loss;
+
+/// A question whose answer is in the learned documents, with its accepted answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldOutQuestion {
+    /// The question.
+    pub question: String,
+    /// Accepted answers (any one counts).
+    pub answers: Vec<String>,
+}
+
+/// Closed-book accuracy over a question set.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Questions asked.
+    pub n: usize,
+    /// Fraction answered exactly (after normalisation).
+    pub exact_match: f64,
+    /// Mean best token F1.
+    pub f1: f64,
+    /// Fraction of replies that contain a gold answer.
+    pub contains: f64,
+}
+
+/// SQuAD's answer normalisation: lower case, punctuation removed, articles removed,
+/// whitespace collapsed.
+pub fn normalize_answer(s: &str) -> String {
+    let lower: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    lower
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "a" | "an" | "the"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Token F1 between a prediction and one gold answer (normalised).
+pub fn token_f1(prediction: &str, gold: &str) -> f64 {
+    let p = normalize_answer(prediction);
+    let g = normalize_answer(gold);
+    let (p, g): (Vec<&str>, Vec<&str>) = (
+        p.split_whitespace().collect(),
+        g.split_whitespace().collect(),
+    );
+    if p.is_empty() || g.is_empty() {
+        return (p.is_empty() && g.is_empty()) as u8 as f64;
+    }
+    let mut counts: HashMap<&str, i32> = HashMap::new();
+    for w in &g {
+        *counts.entry(w).or_default() += 1;
+    }
+    let mut common = 0;
+    for w in &p {
+        if let Some(c) = counts.get_mut(w) {
+            if *c > 0 {
+                *c -= 1;
+                common += 1;
+            }
+        }
+    }
+    if common == 0 {
+        return 0.0;
+    }
+    let precision = common as f64 / p.len() as f64;
+    let recall = common as f64 / g.len() as f64;
+    2.0 * precision * recall / (precision + recall)
+}
+
+/// Scores one reply against the accepted answers: (exact, best F1, contains).
+pub fn score(prediction: &str, answers: &[String]) -> (bool, f64, bool) {
+    let p = normalize_answer(prediction);
+    let exact = answers.iter().any(|a| normalize_answer(a) == p);
+    let f1 = answers
+        .iter()
+        .map(|a| token_f1(prediction, a))
+        .fold(0.0, f64::max);
+    let contains = answers.iter().any(|a| {
+        let a = normalize_answer(a);
+        !a.is_empty() && format!(" {p} ").contains(&format!(" {a} "))
+    });
+    (exact, f1, contains)
+}
+
+/// Asks every question closed book (greedy, `max_tokens` at most) with `adapter` (None:
+/// the base model) and scores the replies.
+pub fn closed_book_accuracy(
+    model: &dyn LanguageModel,
+    adapter: Option<&LoraAdapter>,
+    questions: &[HeldOutQuestion],
+    max_tokens: usize,
+) -> Result<Accuracy> {
+    if questions.is_empty() {
+        return Err(Error::NoData("no held-out questions to evaluate".into()));
+    }
+    let options = GenerationOptions {
+        max_tokens,
+        ..Default::default()
+    };
+    let (mut em, mut f1, mut contains) = (0.0, 0.0, 0.0);
+    for q in questions {
+        let messages = [ChatMessage::user(&q.question)];
+        let reply = model.complete(&GenerationRequest {
+            messages: &messages,
+            options: &options,
+            adapter,
+        })?;
+        let (e, f, c) = score(&reply.text, &q.answers);
+        em += e as u8 as f64;
+        f1 += f;
+        contains += c as u8 as f64;
+    }
+    let n = questions.len() as f64;
+    Ok(Accuracy {
+        n: questions.len(),
+        exact_match: em / n,
+        f1: f1 / n,
+        contains: contains / n,
+    })
+}
+
+/// Perplexity of `llama` (with `adapter`) on `texts`: `exp` of the mean negative
+/// log-likelihood per target token. Rising perplexity on general text is forgetting.
+pub fn perplexity(llama: &Llama, texts: &[Sequence], adapter: Option<&LoraAdapter>) -> Result<f64> {
+    let (mut nll, mut tokens) = (0.0, 0usize);
+    for seq in texts.iter().filter(|s| s.target_count() > 0) {
+        let (loss, n) = sequence_loss(llama, seq, adapter)?;
+        nll += loss.to_scalar::<f32>()? as f64 * n as f64;
+        tokens += n;
+    }
+    if tokens == 0 {
+        return Err(Error::NoData(
+            "no general text to measure perplexity on".into(),
+        ));
+    }
+    Ok((nll / tokens as f64).exp())
+}
+
+/// One model's measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Closed-book accuracy on the held-out questions.
+    pub accuracy: Accuracy,
+    /// Perplexity on general text.
+    pub perplexity: f64,
+}
+
+/// The gate's thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateConfig {
+    /// Largest relative perplexity rise allowed (0.05: +5%).
+    pub max_perplexity_increase: f64,
+    /// Token F1 must beat the base by more than this (0: any improvement).
+    pub min_f1_gain: f64,
+    /// Activate even when the gate refuses (the refusal is still reported).
+    pub force: bool,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            max_perplexity_increase: 0.05,
+            min_f1_gain: 0.0,
+            force: false,
+        }
+    }
+}
+
+/// The verdict on an adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateDecision {
+    /// True when every check passed.
+    pub passed: bool,
+    /// True when the adapter may be activated (passed, or forced).
+    pub activate: bool,
+    /// True when activation was forced past a refusal.
+    pub forced: bool,
+    /// One line per check, passed or not.
+    pub checks: Vec<String>,
+    /// A sentence for people: what happened and what to do.
+    pub message: String,
+    /// Relative perplexity change (0.03: +3%).
+    pub perplexity_change: f64,
+    /// Token F1 change (absolute).
+    pub f1_change: f64,
+}
+
+/// Compares the adapter (`tuned`) with the base.
+pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDecision {
+    let ppl_change = tuned.perplexity / base.perplexity - 1.0;
+    let f1_change = tuned.accuracy.f1 - base.accuracy.f1;
+    let ppl_ok = ppl_change.is_finite() && ppl_change <= cfg.max_perplexity_increase;
+    let acc_ok = f1_change > cfg.min_f1_gain;
+    let checks = vec![
+        format!(
+            "{} forgetting: perplexity {:.3} -> {:.3} ({:+.1}%, limit {:+.1}%)",
+            if ppl_ok { "ok" } else { "FAIL" },
+            base.perplexity,
+            tuned.perplexity,
+            100.0 * ppl_change,
+            100.0 * cfg.max_perplexity_increase
+        ),
+        format!(
+            "{} learning: closed-book F1 {:.3} -> {:.3} (EM {:.3} -> {:.3}), must gain more than {:.3}",
+            if acc_ok { "ok" } else { "FAIL" },
+            base.accuracy.f1,
+            tuned.accuracy.f1,
+            base.accuracy.exact_match,
+            tuned.accuracy.exact_match,
+            cfg.min_f1_gain
+        ),
+    ];
+    let passed = ppl_ok && acc_ok;
+    let mut why = Vec::new();
+    if !ppl_ok {
+        why.push(format!(
+            "it forgets general knowledge (perplexity {:+.1}%, limit {:+.1}%): train fewer steps, lower the learning rate or raise replay_ratio",
+            100.0 * ppl_change,
+            100.0 * cfg.max_perplexity_increase
+        ));
+    }
+    if !acc_ok {
+        why.push(format!(
+            "it does not answer the held-out questions better than the base model (F1 {:.3} vs {:.3}): train longer or make more synthetic data",
+            tuned.accuracy.f1, base.accuracy.f1
+        ));
+    }
+    let message = match (passed, cfg.force) {
+        (true, _) => "the adapter passed the gate".to_string(),
+        (false, false) => format!(
+            "the adapter was refused: {}; pass force to activate it anyway",
+            why.join("; ")
+        ),
+        (false, true) => format!(
+            "the gate refused the adapter but it was activated because force was set: {}",
+            why.join("; ")
+        ),
+    };
+    GateDecision {
+        passed,
+        activate: passed || cfg.force,
+        forced: !passed && cfg.force,
+        checks,
+        message,
+        perplexity_change: ppl_change,
+        f1_change,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{tiny_model, tiny_replay};
+
+    fn report(f1: f64, ppl: f64) -> EvalReport {
+        EvalReport {
+            accuracy: Accuracy {
+                n: 10,
+                exact_match: f1 / 2.0,
+                f1,
+                contains: f1,
+            },
+            perplexity: ppl,
+        }
+    }
+
+    #[test]
+    fn answers_are_scored_like_squad() {
+        assert_eq!(normalize_answer("The  Eiffel-Tower!"), "eiffel tower");
+        let golds = vec!["Marta Velquist".to_string()];
+        assert_eq!(score("marta velquist.", &golds), (true, 1.0, true));
+        let (e, f, c) = score("It was Marta Velquist, in 1911.", &golds);
+        // 6 tokens, 2 shared: precision 1/3, recall 1, F1 0.5.
+        assert!(!e && c && (f - 0.5).abs() < 1e-9, "{f}");
+        assert_eq!(score("nobody", &golds), (false, 0.0, false));
+        assert_eq!(token_f1("", ""), 1.0);
+    }
+
+    #[test]
+    fn gate_refuses_forgetting_or_no_gain_unless_forced() {
+        let cfg = GateConfig::default();
+        let ok = decide(&report(0.2, 10.0), &report(0.5, 10.3), &cfg);
+        assert!(ok.passed && ok.activate && !ok.forced, "{ok:?}");
+        let forgets = decide(&report(0.2, 10.0), &report(0.5, 10.6), &cfg);
+        assert!(!forgets.passed && !forgets.activate);
+        assert!(
+            forgets.message.contains("forgets") && forgets.message.contains("+6.0%"),
+            "{}",
+            forgets.message
+        );
+        let no_gain = decide(&report(0.2, 10.0), &report(0.2, 9.0), &cfg);
+        assert!(!no_gain.passed && no_gain.message.contains("does not answer"));
+        let forced = decide(
+            &report(0.2, 10.0),
+            &report(0.1, 20.0),
+            &GateConfig { force: true, ..cfg },
+        );
+        assert!(!forced.passed && forced.activate && forced.forced);
+        assert!(forced.message.contains("force"));
+        assert!(
+            !decide(
+                &report(0.2, 10.0),
+                &report(0.5, f64::NAN),
+                &GateConfig::default()
+            )
+            .passed
+        );
+    }
+
+    #[test]
+    fn perplexity_is_exp_of_the_mean_token_loss() {
+        let model = tiny_model();
+        let texts = tiny_replay();
+        let ppl = perplexity(&model, &texts, None).unwrap();
+        let (loss, _) = sequence_loss(&model, &texts[0], None).unwrap();
+        let single = perplexity(&model, &texts[..1], None).unwrap();
+        assert!((single.ln() - loss.to_scalar::<f32>().unwrap() as f64).abs() < 1e-4);
+        assert!(ppl > 1.0 && ppl.is_finite());
+        assert!(perplexity(&model, &[], None).is_err());
+    }
+}

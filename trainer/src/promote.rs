@@ -1,0 +1,390 @@
+//! The whole promotion of a collection's knowledge into weights:
+//! synthesize -> train -> gate -> register (-> activate).
+//!
+//! Everything lands in `work_dir` (the synthetic-data journal, checkpoints, the adapter
+//! files), so a promotion interrupted at any point resumes where it stopped when run
+//! again with the same options. The new version is always registered (it can be
+//! inspected and activated later); it is activated only when the gate passes or
+//! `gate.force` is set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use engram_generator::{GgufChatModel, LanguageModel};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{QaPair, Sequence, TrainableModel};
+use crate::error::{Error, Result};
+use crate::gate::{self, EvalReport, GateConfig, GateDecision, HeldOutQuestion};
+use crate::manifest::{now_unix, BaseModel, Manifest};
+use crate::registry::{AdapterRegistry, AdapterVersion};
+use crate::synth::{self, Content, Document, StrategyCounts, SynthConfig, SynthProgress};
+use crate::train::{self, TrainConfig, TrainProgress};
+
+/// What to promote and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromoteOptions {
+    /// The collection (registry key).
+    pub collection: String,
+    /// The cluster of documents chosen, if any (recorded in the manifest).
+    pub cluster: Option<String>,
+    /// Synthetic data.
+    pub synth: SynthConfig,
+    /// Training.
+    pub train: TrainConfig,
+    /// Gate thresholds and force.
+    pub gate: GateConfig,
+    /// Working directory (journal, checkpoints, adapter files): reuse it to resume.
+    pub work_dir: PathBuf,
+    /// General text replayed during training to limit forgetting (e.g. passages not in
+    /// the collection).
+    pub replay_texts: Vec<String>,
+    /// General text on which forgetting is measured (keep it apart from `replay_texts`).
+    pub eval_texts: Vec<String>,
+    /// Longest reply generated per held-out question.
+    pub eval_max_tokens: usize,
+}
+
+/// The two forms of the base model a promotion needs.
+pub struct Models<'a> {
+    /// The inference model (quantized): writes synthetic data, answers held-out questions.
+    pub chat: &'a GgufChatModel,
+    /// The trainable model (F32, differentiable): trains, measures perplexity.
+    pub trainable: &'a TrainableModel,
+}
+
+/// Progress of a promotion, stage by stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromoteEvent {
+    /// A document and strategy of synthesis finished.
+    Synth(SynthProgress),
+    /// A training step finished.
+    Train(TrainProgress),
+    /// A model (base or adapter) was evaluated: `done` of 2.
+    Evaluated {
+        /// "base" or "adapter".
+        which: &'static str,
+        /// Its measurements.
+        report: EvalReport,
+    },
+}
+
+/// Training summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Training sequences (pairs and text windows) and replay windows.
+    pub examples: usize,
+    /// Replay windows.
+    pub replay: usize,
+    /// Steps done.
+    pub steps: usize,
+    /// Mean loss of the first and last five steps.
+    pub first_loss: f64,
+    /// See `first_loss`.
+    pub last_loss: f64,
+    /// Tokens per second of this run.
+    pub tokens_per_s: f64,
+    /// Seconds of this run.
+    pub elapsed_s: f64,
+    /// The checkpoint step it resumed from.
+    pub resumed_from: Option<usize>,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromotionReport {
+    /// The collection.
+    pub collection: String,
+    /// The registered version.
+    pub version: AdapterVersion,
+    /// True when it is now the active adapter.
+    pub activated: bool,
+    /// The gate's verdict.
+    pub gate: GateDecision,
+    /// Base model measurements.
+    pub base: EvalReport,
+    /// Adapter measurements.
+    pub tuned: EvalReport,
+    /// Synthetic data per strategy.
+    pub synth: BTreeMap<String, StrategyCounts>,
+    /// Training.
+    pub train: TrainSummary,
+}
+
+impl PromotionReport {
+    /// A plain-text table for the CLI and logs.
+    pub fn summary_table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "promotion of '{}' -> version {}{}",
+            self.collection,
+            self.version.version,
+            if self.activated {
+                " (active)"
+            } else {
+                " (not activated)"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>12} {:>10}",
+            "metric", "base", "adapter", "change"
+        );
+        let acc = |a: &EvalReport| a.accuracy;
+        for (name, b, t) in [
+            (
+                "closed-book exact match",
+                acc(&self.base).exact_match,
+                acc(&self.tuned).exact_match,
+            ),
+            (
+                "closed-book token F1",
+                acc(&self.base).f1,
+                acc(&self.tuned).f1,
+            ),
+            (
+                "answer contained",
+                acc(&self.base).contains,
+                acc(&self.tuned).contains,
+            ),
+        ] {
+            let _ = writeln!(s, "{name:<28} {b:>12.3} {t:>12.3} {:>+10.3}", t - b);
+        }
+        let (b, t) = (self.base.perplexity, self.tuned.perplexity);
+        let _ = writeln!(
+            s,
+            "{:<28} {b:>12.3} {t:>12.3} {:>+9.1}%",
+            "general-text perplexity",
+            100.0 * (t / b - 1.0)
+        );
+        for (name, c) in &self.synth {
+            let _ = writeln!(
+                s,
+                "{:<28} {:>12} {:>12}",
+                format!("synthetic {name} (made/kept)"),
+                c.generated,
+                c.kept
+            );
+        }
+        let tr = &self.train;
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12.4} {:>12.4}",
+            "training loss (first/last 5)", tr.first_loss, tr.last_loss
+        );
+        let _ = writeln!(
+            s,
+            "{:<28} {:>12} {:>12.1}",
+            "steps / tokens per s", tr.steps, tr.tokens_per_s
+        );
+        for c in &self.gate.checks {
+            let _ = writeln!(s, "gate: {c}");
+        }
+        let _ = writeln!(s, "{}", self.gate.message);
+        s
+    }
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.collect();
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Runs the promotion of `documents` (held-out questions about them in `held_out`) and
+/// returns what happened. `progress` returning `Break` cancels (`Error::Cancelled`);
+/// running again with the same `work_dir` resumes.
+pub fn run(
+    documents: &[Document],
+    held_out: &[HeldOutQuestion],
+    models: Models<'_>,
+    registry: &AdapterRegistry,
+    options: &PromoteOptions,
+    progress: &mut dyn FnMut(&PromoteEvent) -> ControlFlow<()>,
+) -> Result<PromotionReport> {
+    if documents.is_empty() {
+        return Err(Error::NoData("no documents to promote".into()));
+    }
+    options.train.validate()?;
+    let max_len = options.train.max_seq_len;
+    let tm = models.trainable;
+
+    // 1. Synthetic data.
+    let mut cancelled = false;
+    let journal = options.work_dir.join("synth.jsonl");
+    let synth_cfg = SynthConfig {
+        seed: options.train.seed ^ options.synth.seed,
+        ..options.synth.clone()
+    };
+    let synth = synth::synthesize(documents, models.chat, &synth_cfg, &journal, &mut |p| {
+        let flow = progress(&PromoteEvent::Synth(p.clone()));
+        cancelled |= flow.is_break();
+        flow
+    })?;
+    if cancelled {
+        return Err(Error::Cancelled("synthetic data"));
+    }
+    let mut examples: Vec<Sequence> = Vec::new();
+    for item in &synth.items {
+        match &item.content {
+            Content::Qa { question, answer } => {
+                let pair = QaPair {
+                    question: question.clone(),
+                    answer: answer.clone(),
+                };
+                examples.extend(tm.encode_pair(&pair, max_len)?);
+            }
+            Content::Text { text } => examples.extend(tm.encode_text(text, max_len)?),
+        }
+    }
+    if examples.is_empty() {
+        return Err(Error::NoData("synthesis kept no training item: try another strategy (cloze always works on text with names, numbers or dates)".into()));
+    }
+    let mut replay = Vec::new();
+    for t in &options.replay_texts {
+        replay.extend(tm.encode_text(t, max_len)?);
+    }
+    let mut eval_texts = Vec::new();
+    for t in &options.eval_texts {
+        eval_texts.extend(tm.encode_text(t, max_len)?);
+    }
+
+    // 2. Training (resumes from checkpoints in work_dir).
+    let outcome = train::train(
+        tm.llama(),
+        &examples,
+        &replay,
+        &options.train,
+        Some(&options.work_dir.join("checkpoints")),
+        &mut |p| {
+            let flow = progress(&PromoteEvent::Train(*p));
+            cancelled |= flow.is_break();
+            flow
+        },
+    )?;
+    if cancelled || !outcome.completed {
+        return Err(Error::Cancelled("training"));
+    }
+    let adapter = outcome.adapter(&options.collection)?;
+
+    // 3. Gate.
+    let evaluate = |adapter| -> Result<EvalReport> {
+        Ok(EvalReport {
+            accuracy: gate::closed_book_accuracy(
+                models.chat as &dyn LanguageModel,
+                adapter,
+                held_out,
+                options.eval_max_tokens,
+            )?,
+            perplexity: gate::perplexity(tm.llama(), &eval_texts, adapter)?,
+        })
+    };
+    let base = evaluate(None)?;
+    if progress(&PromoteEvent::Evaluated {
+        which: "base",
+        report: base,
+    })
+    .is_break()
+    {
+        return Err(Error::Cancelled("evaluation"));
+    }
+    let tuned = evaluate(Some(&adapter))?;
+    if progress(&PromoteEvent::Evaluated {
+        which: "adapter",
+        report: tuned,
+    })
+    .is_break()
+    {
+        return Err(Error::Cancelled("evaluation"));
+    }
+    let decision = gate::decide(&base, &tuned, &options.gate);
+
+    // 4. Adapter files, manifest, registry.
+    let out = options.work_dir.join("adapter");
+    crate::peft::save(
+        &adapter,
+        options.train.lora.dropout,
+        &models.chat.info().name,
+        &out,
+    )?;
+    outcome.write_loss_curve(&out)?;
+    let n = outcome.losses.len();
+    let train_summary = TrainSummary {
+        examples: examples.len(),
+        replay: replay.len(),
+        steps: outcome.steps_done,
+        first_loss: mean(outcome.losses.iter().take(5).map(|l| l.loss)),
+        last_loss: mean(
+            outcome
+                .losses
+                .iter()
+                .skip(n.saturating_sub(5))
+                .map(|l| l.loss),
+        ),
+        tokens_per_s: outcome.tokens_per_s,
+        elapsed_s: outcome.elapsed_s,
+        resumed_from: outcome.resumed_from,
+    };
+    let mut metrics = BTreeMap::new();
+    for (k, v) in [
+        ("base_f1", base.accuracy.f1),
+        ("adapter_f1", tuned.accuracy.f1),
+        ("base_exact_match", base.accuracy.exact_match),
+        ("adapter_exact_match", tuned.accuracy.exact_match),
+        ("base_perplexity", base.perplexity),
+        ("adapter_perplexity", tuned.perplexity),
+        ("first_loss", train_summary.first_loss),
+        ("last_loss", train_summary.last_loss),
+        ("tokens_per_s", train_summary.tokens_per_s),
+        ("held_out_questions", held_out.len() as f64),
+    ] {
+        metrics.insert(k.to_string(), v);
+    }
+    let manifest = Manifest {
+        collection: options.collection.clone(),
+        cluster: options.cluster.clone(),
+        document_ids: documents.iter().map(|d| d.id.clone()).collect(),
+        base_model: BaseModel {
+            name: models.chat.info().name.clone(),
+            sha256: tm.base_sha256().to_string(),
+        },
+        data_strategy: options
+            .synth
+            .strategies
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        data_counts: synth
+            .counts
+            .iter()
+            .map(|(k, c)| (k.clone(), c.kept))
+            .collect(),
+        seed: options.train.seed,
+        train: options.train.clone(),
+        metrics,
+        created_unix: now_unix(),
+    };
+    manifest.save(&out)?;
+    crate::util::write_json(&out.join("gate.json"), &decision)?;
+    let mut version = registry.register(&options.collection, &out)?;
+    if decision.activate {
+        registry.activate(&options.collection, version.version)?;
+        version.active = true;
+    }
+    Ok(PromotionReport {
+        collection: options.collection.clone(),
+        activated: version.active,
+        version,
+        gate: decision,
+        base,
+        tuned,
+        synth: synth.counts,
+        train: train_summary,
+    })
+}
