@@ -248,6 +248,9 @@ pub enum AnswerMode {
     Rag,
     /// The collection's active adapter and no context at all (409 without one).
     Weights,
+    /// The active adapter and the top-k passages: what the adapter adds to rag.
+    #[serde(rename = "weights_rag")]
+    WeightsRag,
     /// Weights when an active adapter covers the collection, else rag (the default).
     #[default]
     Auto,
@@ -258,10 +261,11 @@ pub enum AnswerMode {
 
 impl AnswerMode {
     /// Every mode, as the API spells them.
-    pub const ALL: [AnswerMode; 5] = [
+    pub const ALL: [AnswerMode; 6] = [
         AnswerMode::Context,
         AnswerMode::Rag,
         AnswerMode::Weights,
+        AnswerMode::WeightsRag,
         AnswerMode::Auto,
         AnswerMode::None,
     ];
@@ -271,6 +275,7 @@ impl AnswerMode {
             AnswerMode::Context => "context",
             AnswerMode::Rag => "rag",
             AnswerMode::Weights => "weights",
+            AnswerMode::WeightsRag => "weights_rag",
             AnswerMode::Auto => "auto",
             AnswerMode::None => "none",
         }
@@ -282,7 +287,7 @@ impl AnswerMode {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown answer mode '{s}'; use context, rag, weights, auto or none")
+                format!("unknown answer mode '{s}'; use context, rag, weights, weights_rag, auto or none")
             })
     }
 }

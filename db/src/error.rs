@@ -80,6 +80,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Inverter(#[from] engram_inverter::Error),
+    #[error("{0}")]
+    Trainer(#[from] engram_trainer::Error),
+    #[error("promotion '{id}' of collection '{collection}' does not exist; list them with GET /collections/{collection}/promotions")]
+    PromotionNotFound { collection: String, id: String },
+    #[error("collection '{0}' is being promoted already; follow GET /collections/{0}/promotions or wait for it to finish")]
+    PromotionRunning(String),
     #[error("audit '{id}' of collection '{collection}' does not exist; list them with GET /collections/{collection}/audits")]
     AuditNotFound { collection: String, id: String },
     #[error("audit '{0}' has no report: it is {1}; follow GET .../audits/{0}/status")]

@@ -3,6 +3,7 @@
 //!
 //! Read `engine` first: it is the whole set of operations, with no HTTP in it.
 
+pub mod adapters;
 pub mod answer;
 pub mod api_types;
 pub mod cli;

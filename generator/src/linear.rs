@@ -11,8 +11,10 @@
 //!   weights are stored with zero columns up to the next multiple of 256 and the input is
 //!   padded to match: a third more multiply-adds through a kernel twice as fast.
 
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor, D};
 
 use crate::error::Result;
 use crate::lora::{LoraAdapter, LoraTarget};
@@ -20,12 +22,60 @@ use crate::lora::{LoraAdapter, LoraTarget};
 /// Input sizes the VNNI Q8_0 kernel accepts are multiples of this (candle's QK_K).
 const VNNI_BLOCK: usize = 256;
 
+/// `x · Wᵀ` with a frozen dense `W` `(out, in)`, as one op whose backward pass computes
+/// only the input's gradient. candle's matmul backward also computes `W`'s gradient: a
+/// whole extra GEMM per projection (and a 49,152 × 576 buffer for the output head) that
+/// LoRA training throws away, since only the adapter learns.
+#[derive(Debug)]
+struct FrozenMatmul {
+    w: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("frozen-matmul takes f32 inputs");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul takes contiguous inputs");
+        };
+        let x = Tensor::from_slice(&data[start..end], layout.shape(), &Device::Cpu)?;
+        let y = x.broadcast_matmul(&self.w.t()?)?;
+        let shape = y.shape().clone();
+        Ok((CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.broadcast_matmul(&self.w)?))
+    }
+}
+
 /// Quantized (or F32) weights `(out, in)`, padded for the VNNI kernel where that helps.
 #[derive(Debug, Clone)]
 pub(crate) struct QuantizedLinear {
     weight: QMatMul,
     /// Zero columns appended to `weight` (and so to the input) for the VNNI kernel.
     pad: usize,
+    /// Set in training mode for dense F32 weights (see [`FrozenMatmul`]).
+    frozen: Option<FrozenOp>,
+}
+
+/// The op as candle takes it (shared by the graph nodes that use it).
+#[derive(Clone)]
+struct FrozenOp(Arc<Box<dyn CustomOp1 + Send + Sync>>);
+
+impl std::fmt::Debug for FrozenOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrozenMatmul")
+    }
 }
 
 impl QuantizedLinear {
@@ -34,7 +84,19 @@ impl QuantizedLinear {
         Ok(Self {
             weight: QMatMul::from_qtensor(weight)?,
             pad: 0,
+            frozen: None,
         })
+    }
+
+    /// Training mode on or off: dense F32 weights then multiply through [`FrozenMatmul`]
+    /// (same products, no weight gradient). Quantized weights are left as they are.
+    pub(crate) fn set_frozen(&mut self, on: bool) {
+        self.frozen = match (&self.weight, on) {
+            (QMatMul::Tensor(w), true) if w.dtype() == DType::F32 && self.pad == 0 => {
+                Some(FrozenOp(Arc::new(Box::new(FrozenMatmul { w: w.clone() }))))
+            }
+            _ => None,
+        };
     }
 
     /// Appends zero columns for the VNNI kernel when the weights are Q8_0, their input
@@ -57,6 +119,11 @@ impl QuantizedLinear {
 
     /// `x · Wᵀ`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(op) = &self.frozen {
+            if x.dtype() == DType::F32 && x.device().is_cpu() {
+                return Ok(x.contiguous()?.apply_op1_arc(op.0.clone())?);
+            }
+        }
         Ok(match self.pad {
             0 => self.weight.forward(x)?,
             pad => self.weight.forward(&x.pad_with_zeros(D::Minus1, 0, pad)?)?,
@@ -98,6 +165,11 @@ impl AdaptedLinear {
     /// See [`QuantizedLinear::pad_for_vnni`].
     pub(crate) fn pad_for_vnni(&mut self) -> Result<()> {
         self.weight.pad_for_vnni()
+    }
+
+    /// See [`QuantizedLinear::set_frozen`].
+    pub(crate) fn set_frozen(&mut self, on: bool) {
+        self.weight.set_frozen(on)
     }
 
     /// Keeps a dequantized copy of the weights (in `dtype`) for multi-row inputs.
@@ -145,6 +217,30 @@ mod tests {
 
     use super::*;
     use crate::testing::max_diff;
+
+    #[test]
+    fn frozen_matmul_gives_the_products_and_only_the_input_gradient() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.2, (24, 40), &dev).unwrap();
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 5, 40), &dev).unwrap())
+            .unwrap();
+        let mut linear =
+            QuantizedLinear::new(QTensor::quantize(&w, GgmlDType::F32).unwrap()).unwrap();
+        let plain = linear.forward(x.as_tensor()).unwrap();
+        let plain_grad = plain.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        linear.set_frozen(true);
+        assert!(linear.frozen.is_some());
+        let frozen = linear.forward(x.as_tensor()).unwrap();
+        let frozen_grad = frozen.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(&plain, &frozen) < 1e-5);
+        let (a, b) = (
+            plain_grad.get(x.as_tensor()).unwrap(),
+            frozen_grad.get(x.as_tensor()).unwrap(),
+        );
+        assert!(max_diff(a, b) < 1e-4, "{}", max_diff(a, b));
+        linear.set_frozen(false);
+        assert!(linear.frozen.is_none());
+    }
 
     #[test]
     fn padded_weights_give_the_same_products() {

@@ -354,6 +354,11 @@ impl Llama {
     /// Switches norm, rope and softmax implementations (see [`Kernels`]).
     pub fn with_kernels(mut self, kernels: Kernels) -> Self {
         self.kernels = kernels;
+        let train = kernels == Kernels::Differentiable;
+        for lin in self.linears_mut() {
+            lin.set_frozen(train);
+        }
+        self.head.set_frozen(train);
         self
     }
 

@@ -8,5 +8,6 @@ mod bad_input;
 mod contextual;
 mod crash;
 mod hot;
+mod promote;
 mod retrieval;
 mod support;

@@ -147,3 +147,31 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .map(|b| format!("{b:02x}"))
         .collect())
 }
+
+/// General text (32 Wikipedia passages from the end of Quoref, CC BY-SA) that no user
+/// collection is expected to hold: replayed during training to limit forgetting, and
+/// the text on which forgetting is measured. Returns (replay, forgetting) texts,
+/// disjoint: 24 and 8 passages.
+pub fn general_text() -> (Vec<String>, Vec<String>) {
+    #[derive(Deserialize)]
+    struct Row {
+        text: String,
+    }
+    let mut texts: Vec<String> = include_str!("../data/general.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Row>(l).ok())
+        .map(|r| r.text)
+        .collect();
+    let eval = texts.split_off(texts.len().saturating_sub(8));
+    (texts, eval)
+}
+
+#[cfg(test)]
+mod general_text_tests {
+    #[test]
+    fn general_text_is_bundled_and_split_disjointly() {
+        let (replay, eval) = super::general_text();
+        assert_eq!((replay.len(), eval.len()), (24, 8));
+        assert!(replay.iter().all(|t| !eval.contains(t) && t.len() > 200));
+    }
+}

@@ -12,7 +12,7 @@ use std::fmt::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use engram_generator::{GgufChatModel, LanguageModel};
+use engram_generator::LanguageModel;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{QaPair, Sequence, TrainableModel};
@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::gate::{self, EvalReport, GateConfig, GateDecision, HeldOutQuestion};
 use crate::manifest::{now_unix, BaseModel, Manifest};
 use crate::registry::{AdapterRegistry, AdapterVersion};
-use crate::synth::{self, Content, Document, StrategyCounts, SynthConfig, SynthProgress};
+use crate::synth::{
+    self, Content, Document, StrategyCounts, SynthConfig, SynthItem, SynthProgress,
+};
 use crate::train::{self, TrainConfig, TrainProgress};
 
 /// What to promote and how.
@@ -45,12 +47,45 @@ pub struct PromoteOptions {
     pub eval_texts: Vec<String>,
     /// Longest reply generated per held-out question.
     pub eval_max_tokens: usize,
+    /// Question-answer pairs the caller already has (a FAQ, gold questions), trained
+    /// alongside the synthetic data.
+    #[serde(default)]
+    pub extra_pairs: Vec<QaPair>,
+    /// When no held-out questions are given: every n-th synthetic question-answer pair
+    /// is kept out of training and becomes one (0 means the default, 5).
+    #[serde(default)]
+    pub hold_out_every: usize,
+}
+
+/// Splits synthetic items into training items and held-out questions: every
+/// `every`-th question-answer pair is held out (never trained on).
+fn hold_out_synthetic(
+    items: &[SynthItem],
+    every: usize,
+) -> (Vec<&SynthItem>, Vec<HeldOutQuestion>) {
+    let every = if every == 0 { 5 } else { every.max(2) };
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for item in items {
+        if let Content::Qa { question, answer } = &item.content {
+            n += 1;
+            if n % every == 0 {
+                held.push(HeldOutQuestion {
+                    question: question.clone(),
+                    answers: vec![answer.clone()],
+                });
+                continue;
+            }
+        }
+        train.push(item);
+    }
+    (train, held)
 }
 
 /// The two forms of the base model a promotion needs.
 pub struct Models<'a> {
     /// The inference model (quantized): writes synthetic data, answers held-out questions.
-    pub chat: &'a GgufChatModel,
+    pub chat: &'a dyn LanguageModel,
     /// The trainable model (F32, differentiable): trains, measures perplexity.
     pub trainable: &'a TrainableModel,
 }
@@ -197,8 +232,9 @@ fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// Runs the promotion of `documents` (held-out questions about them in `held_out`) and
-/// returns what happened. `progress` returning `Break` cancels (`Error::Cancelled`);
+/// Runs the promotion of `documents` (held-out questions about them in `held_out`; when
+/// empty, some synthetic pairs are held out instead, see `hold_out_every`) and returns
+/// what happened. `progress` returning `Break` cancels (`Error::Cancelled`);
 /// running again with the same `work_dir` resumes.
 pub fn run(
     documents: &[Document],
@@ -230,8 +266,24 @@ pub fn run(
     if cancelled {
         return Err(Error::Cancelled("synthetic data"));
     }
+    let (train_items, synthetic_held_out) = if held_out.is_empty() {
+        hold_out_synthetic(&synth.items, options.hold_out_every)
+    } else {
+        (synth.items.iter().collect(), Vec::new())
+    };
+    let held_out = if held_out.is_empty() {
+        synthetic_held_out.as_slice()
+    } else {
+        held_out
+    };
+    if held_out.is_empty() {
+        return Err(Error::NoData("no held-out questions to gate the adapter on: give some, or use a strategy that writes question-answer pairs (cloze, self_qa)".into()));
+    }
     let mut examples: Vec<Sequence> = Vec::new();
-    for item in &synth.items {
+    for pair in &options.extra_pairs {
+        examples.extend(tm.encode_pair(pair, max_len)?);
+    }
+    for item in train_items {
         match &item.content {
             Content::Qa { question, answer } => {
                 let pair = QaPair {
@@ -277,7 +329,7 @@ pub fn run(
     let evaluate = |adapter| -> Result<EvalReport> {
         Ok(EvalReport {
             accuracy: gate::closed_book_accuracy(
-                models.chat as &dyn LanguageModel,
+                models.chat,
                 adapter,
                 held_out,
                 options.eval_max_tokens,

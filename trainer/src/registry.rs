@@ -95,6 +95,15 @@ impl AdapterRegistry {
         })
     }
 
+    /// Opens the registry for adapters of the model in the GGUF file `model` (shape read
+    /// from its metadata, fingerprint from its bytes), without loading its weights.
+    pub fn open_for_model(root: &Path, model: &Path) -> Result<Self> {
+        let content = engram_generator::gguf::GgufFile::read_content(model)?;
+        let cfg = LlamaConfig::from_metadata(&content.metadata)
+            .map_err(|reason| Error::corrupt("model metadata", model, reason))?;
+        Ok(Self::open(root, &cfg)?.with_base_sha256(crate::data::sha256_file(model)?))
+    }
+
     /// Refuses to activate versions whose manifest names another base model (sha256).
     pub fn with_base_sha256(mut self, sha256: impl Into<String>) -> Self {
         self.base_sha256 = Some(sha256.into());

@@ -336,6 +336,8 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
         replay_texts: vec!["Rivers carry water from mountains to the sea. Boats move goods along them, and towns grow on their banks.".into()],
         eval_texts: vec!["The sun rises in the east and sets in the west. Plants turn its light into sugar.".into()],
         eval_max_tokens: 24,
+        extra_pairs: vec![],
+        hold_out_every: 0,
     };
     let models = || Models {
         chat: &chat,

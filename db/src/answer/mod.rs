@@ -255,7 +255,13 @@ impl Engine {
                     0.0,
                 )
             }
-            AnswerMode::Rag => {
+            AnswerMode::Rag | AnswerMode::WeightsRag => {
+                let adapter = match mode {
+                    AnswerMode::WeightsRag => {
+                        Some(adapter.ok_or_else(|| Error::NoAdapter(g.collection.clone()))?)
+                    }
+                    _ => None,
+                };
                 let sources = self.retrieve_passages(g, question)?;
                 let passages: Vec<_> = sources
                     .iter()
@@ -263,7 +269,15 @@ impl Engine {
                     .collect();
                 let messages = prompt::grounded(conversation, &passages);
                 let retrieve_ms = started.elapsed().as_secs_f64() * 1000.0;
-                self.prepared(model, mode, messages, options, sources, None, retrieve_ms)
+                self.prepared(
+                    model,
+                    mode,
+                    messages,
+                    options,
+                    sources,
+                    adapter,
+                    retrieve_ms,
+                )
             }
             AnswerMode::Context => {
                 let window = model.info().context_window;

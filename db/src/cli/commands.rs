@@ -56,7 +56,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             action: EvalAction::Inversion(args),
         } => super::inversion::eval_inversion(&args),
+        Command::Eval {
+            action: EvalAction::Weights(args),
+        } => super::eval::weights(&args),
         Command::Audit(args) => super::inversion::audit(&args),
+        Command::Promote(args) => super::promote::promote(&args),
+        Command::Adapters { action } => super::promote::adapters(&action),
+        Command::Synth { action } => super::promote::synth(&action),
         Command::Train { what } => super::inversion::train(&what),
         Command::Hot {
             collection,

@@ -5,9 +5,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::cell::RefCell;
 
-use super::{EvalAnswersArgs, EvalRetrievalArgs};
+use super::{EvalAnswersArgs, EvalRetrievalArgs, EvalWeightsArgs};
 use crate::engine::Engine;
-use crate::eval::{load, run_retrieval, Progress, RetrievalSpec};
+use crate::eval::{load, run_retrieval, Dataset, Progress, RetrievalSpec};
 use crate::limits::Limits;
 
 /// indicatif bars for the harness's steps.
@@ -159,6 +159,68 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
         report.insert_seconds,
         path.display()
     );
+    if let Some(out) = &args.out {
+        write_json(out, &report)?;
+    }
+    Ok(())
+}
+
+pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
+    use crate::eval::weights::{run_weights, WeightsSpec};
+    use engram_trainer::promote::PromoteEvent;
+    let path = args
+        .data
+        .clone()
+        .unwrap_or_else(|| Dataset::Quoref.default_path());
+    let mut passages = load(&path)?;
+    anyhow::ensure!(args.limit > 0, "--limit must be at least 1");
+    passages.truncate(args.limit);
+    let spec = WeightsSpec {
+        dataset: "quoref".into(),
+        passages: passages.len(),
+        strategies: args.strategy.clone(),
+        rank: args.rank,
+        steps: args.steps,
+        k: args.k,
+        max_tokens: args.max_tokens,
+        seed: args.seed,
+    };
+    let (_dir, engine) = scratch_engine()?;
+    let bars = Bars::default();
+    let mut stage = "";
+    let report = run_weights(&engine, &spec, &passages, &bars, &mut |e| {
+        let (now, done, total) = match e {
+            PromoteEvent::Synth(p) => ("synthetic data", p.done, p.total),
+            PromoteEvent::Train(p) => ("training", p.step, p.total_steps),
+            PromoteEvent::Evaluated { .. } => ("gate: base and adapter", 1, 2),
+        };
+        if now != stage {
+            bars.end();
+            bars.begin(now, total);
+            stage = now;
+        }
+        if let Some(b) = &*bars.bar.borrow() {
+            b.set_position(done as u64);
+            if let PromoteEvent::Train(p) = e {
+                b.set_message(format!("training (loss {:.3})", p.loss));
+            }
+        }
+    })?;
+    bars.end();
+    println!("{}", report.promotion.summary_table());
+    println!("{}", report.table());
+    for s in &report.samples {
+        println!(
+            "[{}] Q: {}\n    gold: {:?}\n    answer: {}",
+            s.mode, s.question, s.gold, s.answer
+        );
+    }
+    if let Some(chart) = &args.chart {
+        let svg = report.promotion.version.path.join("loss.svg");
+        std::fs::copy(&svg, chart)
+            .with_context(|| format!("cannot copy {} to {}", svg.display(), chart.display()))?;
+        println!("loss chart written to {}", chart.display());
+    }
     if let Some(out) = &args.out {
         write_json(out, &report)?;
     }

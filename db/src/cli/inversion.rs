@@ -105,7 +105,7 @@ pub struct AuditArgs {
     pub remote: super::Remote,
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
+pub(super) fn bar(len: usize, what: &str) -> ProgressBar {
     let b = ProgressBar::new(len as u64);
     b.set_style(
         ProgressStyle::with_template("{msg:24} {bar:40} {pos}/{len}  {per_sec}  eta {eta}")

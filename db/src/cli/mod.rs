@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod eval;
 mod inversion;
+mod promote;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -121,6 +122,19 @@ pub enum Command {
     /// Leakage audit of a collection: invert a sample of its vectors, compare
     /// defences, write an HTML report (admin).
     Audit(inversion::AuditArgs),
+    /// Turn a collection's hot cluster into a LoRA adapter: synthetic data, training,
+    /// the learn/forget gate, registration (admin; runs on the server).
+    Promote(promote::PromoteArgs),
+    /// A collection's adapter versions: list, activate, rollback, deactivate, delete.
+    Adapters {
+        #[command(subcommand)]
+        action: promote::AdaptersAction,
+    },
+    /// Inspect the synthetic training data of a promotion.
+    Synth {
+        #[command(subcommand)]
+        action: promote::SynthAction,
+    },
     /// Train a model the project ships (the inverter's probe).
     Train {
         #[command(subcommand)]
@@ -260,6 +274,41 @@ pub enum EvalAction {
     /// exact match, cosine and seconds per text for the probe alone, its ordered
     /// hypothesis, and hypothesis + correction at several step budgets.
     Inversion(inversion::EvalInversionArgs),
+    /// Graduating to weights on Quoref: promote the first passages into a LoRA adapter
+    /// (half of their gold questions trained on, half held out), then answer the
+    /// held-out questions with no context, rag, weights and weights + rag; prints
+    /// accuracy, latency, forgetting and training throughput.
+    Weights(EvalWeightsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalWeightsArgs {
+    /// The Quoref file [default: ~/.cache/engram/data/quoref.jsonl].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Passages promoted (the first N).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Synthetic-data strategies, comma-separated: cloze, self_qa, rephrase.
+    #[arg(long, default_value = "cloze,self_qa", value_delimiter = ',')]
+    pub strategy: Vec<String>,
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 60)]
+    pub steps: usize,
+    /// Rag passages for rag and weights + rag.
+    #[arg(short, long, default_value_t = 1)]
+    pub k: usize,
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Copy the training loss chart (SVG) here.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

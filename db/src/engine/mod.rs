@@ -22,10 +22,13 @@ use crate::limits::{check, Limits};
 use crate::storage::{Storage, VectorRecord};
 use crate::validate;
 
+mod adapters;
 mod audit;
+mod promote;
 mod query;
 
 pub use audit::AuditStatus;
+pub use promote::{PairInput, PromoteRequest, PromotionPlan, PromotionStatus, QuestionInput};
 pub use query::hybrid_depth;
 
 /// The default text encoder of new collections and of `/embed`.
@@ -46,9 +49,12 @@ pub struct Engine {
     limits: Limits,
     /// The language model of answers, loaded on first use.
     model: crate::answer::ModelSlot,
-    /// Active adapters per collection (none until adapters are registered).
-    adapters: Option<Arc<dyn crate::answer::AdapterSource>>,
+    /// Where the database lives (RocksDB files, `adapters/`, `promotions/`).
+    dir: std::path::PathBuf,
+    /// Adapters per collection (`<dir>/adapters`; the registry opens on first use).
+    adapters: Option<Arc<crate::adapters::AdapterStore>>,
     audits: Arc<audit::AuditJobs>,
+    promotions: promote::PromotionJobs,
 }
 
 /// A document after validation and embedding, ready to be written.
@@ -100,8 +106,12 @@ impl Engine {
             seq: AtomicU64::new(seq),
             limits,
             model: crate::answer::ModelSlot::smollm2(),
-            adapters: None,
+            dir: dir.to_path_buf(),
+            adapters: Some(Arc::new(crate::adapters::AdapterStore::new(
+                dir.join("adapters"),
+            ))),
             audits: Arc::default(),
+            promotions: Default::default(),
         })
     }
 
@@ -115,8 +125,8 @@ impl Engine {
         self
     }
 
-    /// Where `weights` and `auto` answers find adapters.
-    pub fn with_adapters(mut self, adapters: Arc<dyn crate::answer::AdapterSource>) -> Self {
+    /// Where `weights` and `auto` answers find adapters (default `<dir>/adapters`).
+    pub fn with_adapters(mut self, adapters: Arc<crate::adapters::AdapterStore>) -> Self {
         self.adapters = Some(adapters);
         self
     }
@@ -125,7 +135,7 @@ impl Engine {
         &self.model
     }
 
-    pub(crate) fn adapters(&self) -> Option<&Arc<dyn crate::answer::AdapterSource>> {
+    pub(crate) fn adapters(&self) -> Option<&Arc<crate::adapters::AdapterStore>> {
         self.adapters.as_ref()
     }
 
@@ -373,6 +383,14 @@ impl Engine {
         self.storage.commit(batch, true)?;
         coll.deleted.store(true, Ordering::SeqCst);
         self.collections.write().expect("lock").remove(name);
+        // Derived files go with the collection, so a new one of the same name starts bare.
+        if let Some(store) = &self.adapters {
+            store.forget(name)?;
+        }
+        match std::fs::remove_dir_all(self.promotions_dir(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         Ok(())
     }
 

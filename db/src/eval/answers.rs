@@ -102,7 +102,7 @@ impl AnswerReport {
     }
 }
 
-fn insert(engine: &Engine, name: &str, passages: &[Passage]) -> Result<()> {
+pub(crate) fn insert(engine: &Engine, name: &str, passages: &[Passage]) -> Result<()> {
     engine.create_collection(
         name,
         CreateCollection {
@@ -168,61 +168,21 @@ pub fn run_answers(
     let mut scores = Vec::new();
     let mut samples = Vec::new();
     for (label, mode, k) in runs {
-        progress.begin(&label, asked.len());
-        let (mut em, mut f1, mut contains, mut tokens, mut prefill, mut tps) =
-            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-        let mut latencies = Vec::with_capacity(asked.len());
-        for (i, (g, question, gold)) in asked.iter().enumerate() {
-            let collection = match mode {
-                AnswerMode::Context => format!("answers-group-{g}"),
-                _ => ALL.to_string(),
-            };
-            let req = AnswerRequest {
+        let asked: Vec<Asked> = asked
+            .iter()
+            .map(|(g, question, gold)| Asked {
+                collection: match mode {
+                    AnswerMode::Context => format!("answers-group-{g}"),
+                    _ => ALL.to_string(),
+                },
                 question: question.clone(),
-                mode,
-                k,
-                retrieval: None,
-                max_tokens: Some(spec.max_tokens),
-                temperature: None,
-                top_p: None,
-                seed: None,
-                stream: false,
-            };
-            let started = Instant::now();
-            let r = engine.answer(&collection, &req)?;
-            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-            em += exact_match(&r.answer, gold);
-            f1 += token_f1(&r.answer, gold);
-            contains += contains_answer(&r.answer, gold);
-            tokens += r.usage.prompt_tokens as f64;
-            prefill += r.timing.prefill_ms;
-            tps += r.timing.decode_tokens_per_s;
-            if i < 5 {
-                samples.push(Sample {
-                    mode: label.clone(),
-                    question: question.clone(),
-                    gold: gold.clone(),
-                    answer: r.answer,
-                });
-            }
-            progress.advance(1);
-        }
-        progress.end();
-        let n = asked.len().max(1) as f64;
-        let mut sorted = latencies.clone();
-        sorted.sort_by(f64::total_cmp);
-        scores.push(ModeScore {
-            mode: label,
-            questions: asked.len(),
-            exact_match: em / n,
-            token_f1: f1 / n,
-            contains: contains / n,
-            mean_prompt_tokens: tokens / n,
-            mean_latency_ms: latencies.iter().sum::<f64>() / n,
-            median_latency_ms: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
-            mean_prefill_ms: prefill / n,
-            mean_decode_tokens_per_s: tps / n,
-        });
+                gold: gold.clone(),
+            })
+            .collect();
+        let (score, mut some) =
+            score_mode(engine, &label, mode, k, &asked, spec.max_tokens, progress)?;
+        scores.push(score);
+        samples.append(&mut some);
     }
     Ok(AnswerReport {
         spec: spec.clone(),
@@ -231,6 +191,80 @@ pub fn run_answers(
         scores,
         samples,
     })
+}
+
+/// A question to ask in a collection, with its gold answers.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub collection: String,
+    pub question: String,
+    pub gold: Vec<String>,
+}
+
+/// Asks every question in one mode through [`Engine::answer`] and scores the answers;
+/// returns the score and the first five answers as samples.
+pub fn score_mode(
+    engine: &Engine,
+    label: &str,
+    mode: AnswerMode,
+    k: Option<usize>,
+    asked: &[Asked],
+    max_tokens: usize,
+    progress: &dyn Progress,
+) -> Result<(ModeScore, Vec<Sample>)> {
+    progress.begin(label, asked.len());
+    let (mut em, mut f1, mut contains, mut tokens, mut prefill, mut tps) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut latencies = Vec::with_capacity(asked.len());
+    let mut samples = Vec::new();
+    for (i, a) in asked.iter().enumerate() {
+        let req = AnswerRequest {
+            question: a.question.clone(),
+            mode,
+            k,
+            retrieval: None,
+            max_tokens: Some(max_tokens),
+            temperature: None,
+            top_p: None,
+            seed: None,
+            stream: false,
+        };
+        let started = Instant::now();
+        let r = engine.answer(&a.collection, &req)?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        em += exact_match(&r.answer, &a.gold);
+        f1 += token_f1(&r.answer, &a.gold);
+        contains += contains_answer(&r.answer, &a.gold);
+        tokens += r.usage.prompt_tokens as f64;
+        prefill += r.timing.prefill_ms;
+        tps += r.timing.decode_tokens_per_s;
+        if i < 5 {
+            samples.push(Sample {
+                mode: label.to_string(),
+                question: a.question.clone(),
+                gold: a.gold.clone(),
+                answer: r.answer,
+            });
+        }
+        progress.advance(1);
+    }
+    progress.end();
+    let n = asked.len().max(1) as f64;
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let score = ModeScore {
+        mode: label.to_string(),
+        questions: asked.len(),
+        exact_match: em / n,
+        token_f1: f1 / n,
+        contains: contains / n,
+        mean_prompt_tokens: tokens / n,
+        mean_latency_ms: latencies.iter().sum::<f64>() / n,
+        median_latency_ms: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+        mean_prefill_ms: prefill / n,
+        mean_decode_tokens_per_s: tps / n,
+    };
+    Ok((score, samples))
 }
 
 /// One point of the cost curve.

@@ -18,6 +18,7 @@ pub mod chart;
 mod dataset;
 pub mod metrics;
 pub mod qa;
+pub mod weights;
 
 use std::time::Instant;
 

@@ -12,8 +12,8 @@ use engram_inverter::AuditOptions;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
-use super::error::{ApiError, ApiResult};
-use super::extract::blocking;
+use super::error::ApiResult;
+use super::extract::{blocking, optional_json};
 use super::AppState;
 use crate::engine::AuditStatus;
 
@@ -34,17 +34,7 @@ pub async fn start(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<AuditStatus>)> {
     caller.require(Scope::Admin)?;
-    let opts: AuditOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        AuditOptions::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the audit settings are not valid: {e}"),
-            )
-        })?
-    };
+    let opts: AuditOptions = optional_json(&body, "the audit settings")?;
     let status = blocking(&state, move |e| e.start_audit(&name, opts)).await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
 }

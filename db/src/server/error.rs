@@ -44,6 +44,7 @@ impl From<Error> for ApiError {
         use engram_embedder::Error as E;
         use engram_generator::Error as G;
         use engram_inverter::Error as I;
+        use engram_trainer::Error as T;
         let (status, code) = match &e {
             Error::CollectionNotFound(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
             Error::DocumentNotFound { .. } => (StatusCode::NOT_FOUND, "document_not_found"),
@@ -90,6 +91,17 @@ impl From<Error> for ApiError {
             Error::Inverter(I::Encoder(_) | I::Solve(_) | I::Io { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "inverter_error")
             }
+            Error::PromotionNotFound { .. } => (StatusCode::NOT_FOUND, "promotion_not_found"),
+            Error::PromotionRunning(_) => (StatusCode::CONFLICT, "promotion_running"),
+            Error::Trainer(T::InvalidConfig(_)) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Error::Trainer(T::NotFound { .. }) => (StatusCode::NOT_FOUND, "adapter_not_found"),
+            Error::Trainer(T::Refused(_)) => (StatusCode::CONFLICT, "adapter_refused"),
+            Error::Trainer(T::NoData(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "no_training_data"),
+            Error::Trainer(T::Cancelled(_)) => (StatusCode::CONFLICT, "cancelled"),
+            Error::Trainer(T::Model(G::ModelCache(E::ModelUnavailable(_)))) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+            }
+            Error::Trainer(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trainer_error"),
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");

@@ -49,3 +49,18 @@ where
         })?
         .map_err(ApiError::from)
 }
+
+/// A JSON body whose every field is optional: an empty body means the defaults.
+/// `what` names the settings in the error ("the audit settings").
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8], what: &str) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("{what} are not valid: {e}"),
+        )
+    })
+}

@@ -10,6 +10,7 @@ pub mod error;
 mod extract;
 mod metrics;
 mod openai_api;
+mod promote_api;
 mod query_api;
 mod system_api;
 
@@ -63,6 +64,15 @@ pub struct AppState {
         audit_api::status,
         audit_api::report,
         audit_api::html,
+        promote_api::start,
+        promote_api::list,
+        promote_api::status,
+        promote_api::data,
+        promote_api::adapters,
+        promote_api::activate,
+        promote_api::rollback,
+        promote_api::deactivate,
+        promote_api::delete,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
@@ -133,6 +143,33 @@ impl ServerBuilder {
                 get(audit_api::status),
             )
             .route("/collections/{name}/audits/{id}/html", get(audit_api::html))
+            .route("/collections/{name}/promote", post(promote_api::start))
+            .route("/collections/{name}/promotions", get(promote_api::list))
+            .route(
+                "/collections/{name}/promotions/{id}",
+                get(promote_api::status),
+            )
+            .route(
+                "/collections/{name}/promotions/{id}/data",
+                get(promote_api::data),
+            )
+            .route("/collections/{name}/adapters", get(promote_api::adapters))
+            .route(
+                "/collections/{name}/adapters/rollback",
+                post(promote_api::rollback),
+            )
+            .route(
+                "/collections/{name}/adapters/deactivate",
+                post(promote_api::deactivate),
+            )
+            .route(
+                "/collections/{name}/adapters/{version}/activate",
+                post(promote_api::activate),
+            )
+            .route(
+                "/collections/{name}/adapters/{version}",
+                axum::routing::delete(promote_api::delete),
+            )
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))

@@ -72,6 +72,7 @@ pub async fn models(
             AnswerMode::Rag,
             AnswerMode::Context,
             AnswerMode::Weights,
+            AnswerMode::WeightsRag,
             AnswerMode::None,
         ] {
             data.push(card(format!(

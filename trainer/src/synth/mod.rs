@@ -271,3 +271,27 @@ pub fn synthesize(
 
 #[cfg(test)]
 mod tests;
+
+/// The items of a synthetic-data journal (what `engram synth show` prints), in the
+/// order they were written; a torn last line is ignored. Read-only.
+pub fn read_journal(path: &Path) -> Result<Vec<SynthItem>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut items = Vec::new();
+    for line in bytes[..complete].split(|&b| b == b'\n') {
+        #[derive(Deserialize)]
+        struct Tagged {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let Ok(tag) = serde_json::from_slice::<Tagged>(line) else {
+            continue;
+        };
+        if tag.kind == "item" {
+            if let Ok(item) = serde_json::from_slice::<SynthItem>(line) {
+                items.push(item);
+            }
+        }
+    }
+    Ok(items)
+}

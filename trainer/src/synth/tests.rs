@@ -189,6 +189,11 @@ fn synthesis_filters_appends_and_resumes() {
     })
     .unwrap();
     assert_eq!(again.items, all.items);
+    let mut shown = super::read_journal(&out).unwrap();
+    shown.sort_by(|a, b| (&a.doc_id, a.strategy).cmp(&(&b.doc_id, b.strategy)));
+    let mut expected = all.items.clone();
+    expected.sort_by(|a, b| (&a.doc_id, a.strategy).cmp(&(&b.doc_id, b.strategy)));
+    assert_eq!(shown, expected, "synth show reads what training uses");
     assert_eq!(again.resumed_blocks, 4);
     assert_eq!(model.calls.load(Ordering::SeqCst), 2);
     let err = synthesize(

@@ -1,0 +1,284 @@
+//! `engram promote`, `engram adapters` and `engram synth show`: the admin side of
+//! graduating a collection's knowledge into weights, through the server's API.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::client::Client;
+use super::inversion::bar;
+use super::Remote;
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    pub collection: String,
+    /// The cluster to promote, by rank in `engram hot` (0 is the hottest).
+    #[arg(long, conflicts_with_all = ["top", "all"])]
+    pub cluster: Option<usize>,
+    /// Promote the hottest cluster (the default).
+    #[arg(long)]
+    pub top: bool,
+    /// Promote the whole collection instead of one cluster.
+    #[arg(long, conflicts_with = "top")]
+    pub all: bool,
+    /// Synthetic-data strategies, comma-separated: cloze, self_qa, rephrase.
+    #[arg(long, value_delimiter = ',')]
+    pub strategy: Vec<String>,
+    /// LoRA rank [default: 16].
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// Optimiser steps [default: 60].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Documents taken from the cluster at most [default: 40].
+    #[arg(long)]
+    pub max_documents: Option<usize>,
+    /// Activate even when the gate refuses the adapter.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdaptersAction {
+    /// The collection's adapter versions and their gate metrics.
+    List {
+        collection: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make a version the one `weights` answers use.
+    Activate {
+        collection: String,
+        version: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Go back to the previously active version.
+    Rollback {
+        collection: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stop answering with an adapter.
+    Deactivate {
+        collection: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a version (not the active one).
+    Delete {
+        collection: String,
+        version: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SynthAction {
+    /// Print the synthetic training data of a promotion (the latest by default).
+    Show {
+        collection: String,
+        /// The promotion id (see `GET /collections/{name}/promotions`).
+        #[arg(long)]
+        promotion: Option<String>,
+        /// Items printed at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn client(remote: &Remote) -> Client {
+    Client::new(&remote.url, remote.api_key.clone())
+}
+
+/// Starts the promotion, follows it with a progress bar per stage, prints the summary.
+pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
+    let client = client(&args.remote);
+    let mut body = json!({"all": args.all, "force": args.force});
+    let set = |body: &mut Value, key: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            body[key] = v;
+        }
+    };
+    set(&mut body, "cluster", args.cluster.map(|c| json!(c)));
+    set(&mut body, "rank", args.rank.map(|c| json!(c)));
+    set(&mut body, "steps", args.steps.map(|c| json!(c)));
+    set(
+        &mut body,
+        "max_documents",
+        args.max_documents.map(|c| json!(c)),
+    );
+    if !args.strategy.is_empty() {
+        body["strategies"] = json!(args.strategy);
+    }
+    let name = &args.collection;
+    let started: Value =
+        client.call("POST", &format!("/collections/{name}/promote"), Some(&body))?;
+    let id = started["id"]
+        .as_str()
+        .context("the server returned no promotion id")?
+        .to_string();
+    println!(
+        "promotion {id} of {} documents of '{name}' started",
+        started["documents"]
+    );
+    let mut stage = String::new();
+    let mut b = bar(0, "starting");
+    let status = loop {
+        let s: Value = client.call(
+            "GET",
+            &format!("/collections/{name}/promotions/{id}"),
+            None::<&()>,
+        )?;
+        let now = s["stage"].as_str().unwrap_or_default().to_string();
+        if now != stage && s["state"] == "running" {
+            b.finish();
+            b = bar(0, &now);
+            stage = now;
+        }
+        b.set_length(s["total"].as_u64().unwrap_or(0));
+        b.set_position(s["done"].as_u64().unwrap_or(0));
+        if let Some(loss) = s["loss"].as_f64() {
+            b.set_message(format!("{stage} (loss {loss:.3})"));
+        }
+        if s["state"] != "running" {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    b.finish();
+    match status["state"].as_str() {
+        Some("done") => {
+            println!("{}", status["summary"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "promotion {id} {}: {}",
+            status["state"].as_str().unwrap_or("failed"),
+            status["error"].as_str().unwrap_or("unknown error")
+        ),
+    }
+}
+
+/// Prints versions as a table: version, active, gate metrics.
+fn print_versions(reply: &Value) {
+    println!(
+        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12}  created",
+        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl"
+    );
+    for v in reply["adapters"].as_array().into_iter().flatten() {
+        let m = &v["manifest"]["metrics"];
+        let f = |k: &str| m[k].as_f64().map_or("-".into(), |x| format!("{x:.3}"));
+        println!(
+            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12}  {}",
+            v["version"],
+            if v["active"] == true { "yes" } else { "" },
+            f("base_f1"),
+            f("adapter_f1"),
+            f("base_perplexity"),
+            f("adapter_perplexity"),
+            v["manifest"]["created_unix"]
+        );
+    }
+}
+
+pub fn adapters(action: &AdaptersAction) -> anyhow::Result<()> {
+    let reply: Value = match action {
+        AdaptersAction::List { collection, remote } => client(remote).call(
+            "GET",
+            &format!("/collections/{collection}/adapters"),
+            None::<&()>,
+        )?,
+        AdaptersAction::Activate {
+            collection,
+            version,
+            remote,
+        } => client(remote).call(
+            "POST",
+            &format!("/collections/{collection}/adapters/{version}/activate"),
+            None::<&()>,
+        )?,
+        AdaptersAction::Rollback { collection, remote } => client(remote).call(
+            "POST",
+            &format!("/collections/{collection}/adapters/rollback"),
+            None::<&()>,
+        )?,
+        AdaptersAction::Deactivate { collection, remote } => client(remote).call(
+            "POST",
+            &format!("/collections/{collection}/adapters/deactivate"),
+            None::<&()>,
+        )?,
+        AdaptersAction::Delete {
+            collection,
+            version,
+            remote,
+        } => client(remote).call(
+            "DELETE",
+            &format!("/collections/{collection}/adapters/{version}"),
+            None::<&()>,
+        )?,
+    };
+    print_versions(&reply);
+    Ok(())
+}
+
+pub fn synth(action: &SynthAction) -> anyhow::Result<()> {
+    let SynthAction::Show {
+        collection,
+        promotion,
+        limit,
+        remote,
+    } = action;
+    let client = client(remote);
+    let id = match promotion {
+        Some(id) => id.clone(),
+        None => {
+            let list: Value = client.call(
+                "GET",
+                &format!("/collections/{collection}/promotions"),
+                None::<&()>,
+            )?;
+            list["promotions"]
+                .as_array()
+                .and_then(|p| p.last())
+                .and_then(|p| p["id"].as_str())
+                .with_context(|| format!("collection '{collection}' has no promotions yet; run `engram promote {collection}`"))?
+                .to_string()
+        }
+    };
+    let data: Value = client.call(
+        "GET",
+        &format!("/collections/{collection}/promotions/{id}/data"),
+        None::<&()>,
+    )?;
+    let items = data["items"].as_array().cloned().unwrap_or_default();
+    println!("promotion {id}: {} synthetic items", items.len());
+    for item in items.iter().take(*limit) {
+        let what = match item["kind"].as_str() {
+            Some("qa") => format!(
+                "Q: {}\n    A: {}",
+                item["question"].as_str().unwrap_or_default(),
+                item["answer"].as_str().unwrap_or_default()
+            ),
+            _ => item["text"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect(),
+        };
+        println!(
+            "[{} {}] {what}",
+            item["doc_id"].as_str().unwrap_or_default(),
+            item["strategy"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}

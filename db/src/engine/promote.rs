@@ -1,0 +1,478 @@
+//! Promotion of a collection's hot cluster into a LoRA adapter, run in the background
+//! like an audit: `start_promotion` picks the documents (a cluster ranked by query
+//! hits, or the whole collection), returns at once, and a thread runs the trainer's
+//! pipeline (`engram_trainer::promote::run`: synthetic data, training, gate, register,
+//! activate when the gate passes).
+//!
+//! Everything a promotion writes lives in `<data>/promotions/<collection>/<id>`, where
+//! the id is a hash of the chosen documents and options: asking again for the same
+//! promotion after a crash or restart resumes it from its synthetic-data journal and
+//! last checkpoint. The finished status (with the report) is written there as
+//! `status.json`, so finished promotions are listed after a restart too. One promotion
+//! runs at a time: it takes both cores and ~0.7 GB for the trainable model.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use engram_trainer::gate::GateConfig;
+use engram_trainer::promote::{self, Models, PromoteEvent, PromoteOptions};
+use engram_trainer::synth::{Document, Strategy, SynthConfig, SynthItem};
+use engram_trainer::{HeldOutQuestion, LoraConfig, QaPair, TrainConfig, TrainableModel};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::Engine;
+use crate::error::{Error, Result};
+
+/// Documents a promotion takes from its cluster at most, by default.
+const DEFAULT_MAX_DOCUMENTS: usize = 40;
+const STATUS_FILE: &str = "status.json";
+
+/// A question with accepted answers (held-out evaluation).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+pub struct QuestionInput {
+    pub question: String,
+    pub answers: Vec<String>,
+}
+
+/// A question-answer pair to train on.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
+pub struct PairInput {
+    pub question: String,
+    pub answer: String,
+}
+
+/// What to promote and how; every field has a default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The cluster to promote, by rank in `GET /collections/{name}/clusters` (0 is the
+    /// hottest, the default).
+    pub cluster: Option<usize>,
+    /// Promote the whole collection instead of one cluster.
+    pub all: bool,
+    /// Clusters to split the collection into (default about sqrt(documents / 2)).
+    pub clusters: Option<usize>,
+    /// Documents taken from the cluster at most (the most-hit first; default 40).
+    pub max_documents: Option<usize>,
+    /// Synthetic-data strategies: `cloze`, `self_qa`, `rephrase` (default cloze, self_qa).
+    pub strategies: Option<Vec<String>>,
+    /// LoRA rank (default 16) and alpha (default twice the rank).
+    pub rank: Option<usize>,
+    pub alpha: Option<f64>,
+    /// Optimiser steps (default 60) and peak learning rate (default 1e-3).
+    pub steps: Option<usize>,
+    pub learning_rate: Option<f64>,
+    /// Seed of data and training (default 0).
+    pub seed: Option<u64>,
+    /// Activate even when the gate refuses the adapter.
+    pub force: bool,
+    /// Questions to gate on, never trained on (default: every fifth synthetic pair).
+    pub held_out: Vec<QuestionInput>,
+    /// Extra pairs to train on (a FAQ, known questions).
+    pub train_pairs: Vec<PairInput>,
+}
+
+/// A promotion as listed: where it is, and its report once done.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct PromotionStatus {
+    pub id: String,
+    pub collection: String,
+    /// running, done, failed, or interrupted (the server stopped; ask again to resume).
+    pub state: String,
+    /// synthesizing, training, evaluating (while running).
+    pub stage: String,
+    pub done: usize,
+    pub total: usize,
+    /// Latest training loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    pub documents: usize,
+    pub created_unix: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The trainer's report (gate, accuracy, perplexity, training) once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub report: Option<serde_json::Value>,
+    /// The same as a plain-text table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+/// Running promotions' progress.
+#[derive(Default)]
+pub(super) struct PromotionJobs {
+    running: Mutex<HashMap<String, PromotionStatus>>,
+}
+
+/// A promotion ready to run: its documents, questions and options.
+pub struct PromotionPlan {
+    pub id: String,
+    pub documents: Vec<Document>,
+    pub held_out: Vec<HeldOutQuestion>,
+    pub options: PromoteOptions,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
+    let Some(names) = names else {
+        return Ok(vec![Strategy::Cloze, Strategy::SelfQa]);
+    };
+    if names.is_empty() {
+        return Err(Error::invalid(
+            "strategies",
+            "name at least one of cloze, self_qa, rephrase",
+        ));
+    }
+    names
+        .iter()
+        .map(|n| {
+            Strategy::parse(n).ok_or_else(|| {
+                Error::invalid(
+                    "strategies",
+                    format!("unknown strategy '{n}'; use cloze, self_qa or rephrase"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// FNV-1a over the plan's defining parts: same documents and options, same id.
+fn plan_id(
+    documents: &[Document],
+    options: &PromoteOptions,
+    held_out: &[HeldOutQuestion],
+) -> String {
+    let key = serde_json::to_string(&(
+        documents
+            .iter()
+            .map(|d| (&d.id, &d.text))
+            .collect::<Vec<_>>(),
+        options,
+        held_out,
+    ))
+    .expect("plans serialise");
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+impl Engine {
+    pub(super) fn promotions_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("promotions").join(name)
+    }
+
+    /// Chooses the documents and builds the trainer's options for `req`.
+    pub fn plan_promotion(&self, name: &str, req: &PromoteRequest) -> Result<PromotionPlan> {
+        let coll = self.collection(name)?;
+        let strategies = parse_strategies(req.strategies.as_deref())?;
+        let max_docs = req.max_documents.unwrap_or(DEFAULT_MAX_DOCUMENTS);
+        if !(1..=1000).contains(&max_docs) {
+            return Err(Error::invalid(
+                "max_documents",
+                format!("max_documents must be in 1..=1000, got {max_docs}"),
+            ));
+        }
+        let (ids, cluster) = if req.all {
+            let mut ids = Vec::new();
+            self.storage
+                .scan_documents::<crate::collection::DocumentRecord>(name, |id, _| {
+                    ids.push(id.to_string());
+                    Ok(())
+                })?;
+            (ids, None)
+        } else {
+            let rank = req.cluster.unwrap_or(0);
+            let clusters = self.clusters(name, req.clusters, max_docs)?;
+            let n = clusters.len();
+            let c = clusters.into_iter().nth(rank).ok_or_else(|| {
+                Error::invalid(
+                    "cluster",
+                    format!("collection '{name}' has {n} clusters (0..{n}); list them with `engram hot {name}`"),
+                )
+            })?;
+            // The most-hit documents first, then the rest in id order.
+            let mut ids: Vec<String> = c.top.iter().map(|d| d.id.clone()).collect();
+            let rest: Vec<String> = c.ids.into_iter().filter(|id| !ids.contains(id)).collect();
+            ids.extend(rest);
+            (ids, Some(rank.to_string()))
+        };
+        let mut documents = Vec::new();
+        for id in ids.into_iter().take(max_docs) {
+            let rec: Option<crate::collection::DocumentRecord> =
+                self.storage.get_document(name, &id)?;
+            if let Some(text) = rec.and_then(|r| r.text).filter(|t| !t.trim().is_empty()) {
+                documents.push(Document { id, text });
+            }
+        }
+        drop(coll);
+        if documents.is_empty() {
+            return Err(Error::invalid(
+                "collection",
+                format!("collection '{name}' has no documents with text to learn from; promotion trains on text"),
+            ));
+        }
+        let rank = req.rank.unwrap_or(16);
+        let train = TrainConfig {
+            lora: LoraConfig {
+                rank,
+                alpha: req.alpha.unwrap_or(2.0 * rank as f64),
+                dropout: 0.05,
+                ..Default::default()
+            },
+            learning_rate: req.learning_rate.unwrap_or(1e-3),
+            warmup_steps: 4,
+            steps: req.steps.unwrap_or(60),
+            grad_accum: 4,
+            replay_ratio: 0.2,
+            checkpoint_every: 10,
+            seed: req.seed.unwrap_or(0),
+            ..Default::default()
+        };
+        let (replay_texts, eval_texts) = engram_trainer::data::general_text();
+        let options = PromoteOptions {
+            collection: name.to_string(),
+            cluster,
+            synth: SynthConfig {
+                strategies,
+                seed: req.seed.unwrap_or(0),
+                ..Default::default()
+            },
+            train,
+            gate: GateConfig {
+                force: req.force,
+                ..Default::default()
+            },
+            work_dir: PathBuf::new(),
+            replay_texts,
+            eval_texts,
+            eval_max_tokens: 32,
+            extra_pairs: req
+                .train_pairs
+                .iter()
+                .map(|p| QaPair {
+                    question: p.question.clone(),
+                    answer: p.answer.clone(),
+                })
+                .collect(),
+            hold_out_every: 0,
+        };
+        options.train.validate()?;
+        let held_out: Vec<HeldOutQuestion> = req
+            .held_out
+            .iter()
+            .map(|q| HeldOutQuestion {
+                question: q.question.clone(),
+                answers: q.answers.clone(),
+            })
+            .collect();
+        let id = plan_id(&documents, &options, &held_out);
+        let options = PromoteOptions {
+            work_dir: self.promotions_dir(name).join(&id),
+            ..options
+        };
+        Ok(PromotionPlan {
+            id,
+            documents,
+            held_out,
+            options,
+        })
+    }
+
+    /// Runs a planned promotion to the end on this thread (the background job and the
+    /// benchmark use it), reporting progress to `progress`.
+    pub fn run_promotion(
+        &self,
+        plan: &PromotionPlan,
+        progress: &mut dyn FnMut(&PromoteEvent) -> ControlFlow<()>,
+    ) -> Result<engram_trainer::PromotionReport> {
+        let store = self.adapters().ok_or_else(|| {
+            Error::invalid(
+                "adapters",
+                "this database was opened without an adapter store",
+            )
+        })?;
+        let registry = store.registry()?;
+        let chat = self.language_model()?;
+        let trainable = TrainableModel::load_default()?;
+        Ok(promote::run(
+            &plan.documents,
+            &plan.held_out,
+            Models {
+                chat: chat.as_ref(),
+                trainable: &trainable,
+            },
+            &registry,
+            &plan.options,
+            progress,
+        )?)
+    }
+
+    /// Starts a promotion of `name` in the background and returns its status (202).
+    pub fn start_promotion(
+        self: &Arc<Self>,
+        name: &str,
+        req: &PromoteRequest,
+    ) -> Result<PromotionStatus> {
+        let plan = self.plan_promotion(name, req)?;
+        let mut running = self.promotions.running.lock().expect("lock");
+        if let Some(other) = running.values().next() {
+            return Err(Error::PromotionRunning(other.collection.clone()));
+        }
+        let status = PromotionStatus {
+            id: plan.id.clone(),
+            collection: name.to_string(),
+            state: "running".into(),
+            stage: "starting".into(),
+            done: 0,
+            total: 0,
+            loss: None,
+            documents: plan.documents.len(),
+            created_unix: now(),
+            error: None,
+            report: None,
+            summary: None,
+        };
+        std::fs::create_dir_all(&plan.options.work_dir)?;
+        running.insert(plan.id.clone(), status.clone());
+        drop(running);
+        let engine = Arc::clone(self);
+        let reply = status.clone();
+        std::thread::Builder::new()
+            .name(format!("promote-{name}"))
+            .spawn(move || engine.promotion_job(plan, status))
+            .map_err(Error::Io)?;
+        Ok(reply)
+    }
+
+    fn promotion_job(&self, plan: PromotionPlan, mut status: PromotionStatus) {
+        let jobs = &self.promotions;
+        let id = plan.id.clone();
+        let update = |f: &dyn Fn(&mut PromotionStatus)| {
+            if let Some(s) = jobs.running.lock().expect("lock").get_mut(&id) {
+                f(s);
+            }
+        };
+        let result = self.run_promotion(&plan, &mut |event| {
+            match event {
+                PromoteEvent::Synth(p) => update(&|s| {
+                    (s.stage, s.done, s.total) = ("synthesizing".into(), p.done, p.total)
+                }),
+                PromoteEvent::Train(p) => update(&|s| {
+                    (s.stage, s.done, s.total) = ("training".into(), p.step, p.total_steps);
+                    s.loss = Some(p.loss);
+                }),
+                PromoteEvent::Evaluated { which, .. } => update(&|s| {
+                    s.stage = "evaluating".into();
+                    (s.done, s.total) = (usize::from(*which == "adapter") + 1, 2);
+                }),
+            }
+            ControlFlow::Continue(())
+        });
+        if let Some(s) = jobs.running.lock().expect("lock").get(&id) {
+            status = s.clone();
+        }
+        match result {
+            Ok(report) => {
+                status.state = "done".into();
+                status.stage = "done".into();
+                status.summary = Some(report.summary_table());
+                status.report = serde_json::to_value(&report).ok();
+            }
+            Err(e) => {
+                tracing::error!(collection = %status.collection, error = %e, "promotion failed");
+                status.state = "failed".into();
+                status.error = Some(e.to_string());
+            }
+        }
+        let path = plan.options.work_dir.join(STATUS_FILE);
+        let json = serde_json::to_vec_pretty(&status).expect("statuses serialise");
+        if let Err(e) = write_atomically(&path, &json) {
+            tracing::error!(error = %e, "cannot store the promotion status");
+        }
+        jobs.running.lock().expect("lock").remove(&id);
+    }
+
+    /// Every promotion of a collection, oldest first, with live progress for the
+    /// running one.
+    pub fn promotions(&self, name: &str) -> Result<Vec<PromotionStatus>> {
+        self.collection(name)?;
+        let running = self.promotions.running.lock().expect("lock").clone();
+        let mut out: Vec<PromotionStatus> = running
+            .values()
+            .filter(|s| s.collection == name)
+            .cloned()
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(self.promotions_dir(name)) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if running.contains_key(&id) {
+                    continue;
+                }
+                let status = match std::fs::read(e.path().join(STATUS_FILE)) {
+                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                        Error::Corrupt(format!("promotion status {id}: {err}"))
+                    })?,
+                    Err(_) => PromotionStatus {
+                        id,
+                        collection: name.to_string(),
+                        state: "interrupted".into(),
+                        stage: "interrupted".into(),
+                        done: 0,
+                        total: 0,
+                        loss: None,
+                        documents: 0,
+                        created_unix: e
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map_or(0, |d| d.as_secs()),
+                        error: Some("the server stopped while it ran; ask for the same promotion again to resume it".into()),
+                        report: None,
+                        summary: None,
+                    },
+                };
+                out.push(status);
+            }
+        }
+        out.sort_by_key(|s| s.created_unix);
+        Ok(out)
+    }
+
+    pub fn promotion_status(&self, name: &str, id: &str) -> Result<PromotionStatus> {
+        self.promotions(name)?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::PromotionNotFound {
+                collection: name.into(),
+                id: id.into(),
+            })
+    }
+
+    /// The synthetic data a promotion made (`engram synth show`).
+    pub fn promotion_data(&self, name: &str, id: &str) -> Result<Vec<SynthItem>> {
+        self.promotion_status(name, id)?;
+        let path = self.promotions_dir(name).join(id).join("synth.jsonl");
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        Ok(engram_trainer::synth::read_journal(&path)?)
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

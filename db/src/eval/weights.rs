@@ -1,0 +1,226 @@
+//! The weights benchmark (`engram eval weights`): does promoting a collection into a
+//! LoRA adapter teach the model its facts, and what does it forget?
+//!
+//! Setup: the first passages of Quoref form one collection. Each passage's gold
+//! questions are split in two: even-numbered ones are a training source (trained as
+//! question-answer pairs next to the synthetic data), odd-numbered ones are the
+//! held-out test set, never trained on. The collection is promoted exactly as
+//! `engram promote --all` does ([`Engine::plan_promotion`] and
+//! [`Engine::run_promotion`]), the adapter activated whatever the gate says, and the
+//! held-out questions are asked closed-book (no context, weights) and with retrieval
+//! (rag, weights + rag) through [`Engine::answer`].
+
+use std::ops::ControlFlow;
+
+use engram_trainer::promote::PromoteEvent;
+use engram_trainer::PromotionReport;
+use serde::Serialize;
+
+use super::answers::{insert, score_mode, Asked, ModeScore, Sample};
+use super::{Passage, Progress};
+use crate::api_types::AnswerMode;
+use crate::engine::{Engine, PairInput, PromoteRequest, QuestionInput};
+use crate::error::Result;
+
+const COLLECTION: &str = "weights-bench";
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsSpec {
+    pub dataset: String,
+    pub passages: usize,
+    pub strategies: Vec<String>,
+    pub rank: usize,
+    pub steps: usize,
+    /// Rag passages (rag and weights + rag).
+    pub k: usize,
+    pub max_tokens: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsReport {
+    pub spec: WeightsSpec,
+    pub train_questions: usize,
+    pub held_out_questions: usize,
+    pub scores: Vec<ModeScore>,
+    /// (weights F1 - no-context F1) / (rag F1 - no-context F1).
+    pub share_of_rag_gain_f1: f64,
+    /// The same with "answer contained" instead of F1.
+    pub share_of_rag_gain_contains: f64,
+    /// Perplexity change on general text, percent.
+    pub forgetting_percent: f64,
+    pub promotion: PromotionReport,
+    pub samples: Vec<Sample>,
+}
+
+impl WeightsReport {
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{} held-out questions ({} more trained on) over {} passages of {}; LoRA rank {}, {} steps, strategies {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
+            self.held_out_questions,
+            self.train_questions,
+            self.spec.passages,
+            self.spec.dataset,
+            self.spec.rank,
+            self.spec.steps,
+            self.spec.strategies.join("+"),
+        );
+        for s in &self.scores {
+            out.push_str(&format!(
+                "| {} | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} ms | {:.0} ms |\n",
+                s.mode,
+                s.exact_match,
+                s.token_f1,
+                s.contains,
+                s.mean_prompt_tokens,
+                s.mean_latency_ms,
+                s.median_latency_ms
+            ));
+        }
+        out.push_str(&format!(
+            "\nweights recover {:.0}% of rag's F1 gain over no context ({:.0}% by answer contained); forgetting {:+.1}% perplexity on general text; training {:.1} tokens/s\n",
+            100.0 * self.share_of_rag_gain_f1,
+            100.0 * self.share_of_rag_gain_contains,
+            self.forgetting_percent,
+            self.promotion.train.tokens_per_s
+        ));
+        out
+    }
+}
+
+/// Splits the passages' gold questions into (training pairs, held-out questions).
+fn split_questions(passages: &[Passage]) -> (Vec<PairInput>, Vec<QuestionInput>) {
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    for p in passages {
+        for (i, (q, answers)) in p.questions.iter().zip(&p.answers).enumerate() {
+            if answers.is_empty() {
+                continue;
+            }
+            if i % 2 == 0 {
+                train.push(PairInput {
+                    question: q.clone(),
+                    answer: answers[0].clone(),
+                });
+            } else {
+                held.push(QuestionInput {
+                    question: q.clone(),
+                    answers: answers.clone(),
+                });
+            }
+        }
+    }
+    (train, held)
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den.abs() < 1e-9 {
+        f64::NAN
+    } else {
+        num / den
+    }
+}
+
+/// Runs the benchmark in `engine`, a fresh throw-away database.
+pub fn run_weights(
+    engine: &Engine,
+    spec: &WeightsSpec,
+    passages: &[Passage],
+    progress: &dyn Progress,
+    on_event: &mut dyn FnMut(&PromoteEvent),
+) -> Result<WeightsReport> {
+    progress.begin("inserting passages", passages.len());
+    insert(engine, COLLECTION, passages)?;
+    progress.advance(passages.len());
+    progress.end();
+    let (train_pairs, held_out) = split_questions(passages);
+    let req = PromoteRequest {
+        all: true,
+        max_documents: Some(passages.len().max(1)),
+        strategies: Some(spec.strategies.clone()),
+        rank: Some(spec.rank),
+        steps: Some(spec.steps),
+        seed: Some(spec.seed),
+        force: true,
+        held_out: held_out.clone(),
+        train_pairs: train_pairs.clone(),
+        ..Default::default()
+    };
+    let plan = engine.plan_promotion(COLLECTION, &req)?;
+    let promotion = engine.run_promotion(&plan, &mut |e| {
+        on_event(e);
+        ControlFlow::Continue(())
+    })?;
+
+    let asked: Vec<Asked> = held_out
+        .iter()
+        .map(|q| Asked {
+            collection: COLLECTION.into(),
+            question: q.question.clone(),
+            gold: q.answers.clone(),
+        })
+        .collect();
+    let mut scores = Vec::new();
+    let mut samples = Vec::new();
+    for (label, mode, k) in [
+        ("no context".to_string(), AnswerMode::None, None),
+        (format!("rag k={}", spec.k), AnswerMode::Rag, Some(spec.k)),
+        ("weights".to_string(), AnswerMode::Weights, None),
+        (
+            format!("weights + rag k={}", spec.k),
+            AnswerMode::WeightsRag,
+            Some(spec.k),
+        ),
+    ] {
+        let (score, mut some) =
+            score_mode(engine, &label, mode, k, &asked, spec.max_tokens, progress)?;
+        scores.push(score);
+        samples.append(&mut some);
+    }
+    let (none, rag, weights) = (&scores[0], &scores[1], &scores[2]);
+    Ok(WeightsReport {
+        spec: spec.clone(),
+        train_questions: train_pairs.len(),
+        held_out_questions: held_out.len(),
+        share_of_rag_gain_f1: ratio(
+            weights.token_f1 - none.token_f1,
+            rag.token_f1 - none.token_f1,
+        ),
+        share_of_rag_gain_contains: ratio(
+            weights.contains - none.contains,
+            rag.contains - none.contains,
+        ),
+        forgetting_percent: 100.0 * (promotion.tuned.perplexity / promotion.base.perplexity - 1.0),
+        scores,
+        promotion,
+        samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gold_questions_split_into_disjoint_train_and_test_halves() {
+        let p = Passage {
+            id: "p".into(),
+            text: "t".into(),
+            questions: vec!["a?".into(), "b?".into(), "c?".into(), "d?".into()],
+            answers: vec![
+                vec!["A".into()],
+                vec!["B".into(), "b".into()],
+                vec![],
+                vec!["D".into()],
+            ],
+        };
+        let (train, held) = split_questions(&[p]);
+        assert_eq!(train.len(), 1, "c? has no answer and is skipped");
+        assert_eq!(train[0].answer, "A");
+        assert_eq!(
+            held.iter().map(|q| q.question.as_str()).collect::<Vec<_>>(),
+            ["b?", "d?"]
+        );
+        assert_eq!(held[0].answers.len(), 2);
+    }
+}
