@@ -261,6 +261,57 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(ask("weights").status, 200);
 
+    // The CLI asks for the same promotion again: it resumes from the finished journal
+    // and checkpoint (no new training), follows the stages, prints the summary, and
+    // registers version 2; rollback then returns to version 1.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
+        .args([
+            "promote",
+            "facts",
+            "--all",
+            "--strategy",
+            "cloze",
+            "--steps",
+            "2",
+            "--rank",
+            "4",
+            "--force",
+        ])
+        .env("ENGRAM_URL", server.url(""))
+        .env("ENGRAM_API_KEY", "admin-key-1")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        out.contains("-> version 2 (active)") && out.contains("closed-book token F1"),
+        "{out}"
+    );
+    let r = server.call(
+        "GET",
+        &format!("/collections/facts/promotions/{id}"),
+        None,
+        ADMIN,
+    );
+    assert_eq!(r.body["report"]["train"]["resumed_from"], 2, "{:?}", r.body);
+    let r = server.call("POST", "/collections/facts/adapters/rollback", None, ADMIN);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let active: Vec<_> = r.body["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["active"] == true)
+        .map(|v| v["version"].clone())
+        .collect();
+    assert_eq!(active, [json!(1)]);
+    let r = server.call("DELETE", "/collections/facts/adapters/2", None, ADMIN);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["adapters"].as_array().unwrap().len(), 1);
+
     // The promotion is listed; a deleted collection takes its adapters with it.
     let r = server.call("GET", "/collections/facts/promotions", None, ADMIN);
     assert_eq!(r.body["promotions"][0]["id"], id.as_str());
