@@ -184,6 +184,7 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         k: args.k,
         max_tokens: args.max_tokens,
         seed: args.seed,
+        gold_training: !args.synthetic_only,
     };
     let (_dir, engine) = scratch_engine()?;
     let bars = Bars::default();

@@ -303,6 +303,10 @@ pub struct EvalWeightsArgs {
     pub max_tokens: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Train on synthetic data only: the even-numbered gold questions are not used
+    /// (the held-out half stays the same).
+    #[arg(long)]
+    pub synthetic_only: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

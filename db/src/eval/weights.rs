@@ -36,6 +36,8 @@ pub struct WeightsSpec {
     pub k: usize,
     pub max_tokens: usize,
     pub seed: u64,
+    /// Train on the even-numbered gold questions too (else synthetic data only).
+    pub gold_training: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +59,7 @@ pub struct WeightsReport {
 impl WeightsReport {
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} held-out questions ({} more trained on) over {} passages of {}; LoRA rank {}, {} steps, strategies {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
+            "{} held-out questions ({} gold questions trained on) over {} passages of {}; LoRA rank {}, {} steps, strategies {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
             self.held_out_questions,
             self.train_questions,
             self.spec.passages,
@@ -133,7 +135,10 @@ pub fn run_weights(
     insert(engine, COLLECTION, passages)?;
     progress.advance(passages.len());
     progress.end();
-    let (train_pairs, held_out) = split_questions(passages);
+    let (mut train_pairs, held_out) = split_questions(passages);
+    if !spec.gold_training {
+        train_pairs.clear();
+    }
     let req = PromoteRequest {
         all: true,
         max_documents: Some(passages.len().max(1)),
