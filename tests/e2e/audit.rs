@@ -145,6 +145,18 @@ fn audit_runs_in_background_and_finds_a_planted_email() {
     let html = html.into_string().unwrap();
     assert!(html.contains(EMAIL) && html.contains("<svg") && html.contains("Secrets"));
 
+    let spec = server.get("/openapi.json").body;
+    for path in [
+        "/collections/{name}/audit",
+        "/collections/{name}/audits/{id}/html",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI spec"
+        );
+    }
+    assert!(spec["components"]["schemas"]["AuditStatus"].is_object());
+
     // The CLI runs the same job, follows its progress and writes the HTML.
     let out = dir.path().join("report.html");
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
