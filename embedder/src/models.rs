@@ -177,8 +177,9 @@ fn is_complete(dir: &Path, spec: &ModelSpec) -> bool {
     }
 }
 
-/// Lower-case hex sha256 of a file, read in 1 MiB blocks.
-fn sha256_file(path: &Path) -> Result<String> {
+/// Lower-case hex sha256 of a file, read in 1 MiB blocks (also the trainer's base-model
+/// fingerprint).
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

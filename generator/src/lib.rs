@@ -28,8 +28,9 @@ pub mod llama;
 pub mod lora;
 mod model;
 pub mod stream;
-#[cfg(test)]
-mod testing;
+/// Tiny random models for tests here and in the trainer (no model files needed).
+#[doc(hidden)]
+pub mod testing;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, Role};

@@ -285,18 +285,6 @@ impl Llama {
         })
     }
 
-    /// Builds a model from llama.cpp-named tensors (`blk.N.attn_q.weight`, ...,
-    /// `token_embd.weight`, `output_norm.weight`) held in memory: tests and tools that make
-    /// small models without a GGUF file (the trainer's mechanics tests use random ones).
-    pub fn from_tensors(
-        tensors: HashMap<String, QTensor>,
-        cfg: &LlamaConfig,
-        device: &Device,
-    ) -> Result<Self> {
-        Self::load(TensorSource::new(tensors), cfg, device)
-            .map_err(|reason| Error::invalid("<tensors in memory>", reason))
-    }
-
     /// The kernels in use (training needs [`Kernels::Differentiable`]).
     pub fn kernels(&self) -> Kernels {
         self.kernels

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::llama::{Llama, LlamaConfig, TensorSource};
 use crate::lora::LoraTarget;
 
-pub(crate) fn tiny_config() -> LlamaConfig {
+pub fn tiny_config() -> LlamaConfig {
     LlamaConfig {
         n_layer: 2,
         n_embd: 32,
@@ -24,10 +24,39 @@ pub(crate) fn tiny_config() -> LlamaConfig {
     }
 }
 
-/// Random llama.cpp-named F32 weights for `cfg`.
-pub(crate) fn tiny_weights(cfg: &LlamaConfig) -> HashMap<String, Tensor> {
+/// Random llama.cpp-named F32 weights for `cfg` (different on every call).
+pub fn tiny_weights(cfg: &LlamaConfig) -> HashMap<String, Tensor> {
     let dev = Device::Cpu;
-    let randn = |shape: (usize, usize)| Tensor::randn(0f32, 0.3, shape, &dev).unwrap();
+    weights_from(cfg, &mut |shape| {
+        Tensor::randn(0f32, 0.3, shape, &dev).unwrap()
+    })
+}
+
+/// Weights like [`tiny_weights`], the same for the same `seed` (uniform in ±0.4):
+/// what tests that compare two runs need.
+pub fn seeded_weights(cfg: &LlamaConfig, seed: u64) -> HashMap<String, Tensor> {
+    let mut state = seed;
+    weights_from(cfg, &mut |shape: (usize, usize)| {
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| {
+                // splitmix64
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    })
+}
+
+fn weights_from(
+    cfg: &LlamaConfig,
+    randn: &mut dyn FnMut((usize, usize)) -> Tensor,
+) -> HashMap<String, Tensor> {
+    let dev = Device::Cpu;
     let mut w = HashMap::new();
     let names = [
         ("attn_q", LoraTarget::Q),
@@ -64,11 +93,7 @@ pub(crate) fn tiny_weights(cfg: &LlamaConfig) -> HashMap<String, Tensor> {
 }
 
 /// A model from `weights`, matrices stored as `dtype`.
-pub(crate) fn tiny_model(
-    cfg: &LlamaConfig,
-    weights: &HashMap<String, Tensor>,
-    dtype: GgmlDType,
-) -> Llama {
+pub fn tiny_model(cfg: &LlamaConfig, weights: &HashMap<String, Tensor>, dtype: GgmlDType) -> Llama {
     let tensors = weights
         .iter()
         .map(|(k, v)| {
@@ -80,7 +105,7 @@ pub(crate) fn tiny_model(
 }
 
 /// Largest absolute elementwise difference.
-pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .unwrap()
         .abs()

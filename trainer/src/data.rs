@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 
 use engram_generator::{ChatMessage, GgufChatModel, Llama};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A question with its answer (synthetic or gold), as trained and evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,26 +125,9 @@ pub fn windows(ids: &[u32], max_len: usize) -> Vec<Sequence> {
         .collect()
 }
 
-/// Lower-case hex sha256 of a file, read in 1 MiB blocks.
+/// Lower-case hex sha256 of a file (the model cache's checksum).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(engram_embedder::models::sha256_file(path).map_err(engram_generator::Error::from)?)
 }
 
 /// General text (32 Wikipedia passages from the end of Quoref, CC BY-SA) that no user

@@ -45,6 +45,7 @@ pub mod manifest;
 pub mod optim;
 pub mod peft;
 pub mod promote;
+pub mod qa;
 pub mod registry;
 pub mod synth;
 #[cfg(test)]

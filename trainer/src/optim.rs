@@ -179,23 +179,9 @@ mod tests {
             ours.step(&loss(&ours_var).backward().unwrap()).unwrap();
             theirs.step(&loss(&theirs_var).backward().unwrap()).unwrap();
         }
-        let diff: f32 = (ours_var.as_tensor() - theirs_var.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff: f32 = crate::testing::max_diff(ours_var.as_tensor(), theirs_var.as_tensor());
         assert!(diff < 1e-6, "{diff}");
-        let moved: f32 = (ours_var.as_tensor() - &init)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let moved: f32 = crate::testing::max_diff(ours_var.as_tensor(), &init);
         assert!(moved > 0.1, "the optimizer moves the weights");
 
         // A copy restored from the moments continues exactly like the original.
@@ -204,14 +190,7 @@ mod tests {
         copy.restore(ours.step_count(), &ours.moments()).unwrap();
         ours.step(&loss(&ours_var).backward().unwrap()).unwrap();
         copy.step(&loss(&copy_var).backward().unwrap()).unwrap();
-        let diff: f32 = (ours_var.as_tensor() - copy_var.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff: f32 = crate::testing::max_diff(ours_var.as_tensor(), copy_var.as_tensor());
         assert_eq!(diff, 0.0);
         assert!(copy.restore(1, &[]).is_err());
     }

@@ -36,16 +36,7 @@ fn dump(name: &str, ids: &[u32], tensors: &[(&str, &Tensor)]) {
     candle_core::safetensors::save(&map, dir.join(name)).unwrap();
 }
 
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
+use engram_generator::testing::max_diff as max_abs;
 
 fn argmax_rows(t: &Tensor) -> Vec<u32> {
     t.argmax(1).unwrap().to_vec1().unwrap()

@@ -17,7 +17,8 @@ pub mod answers;
 pub mod chart;
 mod dataset;
 pub mod metrics;
-pub mod qa;
+/// Answer scoring (EM, token F1, contains), shared with the trainer's gate.
+pub use engram_trainer::qa;
 pub mod weights;
 
 use std::time::Instant;
