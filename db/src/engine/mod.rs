@@ -704,8 +704,31 @@ impl Engine {
                 format!("{} already exists; choose a new directory", dir.display()),
             ));
         }
-        self.storage.checkpoint(dir)
+        self.storage.checkpoint(dir)?;
+        // Adapters live beside RocksDB as files; a restore moves the whole directory
+        // back, so the backup carries them too.
+        if let Some(store) = &self.adapters {
+            if store.root().is_dir() {
+                copy_tree(store.root(), &dir.join("adapters"))?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// Copies a directory tree (files and folders only).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The encoder behind an embedder name that stage two builds on.
@@ -770,6 +793,23 @@ mod tests {
         let no_models: Box<EncoderLoader> =
             Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
         Engine::open_with_loader(dir, Limits::default(), no_models).unwrap()
+    }
+
+    #[test]
+    fn backups_carry_the_adapters() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir.path().join("data"));
+        let v1 = dir.path().join("data/adapters/docs/v0001");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("adapter_config.json"), "{}").unwrap();
+        let backup = dir.path().join("backup");
+        e.backup(&backup).unwrap();
+        let copied = backup.join("adapters/docs/v0001/adapter_config.json");
+        assert_eq!(std::fs::read_to_string(copied).unwrap(), "{}");
+        assert!(
+            e.backup(&backup).is_err(),
+            "an existing directory is refused"
+        );
     }
 
     #[test]

@@ -381,6 +381,16 @@ impl Engine {
         if let Some(s) = jobs.running.lock().expect("lock").get(&id) {
             status = s.clone();
         }
+        // The collection was deleted while it trained: its adapter goes with it.
+        if self.collection(&status.collection).is_err() {
+            if let Some(store) = self.adapters() {
+                if let Err(e) = store.forget(&status.collection) {
+                    tracing::error!(error = %e, "cannot drop the adapters of a deleted collection");
+                }
+            }
+            jobs.running.lock().expect("lock").remove(&id);
+            return;
+        }
         match result {
             Ok(report) => {
                 status.state = "done".into();
