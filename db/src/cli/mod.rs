@@ -289,8 +289,8 @@ pub struct EvalWeightsArgs {
     /// Passages promoted (the first N).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// Synthetic-data strategies, comma-separated: cloze, self_qa, rephrase.
-    #[arg(long, default_value = "cloze,self_qa", value_delimiter = ',')]
+    /// Synthetic-data strategies, comma-separated: cloze, person_qa, self_qa, rephrase.
+    #[arg(long, default_value = "cloze,person_qa,self_qa", value_delimiter = ',')]
     pub strategy: Vec<String>,
     #[arg(long, default_value_t = 16)]
     pub rank: usize,

@@ -23,7 +23,7 @@ pub struct PromoteArgs {
     /// Promote the whole collection instead of one cluster.
     #[arg(long, conflicts_with = "top")]
     pub all: bool,
-    /// Synthetic-data strategies, comma-separated: cloze, self_qa, rephrase.
+    /// Synthetic-data strategies, comma-separated: cloze, person_qa, self_qa, rephrase.
     #[arg(long, value_delimiter = ',')]
     pub strategy: Vec<String>,
     /// LoRA rank [default: 16].

@@ -57,7 +57,8 @@ pub struct PromoteRequest {
     pub clusters: Option<usize>,
     /// Documents taken from the cluster at most (the most-hit first; default 40).
     pub max_documents: Option<usize>,
-    /// Synthetic-data strategies: `cloze`, `self_qa`, `rephrase` (default cloze, self_qa).
+    /// Synthetic-data strategies: `cloze`, `person_qa`, `self_qa`, `rephrase` (default
+    /// cloze, person_qa, self_qa).
     pub strategies: Option<Vec<String>>,
     /// LoRA rank (default 16) and alpha (default twice the rank).
     pub rank: Option<usize>,
@@ -124,12 +125,12 @@ fn now() -> u64 {
 
 fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
     let Some(names) = names else {
-        return Ok(vec![Strategy::Cloze, Strategy::SelfQa]);
+        return Ok(SynthConfig::default().strategies);
     };
     if names.is_empty() {
         return Err(Error::invalid(
             "strategies",
-            "name at least one of cloze, self_qa, rephrase",
+            "name at least one of cloze, person_qa, self_qa, rephrase",
         ));
     }
     names
@@ -138,7 +139,7 @@ fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
             Strategy::parse(n).ok_or_else(|| {
                 Error::invalid(
                     "strategies",
-                    format!("unknown strategy '{n}'; use cloze, self_qa or rephrase"),
+                    format!("unknown strategy '{n}'; use cloze, person_qa, self_qa or rephrase"),
                 )
             })
         })

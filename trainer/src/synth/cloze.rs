@@ -26,20 +26,20 @@ const MONTHS: [&str; 12] = [
     "december",
 ];
 
-const NOT_NAMES: [&str; 24] = [
+pub(super) const NOT_NAMES: [&str; 24] = [
     "the", "a", "an", "in", "on", "at", "he", "she", "it", "they", "his", "her", "their", "this",
     "that", "these", "those", "after", "before", "when", "while", "however", "but", "and",
 ];
 
 /// A word with its byte range in the sentence.
 #[derive(Debug, Clone, Copy)]
-struct Word<'a> {
-    text: &'a str,
-    start: usize,
-    end: usize,
+pub(super) struct Word<'a> {
+    pub(super) text: &'a str,
+    pub(super) start: usize,
+    pub(super) end: usize,
 }
 
-fn split_words(sentence: &str) -> Vec<Word<'_>> {
+pub(super) fn split_words(sentence: &str) -> Vec<Word<'_>> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, c) in sentence.char_indices() {

@@ -8,6 +8,8 @@
 //! - [`Strategy::Rephrase`]: the model restates the document; trained as plain text.
 //! - [`Strategy::Cloze`]: deterministic fill-in-the-blank questions over names, numbers
 //!   and dates found by rules (`cloze.rs`), no model needed.
+//! - [`Strategy::PersonQa`]: deterministic "who / whose / first or last name of the
+//!   person who" questions about the people sentences are about (`person_qa.rs`).
 //!
 //! Pairs whose answer is not supported by the document (a word of the answer missing
 //! from it) are dropped ([`supported`]). Output is appended to a JSONL file one document
@@ -17,6 +19,7 @@
 
 mod cloze;
 mod jsonl;
+mod person_qa;
 mod self_qa;
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use cloze::cloze_questions;
+pub use person_qa::person_questions;
 pub use self_qa::{parse_pairs, rephrase, self_qa};
 
 /// A document of the collection.
@@ -50,6 +54,8 @@ pub enum Strategy {
     Rephrase,
     /// Rule-based fill-in-the-blank questions over names, numbers and dates.
     Cloze,
+    /// Rule-based questions about the people sentences are about.
+    PersonQa,
 }
 
 impl Strategy {
@@ -59,14 +65,20 @@ impl Strategy {
             Strategy::SelfQa => "self_qa",
             Strategy::Rephrase => "rephrase",
             Strategy::Cloze => "cloze",
+            Strategy::PersonQa => "person_qa",
         }
     }
 
     /// Parses `self_qa`, `rephrase` or `cloze`.
     pub fn parse(name: &str) -> Option<Self> {
-        [Strategy::SelfQa, Strategy::Rephrase, Strategy::Cloze]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            Strategy::SelfQa,
+            Strategy::Rephrase,
+            Strategy::Cloze,
+            Strategy::PersonQa,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 }
 
@@ -112,6 +124,8 @@ pub struct SynthConfig {
     pub rephrasings: usize,
     /// Cloze questions per document, at most.
     pub cloze_per_doc: usize,
+    /// Person questions per document, at most.
+    pub person_per_doc: usize,
     /// Sampling temperature of the model calls.
     pub temperature: f64,
     /// Documents longer than this many characters are cut (the prompt must fit).
@@ -123,10 +137,11 @@ pub struct SynthConfig {
 impl Default for SynthConfig {
     fn default() -> Self {
         Self {
-            strategies: vec![Strategy::Cloze, Strategy::SelfQa],
+            strategies: vec![Strategy::Cloze, Strategy::PersonQa, Strategy::SelfQa],
             self_qa_rounds: 2,
             rephrasings: 1,
             cloze_per_doc: 8,
+            person_per_doc: 12,
             temperature: 0.7,
             max_doc_chars: 4000,
             seed: 0,
@@ -226,6 +241,7 @@ pub fn synthesize(
             let seed = cfg.seed ^ hash_str(&doc.id) ^ ((strategy as u64) << 56);
             let produced: Vec<Content> = match strategy {
                 Strategy::Cloze => cloze_questions(&text, cfg.cloze_per_doc, seed),
+                Strategy::PersonQa => person_questions(&text, cfg.person_per_doc, seed),
                 Strategy::SelfQa => {
                     self_qa(model, &text, cfg.self_qa_rounds, cfg.temperature, seed)?
                 }
