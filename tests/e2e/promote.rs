@@ -75,6 +75,26 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
     make_collection(&server, "facts");
+    let spec = server.get("/openapi.json").body;
+    for path in [
+        "/collections/{name}/promote",
+        "/collections/{name}/promotions/{id}",
+        "/collections/{name}/promotions/{id}/data",
+        "/collections/{name}/adapters",
+        "/collections/{name}/adapters/{version}/activate",
+        "/collections/{name}/adapters/rollback",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI spec"
+        );
+    }
+    for schema in ["PromoteRequest", "PromotionStatus", "AdapterList"] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
 
     // Admin only, checked input, known collection.
     let body = json!({"all": true, "strategies": ["cloze"], "steps": 2, "rank": 4, "force": true});
