@@ -32,23 +32,30 @@ pub fn tiny_weights(cfg: &LlamaConfig) -> HashMap<String, Tensor> {
     })
 }
 
+/// A tensor of `shape` with values uniform in `±half_width`, the same for the same
+/// `seed` (splitmix64): inputs for tests whose tolerances must not depend on luck.
+pub fn seeded_uniform(shape: (usize, usize), seed: u64, half_width: f32) -> Tensor {
+    let mut state = seed;
+    let v: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * half_width
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
 /// Weights like [`tiny_weights`], the same for the same `seed` (uniform in ±0.4):
 /// what tests that compare two runs need.
 pub fn seeded_weights(cfg: &LlamaConfig, seed: u64) -> HashMap<String, Tensor> {
-    let mut state = seed;
+    let mut next = seed;
     weights_from(cfg, &mut |shape: (usize, usize)| {
-        let v: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|_| {
-                // splitmix64
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        next = next.wrapping_add(1);
+        seeded_uniform(shape, next.wrapping_mul(0x2545_F491_4F6C_DD1D), 0.4)
     })
 }
 
