@@ -80,20 +80,11 @@ impl AdapterSource for AdapterStore {
             return None;
         }
         let lookup = || -> Result<Option<(AdapterRef, Arc<LoraAdapter>)>> {
-            let registry = self.registry()?;
-            let (Some(version), Some(adapter)) = (
-                registry.active_version(collection)?,
-                registry.active(collection)?,
-            ) else {
-                return Ok(None);
-            };
-            Ok(Some((
-                AdapterRef {
-                    name: collection.to_string(),
-                    version,
-                },
-                adapter,
-            )))
+            let active = self.registry()?.active_with_version(collection)?;
+            Ok(active.map(|(version, adapter)| {
+                let name = collection.to_string();
+                (AdapterRef { name, version }, adapter)
+            }))
         };
         lookup().unwrap_or_else(|e| {
             tracing::error!(collection, error = %e, "cannot load the active adapter; answering without it");

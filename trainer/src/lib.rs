@@ -51,7 +51,7 @@ pub mod synth;
 #[cfg(test)]
 mod testing;
 pub mod train;
-mod util;
+pub mod util;
 
 pub use data::{QaPair, Sequence, TrainableModel};
 pub use error::{Error, Result};

@@ -52,12 +52,16 @@ struct CollectionState {
     last_version: u32,
 }
 
+/// An active version number and its loaded adapter.
+type ActiveAdapter = (u32, Arc<LoraAdapter>);
+
 /// The adapter store of one base model.
 pub struct AdapterRegistry {
     root: PathBuf,
     cfg: LlamaConfig,
     base_sha256: Option<String>,
-    cache: RwLock<HashMap<String, Option<Arc<LoraAdapter>>>>,
+    /// Per collection: the active version and its loaded adapter (None: base model).
+    cache: RwLock<HashMap<String, Option<ActiveAdapter>>>,
     write: Mutex<()>,
 }
 
@@ -246,7 +250,7 @@ impl AdapterRegistry {
         &self,
         collection: &str,
         state: &CollectionState,
-        adapter: Option<Arc<LoraAdapter>>,
+        adapter: Option<ActiveAdapter>,
     ) -> Result<()> {
         write_json(&self.collection_dir(collection)?.join(STATE_FILE), state)?;
         self.cache
@@ -268,7 +272,7 @@ impl AdapterRegistry {
             state.history.push(previous);
         }
         state.active = Some(version);
-        self.set_state(collection, &state, Some(adapter))
+        self.set_state(collection, &state, Some((version, adapter)))
     }
 
     /// Stops using any adapter for `collection` (answers come from the base model).
@@ -292,7 +296,7 @@ impl AdapterRegistry {
             }
             let adapter = self.load_version(collection, previous)?;
             state.active = Some(previous);
-            self.set_state(collection, &state, Some(adapter))?;
+            self.set_state(collection, &state, Some((previous, adapter)))?;
             return Ok(previous);
         }
         Err(Error::NotFound {
@@ -328,6 +332,12 @@ impl AdapterRegistry {
     /// The adapter requests on `collection` should use (None: the base model). Cached in
     /// memory after the first call; cheap (one read lock and an `Arc` clone).
     pub fn active(&self, collection: &str) -> Result<Option<Arc<LoraAdapter>>> {
+        Ok(self.active_with_version(collection)?.map(|(_, a)| a))
+    }
+
+    /// [`AdapterRegistry::active`] with its version number, read from the same cache
+    /// entry, so the two always belong together (answers report which version spoke).
+    pub fn active_with_version(&self, collection: &str) -> Result<Option<(u32, Arc<LoraAdapter>)>> {
         check_name(collection)?;
         if let Some(hit) = self
             .cache
@@ -337,15 +347,15 @@ impl AdapterRegistry {
         {
             return Ok(hit.clone());
         }
-        let adapter = match self.state(collection)?.active {
-            Some(v) => Some(self.load_version(collection, v)?),
+        let active = match self.state(collection)?.active {
+            Some(v) => Some((v, self.load_version(collection, v)?)),
             None => None,
         };
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(collection.to_string(), adapter.clone());
-        Ok(adapter)
+            .insert(collection.to_string(), active.clone());
+        Ok(active)
     }
 }
 

@@ -21,8 +21,8 @@ pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>)
     Ok(())
 }
 
-/// Writes a JSON value atomically.
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Writes a JSON value atomically (also the database's promotion statuses).
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::corrupt("JSON", path, e))?;
     write_atomic(path, |tmp| {
         std::fs::write(tmp, &json).map_err(|e| Error::io("writing", tmp, e))

@@ -8,7 +8,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 
 impl Engine {
-    fn adapter_store(&self) -> Result<&crate::adapters::AdapterStore> {
+    pub(super) fn adapter_store(&self) -> Result<&crate::adapters::AdapterStore> {
         self.adapters().map(|a| a.as_ref()).ok_or_else(|| {
             Error::invalid(
                 "adapters",

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use engram_trainer::gate::GateConfig;
@@ -103,6 +103,26 @@ pub struct PromotionStatus {
     pub summary: Option<String>,
 }
 
+impl PromotionStatus {
+    /// A status with no progress yet: `state` is also the stage.
+    fn new(id: String, collection: &str, state: &str, documents: usize, created_unix: u64) -> Self {
+        Self {
+            id,
+            collection: collection.to_string(),
+            state: state.into(),
+            stage: state.into(),
+            done: 0,
+            total: 0,
+            loss: None,
+            documents,
+            created_unix,
+            error: None,
+            report: None,
+            summary: None,
+        }
+    }
+}
+
 /// Running promotions' progress.
 #[derive(Default)]
 pub(super) struct PromotionJobs {
@@ -161,10 +181,7 @@ fn plan_id(
         held_out,
     ))
     .expect("plans serialise");
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", engram_trainer::synth::hash_str(&key))
 }
 
 impl Engine {
@@ -174,7 +191,7 @@ impl Engine {
 
     /// Chooses the documents and builds the trainer's options for `req`.
     pub fn plan_promotion(&self, name: &str, req: &PromoteRequest) -> Result<PromotionPlan> {
-        let coll = self.collection(name)?;
+        self.collection(name)?;
         let strategies = parse_strategies(req.strategies.as_deref())?;
         let max_docs = req.max_documents.unwrap_or(DEFAULT_MAX_DOCUMENTS);
         if !(1..=1000).contains(&max_docs) {
@@ -215,7 +232,6 @@ impl Engine {
                 documents.push(Document { id, text });
             }
         }
-        drop(coll);
         if documents.is_empty() {
             return Err(Error::invalid(
                 "collection",
@@ -296,13 +312,7 @@ impl Engine {
         plan: &PromotionPlan,
         progress: &mut dyn FnMut(&PromoteEvent) -> ControlFlow<()>,
     ) -> Result<engram_trainer::PromotionReport> {
-        let store = self.adapters().ok_or_else(|| {
-            Error::invalid(
-                "adapters",
-                "this database was opened without an adapter store",
-            )
-        })?;
-        let registry = store.registry()?;
+        let registry = self.adapter_store()?.registry()?;
         let chat = self.language_model()?;
         let trainable = TrainableModel::load_default()?;
         Ok(promote::run(
@@ -329,20 +339,14 @@ impl Engine {
         if let Some(other) = running.values().next() {
             return Err(Error::PromotionRunning(other.collection.clone()));
         }
-        let status = PromotionStatus {
-            id: plan.id.clone(),
-            collection: name.to_string(),
-            state: "running".into(),
-            stage: "starting".into(),
-            done: 0,
-            total: 0,
-            loss: None,
-            documents: plan.documents.len(),
-            created_unix: now(),
-            error: None,
-            report: None,
-            summary: None,
-        };
+        let mut status = PromotionStatus::new(
+            plan.id.clone(),
+            name,
+            "running",
+            plan.documents.len(),
+            now(),
+        );
+        status.stage = "starting".into();
         std::fs::create_dir_all(&plan.options.work_dir)?;
         running.insert(plan.id.clone(), status.clone());
         drop(running);
@@ -406,8 +410,7 @@ impl Engine {
             }
         }
         let path = plan.options.work_dir.join(STATUS_FILE);
-        let json = serde_json::to_vec_pretty(&status).expect("statuses serialise");
-        if let Err(e) = write_atomically(&path, &json) {
+        if let Err(e) = engram_trainer::util::write_json(&path, &status) {
             tracing::error!(error = %e, "cannot store the promotion status");
         }
         jobs.running.lock().expect("lock").remove(&id);
@@ -430,28 +433,19 @@ impl Engine {
                     continue;
                 }
                 let status = match std::fs::read(e.path().join(STATUS_FILE)) {
-                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
-                        Error::Corrupt(format!("promotion status {id}: {err}"))
-                    })?,
-                    Err(_) => PromotionStatus {
-                        id,
-                        collection: name.to_string(),
-                        state: "interrupted".into(),
-                        stage: "interrupted".into(),
-                        done: 0,
-                        total: 0,
-                        loss: None,
-                        documents: 0,
-                        created_unix: e
+                    Ok(bytes) => serde_json::from_slice(&bytes)
+                        .map_err(|err| Error::Corrupt(format!("promotion status {id}: {err}")))?,
+                    Err(_) => {
+                        let modified = e
                             .metadata()
                             .and_then(|m| m.modified())
                             .ok()
                             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map_or(0, |d| d.as_secs()),
-                        error: Some("the server stopped while it ran; ask for the same promotion again to resume it".into()),
-                        report: None,
-                        summary: None,
-                    },
+                            .map_or(0, |d| d.as_secs());
+                        let mut s = PromotionStatus::new(id, name, "interrupted", 0, modified);
+                        s.error = Some("the server stopped while it ran; ask for the same promotion again to resume it".into());
+                        s
+                    }
                 };
                 out.push(status);
             }
@@ -479,11 +473,4 @@ impl Engine {
         }
         Ok(engram_trainer::synth::read_journal(&path)?)
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

@@ -34,7 +34,8 @@ where
 pub async fn blocking<T, F>(state: &Arc<AppState>, work: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Engine) -> crate::error::Result<T> + Send + 'static,
+    // The shared handle, so work that outlives the request (background jobs) can keep it.
+    F: FnOnce(&Arc<Engine>) -> crate::error::Result<T> + Send + 'static,
 {
     let state = state.clone();
     tokio::task::spawn_blocking(move || work(&state.engine))

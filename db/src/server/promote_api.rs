@@ -12,7 +12,7 @@ use engram_trainer::AdapterVersion;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{blocking, optional_json};
 use super::AppState;
 use crate::engine::{PromoteRequest, PromotionStatus};
@@ -51,17 +51,7 @@ pub async fn start(
 ) -> ApiResult<(StatusCode, Json<PromotionStatus>)> {
     caller.require(Scope::Admin)?;
     let req: PromoteRequest = optional_json(&body, "the promotion settings")?;
-    let engine = state.engine.clone();
-    let status = tokio::task::spawn_blocking(move || engine.start_promotion(&name, &req))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "promotion start failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the request's worker failed; see the server log",
-            )
-        })??;
+    let status = blocking(&state, move |e| e.start_promotion(&name, &req)).await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
 

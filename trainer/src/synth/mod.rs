@@ -200,8 +200,9 @@ pub fn supported(answer: &str, document: &str) -> bool {
     !ans.is_empty() && ans.iter().all(|w| doc.contains(w))
 }
 
-/// Stable 64-bit hash of a string (seeds per document).
-pub(crate) fn hash_str(s: &str) -> u64 {
+/// Stable 64-bit hash of a string (FNV-1a): seeds per document, and ids that must
+/// stay the same across runs.
+pub fn hash_str(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
