@@ -14,7 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use engram_embedder::{
-    Chunk, ContextOptions, ContextualEncoder, CorpusContext, MiniLm, TextEncoder, Variant,
+    contextual, Chunk, ContextOptions, ContextualEncoder, CorpusContext, MiniLm, TextEncoder,
+    Variant,
 };
 
 use crate::collection::{Collection, ContextJob, DocumentRecord};
@@ -113,19 +114,15 @@ fn build_and_swap(
         CorpusContext::count_tokens(&base, &sample_texts, variant, ContextOptions::default())?;
     let total = docs.len();
     let mut embedded: HashMap<String, (Vec<u64>, Vec<Chunk>)> = HashMap::with_capacity(total);
-    {
-        let weights = context.token_weights(&base);
-        let weights = variant.idf_pooling().then_some(&weights as _);
-        for (step, batch) in docs.chunks(STEP).enumerate() {
-            progress(coll, "embedding", step * STEP, total);
-            let texts: Vec<&str> = batch.iter().map(|d| d.1.as_str()).collect();
-            let chunks = base.embed_chunked_weighted(&texts, cfg.chunking, weights)?;
-            for (d, c) in batch.iter().zip(chunks) {
-                embedded.insert(d.0.clone(), (d.2.clone(), c));
-            }
-            if coll.is_deleted() {
-                return Err(Error::CollectionNotFound(cfg.name.clone()));
-            }
+    for (step, batch) in docs.chunks(STEP).enumerate() {
+        progress(coll, "embedding", step * STEP, total);
+        let texts: Vec<&str> = batch.iter().map(|d| d.1.as_str()).collect();
+        let chunks = contextual::pool_chunked(&base, &context, &texts, cfg.chunking)?;
+        for (d, c) in batch.iter().zip(chunks) {
+            embedded.insert(d.0.clone(), (d.2.clone(), c));
+        }
+        if coll.is_deleted() {
+            return Err(Error::CollectionNotFound(cfg.name.clone()));
         }
     }
     // In id order, so the same documents always fit the same context.
@@ -143,8 +140,15 @@ fn build_and_swap(
     context.version = coll.context_version() + 1;
     let version = context.version;
     for (_, chunks) in embedded.values_mut() {
-        for c in chunks {
-            c.vector = context.transform(std::mem::take(&mut c.vector));
+        let pooled = chunks
+            .iter_mut()
+            .map(|c| std::mem::take(&mut c.vector))
+            .collect();
+        for (c, v) in chunks
+            .iter_mut()
+            .zip(contextual::transform_all(&context, pooled)?)
+        {
+            c.vector = v;
         }
     }
     let context = Arc::new(context);

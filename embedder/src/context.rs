@@ -36,16 +36,20 @@ pub enum Variant {
     IdfCenter,
     /// Idf pooling, then centre and whiten.
     IdfWhiten,
+    /// The learned stage two ([`crate::stage_two`]): gated idf pooling over token
+    /// states, whitening, a learned correction and attention over the centroids.
+    Learned,
 }
 
 impl Variant {
     /// Every variant, in the order reports list them.
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Center,
         Variant::Whiten,
         Variant::Idf,
         Variant::IdfCenter,
         Variant::IdfWhiten,
+        Variant::Learned,
     ];
 
     /// The name used in collection configs and reports (`contextual-<name>`).
@@ -56,6 +60,7 @@ impl Variant {
             Variant::Idf => "idf",
             Variant::IdfCenter => "idf-center",
             Variant::IdfWhiten => "idf-whiten",
+            Variant::Learned => "learned",
         }
     }
 
@@ -69,7 +74,10 @@ impl Variant {
 
     /// Whether stage two pools token states by corpus idf (else a plain mean).
     pub fn idf_pooling(self) -> bool {
-        matches!(self, Variant::Idf | Variant::IdfCenter | Variant::IdfWhiten)
+        matches!(
+            self,
+            Variant::Idf | Variant::IdfCenter | Variant::IdfWhiten | Variant::Learned
+        )
     }
 
     fn centers(self) -> bool {
@@ -77,7 +85,10 @@ impl Variant {
     }
 
     fn whitens(self) -> bool {
-        matches!(self, Variant::Whiten | Variant::IdfWhiten)
+        matches!(
+            self,
+            Variant::Whiten | Variant::IdfWhiten | Variant::Learned
+        )
     }
 }
 
@@ -138,14 +149,7 @@ impl CorpusContext {
         options: ContextOptions,
     ) -> Result<CorpusContext> {
         let mut context = CorpusContext::count_tokens(base, texts, variant, options)?;
-        let chunks = {
-            let weights = context.token_weights(base);
-            base.embed_chunked_weighted(
-                texts,
-                chunking,
-                variant.idf_pooling().then_some(&weights as _),
-            )?
-        };
+        let chunks = crate::contextual::pool_chunked(base, &context, texts, chunking)?;
         let vectors: Vec<f32> = chunks
             .iter()
             .flatten()
@@ -228,6 +232,16 @@ impl CorpusContext {
         Ok(())
     }
 
+    /// The corpus mean subtracted before whitening (zeros for variants that do not centre).
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// The row-major, symmetric `dim x dim` whitening matrix, for variants that whiten.
+    pub fn whitening(&self) -> Option<&[f32]> {
+        self.whitening.as_deref()
+    }
+
     /// Vector length.
     pub fn dim(&self) -> usize {
         self.dim
@@ -264,7 +278,8 @@ impl CorpusContext {
         }
     }
 
-    /// Stage two's vector transform: centre, whiten (per variant), L2-normalise.
+    /// The training-free variants' vector transform: centre, whiten (per variant),
+    /// L2-normalise. (The learned variant's is [`crate::contextual::transform_all`].)
     pub fn transform(&self, mut v: Vec<f32>) -> Vec<f32> {
         for (x, m) in v.iter_mut().zip(&self.mean) {
             *x -= m;

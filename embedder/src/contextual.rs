@@ -7,10 +7,13 @@
 
 use std::sync::Arc;
 
-use crate::context::CorpusContext;
+use candle_core::{Device, Tensor};
+
+use crate::context::{CorpusContext, Variant};
 use crate::encoder::{Chunk, Chunking, TextEncoder};
 use crate::error::Result;
-use crate::minilm::MiniLm;
+use crate::minilm::{into_chunks, MiniLm, Pooler, WeightedMean};
+use crate::stage_two::{ContextTensors, StageTwo, StageTwoPooler};
 
 /// Prefix of every contextual encoder's name (`contextual-<variant>`).
 pub const NAME_PREFIX: &str = "contextual-";
@@ -53,26 +56,83 @@ impl TextEncoder for ContextualEncoder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let weights = self.context.token_weights(&self.base);
-        let idf = self.context.variant.idf_pooling();
-        let vectors = self
-            .base
-            .embed_weighted(texts, idf.then_some(&weights as _))?;
-        Ok(vectors
-            .into_iter()
-            .map(|v| self.context.transform(v))
-            .collect())
+        let pooled = pool(&self.base, &self.context, texts)?;
+        transform_all(&self.context, pooled)
     }
 
     fn embed_chunked(&self, texts: &[&str], chunking: Chunking) -> Result<Vec<Vec<Chunk>>> {
-        let weights = self.context.token_weights(&self.base);
-        let idf = self.context.variant.idf_pooling();
-        let mut docs =
-            self.base
-                .embed_chunked_weighted(texts, chunking, idf.then_some(&weights as _))?;
+        let mut docs = pool_chunked(&self.base, &self.context, texts, chunking)?;
+        let pooled: Vec<Vec<f32>> = docs
+            .iter_mut()
+            .flatten()
+            .map(|c| std::mem::take(&mut c.vector))
+            .collect();
+        let mut vectors = transform_all(&self.context, pooled)?.into_iter();
         for chunk in docs.iter_mut().flatten() {
-            chunk.vector = self.context.transform(std::mem::take(&mut chunk.vector));
+            chunk.vector = vectors.next().expect("one vector per chunk");
         }
         Ok(docs)
     }
+}
+
+/// Stage one plus the variant's pooling, one vector per text (its first window), before
+/// the context's transform: all `context` needs here is its token counts.
+pub fn pool(base: &MiniLm, context: &CorpusContext, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    with_pooler(base, context, true, |pooler| {
+        base.embed_pooled(texts, pooler)
+    })
+}
+
+/// [`pool`] for every window of every text (how documents are stored).
+pub fn pool_chunked(
+    base: &MiniLm,
+    context: &CorpusContext,
+    texts: &[&str],
+    chunking: Chunking,
+) -> Result<Vec<Vec<Chunk>>> {
+    let windows = with_pooler(base, context, false, |pooler| {
+        base.embed_chunked_pooled(texts, chunking, pooler)
+    })?;
+    Ok(into_chunks(texts.len(), windows))
+}
+
+/// Runs `f` with the variant's pooler: a (plain or idf-weighted) mean, or stage two's
+/// learned pooling (its query side for `query`).
+fn with_pooler<T>(
+    base: &MiniLm,
+    context: &CorpusContext,
+    query: bool,
+    f: impl FnOnce(&dyn Pooler<Vec<f32>>) -> Result<T>,
+) -> Result<T> {
+    let weights = context.token_weights(base);
+    if context.variant == Variant::Learned {
+        let net = StageTwo::bundled()?;
+        f(&StageTwoPooler {
+            net: &net,
+            idf: &weights,
+            context: None,
+            query,
+        })
+    } else {
+        f(&WeightedMean(
+            context.variant.idf_pooling().then_some(&weights as _),
+        ))
+    }
+}
+
+/// The context's transform of pooled vectors: centre and whiten (training-free
+/// variants), or the learned projection (one batched pass through stage two).
+pub fn transform_all(context: &CorpusContext, pooled: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+    if context.variant != Variant::Learned {
+        return Ok(pooled.into_iter().map(|v| context.transform(v)).collect());
+    }
+    if pooled.is_empty() {
+        return Ok(pooled);
+    }
+    let net = StageTwo::bundled()?;
+    let tensors = ContextTensors::new(context)?;
+    let (n, dim) = (pooled.len(), context.dim());
+    let flat: Vec<f32> = pooled.into_iter().flatten().collect();
+    let x = Tensor::from_vec(flat, (n, dim), &Device::Cpu)?;
+    Ok(net.project(&x, &tensors)?.to_vec2::<f32>()?)
 }

@@ -13,13 +13,15 @@
 
 pub mod bert;
 pub mod context;
-mod contextual;
+pub mod contextual;
 mod cpu_gemm;
 mod cpu_ops;
 mod encoder;
 mod error;
 mod minilm;
 pub mod models;
+pub mod stage_two;
+pub mod stage_two_train;
 
 use std::sync::Arc;
 
@@ -27,7 +29,8 @@ pub use context::{ContextOptions, CorpusContext, Variant};
 pub use contextual::ContextualEncoder;
 pub use encoder::{Chunk, Chunking, TextEncoder};
 pub use error::{Error, Result};
-pub use minilm::{MiniLm, TokenWeights};
+pub use minilm::{MiniLm, Pooler, TokenWeights, WeightedMean, Window};
+pub use stage_two::{StageTwo, StageTwoConfig};
 
 /// Names [`encoder_by_name`] accepts (listed in its error message).
 pub const ENCODER_NAMES: &[&str] = &[
@@ -38,6 +41,7 @@ pub const ENCODER_NAMES: &[&str] = &[
     "contextual-idf",
     "contextual-idf-center",
     "contextual-idf-whiten",
+    "contextual-learned",
 ];
 
 /// The contextual variant a collection gets when it asks for plain `"contextual"`:

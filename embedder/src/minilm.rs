@@ -49,12 +49,14 @@ pub struct MiniLm {
 /// A pooling weight per token id (e.g. its inverse document frequency in a corpus).
 pub type TokenWeights<'a> = dyn Fn(u32) -> f32 + Sync + 'a;
 
-/// One window to embed: the text it comes from, its token ids and its byte span.
-struct Window {
-    text: usize,
-    ids: Vec<u32>,
-    start: usize,
-    end: usize,
+/// One window of a text: the text it comes from, its token ids (`[CLS]`/`[SEP]`
+/// included) and the byte span of the text it covers.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub text: usize,
+    pub ids: Vec<u32>,
+    pub start: usize,
+    pub end: usize,
 }
 
 impl MiniLm {
@@ -151,21 +153,21 @@ impl MiniLm {
         }
     }
 
-    /// Embeds token-id sequences (each already wrapped): sorts them by length, runs
-    /// batches padded to the batch's longest (so padding is small), returns unit vectors
-    /// in input order.
-    fn run(&self, seqs: &[&[u32]], weights: Option<&TokenWeights<'_>>) -> Result<Vec<Vec<f32>>> {
+    /// Runs token-id sequences (each already wrapped) through BERT and hands each batch's
+    /// states to `pooler`: sorts them by length, runs batches padded to the batch's
+    /// longest (so padding is small), returns one output per sequence in input order.
+    fn run<T: Default + Clone>(&self, seqs: &[&[u32]], pooler: &dyn Pooler<T>) -> Result<Vec<T>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
-        let mut out = vec![Vec::new(); seqs.len()];
+        let mut out = vec![T::default(); seqs.len()];
         let mut rest = order.as_slice();
         while !rest.is_empty() {
             // Sorted longest first, so the batch's first sequence sets its padded length.
             let size = (BATCH_TOKENS / seqs[rest[0]].len()).clamp(1, MAX_BATCH);
             let (batch, tail) = rest.split_at(size.min(rest.len()));
-            let vectors =
-                self.forward_batch(&batch.iter().map(|&i| seqs[i]).collect::<Vec<_>>(), weights)?;
-            for (&i, v) in batch.iter().zip(vectors) {
+            let batch_seqs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i]).collect();
+            let states = self.forward_batch(&batch_seqs)?;
+            for (&i, v) in batch.iter().zip(pooler.pool(&states, &batch_seqs)?) {
                 out[i] = v;
             }
             rest = tail;
@@ -173,32 +175,22 @@ impl MiniLm {
         Ok(out)
     }
 
-    /// One forward pass: pad, run BERT, pool over the real tokens (a plain mean, or
-    /// weighted by `weights`), L2-normalise.
-    fn forward_batch(
-        &self,
-        seqs: &[&[u32]],
-        weights: Option<&TokenWeights<'_>>,
-    ) -> Result<Vec<Vec<f32>>> {
+    /// One forward pass: pad, run BERT; the token states, `(batch, len, dim)`.
+    fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Tensor> {
         let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(seqs.len() * len);
         let mut mask = Vec::with_capacity(seqs.len() * len);
-        let mut pool = Vec::with_capacity(seqs.len() * len);
         for s in seqs {
             ids.extend_from_slice(s);
             ids.extend(std::iter::repeat_n(self.pad, len - s.len()));
             mask.extend(std::iter::repeat_n(1u32, s.len()));
             mask.extend(std::iter::repeat_n(0u32, len - s.len()));
-            pool.extend(s.iter().map(|&t| weights.map_or(1.0, |w| w(t))));
-            pool.extend(std::iter::repeat_n(0f32, len - s.len()));
         }
         let device = &self.model.device;
         let shape = (seqs.len(), len);
         let ids = Tensor::from_vec(ids, shape, device)?;
         let mask = Tensor::from_vec(mask, shape, device)?;
-        let pool = Tensor::from_vec(pool, shape, device)?;
-        let states = self.model.forward(&ids, &mask)?;
-        Ok(Bert::weighted_pool(&states, &pool)?.to_vec2::<f32>()?)
+        Ok(self.model.forward(&ids, &mask)?)
     }
 
     /// The tokenizer's content token ids of `text` (no `[CLS]`/`[SEP]`), e.g. for
@@ -218,16 +210,7 @@ impl MiniLm {
         texts: &[&str],
         weights: Option<&TokenWeights<'_>>,
     ) -> Result<Vec<Vec<f32>>> {
-        let width = self.max_tokens - 2;
-        let mut windows = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            let enc = self.tokenize(i, text)?;
-            windows.push(self.window(i, &enc, (0, enc.len().min(width))));
-        }
-        self.run(
-            &windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>(),
-            weights,
-        )
+        self.embed_pooled(texts, &WeightedMean(weights))
     }
 
     /// [`TextEncoder::embed_chunked`] with pooling weighted per token id.
@@ -237,6 +220,36 @@ impl MiniLm {
         chunking: Chunking,
         weights: Option<&TokenWeights<'_>>,
     ) -> Result<Vec<Vec<Chunk>>> {
+        let windows = self.embed_chunked_pooled(texts, chunking, &WeightedMean(weights))?;
+        Ok(into_chunks(texts.len(), windows))
+    }
+
+    /// One output of `pooler` per text: its first window (as [`TextEncoder::embed`] cuts).
+    pub fn embed_pooled<T: Default + Clone>(
+        &self,
+        texts: &[&str],
+        pooler: &dyn Pooler<T>,
+    ) -> Result<Vec<T>> {
+        let width = self.max_tokens - 2;
+        let mut windows = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let enc = self.tokenize(i, text)?;
+            windows.push(self.window(i, &enc, (0, enc.len().min(width))));
+        }
+        self.run(
+            &windows.iter().map(|w| w.ids.as_slice()).collect::<Vec<_>>(),
+            pooler,
+        )
+    }
+
+    /// One output of `pooler` per window of every text, cut as `chunking` says, in text
+    /// and window order, each with the window it comes from.
+    pub fn embed_chunked_pooled<T: Default + Clone>(
+        &self,
+        texts: &[&str],
+        chunking: Chunking,
+        pooler: &dyn Pooler<T>,
+    ) -> Result<Vec<(Window, T)>> {
         let width = chunking.tokens.clamp(4, self.max_tokens) - 2;
         let overlap = chunking.overlap.min(width / 2);
         let mut windows = Vec::new();
@@ -247,19 +260,53 @@ impl MiniLm {
             }
         }
         let seqs: Vec<&[u32]> = windows.iter().map(|w| w.ids.as_slice()).collect();
-        let vectors = self.run(&seqs, weights)?;
-        let mut out: Vec<Vec<Chunk>> = vec![Vec::new(); texts.len()];
-        for (w, vector) in windows.into_iter().zip(vectors) {
-            let chunks = &mut out[w.text];
-            chunks.push(Chunk {
-                index: chunks.len(),
-                start: w.start,
-                end: w.end,
-                vector,
-            });
-        }
-        Ok(out)
+        let pooled = self.run(&seqs, pooler)?;
+        Ok(windows.into_iter().zip(pooled).collect())
     }
+}
+
+/// Groups pooled windows (in text and window order) into each text's chunks.
+pub fn into_chunks(texts: usize, windows: Vec<(Window, Vec<f32>)>) -> Vec<Vec<Chunk>> {
+    let mut out: Vec<Vec<Chunk>> = vec![Vec::new(); texts];
+    for (w, vector) in windows {
+        let chunks = &mut out[w.text];
+        chunks.push(Chunk {
+            index: chunks.len(),
+            start: w.start,
+            end: w.end,
+            vector,
+        });
+    }
+    out
+}
+
+/// Turns a batch of BERT token states into one output per window: a pooled vector, or
+/// (for stage-two training) the states themselves. Why a trait: the plain, idf and
+/// learned poolings all read the same forward pass, which should exist once.
+pub trait Pooler<T>: Sync {
+    /// `states` is `(batch, len, dim)`, padded past each window's `seqs[i].len()` tokens.
+    fn pool(&self, states: &Tensor, seqs: &[&[u32]]) -> Result<Vec<T>>;
+}
+
+/// The mean of the real tokens' states (weighted per token id when weights are given),
+/// L2-normalised: sentence-transformers' pooling, or the idf variants'.
+pub struct WeightedMean<'a>(pub Option<&'a TokenWeights<'a>>);
+
+impl Pooler<Vec<f32>> for WeightedMean<'_> {
+    fn pool(&self, states: &Tensor, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let pool = padded(seqs, states.dim(1)?, |t| self.0.map_or(1.0, |w| w(t)))?;
+        Ok(Bert::weighted_pool(states, &pool)?.to_vec2::<f32>()?)
+    }
+}
+
+/// A `(batch, len)` tensor of `value(token)` for each window's tokens, 0 past its end.
+pub fn padded(seqs: &[&[u32]], len: usize, value: impl Fn(u32) -> f32) -> Result<Tensor> {
+    let mut out = Vec::with_capacity(seqs.len() * len);
+    for s in seqs {
+        out.extend(s.iter().map(|&t| value(t)));
+        out.extend(std::iter::repeat_n(0f32, len - s.len()));
+    }
+    Ok(Tensor::from_vec(out, (seqs.len(), len), &Device::Cpu)?)
 }
 
 /// Content-token ranges `[s, e)` of the windows over `n` tokens: at most `width` tokens
@@ -301,7 +348,7 @@ impl TextEncoder for MiniLm {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Mechanics on a tiny random BERT with a word-level vocabulary (fast, no model files).
     //! The real model is tested in tests/minilm.rs.
     use super::*;
@@ -309,7 +356,7 @@ mod tests {
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::Whitespace;
 
-    fn tiny() -> MiniLm {
+    pub(crate) fn tiny() -> MiniLm {
         let words = [
             "[PAD]", "[UNK]", "[CLS]", "[SEP]", "alpha", "beta", "gamma", "delta", "eps",
         ];

@@ -124,3 +124,32 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
         .unwrap()
         .contains("contextual"));
 }
+
+#[test]
+fn learned_contextual_collection_serves_with_the_shipped_stage_two() {
+    let data = quoref();
+    let passages = &data[60..100];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[], &[]);
+    // An unknown variant is refused with the names that exist.
+    let r = server.put(
+        "/collections/cards",
+        json!({"embedder": "contextual-clever"}),
+    );
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("contextual-learned"), "{message}");
+
+    let r = server.put(
+        "/collections/cards",
+        json!({"embedder": "contextual-learned", "context": {"min_documents": 40}}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["embedder"], "contextual-learned");
+    insert(&server, passages);
+    let info = wait_for_context(&server, 1);
+    assert_eq!(info["corpus_context"]["sampled_documents"], 40);
+    let rate = hit_rate(&server, passages);
+    eprintln!("contextual-learned hit@10: {rate:.3}");
+    assert!(rate >= 0.85, "hit@10 {rate}");
+}

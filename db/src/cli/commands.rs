@@ -59,6 +59,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             action: EvalAction::Weights(args),
         } => super::eval::weights(&args),
+        Command::Eval {
+            action: EvalAction::Contextual(args),
+        } => super::contextual::eval(&args),
         Command::Audit(args) => super::inversion::audit(&args),
         Command::Promote(args) => super::promote::promote(&args),
         Command::Adapters { action } => super::promote::adapters(&action),

@@ -12,7 +12,7 @@ use crate::limits::Limits;
 
 /// indicatif bars for the harness's steps.
 #[derive(Default)]
-struct Bars {
+pub(super) struct Bars {
     bar: RefCell<Option<ProgressBar>>,
 }
 
@@ -52,7 +52,10 @@ fn scratch_engine() -> anyhow::Result<(tempfile::TempDir, Engine)> {
     Ok((dir, engine))
 }
 
-fn write_json(out: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(super) fn write_json(
+    out: &std::path::Path,
+    value: &impl serde::Serialize,
+) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(value)?;
     std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
     println!("results written to {}", out.display());

@@ -26,6 +26,9 @@ pub enum TrainWhat {
     /// Train the inverter's bag-of-words probe on DROP and the non-held-out Quoref
     /// passages and write the artifact (weights + manifest).
     Inverter(TrainInverterArgs),
+    /// Train the learned contextual stage two on DROP (or Quoref) and write its weights,
+    /// manifest and loss chart [default: embedder/weights].
+    Contextual(super::contextual::TrainContextualArgs),
 }
 
 #[derive(Args, Debug)]
@@ -134,7 +137,10 @@ fn source(name: &str, path: &Path, used: usize, rule: &str) -> anyhow::Result<So
 }
 
 pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
-    let TrainWhat::Inverter(args) = what;
+    let args = match what {
+        TrainWhat::Inverter(args) => args,
+        TrainWhat::Contextual(args) => return super::contextual::train(args),
+    };
     let drop_path = args
         .drop
         .clone()

@@ -5,6 +5,7 @@
 mod ask;
 mod client;
 mod commands;
+mod contextual;
 mod eval;
 mod inversion;
 mod promote;
@@ -135,7 +136,7 @@ pub enum Command {
         #[command(subcommand)]
         action: promote::SynthAction,
     },
-    /// Train a model the project ships (the inverter's probe).
+    /// Train a model the project ships (the inverter's probe, the learned contextual stage two).
     Train {
         #[command(subcommand)]
         what: inversion::TrainWhat,
@@ -279,6 +280,9 @@ pub enum EvalAction {
     /// held-out questions with no context, rag, weights and weights + rag; prints
     /// accuracy, latency, forgetting and training throughput.
     Weights(EvalWeightsArgs),
+    /// Contextual embeddings on a whole dataset: MiniLM, every training-free variant
+    /// and the learned stage two in one table (one stage-one pass, exact search).
+    Contextual(contextual::EvalContextualArgs),
 }
 
 #[derive(Args, Debug)]

@@ -15,6 +15,7 @@
 
 pub mod answers;
 pub mod chart;
+pub mod contextual;
 mod dataset;
 pub mod metrics;
 /// Answer scoring (EM, token F1, contains), shared with the trainer's gate.
