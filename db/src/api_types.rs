@@ -17,7 +17,8 @@ use crate::index::{IndexParams, Metric};
 pub struct CreateCollection {
     /// Text encoder: "minilm" (default unless `dimension` is given), "contextual"
     /// (MiniLM conditioned on this collection's corpus; see `context`) or
-    /// "contextual-<variant>" (center, whiten, idf, idf-center, idf-whiten).
+    /// "contextual-<variant>" (learned, the default; or the training-free center,
+    /// whiten, idf, idf-center, idf-whiten).
     pub embedder: Option<String>,
     /// Vector dimension of a bring-your-own-vector collection.
     pub dimension: Option<usize>,

@@ -55,6 +55,8 @@ impl TextEncoder for ContextualEncoder {
         self.base.max_tokens()
     }
 
+    /// Query-side vectors: the learned variant pools queries with its query gate
+    /// (documents, through `embed_chunked`, without it).
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let pooled = pool(&self.base, &self.context, texts)?;
         transform_all(&self.context, pooled)

@@ -8,6 +8,9 @@
 //!
 //! - The contract (`encoder.rs`): [`TextEncoder`], [`Chunk`].
 //! - [`MiniLm`]: all-MiniLM-L6-v2 on candle, CPU, the default encoder (`"minilm"`).
+//! - [`CorpusContext`] and [`ContextualEncoder`]: stage two, MiniLM conditioned on a
+//!   collection's corpus (training-free variants, and the learned network of
+//!   [`stage_two`], trained by [`stage_two_train`]).
 //! - [`models`]: the verified model cache (`engram models fetch`).
 //! - [`encoder_by_name`]: what the database calls to load the encoder a collection names.
 
@@ -46,7 +49,7 @@ pub const ENCODER_NAMES: &[&str] = &[
 
 /// The contextual variant a collection gets when it asks for plain `"contextual"`:
 /// the best one on held-out retrieval (see README, "Contextual embeddings").
-pub const DEFAULT_CONTEXTUAL: Variant = Variant::IdfWhiten;
+pub const DEFAULT_CONTEXTUAL: Variant = Variant::Learned;
 
 /// What an embedder name in a collection config means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -104,18 +104,22 @@ fn context_separates_near_duplicate_domains() {
         gaps.push((variant, gap));
     }
     // Centring and whitening remove what every card document shares, so the brand
-    // is what is left: the measured gaps are 1.6-1.9x the base one. Idf pooling does
-    // not help here: in this corpus the template words are rarer than the brand
-    // names, so idf weights what pairs across brands share (reported, not asserted;
-    // the learned variant pools by idf too).
+    // is what is left: the measured gaps are 1.6-1.8x the base one. Idf pooling
+    // helps less here: the brand names are in half the documents, the template
+    // words in two, so idf weights what pairs across brands share; the idf weights
+    // of a 20-document sample are flattened (exponent n / (n + 100)), which keeps
+    // the idf-whiten (1.3x) and learned (1.25x, the default) variants above the base.
     for (variant, gap) in gaps {
-        if !variant.idf_pooling() {
-            assert!(
-                gap > base_gap * 1.4,
-                "{}: gap {gap} vs base {base_gap}",
-                variant.name()
-            );
-        }
+        let floor = match variant {
+            Variant::Idf | Variant::IdfCenter => continue,
+            Variant::IdfWhiten | Variant::Learned => 1.1,
+            Variant::Center | Variant::Whiten => 1.4,
+        };
+        assert!(
+            gap > base_gap * floor,
+            "{}: gap {gap} vs base {base_gap}",
+            variant.name()
+        );
     }
 }
 

@@ -1,4 +1,5 @@
-//! A contextual collection end to end with the real MiniLM: stage one alone until
+//! A contextual collection end to end with the real MiniLM (the default, learned
+//! variant, and a training-free one by name): stage one alone until
 //! enough documents arrive, then a corpus context is built in the background and
 //! swapped in; `engram collections recontextualize` rebuilds it with progress; the
 //! context and its vectors survive a restart.
@@ -71,7 +72,7 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
         json!({"embedder": "contextual", "context": {"min_documents": 30}}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["embedder"], "contextual-idf-whiten");
+    assert_eq!(r.body["embedder"], "contextual-learned");
     assert_eq!(r.body["corpus_context"]["version"], 0);
 
     // Reaching min_documents starts the first build by itself.
@@ -126,7 +127,7 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
 }
 
 #[test]
-fn learned_contextual_collection_serves_with_the_shipped_stage_two() {
+fn a_training_free_variant_is_chosen_by_name() {
     let data = quoref();
     let passages = &data[60..100];
     let dir = tempfile::tempdir().unwrap();
@@ -142,14 +143,14 @@ fn learned_contextual_collection_serves_with_the_shipped_stage_two() {
 
     let r = server.put(
         "/collections/cards",
-        json!({"embedder": "contextual-learned", "context": {"min_documents": 40}}),
+        json!({"embedder": "contextual-idf-whiten", "context": {"min_documents": 40}}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["embedder"], "contextual-learned");
+    assert_eq!(r.body["embedder"], "contextual-idf-whiten");
     insert(&server, passages);
     let info = wait_for_context(&server, 1);
     assert_eq!(info["corpus_context"]["sampled_documents"], 40);
     let rate = hit_rate(&server, passages);
-    eprintln!("contextual-learned hit@10: {rate:.3}");
+    eprintln!("contextual-idf-whiten hit@10: {rate:.3}");
     assert!(rate >= 0.85, "hit@10 {rate}");
 }
