@@ -87,7 +87,7 @@ pub struct EvalContextualArgs {
     /// Keep stage one's token states in DIR (several GB) and reuse them.
     #[arg(long)]
     pub states_cache: Option<PathBuf>,
-    /// Also time embedding the first N passages (64-token windows) with MiniLM and
+    /// Also time embedding the first N of the evaluated passages (64-token windows) with MiniLM and
     /// with each contextual encoder, 3 alternating rounds, and print the medians.
     #[arg(long, default_value_t = 0)]
     pub timing: usize,
@@ -172,8 +172,8 @@ fn dataset_cache(
 
 pub fn eval(args: &EvalContextualArgs) -> anyhow::Result<()> {
     let net = match &args.weights {
-        Some(p) => StageTwo::from_file(p)?,
-        None => StageTwo::from_bytes(&StageTwo::bundled()?.to_bytes()?)?,
+        Some(p) => std::sync::Arc::new(StageTwo::from_file(p)?),
+        None => StageTwo::bundled()?,
     };
     let Loaded {
         sha256,
@@ -192,15 +192,12 @@ pub fn eval(args: &EvalContextualArgs) -> anyhow::Result<()> {
     println!("{}", table(&rows));
     let mut timing = Vec::new();
     if args.timing > 0 {
-        let path = args
-            .data
-            .clone()
-            .unwrap_or_else(|| args.dataset.default_path());
-        let passages = load(&path)?;
-        let texts: Vec<&str> = passages
+        // The passages are in memory already: the cache keeps their texts.
+        let texts: Vec<&str> = cache
+            .texts
             .iter()
             .take(args.timing)
-            .map(|p| p.text.as_str())
+            .map(|t| t.as_str())
             .collect();
         timing = time_encoders(&texts, 3)?;
         let base = timing[0].1;
