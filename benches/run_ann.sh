@@ -7,7 +7,8 @@
 #   DATASET: glove-50-angular (default) | fashion-mnist-784-euclidean
 # Environment: CARGO_TARGET_DIR (default ~/.cache/engram/target), ENGRAM_CACHE
 #   (default ~/.cache/engram), SKIP_BUILD=1 to reuse the built binary,
-#   ENGINES (default "engram,hnswlib,faiss").
+#   ENGINES (default "engram,engram-int8,hnswlib,faiss"; engram-int8 is Engram with
+#   the collection setting "quantization": "int8").
 # Prepares on first use: the venv (benches/setup.sh) and the data set with exact
 # ground truth (scripts/ann_data.py). Raw JSON lines go to
 # $ENGRAM_CACHE/results/ann-<dataset>-<time>.jsonl; the table is printed at the end.
@@ -25,7 +26,7 @@ EFC=200
 EF=10,20,40,80,120,200,400
 REPEAT=1
 TARGET=0.95
-ENGINES="${ENGINES:-engram,hnswlib,faiss}"
+ENGINES="${ENGINES:-engram,engram-int8,hnswlib,faiss}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --m) M="$2"; shift 2 ;;
@@ -44,18 +45,21 @@ DATA="$CACHE/bench/$DATASET"
 [ -f "$DATA/meta.json" ] || "$PY" "$ROOT/scripts/ann_data.py" --dataset "$DATASET"
 
 BIN="$CARGO_TARGET_DIR/release/ann"
-if [[ ",$ENGINES," == *",engram,"* ]] && [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [[ ",$ENGINES," == *",engram"* ]] && [ "${SKIP_BUILD:-0}" != 1 ]; then
   (cd "$ROOT" && cargo build --release -p engram-benches --bin ann)
 fi
 
 mkdir -p "$CACHE/results"
 OUT="$CACHE/results/ann-$DATASET-$(date +%Y%m%d-%H%M%S).jsonl"
-PEERS=$(echo "$ENGINES" | tr ',' '\n' | grep -v '^engram$' | paste -sd, - || true)
+PEERS=$(echo "$ENGINES" | tr ',' '\n' | grep -v '^engram' | paste -sd, - || true)
 echo "dataset $DATASET  M=$M efC=$EFC ef=$EF repeat=$REPEAT  -> $OUT" >&2
 for i in $(seq 1 "$REPEAT"); do
   # One engine at a time: they never compete for the cores.
   if [[ ",$ENGINES," == *",engram,"* ]]; then
     "$BIN" --dataset "$DATA" --m "$M" --ef-construction "$EFC" --ef "$EF" | tee -a "$OUT"
+  fi
+  if [[ ",$ENGINES," == *",engram-int8,"* ]]; then
+    "$BIN" --dataset "$DATA" --m "$M" --ef-construction "$EFC" --ef "$EF" --int8 | tee -a "$OUT"
   fi
   if [ -n "$PEERS" ]; then
     "$PY" "$ROOT/benches/peers/ann_peers.py" --dataset "$DATA" --engines "$PEERS" \

@@ -54,7 +54,7 @@ def main() -> None:
                               "best_recall": max(c["recall"] for c in curve)}
 
     datasets = sorted({ds for ds, _ in summary})
-    order = {"engram": 0, "hnswlib": 1, "faiss": 2}
+    order = {"engram": 0, "engram-int8": 1, "hnswlib": 2, "faiss": 3}
     for ds in datasets:
         engines = sorted((e for d, e in summary if d == ds), key=lambda e: (order.get(e, 9), e))
         print(f"\n== {ds}: full sweep (recall@10 / QPS, single-thread search) ==")
@@ -68,28 +68,28 @@ def main() -> None:
             print(f"{ef:>6}" + "".join(f"{c:>22}" for c in cells))
 
         print(f"\n== {ds}: lowest ef with recall@10 >= {args.target} ==")
-        print(f"{'engine':<10}{'ef':>6}{'recall@10':>11}{'QPS':>11}{'build_s':>10}{'threads':>9}")
+        print(f"{'engine':<13}{'ef':>6}{'recall@10':>11}{'QPS':>11}{'build_s':>10}{'threads':>9}")
         for e in engines:
             s = summary[(ds, e)]
             at = s["at"]
             b = s["curve"][0]
             if at is None:
-                print(f"{e:<10}{'-':>6}{'max ' + format(s['best_recall'], '.4f'):>11}{'-':>11}"
+                print(f"{e:<13}{'-':>6}{'max ' + format(s['best_recall'], '.4f'):>11}{'-':>11}"
                       f"{b['build_s']:>10.2f}{b['build_threads'] or '?':>9}")
             else:
-                print(f"{e:<10}{at['ef']:>6}{at['recall']:>11.4f}{at['qps']:>11.1f}"
+                print(f"{e:<13}{at['ef']:>6}{at['recall']:>11.4f}{at['qps']:>11.1f}"
                       f"{at['build_s']:>10.2f}{at['build_threads'] or '?':>9}")
-        eg = summary.get((ds, "engram"))
-        if eg is None:
-            continue
-        for peer in ("hnswlib", "faiss"):
-            p = summary.get((ds, peer))
-            if p is None:
-                continue
-            qps = (f"{eg['at']['qps'] / p['at']['qps']:.2f}x"
-                   if eg["at"] and p["at"] else "n/a (target not reached)")
-            build = eg["curve"][0]["build_s"] / p["curve"][0]["build_s"]
-            print(f"engram/{peer}: QPS at recall>={args.target} {qps}; build time {build:.2f}x")
+        for ours in (e for e in engines if e.startswith("engram")):
+            eg = summary[(ds, ours)]
+            for peer in ("hnswlib", "faiss"):
+                p = summary.get((ds, peer))
+                if p is None:
+                    continue
+                qps = (f"{eg['at']['qps'] / p['at']['qps']:.2f}x"
+                       if eg["at"] and p["at"] else "n/a (target not reached)")
+                build = eg["curve"][0]["build_s"] / p["curve"][0]["build_s"]
+                print(f"{ours}/{peer}: QPS at recall>={args.target} {qps}; "
+                      f"build time {build:.2f}x")
 
 
 if __name__ == "__main__":

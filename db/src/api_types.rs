@@ -44,6 +44,12 @@ pub struct CollectionInfo {
     pub vectors: usize,
     /// Bytes of raw f32 vector data held by the index.
     pub vector_bytes: usize,
+    /// Memory of the index per vector: the f32 vector, its int8 codes (when
+    /// quantized) and its graph links.
+    pub index_bytes_per_vector: f64,
+    /// Whether searches walk int8 codes now (`hnsw.quantization: "int8"` and at
+    /// least 1,000 vectors).
+    pub quantized: bool,
     /// Documents in the BM25 keyword index (those with text).
     pub keyword_documents: usize,
     /// Contextual collections: which corpus context embeds their text now.

@@ -411,17 +411,46 @@ impl Probe {
         };
         let meta = std::fs::read_to_string(dir.join(META_FILE))
             .map_err(|e| bad(format!("{META_FILE}: {e}")))?;
+        let bytes = std::fs::read(dir.join(WEIGHTS_FILE))
+            .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
+        Self::from_artifact(dir, &meta, &bytes)
+    }
+
+    /// The probe committed in `inverter/artifacts`, compiled into the binary so the
+    /// audit works wherever the binary is run from.
+    pub fn bundled() -> Result<Probe> {
+        Self::from_artifact(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/artifacts (bundled)")),
+            include_str!("../artifacts/probe.json"),
+            include_bytes!("../artifacts/probe.safetensors"),
+        )
+    }
+
+    /// The probe audits and evaluations use: the one in `ENGRAM_INVERTER_DIR` when
+    /// that is set (a retrained probe), else the [bundled](Probe::bundled) one.
+    pub fn default_probe() -> Result<Probe> {
+        match std::env::var_os("ENGRAM_INVERTER_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => Self::load(Path::new(&dir)),
+            None => Self::bundled(),
+        }
+    }
+
+    /// A probe from its manifest (JSON) and weights (safetensors); `dir` names it
+    /// in errors.
+    fn from_artifact(dir: &Path, meta: &str, bytes: &[u8]) -> Result<Probe> {
+        let bad = |reason: String| Error::Artifact {
+            dir: dir.to_path_buf(),
+            reason,
+        };
         let meta: Meta =
-            serde_json::from_str(&meta).map_err(|e| bad(format!("{META_FILE}: {e}")))?;
+            serde_json::from_str(meta).map_err(|e| bad(format!("{META_FILE}: {e}")))?;
         if meta.format != FORMAT {
             return Err(bad(format!(
                 "format {} (this build reads {FORMAT})",
                 meta.format
             )));
         }
-        let bytes = std::fs::read(dir.join(WEIGHTS_FILE))
-            .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
         let t = st
             .tensor("weight")

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use engram_embedder::TextEncoder;
 use engram_inverter::metrics::{cosine, token_f1};
-use engram_inverter::{probe, CosineSearch, Inverter, Probe, SearchOptions};
+use engram_inverter::{CosineSearch, Inverter, Probe, SearchOptions};
 
 fn committed_probe() -> Arc<Probe> {
-    Arc::new(Probe::load(&probe::default_dir()).expect("the committed artifact loads"))
+    Arc::new(Probe::bundled().expect("the committed artifact loads"))
 }
 
 #[test]

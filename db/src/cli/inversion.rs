@@ -268,9 +268,10 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         .quoref
         .clone()
         .unwrap_or_else(|| Dataset::Quoref.default_path());
-    let probe = Arc::new(Probe::load(
-        &args.probe.clone().unwrap_or_else(probe::default_dir),
-    )?);
+    let probe = Arc::new(match &args.probe {
+        Some(dir) => Probe::load(dir)?,
+        None => Probe::default_probe()?,
+    });
     let minilm = engram_embedder::shared_minilm()?;
     let (passages, texts) = held_out(&path, args.limit, &minilm)?;
     let opts = SearchOptions {

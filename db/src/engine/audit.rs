@@ -56,7 +56,7 @@ impl AuditJobs {
         if let Some(p) = self.probe.get() {
             return Ok(p.clone());
         }
-        let p = Arc::new(Probe::load(&engram_inverter::probe::default_dir())?);
+        let p = Arc::new(Probe::default_probe()?);
         Ok(self.probe.get_or_init(|| p).clone())
     }
 }

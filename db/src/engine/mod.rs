@@ -766,6 +766,8 @@ fn info(coll: &Collection) -> CollectionInfo {
         documents: coll.document_count(),
         vectors,
         vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+        index_bytes_per_vector: (index.bytes_per_vector() * 10.0).round() / 10.0,
+        quantized: index.is_quantized(),
         keyword_documents: coll.keywords().len(),
         corpus_context: coll.config.embedder.as_deref().and_then(|e| {
             matches!(EncoderKind::parse(e), Ok(EncoderKind::Contextual(_))).then(|| {
@@ -868,6 +870,70 @@ mod tests {
         for (h, (score, _)) in hits.iter().zip(&expected) {
             assert!((h.score - score).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn an_int8_collection_quantizes_after_a_thousand_vectors_and_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let hnsw: IndexParams = serde_json::from_value(json!({"quantization": "int8"})).unwrap();
+        assert_eq!(
+            (hnsw.m, hnsw.ef_construction),
+            (16, 200),
+            "the rest default"
+        );
+        let vector = |i: usize| -> Vec<f32> {
+            (0..8u64)
+                .map(|j| {
+                    let x = (i as u64 * 8 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    ((x ^ (x >> 29)) % 10_007) as f32 / 10_007.0 - 0.5
+                })
+                .collect()
+        };
+        let docs = |range: std::ops::Range<usize>| -> Vec<DocumentInput> {
+            range
+                .map(|i| DocumentInput {
+                    id: Some(format!("d{i}")),
+                    vector: Some(vector(i)),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        {
+            let e = engine(dir.path());
+            let req = CreateCollection {
+                dimension: Some(8),
+                hnsw: Some(hnsw),
+                ..Default::default()
+            };
+            e.create_collection("q", req).unwrap();
+            e.upsert("q", docs(0..900)).unwrap();
+            assert!(
+                !e.collection_info("q").unwrap().quantized,
+                "too few to learn a range"
+            );
+            e.upsert("q", docs(900..1500)).unwrap();
+            let info = e.collection_info("q").unwrap();
+            assert!(info.quantized);
+            // f32 vector + codes + two terms + 33 link slots, and the upper layers.
+            assert!(info.index_bytes_per_vector >= (32 + 16 + 33 * 4 + 1) as f64);
+        }
+        let e = engine(dir.path());
+        assert!(
+            e.collection_info("q").unwrap().quantized,
+            "rebuilt quantized"
+        );
+        let req = QueryRequest {
+            vector: Some(vector(1234)),
+            k: Some(1),
+            ..Default::default()
+        };
+        let hit = e.query("q", &req).unwrap().hits.remove(0);
+        assert_eq!(hit.id, "d1234");
+        assert!(
+            (hit.score - 1.0).abs() < 1e-5,
+            "rescored exactly: {}",
+            hit.score
+        );
     }
 
     fn keyword_ids(e: &Engine, text: &str) -> Vec<String> {
