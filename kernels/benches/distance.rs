@@ -73,11 +73,51 @@ fn int8(c: &mut Criterion) {
     group.finish();
 }
 
+/// Bytes streamed per iteration of the scan group: far beyond any last-level cache.
+const SCAN_BYTES: usize = 256 << 20;
+
+/// One query against every row of a matrix much larger than the caches, next to a
+/// plain single-core read of as many bytes: the first figures above are the kernels
+/// on cached vectors, these say how near a scan of uncached vectors comes to what one
+/// core can pull from memory at all (the bound an exact scan or rescoring works
+/// against).
+fn scan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan_256MiB");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(SCAN_BYTES as u64));
+    let words: Vec<u64> = (0..SCAN_BYTES / 8).map(|i| i as u64 * 31).collect();
+    group.bench_function("memory read (u64 sum)", |bench| {
+        bench.iter(|| {
+            black_box(&words)
+                .iter()
+                .fold(0u64, |acc, &w| acc.wrapping_add(w))
+        })
+    });
+    drop(words);
+    let matrix: Vec<f32> = (0..SCAN_BYTES / 4)
+        .map(|i| (i % 97) as f32 / 97.0)
+        .collect();
+    for dim in DIMS {
+        let (query, _) = inputs(dim);
+        let rows = matrix.len() / dim;
+        group.throughput(Throughput::Bytes((rows * dim * size_of::<f32>()) as u64));
+        group.bench_with_input(BenchmarkId::new("dot", dim), &dim, |bench, _| {
+            bench.iter(|| {
+                black_box(&matrix)
+                    .chunks_exact(dim)
+                    .map(|row| kernels::dot(&query, row))
+                    .sum::<f32>()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = distances, int8
+    targets = distances, int8, scan
 }
 criterion_main!(benches);
