@@ -320,7 +320,11 @@ mod tests {
     }
 
     fn indexed(data: &[Vec<f32>], metric: Metric) -> VectorIndex {
-        let index = VectorIndex::new(data[0].len(), metric, IndexParams::default(), data.len());
+        indexed_with(data, metric, IndexParams::default())
+    }
+
+    fn indexed_with(data: &[Vec<f32>], metric: Metric, params: IndexParams) -> VectorIndex {
+        let index = VectorIndex::new(data[0].len(), metric, params, data.len());
         let items: Vec<(u64, &[f32])> = data
             .iter()
             .enumerate()
@@ -379,13 +383,7 @@ mod tests {
                 quantization: Quantization::Int8,
                 ..IndexParams::default()
             };
-            let index = VectorIndex::new(32, metric, params, data.len());
-            let items: Vec<(u64, &[f32])> = data
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i as u64, v.as_slice()))
-                .collect();
-            index.insert_batch(&items);
+            let index = indexed_with(&data, metric, params);
             assert!(index.is_quantized());
             let plain = indexed(&data, metric);
             assert!(index.bytes_per_vector() > plain.bytes_per_vector() + 32.0);
