@@ -457,6 +457,9 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
                     let d = distance(nb);
                     let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
                     if results.len() < ef || d < worst {
+                        // A node good enough to queue is usually expanded a few
+                        // steps later: ask for its links now, while there is time.
+                        self.prefetch_links(nb, level);
                         candidates.push(Reverse(Near(d, nb)));
                         if accepts(nb) {
                             results.push(Near(d, nb));
