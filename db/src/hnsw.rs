@@ -198,8 +198,22 @@ impl Quantized {
     }
 }
 
+/// The graph's distance between two vectors: lower is nearer. A trait rather than
+/// `Fn` so the index can hold a resolved SIMD kernel and the walk call it inline;
+/// any `Fn(&[f32], &[f32]) -> f32` is one too.
+pub trait Distance: Sync {
+    fn between(&self, a: &[f32], b: &[f32]) -> f32;
+}
+
+impl<F: Fn(&[f32], &[f32]) -> f32 + Sync> Distance for F {
+    #[inline(always)]
+    fn between(&self, a: &[f32], b: &[f32]) -> f32 {
+        self(a, b)
+    }
+}
+
 /// The graph. Node numbers are dense (0..n); the caller maps them to its ids.
-pub struct Graph<D: Fn(&[f32], &[f32]) -> f32> {
+pub struct Graph<D: Distance> {
     dim: usize,
     m: usize,
     m0: usize,
@@ -218,7 +232,7 @@ pub struct Graph<D: Fn(&[f32], &[f32]) -> f32> {
     quantized: Option<Quantized>,
 }
 
-impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
+impl<D: Distance> Graph<D> {
     pub fn new(dim: usize, m: usize, ef_construction: usize, distance: D) -> Self {
         let m = m.max(2);
         Graph {
@@ -380,7 +394,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
         level: u8,
         keep: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<Near> {
-        let exact = |n: u32| (self.distance)(query, self.vector(n));
+        let exact = |n: u32| self.distance.between(query, self.vector(n));
         self.walk(exact, false, entry, ef, level, keep)
     }
 
@@ -401,7 +415,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
         let approx = |n: u32| q.distance(self.dim, &encoded, n);
         let mut found = self.walk(approx, true, entry, ef, 0, keep);
         for n in &mut found {
-            n.0 = (self.distance)(query, self.vector(n.1));
+            n.0 = self.distance.between(query, self.vector(n.1));
         }
         found.sort();
         found
@@ -485,7 +499,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
             let v = self.vector(c.1);
             if kept
                 .iter()
-                .all(|&s| (self.distance)(v, self.vector(s)) > c.0)
+                .all(|&s| self.distance.between(v, self.vector(s)) > c.0)
             {
                 kept.push(c.1);
             }
@@ -657,7 +671,10 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
     fn neighbours_of(&self, node: u32, entry: u32) -> Vec<Vec<u32>> {
         let query = self.vector(node);
         let level = self.levels[node as usize];
-        let mut ep = vec![Near((self.distance)(query, self.vector(entry)), entry)];
+        let mut ep = vec![Near(
+            self.distance.between(query, self.vector(entry)),
+            entry,
+        )];
         for l in (level + 1..=self.max_level).rev() {
             ep = self.search_layer(query, &ep, 1, l, None);
         }
@@ -717,7 +734,7 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
         let base = self.vector(target);
         let mut cands: Vec<Near> = links
             .iter()
-            .map(|&x| Near((self.distance)(base, self.vector(x)), x))
+            .map(|&x| Near(self.distance.between(base, self.vector(x)), x))
             .collect();
         cands.sort();
         self.select(&cands, cap)
@@ -743,7 +760,10 @@ impl<D: Fn(&[f32], &[f32]) -> f32 + Sync> Graph<D> {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
-        let mut ep = vec![Near((self.distance)(query, self.vector(entry)), entry)];
+        let mut ep = vec![Near(
+            self.distance.between(query, self.vector(entry)),
+            entry,
+        )];
         for l in (1..=self.max_level).rev() {
             ep = self.search_layer(query, &ep, 1, l, None);
         }

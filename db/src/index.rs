@@ -11,7 +11,9 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hnsw::{Graph, QuantizedDistance};
+use engram_kernels::PairKernel;
+
+use crate::hnsw::{Distance, Graph, QuantizedDistance};
 
 /// How two vectors are compared. Scores returned by searches follow the metric:
 /// cosine similarity and dot product (higher is nearer), euclidean distance
@@ -45,28 +47,36 @@ impl Metric {
 /// The graph's distance: monotone in the metric, lower is nearer. Cosine runs
 /// on normalised vectors as 1 - dot; dot product is mapped through a positive
 /// decreasing function of the dot; euclidean skips the square root, which does
-/// not change the order.
-type DistanceFn = fn(&[f32], &[f32]) -> f32;
-
-fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
-    (1.0 - engram_kernels::dot(a, b)).max(0.0)
+/// not change the order. Holds the SIMD kernel resolved for this CPU, so the walk
+/// calls it directly.
+#[derive(Clone, Copy)]
+struct GraphDistance {
+    metric: Metric,
+    kernel: PairKernel,
 }
 
-fn dot_distance(a: &[f32], b: &[f32]) -> f32 {
-    let d = engram_kernels::dot(a, b);
-    if d <= 0.0 {
-        1.0 - d
-    } else {
-        1.0 / (1.0 + d)
+impl Distance for GraphDistance {
+    #[inline(always)]
+    fn between(&self, a: &[f32], b: &[f32]) -> f32 {
+        let k = self.kernel.call(a, b);
+        match self.metric {
+            Metric::Cosine => (1.0 - k).max(0.0),
+            Metric::Dot if k <= 0.0 => 1.0 - k,
+            Metric::Dot => 1.0 / (1.0 + k),
+            Metric::Euclidean => k,
+        }
     }
 }
 
 impl Metric {
-    fn distance_fn(self) -> DistanceFn {
-        match self {
-            Metric::Cosine => cosine_distance,
-            Metric::Dot => dot_distance,
-            Metric::Euclidean => engram_kernels::l2_squared,
+    fn graph_distance(self) -> GraphDistance {
+        let kernel = match self {
+            Metric::Cosine | Metric::Dot => PairKernel::dot(),
+            Metric::Euclidean => PairKernel::l2_squared(),
+        };
+        GraphDistance {
+            metric: self,
+            kernel,
         }
     }
 }
@@ -119,7 +129,7 @@ const LOCK_CHUNK: usize = 1024;
 
 /// The graph and the collection ids of its nodes (node n holds `ids[n]`).
 struct Nodes {
-    graph: Graph<DistanceFn>,
+    graph: Graph<GraphDistance>,
     ids: Vec<u64>,
 }
 
@@ -136,7 +146,12 @@ impl VectorIndex {
     /// rebuild does not reallocate the flat arrays as it grows.
     pub fn new(dim: usize, metric: Metric, params: IndexParams, capacity: usize) -> Self {
         let m = params.m.clamp(2, 128);
-        let mut graph = Graph::new(dim, m, params.ef_construction.max(m), metric.distance_fn());
+        let mut graph = Graph::new(
+            dim,
+            m,
+            params.ef_construction.max(m),
+            metric.graph_distance(),
+        );
         graph.reserve(capacity);
         VectorIndex {
             metric,
@@ -311,7 +326,9 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let d = metric.distance_fn()(&normalized(v, metric), &normalized(q, metric));
+                let d = metric
+                    .graph_distance()
+                    .between(&normalized(v, metric), &normalized(q, metric));
                 (i as u64, d)
             })
             .collect();

@@ -183,6 +183,34 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     unsafe { (k.dot_i8)(a, b) }
 }
 
+/// A pairwise f32 kernel ([`dot`] or [`l2_squared`]) resolved once for this CPU.
+/// A hot loop that holds one calls the SIMD code directly, one indirect call,
+/// instead of going through [`dot`]'s table lookup and whatever wraps it (in A/B
+/// passes of the HNSW walk on 50-d vectors, a direct call gave +2% to +18% QPS).
+#[derive(Clone, Copy)]
+pub struct PairKernel(dispatch::PairFn);
+
+impl PairKernel {
+    /// The kernel [`dot`] dispatches to.
+    pub fn dot() -> Self {
+        PairKernel(dispatch::kernels().dot)
+    }
+
+    /// The kernel [`l2_squared`] dispatches to.
+    pub fn l2_squared() -> Self {
+        PairKernel(dispatch::kernels().l2_squared)
+    }
+
+    /// Runs the kernel; lengths must match.
+    #[inline(always)]
+    pub fn call(self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len(), "PairKernel: length mismatch");
+        // SAFETY: built from `kernels()`, which only holds kernels whose CPU
+        // features were detected.
+        unsafe { (self.0)(a, b) }
+    }
+}
+
 /// Name of the f32 backend this process uses: `"avx512"`, `"avx2+fma"`,
 /// `"neon"` or `"scalar"`. For startup logs and benchmark labels.
 pub fn backend() -> &'static str {

@@ -78,6 +78,24 @@ fn dispatched_matches_reference() {
 }
 
 #[test]
+fn resolved_pair_kernels_are_the_dispatched_ones() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let (dot, l2) = (
+        kernels::PairKernel::dot(),
+        kernels::PairKernel::l2_squared(),
+    );
+    for &len in LENGTHS {
+        let a = random_vec(&mut rng, len);
+        let b = random_vec(&mut rng, len);
+        assert_eq!(dot.call(&a, &b).to_bits(), kernels::dot(&a, &b).to_bits());
+        assert_eq!(
+            l2.call(&a, &b).to_bits(),
+            kernels::l2_squared(&a, &b).to_bits()
+        );
+    }
+}
+
+#[test]
 fn cosine_edge_cases() {
     let a = [1.0f32, 2.0, 3.0];
     assert_close(kernels::cosine_similarity(&a, &a), 1.0, 1.0, "self");
