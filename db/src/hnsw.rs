@@ -398,6 +398,20 @@ impl<D: Distance> Graph<D> {
         self.walk(exact, false, entry, ef, level, keep)
     }
 
+    /// From `entry` down through the levels from the top to `down_to`, keeping the
+    /// nearest node found on each (ef = 1): where a search or an insertion starts
+    /// its wide search.
+    fn descend(&self, query: &[f32], entry: u32, down_to: u8) -> Vec<Near> {
+        let mut ep = vec![Near(
+            self.distance.between(query, self.vector(entry)),
+            entry,
+        )];
+        for l in (down_to..=self.max_level).rev() {
+            ep = self.search_layer(query, &ep, 1, l, None);
+        }
+        ep
+    }
+
     /// Layer 0's search: on the int8 codes when the graph is quantized, with what
     /// the walk found rescored by the exact distance (so callers always get exact
     /// distances, nearest first), else exact throughout.
@@ -671,13 +685,7 @@ impl<D: Distance> Graph<D> {
     fn neighbours_of(&self, node: u32, entry: u32) -> Vec<Vec<u32>> {
         let query = self.vector(node);
         let level = self.levels[node as usize];
-        let mut ep = vec![Near(
-            self.distance.between(query, self.vector(entry)),
-            entry,
-        )];
-        for l in (level + 1..=self.max_level).rev() {
-            ep = self.search_layer(query, &ep, 1, l, None);
-        }
+        let mut ep = self.descend(query, entry, level + 1);
         let top = level.min(self.max_level);
         let mut chosen = vec![Vec::new(); top as usize + 1];
         for l in (0..=top).rev() {
@@ -760,13 +768,7 @@ impl<D: Distance> Graph<D> {
         let Some(entry) = self.entry else {
             return Vec::new();
         };
-        let mut ep = vec![Near(
-            self.distance.between(query, self.vector(entry)),
-            entry,
-        )];
-        for l in (1..=self.max_level).rev() {
-            ep = self.search_layer(query, &ep, 1, l, None);
-        }
+        let ep = self.descend(query, entry, 1);
         let mut found = self.search_layer0(query, &ep, ef.max(k), keep);
         found.truncate(k);
         found.into_iter().map(|n| (n.1, n.0)).collect()

@@ -119,20 +119,14 @@ pub type Result<T> = std::result::Result<T, KernelError>;
 /// HNSW hot loop's most frequent call. Lengths must match (see the crate docs).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len(), "dot: length mismatch");
-    let k = dispatch::kernels();
-    // SAFETY: `kernels()` only holds kernels whose CPU features were detected.
-    unsafe { (k.dot)(a, b) }
+    PairKernel::dot().call(a, b)
 }
 
 /// Squared Euclidean distance `Σ (aᵢ−bᵢ)²`: the L2 metric without the square
 /// root, which ranking does not need. Lengths must match.
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len(), "l2_squared: length mismatch");
-    let k = dispatch::kernels();
-    // SAFETY: `kernels()` only holds kernels whose CPU features were detected.
-    unsafe { (k.l2_squared)(a, b) }
+    PairKernel::l2_squared().call(a, b)
 }
 
 /// Cosine similarity `a·b / (|a|·|b|)`, clamped to `[-1, 1]`, in one pass
@@ -204,7 +198,7 @@ impl PairKernel {
     /// Runs the kernel; lengths must match.
     #[inline(always)]
     pub fn call(self, a: &[f32], b: &[f32]) -> f32 {
-        debug_assert_eq!(a.len(), b.len(), "PairKernel: length mismatch");
+        debug_assert_eq!(a.len(), b.len(), "pairwise kernel: length mismatch");
         // SAFETY: built from `kernels()`, which only holds kernels whose CPU
         // features were detected.
         unsafe { (self.0)(a, b) }
