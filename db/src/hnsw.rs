@@ -41,19 +41,21 @@ impl Ord for Near {
 /// start (the hardware prefetcher follows a sequential run).
 const PREFETCH_LINES: usize = 4;
 
-/// Hints the CPU to load the first [`PREFETCH_LINES`] cache lines of `data` (a
-/// no-op for `None` or where there is no prefetch instruction).
+/// Hints the CPU to load the cache lines `data` spans, at most [`PREFETCH_LINES`]
+/// of them (a no-op for `None` or where there is no prefetch instruction). Counted
+/// from the line the data starts in, so an unaligned row's last line is not missed.
 #[inline(always)]
 fn prefetch<T>(data: Option<&[T]>) {
     #[cfg(target_arch = "x86_64")]
     if let Some(data) = data {
-        let bytes = std::mem::size_of_val(data).min(PREFETCH_LINES * 64);
-        let start = data.as_ptr() as *const i8;
-        for offset in (0..bytes).step_by(64) {
-            // SAFETY: prefetching is a hint and never faults; the address is inside `data`.
+        let start = data.as_ptr() as usize;
+        let first_line = start & !63;
+        let end = (start + std::mem::size_of_val(data)).min(first_line + PREFETCH_LINES * 64);
+        for line in (first_line..end).step_by(64) {
+            // SAFETY: prefetching is a hint and never faults, whatever the address.
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(start.add(offset));
+                _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
             }
         }
     }
@@ -126,6 +128,109 @@ thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
 }
 
+/// One cache line of int8 codes.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CodeLine([i8; 64]);
+
+/// A stored vector as the quantized walk reads it.
+struct CodeRow<'a> {
+    codes: &'a [i8],
+    /// The quantizer's correction term of these codes.
+    correction: f32,
+    /// The exact squared norm of the vector.
+    norm: f32,
+}
+
+/// int8 code rows, each starting on its own cache line, with the two per-vector
+/// terms of the score after the codes: a row of up to 56 dimensions (GloVe-50) is
+/// one memory load in the walk, where packed codes straddle two lines most of the
+/// time and terms in arrays of their own cost a miss of their own.
+struct CodeRows {
+    dim: usize,
+    /// Cache lines per row.
+    stride: usize,
+    lines: Vec<CodeLine>,
+}
+
+/// Bytes after a row's codes: its correction and its squared norm.
+const ROW_TERMS: usize = 8;
+
+impl CodeRows {
+    fn new(dim: usize, capacity: usize) -> Self {
+        let stride = (dim + ROW_TERMS).div_ceil(64);
+        CodeRows {
+            dim,
+            stride,
+            lines: Vec::with_capacity(capacity * stride),
+        }
+    }
+
+    fn push(&mut self, codes: &[i8], correction: f32, norm: f32) {
+        debug_assert_eq!(codes.len(), self.dim);
+        let mut row = vec![0i8; self.stride * 64];
+        row[..self.dim].copy_from_slice(codes);
+        let terms = correction
+            .to_le_bytes()
+            .into_iter()
+            .chain(norm.to_le_bytes());
+        for (slot, byte) in row[self.dim..self.dim + ROW_TERMS].iter_mut().zip(terms) {
+            *slot = byte as i8;
+        }
+        for chunk in row.chunks_exact(64) {
+            let mut line = CodeLine([0; 64]);
+            line.0.copy_from_slice(chunk);
+            self.lines.push(line);
+        }
+    }
+
+    /// The whole row, codes and terms, as bytes.
+    #[inline(always)]
+    fn bytes(&self, node: u32) -> &[i8] {
+        let lines = &self.lines[node as usize * self.stride..][..self.stride];
+        // SAFETY: `CodeLine` is `repr(C)` over `[i8; 64]` with no padding (its size
+        // is its alignment), so `stride` consecutive lines are `stride * 64`
+        // contiguous, initialised `i8`s.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<i8>(), self.stride * 64) }
+    }
+
+    #[inline(always)]
+    fn row(&self, node: u32) -> CodeRow<'_> {
+        let bytes = self.bytes(node);
+        let term = |at: usize| {
+            let mut le = [0u8; 4];
+            for (b, &c) in le.iter_mut().zip(&bytes[at..at + 4]) {
+                *b = c as u8;
+            }
+            f32::from_le_bytes(le)
+        };
+        CodeRow {
+            codes: &bytes[..self.dim],
+            correction: term(self.dim),
+            norm: term(self.dim + 4),
+        }
+    }
+
+    /// The bytes the walk reads of a row (for prefetching).
+    #[inline(always)]
+    fn used(&self, node: u32) -> &[i8] {
+        &self.bytes(node)[..self.dim + ROW_TERMS]
+    }
+
+    fn reserve(&mut self, rows: usize) {
+        self.lines.reserve(rows * self.stride);
+    }
+
+    /// Rows in the order `old_of_new` gives.
+    fn permuted(&self, old_of_new: &[u32]) -> Self {
+        let mut lines = Vec::with_capacity(self.lines.capacity());
+        for &old in old_of_new {
+            lines.extend_from_slice(&self.lines[old as usize * self.stride..][..self.stride]);
+        }
+        CodeRows { lines, ..*self }
+    }
+}
+
 /// How an approximate dot product becomes the graph's distance in the quantized walk
 /// (it must order nodes as the caller's f32 distance does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,18 +254,15 @@ struct QueryCodes {
 struct Quantized {
     quantizer: ScalarQuantizer,
     kind: QuantizedDistance,
-    codes: Vec<i8>,
-    corrections: Vec<f32>,
-    /// Exact squared norms (used by `L2Squared`).
-    norms: Vec<f32>,
+    codes: CodeRows,
 }
 
 impl Quantized {
     fn push(&mut self, v: &[f32]) {
         let codes = self.quantizer.quantize(v);
-        self.corrections.push(self.quantizer.correction(&codes));
-        self.norms.push(engram_kernels::dot(v, v));
-        self.codes.extend(codes);
+        let correction = self.quantizer.correction(&codes);
+        self.codes
+            .push(&codes, correction, engram_kernels::dot(v, v));
     }
 
     /// What the walk needs of a query: its codes, their correction, its exact norm.
@@ -175,15 +277,11 @@ impl Quantized {
 
     /// The walk's distance from an encoded query to `node`.
     #[inline]
-    fn distance(&self, dim: usize, q: &QueryCodes, node: u32) -> f32 {
-        let at = node as usize * dim;
-        let n = node as usize;
-        let dot = self.quantizer.dot(
-            &q.codes,
-            q.correction,
-            &self.codes[at..at + dim],
-            self.corrections[n],
-        );
+    fn distance(&self, q: &QueryCodes, node: u32) -> f32 {
+        let row = self.codes.row(node);
+        let dot = self
+            .quantizer
+            .dot(&q.codes, q.correction, row.codes, row.correction);
         match self.kind {
             QuantizedDistance::OneMinusDot => (1.0 - dot).max(0.0),
             QuantizedDistance::Dot => {
@@ -193,7 +291,7 @@ impl Quantized {
                     1.0 / (1.0 + dot)
                 }
             }
-            QuantizedDistance::L2Squared => (q.norm + self.norms[n] - 2.0 * dot).max(0.0),
+            QuantizedDistance::L2Squared => (q.norm + row.norm - 2.0 * dot).max(0.0),
         }
     }
 }
@@ -267,9 +365,7 @@ impl<D: Distance> Graph<D> {
         let mut q = Quantized {
             quantizer,
             kind,
-            codes: Vec::with_capacity(self.vectors.len()),
-            corrections: Vec::with_capacity(self.len()),
-            norms: Vec::with_capacity(self.len()),
+            codes: CodeRows::new(self.dim, self.len()),
         };
         for v in self.vectors.chunks(self.dim) {
             q.push(v);
@@ -289,11 +385,7 @@ impl<D: Distance> Graph<D> {
     pub fn bytes_per_node(&self) -> f64 {
         let n = self.len().max(1) as f64;
         let upper: usize = self.upper.iter().map(|u| u.len() * 4).sum();
-        let quant = if self.quantized.is_some() {
-            self.dim + 8
-        } else {
-            0
-        };
+        let quant = self.quantized.as_ref().map_or(0, |q| q.codes.stride * 64);
         (self.dim * 4 + quant + (self.m0 + 1) * 4 + 1) as f64 + upper as f64 / n
     }
 
@@ -308,7 +400,7 @@ impl<D: Distance> Graph<D> {
         self.links0.reserve(n * (self.m0 + 1));
         self.upper.reserve(n);
         if let Some(q) = &mut self.quantized {
-            q.codes.reserve(n * self.dim);
+            q.codes.reserve(n);
         }
         self.advise_huge_pages();
     }
@@ -319,7 +411,7 @@ impl<D: Distance> Graph<D> {
         advise_huge_pages(&self.vectors);
         advise_huge_pages(&self.links0);
         if let Some(q) = &self.quantized {
-            advise_huge_pages(&q.codes);
+            advise_huge_pages(&q.codes.lines);
         }
     }
 
@@ -337,7 +429,7 @@ impl<D: Distance> Graph<D> {
     fn prefetch(&self, node: u32, codes: bool) {
         let at = node as usize * self.dim;
         match (&self.quantized, codes) {
-            (Some(q), true) => prefetch(q.codes.get(at..at + self.dim)),
+            (Some(q), true) => prefetch(Some(q.codes.used(node))),
             _ => prefetch(self.vectors.get(at..at + self.dim)),
         }
     }
@@ -426,9 +518,18 @@ impl<D: Distance> Graph<D> {
             return self.search_layer(query, entry, ef, 0, keep);
         };
         let encoded = q.encode(query);
-        let approx = |n: u32| q.distance(self.dim, &encoded, n);
+        let approx = |n: u32| q.distance(&encoded, n);
         let mut found = self.walk(approx, true, entry, ef, 0, keep);
-        for n in &mut found {
+        // The found vectors are scattered: ask for them a few rescores ahead.
+        const AHEAD: usize = 8;
+        for &Near(_, n) in found.iter().take(AHEAD) {
+            self.prefetch(n, false);
+        }
+        for i in 0..found.len() {
+            if let Some(&Near(_, n)) = found.get(i + AHEAD) {
+                self.prefetch(n, false);
+            }
+            let n = &mut found[i];
             n.0 = self.distance.between(query, self.vector(n.1));
         }
         found.sort();
@@ -639,17 +740,7 @@ impl<D: Distance> Graph<D> {
             upper.push(up);
         }
         if let Some(q) = &mut self.quantized {
-            let mut codes = Vec::with_capacity(q.codes.capacity());
-            for &old in &old_of_new {
-                let old = old as usize;
-                codes.extend_from_slice(&q.codes[old * self.dim..(old + 1) * self.dim]);
-            }
-            q.codes = codes;
-            q.corrections = old_of_new
-                .iter()
-                .map(|&o| q.corrections[o as usize])
-                .collect();
-            q.norms = old_of_new.iter().map(|&o| q.norms[o as usize]).collect();
+            q.codes = q.codes.permuted(&old_of_new);
         }
         (self.vectors, self.links0, self.levels, self.upper) = (vectors, links0, levels, upper);
         self.entry = Some(new_of_old[entry as usize]);
@@ -676,7 +767,10 @@ impl<D: Distance> Graph<D> {
     }
 
     fn capacities(&self) -> (usize, usize, usize) {
-        let codes = self.quantized.as_ref().map_or(0, |q| q.codes.capacity());
+        let codes = self
+            .quantized
+            .as_ref()
+            .map_or(0, |q| q.codes.lines.capacity());
         (self.vectors.capacity(), self.links0.capacity(), codes)
     }
 
@@ -797,6 +891,35 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn code_rows_keep_codes_and_terms_on_cache_line_boundaries() {
+        for dim in [1, 50, 56, 57, 64, 384] {
+            let mut rows = CodeRows::new(dim, 3);
+            assert_eq!(rows.stride, (dim + ROW_TERMS).div_ceil(64));
+            let codes: Vec<Vec<i8>> = (0..3)
+                .map(|r| {
+                    (0..dim)
+                        .map(|i| ((i * 7 + r * 13) % 256) as u8 as i8)
+                        .collect()
+                })
+                .collect();
+            for (r, c) in codes.iter().enumerate() {
+                rows.push(c, -1.5 * r as f32, 0.25 + r as f32);
+            }
+            for (r, c) in codes.iter().enumerate() {
+                let row = rows.row(r as u32);
+                assert_eq!(row.codes, &c[..], "dim {dim} row {r}");
+                assert_eq!(row.correction, -1.5 * r as f32);
+                assert_eq!(row.norm, 0.25 + r as f32);
+                assert_eq!(row.codes.as_ptr() as usize % 64, 0, "row starts a line");
+            }
+            let back = rows.permuted(&[2, 0, 1]);
+            assert_eq!(back.row(0).codes, &codes[2][..]);
+            assert_eq!(back.row(1).norm, 0.25);
+            assert_eq!(back.row(2).correction, -1.5);
+        }
     }
 
     type L2Graph = Graph<fn(&[f32], &[f32]) -> f32>;
