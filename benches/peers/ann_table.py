@@ -3,7 +3,11 @@
 
 For each engine (and data set): the lowest ef whose recall@10 reaches the target
 (default 0.95), the QPS there, and the build time; then the ratios Engram/hnswlib
-and Engram/faiss. When the sweep was repeated (several JSON lines for the same
+and Engram/faiss. Because the lowest ef of a coarse sweep can land two engines
+at different recalls, each ratio is also given at *equal* recall: Engram's QPS
+interpolated on its own curve (log QPS linear in recall between the two sweep
+points around it) at exactly the recall the peer reached at its operating point.
+When the sweep was repeated (several JSON lines for the same
 engine and ef), QPS, recall and build time are the medians over the repeats.
 Standard library only.
 
@@ -14,9 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
+
+
+def qps_at(curve: list[dict], recall: float) -> float | None:
+    """QPS at `recall` on a sweep curve (ordered by ef), log-linear between the
+    two neighbouring points; None where the curve never reaches it."""
+    for lo, hi in zip(curve, curve[1:]):
+        if lo["recall"] <= recall <= hi["recall"] and hi["recall"] > lo["recall"]:
+            t = (recall - lo["recall"]) / (hi["recall"] - lo["recall"])
+            return math.exp(math.log(lo["qps"]) + t * (math.log(hi["qps"]) - math.log(lo["qps"])))
+    exact = [c["qps"] for c in curve if c["recall"] == recall]
+    return max(exact) if exact else None
 
 
 def main() -> None:
@@ -87,9 +103,15 @@ def main() -> None:
                     continue
                 qps = (f"{eg['at']['qps'] / p['at']['qps']:.2f}x"
                        if eg["at"] and p["at"] else "n/a (target not reached)")
+                equal = "n/a"
+                if p["at"]:
+                    mine = qps_at(eg["curve"], p["at"]["recall"])
+                    if mine is not None:
+                        equal = (f"{mine / p['at']['qps']:.2f}x "
+                                 f"({mine:.1f} QPS at recall {p['at']['recall']:.4f})")
                 build = eg["curve"][0]["build_s"] / p["curve"][0]["build_s"]
                 print(f"{ours}/{peer}: QPS at recall>={args.target} {qps}; "
-                      f"build time {build:.2f}x")
+                      f"at equal recall {equal}; build time {build:.2f}x")
 
 
 if __name__ == "__main__":

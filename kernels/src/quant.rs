@@ -33,6 +33,17 @@ pub struct ScalarQuantizer {
     scale: f32,
 }
 
+/// Ranks (in ascending order of `n` values) of the bounds of the central
+/// `quantile` of them.
+fn central_range(n: usize, quantile: f32) -> (usize, usize) {
+    let last = (n - 1) as f64;
+    let tail = (1.0 - f64::from(quantile)) / 2.0;
+    (
+        (tail * last).floor() as usize,
+        ((1.0 - tail) * last).ceil() as usize,
+    )
+}
+
 impl ScalarQuantizer {
     /// A quantizer covering `[min, max]`, for callers that know the range
     /// (e.g. `[-1, 1]` for normalized embeddings). A single point (`min ==
@@ -82,13 +93,54 @@ impl ScalarQuantizer {
         if values.is_empty() {
             return Err(KernelError::EmptyTraining);
         }
-        let last = (values.len() - 1) as f64;
-        let tail = (1.0 - f64::from(quantile)) / 2.0;
-        let lo = (tail * last).floor() as usize;
-        let hi = ((1.0 - tail) * last).ceil() as usize;
+        let (lo, hi) = central_range(values.len(), quantile);
         let min = *values.select_nth_unstable_by(lo, f32::total_cmp).1;
         let max = *values.select_nth_unstable_by(hi, f32::total_cmp).1;
         Self::new(min, max)
+    }
+
+    /// Learns the range with the least squared quantization error on the
+    /// samples, trying the central 99% up to all of their components. Clipping
+    /// the tails wastes fewer levels on outliers, but where the tails are heavy
+    /// (GloVe's few large components) a clipped value costs far more than a
+    /// coarser step: measuring picks the right trade for each collection.
+    ///
+    /// # Errors
+    /// [`KernelError::EmptyTraining`] when the samples hold no finite value.
+    pub fn fit<'a, I>(samples: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = &'a [f32]>,
+    {
+        const QUANTILES: [f32; 6] = [0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+        let mut values: Vec<f32> = samples
+            .into_iter()
+            .flat_map(|v| v.iter().copied())
+            .filter(|x| x.is_finite())
+            .collect();
+        if values.is_empty() {
+            return Err(KernelError::EmptyTraining);
+        }
+        values.sort_unstable_by(f32::total_cmp);
+        let mut best: Option<(f64, Self)> = None;
+        for quantile in QUANTILES {
+            let (lo, hi) = central_range(values.len(), quantile);
+            let q = Self::new(values[lo], values[hi])?;
+            let error = q.squared_error(&values);
+            if best.is_none_or(|(e, _)| error < e) {
+                best = Some((error, q));
+            }
+        }
+        Ok(best.expect("at least one quantile").1)
+    }
+
+    /// Sum of squared differences between `values` and their decoded codes.
+    fn squared_error(&self, values: &[f32]) -> f64 {
+        let decoded = self.dequantize(&self.quantize(values));
+        values
+            .iter()
+            .zip(decoded)
+            .map(|(&x, y)| f64::from(x - y).powi(2))
+            .sum()
     }
 
     /// Value of the lowest code.

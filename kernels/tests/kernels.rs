@@ -289,5 +289,42 @@ fn quantizer_handles_constant_data_and_full_quantile() {
     assert_close(clipped.max(), 950.0, 950.0, "clipped max");
 }
 
+#[test]
+fn fitted_range_has_the_least_error_of_the_candidates() {
+    let error = |q: &ScalarQuantizer, v: &[f32]| -> f64 {
+        let back = q.dequantize(&q.quantize(v));
+        v.iter()
+            .zip(&back)
+            .map(|(&x, &y)| f64::from(x - y).powi(2))
+            .sum()
+    };
+    let mut rng = StdRng::seed_from_u64(8);
+    // Light tails: clipping a little is best; heavy tails (1% of components 20x
+    // larger, as GloVe's few big ones): keeping the whole range is.
+    let light: Vec<f32> = gaussian_vecs(&mut rng, 50, 100).concat();
+    let mut heavy = light.clone();
+    for x in heavy.iter_mut().step_by(100) {
+        *x *= 20.0;
+    }
+    for (name, data) in [("light", &light), ("heavy", &heavy)] {
+        let fitted = ScalarQuantizer::fit([data.as_slice()]).unwrap();
+        let e = error(&fitted, data);
+        for quantile in [0.99, 0.999, 1.0] {
+            let q = ScalarQuantizer::train([data.as_slice()], quantile).unwrap();
+            assert!(
+                e <= error(&q, data) * 1.000_001,
+                "{name}: fit {e} vs {quantile}"
+            );
+        }
+    }
+    let heavy_fit = ScalarQuantizer::fit([heavy.as_slice()]).unwrap();
+    let clipped = ScalarQuantizer::train([heavy.as_slice()], 0.99).unwrap();
+    assert!(error(&heavy_fit, &heavy) < 0.5 * error(&clipped, &heavy));
+    assert!(matches!(
+        ScalarQuantizer::fit([[f32::NAN].as_slice()]),
+        Err(KernelError::EmptyTraining)
+    ));
+}
+
 #[path = "kernels/exact.rs"]
 mod exact;
