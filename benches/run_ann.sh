@@ -7,8 +7,8 @@
 #   DATASET: glove-50-angular (default) | fashion-mnist-784-euclidean
 # Environment: CARGO_TARGET_DIR (default ~/.cache/engram/target), ENGRAM_CACHE
 #   (default ~/.cache/engram), SKIP_BUILD=1 to reuse the built binary,
-#   ENGINES (default "engram,engram-int8,hnswlib,faiss"; engram-int8 is Engram with
-#   the collection setting "quantization": "int8").
+#   ENGINES (default "engram,engram-f32,hnswlib,faiss"; engram is the default index,
+#   walking int8 codes; engram-f32 has the collection setting "quantization": "none").
 # Prepares on first use: the venv (benches/setup.sh) and the data set with exact
 # ground truth (scripts/ann_data.py). Raw JSON lines go to
 # $ENGRAM_CACHE/results/ann-<dataset>-<time>.jsonl; the table is printed at the end.
@@ -26,7 +26,7 @@ EFC=200
 EF=10,20,40,80,120,200,400
 REPEAT=1
 TARGET=0.95
-ENGINES="${ENGINES:-engram,engram-int8,hnswlib,faiss}"
+ENGINES="${ENGINES:-engram,engram-f32,hnswlib,faiss}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --m) M="$2"; shift 2 ;;
@@ -58,8 +58,8 @@ for i in $(seq 1 "$REPEAT"); do
   if [[ ",$ENGINES," == *",engram,"* ]]; then
     "$BIN" --dataset "$DATA" --m "$M" --ef-construction "$EFC" --ef "$EF" | tee -a "$OUT"
   fi
-  if [[ ",$ENGINES," == *",engram-int8,"* ]]; then
-    "$BIN" --dataset "$DATA" --m "$M" --ef-construction "$EFC" --ef "$EF" --int8 | tee -a "$OUT"
+  if [[ ",$ENGINES," == *",engram-f32,"* ]]; then
+    "$BIN" --dataset "$DATA" --m "$M" --ef-construction "$EFC" --ef "$EF" --f32 | tee -a "$OUT"
   fi
   if [ -n "$PEERS" ]; then
     "$PY" "$ROOT/benches/peers/ann_peers.py" --dataset "$DATA" --engines "$PEERS" \

@@ -70,7 +70,7 @@ def main() -> None:
                               "best_recall": max(c["recall"] for c in curve)}
 
     datasets = sorted({ds for ds, _ in summary})
-    order = {"engram": 0, "engram-int8": 1, "hnswlib": 2, "faiss": 3}
+    order = {"engram": 0, "engram-f32": 1, "engram-int8": 1, "hnswlib": 2, "faiss": 3}
     for ds in datasets:
         engines = sorted((e for d, e in summary if d == ds), key=lambda e: (order.get(e, 9), e))
         print(f"\n== {ds}: full sweep (recall@10 / QPS, single-thread search) ==")

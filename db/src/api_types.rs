@@ -26,6 +26,8 @@ pub struct CreateCollection {
     pub distance: Option<Metric>,
     /// sync (default) or fast.
     pub durability: Option<Durability>,
+    /// Graph settings: {"m": 16, "ef_construction": 200, "quantization": "int8"} by
+    /// default; "quantization": "none" walks the f32 vectors (less memory, slower).
     pub hnsw: Option<IndexParams>,
     pub ef_search: Option<usize>,
     /// Text collections: {"tokens": 64, "overlap": 16} by default; tokens at most 256.

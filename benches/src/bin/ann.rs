@@ -42,10 +42,10 @@ struct Args {
     /// Neighbours asked for per query (recall is measured at 10).
     #[arg(long, default_value_t = 10)]
     k: usize,
-    /// Walk the graph on int8 codes, rescoring with f32 (the collection setting
-    /// `"hnsw": {"quantization": "int8"}`).
+    /// Walk the graph on the f32 vectors (the collection setting
+    /// `"hnsw": {"quantization": "none"}`) instead of the default int8 codes.
     #[arg(long)]
-    int8: bool,
+    f32: bool,
     /// Passes over all test queries per ef; qps is their median.
     #[arg(long, default_value_t = 3)]
     passes: usize,
@@ -131,10 +131,10 @@ fn main() -> Result<()> {
     let params = IndexParams {
         m: args.m,
         ef_construction: args.ef_construction,
-        quantization: if args.int8 {
-            Quantization::Int8
-        } else {
+        quantization: if args.f32 {
             Quantization::None
+        } else {
+            Quantization::Int8
         },
     };
     let index = VectorIndex::new(dim, metric, params, n);
@@ -175,7 +175,7 @@ fn main() -> Result<()> {
         let secs = median(times);
         let recall = hits as f64 / (10 * n_test) as f64;
         let row = json!({
-            "engine": if args.int8 { "engram-int8" } else { "engram" },
+            "engine": if args.f32 { "engram-f32" } else { "engram" },
             "dataset": name,
             "m": args.m,
             "ef_construction": args.ef_construction,
@@ -185,7 +185,7 @@ fn main() -> Result<()> {
             "qps": (n_test as f64 / secs * 10.0).round() / 10.0,
             "build_s": (build_s * 100.0).round() / 100.0,
             "build_threads": build_threads,
-            "quantization": if args.int8 { "int8" } else { "none" },
+            "quantization": if args.f32 { "none" } else { "int8" },
             "bytes_per_vector": (index.bytes_per_vector() * 10.0).round() / 10.0,
             "search_threads": 1,
             "n": n,

@@ -881,6 +881,9 @@ mod tests {
             (16, 200),
             "the rest default"
         );
+        assert_eq!(hnsw, IndexParams::default(), "int8 is the default");
+        let f32_only: IndexParams =
+            serde_json::from_value(json!({"quantization": "none"})).unwrap();
         let vector = |i: usize| -> Vec<f32> {
             (0..8u64)
                 .map(|j| {
@@ -914,8 +917,21 @@ mod tests {
             e.upsert("q", docs(900..1500)).unwrap();
             let info = e.collection_info("q").unwrap();
             assert!(info.quantized);
-            // f32 vector + codes + two terms + 33 link slots, and the upper layers.
-            assert!(info.index_bytes_per_vector >= (32 + 16 + 33 * 4 + 1) as f64);
+            // f32 vector + a code row (one cache line at 8 dimensions) + 33 link
+            // slots, and the upper layers.
+            assert!(info.index_bytes_per_vector >= (32 + 64 + 33 * 4 + 1) as f64);
+
+            let req = CreateCollection {
+                dimension: Some(8),
+                hnsw: Some(f32_only),
+                ..Default::default()
+            };
+            e.create_collection("f", req).unwrap();
+            e.upsert("f", docs(0..900)).unwrap();
+            e.upsert("f", docs(900..1500)).unwrap();
+            let info = e.collection_info("f").unwrap();
+            assert!(!info.quantized, "opted out");
+            assert!(info.index_bytes_per_vector < (32 + 64 + 33 * 4 + 1) as f64);
         }
         let e = engine(dir.path());
         assert!(
