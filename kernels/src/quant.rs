@@ -33,6 +33,22 @@ pub struct ScalarQuantizer {
     scale: f32,
 }
 
+/// Every finite component of the samples; an error when there is none.
+fn finite_values<'a, I>(samples: I) -> Result<Vec<f32>>
+where
+    I: IntoIterator<Item = &'a [f32]>,
+{
+    let values: Vec<f32> = samples
+        .into_iter()
+        .flat_map(|v| v.iter().copied())
+        .filter(|x| x.is_finite())
+        .collect();
+    if values.is_empty() {
+        return Err(KernelError::EmptyTraining);
+    }
+    Ok(values)
+}
+
 /// Ranks (in ascending order of `n` values) of the bounds of the central
 /// `quantile` of them.
 fn central_range(n: usize, quantile: f32) -> (usize, usize) {
@@ -85,14 +101,7 @@ impl ScalarQuantizer {
         if !(quantile > 0.0 && quantile <= 1.0) {
             return Err(KernelError::InvalidQuantile(quantile));
         }
-        let mut values: Vec<f32> = samples
-            .into_iter()
-            .flat_map(|v| v.iter().copied())
-            .filter(|x| x.is_finite())
-            .collect();
-        if values.is_empty() {
-            return Err(KernelError::EmptyTraining);
-        }
+        let mut values = finite_values(samples)?;
         let (lo, hi) = central_range(values.len(), quantile);
         let min = *values.select_nth_unstable_by(lo, f32::total_cmp).1;
         let max = *values.select_nth_unstable_by(hi, f32::total_cmp).1;
@@ -112,14 +121,7 @@ impl ScalarQuantizer {
         I: IntoIterator<Item = &'a [f32]>,
     {
         const QUANTILES: [f32; 6] = [0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
-        let mut values: Vec<f32> = samples
-            .into_iter()
-            .flat_map(|v| v.iter().copied())
-            .filter(|x| x.is_finite())
-            .collect();
-        if values.is_empty() {
-            return Err(KernelError::EmptyTraining);
-        }
+        let mut values = finite_values(samples)?;
         values.sort_unstable_by(f32::total_cmp);
         let mut best: Option<(f64, Self)> = None;
         for quantile in QUANTILES {

@@ -901,14 +901,17 @@ mod tests {
                 })
                 .collect()
         };
-        {
-            let e = engine(dir.path());
+        let create = |e: &Engine, name: &str, hnsw: IndexParams| {
             let req = CreateCollection {
                 dimension: Some(8),
                 hnsw: Some(hnsw),
                 ..Default::default()
             };
-            e.create_collection("q", req).unwrap();
+            e.create_collection(name, req).unwrap();
+        };
+        {
+            let e = engine(dir.path());
+            create(&e, "q", hnsw);
             e.upsert("q", docs(0..900)).unwrap();
             assert!(
                 !e.collection_info("q").unwrap().quantized,
@@ -921,12 +924,7 @@ mod tests {
             // slots, and the upper layers.
             assert!(info.index_bytes_per_vector >= (32 + 64 + 33 * 4 + 1) as f64);
 
-            let req = CreateCollection {
-                dimension: Some(8),
-                hnsw: Some(f32_only),
-                ..Default::default()
-            };
-            e.create_collection("f", req).unwrap();
+            create(&e, "f", f32_only);
             e.upsert("f", docs(0..900)).unwrap();
             e.upsert("f", docs(900..1500)).unwrap();
             let info = e.collection_info("f").unwrap();
