@@ -148,6 +148,7 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
         encoder: args.encoder.clone(),
         modes: args.mode.0.clone(),
         fusion,
+        quantization: args.quantization,
         sweep: if args.sweep {
             crate::eval::fusion_sweep()
         } else {
@@ -158,8 +159,10 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
     let report = run_retrieval(&engine, &spec, &passages, &Bars::default())?;
     println!("{}", report.table());
     println!(
-        "(passages embedded and inserted in {:.1} s; data {})",
+        "(passages embedded and inserted in {:.1} s; {} vectors, int8 walk: {}; data {})",
         report.insert_seconds,
+        report.vectors,
+        report.quantized,
         path.display()
     );
     if let Some(out) = &args.out {

@@ -20,6 +20,7 @@ pub use commands::run;
 use crate::api_types::{AnswerMode, QueryMode};
 use crate::eval::Dataset;
 use crate::fusion::Fusion;
+use crate::index::Quantization;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -372,6 +373,9 @@ pub struct EvalRetrievalArgs {
     /// Use only the first N passages (and their questions).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// The graph walk of the collection: int8 (the default) or none (f32).
+    #[arg(long, default_value = "int8", value_parser = parse_quantization)]
+    pub quantization: Quantization,
     /// Also compare fusion settings for hybrid mode (weighted w = 0.1 ... 0.9,
     /// RRF k = 1, 10, 60) from one pass of vector and keyword queries.
     #[arg(long)]
@@ -384,6 +388,11 @@ pub struct EvalRetrievalArgs {
 /// The query modes an evaluation runs.
 #[derive(Debug, Clone)]
 pub struct ModeList(pub Vec<QueryMode>);
+
+fn parse_quantization(s: &str) -> Result<Quantization, String> {
+    serde_json::from_value(serde_json::Value::from(s))
+        .map_err(|_| format!("unknown quantization {s:?}: int8 or none"))
+}
 
 fn parse_modes(s: &str) -> Result<ModeList, String> {
     if s == "all" {

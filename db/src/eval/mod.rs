@@ -34,6 +34,7 @@ use crate::collection::{ContextSettings, Durability};
 use crate::engine::{hybrid_depth, Engine};
 use crate::error::Result;
 use crate::fusion::Fusion;
+use crate::index::{IndexParams, Quantization};
 
 /// Passages per insert: the batch the embedder sees.
 const INSERT_BATCH: usize = 32;
@@ -50,6 +51,8 @@ pub struct RetrievalSpec {
     pub modes: Vec<QueryMode>,
     /// How hybrid mode fuses its rankings.
     pub fusion: Fusion,
+    /// The collection's graph walk (int8 codes or f32 vectors).
+    pub quantization: Quantization,
     /// Fusion settings to compare (empty: no sweep).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<Fusion>,
@@ -82,6 +85,10 @@ pub struct RetrievalReport {
     pub passages: usize,
     pub questions: usize,
     pub insert_seconds: f64,
+    /// Chunk vectors in the collection, and whether its graph walked int8 codes
+    /// (they start at 1,000 vectors), so a report says what it measured.
+    pub vectors: usize,
+    pub quantized: bool,
     pub results: Vec<ModeResult>,
     /// Hybrid mode under each fusion setting of the sweep.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -164,6 +171,10 @@ pub fn run_retrieval(
         embedder: Some(spec.encoder.clone()),
         // A throw-away collection: no need to wait for the disk.
         durability: Some(Durability::Fast),
+        hnsw: Some(IndexParams {
+            quantization: spec.quantization,
+            ..IndexParams::default()
+        }),
         // Contextual: the context is built once, from every passage, after the insert.
         context: contextual.then_some(ContextSettings {
             min_documents: usize::MAX,
@@ -192,6 +203,7 @@ pub fn run_retrieval(
         build_context(engine, progress)?;
     }
     let insert_seconds = started.elapsed().as_secs_f64();
+    let info = engine.collection_info(COLLECTION)?;
 
     let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
     let mut results = Vec::new();
@@ -234,6 +246,8 @@ pub fn run_retrieval(
         passages: passages.len(),
         questions,
         insert_seconds,
+        vectors: info.vectors,
+        quantized: info.quantized,
         results,
         sweep,
         engram_version: env!("CARGO_PKG_VERSION"),
