@@ -95,19 +95,21 @@ impl Engine {
             error: None,
             grade: None,
         };
-        store(
-            &self.storage,
-            &coll,
-            &AuditRecord {
-                status: status.clone(),
-                report: None,
-            },
-        )?;
+        // Into `running` before the record is stored, so no listing ever sees a
+        // stored "running" record without its job (see `audits`).
         self.audits
             .running
             .lock()
             .expect("lock")
             .insert(id.clone(), status.clone());
+        let record = AuditRecord {
+            status: status.clone(),
+            report: None,
+        };
+        if let Err(e) = store(&self.storage, &coll, &record) {
+            self.audits.running.lock().expect("lock").remove(&id);
+            return Err(e);
+        }
         let (storage, jobs) = (self.storage.clone(), self.audits.clone());
         let reply = status.clone();
         std::thread::Builder::new()
@@ -127,11 +129,15 @@ impl Engine {
                         &progress,
                     )?)
                 });
+                // Stays in `running` until the final record is stored: a status
+                // request in between would otherwise read the stored "running"
+                // record of a job that is not running, and call it interrupted.
                 let mut status = jobs
                     .running
                     .lock()
                     .expect("lock")
-                    .remove(&id)
+                    .get(&id)
+                    .cloned()
                     .unwrap_or(status);
                 let report = match result {
                     Ok(report) => {
@@ -147,12 +153,15 @@ impl Engine {
                         None
                     }
                 };
-                let _writer = coll.write_lock.lock().expect("lock");
-                if !coll.is_deleted() {
-                    if let Err(e) = store(&storage, &coll, &AuditRecord { status, report }) {
-                        tracing::error!(error = %e, "cannot store the audit report");
+                {
+                    let _writer = coll.write_lock.lock().expect("lock");
+                    if !coll.is_deleted() {
+                        if let Err(e) = store(&storage, &coll, &AuditRecord { status, report }) {
+                            tracing::error!(error = %e, "cannot store the audit report");
+                        }
                     }
                 }
+                jobs.running.lock().expect("lock").remove(&id);
             })
             .map_err(Error::Io)?;
         Ok(reply)
