@@ -199,13 +199,7 @@ impl CodeRows {
     #[inline(always)]
     fn row(&self, node: u32) -> CodeRow<'_> {
         let bytes = self.bytes(node);
-        let term = |at: usize| {
-            let mut le = [0u8; 4];
-            for (b, &c) in le.iter_mut().zip(&bytes[at..at + 4]) {
-                *b = c as u8;
-            }
-            f32::from_le_bytes(le)
-        };
+        let term = |at: usize| f32::from_le_bytes(std::array::from_fn(|k| bytes[at + k] as u8));
         CodeRow {
             codes: &bytes[..self.dim],
             correction: term(self.dim),
@@ -234,7 +228,8 @@ impl CodeRows {
 }
 
 /// How an approximate dot product becomes the graph's distance in the quantized walk
-/// (it must order nodes as the caller's f32 distance does).
+/// (it must order nodes as the caller's f32 distance does, so that one calls
+/// [`QuantizedDistance::of_dot`] too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantizedDistance {
     /// `1 - dot` (cosine on unit vectors).
@@ -243,6 +238,20 @@ pub enum QuantizedDistance {
     Dot,
     /// `|a|² + |b|² - 2 dot` (squared euclidean), with exact norms.
     L2Squared,
+}
+
+impl QuantizedDistance {
+    /// The distance of two vectors from their dot product; `norms` is `|a|² + |b|²`,
+    /// which only `L2Squared` reads.
+    #[inline(always)]
+    pub fn of_dot(self, dot: f32, norms: f32) -> f32 {
+        match self {
+            QuantizedDistance::OneMinusDot => (1.0 - dot).max(0.0),
+            QuantizedDistance::Dot if dot <= 0.0 => 1.0 - dot,
+            QuantizedDistance::Dot => 1.0 / (1.0 + dot),
+            QuantizedDistance::L2Squared => (norms - 2.0 * dot).max(0.0),
+        }
+    }
 }
 
 /// A query as the quantized walk scores it.
@@ -284,17 +293,7 @@ impl Quantized {
         let dot = self
             .quantizer
             .dot(&q.codes, q.correction, row.codes, row.correction);
-        match self.kind {
-            QuantizedDistance::OneMinusDot => (1.0 - dot).max(0.0),
-            QuantizedDistance::Dot => {
-                if dot <= 0.0 {
-                    1.0 - dot
-                } else {
-                    1.0 / (1.0 + dot)
-                }
-            }
-            QuantizedDistance::L2Squared => (q.norm + row.norm - 2.0 * dot).max(0.0),
-        }
+        self.kind.of_dot(dot, q.norm + row.norm)
     }
 }
 

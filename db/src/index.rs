@@ -60,15 +60,24 @@ impl Distance for GraphDistance {
     fn between(&self, a: &[f32], b: &[f32]) -> f32 {
         let k = self.kernel.call(a, b);
         match self.metric {
-            Metric::Cosine => (1.0 - k).max(0.0),
-            Metric::Dot if k <= 0.0 => 1.0 - k,
-            Metric::Dot => 1.0 / (1.0 + k),
+            // The l2 kernel is the distance already.
             Metric::Euclidean => k,
+            Metric::Cosine | Metric::Dot => self.metric.quantized_distance().of_dot(k, 0.0),
         }
     }
 }
 
 impl Metric {
+    /// How the graph turns a dot product into this metric's distance (shared by the
+    /// f32 and the int8 walk, so both order nodes alike).
+    fn quantized_distance(self) -> QuantizedDistance {
+        match self {
+            Metric::Cosine => QuantizedDistance::OneMinusDot,
+            Metric::Dot => QuantizedDistance::Dot,
+            Metric::Euclidean => QuantizedDistance::L2Squared,
+        }
+    }
+
     fn graph_distance(self) -> GraphDistance {
         let kernel = match self {
             Metric::Cosine | Metric::Dot => PairKernel::dot(),
@@ -85,12 +94,12 @@ impl Metric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {
-    /// f32 vectors only: the least memory (int8 adds about a quarter).
+    /// f32 vectors only: the least memory (int8 adds a fifth to a quarter).
     None,
     /// int8 codes for the layer-0 walk (a quarter of the bytes, integer SIMD), exact
     /// f32 rescoring of the `ef` candidates it finds. Starts once the collection holds
     /// 1,000 vectors (the codes' range is learned from them). The default: the same
-    /// recall as f32 at the same `ef` on both ANN benchmarks, 1.3-1.6x the queries
+    /// recall as f32 at the same `ef` on both ANN benchmarks, 1.5-2x the queries
     /// per second (README, ANN benchmark).
     #[default]
     Int8,
@@ -191,12 +200,7 @@ impl VectorIndex {
                 && nodes.ids.len() >= QUANTIZE_AFTER
                 && !nodes.graph.is_quantized()
             {
-                let kind = match self.metric {
-                    Metric::Cosine => QuantizedDistance::OneMinusDot,
-                    Metric::Dot => QuantizedDistance::Dot,
-                    Metric::Euclidean => QuantizedDistance::L2Squared,
-                };
-                nodes.graph.quantize(kind);
+                nodes.graph.quantize(self.metric.quantized_distance());
             }
         }
         let total = self.nodes.read().expect("index lock poisoned").ids.len();
