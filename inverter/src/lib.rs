@@ -7,6 +7,7 @@
 //!
 //! - The contract (`inverter.rs`, read it first): [`Inverter`], [`Inversion`].
 //! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form).
+//! - [`fluency`]: the word-bigram prior the search adds to the cosine.
 //! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
 //! - [`defence`]: Gaussian noise and keyed rotation of stored vectors.
 //! - [`audit`]: sample, invert, scan for secrets, compare defences; JSON and HTML.
@@ -18,6 +19,7 @@ pub mod corpus;
 pub mod defence;
 mod error;
 pub mod eval;
+pub mod fluency;
 mod inverter;
 pub mod metrics;
 pub mod probe;

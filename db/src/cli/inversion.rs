@@ -43,10 +43,10 @@ pub struct TrainInverterArgs {
     #[arg(long, env = "ENGRAM_INVERTER_DIR")]
     pub out: Option<PathBuf>,
     /// Vocabulary size (most frequent words of the training text).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20_000)]
     pub vocab: usize,
     /// Training texts used at most (a seeded sample of all windows).
-    #[arg(long, default_value_t = 24000)]
+    #[arg(long, default_value_t = 100_000)]
     pub max_texts: usize,
     #[arg(long, default_value_t = 4)]
     pub seed: u64,
@@ -75,6 +75,9 @@ pub struct EvalInversionArgs {
     /// Candidate texts embedded per step.
     #[arg(long, default_value_t = 128)]
     pub candidates: usize,
+    /// Weight of the bigram prior in the search's ranking (0: cosine alone).
+    #[arg(long, default_value_t = 0.01)]
+    pub fluency: f32,
     /// Also run the audit over the held-out passages with these defences (comma-
     /// separated, e.g. none,noise:0.5,rotation:7) and their Quoref questions.
     #[arg(long, value_delimiter = ',')]
@@ -277,6 +280,7 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
     let opts = SearchOptions {
         beam: args.beam,
         candidates: args.candidates,
+        fluency: args.fluency,
         ..SearchOptions::default()
     };
     let b = bar(texts.len(), "inverting");
