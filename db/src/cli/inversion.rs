@@ -76,7 +76,7 @@ pub struct EvalInversionArgs {
     #[arg(long, default_value_t = 128)]
     pub candidates: usize,
     /// Weight of the bigram prior in the search's ranking (0: cosine alone).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.03)]
     pub fluency: f32,
     /// Also run the audit over the held-out passages with these defences (comma-
     /// separated, e.g. none,noise:0.5,rotation:7) and their Quoref questions.
