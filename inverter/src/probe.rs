@@ -386,19 +386,19 @@ impl Probe {
         let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let (absent, gap) = (f32_bytes(&self.absent), f32_bytes(&self.gap));
         let scales = f32_bytes(&scales);
-        let n = self.vocab.len();
         let (unigrams, keys, counts) = self.fluency.to_arrays();
         let u32_bytes = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let (unigrams, keys, counts) = (u32_bytes(&unigrams), u32_bytes(&keys), u32_bytes(&counts));
+        use safetensors::Dtype::{F32, U32};
         let data = safetensors::serialize(
             [
                 ("weight", view),
-                ("scale", f32_view(&scales, n)?),
-                ("unigrams", u32_view(&unigrams)?),
-                ("pair_keys", u32_view(&keys)?),
-                ("pair_counts", u32_view(&counts)?),
-                ("absent", f32_view(&absent, n)?),
-                ("gap", f32_view(&gap, n)?),
+                ("scale", flat_view(F32, &scales)?),
+                ("unigrams", flat_view(U32, &unigrams)?),
+                ("pair_keys", flat_view(U32, &keys)?),
+                ("pair_counts", flat_view(U32, &counts)?),
+                ("absent", flat_view(F32, &absent)?),
+                ("gap", flat_view(F32, &gap)?),
             ],
             None,
         )
@@ -479,17 +479,26 @@ impl Probe {
                 t.shape()
             )));
         }
-        let calibration = |name: &str| -> Result<Vec<f32>> {
+        // A flat tensor of 4-byte values of `dtype` (of `len` values, when given).
+        let flat = |name: &str, dtype, len: Option<usize>| -> Result<Vec<[u8; 4]>> {
             let t = st
                 .tensor(name)
                 .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
-            if t.dtype() != safetensors::Dtype::F32 || t.shape() != [meta.vocab.len()] {
+            if t.dtype() != dtype || t.shape().len() != 1 || len.is_some_and(|n| t.shape() != [n]) {
                 return Err(bad(format!("{name} has the wrong type or shape")));
             }
             Ok(t.data()
                 .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .map(|b| [b[0], b[1], b[2], b[3]])
                 .collect())
+        };
+        let calibration = |name: &str| -> Result<Vec<f32>> {
+            let raw = flat(name, safetensors::Dtype::F32, Some(meta.vocab.len()))?;
+            Ok(raw.into_iter().map(f32::from_le_bytes).collect())
+        };
+        let counts = |name: &str| -> Result<Vec<u32>> {
+            let raw = flat(name, safetensors::Dtype::U32, None)?;
+            Ok(raw.into_iter().map(u32::from_le_bytes).collect())
         };
         let scales = calibration("scale")?;
         let weights = t
@@ -499,18 +508,6 @@ impl Probe {
             .flat_map(|(row, &s)| row.iter().map(move |&c| c as i8 as f32 * s))
             .collect();
         let (absent, gap) = (calibration("absent")?, calibration("gap")?);
-        let counts = |name: &str| -> Result<Vec<u32>> {
-            let t = st
-                .tensor(name)
-                .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?;
-            if t.dtype() != safetensors::Dtype::U32 || t.shape().len() != 1 {
-                return Err(bad(format!("{name} has the wrong type or shape")));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
-        };
         let fluency = BigramPrior::from_arrays(
             counts("unigrams")?,
             &counts("pair_keys")?,
@@ -607,14 +604,13 @@ fn quantize_rows(weights: &[f32], width: usize) -> (Vec<i8>, Vec<f32>) {
     (codes, scales)
 }
 
-fn u32_view(bytes: &[u8]) -> Result<safetensors::tensor::TensorView<'_>> {
-    safetensors::tensor::TensorView::new(safetensors::Dtype::U32, vec![bytes.len() / 4], bytes)
-        .map_err(|e| Error::Solve(format!("bigram prior: {e}")))
-}
-
-fn f32_view(bytes: &[u8], n: usize) -> Result<safetensors::tensor::TensorView<'_>> {
-    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n], bytes)
-        .map_err(|e| Error::Solve(format!("calibration: {e}")))
+/// A flat tensor of 4-byte values (the calibration, scales and bigram counts).
+fn flat_view(
+    dtype: safetensors::Dtype,
+    bytes: &[u8],
+) -> Result<safetensors::tensor::TensorView<'_>> {
+    safetensors::tensor::TensorView::new(dtype, vec![bytes.len() / 4], bytes)
+        .map_err(|e| Error::Solve(format!("artifact tensor: {e}")))
 }
 
 fn presence(scores: &[f32], absent: &[f32], gap: &[f32]) -> Vec<f32> {

@@ -7,8 +7,8 @@
 //! residual `target - embed(hypothesis)` (see `probe.rs`), so proposals aim at what
 //! the hypothesis still lacks instead of sampling the vocabulary blindly. The beam
 //! keeps the `beam` best texts by cosine plus a small weight of a bigram language
-//! prior (`fluency.rs`: cosine alone rewards word salad); the search stops after `steps` rounds or
-//! `patience` rounds without improvement.
+//! prior (`fluency.rs`: cosine alone rewards word salad); the search stops after
+//! `steps` rounds or `patience` rounds without improvement.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -208,9 +208,7 @@ impl CosineSearch {
         }
         out
     }
-}
 
-impl CosineSearch {
     /// Embeds the candidates in one encoder call and scores each against `target`.
     fn score(
         &self,
