@@ -43,6 +43,7 @@ pub struct EvalReport {
     pub options: SearchOptions,
     pub budgets: Vec<usize>,
     pub rows: Vec<EvalRow>,
+    /// Every text with its reconstructions (at the largest budget), in eval order.
     pub examples: Vec<EvalExample>,
 }
 
@@ -138,15 +139,13 @@ pub fn evaluate(
                 .unwrap_or(first);
             sums.add(original, &h.text, h.cosine, h.seconds);
         }
-        if examples.len() < 10 {
-            examples.push(EvalExample {
-                original: original.clone(),
-                bag: bag.clone(),
-                hypothesis: first.text.clone(),
-                corrected: inv.text.clone(),
-                cosine: inv.cosine,
-            });
-        }
+        examples.push(EvalExample {
+            original: original.clone(),
+            bag: bag.clone(),
+            hypothesis: first.text.clone(),
+            corrected: inv.text.clone(),
+            cosine: inv.cosine,
+        });
         progress(i + 1, texts.len());
     }
     let n = texts.len();

@@ -26,6 +26,7 @@ pub mod probe;
 pub mod search;
 pub mod secrets;
 pub mod text;
+pub mod variants;
 
 pub use audit::{AuditDoc, AuditInput, AuditOptions, AuditQuery, AuditReport};
 pub use defence::Defence;

@@ -41,6 +41,32 @@ fn search_keeps_its_best_and_beats_its_hypothesis() {
 }
 
 #[test]
+fn a_stalled_search_jumps_but_keeps_its_best() {
+    let enc = engram_embedder::shared_minilm().unwrap();
+    let text = "She founded a small bakery in Lyon and sold bread to the whole street.";
+    let target = enc.embed(&[text]).unwrap().remove(0);
+    // Patience 1: every round without a gain jumps to a perturbed copy, whose
+    // cosine is usually lower; the reported best must not follow it down.
+    let opts = SearchOptions {
+        steps: 12,
+        candidates: 32,
+        patience: 1,
+        fluency: 0.0,
+        ..SearchOptions::default()
+    };
+    let inv = CosineSearch::new(committed_probe(), opts)
+        .unwrap()
+        .invert(&target, enc.as_ref())
+        .unwrap();
+    let t = &inv.trajectory;
+    assert!(t.windows(2).all(|w| w[1].cosine >= w[0].cosine), "{t:?}");
+    let best = t.iter().map(|h| h.cosine).fold(f32::MIN, f32::max);
+    assert_eq!(inv.cosine, best);
+    let again = enc.embed(&[&inv.text]).unwrap().remove(0);
+    assert!((cosine(&again, &target) - inv.cosine).abs() < 1e-3);
+}
+
+#[test]
 fn bad_targets_are_errors_not_panics() {
     let enc = engram_embedder::shared_minilm().unwrap();
     let search = CosineSearch::new(committed_probe(), SearchOptions::default()).unwrap();

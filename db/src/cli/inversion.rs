@@ -78,6 +78,9 @@ pub struct EvalInversionArgs {
     /// Weight of the bigram prior in the search's ranking (0: cosine alone).
     #[arg(long, default_value_t = 0.03)]
     pub fluency: f32,
+    /// Steps without improvement before a search jumps to a perturbed copy of its best text.
+    #[arg(long, default_value_t = 4)]
+    pub patience: usize,
     /// Also run the audit over the held-out passages with these defences (comma-
     /// separated, e.g. none,noise:0.5,rotation:7) and their Quoref questions.
     #[arg(long, value_delimiter = ',')]
@@ -281,6 +284,7 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         beam: args.beam,
         candidates: args.candidates,
         fluency: args.fluency,
+        patience: args.patience,
         ..SearchOptions::default()
     };
     let b = bar(texts.len(), "inverting");
