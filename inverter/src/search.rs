@@ -240,9 +240,14 @@ impl CosineSearch {
     }
 
     /// A random jump out of a local optimum: delete a few random words, insert a few
-    /// of the residual's most missing ones at random places.
-    fn kick(&self, node: &Node, goal: &Goal, rng: &mut SplitMix) -> Vec<String> {
-        let order = most_missing(&self.probe.delta(goal.target, &node.vector), goal.plausible);
+    /// of `missing` (the node's [`most_missing`] words) at random places.
+    fn kick(
+        &self,
+        node: &Node,
+        missing: &[usize],
+        max_words: usize,
+        rng: &mut SplitMix,
+    ) -> Vec<String> {
         let mut w = node.words.clone();
         for _ in 0..KICK_EDITS {
             if w.len() > 1 {
@@ -250,8 +255,8 @@ impl CosineSearch {
             }
         }
         for _ in 0..KICK_EDITS {
-            if w.len() < goal.max_words && !order.is_empty() {
-                let k = order[rng.below(order.len())];
+            if w.len() < max_words && !missing.is_empty() {
+                let k = missing[rng.below(missing.len())];
                 w.insert(rng.below(w.len() + 1), self.probe.vocab()[k].clone());
             }
         }
@@ -396,8 +401,11 @@ impl Inverter for CosineSearch {
                     }
                     kicks_left -= 1;
                     stale = 0;
+                    // Every jump starts from the same best text: its residual once.
+                    let missing =
+                        most_missing(&self.probe.delta(&target, &best.vector), &plausible);
                     let kicked: Vec<Vec<String>> = (0..self.opts.beam)
-                        .map(|_| self.kick(&best, &goal, &mut rng))
+                        .map(|_| self.kick(&best, &missing, max_words, &mut rng))
                         .filter(|c| seen.insert(c.clone()))
                         .collect();
                     calls += kicked.len();
