@@ -81,6 +81,9 @@ pub struct EvalInversionArgs {
     /// Steps without improvement before a search jumps to a perturbed copy of its best text.
     #[arg(long, default_value_t = 4)]
     pub patience: usize,
+    /// Seed of the search's random proposals (another seed is another attacker run).
+    #[arg(long, default_value_t = 4)]
+    pub seed: u64,
     /// Also run the audit over the held-out passages with these defences (comma-
     /// separated, e.g. none,noise:0.5,rotation:7) and their Quoref questions.
     #[arg(long, value_delimiter = ',')]
@@ -285,6 +288,7 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         candidates: args.candidates,
         fluency: args.fluency,
         patience: args.patience,
+        seed: args.seed,
         ..SearchOptions::default()
     };
     let b = bar(texts.len(), "inverting");
