@@ -4,34 +4,47 @@ use std::sync::Arc;
 
 use engram_embedder::TextEncoder;
 use engram_inverter::metrics::{cosine, token_f1};
-use engram_inverter::{CosineSearch, Inverter, Probe, SearchOptions};
+use engram_inverter::{CosineSearch, Inversion, Inverter, Probe, SearchOptions};
 
 fn committed_probe() -> Arc<Probe> {
     Arc::new(Probe::bundled().expect("the committed artifact loads"))
 }
 
+/// Inverts the MiniLM embedding of `text` with the committed probe and checks what
+/// every search owes its caller: the trajectory's cosine never falls (cosine alone
+/// must rank the beam, `fluency: 0.0`) and the reported cosine is the reconstruction's
+/// real one. Returns the inversion for the test's own checks.
+fn invert_keeping_best(text: &str, opts: SearchOptions) -> Inversion {
+    assert_eq!(
+        opts.fluency, 0.0,
+        "a best-kept cosine needs cosine-only ranking"
+    );
+    let enc = engram_embedder::shared_minilm().unwrap();
+    let target = enc.embed(&[text]).unwrap().remove(0);
+    let inv = CosineSearch::new(committed_probe(), opts)
+        .unwrap()
+        .invert(&target, enc.as_ref())
+        .unwrap();
+    let t = &inv.trajectory;
+    assert!(t.windows(2).all(|w| w[1].cosine >= w[0].cosine), "{t:?}");
+    let again = enc.embed(&[&inv.text]).unwrap().remove(0);
+    assert!((cosine(&again, &target) - inv.cosine).abs() < 1e-3);
+    inv
+}
+
 #[test]
 fn search_keeps_its_best_and_beats_its_hypothesis() {
-    let probe = committed_probe();
-    let enc = engram_embedder::shared_minilm().unwrap();
     let text = "The river flows through the old city park in the summer.";
-    let target = enc.embed(&[text]).unwrap().remove(0);
-    // Cosine alone ranks the beam here, so the best cosine can only rise.
     let opts = SearchOptions {
         steps: 4,
         candidates: 64,
         fluency: 0.0,
         ..SearchOptions::default()
     };
-    let search = CosineSearch::new(probe, opts).unwrap();
-    let inv = search.invert(&target, enc.as_ref()).unwrap();
+    let inv = invert_keeping_best(text, opts);
     let t = &inv.trajectory;
     assert!(t.len() >= 2 && t[0].step == 0);
-    assert!(t.windows(2).all(|w| w[1].cosine >= w[0].cosine), "{t:?}");
     assert_eq!(inv.text, t.last().unwrap().text);
-    // The reported cosine is the reconstruction's real one.
-    let again = enc.embed(&[&inv.text]).unwrap().remove(0);
-    assert!((cosine(&again, &target) - inv.cosine).abs() < 1e-3);
     assert!(
         inv.cosine > t[0].cosine,
         "correction improved nothing: {t:?}"
@@ -42,9 +55,6 @@ fn search_keeps_its_best_and_beats_its_hypothesis() {
 
 #[test]
 fn a_stalled_search_jumps_but_keeps_its_best() {
-    let enc = engram_embedder::shared_minilm().unwrap();
-    let text = "She founded a small bakery in Lyon and sold bread to the whole street.";
-    let target = enc.embed(&[text]).unwrap().remove(0);
     // Patience 1: every round without a gain jumps to a perturbed copy, whose
     // cosine is usually lower; the reported best must not follow it down.
     let opts = SearchOptions {
@@ -54,16 +64,16 @@ fn a_stalled_search_jumps_but_keeps_its_best() {
         fluency: 0.0,
         ..SearchOptions::default()
     };
-    let inv = CosineSearch::new(committed_probe(), opts)
-        .unwrap()
-        .invert(&target, enc.as_ref())
-        .unwrap();
-    let t = &inv.trajectory;
-    assert!(t.windows(2).all(|w| w[1].cosine >= w[0].cosine), "{t:?}");
-    let best = t.iter().map(|h| h.cosine).fold(f32::MIN, f32::max);
+    let inv = invert_keeping_best(
+        "She founded a small bakery in Lyon and sold bread to the whole street.",
+        opts,
+    );
+    let best = inv
+        .trajectory
+        .iter()
+        .map(|h| h.cosine)
+        .fold(f32::MIN, f32::max);
     assert_eq!(inv.cosine, best);
-    let again = enc.embed(&[&inv.text]).unwrap().remove(0);
-    assert!((cosine(&again, &target) - inv.cosine).abs() < 1e-3);
 }
 
 #[test]
