@@ -10,6 +10,9 @@ pub enum Error {
     /// The probe artifact is missing or unreadable.
     #[error("inverter artifact in {dir}: {reason}; build it with `engram train inverter`")]
     Artifact { dir: PathBuf, reason: String },
+    /// The language-model prior failed to load or run.
+    #[error("the language model failed: {0}")]
+    Model(String),
     #[error("the encoder failed: {0}")]
     Encoder(#[from] engram_embedder::Error),
     #[error("linear algebra failed: {0}")]

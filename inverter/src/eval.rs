@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::inverter::Inverter;
+use crate::lm_prior::LanguagePrior;
 use crate::metrics::{bleu4, cosine, exact_match, token_f1};
 use crate::probe::Probe;
 use crate::search::{CosineSearch, SearchOptions};
@@ -95,11 +96,13 @@ impl Sums {
 }
 
 /// Inverts every text's embedding; `budgets` are the step budgets to report (the
-/// search runs to the largest). `progress(done, total)` after every text.
+/// search runs to the largest; `lm` re-ranks its candidates when `opts.lm_weight` is
+/// set). `progress(done, total)` after every text.
 pub fn evaluate(
     texts: &[String],
     encoder: &dyn TextEncoder,
     probe: Arc<Probe>,
+    lm: Option<Arc<dyn LanguagePrior>>,
     budgets: &[usize],
     opts: SearchOptions,
     progress: &dyn Fn(usize, usize),
@@ -111,7 +114,10 @@ pub fn evaluate(
     budgets.sort_unstable();
     budgets.dedup();
     let max = budgets.last().copied().unwrap_or(0);
-    let search = CosineSearch::new(probe, SearchOptions { steps: max, ..opts })?;
+    let mut search = CosineSearch::new(probe, SearchOptions { steps: max, ..opts })?;
+    if let Some(lm) = lm {
+        search = search.with_language_prior(lm);
+    }
     let (mut bow, mut hyp) = (Sums::default(), Sums::default());
     let mut per_budget: Vec<Sums> = budgets.iter().map(|_| Sums::default()).collect();
     let mut examples = Vec::new();

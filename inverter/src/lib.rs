@@ -8,6 +8,7 @@
 //! - The contract (`inverter.rs`, read it first): [`Inverter`], [`Inversion`].
 //! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form).
 //! - [`fluency`]: the word-bigram prior the search adds to the cosine.
+//! - [`lm_prior`]: SmolLM2 as a language prior that re-ranks the best candidates.
 //! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
 //! - [`defence`]: Gaussian noise and keyed rotation of stored vectors.
 //! - [`audit`]: sample, invert, scan for secrets, compare defences; JSON and HTML.
@@ -21,6 +22,7 @@ mod error;
 pub mod eval;
 pub mod fluency;
 mod inverter;
+pub mod lm_prior;
 pub mod metrics;
 pub mod probe;
 pub mod search;

@@ -7,7 +7,9 @@
 //! from the probe applied to the residual `target - embed(hypothesis)` (see
 //! `probe.rs`), so proposals aim at what the hypothesis still lacks instead of sampling
 //! the vocabulary blindly. The beam keeps the `beam` best texts by cosine plus a small
-//! weight of a bigram language prior (`fluency.rs`: cosine alone rewards word salad).
+//! weight of a bigram language prior (`fluency.rs`: cosine alone rewards word salad;
+//! a real language model can re-rank the best few, `lm_prior.rs`, but measured no
+//! better).
 //! After `patience` rounds without improvement the search jumps from its best text to
 //! perturbed copies and climbs again (at most `MAX_KICKS` times), keeping the best text
 //! seen; it stops after `steps` rounds or when the jumps are spent.
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::inverter::{Hypothesis, Inversion, Inverter};
+use crate::lm_prior::LanguagePrior;
 use crate::metrics::cosine;
 use crate::probe::Probe;
 use crate::variants::WordVariants;
@@ -41,6 +44,20 @@ pub struct SearchOptions {
     /// log-probability per word` (0: cosine alone; see `fluency.rs`).
     #[serde(default = "default_fluency")]
     pub fluency: f32,
+    /// Weight of the language model's mean log-probability per token, added to the
+    /// score of the `lm_candidates` best candidates of every step (0: no language
+    /// model; see `lm_prior.rs`). Needs a prior given with
+    /// [`CosineSearch::with_language_prior`].
+    #[serde(default)]
+    pub lm_weight: f32,
+    /// Candidates per step the language model re-ranks (the best by cosine and bigram
+    /// prior); the rest drop out of that step.
+    #[serde(default = "default_lm_candidates")]
+    pub lm_candidates: usize,
+}
+
+fn default_lm_candidates() -> usize {
+    8
 }
 
 fn default_fluency() -> f32 {
@@ -56,6 +73,8 @@ impl Default for SearchOptions {
             patience: 4,
             seed: 4,
             fluency: default_fluency(),
+            lm_weight: 0.0,
+            lm_candidates: default_lm_candidates(),
         }
     }
 }
@@ -80,6 +99,15 @@ impl SearchOptions {
         }
         if !(0.0..=1.0).contains(&self.fluency) {
             return Err(Error::invalid("fluency", "use a weight from 0 to 1"));
+        }
+        if !(0.0..=1.0).contains(&self.lm_weight) {
+            return Err(Error::invalid("lm_weight", "use a weight from 0 to 1"));
+        }
+        if !(1..=self.candidates).contains(&self.lm_candidates) {
+            return Err(Error::invalid(
+                "lm_candidates",
+                "use 1 to the number of candidates per step",
+            ));
         }
         if !(8..=1024).contains(&self.candidates) {
             return Err(Error::invalid(
@@ -124,6 +152,7 @@ pub struct CosineSearch {
     probe: Arc<Probe>,
     variants: WordVariants,
     opts: SearchOptions,
+    lm: Option<Arc<dyn LanguagePrior>>,
 }
 
 /// What one inversion aims at, shared by its edit proposals.
@@ -153,7 +182,14 @@ impl CosineSearch {
             probe,
             variants,
             opts,
+            lm: None,
         })
+    }
+
+    /// Re-ranks each step's best candidates with `lm` (weighted by `lm_weight`).
+    pub fn with_language_prior(mut self, lm: Arc<dyn LanguagePrior>) -> Self {
+        self.lm = Some(lm);
+        self
     }
 
     pub fn options(&self) -> SearchOptions {
@@ -265,7 +301,8 @@ impl CosineSearch {
         w
     }
 
-    /// Embeds the candidates in one encoder call and scores each against `target`.
+    /// Embeds the candidates in one encoder call and scores each against `target`
+    /// (with a language prior: only the `lm_candidates` best, re-ranked by it).
     fn score(
         &self,
         encoder: &dyn TextEncoder,
@@ -278,7 +315,7 @@ impl CosineSearch {
         let texts: Vec<String> = cands.iter().map(|c| c.join(" ")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = encoder.embed(&refs)?;
-        Ok(cands
+        let nodes = cands
             .into_iter()
             .zip(vectors)
             .map(|(words, vector)| {
@@ -295,7 +332,25 @@ impl CosineSearch {
                     vector,
                 }
             })
-            .collect())
+            .collect();
+        self.rerank(nodes)
+    }
+
+    /// Keeps the `lm_candidates` best nodes and adds the weighted language-model
+    /// score to theirs; without a prior (or at weight 0) returns `nodes` as they are.
+    fn rerank(&self, mut nodes: Vec<Node>) -> Result<Vec<Node>> {
+        let weight = self.opts.lm_weight;
+        let Some(lm) = self.lm.as_ref().filter(|_| weight > 0.0) else {
+            return Ok(nodes);
+        };
+        nodes.sort_by(|a, b| b.score.total_cmp(&a.score));
+        nodes.truncate(self.opts.lm_candidates);
+        let texts: Vec<String> = nodes.iter().map(|n| n.words.join(" ")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for (node, lp) in nodes.iter_mut().zip(lm.mean_log_prob(&refs)?) {
+            node.score += weight * lp;
+        }
+        Ok(nodes)
     }
 }
 
@@ -310,6 +365,12 @@ impl Inverter for CosineSearch {
                     target.len(),
                     encoder.dim()
                 ),
+            ));
+        }
+        if self.opts.lm_weight > 0.0 && self.lm.is_none() {
+            return Err(Error::invalid(
+                "lm_weight",
+                "a language-model weight needs a language model (with_language_prior); set it to 0 or give one",
             ));
         }
         let norm = target.iter().map(|x| x * x).sum::<f32>().sqrt();

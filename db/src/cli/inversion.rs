@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use engram_embedder::MiniLm;
 use engram_inverter::audit::{self, AuditDoc, AuditInput, AuditQuery};
 use engram_inverter::corpus::{self, HELD_OUT_RULE};
+use engram_inverter::lm_prior::{LanguagePrior, SmolLmPrior};
 use engram_inverter::probe::{self, Source};
 use engram_inverter::{AuditOptions, AuditReport, Defence, Probe, SearchOptions, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -78,6 +79,13 @@ pub struct EvalInversionArgs {
     /// Weight of the bigram prior in the search's ranking (0: cosine alone).
     #[arg(long, default_value_t = 0.03)]
     pub fluency: f32,
+    /// Weight of SmolLM2's mean log-probability per token in the ranking of each
+    /// step's best candidates (0: no language model).
+    #[arg(long, default_value_t = 0.0)]
+    pub lm_weight: f32,
+    /// Candidates per step the language model re-ranks.
+    #[arg(long, default_value_t = 8)]
+    pub lm_candidates: usize,
     /// Steps without improvement before a search jumps to a perturbed copy of its best text.
     #[arg(long, default_value_t = 4)]
     pub patience: usize,
@@ -287,15 +295,23 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         beam: args.beam,
         candidates: args.candidates,
         fluency: args.fluency,
+        lm_weight: args.lm_weight,
+        lm_candidates: args.lm_candidates,
         patience: args.patience,
         seed: args.seed,
         ..SearchOptions::default()
+    };
+    let lm: Option<Arc<dyn LanguagePrior>> = if args.lm_weight > 0.0 {
+        Some(Arc::new(SmolLmPrior::load_default()?))
+    } else {
+        None
     };
     let b = bar(texts.len(), "inverting");
     let report = engram_inverter::eval::evaluate(
         &texts,
         minilm.as_ref(),
         probe.clone(),
+        lm,
         &args.steps,
         opts,
         &|done, _| b.set_position(done as u64),

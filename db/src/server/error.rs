@@ -88,7 +88,7 @@ impl From<Error> for ApiError {
             Error::Inverter(I::Encoder(E::EmptyText { .. })) => {
                 (StatusCode::BAD_REQUEST, "invalid_input")
             }
-            Error::Inverter(I::Encoder(_) | I::Solve(_) | I::Io { .. }) => {
+            Error::Inverter(I::Encoder(_) | I::Solve(_) | I::Io { .. } | I::Model(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "inverter_error")
             }
             Error::PromotionNotFound { .. } => (StatusCode::NOT_FOUND, "promotion_not_found"),
