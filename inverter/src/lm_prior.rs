@@ -61,7 +61,11 @@ impl SmolLmPrior {
         ids.extend(self.chat.tokenizer().encode(text).map_err(model_error)?);
         ids.truncate(MAX_TOKENS);
         if ids.len() < 2 {
-            return Ok(0.0);
+            // A log-probability of 0 would rank an empty text as the most natural.
+            return Err(Error::invalid(
+                "text",
+                "nothing to score: the text is empty",
+            ));
         }
         let llama = self.chat.llama();
         let mut cache = KvCache::new(llama.config(), ids.len());

@@ -24,6 +24,7 @@ fn prose_reads_better_than_its_own_words_shuffled() {
     // Scores are per text, independent of what else is in the batch.
     let alone = smollm().mean_log_prob(&[salad]).unwrap();
     assert!((alone[0] - lp[1]).abs() < 1e-4);
+    assert!(smollm().mean_log_prob(&[""]).is_err());
 }
 
 /// A prior with the same opinion of every text.
