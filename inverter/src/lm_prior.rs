@@ -13,7 +13,7 @@
 //! Measured, it does not pay, so it is off by default: on the same 20 held-out texts,
 //! weight 0.02 over the 8 best candidates a step gave token F1 0.478 / cosine 0.902
 //! at 20 steps against 0.509 / 0.910 without it, at 4.5x the time (SmolLM2-135M reads
-//! about 240 tokens a second here); weight 0.005 over 4 gave 0.462 / 0.874 at 10
+//! 160-240 tokens a second here); weight 0.005 over 4 gave 0.462 / 0.874 at 10
 //! steps against 0.463 / 0.879, at 3.2x. A 135M model scoring lowercased,
 //! unpunctuated word lists ranks them no better than the bigrams do. The hook stays
 //! so those figures can be reproduced and a stronger model can be tried.
