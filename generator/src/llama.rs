@@ -397,6 +397,29 @@ impl Llama {
         Ok(self.head.forward(&rows)?.squeeze(0)?)
     }
 
+    /// Mean negative log-likelihood of `tokens[from..]`, each predicted from the tokens
+    /// before it (`from >= 1`), as a scalar tensor: the training loss (it carries
+    /// gradients under [`Kernels::Differentiable`]) and how natural a text reads to the
+    /// model (the inverter's language prior). Runs in a fresh cache.
+    pub fn next_token_loss(
+        &self,
+        tokens: &[u32],
+        from: usize,
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Tensor> {
+        if from == 0 || from >= tokens.len() {
+            return Err(Error::InvalidOptions(format!(
+                "a loss from token {from} of a {}-token sequence: no token to predict",
+                tokens.len()
+            )));
+        }
+        let mut cache = KvCache::new(&self.cfg, tokens.len());
+        // Logits only where a target is predicted (position t predicts token t + 1).
+        let rows = self.forward_from(&tokens[..tokens.len() - 1], &mut cache, adapter, from - 1)?;
+        let targets = Tensor::new(&tokens[from..], rows.device())?;
+        Ok(candle_nn::loss::cross_entropy(&rows, &targets)?)
+    }
+
     /// The final normed hidden states, `(1, seq, n_embd)` (only the last chunk's rows
     /// unless `all_rows`).
     ///

@@ -18,8 +18,7 @@
 //! unpunctuated word lists ranks them no better than the bigrams do. The hook stays
 //! so those figures can be reproduced and a stronger model can be tried.
 
-use candle_core::{Tensor, D};
-use engram_generator::{GgufChatModel, KvCache};
+use engram_generator::GgufChatModel;
 
 use crate::error::{Error, Result};
 
@@ -67,20 +66,15 @@ impl SmolLmPrior {
                 "nothing to score: the text is empty",
             ));
         }
-        let llama = self.chat.llama();
-        let mut cache = KvCache::new(llama.config(), ids.len());
-        let logits = llama
-            .forward_all(&ids[..ids.len() - 1], &mut cache, None)
+        let loss = self
+            .chat
+            .llama()
+            .next_token_loss(&ids, 1, None)
             .map_err(model_error)?;
-        let next = Tensor::new(&ids[1..], logits.device())
-            .and_then(|t| t.unsqueeze(1))
-            .map_err(candle_error)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)
-            .and_then(|lp| lp.gather(&next, 1))
-            .and_then(|lp| lp.mean_all())
-            .and_then(|lp| lp.to_scalar::<f32>())
-            .map_err(candle_error)?;
-        Ok(log_probs)
+        let nll = loss
+            .to_scalar::<f32>()
+            .map_err(|e| Error::Model(e.to_string()))?;
+        Ok(-nll)
     }
 }
 
@@ -91,9 +85,5 @@ impl LanguagePrior for SmolLmPrior {
 }
 
 fn model_error(e: engram_generator::Error) -> Error {
-    Error::Model(e.to_string())
-}
-
-fn candle_error(e: candle_core::Error) -> Error {
     Error::Model(e.to_string())
 }

@@ -12,9 +12,9 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::ParamsAdamW;
-use engram_generator::{KvCache, Llama, LoraAdapter};
+use engram_generator::{Llama, LoraAdapter};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -178,16 +178,7 @@ pub fn sequence_loss(
         return Err(Error::NoData("a sequence has no target token".into()));
     }
     let n = seq.tokens.len() - from;
-    let mut cache = KvCache::new(llama.config(), seq.tokens.len());
-    // Logits only where a target is predicted (position t predicts token t + 1).
-    let rows = llama.forward_from(
-        &seq.tokens[..seq.tokens.len() - 1],
-        &mut cache,
-        adapter,
-        from - 1,
-    )?;
-    let targets = Tensor::new(&seq.tokens[from..], &Device::Cpu)?;
-    Ok((candle_nn::loss::cross_entropy(&rows, &targets)?, n))
+    Ok((llama.next_token_loss(&seq.tokens, from, adapter)?, n))
 }
 
 /// Which sequence micro-batch `g` trains on.
