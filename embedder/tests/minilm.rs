@@ -1,6 +1,6 @@
 //! The real all-MiniLM-L6-v2 against sentence-transformers' documented values, plus
 //! chunking, padding and throughput checks. Fetches the model into the cache on first
-//! use (`models::ensure`). Run with `--release` (debug candle is ~150x slower) and
+//! use (`engram_models::ensure`). Run with `--release` (debug candle is ~150x slower) and
 //! `--nocapture` to see the measured cosines and throughput.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -193,21 +193,6 @@ fn batch_equals_one_by_one() {
         for (a, b) in alone_chunks.iter().zip(&chunked[i]) {
             assert_eq!((a.start, a.end), (b.start, b.end));
             assert!(max_diff(&a.vector, &b.vector) < 1e-5);
-        }
-    }
-}
-
-/// Fetches every pinned model (SmolLM2 is ~93 MB): `cargo test --release -- --ignored`.
-#[test]
-#[ignore]
-fn every_model_fetches_and_verifies() {
-    use engram_embedder::models::{self, ModelId};
-    let _g = serial();
-    models::ensure_all().unwrap();
-    for model in ModelId::ALL {
-        let dir = models::ensure(model).unwrap();
-        for name in model.spec().file_names() {
-            assert!(dir.join(name).metadata().unwrap().len() > 0, "{name}");
         }
     }
 }

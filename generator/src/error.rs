@@ -30,7 +30,7 @@ pub enum Error {
 
     /// The model file could not be fetched into the cache.
     #[error(transparent)]
-    ModelCache(#[from] engram_embedder::Error),
+    ModelCache(#[from] engram_models::Error),
 
     /// A GGUF file is missing a tensor or a metadata key, or holds something unexpected.
     #[error("{} is not a usable model file ({reason}): delete it and run `engram models fetch`", path.display())]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use engram_embedder::models::{self, ModelId};
+use engram_models::ModelId;
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{Error, Result};
@@ -70,7 +70,7 @@ impl GgufChatModel {
     /// The path of the default model's GGUF file in the model cache (fetched on first
     /// use): what adapters are trained for and what manifests fingerprint.
     pub fn default_path() -> Result<PathBuf> {
-        let dir = models::ensure(ModelId::SmolLm2_135mInstruct)?;
+        let dir = engram_models::ensure(ModelId::SmolLm2_135mInstruct)?;
         let file = ModelId::SmolLm2_135mInstruct
             .spec()
             .file_names()

@@ -1,16 +1,16 @@
 //! SmolLM2-135M-Instruct, the real model: tokenizer ids, chat prompt, answers, streaming,
-//! limits. The model is fetched into the cache on first use (see engram_embedder::models)
+//! limits. The model is fetched into the cache on first use (see engram_models)
 //! and loaded once for all tests of this binary.
 
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
-use engram_embedder::models::{self, ModelId};
 use engram_generator::{
     ChatMessage, Error, FinishReason, GenerationOptions, GenerationRequest, GgufChatModel, KvCache,
     LanguageModel, LoadOptions,
 };
+use engram_models::ModelId;
 
 fn model() -> &'static GgufChatModel {
     static MODEL: OnceLock<GgufChatModel> = OnceLock::new();
@@ -268,7 +268,7 @@ fn top(logits: &Tensor) -> (u32, f32) {
 /// implementation) on the pinned Q4_1 weights, and the Q8_0 conversion against both.
 #[test]
 fn our_model_file_matches_candle_quantized_llama_and_q8_0_keeps_the_prediction() {
-    let dir = models::ensure(ModelId::SmolLm2_135mInstruct).unwrap();
+    let dir = engram_models::ensure(ModelId::SmolLm2_135mInstruct).unwrap();
     let path = dir.join(
         ModelId::SmolLm2_135mInstruct
             .spec()

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use engram_embedder::TextEncoder;
+use engram_metrics::token_f1::word_f1;
 use faer::linalg::solvers::Solve;
 use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fluency::BigramPrior;
-use crate::metrics::f1_of_words;
 use crate::text::words;
 
 /// Where the trained probe lives in the repository (`engram train inverter` writes it).
@@ -333,7 +333,7 @@ impl Probe {
                     let f1: f64 = val_idx
                         .iter()
                         .zip(&scores)
-                        .map(|(&i, (s, p))| f1_of_words(&tokenised[i], &bag(&vocab, s, p, t1, t2)))
+                        .map(|(&i, (s, p))| word_f1(&bag(&vocab, s, p, t1, t2), &tokenised[i]))
                         .sum::<f64>()
                         / val_idx.len() as f64;
                     if f1 > best_f1 {

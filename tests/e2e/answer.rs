@@ -107,7 +107,7 @@ fn answers_in_every_mode_with_sources_usage_and_timing() {
     assert_eq!(w.body["error"]["code"], "no_adapter");
     let msg = w.body["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("rag") && msg.contains("engram promote facts"),
+        msg.contains("rag") && msg.contains("promote the collection"),
         "{msg}"
     );
 
@@ -239,7 +239,7 @@ fn engram_ask_streams_the_answer_and_explains_refusals() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("409") && stderr.contains("engram promote"),
+        stderr.contains("409") && stderr.contains("promote the collection"),
         "{stderr}"
     );
 }

@@ -71,7 +71,7 @@ fn bad_input_is_refused_and_the_store_is_unchanged() {
          415, "unsupported_media_type", "Content-Type"),
         ("unknown collection",
          s.post("/collections/nope/documents", json!({"documents": [vec3("x5")]})),
-         404, "collection_not_found", "PUT /collections/nope"),
+         404, "collection_not_found", "create it first"),
         ("10 MB body",
          s.post_oversized("/collections/v/documents", 10 * 1024 * 1024),
          413, "payload_too_large", "smaller"),

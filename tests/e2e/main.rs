@@ -8,6 +8,7 @@ mod bad_input;
 mod contextual;
 mod crash;
 mod hot;
+mod jobs;
 mod promote;
 mod retrieval;
 mod support;

@@ -142,7 +142,7 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     assert!(r.body["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("engram promote"));
+        .contains("promote the collection"));
     let r = server.call("GET", "/collections/facts/adapters", None, ADMIN);
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["adapters"], json!([]));

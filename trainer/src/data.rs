@@ -127,7 +127,7 @@ pub fn windows(ids: &[u32], max_len: usize) -> Vec<Sequence> {
 
 /// Lower-case hex sha256 of a file (the model cache's checksum).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    Ok(engram_embedder::models::sha256_file(path).map_err(engram_generator::Error::from)?)
+    Ok(engram_models::sha256_file(path).map_err(engram_generator::Error::from)?)
 }
 
 /// General text (32 Wikipedia passages from the end of Quoref, CC BY-SA) that no user

@@ -10,11 +10,11 @@
 use engram_generator::{
     ChatMessage, GenerationOptions, GenerationRequest, LanguageModel, Llama, LoraAdapter,
 };
+use engram_metrics::qa;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Sequence;
 use crate::error::{Error, Result};
-use crate::qa;
 use crate::train::sequence_loss;
 
 /// A question whose answer is in the learned documents, with its accepted answers.

@@ -35,7 +35,6 @@
 //! Errors map to HTTP as: `InvalidConfig` 400, `NotFound` 404, `Refused` 409,
 //! `NoData` 422, `Cancelled` 499, the rest 500.
 
-pub mod chart;
 pub mod checkpoint;
 pub mod data;
 mod error;
@@ -45,7 +44,6 @@ pub mod manifest;
 pub mod optim;
 pub mod peft;
 pub mod promote;
-pub mod qa;
 pub mod registry;
 pub mod synth;
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use candle_nn::ParamsAdamW;
 use engram_generator::{Llama, LoraAdapter};
+use engram_metrics::chart::{line_panel, side_by_side};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -153,11 +154,9 @@ impl TrainOutcome {
             .iter()
             .map(|l| (l.step as f64, l.loss))
             .collect();
-        let svg = crate::chart::line_chart_svg(
+        let svg = side_by_side(
             "LoRA training loss",
-            "step",
-            "loss (nats/token)",
-            &points,
+            &[line_panel("Loss (nats/token)", "step", &points, None)],
         );
         let path = dir.join("loss.svg");
         crate::util::write_atomic(&path, |tmp| {

@@ -1,4 +1,4 @@
-//! Engram's side of the ANN benchmark: builds `engram_db::index::VectorIndex` on a
+//! Engram's side of the ANN benchmark: builds `engram_store::index::VectorIndex` on a
 //! data set made by `scripts/ann_data.py` and sweeps ef, printing one JSON line per
 //! ef in the same shape as `benches/peers/ann_peers.py`:
 //!
@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use engram_db::index::{IndexParams, Metric, Quantization, VectorIndex};
+use engram_store::index::{IndexParams, Metric, Quantization, VectorIndex};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]

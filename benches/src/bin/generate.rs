@@ -10,8 +10,8 @@ use std::time::Instant;
 use candle_core::quantized::GgmlDType;
 use candle_core::DType;
 use clap::Parser;
-use engram_embedder::models::{self, ModelId};
 use engram_generator::{GgufChatModel, KvCache, LanguageModel, LoadOptions};
+use engram_models::ModelId;
 
 #[derive(Parser)]
 struct Args {
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         "none" => None,
         other => anyhow::bail!("--dense {other}: use f32, f16 or none"),
     };
-    let dir = models::ensure(ModelId::SmolLm2_135mInstruct)?;
+    let dir = engram_models::ensure(ModelId::SmolLm2_135mInstruct)?;
     let file = dir.join(
         ModelId::SmolLm2_135mInstruct
             .spec()

@@ -22,10 +22,10 @@ use crate::api_types::{
     AdapterRef, AnswerMode, AnswerRequest, AnswerResponse, AnswerSource, AnswerTiming, AnswerUsage,
     Include, QueryMode, QueryRequest,
 };
-use crate::collection::DocumentRecord;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::validate;
+use engram_store::collection::DocumentRecord;
+use engram_store::validate;
 
 /// Passages a rag answer gets when the request does not say.
 pub const DEFAULT_K: usize = 3;
@@ -230,7 +230,7 @@ impl Engine {
             );
         };
         // Unknown collections fail here whatever the mode.
-        self.collection_info(&g.collection)?;
+        self.store().collection_info(&g.collection)?;
         let adapter = self.active_adapter(&g.collection);
         let mode = match (g.mode, &adapter) {
             (AnswerMode::Auto, Some(_)) => AnswerMode::Weights,
@@ -353,6 +353,7 @@ impl Engine {
             ));
         }
         let hits = self
+            .store()
             .query(
                 &g.collection,
                 &QueryRequest {
@@ -391,12 +392,16 @@ impl Engine {
     /// (a token is never more than 8 bytes of English), so a large collection is refused
     /// without reading it all.
     fn corpus_texts(&self, name: &str, window: usize) -> Result<CorpusTexts> {
-        let coll = self.collection(name)?;
+        let coll = self.store().collection(name)?;
         let ids: Vec<Arc<str>> = coll.with_documents(|docs| docs.keys().cloned().collect());
         let mut records: Vec<(u64, String)> = Vec::new();
         let (mut bytes, mut truncated) = (0usize, false);
         for id in &ids {
-            let Some(rec) = self.storage().get_document::<DocumentRecord>(name, id)? else {
+            let Some(rec) = self
+                .store()
+                .storage()
+                .get_document::<DocumentRecord>(name, id)?
+            else {
                 continue;
             };
             if let Some(text) = rec.text {

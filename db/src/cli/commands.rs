@@ -14,8 +14,10 @@ use super::{
 };
 use crate::api_types::{CollectionInfo, DocumentInput, QueryMode, QueryResponse, UpsertResponse};
 use crate::config::{Overrides, ServerConfig};
-use crate::engine::{Engine, DEFAULT_EMBEDDER};
+use crate::engine::Engine;
 use crate::server::{BackupResponse, ServerBuilder};
+use engram_store::jobs::JobState;
+use engram_store::DEFAULT_EMBEDDER;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -88,11 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models {
             action: ModelsAction::Fetch,
         } => {
-            engram_embedder::models::ensure_all()?;
-            println!(
-                "models are in {}",
-                engram_embedder::models::cache_dir().display()
-            );
+            engram_models::ensure_all()?;
+            println!("models are in {}", engram_models::cache_dir().display());
             Ok(())
         }
     }
@@ -105,7 +104,8 @@ fn hot(client: &Client, collection: &str, k: Option<usize>, top: usize) -> anyho
         path.push_str(&format!("&k={k}"));
     }
     let r: Value = client.call("GET", &path, None::<&()>)?;
-    let clusters: Vec<crate::hot::ClusterInfo> = serde_json::from_value(r["clusters"].clone())?;
+    let clusters: Vec<engram_store::hot::ClusterInfo> =
+        serde_json::from_value(r["clusters"].clone())?;
     println!(
         "{:>7} {:>9} {:>9} {:>6}  top documents",
         "cluster", "documents", "hits", "share"
@@ -154,6 +154,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Fetch (first run) and load the default model before accepting requests,
         // so the first insert does not pay for it.
         engine
+            .store()
             .encoder(DEFAULT_EMBEDDER)
             .context("cannot load the default embedding model")?;
         // The language model (fetched on first run) loads in the background: the store
@@ -249,11 +250,11 @@ fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()>
                 ) else {
                     break;
                 };
-                bar.set_length(job.total as u64);
-                bar.set_position(job.done as u64);
-                bar.set_message(job.state.clone());
-                match job.state.as_str() {
-                    "done" => {
+                bar.set_length(job.job.total as u64);
+                bar.set_position(job.job.done as u64);
+                bar.set_message(job.job.stage.clone());
+                match job.job.state {
+                    JobState::Done => {
                         bar.finish();
                         println!(
                             "{name}: corpus context version {} ({} documents sampled, {} tokens)",
@@ -261,11 +262,15 @@ fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()>
                         );
                         break;
                     }
-                    "failed" => {
+                    JobState::Failed | JobState::Cancelled | JobState::Interrupted => {
                         bar.abandon();
-                        anyhow::bail!("recontextualize failed: {}", job.error.unwrap_or_default());
+                        anyhow::bail!(
+                            "recontextualize {}: {}",
+                            job.job.state,
+                            job.job.error.unwrap_or_default()
+                        );
                     }
-                    _ => std::thread::sleep(std::time::Duration::from_millis(500)),
+                    JobState::Running => std::thread::sleep(std::time::Duration::from_millis(500)),
                 }
             }
         }
@@ -391,15 +396,11 @@ fn restore(backup: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
                 data_dir.display()
             );
         }
-        if crate::storage::Storage::open(data_dir).is_err() {
+        if engram_store::storage::Storage::open(data_dir).is_err() {
             anyhow::bail!("{} is in use; stop the server first", data_dir.display());
         }
-        let aside = data_dir.with_extension(format!(
-            "replaced-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs()
-        ));
+        let aside =
+            data_dir.with_extension(format!("replaced-{}", engram_store::clock::unix_now()));
         std::fs::rename(data_dir, &aside)?;
         println!("moved the old data directory to {}", aside.display());
     }

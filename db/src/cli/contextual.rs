@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::eval::{write_json, Bars};
 use crate::eval::contextual::{evaluate, split, table, StateCache};
-use crate::eval::{chart, load, Dataset};
+use crate::eval::{load, Dataset};
+use engram_metrics::chart;
 
 #[derive(Args, Debug)]
 pub struct TrainContextualArgs {
@@ -152,7 +153,7 @@ fn dataset_cache(
         anyhow::ensure!(n >= 2, "--limit must be at least 2");
         passages.truncate(n);
     }
-    let sha256 = engram_embedder::models::sha256_file(&path)?;
+    let sha256 = engram_models::sha256_file(&path)?;
     let key = format!("{}-{}-{}", dataset.name(), &sha256[..12], passages.len());
     let base = engram_embedder::shared_minilm()?;
     let cache = StateCache::load_or_build(
@@ -336,7 +337,7 @@ pub fn train(args: &TrainContextualArgs) -> anyhow::Result<()> {
             .chunks(100)
             .map(|c| c.iter().sum::<f32>() / c.len() as f32)
             .collect::<Vec<_>>(),
-        "weights_sha256": engram_embedder::models::sha256_file(&weights)?,
+        "weights_sha256": engram_models::sha256_file(&weights)?,
         "validation": rows,
         "heldout": heldout,
     });

@@ -14,10 +14,12 @@ use engram_inverter::lm_prior::{LanguagePrior, SmolLmPrior};
 use engram_inverter::probe::{self, Source};
 use engram_inverter::{AuditOptions, AuditReport, Defence, Probe, SearchOptions, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::client::Client;
+use crate::engine::AuditStatus;
 use crate::eval::{load, Dataset, Passage};
+use engram_store::jobs::JobState;
 
 /// Length of training and evaluation texts in MiniLM tokens (vec2text's setting).
 const TEXT_TOKENS: usize = 32;
@@ -415,28 +417,26 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<()> {
         body["defences"] = json!(args.defences);
     }
     let path = format!("/collections/{}/audits", args.collection);
-    let started: Value = client.call(
+    let started: AuditStatus = client.call(
         "POST",
         &format!("/collections/{}/audit", args.collection),
         Some(&body),
     )?;
-    let id = started["id"]
-        .as_str()
-        .context("the server returned no audit id")?
-        .to_string();
+    let id = started.job.id;
     let b = bar(0, "auditing");
     loop {
-        let status: Value = client.call("GET", &format!("{path}/{id}/status"), None::<&()>)?;
-        b.set_length(status["total"].as_u64().unwrap_or(0));
-        b.set_position(status["done"].as_u64().unwrap_or(0));
-        match status["state"].as_str() {
-            Some("done") => break,
-            Some("running") => std::thread::sleep(std::time::Duration::from_millis(500)),
-            _ => {
+        let status: AuditStatus =
+            client.call("GET", &format!("{path}/{id}/status"), None::<&()>)?;
+        b.set_length(status.job.total as u64);
+        b.set_position(status.job.done as u64);
+        match status.job.state {
+            JobState::Done => break,
+            JobState::Running => std::thread::sleep(std::time::Duration::from_millis(500)),
+            state => {
                 b.abandon();
                 anyhow::bail!(
-                    "audit {id} failed: {}",
-                    status["error"].as_str().unwrap_or("unknown error")
+                    "audit {id} {state}: {}",
+                    status.job.error.as_deref().unwrap_or("unknown error")
                 );
             }
         }

@@ -19,8 +19,8 @@ pub use commands::run;
 
 use crate::api_types::{AnswerMode, QueryMode};
 use crate::eval::Dataset;
-use crate::fusion::Fusion;
-use crate::index::Quantization;
+use engram_store::fusion::Fusion;
+use engram_store::index::Quantization;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -238,10 +238,10 @@ pub struct FusionArgs {
     #[arg(long, value_enum, default_value_t = FusionMethod::Weighted)]
     pub fusion: FusionMethod,
     /// Weighted fusion: the vector score's weight, in [0, 1].
-    #[arg(long, default_value_t = crate::fusion::DEFAULT_VECTOR_WEIGHT)]
+    #[arg(long, default_value_t = engram_store::fusion::DEFAULT_VECTOR_WEIGHT)]
     pub vector_weight: f32,
     /// RRF's k: larger values flatten the lead of the first ranks.
-    #[arg(long, default_value_t = crate::fusion::DEFAULT_RRF_K)]
+    #[arg(long, default_value_t = engram_store::fusion::DEFAULT_RRF_K)]
     pub rrf_k: f32,
 }
 
@@ -363,7 +363,7 @@ pub struct EvalRetrievalArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Text encoder of the collection (see `engram_embedder::ENCODER_NAMES`).
-    #[arg(long, default_value = crate::engine::DEFAULT_EMBEDDER)]
+    #[arg(long, default_value = engram_store::DEFAULT_EMBEDDER)]
     pub encoder: String,
     /// vector, keyword, hybrid, or all (the three, one after the other).
     #[arg(long, default_value = "all", value_parser = parse_modes)]

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use super::client::Client;
 use super::inversion::bar;
 use super::Remote;
+use crate::engine::PromotionStatus;
+use engram_store::jobs::JobState;
 
 #[derive(Args, Debug)]
 pub struct PromoteArgs {
@@ -119,50 +121,45 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
         body["strategies"] = json!(args.strategy);
     }
     let name = &args.collection;
-    let started: Value =
+    let started: PromotionStatus =
         client.call("POST", &format!("/collections/{name}/promote"), Some(&body))?;
-    let id = started["id"]
-        .as_str()
-        .context("the server returned no promotion id")?
-        .to_string();
+    let id = started.job.id;
     println!(
         "promotion {id} of {} documents of '{name}' started",
-        started["documents"]
+        started.documents
     );
     let mut stage = String::new();
     let mut b = bar(0, "starting");
     let status = loop {
-        let s: Value = client.call(
+        let s: PromotionStatus = client.call(
             "GET",
             &format!("/collections/{name}/promotions/{id}"),
             None::<&()>,
         )?;
-        let now = s["stage"].as_str().unwrap_or_default().to_string();
-        if now != stage && s["state"] == "running" {
+        if s.job.stage != stage && s.job.state.is_running() {
             b.finish();
-            b = bar(0, &now);
-            stage = now;
+            b = bar(0, &s.job.stage);
+            stage = s.job.stage.clone();
         }
-        b.set_length(s["total"].as_u64().unwrap_or(0));
-        b.set_position(s["done"].as_u64().unwrap_or(0));
-        if let Some(loss) = s["loss"].as_f64() {
+        b.set_length(s.job.total as u64);
+        b.set_position(s.job.done as u64);
+        if let Some(loss) = s.loss {
             b.set_message(format!("{stage} (loss {loss:.3})"));
         }
-        if s["state"] != "running" {
+        if !s.job.state.is_running() {
             break s;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     b.finish();
-    match status["state"].as_str() {
-        Some("done") => {
-            println!("{}", status["summary"].as_str().unwrap_or_default());
+    match status.job.state {
+        JobState::Done => {
+            println!("{}", status.summary.unwrap_or_default());
             Ok(())
         }
-        _ => anyhow::bail!(
-            "promotion {id} {}: {}",
-            status["state"].as_str().unwrap_or("failed"),
-            status["error"].as_str().unwrap_or("unknown error")
+        state => anyhow::bail!(
+            "promotion {id} {state}: {}",
+            status.job.error.as_deref().unwrap_or("unknown error")
         ),
     }
 }

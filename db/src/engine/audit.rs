@@ -1,57 +1,64 @@
-//! Leakage audits of a collection, run in the background like a context build
-//! (`contextualize.rs`): `start_audit` records the job and returns at once; a thread
-//! gathers the documents, runs `engram_inverter::audit::run` with progress kept in
-//! memory, then stores the report in the collection's meta range (RocksDB, synced),
-//! so reports survive restarts and go away with the collection.
+//! Leakage audits of a collection, run in the background by the job framework
+//! (`engram_store::jobs`): `start_audit` records the job and returns at once; a thread
+//! gathers the documents and runs `engram_inverter::audit::run`, then the report is
+//! stored in the collection's meta range (RocksDB, synced), so reports survive
+//! restarts and go away with the collection.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use engram_inverter::audit::{self, AuditDoc, AuditInput};
 use engram_inverter::{AuditOptions, AuditReport, Probe};
+use engram_store::collection::{Collection, DocumentRecord};
+use engram_store::jobs::{JobStatus, Jobs};
+use engram_store::storage::Storage;
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
-use crate::collection::{Collection, DocumentRecord};
 use crate::error::{Error, Result};
-use crate::storage::Storage;
 
 /// Most documents embedded for the retrieval side of an audit (evenly sampled).
 const MAX_CORPUS: usize = 500;
 /// Words of a known-item query (a span from the middle of a document).
 const QUERY_WORDS: usize = 12;
+/// Audits running at once at most, over all collections (each takes a core and
+/// the probe's memory).
+const MAX_RUNNING: usize = 2;
 
 /// An audit job as listed: where it is, and its grade once done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditStatus {
-    pub id: String,
-    pub collection: String,
-    /// running, done, failed, or interrupted (the server stopped while it ran).
-    pub state: String,
-    pub done: usize,
-    pub total: usize,
-    pub created_unix: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub job: JobStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grade: Option<char>,
 }
 
-/// What is stored per audit.
+engram_store::job_kind!(AuditStatus, "audit");
+
+/// What is stored per audit beside its job record: the report. (Records written
+/// before the job framework carry their status here too, and are listed from it.)
 #[derive(Serialize, Deserialize)]
 struct AuditRecord {
-    status: AuditStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<AuditStatus>,
     report: Option<AuditReport>,
 }
 
-/// Running audits' progress, and the probe (loaded once, on the first audit).
-#[derive(Default)]
+/// The audit jobs, and the probe (loaded once, on the first audit).
 pub(super) struct AuditJobs {
-    running: Mutex<HashMap<String, AuditStatus>>,
+    jobs: Jobs<AuditStatus>,
     probe: OnceLock<Arc<Probe>>,
 }
 
 impl AuditJobs {
+    pub(super) fn new(storage: Arc<Storage>) -> Self {
+        AuditJobs {
+            jobs: Jobs::new(storage),
+            probe: OnceLock::new(),
+        }
+    }
+
     fn probe(&self) -> Result<Arc<Probe>> {
         if let Some(p) = self.probe.get() {
             return Ok(p.clone());
@@ -61,16 +68,10 @@ impl AuditJobs {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Engine {
     /// Starts an audit of `name` in the background and returns its status (202).
     pub fn start_audit(&self, name: &str, opts: AuditOptions) -> Result<AuditStatus> {
-        let coll = self.collection(name)?;
+        let coll = self.store().collection(name)?;
         opts.validate()?;
         if coll.config.embedder.is_none() {
             return Err(Error::invalid(
@@ -78,117 +79,61 @@ impl Engine {
                 format!("collection '{name}' stores own vectors without an embedder; the audit inverts text embeddings"),
             ));
         }
+        if self.audits.jobs.running().len() >= MAX_RUNNING {
+            return Err(Error::Busy(format!(
+                "{MAX_RUNNING} audits are running already; wait for one to finish"
+            )));
+        }
         let probe = self.audits.probe()?;
         let encoder = engram_embedder::shared_minilm()?;
-        let created = now();
-        let id = format!(
-            "{created:x}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
         let status = AuditStatus {
-            id: id.clone(),
-            collection: name.to_string(),
-            state: "running".into(),
-            done: 0,
-            total: 0,
-            created_unix: created,
-            error: None,
+            job: JobStatus::start(name, "inverting"),
             grade: None,
         };
-        // Into `running` before the record is stored, so no listing ever sees a
-        // stored "running" record without its job (see `audits`).
-        self.audits
-            .running
-            .lock()
-            .expect("lock")
-            .insert(id.clone(), status.clone());
-        let record = AuditRecord {
-            status: status.clone(),
-            report: None,
-        };
-        if let Err(e) = store(&self.storage, &coll, &record) {
-            self.audits.running.lock().expect("lock").remove(&id);
-            return Err(e);
-        }
-        let (storage, jobs) = (self.storage.clone(), self.audits.clone());
-        let reply = status.clone();
-        std::thread::Builder::new()
-            .name(format!("audit-{name}"))
-            .spawn(move || {
-                let progress = |done: usize, total: usize| {
-                    if let Some(s) = jobs.running.lock().expect("lock").get_mut(&id) {
-                        (s.done, s.total) = (done, total);
-                    }
-                };
-                let result = gather(&storage, &coll, opts.sample).and_then(|input| {
-                    Ok(audit::run(
-                        &input,
-                        encoder.as_ref(),
-                        probe,
-                        &opts,
-                        &progress,
-                    )?)
-                });
-                // Stays in `running` until the final record is stored: a status
-                // request in between would otherwise read the stored "running"
-                // record of a job that is not running, and call it interrupted.
-                let mut status = jobs
-                    .running
-                    .lock()
-                    .expect("lock")
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or(status);
-                let report = match result {
-                    Ok(report) => {
-                        status.state = "done".into();
-                        status.done = status.total;
-                        status.grade = Some(report.grade);
-                        Some(report)
-                    }
-                    Err(e) => {
-                        tracing::error!(collection = %coll.config.name, error = %e, "audit failed");
-                        status.state = "failed".into();
-                        status.error = Some(e.to_string());
-                        None
-                    }
-                };
-                {
-                    let _writer = coll.write_lock.lock().expect("lock");
-                    if !coll.is_deleted() {
-                        if let Err(e) = store(&storage, &coll, &AuditRecord { status, report }) {
-                            tracing::error!(error = %e, "cannot store the audit report");
-                        }
-                    }
+        let storage = self.store().storage().clone();
+        let keep_coll = coll.clone();
+        Ok(self.audits.jobs.spawn(
+            status,
+            move |_| !keep_coll.is_deleted(),
+            move |job| -> Result<()> {
+                let input = gather(&storage, &coll, opts.sample)?;
+                let progress = |done: usize, total: usize| job.progress("inverting", done, total);
+                let report = audit::run(&input, encoder.as_ref(), probe, &opts, &progress)?;
+                job.update(|s| s.grade = Some(report.grade));
+                let _writer = coll.lock_writes();
+                if coll.is_deleted() {
+                    return Err(
+                        engram_store::Error::CollectionNotFound(coll.config.name.clone()).into(),
+                    );
                 }
-                jobs.running.lock().expect("lock").remove(&id);
-            })
-            .map_err(Error::Io)?;
-        Ok(reply)
+                let id = job.status().job.id;
+                store_report(&storage, &coll.config.name, &id, report)
+            },
+        )?)
     }
 
     /// Every audit of a collection, oldest first, with live progress for running ones.
     pub fn audits(&self, name: &str) -> Result<Vec<AuditStatus>> {
-        self.collection(name)?;
-        let running = self.audits.running.lock().expect("lock").clone();
-        let mut out = Vec::new();
-        self.storage.scan_audits(name, |id, bytes| {
-            let rec: AuditRecord = serde_json::from_slice(bytes)
-                .map_err(|e| Error::Corrupt(format!("audit record {id}: {e}")))?;
-            let mut status = running.get(id).cloned().unwrap_or(rec.status);
-            if status.state == "running" && !running.contains_key(id) {
-                status.state = "interrupted".into();
+        self.store().collection(name)?;
+        let mut out = self.audits.jobs.list(name)?;
+        // Audits recorded before the job framework: their status is in the report record.
+        let known: HashSet<String> = out.iter().map(|s| s.job.id.clone()).collect();
+        self.store().storage().scan_audits(name, |id, bytes| {
+            if !known.contains(id) {
+                if let Some(status) = read_record(id, bytes)?.status {
+                    out.push(status);
+                }
             }
-            out.push(status);
             Ok(())
         })?;
+        out.sort_by_key(|s| s.job.created_unix);
         Ok(out)
     }
 
     pub fn audit_status(&self, name: &str, id: &str) -> Result<AuditStatus> {
         self.audits(name)?
             .into_iter()
-            .find(|s| s.id == id)
+            .find(|s| s.job.id == id)
             .ok_or_else(|| Error::AuditNotFound {
                 collection: name.into(),
                 id: id.into(),
@@ -199,21 +144,31 @@ impl Engine {
     pub fn audit_report(&self, name: &str, id: &str) -> Result<AuditReport> {
         let status = self.audit_status(name, id)?;
         let mut report = None;
-        self.storage.scan_audits(name, |key, bytes| {
+        self.store().storage().scan_audits(name, |key, bytes| {
             if key == id {
-                let rec: AuditRecord = serde_json::from_slice(bytes)
-                    .map_err(|e| Error::Corrupt(format!("audit record {id}: {e}")))?;
-                report = rec.report;
+                report = read_record(id, bytes)?.report;
             }
             Ok(())
         })?;
-        report.ok_or(Error::AuditNotReady(id.to_string(), status.state))
+        report.ok_or(Error::AuditNotReady(
+            id.to_string(),
+            status.job.state.to_string(),
+        ))
     }
 }
 
-fn store(storage: &Storage, coll: &Collection, rec: &AuditRecord) -> Result<()> {
-    let json = serde_json::to_vec(rec).expect("audit records serialise");
-    storage.put_audit(&coll.config.name, &rec.status.id, &json)
+fn read_record(id: &str, bytes: &[u8]) -> engram_store::Result<AuditRecord> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| engram_store::Error::Corrupt(format!("audit record {id}: {e}")))
+}
+
+fn store_report(storage: &Storage, coll: &str, id: &str, report: AuditReport) -> Result<()> {
+    let record = AuditRecord {
+        status: None,
+        report: Some(report),
+    };
+    let json = serde_json::to_vec(&record).expect("audit records serialise");
+    Ok(storage.put_audit(coll, id, &json)?)
 }
 
 /// Up to `n` items spread evenly over `items` (sorted by id, so reproducible).

@@ -7,15 +7,17 @@
 //! Everything a promotion writes lives in `<data>/promotions/<collection>/<id>`, where
 //! the id is a hash of the chosen documents and options: asking again for the same
 //! promotion after a crash or restart resumes it from its synthetic-data journal and
-//! last checkpoint. The finished status (with the report) is written there as
-//! `status.json`, so finished promotions are listed after a restart too. One promotion
+//! last checkpoint. The job (its status, and the report once done) is recorded by the
+//! job framework (`engram_store::jobs`), so finished promotions are listed after a
+//! restart too, and a promotion the server died in reads "interrupted". One promotion
 //! runs at a time: it takes both cores and ~0.7 GB for the trainable model.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use engram_store::jobs::{JobState, JobStatus, Jobs};
 use engram_trainer::gate::GateConfig;
 use engram_trainer::promote::{self, Models, PromoteEvent, PromoteOptions};
 use engram_trainer::synth::{Document, Strategy, SynthConfig, SynthItem};
@@ -28,7 +30,8 @@ use crate::error::{Error, Result};
 
 /// Documents a promotion takes from its cluster at most, by default.
 const DEFAULT_MAX_DOCUMENTS: usize = 40;
-const STATUS_FILE: &str = "status.json";
+/// Where promotions finished before the job framework kept their status.
+const LEGACY_STATUS_FILE: &str = "status.json";
 
 /// A question with accepted answers (held-out evaluation).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
@@ -76,24 +79,16 @@ pub struct PromoteRequest {
     pub train_pairs: Vec<PairInput>,
 }
 
-/// A promotion as listed: where it is, and its report once done.
+/// A promotion as listed: where it is (stages synthesizing, training, evaluating),
+/// and its report once done. An interrupted one resumes when asked for again.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct PromotionStatus {
-    pub id: String,
-    pub collection: String,
-    /// running, done, failed, or interrupted (the server stopped; ask again to resume).
-    pub state: String,
-    /// synthesizing, training, evaluating (while running).
-    pub stage: String,
-    pub done: usize,
-    pub total: usize,
+    #[serde(flatten)]
+    pub job: JobStatus,
     /// Latest training loss.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
     pub documents: usize,
-    pub created_unix: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
     /// The trainer's report (gate, accuracy, perplexity, training) once done.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -103,30 +98,31 @@ pub struct PromotionStatus {
     pub summary: Option<String>,
 }
 
+engram_store::job_kind!(PromotionStatus, "promotion");
+
 impl PromotionStatus {
-    /// A status with no progress yet: `state` is also the stage.
-    fn new(id: String, collection: &str, state: &str, documents: usize, created_unix: u64) -> Self {
+    fn new(job: JobStatus, documents: usize) -> Self {
         Self {
-            id,
-            collection: collection.to_string(),
-            state: state.into(),
-            stage: state.into(),
-            done: 0,
-            total: 0,
+            job,
             loss: None,
             documents,
-            created_unix,
-            error: None,
             report: None,
             summary: None,
         }
     }
 }
 
-/// Running promotions' progress.
-#[derive(Default)]
+/// The promotion jobs.
 pub(super) struct PromotionJobs {
-    running: Mutex<HashMap<String, PromotionStatus>>,
+    jobs: Jobs<PromotionStatus>,
+}
+
+impl PromotionJobs {
+    pub(super) fn new(storage: Arc<engram_store::storage::Storage>) -> Self {
+        PromotionJobs {
+            jobs: Jobs::new(storage),
+        }
+    }
 }
 
 /// A promotion ready to run: its documents, questions and options.
@@ -135,12 +131,6 @@ pub struct PromotionPlan {
     pub documents: Vec<Document>,
     pub held_out: Vec<HeldOutQuestion>,
     pub options: PromoteOptions,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
@@ -191,7 +181,7 @@ impl Engine {
 
     /// Chooses the documents and builds the trainer's options for `req`.
     pub fn plan_promotion(&self, name: &str, req: &PromoteRequest) -> Result<PromotionPlan> {
-        self.collection(name)?;
+        self.store().collection(name)?;
         let strategies = parse_strategies(req.strategies.as_deref())?;
         let max_docs = req.max_documents.unwrap_or(DEFAULT_MAX_DOCUMENTS);
         if !(1..=1000).contains(&max_docs) {
@@ -202,15 +192,16 @@ impl Engine {
         }
         let (ids, cluster) = if req.all {
             let mut ids = Vec::new();
-            self.storage
-                .scan_documents::<crate::collection::DocumentRecord>(name, |id, _| {
+            self.store()
+                .storage()
+                .scan_documents::<engram_store::collection::DocumentRecord>(name, |id, _| {
                     ids.push(id.to_string());
                     Ok(())
                 })?;
             (ids, None)
         } else {
             let rank = req.cluster.unwrap_or(0);
-            let clusters = self.clusters(name, req.clusters, max_docs)?;
+            let clusters = self.store().clusters(name, req.clusters, max_docs)?;
             let n = clusters.len();
             let c = clusters.into_iter().nth(rank).ok_or_else(|| {
                 Error::invalid(
@@ -226,8 +217,8 @@ impl Engine {
         };
         let mut documents = Vec::new();
         for id in ids.into_iter().take(max_docs) {
-            let rec: Option<crate::collection::DocumentRecord> =
-                self.storage.get_document(name, &id)?;
+            let rec: Option<engram_store::collection::DocumentRecord> =
+                self.store().storage().get_document(name, &id)?;
             if let Some(text) = rec.and_then(|r| r.text).filter(|t| !t.trim().is_empty()) {
                 documents.push(Document { id, text });
             }
@@ -335,129 +326,86 @@ impl Engine {
         req: &PromoteRequest,
     ) -> Result<PromotionStatus> {
         let plan = self.plan_promotion(name, req)?;
-        let mut running = self.promotions.running.lock().expect("lock");
-        if let Some(other) = running.values().next() {
-            return Err(Error::PromotionRunning(other.collection.clone()));
+        if let Some(other) = self.promotions.jobs.running().first() {
+            return Err(Error::PromotionRunning(other.job.collection.clone()));
         }
-        let mut status = PromotionStatus::new(
-            plan.id.clone(),
-            name,
-            "running",
-            plan.documents.len(),
-            now(),
-        );
-        status.stage = "starting".into();
+        let mut job = JobStatus::start(name, "starting");
+        job.id = plan.id.clone();
+        let status = PromotionStatus::new(job, plan.documents.len());
         std::fs::create_dir_all(&plan.options.work_dir)?;
-        running.insert(plan.id.clone(), status.clone());
-        drop(running);
-        let engine = Arc::clone(self);
-        let reply = status.clone();
-        std::thread::Builder::new()
-            .name(format!("promote-{name}"))
-            .spawn(move || engine.promotion_job(plan, status))
-            .map_err(Error::Io)?;
-        Ok(reply)
+        let (engine, keep) = (Arc::clone(self), Arc::clone(self));
+        let collection = name.to_string();
+        Ok(self.promotions.jobs.spawn(
+            status,
+            move |s| keep.store().collection(&s.job.collection).is_ok(),
+            move |job| engine.promotion_job(&plan, &collection, job),
+        )?)
     }
 
-    fn promotion_job(&self, plan: PromotionPlan, mut status: PromotionStatus) {
-        let jobs = &self.promotions;
-        let id = plan.id.clone();
-        let update = |f: &dyn Fn(&mut PromotionStatus)| {
-            if let Some(s) = jobs.running.lock().expect("lock").get_mut(&id) {
-                f(s);
-            }
-        };
-        let result = self.run_promotion(&plan, &mut |event| {
+    /// The body of a promotion job: runs the plan with progress, then keeps the report.
+    fn promotion_job(
+        &self,
+        plan: &PromotionPlan,
+        collection: &str,
+        job: &engram_store::jobs::JobHandle<PromotionStatus>,
+    ) -> Result<()> {
+        let result = self.run_promotion(plan, &mut |event| {
             match event {
-                PromoteEvent::Synth(p) => update(&|s| {
-                    (s.stage, s.done, s.total) = ("synthesizing".into(), p.done, p.total)
-                }),
-                PromoteEvent::Train(p) => update(&|s| {
-                    (s.stage, s.done, s.total) = ("training".into(), p.step, p.total_steps);
-                    s.loss = Some(p.loss);
-                }),
-                PromoteEvent::Evaluated { which, .. } => update(&|s| {
-                    s.stage = "evaluating".into();
-                    (s.done, s.total) = (usize::from(*which == "adapter") + 1, 2);
-                }),
-            }
-            ControlFlow::Continue(())
-        });
-        if let Some(s) = jobs.running.lock().expect("lock").get(&id) {
-            status = s.clone();
-        }
-        // The collection was deleted while it trained: its adapter goes with it.
-        if self.collection(&status.collection).is_err() {
-            if let Some(store) = self.adapters() {
-                if let Err(e) = store.forget(&status.collection) {
-                    tracing::error!(error = %e, "cannot drop the adapters of a deleted collection");
+                PromoteEvent::Synth(p) => job.progress("synthesizing", p.done, p.total),
+                PromoteEvent::Train(p) => {
+                    job.progress("training", p.step, p.total_steps);
+                    job.update(|s| s.loss = Some(p.loss));
+                }
+                PromoteEvent::Evaluated { which, .. } => {
+                    job.progress("evaluating", usize::from(*which == "adapter") + 1, 2)
                 }
             }
-            jobs.running.lock().expect("lock").remove(&id);
-            return;
-        }
-        match result {
-            Ok(report) => {
-                status.state = "done".into();
-                status.stage = "done".into();
-                status.summary = Some(report.summary_table());
-                status.report = serde_json::to_value(&report).ok();
+            if job.is_cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
-            Err(e) => {
-                tracing::error!(collection = %status.collection, error = %e, "promotion failed");
-                status.state = "failed".into();
-                status.error = Some(e.to_string());
+        });
+        // The collection was deleted while it trained: its adapter goes with it.
+        if self.store().collection(collection).is_err() {
+            if let Some(store) = self.adapters() {
+                store.forget(collection)?;
             }
+            return Err(engram_store::Error::CollectionNotFound(collection.to_string()).into());
         }
-        let path = plan.options.work_dir.join(STATUS_FILE);
-        if let Err(e) = engram_trainer::util::write_json(&path, &status) {
-            tracing::error!(error = %e, "cannot store the promotion status");
-        }
-        jobs.running.lock().expect("lock").remove(&id);
+        let report = result?;
+        job.update(|s| {
+            s.job.stage = "done".into();
+            s.summary = Some(report.summary_table());
+            s.report = serde_json::to_value(&report).ok();
+        });
+        Ok(())
     }
 
     /// Every promotion of a collection, oldest first, with live progress for the
     /// running one.
     pub fn promotions(&self, name: &str) -> Result<Vec<PromotionStatus>> {
-        self.collection(name)?;
-        let running = self.promotions.running.lock().expect("lock").clone();
-        let mut out: Vec<PromotionStatus> = running
-            .values()
-            .filter(|s| s.collection == name)
-            .cloned()
-            .collect();
+        self.store().collection(name)?;
+        let mut out = self.promotions.jobs.list(name)?;
+        let known: HashSet<String> = out.iter().map(|s| s.job.id.clone()).collect();
+        // Promotions from before the job framework left only their directory (and
+        // a `status.json` once finished).
         if let Ok(entries) = std::fs::read_dir(self.promotions_dir(name)) {
             for e in entries.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
-                if running.contains_key(&id) {
-                    continue;
+                if !known.contains(&id) {
+                    out.push(legacy_status(&e, id, name)?);
                 }
-                let status = match std::fs::read(e.path().join(STATUS_FILE)) {
-                    Ok(bytes) => serde_json::from_slice(&bytes)
-                        .map_err(|err| Error::Corrupt(format!("promotion status {id}: {err}")))?,
-                    Err(_) => {
-                        let modified = e
-                            .metadata()
-                            .and_then(|m| m.modified())
-                            .ok()
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map_or(0, |d| d.as_secs());
-                        let mut s = PromotionStatus::new(id, name, "interrupted", 0, modified);
-                        s.error = Some("the server stopped while it ran; ask for the same promotion again to resume it".into());
-                        s
-                    }
-                };
-                out.push(status);
             }
         }
-        out.sort_by_key(|s| s.created_unix);
+        out.sort_by_key(|s| s.job.created_unix);
         Ok(out)
     }
 
     pub fn promotion_status(&self, name: &str, id: &str) -> Result<PromotionStatus> {
         self.promotions(name)?
             .into_iter()
-            .find(|s| s.id == id)
+            .find(|s| s.job.id == id)
             .ok_or_else(|| Error::PromotionNotFound {
                 collection: name.into(),
                 id: id.into(),
@@ -473,4 +421,29 @@ impl Engine {
         }
         Ok(engram_trainer::synth::read_journal(&path)?)
     }
+}
+
+/// The status of a promotion directory with no job record (written before the job
+/// framework): its `status.json` when it finished, else interrupted.
+fn legacy_status(
+    entry: &std::fs::DirEntry,
+    id: String,
+    collection: &str,
+) -> Result<PromotionStatus> {
+    if let Ok(bytes) = std::fs::read(entry.path().join(LEGACY_STATUS_FILE)) {
+        return serde_json::from_slice(&bytes)
+            .map_err(|err| Error::corrupt(format!("promotion status {id}: {err}")));
+    }
+    let modified = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let mut job = JobStatus::start(collection, "interrupted");
+    (job.id, job.created_unix, job.state) = (id, modified, JobState::Interrupted);
+    job.error = Some(
+        "the server stopped while it ran; ask for the same promotion again to resume it".into(),
+    );
+    Ok(PromotionStatus::new(job, 0))
 }

@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::qa::{contains_answer, exact_match, token_f1};
 use super::{Passage, Progress};
 use crate::answer::prompt;
 use crate::api_types::{AnswerMode, AnswerRequest, CreateCollection, DocumentInput};
-use crate::collection::Durability;
 use crate::engine::Engine;
 use crate::error::Result;
+use engram_metrics::chart;
+use engram_metrics::qa::{contains_answer, exact_match, token_f1};
+use engram_store::collection::Durability;
 
 /// The collection rag searches.
 const ALL: &str = "answers-all";
@@ -103,7 +104,7 @@ impl AnswerReport {
 }
 
 pub(crate) fn insert(engine: &Engine, name: &str, passages: &[Passage]) -> Result<()> {
-    engine.create_collection(
+    engine.store().create_collection(
         name,
         CreateCollection {
             durability: Some(Durability::Fast),
@@ -119,7 +120,7 @@ pub(crate) fn insert(engine: &Engine, name: &str, passages: &[Passage]) -> Resul
                 ..Default::default()
             })
             .collect();
-        engine.upsert(name, docs)?;
+        engine.store().upsert(name, docs)?;
     }
     Ok(())
 }
@@ -360,14 +361,14 @@ pub fn cost_chart(points: &[CostPoint], rag: Option<(&str, f64, f64, f64)>) -> S
         .collect();
     let rag_prefill = rag.map(|(label, tokens, ms, _)| (label, tokens, ms / 1000.0));
     let rag_decode = rag.map(|(label, tokens, _, tps)| (label, tokens, tps));
-    let left = super::chart::line_panel("Prefill time (s)", "prompt tokens", &prefill, rag_prefill);
-    let right = super::chart::line_panel(
+    let left = chart::line_panel("Prefill time (s)", "prompt tokens", &prefill, rag_prefill);
+    let right = chart::line_panel(
         "Decode speed (tokens/s)",
         "prompt tokens",
         &decode,
         rag_decode,
     );
-    super::chart::side_by_side(
+    chart::side_by_side(
         "Full context vs rag: what a longer prompt costs (SmolLM2-135M, CPU)",
         &[left, right],
     )

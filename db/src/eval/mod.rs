@@ -14,12 +14,9 @@
 //! change here.
 
 pub mod answers;
-pub mod chart;
 pub mod contextual;
 mod dataset;
 pub mod metrics;
-/// Answer scoring (EM, token F1, contains), shared with the trainer's gate.
-pub use engram_trainer::qa;
 pub mod weights;
 
 use std::time::Instant;
@@ -30,11 +27,13 @@ pub use dataset::{load, Dataset, Passage};
 use metrics::{MeanMetrics, RetrievalMetrics};
 
 use crate::api_types::{CreateCollection, DocumentInput, QueryMode, QueryRequest};
-use crate::collection::{ContextSettings, Durability};
-use crate::engine::{hybrid_depth, Engine};
+use crate::engine::Engine;
 use crate::error::Result;
-use crate::fusion::Fusion;
-use crate::index::{IndexParams, Quantization};
+use engram_store::collection::{ContextSettings, Durability};
+use engram_store::fusion::Fusion;
+use engram_store::hybrid_depth;
+use engram_store::index::{IndexParams, Quantization};
+use engram_store::jobs::JobState;
 
 /// Passages per insert: the batch the embedder sees.
 const INSERT_BATCH: usize = 32;
@@ -121,19 +120,20 @@ impl Progress for () {
 /// Builds the corpus context of the evaluation collection from all its passages and
 /// waits for the re-embedding under it (the same background job a server runs).
 fn build_context(engine: &Engine, progress: &dyn Progress) -> Result<()> {
-    engine.recontextualize(COLLECTION)?;
+    engine.store().recontextualize(COLLECTION)?;
     let mut shown = 0;
     let mut begun = false;
     loop {
-        let info = engine.collection_info(COLLECTION)?;
-        let job = info.corpus_context.and_then(|c| c.job);
+        let info = engine.store().collection_info(COLLECTION)?;
+        let job = info.corpus_context.and_then(|c| c.job).map(|b| b.job);
         match job {
-            Some(j) if j.state == "done" => break,
-            Some(j) if j.state == "failed" => {
+            Some(j) if j.state == JobState::Done => break,
+            Some(j) if !j.state.is_running() => {
                 return Err(crate::Error::invalid(
                     "encoder",
                     format!(
-                        "building the corpus context failed: {}",
+                        "building the corpus context {}: {}",
+                        j.state,
                         j.error.unwrap_or_default()
                     ),
                 ))
@@ -182,7 +182,7 @@ pub fn run_retrieval(
         }),
         ..Default::default()
     };
-    engine.create_collection(COLLECTION, create)?;
+    engine.store().create_collection(COLLECTION, create)?;
 
     let started = Instant::now();
     progress.begin("embedding and inserting passages", passages.len());
@@ -195,7 +195,7 @@ pub fn run_retrieval(
                 ..Default::default()
             })
             .collect();
-        engine.upsert(COLLECTION, docs)?;
+        engine.store().upsert(COLLECTION, docs)?;
         progress.advance(batch.len());
     }
     progress.end();
@@ -203,7 +203,7 @@ pub fn run_retrieval(
         build_context(engine, progress)?;
     }
     let insert_seconds = started.elapsed().as_secs_f64();
-    let info = engine.collection_info(COLLECTION)?;
+    let info = engine.store().collection_info(COLLECTION)?;
 
     let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
     let mut results = Vec::new();
@@ -222,7 +222,7 @@ pub fn run_retrieval(
                     ..Default::default()
                 };
                 let t = Instant::now();
-                let hits = engine.query(COLLECTION, &req)?.hits;
+                let hits = engine.store().query(COLLECTION, &req)?.hits;
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                 let ranked: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
                 mean.add(&ranked, &[p.id.as_str()]);
@@ -265,7 +265,7 @@ fn ranking(engine: &Engine, question: &str, mode: QueryMode) -> Result<Scored> {
         include: Some(Vec::new()),
         ..Default::default()
     };
-    let hits = engine.query(COLLECTION, &req)?.hits;
+    let hits = engine.store().query(COLLECTION, &req)?.hits;
     Ok(hits.into_iter().map(|h| (h.id, h.score)).collect())
 }
 

@@ -42,7 +42,7 @@ pub async fn create(
         })?
     };
     Ok(Json(
-        blocking(&state, move |e| e.create_collection(&name, req)).await?,
+        blocking(&state, move |e| e.store().create_collection(&name, req)).await?,
     ))
 }
 
@@ -52,7 +52,7 @@ pub async fn list(
     caller: Caller,
 ) -> ApiResult<Json<CollectionList>> {
     caller.require(Scope::Read)?;
-    let collections = state.engine.list_collections();
+    let collections = state.engine.store().list_collections();
     Ok(Json(CollectionList { collections }))
 }
 
@@ -64,7 +64,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> ApiResult<Json<CollectionInfo>> {
     caller.require(Scope::Read)?;
-    Ok(Json(state.engine.collection_info(&name)?))
+    Ok(Json(state.engine.store().collection_info(&name)?))
 }
 
 /// Delete a collection and all its documents (admin).
@@ -91,7 +91,7 @@ pub async fn recontextualize(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<CollectionInfo>)> {
     caller.require(Scope::Admin)?;
-    let info = blocking(&state, move |e| e.recontextualize(&name)).await?;
+    let info = blocking(&state, move |e| e.store().recontextualize(&name)).await?;
     Ok((StatusCode::ACCEPTED, Json(info)))
 }
 
@@ -104,7 +104,7 @@ pub struct ClusterParams {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ClusterList {
-    pub clusters: Vec<crate::hot::ClusterInfo>,
+    pub clusters: Vec<engram_store::hot::ClusterInfo>,
 }
 
 /// The collection's topic clusters, hottest first: how many documents each holds and
@@ -119,7 +119,7 @@ pub async fn clusters(
 ) -> ApiResult<Json<ClusterList>> {
     caller.require(Scope::Read)?;
     let clusters = blocking(&state, move |e| {
-        e.clusters(&name, params.k, params.top.unwrap_or(3))
+        e.store().clusters(&name, params.k, params.top.unwrap_or(3))
     })
     .await?;
     Ok(Json(ClusterList { clusters }))

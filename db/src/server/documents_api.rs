@@ -26,7 +26,7 @@ pub async fn upsert(
 ) -> ApiResult<Json<UpsertResponse>> {
     caller.require(Scope::Write)?;
     Ok(Json(
-        blocking(&state, move |e| e.upsert(&name, req.documents)).await?,
+        blocking(&state, move |e| e.store().upsert(&name, req.documents)).await?,
     ))
 }
 
@@ -54,7 +54,10 @@ pub async fn get(
         caller.require(Scope::Write)?;
     }
     Ok(Json(
-        blocking(&state, move |e| e.get_document(&name, &id, with_vectors)).await?,
+        blocking(&state, move |e| {
+            e.store().get_document(&name, &id, with_vectors)
+        })
+        .await?,
     ))
 }
 
@@ -67,6 +70,6 @@ pub async fn delete(
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::Write)?;
-    blocking(&state, move |e| e.delete_document(&name, &id)).await?;
+    blocking(&state, move |e| e.store().delete_document(&name, &id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use engram_embedder::Error as E;
+use engram_models::Error as M;
+use engram_store::Error as StoreError;
+
 use crate::error::Error;
 
 #[derive(Debug)]
@@ -39,32 +43,23 @@ impl ApiError {
     }
 }
 
+impl From<engram_store::Error> for ApiError {
+    fn from(e: engram_store::Error) -> Self {
+        Error::Store(e).into()
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        use engram_embedder::Error as E;
         use engram_generator::Error as G;
         use engram_inverter::Error as I;
         use engram_trainer::Error as T;
         let (status, code) = match &e {
-            Error::CollectionNotFound(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
-            Error::DocumentNotFound { .. } => (StatusCode::NOT_FOUND, "document_not_found"),
-            Error::CollectionExists(_) => (StatusCode::CONFLICT, "collection_exists"),
-            Error::InvalidCollectionName(_) => (StatusCode::BAD_REQUEST, "invalid_collection_name"),
-            Error::WrongDimension { .. } => (StatusCode::BAD_REQUEST, "wrong_dimension"),
-            Error::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
-            Error::LimitExceeded { .. } => (StatusCode::BAD_REQUEST, "limit_exceeded"),
-            Error::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
-            Error::Embedder(E::EmptyText { .. }) => (StatusCode::BAD_REQUEST, "invalid_input"),
-            Error::Embedder(E::UnsupportedModel(_)) => {
-                (StatusCode::BAD_REQUEST, "unsupported_model")
-            }
-            Error::Embedder(E::ModelUnavailable(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
-            }
-            Error::Embedder(_) => (StatusCode::INTERNAL_SERVER_ERROR, "embedder_error"),
+            Error::Store(s) => store_status(s),
             Error::ContextTooLong { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "context_too_long"),
             Error::NoAdapter(_) => (StatusCode::CONFLICT, "no_adapter"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Error::Generator(G::PromptTooLong { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "prompt_too_long")
             }
@@ -72,23 +67,18 @@ impl From<Error> for ApiError {
             Error::Generator(G::AdapterMismatch { .. }) => {
                 (StatusCode::CONFLICT, "adapter_mismatch")
             }
-            Error::Generator(G::ModelCache(E::ModelUnavailable(_))) => {
+            Error::Generator(G::ModelCache(M::ModelUnavailable(_))) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
             }
             Error::Generator(_) => (StatusCode::INTERNAL_SERVER_ERROR, "generator_error"),
-            Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
-            }
             Error::AuditNotFound { .. } => (StatusCode::NOT_FOUND, "audit_not_found"),
             Error::AuditNotReady(..) => (StatusCode::CONFLICT, "audit_not_ready"),
             Error::Inverter(I::InvalidInput { .. }) => (StatusCode::BAD_REQUEST, "invalid_input"),
             Error::Inverter(I::Artifact { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "inverter_unavailable")
             }
-            Error::Inverter(I::Encoder(E::EmptyText { .. })) => {
-                (StatusCode::BAD_REQUEST, "invalid_input")
-            }
-            Error::Inverter(I::Encoder(_) | I::Solve(_) | I::Io { .. } | I::Model(_)) => {
+            Error::Inverter(I::Encoder(e)) => embedder_status(e, "inverter_error"),
+            Error::Inverter(I::Solve(_) | I::Io { .. } | I::Model(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "inverter_error")
             }
             Error::PromotionNotFound { .. } => (StatusCode::NOT_FOUND, "promotion_not_found"),
@@ -98,7 +88,7 @@ impl From<Error> for ApiError {
             Error::Trainer(T::Refused(_)) => (StatusCode::CONFLICT, "adapter_refused"),
             Error::Trainer(T::NoData(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "no_training_data"),
             Error::Trainer(T::Cancelled(_)) => (StatusCode::CONFLICT, "cancelled"),
-            Error::Trainer(T::Model(G::ModelCache(E::ModelUnavailable(_)))) => {
+            Error::Trainer(T::Model(G::ModelCache(M::ModelUnavailable(_)))) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
             }
             Error::Trainer(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trainer_error"),
@@ -107,6 +97,39 @@ impl From<Error> for ApiError {
             tracing::error!(error = %e, "request failed");
         }
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// The status and code of a store error.
+fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
+    match e {
+        StoreError::CollectionNotFound(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
+        StoreError::DocumentNotFound { .. } => (StatusCode::NOT_FOUND, "document_not_found"),
+        StoreError::CollectionExists(_) => (StatusCode::CONFLICT, "collection_exists"),
+        StoreError::InvalidCollectionName(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_collection_name")
+        }
+        StoreError::WrongDimension { .. } => (StatusCode::BAD_REQUEST, "wrong_dimension"),
+        StoreError::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
+        StoreError::LimitExceeded { .. } => (StatusCode::BAD_REQUEST, "limit_exceeded"),
+        StoreError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
+        StoreError::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
+        StoreError::Embedder(e) => embedder_status(e, "embedder_error"),
+        StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Io(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+        }
+    }
+}
+
+/// The status of an embedder error; `internal` is the code of its server-side failures.
+fn embedder_status(e: &E, internal: &'static str) -> (StatusCode, &'static str) {
+    match e {
+        E::EmptyText { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
+        E::UnsupportedModel(_) => (StatusCode::BAD_REQUEST, "unsupported_model"),
+        E::ModelCache(M::ModelUnavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, internal),
     }
 }
 

@@ -31,11 +31,13 @@ where
 }
 
 /// Runs store work (embedding, fsync) on the blocking pool.
-pub async fn blocking<T, F>(state: &Arc<AppState>, work: F) -> ApiResult<T>
+pub async fn blocking<T, E, F>(state: &Arc<AppState>, work: F) -> ApiResult<T>
 where
     T: Send + 'static,
+    // The store's errors and the application's alike.
+    E: Into<crate::error::Error> + Send + 'static,
     // The shared handle, so work that outlives the request (background jobs) can keep it.
-    F: FnOnce(&Arc<Engine>) -> crate::error::Result<T> + Send + 'static,
+    F: FnOnce(&Arc<Engine>) -> Result<T, E> + Send + 'static,
 {
     let state = state.clone();
     tokio::task::spawn_blocking(move || work(&state.engine))
@@ -48,7 +50,7 @@ where
                 "the request's worker failed; see the server log",
             )
         })?
-        .map_err(ApiError::from)
+        .map_err(|e| ApiError::from(e.into()))
 }
 
 /// A JSON body whose every field is optional: an empty body means the defaults.

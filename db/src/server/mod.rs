@@ -1,6 +1,7 @@
 //! The HTTP layer: routing, auth, limits and metrics around the engine. Handlers
 //! only translate between HTTP and `Engine` calls; one file per resource.
 
+mod adapters_api;
 mod answer_api;
 mod audit_api;
 mod auth;
@@ -68,11 +69,11 @@ pub struct AppState {
         promote_api::list,
         promote_api::status,
         promote_api::data,
-        promote_api::adapters,
-        promote_api::activate,
-        promote_api::rollback,
-        promote_api::deactivate,
-        promote_api::delete,
+        adapters_api::list,
+        adapters_api::activate,
+        adapters_api::rollback,
+        adapters_api::deactivate,
+        adapters_api::delete,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
@@ -153,22 +154,22 @@ impl ServerBuilder {
                 "/collections/{name}/promotions/{id}/data",
                 get(promote_api::data),
             )
-            .route("/collections/{name}/adapters", get(promote_api::adapters))
+            .route("/collections/{name}/adapters", get(adapters_api::list))
             .route(
                 "/collections/{name}/adapters/rollback",
-                post(promote_api::rollback),
+                post(adapters_api::rollback),
             )
             .route(
                 "/collections/{name}/adapters/deactivate",
-                post(promote_api::deactivate),
+                post(adapters_api::deactivate),
             )
             .route(
                 "/collections/{name}/adapters/{version}/activate",
-                post(promote_api::activate),
+                post(adapters_api::activate),
             )
             .route(
                 "/collections/{name}/adapters/{version}",
-                axum::routing::delete(promote_api::delete),
+                axum::routing::delete(adapters_api::delete),
             )
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))

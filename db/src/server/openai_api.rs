@@ -12,7 +12,6 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,7 +30,7 @@ use super::extract::{blocking, ApiJson};
 use super::AppState;
 use crate::answer::{generation_options, Grounding};
 use crate::api_types::{AnswerMode, AnswerResponse};
-use crate::engine::DEFAULT_EMBEDDER;
+use engram_store::DEFAULT_EMBEDDER;
 
 /// The model id of the plain chat model (no collection, no adapter).
 pub const BASE_CHAT_MODEL: &str = "smollm2-135m-instruct";
@@ -66,7 +65,7 @@ pub async fn models(
         owned_by: "engram",
     };
     let mut data = vec![card(BASE_CHAT_MODEL.into()), card(DEFAULT_EMBEDDER.into())];
-    for c in state.engine.list_collections() {
+    for c in state.engine.store().list_collections() {
         data.push(card(format!("{COLLECTION_PREFIX}{}", c.config.name)));
         for mode in [
             AnswerMode::Rag,
@@ -239,13 +238,6 @@ fn openai_finish(reason: &str) -> &str {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Chat with the base model, or answer from a collection in a mode named by the model id.
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatCompletionRequest,
     responses((status = 200, description = "an OpenAI chat.completion, or chunks as server-sent events"),
@@ -280,7 +272,7 @@ pub async fn chat_completions(
     })
     .await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
-    let (created, model) = (now(), req.model);
+    let (created, model) = (engram_store::clock::unix_now(), req.model);
     if !req.stream {
         let response = tokio::task::spawn_blocking(move || {
             prepared.generate(&mut |_| ControlFlow::Continue(()))
@@ -433,8 +425,9 @@ pub async fn embeddings(
     let model = req.model.clone();
     let collection = model.strip_prefix(COLLECTION_PREFIX).map(str::to_string);
     let vectors = blocking(&state, move |e| match collection {
-        Some(c) => e.embed_with_collection(&c, &texts),
+        Some(c) => e.store().embed_with_collection(&c, &texts),
         None => e
+            .store()
             .embed(&crate::api_types::EmbedRequest {
                 texts,
                 model: Some(model),

@@ -1,5 +1,5 @@
-//! `/collections/{name}/promote`, `/promotions...` and `/adapters...` (admin): turning a
-//! hot cluster into a LoRA adapter in the background, and the adapter registry.
+//! `/collections/{name}/promote` and `/promotions...` (admin): turning a hot cluster
+//! into a LoRA adapter in the background.
 
 use std::sync::Arc;
 
@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use engram_trainer::synth::SynthItem;
-use engram_trainer::AdapterVersion;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
@@ -20,14 +19,6 @@ use crate::engine::{PromoteRequest, PromotionStatus};
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PromotionList {
     pub promotions: Vec<PromotionStatus>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AdapterList {
-    /// Versions oldest first: number, directory, manifest (base model hash, documents,
-    /// data strategy, seed, metrics) and whether it is active.
-    #[schema(value_type = Vec<Object>)]
-    pub adapters: Vec<AdapterVersion>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -93,69 +84,4 @@ pub async fn data(
     caller.require(Scope::Admin)?;
     let items = blocking(&state, move |e| e.promotion_data(&name, &id)).await?;
     Ok(Json(SynthData { items }))
-}
-
-/// The collection's adapter versions (admin).
-#[utoipa::path(get, path = "/collections/{name}/adapters", params(("name" = String, Path)),
-    responses((status = 200, body = AdapterList), (status = 404, body = super::error::ErrorBody)))]
-pub async fn adapters(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<AdapterList>> {
-    caller.require(Scope::Admin)?;
-    let adapters = blocking(&state, move |e| e.adapter_versions(&name)).await?;
-    Ok(Json(AdapterList { adapters }))
-}
-
-/// Activate a version (admin): answers in progress finish with the old one.
-#[utoipa::path(post, path = "/collections/{name}/adapters/{version}/activate", params(("name" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = AdapterList), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn activate(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((name, version)): Path<(String, u32)>,
-) -> ApiResult<Json<AdapterList>> {
-    caller.require(Scope::Admin)?;
-    let adapters = blocking(&state, move |e| e.activate_adapter(&name, version)).await?;
-    Ok(Json(AdapterList { adapters }))
-}
-
-/// Go back to the previously active version (admin).
-#[utoipa::path(post, path = "/collections/{name}/adapters/rollback", params(("name" = String, Path)),
-    responses((status = 200, body = AdapterList), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn rollback(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<AdapterList>> {
-    caller.require(Scope::Admin)?;
-    let adapters = blocking(&state, move |e| e.rollback_adapter(&name)).await?;
-    Ok(Json(AdapterList { adapters }))
-}
-
-/// Stop answering with an adapter (admin); `auto` answers fall back to rag.
-#[utoipa::path(post, path = "/collections/{name}/adapters/deactivate", params(("name" = String, Path)),
-    responses((status = 200, body = AdapterList), (status = 404, body = super::error::ErrorBody)))]
-pub async fn deactivate(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<Json<AdapterList>> {
-    caller.require(Scope::Admin)?;
-    let adapters = blocking(&state, move |e| e.deactivate_adapter(&name)).await?;
-    Ok(Json(AdapterList { adapters }))
-}
-
-/// Delete a version (admin); refused for the active one.
-#[utoipa::path(delete, path = "/collections/{name}/adapters/{version}", params(("name" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = AdapterList), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn delete(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((name, version)): Path<(String, u32)>,
-) -> ApiResult<Json<AdapterList>> {
-    caller.require(Scope::Admin)?;
-    let adapters = blocking(&state, move |e| e.delete_adapter(&name, version)).await?;
-    Ok(Json(AdapterList { adapters }))
 }

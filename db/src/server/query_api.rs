@@ -27,7 +27,9 @@ pub async fn query(
         // Raw vectors can be inverted back into text.
         caller.require(Scope::Write)?;
     }
-    Ok(Json(blocking(&state, move |e| e.query(&name, &req)).await?))
+    Ok(Json(
+        blocking(&state, move |e| e.store().query(&name, &req)).await?,
+    ))
 }
 
 /// Embed texts with the server's encoder (one vector per text, truncated to 256 tokens).
@@ -39,5 +41,7 @@ pub async fn embed(
     ApiJson(req): ApiJson<EmbedRequest>,
 ) -> ApiResult<Json<EmbedResponse>> {
     caller.require(Scope::Read)?;
-    Ok(Json(blocking(&state, move |e| e.embed(&req)).await?))
+    Ok(Json(
+        blocking(&state, move |e| e.store().embed(&req)).await?,
+    ))
 }

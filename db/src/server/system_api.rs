@@ -26,13 +26,13 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        collections: state.engine.list_collections().len(),
+        collections: state.engine.store().list_collections().len(),
     })
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let collections = state.engine.list_collections();
+    let collections = state.engine.store().list_collections();
     let mut gauges = Vec::new();
     for c in &collections {
         let labels = format!("{{collection=\"{}\"}}", c.config.name);

@@ -11,12 +11,13 @@ mod html;
 use std::sync::Arc;
 
 use engram_embedder::TextEncoder;
+use engram_metrics::ranking::ndcg_at;
 use serde::{Deserialize, Serialize};
 
 use crate::defence::Defence;
 use crate::error::{Error, Result};
 use crate::inverter::Inverter;
-use crate::metrics::{bleu4, cosine, exact_match, ndcg_at, token_f1};
+use crate::metrics::{bleu4, cosine, exact_match, token_f1};
 use crate::probe::Probe;
 use crate::search::{CosineSearch, SearchOptions};
 use crate::secrets::{self, SecretFinding};

@@ -72,7 +72,7 @@ try:
     client.chat.completions.create(model="engram/facts/weights", messages=question)
     raise AssertionError("weights mode answered without an adapter")
 except openai.ConflictError as err:
-    assert "engram promote" in str(err), err
+    assert "promote the collection" in str(err), err
 try:
     client.chat.completions.create(model="engram/nowhere/rag", messages=question)
     raise AssertionError("an unknown collection was accepted")

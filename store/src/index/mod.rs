@@ -1,5 +1,5 @@
 //! The in-memory approximate nearest-neighbour index of one collection:
-//! Engram's HNSW graph (`hnsw.rs`) on Engram's SIMD distance kernels.
+//! Engram's HNSW graph (`graph.rs`) on Engram's SIMD distance kernels.
 //!
 //! HNSW has no cheap delete, so removals are tombstones filtered out during the
 //! search; the owner rebuilds the index when tombstones pile up. The graph is
@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use engram_kernels::PairKernel;
 
-use crate::hnsw::{Distance, Graph, QuantizedDistance};
+mod codes;
+mod graph;
+mod memory;
+
+use graph::{Distance, Graph, QuantizedDistance};
 
 /// How two vectors are compared. Scores returned by searches follow the metric:
 /// cosine similarity and dot product (higher is nearer), euclidean distance

@@ -8,12 +8,15 @@
 //! reads a quarter of the bytes and scores with integer SIMD, and the `ef` nodes it
 //! finds are rescored with the exact f32 distance before the top k are returned.
 
-use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use engram_kernels::ScalarQuantizer;
 use rayon::prelude::*;
+
+pub use super::codes::QuantizedDistance;
+use super::codes::{CodeRows, Quantized};
+use super::memory::{advise_huge_pages, prefetch, VISITED};
 
 /// Below this many nodes, [`Graph::insert_many`] inserts one at a time: batches
 /// would be too small to be worth the threads, and too large a share of the graph.
@@ -34,266 +37,6 @@ impl PartialOrd for Near {
 impl Ord for Near {
     fn cmp(&self, o: &Self) -> Ordering {
         self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
-    }
-}
-
-/// Cache lines asked for per prefetch: small vectors whole, large ones their
-/// start (the hardware prefetcher follows a sequential run).
-const PREFETCH_LINES: usize = 4;
-
-/// Hints the CPU to load the cache lines `data` spans, at most [`PREFETCH_LINES`]
-/// of them (a no-op for `None` or where there is no prefetch instruction). Counted
-/// from the line the data starts in, so an unaligned row's last line is not missed.
-#[inline(always)]
-fn prefetch<T>(data: Option<&[T]>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(data) = data {
-        let start = data.as_ptr() as usize;
-        let first_line = start & !63;
-        let end = (start + std::mem::size_of_val(data)).min(first_line + PREFETCH_LINES * 64);
-        for line in (first_line..end).step_by(64) {
-            // SAFETY: prefetching is a hint and never faults, whatever the address.
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
-/// Buffers smaller than this keep ordinary pages.
-const HUGE_PAGES_FROM: usize = 4 << 20;
-
-/// Asks Linux to back a large buffer with transparent huge pages (where they are
-/// enabled in `madvise` mode, the default of many distributions). A search touches
-/// a few hundred vectors spread over the whole graph; with 4 KiB pages nearly every
-/// one of them also misses the TLB, with 2 MiB pages few do. Advice only: failure
-/// changes nothing, and memory already touched is collapsed later by the kernel.
-fn advise_huge_pages<T>(buffer: &Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let bytes = buffer.capacity() * std::mem::size_of::<T>();
-        if bytes < HUGE_PAGES_FROM {
-            return;
-        }
-        let start = buffer.as_ptr() as usize;
-        let aligned = start.next_multiple_of(PAGE);
-        let len = (start + bytes).saturating_sub(aligned) / PAGE * PAGE;
-        // SAFETY: the range lies inside the buffer's allocation (rounded inwards to
-        // whole pages); MADV_HUGEPAGE changes how pages are backed, never contents.
-        unsafe {
-            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buffer;
-}
-
-/// Marks visited nodes with a per-query generation, so clearing is free. Marks
-/// are `u16` so the array of a large graph stays in the L2 cache (half the bytes
-/// of `u32`); the generation wraps every 65,535 searches, when it is cleared.
-struct Visited {
-    marks: Vec<u16>,
-    generation: u16,
-}
-
-impl Visited {
-    fn reset(&mut self, n: usize) {
-        if self.marks.len() < n {
-            self.marks.resize(n, 0);
-        }
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.marks.iter_mut().for_each(|m| *m = 0);
-            self.generation = 1;
-        }
-    }
-
-    /// True the first time a node is seen in this query.
-    fn insert(&mut self, node: u32) -> bool {
-        let m = &mut self.marks[node as usize];
-        if *m == self.generation {
-            false
-        } else {
-            *m = self.generation;
-            true
-        }
-    }
-}
-
-thread_local! {
-    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
-}
-
-/// One cache line of int8 codes.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct CodeLine([i8; 64]);
-
-/// A stored vector as the quantized walk reads it.
-struct CodeRow<'a> {
-    codes: &'a [i8],
-    /// The quantizer's correction term of these codes.
-    correction: f32,
-    /// The exact squared norm of the vector.
-    norm: f32,
-}
-
-/// int8 code rows, each starting on its own cache line, with the two per-vector
-/// terms of the score after the codes: a row of up to 56 dimensions (GloVe-50) is
-/// one memory load in the walk, where packed codes straddle two lines most of the
-/// time and terms in arrays of their own cost a miss of their own. (Terms first
-/// measured slower at 784 dimensions: every 64-byte load of the codes then
-/// straddles two lines.)
-struct CodeRows {
-    dim: usize,
-    /// Cache lines per row.
-    stride: usize,
-    lines: Vec<CodeLine>,
-}
-
-/// Bytes after a row's codes: its correction and its squared norm.
-const ROW_TERMS: usize = 8;
-
-impl CodeRows {
-    fn new(dim: usize, capacity: usize) -> Self {
-        let stride = (dim + ROW_TERMS).div_ceil(64);
-        CodeRows {
-            dim,
-            stride,
-            lines: Vec::with_capacity(capacity * stride),
-        }
-    }
-
-    fn push(&mut self, codes: &[i8], correction: f32, norm: f32) {
-        debug_assert_eq!(codes.len(), self.dim);
-        let mut row = vec![0i8; self.stride * 64];
-        row[..self.dim].copy_from_slice(codes);
-        let terms = correction
-            .to_le_bytes()
-            .into_iter()
-            .chain(norm.to_le_bytes());
-        for (slot, byte) in row[self.dim..self.dim + ROW_TERMS].iter_mut().zip(terms) {
-            *slot = byte as i8;
-        }
-        for chunk in row.chunks_exact(64) {
-            let mut line = CodeLine([0; 64]);
-            line.0.copy_from_slice(chunk);
-            self.lines.push(line);
-        }
-    }
-
-    /// The whole row, codes and terms, as bytes.
-    #[inline(always)]
-    fn bytes(&self, node: u32) -> &[i8] {
-        let lines = &self.lines[node as usize * self.stride..][..self.stride];
-        // SAFETY: `CodeLine` is `repr(C)` over `[i8; 64]` with no padding (its size
-        // is its alignment), so `stride` consecutive lines are `stride * 64`
-        // contiguous, initialised `i8`s.
-        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<i8>(), self.stride * 64) }
-    }
-
-    #[inline(always)]
-    fn row(&self, node: u32) -> CodeRow<'_> {
-        let bytes = self.bytes(node);
-        let term = |at: usize| f32::from_le_bytes(std::array::from_fn(|k| bytes[at + k] as u8));
-        CodeRow {
-            codes: &bytes[..self.dim],
-            correction: term(self.dim),
-            norm: term(self.dim + 4),
-        }
-    }
-
-    /// The bytes the walk reads of a row (for prefetching).
-    #[inline(always)]
-    fn used(&self, node: u32) -> &[i8] {
-        &self.bytes(node)[..self.dim + ROW_TERMS]
-    }
-
-    fn reserve(&mut self, rows: usize) {
-        self.lines.reserve(rows * self.stride);
-    }
-
-    /// Rows in the order `old_of_new` gives.
-    fn permuted(&self, old_of_new: &[u32]) -> Self {
-        let mut lines = Vec::with_capacity(self.lines.capacity());
-        for &old in old_of_new {
-            lines.extend_from_slice(&self.lines[old as usize * self.stride..][..self.stride]);
-        }
-        CodeRows { lines, ..*self }
-    }
-}
-
-/// How an approximate dot product becomes the graph's distance in the quantized walk
-/// (it must order nodes as the caller's f32 distance does, so that one calls
-/// [`QuantizedDistance::of_dot`] too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuantizedDistance {
-    /// `1 - dot` (cosine on unit vectors).
-    OneMinusDot,
-    /// Decreasing in the dot product (inner-product search).
-    Dot,
-    /// `|a|² + |b|² - 2 dot` (squared euclidean), with exact norms.
-    L2Squared,
-}
-
-impl QuantizedDistance {
-    /// The distance of two vectors from their dot product; `norms` is `|a|² + |b|²`,
-    /// which only `L2Squared` reads.
-    #[inline(always)]
-    pub fn of_dot(self, dot: f32, norms: f32) -> f32 {
-        match self {
-            QuantizedDistance::OneMinusDot => (1.0 - dot).max(0.0),
-            QuantizedDistance::Dot if dot <= 0.0 => 1.0 - dot,
-            QuantizedDistance::Dot => 1.0 / (1.0 + dot),
-            QuantizedDistance::L2Squared => (norms - 2.0 * dot).max(0.0),
-        }
-    }
-}
-
-/// A query as the quantized walk scores it.
-struct QueryCodes {
-    codes: Vec<i8>,
-    correction: f32,
-    norm: f32,
-}
-
-/// int8 codes of every node, with the per-vector terms their scores need.
-struct Quantized {
-    quantizer: ScalarQuantizer,
-    kind: QuantizedDistance,
-    codes: CodeRows,
-}
-
-impl Quantized {
-    fn push(&mut self, v: &[f32]) {
-        let codes = self.quantizer.quantize(v);
-        let correction = self.quantizer.correction(&codes);
-        self.codes
-            .push(&codes, correction, engram_kernels::dot(v, v));
-    }
-
-    /// What the walk needs of a query: its codes, their correction, its exact norm.
-    fn encode(&self, query: &[f32]) -> QueryCodes {
-        let codes = self.quantizer.quantize(query);
-        QueryCodes {
-            correction: self.quantizer.correction(&codes),
-            codes,
-            norm: engram_kernels::dot(query, query),
-        }
-    }
-
-    /// The walk's distance from an encoded query to `node`.
-    #[inline]
-    fn distance(&self, q: &QueryCodes, node: u32) -> f32 {
-        let row = self.codes.row(node);
-        let dot = self
-            .quantizer
-            .dot(&q.codes, q.correction, row.codes, row.correction);
-        self.kind.of_dot(dot, q.norm + row.norm)
     }
 }
 
@@ -387,7 +130,7 @@ impl<D: Distance> Graph<D> {
     pub fn bytes_per_node(&self) -> f64 {
         let n = self.len().max(1) as f64;
         let upper: usize = self.upper.iter().map(|u| u.len() * 4).sum();
-        let quant = self.quantized.as_ref().map_or(0, |q| q.codes.stride * 64);
+        let quant = self.quantized.as_ref().map_or(0, |q| q.codes.row_bytes());
         (self.dim * 4 + quant + (self.m0 + 1) * 4 + 1) as f64 + upper as f64 / n
     }
 
@@ -413,7 +156,7 @@ impl<D: Distance> Graph<D> {
         advise_huge_pages(&self.vectors);
         advise_huge_pages(&self.links0);
         if let Some(q) = &self.quantized {
-            advise_huge_pages(&q.codes.lines);
+            q.codes.advise_huge_pages();
         }
     }
 
@@ -769,10 +512,7 @@ impl<D: Distance> Graph<D> {
     }
 
     fn capacities(&self) -> (usize, usize, usize) {
-        let codes = self
-            .quantized
-            .as_ref()
-            .map_or(0, |q| q.codes.lines.capacity());
+        let codes = self.quantized.as_ref().map_or(0, |q| q.codes.capacity());
         (self.vectors.capacity(), self.links0.capacity(), codes)
     }
 
@@ -872,150 +612,5 @@ impl<D: Distance> Graph<D> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l2(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-    }
-
-    fn points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                (0..dim)
-                    .map(|_| {
-                        s ^= s << 13;
-                        s ^= s >> 7;
-                        s ^= s << 17;
-                        (s >> 40) as f32 / (1u64 << 24) as f32
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn code_rows_keep_codes_and_terms_on_cache_line_boundaries() {
-        for dim in [1, 50, 56, 57, 64, 384] {
-            let mut rows = CodeRows::new(dim, 3);
-            assert_eq!(rows.stride, (dim + ROW_TERMS).div_ceil(64));
-            let codes: Vec<Vec<i8>> = (0..3)
-                .map(|r| {
-                    (0..dim)
-                        .map(|i| ((i * 7 + r * 13) % 256) as u8 as i8)
-                        .collect()
-                })
-                .collect();
-            for (r, c) in codes.iter().enumerate() {
-                rows.push(c, -1.5 * r as f32, 0.25 + r as f32);
-            }
-            for (r, c) in codes.iter().enumerate() {
-                let row = rows.row(r as u32);
-                assert_eq!(row.codes, &c[..], "dim {dim} row {r}");
-                assert_eq!(row.correction, -1.5 * r as f32);
-                assert_eq!(row.norm, 0.25 + r as f32);
-                assert_eq!(row.codes.as_ptr() as usize % 64, 0, "row starts a line");
-            }
-            let back = rows.permuted(&[2, 0, 1]);
-            assert_eq!(back.row(0).codes, &codes[2][..]);
-            assert_eq!(back.row(1).norm, 0.25);
-            assert_eq!(back.row(2).correction, -1.5);
-        }
-    }
-
-    type L2Graph = Graph<fn(&[f32], &[f32]) -> f32>;
-
-    fn recall(graph: &L2Graph, data: &[Vec<f32>]) -> f64 {
-        let queries = points(100, data[0].len(), 99);
-        let mut hits = 0;
-        for q in &queries {
-            let mut exact: Vec<(f32, usize)> = data
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (l2(q, v), i))
-                .collect();
-            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let got = graph.search(q, 10, 40, None);
-            hits += exact[..10]
-                .iter()
-                .filter(|(_, i)| got.iter().any(|g| g.0 as usize == *i))
-                .count();
-        }
-        hits as f64 / 1000.0
-    }
-
-    fn graph(dim: usize) -> L2Graph {
-        Graph::new(dim, 16, 100, l2 as fn(&[f32], &[f32]) -> f32)
-    }
-
-    #[test]
-    fn the_parallel_build_matches_the_serial_one_in_recall_and_is_deterministic() {
-        let data = points(8000, 12, 5);
-        let views: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
-        let mut serial = graph(12);
-        for v in &views {
-            serial.insert(v);
-        }
-        let build = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut g = graph(12);
-            // Two calls: the second joins a graph already past PARALLEL_FROM.
-            pool.install(|| {
-                g.insert_many(&views[..3000]);
-                g.insert_many(&views[3000..]);
-            });
-            g
-        };
-        let (one, two) = (build(1), build(2));
-        assert_eq!(two.len(), data.len());
-        assert_eq!(one.links0, two.links0, "the thread count changed the graph");
-        assert_eq!(one.upper, two.upper);
-        let (r_serial, r_parallel) = (recall(&serial, &data), recall(&two, &data));
-        assert!(r_serial > 0.9, "serial recall {r_serial}");
-        assert!(
-            r_parallel > r_serial - 0.02,
-            "parallel recall {r_parallel} vs serial {r_serial}"
-        );
-        // Every node is reachable: each one finds itself.
-        for (i, v) in data.iter().enumerate().step_by(97) {
-            assert_eq!(two.search(v, 1, 40, None)[0].0 as usize, i);
-        }
-    }
-
-    #[test]
-    fn reordering_renumbers_nodes_without_changing_any_result() {
-        let data = points(3000, 8, 3);
-        let mut g = graph(8);
-        for v in &data {
-            g.insert(v);
-        }
-        g.quantize(QuantizedDistance::L2Squared);
-        let queries = points(50, 8, 4);
-        let before: Vec<Vec<(u32, f32)>> =
-            queries.iter().map(|q| g.search(q, 10, 40, None)).collect();
-        let old_of_new = g.reorder();
-        let mut seen = old_of_new.clone();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..3000).collect::<Vec<u32>>(), "not a permutation");
-        assert_ne!(
-            old_of_new, seen,
-            "breadth-first order is not the insertion order"
-        );
-        for (q, want) in queries.iter().zip(&before) {
-            let got: Vec<(u32, f32)> = g
-                .search(q, 10, 40, None)
-                .into_iter()
-                .map(|(n, d)| (old_of_new[n as usize], d))
-                .collect();
-            assert_eq!(&got, want);
-        }
-        // Inserting after a reorder still works and finds the new node.
-        let extra = points(1, 8, 77).remove(0);
-        let node = g.insert(&extra);
-        assert_eq!(g.search(&extra, 1, 40, None)[0].0, node);
-    }
-}
+#[path = "graph_tests.rs"]
+mod tests;

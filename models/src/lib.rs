@@ -17,6 +17,11 @@
 //! is written last, inside a temporary folder next to the final one, and the folder is
 //! then renamed into place, so a crash or a concurrent fetch never leaves a half-extracted
 //! folder that looks complete.
+//!
+//! Why a crate of its own: the embedder, the generator, the trainer and the CLI all need
+//! model files, and none of them should depend on another just to download them.
+
+mod error;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -26,7 +31,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+pub use error::{Error, Result};
 
 /// Name of the marker file written last into a complete model folder.
 const MARKER: &str = ".engram-complete";

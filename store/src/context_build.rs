@@ -17,50 +17,56 @@ use engram_embedder::{
     contextual, Chunk, ContextOptions, ContextualEncoder, CorpusContext, MiniLm, TextEncoder,
     Variant,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::collection::{Collection, ContextJob, DocumentRecord};
+use crate::collection::{Collection, DocumentRecord};
 use crate::error::{Error, Result};
+use crate::jobs::{JobHandle, JobStatus};
 use crate::storage::{Storage, VectorRecord};
 
 /// Documents embedded per step (the progress granularity).
 const STEP: usize = 16;
 
-/// Runs a context build for `coll` to the end, recording progress in its job slot.
-pub fn run(storage: &Storage, coll: &Collection, base: Arc<MiniLm>, variant: Variant) {
-    let name = coll.config.name.clone();
-    let started = std::time::Instant::now();
-    let result = build_and_swap(storage, coll, base, variant);
-    let mut job = coll.context_job.lock().expect("lock");
-    let (done, total) = job.as_ref().map_or((0, 0), |j| (j.done, j.total));
-    match result {
-        Ok(version) => {
-            tracing::info!(collection = %name, version, seconds = started.elapsed().as_secs_f64(), "corpus context swapped in");
-            *job = Some(ContextJob {
-                state: "done".into(),
-                done: total,
-                total,
-                error: None,
-            });
-        }
-        Err(e) => {
-            tracing::error!(collection = %name, error = %e, "corpus context build failed");
-            *job = Some(ContextJob {
-                state: "failed".into(),
-                done,
-                total,
-                error: Some(e.to_string()),
-            });
-        }
-    }
+/// A context build as the job framework lists it: stages "building" (sampling and
+/// fitting) and "embedding" (re-embedding every document).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContextBuild {
+    #[serde(flatten)]
+    pub job: JobStatus,
+    /// The context version it swapped in, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
-fn progress(coll: &Collection, state: &str, done: usize, total: usize) {
-    *coll.context_job.lock().expect("lock") = Some(ContextJob {
-        state: state.into(),
-        done,
-        total,
-        error: None,
-    });
+crate::job_kind!(ContextBuild, "context");
+
+/// Runs a context build for `coll` to the end, reporting progress to `job`.
+pub fn run(
+    storage: &Storage,
+    coll: &Collection,
+    base: Arc<MiniLm>,
+    variant: Variant,
+    job: &JobHandle<ContextBuild>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let version = build_and_swap(storage, coll, base, variant, job)?;
+    job.update(|s| s.version = Some(version));
+    tracing::info!(collection = %coll.config.name, version, seconds = started.elapsed().as_secs_f64(), "corpus context swapped in");
+    Ok(())
+}
+
+/// Stops the build when a cancel was asked for or the collection was deleted.
+fn check_stop(coll: &Collection, job: &JobHandle<ContextBuild>) -> Result<()> {
+    if job.is_cancelled() {
+        return Err(Error::Cancelled(format!(
+            "the context build of '{}' was cancelled",
+            coll.config.name
+        )));
+    }
+    if coll.is_deleted() {
+        return Err(Error::CollectionNotFound(coll.config.name.clone()));
+    }
+    Ok(())
 }
 
 /// Every text document as stored: id, text and chunk ids.
@@ -88,9 +94,10 @@ fn build_and_swap(
     coll: &Collection,
     base: Arc<MiniLm>,
     variant: Variant,
+    job: &JobHandle<ContextBuild>,
 ) -> Result<u64> {
     let cfg = &coll.config;
-    progress(coll, "building", 0, 0);
+    job.progress("building", 0, 0);
     let mut docs = text_documents(storage, &cfg.name)?;
     docs.sort_by(|a, b| a.0.cmp(&b.0));
     if docs.len() < 2 {
@@ -115,15 +122,13 @@ fn build_and_swap(
     let total = docs.len();
     let mut embedded: HashMap<String, (Vec<u64>, Vec<Chunk>)> = HashMap::with_capacity(total);
     for (step, batch) in docs.chunks(STEP).enumerate() {
-        progress(coll, "embedding", step * STEP, total);
+        job.progress("embedding", step * STEP, total);
         let texts: Vec<&str> = batch.iter().map(|d| d.1.as_str()).collect();
         let chunks = contextual::pool_chunked(&base, &context, &texts, cfg.chunking)?;
         for (d, c) in batch.iter().zip(chunks) {
             embedded.insert(d.0.clone(), (d.2.clone(), c));
         }
-        if coll.is_deleted() {
-            return Err(Error::CollectionNotFound(cfg.name.clone()));
-        }
+        check_stop(coll, job)?;
     }
     // In id order, so the same documents always fit the same context.
     let sample_vectors: Vec<f32> = docs
@@ -157,9 +162,7 @@ fn build_and_swap(
     drop(docs);
 
     let _writer = coll.write_lock.lock().expect("lock");
-    if coll.is_deleted() {
-        return Err(Error::CollectionNotFound(cfg.name.clone()));
-    }
+    check_stop(coll, job)?;
     let mut batch = storage.batch();
     let mut vectors: Vec<(u64, Vec<f32>)> = Vec::new();
     for (id, chunk_ids) in coll.document_chunks() {

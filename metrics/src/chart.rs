@@ -1,6 +1,8 @@
-//! Minimal SVG line charts for benchmark results: self-contained files a README or a
-//! report embeds, with no plotting dependency. Each panel is a `<g>` of fixed size;
-//! [`side_by_side`] lays panels out under a title.
+//! Minimal SVG line charts for benchmark results and training curves: self-contained
+//! files a README or a report embeds, with no plotting dependency. Each panel is a
+//! `<g>` of fixed size; [`side_by_side`] lays panels out under a title. One writer
+//! for every chart the project draws (the cost curve of `engram eval answers`, the
+//! trainer's LoRA loss, the contextual stage two's loss), so they look alike.
 
 const W: f64 = 420.0;
 const H: f64 = 300.0;
@@ -32,13 +34,20 @@ fn nice_max(v: f64) -> f64 {
 }
 
 /// A line of `points` (x, y) with axes from zero, and optionally one highlighted
-/// reference point `(label, x, y)` drawn as a dot with a dashed level line.
+/// reference point `(label, x, y)` drawn as a dot with a dashed level line. Points
+/// that are not finite (a diverged loss) are left out: they have no place on the axes.
 pub fn line_panel(
     title: &str,
     x_label: &str,
     points: &[(f64, f64)],
     reference: Option<(&str, f64, f64)>,
 ) -> Panel {
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let points = finite.as_slice();
     let xs = points.iter().map(|p| p.0).chain(reference.map(|r| r.1));
     let ys = points.iter().map(|p| p.1).chain(reference.map(|r| r.2));
     let x_max = nice_max(xs.fold(0.0, f64::max));
@@ -93,9 +102,10 @@ pub fn line_panel(
     ));
     for &(x, y) in points {
         s.push_str(&format!(
-            r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#1f6feb"><title>{} tokens: {}</title></circle>"##,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#1f6feb"><title>{} {}: {}</title></circle>"##,
             px(x),
             py(y),
+            escape(x_label),
             trim_number(x),
             trim_number(y)
         ));
@@ -165,5 +175,35 @@ mod tests {
         // The last point (x = 1000 = x_max, y = 4 of 5) sits at the right edge.
         let right = format!("{:.1},", W - PAD_R);
         assert!(svg.contains(&right), "{svg}");
+        assert!(svg.contains("<title>x 1000: 4</title>"), "{svg}");
+    }
+
+    #[test]
+    fn one_point_per_finite_value() {
+        let panel = line_panel(
+            "loss <1>",
+            "step",
+            &[
+                (1.0, 3.0),
+                (2.0, 2.0),
+                (3.0, f64::NAN),
+                (4.0, f64::INFINITY),
+            ],
+            None,
+        );
+        let svg = side_by_side("t", &[panel]);
+        assert!(svg.contains("loss &lt;1&gt;"));
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split(' ').count(), 2, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+        // The x axis is that of the finite points: up to 2 in steps of 0.5 (with the
+        // point at x = 4 it would go to 5 in steps of 1.25).
+        assert!(svg.contains(">0.5</text>"), "{svg}");
     }
 }

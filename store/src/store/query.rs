@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Engine;
-use crate::api_types::{ChunkSpan, Hit, Include, QueryMode, QueryRequest, QueryResponse};
+use super::Store;
+use crate::api::{ChunkSpan, Hit, Include, QueryMode, QueryRequest, QueryResponse};
 use crate::collection::{Collection, DocumentRecord};
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
@@ -42,7 +42,7 @@ pub fn hybrid_depth(k: usize) -> usize {
     (k * 3).max(30)
 }
 
-impl Engine {
+impl Store {
     /// The best documents for a query. Vector mode: nearest chunks, a
     /// document scoring as its best chunk. Keyword mode: BM25 over document
     /// texts. Hybrid: both rankings fused. The filter applies to every mode.

@@ -72,19 +72,6 @@ impl Default for ContextSettings {
     }
 }
 
-/// Progress of a collection's context build and re-embedding, for its info.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ContextJob {
-    /// "building" (sampling and fitting), "embedding", "done" or "failed".
-    pub state: String,
-    /// Documents re-embedded so far, and in all.
-    pub done: usize,
-    pub total: usize,
-    /// Why it failed, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// What a document looks like on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DocumentRecord {
@@ -128,8 +115,8 @@ pub struct Collection {
     pub(crate) write_lock: Mutex<()>,
     /// The corpus context documents are embedded with now (contextual collections).
     context: RwLock<Option<Arc<CorpusContext>>>,
-    /// The latest context build, if any ran since the process started.
-    pub(crate) context_job: Mutex<Option<ContextJob>>,
+    /// Why the stored corpus context could not be read at start-up, if it could not.
+    pub(crate) context_problem: Mutex<Option<String>>,
     /// How often queries returned each document (decayed), for hot clusters.
     pub hits: HitCounter,
     /// Set (under the write lock) when the collection is deleted, so a background
@@ -158,7 +145,7 @@ impl Collection {
             keywords,
             write_lock: Mutex::new(()),
             context: RwLock::new(None),
-            context_job: Mutex::new(None),
+            context_problem: Mutex::new(None),
             hits: HitCounter::empty(),
             deleted: AtomicBool::new(false),
         }
@@ -180,7 +167,7 @@ impl Collection {
 
     /// Swaps in a new context and the index of the vectors embedded with it. The
     /// context goes first: a query that embedded with the old context and then finds
-    /// a changed version re-embeds (see `Engine::query`).
+    /// a changed version re-embeds (see `Store::query`).
     pub fn swap_context(&self, context: Arc<CorpusContext>, index: VectorIndex) {
         *self.context.write().expect("lock") = Some(context);
         *self.index.write().expect("lock") = Arc::new(index);
@@ -241,17 +228,19 @@ impl Collection {
                 // Keep serving (stage one) and say why; recontextualizing repairs it.
                 Err(e) => {
                     tracing::error!(collection = %name, error = %e, "unreadable corpus context");
-                    *coll.context_job.lock().expect("lock") = Some(ContextJob {
-                        state: "failed".into(),
-                        done: 0,
-                        total: 0,
-                        error: Some(format!("{e}; run `engram collections recontextualize`")),
-                    });
+                    *coll.context_problem.lock().expect("lock") =
+                        Some(format!("unreadable corpus context: {e}; recontextualize the collection to repair it"));
                 }
             }
         }
         coll.rebuild_index(storage)?;
         Ok(coll)
+    }
+
+    /// Holds off the collection's writers, its deletion included: a background job
+    /// takes it to store a record knowing the collection is not deleted under it.
+    pub fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().expect("lock")
     }
 
     /// Builds a fresh graph from the vectors in storage and swaps it in.

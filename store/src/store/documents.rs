@@ -1,0 +1,295 @@
+//! Writes and reads of documents: validation, embedding outside any lock, one
+//! atomic batch per request, then the in-memory indexes.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::Store;
+use crate::api::*;
+use crate::collection::{Collection, DocumentRecord, NewChunk};
+use crate::error::{Error, LimitKind, Result};
+use crate::keyword::{DocTerms, KeywordUpdate};
+use crate::limits::check;
+use crate::storage::VectorRecord;
+use crate::validate;
+
+/// A document after validation and embedding, ready to be written.
+struct PreparedDoc {
+    id: String,
+    text: Option<String>,
+    metadata: Value,
+    chunks: Vec<VectorRecord>,
+    /// The text's BM25 terms (none without text).
+    terms: Option<DocTerms>,
+}
+
+impl Store {
+    /// Inserts or replaces documents. The whole batch is validated (and embedded)
+    /// first; then it is written in one atomic, synced RocksDB batch, so it is
+    /// either all there or not at all.
+    pub fn upsert(&self, name: &str, docs: Vec<DocumentInput>) -> Result<UpsertResponse> {
+        let coll = self.collection(name)?;
+        if docs.is_empty() {
+            return Err(Error::invalid(
+                "documents",
+                "the batch is empty; send at least one document",
+            ));
+        }
+        check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
+        let (mut prepared, version) = self.prepare(&coll, docs)?;
+        let mut keywords = KeywordUpdate::default();
+        for doc in &mut prepared {
+            keywords.set(&doc.id, doc.terms.take());
+        }
+
+        let _writer = self.lock_for_write(&coll)?;
+        if version != coll.context_version() {
+            // A new corpus context was swapped in while we embedded: vectors of two
+            // contexts must never mix in one collection, so embed again with it.
+            self.embed_prepared(&coll, &mut prepared)?;
+        }
+        let seq = self.next_seq();
+        let mut batch = self.storage.batch();
+        let mut replaced: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut chunk_ids: Vec<Vec<u64>> = Vec::with_capacity(prepared.len());
+        let mut max_id = seq;
+        for doc in &prepared {
+            // Within one batch a later document with the same id replaces the earlier one.
+            let old = match replaced.remove(doc.id.as_str()) {
+                Some(ids) => ids,
+                None => coll.chunks_of(&doc.id),
+            };
+            for c in &old {
+                self.storage.delete_vector(&mut batch, name, *c);
+            }
+            let ids: Vec<u64> = doc.chunks.iter().map(|_| self.next_seq()).collect();
+            for (id, rec) in ids.iter().zip(&doc.chunks) {
+                self.storage.put_vector(&mut batch, name, *id, rec);
+            }
+            max_id = max_id.max(ids.iter().copied().max().unwrap_or(0));
+            let record = DocumentRecord {
+                text: doc.text.clone(),
+                metadata: doc.metadata.clone(),
+                chunks: ids.clone(),
+                seq,
+            };
+            self.storage
+                .put_document(&mut batch, name, &doc.id, &record);
+            replaced.insert(doc.id.as_str(), ids.clone());
+            chunk_ids.push(ids);
+        }
+        coll.keywords()
+            .write(&keywords, &self.storage, &mut batch, name);
+        self.storage.put_seq(&mut batch, max_id);
+        let synced = coll.config.durability == crate::collection::Durability::Sync;
+        self.storage.commit(batch, synced)?;
+
+        for (doc, ids) in prepared.iter().zip(&chunk_ids) {
+            let new: Vec<NewChunk<'_>> = ids
+                .iter()
+                .zip(&doc.chunks)
+                .map(|(id, rec)| NewChunk {
+                    id: *id,
+                    vector: &rec.vector,
+                })
+                .collect();
+            coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
+        }
+        coll.keywords().apply(keywords);
+        coll.maybe_compact(&self.storage)?;
+        self.maybe_start_first_context(&coll)?;
+        Ok(UpsertResponse {
+            ids: prepared.into_iter().map(|d| d.id).collect(),
+            seq,
+            synced,
+        })
+    }
+
+    /// Embeds prepared text documents again with the collection's current encoder.
+    fn embed_prepared(&self, coll: &Collection, prepared: &mut [PreparedDoc]) -> Result<()> {
+        let (encoder, version) = self.text_encoder(coll)?;
+        let texts: Vec<&str> = prepared
+            .iter()
+            .map(|d| d.text.as_deref().unwrap_or(""))
+            .collect();
+        let chunked = encoder.embed_chunked(&texts, coll.config.chunking)?;
+        for (doc, chunks) in prepared.iter_mut().zip(chunked) {
+            doc.chunks = chunk_records(&doc.id, chunks, version);
+        }
+        Ok(())
+    }
+
+    /// Validates every document and embeds the text ones (outside any lock).
+    /// Returns them with the context version they were embedded under.
+    fn prepare(
+        &self,
+        coll: &Collection,
+        docs: Vec<DocumentInput>,
+    ) -> Result<(Vec<PreparedDoc>, u64)> {
+        let cfg = &coll.config;
+        for (i, d) in docs.iter().enumerate() {
+            let what = format!("documents[{i}]");
+            if let Some(id) = &d.id {
+                validate::doc_id(id, &self.limits)
+                    .map_err(|e| Error::invalid(&what, e.to_string()))?;
+            }
+            if let Some(m) = &d.metadata {
+                validate::metadata(&what, m, &self.limits)?;
+            }
+            match (&cfg.embedder, &d.text, &d.vector) {
+                (Some(_), Some(t), None) => validate::text(&what, t, &self.limits)?,
+                (Some(e), _, Some(_)) => {
+                    return Err(Error::invalid(
+                        &what,
+                        format!(
+                            "collection '{}' embeds text with '{e}'; send text, not a vector",
+                            cfg.name
+                        ),
+                    ))
+                }
+                (Some(_), None, None) => {
+                    return Err(Error::invalid(&what, "a text collection needs 'text'"))
+                }
+                (None, t, Some(v)) => {
+                    validate::vector(&what, &cfg.name, v, cfg.dimension, cfg.distance)?;
+                    if let Some(t) = t {
+                        validate::text(&what, t, &self.limits)?;
+                    }
+                }
+                (None, _, None) => {
+                    return Err(Error::invalid(
+                        &what,
+                        format!(
+                            "collection '{}' stores your own vectors; send 'vector'",
+                            cfg.name
+                        ),
+                    ))
+                }
+            }
+        }
+        let mut version = 0;
+        let chunked: Vec<Vec<VectorRecord>> = match &cfg.embedder {
+            Some(_) => {
+                let texts: Vec<&str> = docs
+                    .iter()
+                    .map(|d| d.text.as_deref().unwrap_or(""))
+                    .collect();
+                let (encoder, v) = self.text_encoder(coll)?;
+                version = v;
+                encoder
+                    .embed_chunked(&texts, cfg.chunking)?
+                    .into_iter()
+                    .map(|chunks| chunk_records("", chunks, v))
+                    .collect()
+            }
+            None => docs
+                .iter()
+                .map(|d| {
+                    let v = d.vector.clone().expect("validated above");
+                    let end = d.text.as_ref().map_or(0, |t| t.len() as u32);
+                    vec![VectorRecord {
+                        doc_id: String::new(),
+                        chunk_index: 0,
+                        start: 0,
+                        end,
+                        vector: v,
+                        context: 0,
+                    }]
+                })
+                .collect(),
+        };
+        let prepared = docs
+            .into_iter()
+            .zip(chunked)
+            .map(|(d, mut chunks)| {
+                let id = d.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                for c in &mut chunks {
+                    c.doc_id = id.clone();
+                }
+                PreparedDoc {
+                    id,
+                    terms: d.text.as_deref().map(DocTerms::from_text),
+                    text: d.text,
+                    metadata: d.metadata.unwrap_or(Value::Object(Default::default())),
+                    chunks,
+                }
+            })
+            .collect();
+        Ok((prepared, version))
+    }
+
+    pub fn get_document(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
+        let coll = self.collection(name)?;
+        let rec: DocumentRecord =
+            self.storage
+                .get_document(name, id)?
+                .ok_or_else(|| Error::DocumentNotFound {
+                    collection: name.to_string(),
+                    id: id.to_string(),
+                })?;
+        let vectors = if with_vectors {
+            let mut out = Vec::with_capacity(rec.chunks.len());
+            for c in &rec.chunks {
+                if let Some(v) = self.storage.get_vector(&coll.config.name, *c)? {
+                    out.push(v.vector);
+                }
+            }
+            Some(out)
+        } else {
+            None
+        };
+        Ok(Document {
+            id: id.to_string(),
+            text: rec.text,
+            metadata: rec.metadata,
+            chunks: rec.chunks.len(),
+            vectors,
+        })
+    }
+
+    pub fn delete_document(&self, name: &str, id: &str) -> Result<()> {
+        let coll = self.collection(name)?;
+        let _writer = self.lock_for_write(&coll)?;
+        if !coll.contains(id) {
+            return Err(Error::DocumentNotFound {
+                collection: name.to_string(),
+                id: id.to_string(),
+            });
+        }
+        let mut batch = self.storage.batch();
+        for c in coll.chunks_of(id) {
+            self.storage.delete_vector(&mut batch, name, c);
+        }
+        self.storage.delete_document(&mut batch, name, id);
+        let mut keywords = KeywordUpdate::default();
+        keywords.set(id, None);
+        coll.keywords()
+            .write(&keywords, &self.storage, &mut batch, name);
+        let synced = coll.config.durability == crate::collection::Durability::Sync;
+        self.storage.commit(batch, synced)?;
+        coll.apply_delete(id);
+        coll.keywords().apply(keywords);
+        coll.maybe_compact(&self.storage)?;
+        Ok(())
+    }
+}
+
+/// Storage records of a document's embedded chunks.
+fn chunk_records(
+    doc_id: &str,
+    chunks: Vec<engram_embedder::Chunk>,
+    context: u64,
+) -> Vec<VectorRecord> {
+    chunks
+        .into_iter()
+        .map(|c| VectorRecord {
+            doc_id: doc_id.to_string(),
+            chunk_index: c.index as u32,
+            start: c.start as u32,
+            end: c.end as u32,
+            vector: c.vector,
+            context,
+        })
+        .collect()
+}

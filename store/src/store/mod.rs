@@ -1,0 +1,496 @@
+//! The store's operations, free of any transport and of any language model: the
+//! service layer of `engram-db` (its REST handlers and CLI) and the benchmarks call
+//! these. Blocking by design (embedding and fsync are blocking work); a server runs
+//! them on its blocking pool.
+//!
+//! `mod.rs` holds the collections and encoders, `documents.rs` the writes and reads of
+//! documents, `query.rs` the searches.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use engram_embedder::{ContextualEncoder, EncoderKind, TextEncoder};
+
+use crate::api::*;
+use crate::collection::{validate_name, Collection, CollectionConfig};
+use crate::context_build::ContextBuild;
+use crate::error::{Error, LimitKind, Result};
+use crate::index::IndexParams;
+use crate::jobs::{JobStatus, Jobs};
+use crate::limits::{check, Limits};
+use crate::storage::Storage;
+use crate::validate;
+
+mod documents;
+mod query;
+
+pub use query::hybrid_depth;
+
+/// The default text encoder of new collections and of `/embed`.
+pub const DEFAULT_EMBEDDER: &str = "minilm";
+
+/// Loads text encoders on first use and shares them between collections.
+pub type EncoderLoader =
+    dyn Fn(&str) -> engram_embedder::Result<Arc<dyn TextEncoder>> + Send + Sync;
+
+/// The store: storage, every collection's live state, and the encoders.
+pub struct Store {
+    /// Shared with background context builds.
+    storage: Arc<Storage>,
+    collections: RwLock<HashMap<String, Arc<Collection>>>,
+    encoders: Mutex<HashMap<String, Arc<dyn TextEncoder>>>,
+    loader: Box<EncoderLoader>,
+    seq: AtomicU64,
+    limits: Limits,
+    /// Corpus-context builds (the job framework), and the lock that keeps two
+    /// writes from starting two builds of one collection.
+    context_jobs: Jobs<ContextBuild>,
+    context_start: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` with the real encoders.
+    pub fn open(dir: &Path, limits: Limits) -> Result<Self> {
+        Self::open_with_loader(dir, limits, Box::new(engram_embedder::encoder_by_name))
+    }
+
+    /// Like `open`, with a custom encoder loader (tests use tiny models).
+    pub fn open_with_loader(
+        dir: &Path,
+        limits: Limits,
+        loader: Box<EncoderLoader>,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let storage = Storage::open(dir)?;
+        let mut seq = storage.last_seq()?;
+        let mut collections = HashMap::new();
+        for (name, config) in storage.collections::<CollectionConfig>()? {
+            let coll = Collection::load(config, &storage)?;
+            // Concurrent batches may commit their sequence numbers out of order,
+            // so the true high-water mark is the largest id actually stored.
+            coll.with_chunks(|chunks| {
+                seq = seq.max(chunks.keys().copied().max().unwrap_or(0));
+            });
+            tracing::info!(collection = %name, documents = coll.document_count(), "loaded");
+            collections.insert(name, Arc::new(coll));
+        }
+        tracing::info!(
+            collections = collections.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "database open"
+        );
+        let storage = Arc::new(storage);
+        Ok(Store {
+            context_jobs: Jobs::new(storage.clone()),
+            context_start: Mutex::new(()),
+            storage,
+            collections: RwLock::new(collections),
+            encoders: Mutex::new(HashMap::new()),
+            loader,
+            seq: AtomicU64::new(seq),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The RocksDB records under the live state (jobs of the service layer read
+    /// documents and store their records here).
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// The named encoder, loaded (and its model fetched) on first use.
+    pub fn encoder(&self, name: &str) -> Result<Arc<dyn TextEncoder>> {
+        let mut encoders = self.encoders.lock().expect("lock");
+        if let Some(e) = encoders.get(name) {
+            return Ok(e.clone());
+        }
+        let e = (self.loader)(name)?;
+        encoders.insert(name.to_string(), e.clone());
+        Ok(e)
+    }
+
+    /// The encoder that embeds a collection's text now, and the context version it
+    /// stands for (0 for stage one alone). A contextual collection without a context
+    /// yet embeds with plain MiniLM, version 0, until its first context is built.
+    fn text_encoder(&self, coll: &Collection) -> Result<(Arc<dyn TextEncoder>, u64)> {
+        let name = coll.config.embedder.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "text",
+                format!(
+                    "collection '{}' has no embedder; use vectors",
+                    coll.config.name
+                ),
+            )
+        })?;
+        match (EncoderKind::parse(name)?, coll.context()) {
+            (EncoderKind::Contextual(_), Some(context)) => {
+                let version = context.version;
+                let base = engram_embedder::shared_minilm()?;
+                Ok((Arc::new(ContextualEncoder::new(base, context)), version))
+            }
+            (EncoderKind::Contextual(_), None) => Ok((self.encoder(DEFAULT_EMBEDDER)?, 0)),
+            (EncoderKind::MiniLm, _) => Ok((self.encoder(name)?, 0)),
+        }
+    }
+
+    /// Starts a background build of the collection's corpus context (and the
+    /// re-embedding under it) unless one is running; returns the collection's info.
+    pub fn recontextualize(&self, name: &str) -> Result<CollectionInfo> {
+        let coll = self.collection(name)?;
+        let variant = match coll.config.embedder.as_deref().map(EncoderKind::parse) {
+            Some(Ok(EncoderKind::Contextual(v))) => v,
+            _ => {
+                return Err(Error::invalid(
+                    "embedder",
+                    format!(
+                        "collection '{name}' is not contextual; create one with \"embedder\": \"contextual\""
+                    ),
+                ))
+            }
+        };
+        if coll.document_count() < 2 {
+            return Err(Error::invalid(
+                "documents",
+                format!("collection '{name}' needs at least 2 documents to build a context"),
+            ));
+        }
+        self.start_context_job(&coll, variant)?;
+        Ok(self.info(&coll))
+    }
+
+    /// Spawns a context build unless one is already running for `coll`.
+    fn start_context_job(
+        &self,
+        coll: &Arc<Collection>,
+        variant: engram_embedder::Variant,
+    ) -> Result<()> {
+        let _starting = self.context_start.lock().expect("lock");
+        let name = &coll.config.name;
+        if self
+            .context_jobs
+            .running()
+            .iter()
+            .any(|j| &j.job.collection == name)
+        {
+            return Ok(());
+        }
+        let base = engram_embedder::shared_minilm()?;
+        let mut status = ContextBuild {
+            job: JobStatus::start(name, "building"),
+            version: None,
+        };
+        status.job.total = coll.document_count();
+        let (storage, work_coll, keep_coll) = (self.storage.clone(), coll.clone(), coll.clone());
+        self.context_jobs.spawn(
+            status,
+            move |_| !keep_coll.is_deleted(),
+            move |job| crate::context_build::run(&storage, &work_coll, base, variant, job),
+        )?;
+        Ok(())
+    }
+
+    /// After a write: a contextual collection without a context builds its first one
+    /// once it holds `context.min_documents` documents (once: a failed or interrupted
+    /// first build is repeated by recontextualizing, not by every write).
+    fn maybe_start_first_context(&self, coll: &Arc<Collection>) -> Result<()> {
+        let Some(Ok(EncoderKind::Contextual(variant))) =
+            coll.config.embedder.as_deref().map(EncoderKind::parse)
+        else {
+            return Ok(());
+        };
+        let ready = coll.document_count() >= coll.config.context.min_documents.max(2);
+        if ready
+            && coll.context().is_none()
+            && self.context_jobs.list(&coll.config.name)?.is_empty()
+        {
+            self.start_context_job(coll, variant)?;
+        }
+        Ok(())
+    }
+
+    /// The collection's context builds, oldest first.
+    pub fn context_builds(&self, name: &str) -> Result<Vec<ContextBuild>> {
+        self.collection(name)?;
+        self.context_jobs.list(name)
+    }
+
+    /// Asks a running context build to stop.
+    pub fn cancel_context_build(&self, name: &str, id: &str) -> Result<Option<ContextBuild>> {
+        self.collection(name)?;
+        self.context_jobs.cancel(name, id)
+    }
+
+    /// A live collection by name.
+    pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections
+            .read()
+            .expect("lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+    }
+
+    /// Takes a collection's write lock, then checks the collection was not
+    /// deleted (or deleted and re-created) while we waited: writing into a
+    /// deleted collection's key range would resurrect data under a new one.
+    fn lock_for_write<'a>(
+        &self,
+        coll: &'a Arc<Collection>,
+    ) -> Result<std::sync::MutexGuard<'a, ()>> {
+        let guard = coll.write_lock.lock().expect("lock");
+        let current = self
+            .collections
+            .read()
+            .expect("lock")
+            .get(&coll.config.name)
+            .is_some_and(|c| Arc::ptr_eq(c, coll));
+        if !current {
+            return Err(Error::CollectionNotFound(coll.config.name.clone()));
+        }
+        Ok(guard)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Creates a collection; creating it again with the same settings is a no-op,
+    /// with different settings a conflict.
+    pub fn create_collection(&self, name: &str, req: CreateCollection) -> Result<CollectionInfo> {
+        validate_name(name)?;
+        let embedder = match (&req.embedder, req.dimension) {
+            (Some(e), _) if e == "none" => None,
+            (Some(e), _) => Some(EncoderKind::parse(e)?.name()),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_EMBEDDER.to_string()),
+        };
+        let dimension = match &embedder {
+            Some(e) => {
+                let dim = self.encoder(stage_one(e))?.dim();
+                if let Some(d) = req.dimension.filter(|d| *d != dim) {
+                    return Err(Error::invalid(
+                        "dimension",
+                        format!("embedder '{e}' makes {dim}-dimensional vectors, not {d}; omit dimension"),
+                    ));
+                }
+                dim
+            }
+            None => {
+                let d = req.dimension.ok_or_else(|| {
+                    Error::invalid(
+                        "dimension",
+                        "a collection without an embedder needs a dimension",
+                    )
+                })?;
+                if d == 0 {
+                    return Err(Error::invalid("dimension", "dimension must be at least 1"));
+                }
+                check(LimitKind::Dimension, d, self.limits.max_dimension)?;
+                d
+            }
+        };
+        let hnsw = req.hnsw.unwrap_or_default();
+        if !(2..=128).contains(&hnsw.m) || !(1..=4096).contains(&hnsw.ef_construction) {
+            return Err(Error::invalid(
+                "hnsw",
+                "m must be in 2..=128 and ef_construction in 1..=4096",
+            ));
+        }
+        let chunking = req.chunking.unwrap_or_default();
+        if let Some(e) = &embedder {
+            let max = self.encoder(stage_one(e))?.max_tokens();
+            if !(8..=max).contains(&chunking.tokens) || chunking.overlap * 2 > chunking.tokens - 2 {
+                return Err(Error::invalid(
+                    "chunking",
+                    format!("tokens must be in 8..={max} and overlap at most half a window"),
+                ));
+            }
+        }
+        let ef_search = req.ef_search.unwrap_or(64);
+        check(LimitKind::Ef, ef_search, self.limits.max_ef)?;
+        let config = CollectionConfig {
+            name: name.to_string(),
+            embedder,
+            dimension,
+            distance: req.distance.unwrap_or_default(),
+            durability: req.durability.unwrap_or_default(),
+            hnsw: IndexParams { ..hnsw },
+            ef_search: ef_search.max(1),
+            chunking,
+            context: req.context.unwrap_or_default(),
+        };
+        let mut collections = self.collections.write().expect("lock");
+        if let Some(existing) = collections.get(name) {
+            if existing.config == config {
+                return Ok(self.info(existing));
+            }
+            return Err(Error::CollectionExists(name.to_string()));
+        }
+        let mut batch = self.storage.batch();
+        self.storage.put_collection(&mut batch, name, &config);
+        self.storage.commit(batch, true)?;
+        let coll = Arc::new(Collection::new(config));
+        let out = self.info(&coll);
+        collections.insert(name.to_string(), coll);
+        Ok(out)
+    }
+
+    pub fn list_collections(&self) -> Vec<CollectionInfo> {
+        let collections = self.collections.read().expect("lock");
+        let mut out: Vec<CollectionInfo> = collections.values().map(|c| self.info(c)).collect();
+        out.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        out
+    }
+
+    pub fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
+        let coll = self.collection(name)?;
+        Ok(self.info(&coll))
+    }
+
+    /// Deletes a collection and every record in it, in one synced batch. Files an
+    /// application keeps beside the store for the collection are its own to remove.
+    pub fn delete_collection(&self, name: &str) -> Result<()> {
+        let coll = self.collection(name)?;
+        let _writer = self.lock_for_write(&coll)?;
+        let mut batch = self.storage.batch();
+        self.storage.delete_collection(&mut batch, name);
+        self.storage.commit(batch, true)?;
+        coll.deleted.store(true, Ordering::SeqCst);
+        self.collections.write().expect("lock").remove(name);
+        Ok(())
+    }
+
+    /// The collection's document clusters ranked by recent query hits (see `hot`).
+    pub fn clusters(
+        &self,
+        name: &str,
+        k: Option<usize>,
+        top: usize,
+    ) -> Result<Vec<crate::hot::ClusterInfo>> {
+        let coll = self.collection(name)?;
+        if let Some(k) = k.filter(|k| !(1..=256).contains(k)) {
+            return Err(Error::invalid(
+                "k",
+                format!("k must be in 1..=256, got {k}"),
+            ));
+        }
+        let heat = coll.hits.snapshot();
+        crate::hot::clusters(&self.storage, &coll, &heat, k, top.min(20))
+    }
+
+    /// Embeds texts with the named encoder (default MiniLM), one vector per text.
+    pub fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse> {
+        if req.texts.is_empty() {
+            return Err(Error::invalid("texts", "send at least one text"));
+        }
+        check(LimitKind::BatchSize, req.texts.len(), self.limits.max_batch)?;
+        for (i, t) in req.texts.iter().enumerate() {
+            validate::text(&format!("texts[{i}]"), t, &self.limits)?;
+        }
+        let model = req.model.as_deref().unwrap_or(DEFAULT_EMBEDDER);
+        let encoder = self.encoder(model)?;
+        let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
+        Ok(EmbedResponse {
+            model: model.to_string(),
+            dimension: encoder.dim(),
+            vectors: encoder.embed(&texts)?,
+        })
+    }
+
+    /// Embeds texts as a collection embeds its queries: with its contextual encoder
+    /// (and current context) when it has one, so outside vectors match its own.
+    pub fn embed_with_collection(&self, name: &str, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let coll = self.collection(name)?;
+        if texts.is_empty() {
+            return Err(Error::invalid("input", "send at least one text"));
+        }
+        check(LimitKind::BatchSize, texts.len(), self.limits.max_batch)?;
+        for (i, t) in texts.iter().enumerate() {
+            validate::text(&format!("input[{i}]"), t, &self.limits)?;
+        }
+        let (encoder, _) = self.text_encoder(&coll)?;
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Ok(encoder.embed(&texts)?)
+    }
+
+    /// What a collection is and holds, with its latest context build.
+    fn info(&self, coll: &Collection) -> CollectionInfo {
+        let index = coll.index();
+        let vectors = index.len();
+        CollectionInfo {
+            config: coll.config.clone(),
+            documents: coll.document_count(),
+            vectors,
+            vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+            index_bytes_per_vector: (index.bytes_per_vector() * 10.0).round() / 10.0,
+            quantized: index.is_quantized(),
+            keyword_documents: coll.keywords().len(),
+            corpus_context: coll.config.embedder.as_deref().and_then(|e| {
+                matches!(EncoderKind::parse(e), Ok(EncoderKind::Contextual(_))).then(|| {
+                    let context = coll.context();
+                    ContextInfo {
+                        version: context.as_ref().map_or(0, |c| c.version),
+                        sampled_documents: context.as_ref().map_or(0, |c| c.texts),
+                        vocabulary: context.as_ref().map_or(0, |c| c.vocabulary()),
+                        job: self.latest_context_build(coll),
+                    }
+                })
+            }),
+            note: (coll.config.durability == crate::collection::Durability::Fast).then(|| {
+                "durability is 'fast': writes are acknowledged before the disk sync and the last ones can be lost on power failure".to_string()
+            }),
+        }
+    }
+
+    /// The collection's latest context build; an unreadable stored context reads
+    /// as a failed one.
+    fn latest_context_build(&self, coll: &Collection) -> Option<ContextBuild> {
+        let latest = match self.context_jobs.list(&coll.config.name) {
+            Ok(builds) => builds.into_iter().last(),
+            Err(e) => {
+                tracing::error!(collection = %coll.config.name, error = %e, "cannot read context builds");
+                None
+            }
+        };
+        let problem = coll.context_problem.lock().expect("lock").clone();
+        match (latest, problem) {
+            (Some(b), _) => Some(b),
+            (None, Some(problem)) => {
+                let mut job = JobStatus::start(&coll.config.name, "loading");
+                job.state = crate::jobs::JobState::Failed;
+                job.error = Some(problem);
+                Some(ContextBuild { job, version: None })
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// A consistent copy of the store's records into `dir` (which must not exist).
+    pub fn backup(&self, dir: &Path) -> Result<()> {
+        if dir.exists() {
+            return Err(Error::invalid(
+                "path",
+                format!("{} already exists; choose a new directory", dir.display()),
+            ));
+        }
+        self.storage.checkpoint(dir)
+    }
+}
+
+/// The encoder behind an embedder name that stage two builds on.
+fn stage_one(embedder: &str) -> &str {
+    match EncoderKind::parse(embedder) {
+        Ok(EncoderKind::Contextual(_)) => DEFAULT_EMBEDDER,
+        _ => embedder,
+    }
+}
+
+#[cfg(test)]
+mod tests;
