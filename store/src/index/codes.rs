@@ -177,7 +177,7 @@ impl Quantized {
     }
 
     /// The walk's distance from an encoded query to `node`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn distance(&self, q: &QueryCodes, node: u32) -> f32 {
         let row = self.codes.row(node);
         let dot = self

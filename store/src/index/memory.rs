@@ -69,6 +69,7 @@ pub(super) struct Visited {
 }
 
 impl Visited {
+    #[inline]
     pub(super) fn reset(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
@@ -80,7 +81,9 @@ impl Visited {
         }
     }
 
-    /// True the first time a node is seen in this query.
+    /// True the first time a node is seen in this query. Inlined into the walk,
+    /// which lives in another module (and may be compiled in another unit).
+    #[inline(always)]
     pub(super) fn insert(&mut self, node: u32) -> bool {
         let m = &mut self.marks[node as usize];
         if *m == self.generation {
