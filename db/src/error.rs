@@ -24,7 +24,12 @@ pub enum Error {
     #[error("{0}")]
     Busy(String),
     #[error("the language model failed: {0}")]
-    Generator(#[from] engram_generator::Error),
+    Generator(engram_generator::Error),
+    /// The adapter registry has no such version, refuses, or finds a file unreadable
+    /// (the generator's registry errors, kept apart so they do not read as a model
+    /// failure).
+    #[error("{0}")]
+    Adapter(engram_generator::RegistryError),
     #[error("{0}")]
     Inverter(#[from] engram_inverter::Error),
     #[error("{0}")]
@@ -48,6 +53,15 @@ impl Error {
     /// A corrupt record of the application's own (job records, statuses).
     pub fn corrupt(message: impl Into<String>) -> Self {
         Error::Store(engram_store::Error::Corrupt(message.into()))
+    }
+}
+
+impl From<engram_generator::Error> for Error {
+    fn from(e: engram_generator::Error) -> Self {
+        match e {
+            engram_generator::Error::Registry(r) => Error::Adapter(r),
+            other => Error::Generator(other),
+        }
     }
 }
 

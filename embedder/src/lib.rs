@@ -10,7 +10,11 @@
 //! - [`MiniLm`]: all-MiniLM-L6-v2 on candle, CPU, the default encoder (`"minilm"`).
 //! - [`CorpusContext`] and [`ContextualEncoder`]: stage two, MiniLM conditioned on a
 //!   collection's corpus (training-free variants, and the learned network of
-//!   [`stage_two`], trained by [`stage_two_train`]).
+//!   [`stage_two`], trained by [`stage_two_train`] on token states stage one computed
+//!   once, [`states_corpus`]; measured by [`stage_two_eval`]; the weights, loss chart
+//!   and manifest written by `stage_two_artifact.rs`).
+//! - [`vector_cache`]: the one file format for vectors kept between runs (token states
+//!   here, the inverter's training embeddings).
 //! - Model files come from the verified model cache, the `engram-models` crate
 //!   (`engram models fetch`).
 //! - [`encoder_by_name`]: what the database calls to load the encoder a collection names.
@@ -24,7 +28,11 @@ mod encoder;
 mod error;
 mod minilm;
 pub mod stage_two;
+mod stage_two_artifact;
+pub mod stage_two_eval;
 pub mod stage_two_train;
+pub mod states_corpus;
+pub mod vector_cache;
 
 use std::sync::Arc;
 
@@ -34,6 +42,7 @@ pub use encoder::{Chunk, Chunking, TextEncoder};
 pub use error::{Error, Result};
 pub use minilm::{MiniLm, Pooler, TokenWeights, WeightedMean, Window};
 pub use stage_two::{StageTwo, StageTwoConfig};
+pub use stage_two_artifact::{SavedTraining, TrainingRecord};
 
 /// Names [`encoder_by_name`] accepts (listed in its error message).
 pub const ENCODER_NAMES: &[&str] = &[

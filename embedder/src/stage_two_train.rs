@@ -1,233 +1,21 @@
-//! Training the learned stage two ([`crate::stage_two`]) contrastively, and the
-//! token-state caches that training and evaluation read.
-//!
-//! Why cache token states: stage one (MiniLM) is frozen, and it is 99% of the cost.
-//! One pass over a corpus keeps every window's token states in memory (about 100 KB a
-//! window), so training runs thousands of steps, and an evaluation compares every
-//! variant, without running BERT again. Poolers see the same `(batch, len, dim)`
-//! tensors the live encoder hands them, so cached and live vectors are the same.
+//! Training the learned stage two ([`crate::stage_two`]) contrastively, on token
+//! states stage one computed once ([`crate::states_corpus`]).
 //!
 //! The objective is CDE's: InfoNCE between a question and its passage (the passage's
 //! score is its best window's), with the other passages of the batch as negatives, and
 //! every batch drawn from one k-means cluster of the corpus, so the negatives are the
-//! hard, same-topic ones a niche collection is full of.
-
-use std::ops::Range;
+//! hard, same-topic ones a niche collection is full of. Writing what training made is
+//! `stage_two_artifact.rs`; measuring it, `stage_two_eval.rs`.
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use engram_kernels::SplitMix;
 
 use crate::context::{ContextOptions, CorpusContext, Variant};
-use crate::encoder::Chunking;
 use crate::error::{Error, Result};
-use crate::minilm::{padded, MiniLm, Pooler};
+use crate::minilm::{padded, MiniLm};
 use crate::stage_two::{ContextTensors, StageTwo, StageTwoConfig, StageTwoPooler, PARTS};
-
-/// One window's token ids (`[CLS]`/`[SEP]` included) and their states, row-major.
-#[derive(Debug, Clone, Default)]
-pub struct WindowStates {
-    pub ids: Vec<u32>,
-    pub states: Vec<f32>,
-}
-
-/// A pooler that keeps each window's real token states (for the cache).
-struct KeepStates;
-
-impl Pooler<WindowStates> for KeepStates {
-    fn pool(&self, states: &Tensor, seqs: &[&[u32]]) -> Result<Vec<WindowStates>> {
-        let all = states.to_vec3::<f32>()?;
-        Ok(all
-            .into_iter()
-            .zip(seqs)
-            .map(|(rows, ids)| WindowStates {
-                ids: ids.to_vec(),
-                states: rows.into_iter().take(ids.len()).flatten().collect(),
-            })
-            .collect())
-    }
-}
-
-/// Every window of a corpus's texts with its token states, in text order.
-pub struct StatesCorpus {
-    dim: usize,
-    windows: Vec<WindowStates>,
-    /// The windows of text `i`.
-    spans: Vec<Range<usize>>,
-}
-
-/// First word of a states cache file ("EST1").
-const STATES_MAGIC: u32 = u32::from_le_bytes(*b"EST1");
-/// Texts embedded per call while building a cache (the unit of `progress`).
-const CACHE_STEP: usize = 32;
-/// Windows pooled per batch when reading a cache.
-const POOL_BATCH: usize = 256;
-
-impl StatesCorpus {
-    /// Runs stage one over `texts`, cut as `chunking` says (`None`: one window per
-    /// text, the way queries are embedded); `progress` gets the texts done so far.
-    pub fn embed(
-        base: &MiniLm,
-        texts: &[&str],
-        chunking: Option<Chunking>,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<StatesCorpus> {
-        let mut corpus = StatesCorpus {
-            dim: crate::TextEncoder::dim(base),
-            windows: Vec::new(),
-            spans: Vec::with_capacity(texts.len()),
-        };
-        for (step, batch) in texts.chunks(CACHE_STEP).enumerate() {
-            let windows: Vec<(usize, WindowStates)> = match chunking {
-                Some(c) => base
-                    .embed_chunked_pooled(batch, c, &KeepStates)?
-                    .into_iter()
-                    .map(|(w, s)| (w.text, s))
-                    .collect(),
-                None => base
-                    .embed_pooled(batch, &KeepStates)?
-                    .into_iter()
-                    .enumerate()
-                    .collect(),
-            };
-            let mut text = 0;
-            let mut start = corpus.windows.len();
-            for (t, w) in windows {
-                while text < t {
-                    corpus.spans.push(start..corpus.windows.len());
-                    start = corpus.windows.len();
-                    text += 1;
-                }
-                corpus.windows.push(w);
-            }
-            while text < batch.len() {
-                corpus.spans.push(start..corpus.windows.len());
-                start = corpus.windows.len();
-                text += 1;
-            }
-            progress((step * CACHE_STEP + batch.len()).min(texts.len()));
-        }
-        Ok(corpus)
-    }
-
-    /// Number of texts.
-    pub fn texts(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Number of windows (chunks).
-    pub fn windows(&self) -> usize {
-        self.windows.len()
-    }
-
-    /// The windows of text `i`.
-    pub fn span(&self, i: usize) -> Range<usize> {
-        self.spans[i].clone()
-    }
-
-    /// Writes the cache to `path` (raw little-endian; a re-run of an evaluation or a
-    /// training reads it back instead of running stage one again).
-    pub fn write(&self, path: &std::path::Path) -> Result<()> {
-        use std::io::Write;
-        let io = |e| Error::io("writing", path, e);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-        let mut put = |x: u32| out.write_all(&x.to_le_bytes());
-        put(STATES_MAGIC).map_err(io)?;
-        put(self.dim as u32).map_err(io)?;
-        put(self.spans.len() as u32).map_err(io)?;
-        put(self.windows.len() as u32).map_err(io)?;
-        for span in &self.spans {
-            put(span.start as u32).map_err(io)?;
-            put(span.end as u32).map_err(io)?;
-        }
-        for w in &self.windows {
-            put(w.ids.len() as u32).map_err(io)?;
-            for &id in &w.ids {
-                put(id).map_err(io)?;
-            }
-        }
-        for w in &self.windows {
-            let bytes: Vec<u8> = w.states.iter().flat_map(|x| x.to_le_bytes()).collect();
-            out.write_all(&bytes).map_err(io)?;
-        }
-        out.flush().map_err(io)
-    }
-
-    /// Reads a cache written by [`StatesCorpus::write`]; a damaged file is an error.
-    pub fn read(path: &std::path::Path) -> Result<StatesCorpus> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-        let bad = || Error::InvalidContext(format!("{} is not a states cache", path.display()));
-        let mut at = 0usize;
-        let mut word = || -> Result<u32> {
-            let b = bytes.get(at..at + 4).ok_or_else(bad)?;
-            at += 4;
-            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        };
-        if word()? != STATES_MAGIC {
-            return Err(bad());
-        }
-        let (dim, texts, windows) = (word()? as usize, word()? as usize, word()? as usize);
-        let mut spans = Vec::with_capacity(texts);
-        for _ in 0..texts {
-            spans.push(word()? as usize..word()? as usize);
-        }
-        let mut ids = Vec::with_capacity(windows);
-        for _ in 0..windows {
-            let n = word()? as usize;
-            ids.push((0..n).map(|_| word()).collect::<Result<Vec<u32>>>()?);
-        }
-        let mut corpus = StatesCorpus {
-            dim,
-            windows: Vec::with_capacity(windows),
-            spans,
-        };
-        for ids in ids {
-            let n = ids.len() * dim * 4;
-            let b = bytes.get(at..at + n).ok_or_else(bad)?;
-            at += n;
-            let states = b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            corpus.windows.push(WindowStates { ids, states });
-        }
-        if at != bytes.len() || corpus.spans.iter().any(|s| s.end > windows) {
-            return Err(bad());
-        }
-        Ok(corpus)
-    }
-
-    /// The padded `(n, len, dim)` states of windows `which`, and their ids.
-    fn batch(&self, which: &[usize]) -> Result<(Tensor, Vec<&[u32]>)> {
-        let len = which
-            .iter()
-            .map(|&w| self.windows[w].ids.len())
-            .max()
-            .unwrap_or(1);
-        let mut flat = Vec::with_capacity(which.len() * len * self.dim);
-        let mut seqs = Vec::with_capacity(which.len());
-        for &w in which {
-            let win = &self.windows[w];
-            flat.extend_from_slice(&win.states);
-            flat.extend(std::iter::repeat_n(0f32, (len - win.ids.len()) * self.dim));
-            seqs.push(win.ids.as_slice());
-        }
-        let states = Tensor::from_vec(flat, (which.len(), len, self.dim), &Device::Cpu)?;
-        Ok((states, seqs))
-    }
-
-    /// Every window pooled by `pooler`, in window order: what the live encoder would
-    /// give for the same windows.
-    pub fn pool(&self, pooler: &dyn Pooler<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
-        let all: Vec<usize> = (0..self.windows.len()).collect();
-        let mut out = Vec::with_capacity(all.len());
-        for chunk in all.chunks(POOL_BATCH) {
-            let (states, seqs) = self.batch(chunk)?;
-            out.extend(pooler.pool(&states, &seqs)?);
-        }
-        Ok(out)
-    }
-}
+use crate::states_corpus::StatesCorpus;
 
 /// Knobs of [`train`]; the defaults made the shipped weights.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -528,176 +316,17 @@ fn batch_loss(
     Ok(candle_nn::loss::cross_entropy(&scores, &targets)?)
 }
 
-/// Exact search by every query over every passage (a passage scores its best window):
-/// the top `k` passage indices of each query, best first.
-pub fn rank_passages(
-    window_vectors: &[Vec<f32>],
-    docs: &StatesCorpus,
-    query_vectors: &[Vec<f32>],
-    k: usize,
-) -> Result<Vec<Vec<usize>>> {
-    let dim = docs.dim;
-    let windows = Tensor::from_vec(
-        window_vectors.concat(),
-        (window_vectors.len(), dim),
-        &Device::Cpu,
-    )?
-    .t()?;
-    let mut out = Vec::with_capacity(query_vectors.len());
-    for block in query_vectors.chunks(256) {
-        let q = Tensor::from_vec(block.concat(), (block.len(), dim), &Device::Cpu)?;
-        let scores = q.matmul(&windows)?.to_vec2::<f32>()?;
-        for row in scores {
-            let mut best: Vec<(f32, usize)> = (0..docs.texts())
-                .map(|t| {
-                    let s = row[docs.span(t)].iter().copied().fold(f32::MIN, f32::max);
-                    (s, t)
-                })
-                .collect();
-            let k = k.min(best.len());
-            if k == 0 {
-                out.push(Vec::new());
-                continue;
-            }
-            best.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            best.truncate(k);
-            best.sort_by(|a, b| b.0.total_cmp(&a.0));
-            out.push(best.into_iter().map(|(_, t)| t).collect());
-        }
-    }
-    Ok(out)
-}
-
-/// One vector per window (or per query).
-type Vectors = Vec<Vec<f32>>;
-
-/// Window vectors of `docs` and query vectors of `queries` under `variant` (`net` for
-/// the learned one), with the context built from all of `texts`, as a collection
-/// holding exactly these passages would make them. `None` variant: plain MiniLM.
-pub fn variant_vectors(
-    base: &MiniLm,
-    texts: &[&str],
-    docs: &StatesCorpus,
-    queries: &StatesCorpus,
-    variant: Option<Variant>,
-    net: &StageTwo,
-) -> Result<(Vectors, Vectors)> {
-    use crate::minilm::WeightedMean;
-    let Some(variant) = variant else {
-        let plain = WeightedMean(None);
-        return Ok((docs.pool(&plain)?, queries.pool(&plain)?));
-    };
-    if variant == Variant::Learned {
-        let context = fit_context(base, texts, docs, net)?;
-        let idf = context.token_weights(base);
-        let tensors = ContextTensors::new(&context)?;
-        let pooler = |query| StageTwoPooler {
-            net,
-            idf: &idf,
-            context: Some(&tensors),
-            query,
-        };
-        return Ok((docs.pool(&pooler(false))?, queries.pool(&pooler(true))?));
-    }
-    let mut context = CorpusContext::count_tokens(base, texts, variant, ContextOptions::default())?;
-    let (d, q) = {
-        let weights = context.token_weights(base);
-        let pooler = WeightedMean(variant.idf_pooling().then_some(&weights as _));
-        (docs.pool(&pooler)?, queries.pool(&pooler)?)
-    };
-    context.fit(&d.concat())?;
-    let transform = |vs: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
-        vs.into_iter().map(|v| context.transform(v)).collect()
-    };
-    Ok((transform(d), transform(q)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::minilm::tests::tiny;
-    use crate::minilm::WeightedMean;
-    use crate::TextEncoder;
-
-    /// Passages over a five-word vocabulary and a question per passage that names its
-    /// rarest words.
-    fn toy() -> (Vec<&'static str>, Vec<&'static str>, Vec<usize>) {
-        let texts = vec![
-            "alpha beta gamma alpha beta",
-            "alpha beta delta alpha beta",
-            "alpha beta eps alpha beta",
-            "gamma delta alpha gamma delta",
-            "gamma eps beta gamma eps",
-            "delta eps alpha delta eps",
-            "beta gamma gamma gamma beta",
-            "eps eps delta eps alpha",
-        ];
-        let questions = vec![
-            "gamma alpha",
-            "delta beta",
-            "eps alpha",
-            "gamma delta",
-            "eps gamma",
-            "delta eps",
-            "gamma gamma",
-            "eps eps",
-        ];
-        (texts, questions, (0..8).collect())
-    }
-
-    #[test]
-    fn cached_states_pool_like_the_live_encoder() {
-        let base = tiny();
-        let (texts, _, _) = toy();
-        let chunking = Chunking {
-            tokens: 5,
-            overlap: 1,
-        };
-        let corpus = StatesCorpus::embed(&base, &texts, Some(chunking), &mut |_| {}).unwrap();
-        let live: Vec<Vec<f32>> = base
-            .embed_chunked(&texts, chunking)
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .map(|c| c.vector)
-            .collect();
-        let cached = corpus.pool(&WeightedMean(None)).unwrap();
-        assert_eq!(corpus.texts(), texts.len());
-        assert_eq!(cached.len(), live.len());
-        assert!(corpus.windows() > texts.len(), "texts are cut into windows");
-        for (a, b) in cached.iter().zip(&live) {
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_states_cache_round_trips_through_a_file() {
-        let base = tiny();
-        let (texts, _, _) = toy();
-        let corpus =
-            StatesCorpus::embed(&base, &texts, Some(Chunking::default()), &mut |_| {}).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("states.bin");
-        corpus.write(&path).unwrap();
-        let back = StatesCorpus::read(&path).unwrap();
-        assert_eq!(back.spans, corpus.spans);
-        assert_eq!(
-            back.pool(&WeightedMean(None)).unwrap(),
-            corpus.pool(&WeightedMean(None)).unwrap()
-        );
-        std::fs::write(&path, b"EST1junk").unwrap();
-        assert!(StatesCorpus::read(&path).is_err());
-    }
+    use crate::states_corpus::tests::{toy, toy_states};
 
     #[test]
     fn training_lowers_the_loss_and_moves_every_weight() {
         let base = tiny();
-        let (texts, questions, answers) = toy();
-        let docs =
-            StatesCorpus::embed(&base, &texts, Some(Chunking::default()), &mut |_| {}).unwrap();
-        let queries = StatesCorpus::embed(&base, &questions, None, &mut |_| {}).unwrap();
+        let (texts, _, answers) = toy();
+        let (docs, queries) = toy_states(&base);
         let train_docs: Vec<usize> = (0..texts.len()).collect();
         let data = TrainData {
             base: &base,
@@ -734,28 +363,5 @@ mod tests {
         // Same options, same weights.
         let again = train(&data, &options, &mut |_, _| {}).unwrap();
         assert_eq!(again.losses, trained.losses);
-    }
-
-    #[test]
-    fn ranking_scores_a_passage_by_its_best_window() {
-        let base = tiny();
-        let texts = ["alpha beta", "gamma delta eps gamma"];
-        let chunking = Chunking {
-            tokens: 4,
-            overlap: 0,
-        };
-        let docs = StatesCorpus::embed(&base, &texts, Some(chunking), &mut |_| {}).unwrap();
-        assert_eq!(docs.span(1).len(), 2);
-        // Window vectors chosen by hand: text 1's second window matches the query.
-        let windows = [
-            vec![1.0, 0.0],
-            vec![0.0, 1.0],
-            vec![0.6, 0.8],
-            vec![0.0, 0.0],
-        ];
-        let docs = StatesCorpus { dim: 2, ..docs };
-        let ranked =
-            rank_passages(&windows[..docs.windows()], &docs, &[vec![0.6, 0.8]], 2).unwrap();
-        assert_eq!(ranked, vec![vec![1, 0]]);
     }
 }

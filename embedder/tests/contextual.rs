@@ -154,7 +154,8 @@ fn a_context_round_trips_through_bytes_and_embeds_the_same() {
 
 #[test]
 fn the_learned_encoder_matches_its_cached_evaluation_path() {
-    use engram_embedder::stage_two_train::{variant_vectors, StatesCorpus};
+    use engram_embedder::stage_two_eval::variant_vectors;
+    use engram_embedder::states_corpus::StatesCorpus;
     use engram_embedder::StageTwo;
     // `engram eval contextual` pools cached token states; a collection embeds live.
     // Both must give the same vectors, or the evaluation measures something else.

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while loading a language model or generating text.
+/// Everything that can go wrong while loading a language model, loading or storing its
+/// adapters, or generating text.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The prompt alone fills the model's context window (the HTTP layer maps this to 422).
@@ -27,6 +28,11 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+
+    /// The adapter registry has no such version, refuses an operation, or finds a stored
+    /// file unreadable.
+    #[error(transparent)]
+    Registry(#[from] crate::adapters::RegistryError),
 
     /// The model file could not be fetched into the cache.
     #[error(transparent)]

@@ -14,10 +14,13 @@
 //! - [`llama`]: the network, our own model file on candle's `QMatMul` (per-call KV cache,
 //!   adapter hooks, fast or differentiable kernels).
 //! - [`lora`]: [`LoraAdapter`], deltas applied unmerged on top of the quantized weights.
+//! - [`adapters`]: the [`AdapterRegistry`] of named, versioned adapters per collection
+//!   (hot-swappable active one), their PEFT files and manifests: what serving needs.
 //! - [`gguf`]: reading GGUF files and the cached Q8_0 conversion that makes them fast.
 //! - [`tokenizer`], [`chat`], [`stream`]: byte-level BPE from GGUF metadata, the ChatML
 //!   prompt, UTF-8-safe streaming.
 
+pub mod adapters;
 pub mod chat;
 mod error;
 pub mod gguf;
@@ -33,6 +36,7 @@ pub mod stream;
 pub mod testing;
 pub mod tokenizer;
 
+pub use adapters::{AdapterRegistry, AdapterVersion, RegistryError};
 pub use chat::{ChatMessage, Role};
 pub use error::{Error, Result};
 pub use gguf_chat::{GgufChatModel, LoadOptions};

@@ -6,7 +6,8 @@
 //! that blunt it, with their cost in retrieval quality.
 //!
 //! - The contract (`inverter.rs`, read it first): [`Inverter`], [`Inversion`].
-//! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form).
+//! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form);
+//!   [`train_probe`]: the training workflow (texts, embeddings cache, fit).
 //! - [`fluency`]: the word-bigram prior the search adds to the cosine.
 //! - [`lm_prior`]: SmolLM2 as a language prior that re-ranks the best candidates.
 //! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
@@ -28,6 +29,7 @@ pub mod probe;
 pub mod search;
 pub mod secrets;
 pub mod text;
+pub mod train_probe;
 pub mod variants;
 
 pub use audit::{AuditDoc, AuditInput, AuditOptions, AuditQuery, AuditReport};

@@ -5,7 +5,7 @@
 //! one, move a run of one to three words, swap a word for an inflection of it — and
 //! embeds all proposals in one batched encoder call. Which words to add or remove comes
 //! from the probe applied to the residual `target - embed(hypothesis)` (see
-//! `probe.rs`), so proposals aim at what the hypothesis still lacks instead of sampling
+//! `probe/`), so proposals aim at what the hypothesis still lacks instead of sampling
 //! the vocabulary blindly. The beam keeps the `beam` best texts by cosine plus a small
 //! weight of a bigram language prior (`fluency.rs`: cosine alone rewards word salad;
 //! a real language model can re-rank the best few, `lm_prior.rs`, but measured no

@@ -140,7 +140,10 @@ pub fn restore_latest(
     let Some((_, path)) = list(dir)?.pop() else {
         return Ok(None);
     };
-    let state: CheckpointState = read_json(&path.join(STATE), "checkpoint state")?;
+    let state_path = path.join(STATE);
+    let state: CheckpointState = read_json(&state_path, |e| {
+        Error::corrupt("checkpoint state", &state_path, e)
+    })?;
     if state.fingerprint != fingerprint {
         return Err(Error::Refused(format!(
             "the checkpoint in {} belongs to another training run (different data or configuration): delete that directory or use another output directory",

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while making, training, judging or storing an adapter.
+/// Everything that can go wrong while making, training, judging or storing an adapter
+/// (the registry's own errors arrive as `Model`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The language model failed (loading, tokenizing, generating, adapter shapes).
@@ -33,7 +34,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A stored file (checkpoint, adapter, manifest, JSONL) is unreadable.
+    /// A stored file (checkpoint, JSONL) is unreadable.
     #[error("{} is not a valid {kind}: {reason}", path.display())]
     Corrupt {
         /// What the file should be ("checkpoint", "adapter_config.json", ...).
@@ -44,20 +45,13 @@ pub enum Error {
         reason: String,
     },
 
-    /// The registry has no such collection or version (the HTTP layer maps this to 404).
-    #[error("no adapter {what} for collection '{collection}'")]
-    NotFound {
-        /// The collection.
-        collection: String,
-        /// What was looked for ("version 3", "active version", ...).
-        what: String,
-    },
-
     /// The caller's progress callback asked to stop (a client went away, Ctrl-C).
     #[error("cancelled during {0}; run again to resume from the last checkpoint")]
     Cancelled(&'static str),
 
-    /// The registry refuses an operation (the HTTP layer maps this to 409).
+    /// An operation is refused, e.g. resuming from a checkpoint of another training run
+    /// (the HTTP layer maps this to 409). The adapter registry's refusals are the
+    /// generator's (`Model`).
     #[error("refused: {0}")]
     Refused(String),
 }

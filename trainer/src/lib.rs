@@ -1,20 +1,21 @@
 //! Graduating knowledge into weights: LoRA adapters for Engram's language model.
 //!
 //! Why a crate of its own: turning a collection's documents into adapter weights is a
-//! pipeline (synthetic data, training, an evaluation gate, a versioned store) with its
-//! own failure modes and files; the database calls it (`engram promote`, `POST
+//! pipeline (synthetic data, training, an evaluation gate) with its own failure modes
+//! and files; the database calls it (`engram promote`, `POST
 //! /collections/{name}/promote`) and serves what it registers, without knowing how.
+//! The versioned store itself, the PEFT files and the manifests are the generator's
+//! ([`engram_generator::adapters`]): serving needs them, training only writes them.
 //!
 //! - [`data`]: [`QaPair`], [`Sequence`], [`TrainableModel`] (SmolLM2 dequantized to F32
 //!   with differentiable kernels; the generator's own llama, not a copy).
 //! - [`train`](mod@train): [`TrainConfig`], [`train()`](train::train), checkpoints and resume
 //!   ([`checkpoint`]), the loss curve; [`optim`]: AdamW with saveable state, schedule.
-//! - [`peft`]: adapters as PEFT files (`adapter_model.safetensors`, `adapter_config.json`).
-//! - [`manifest`]: what an adapter was trained from (base sha256, documents, metrics).
-//! - [`registry`]: named, versioned adapters per collection; hot-swappable active one.
 //! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
 //! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
-//! - [`promote`]: the whole pipeline, [`promote::run`].
+//! - [`promote`]: the whole pipeline, [`promote::run`]: it writes the adapter's PEFT
+//!   files and manifest and registers the version in an
+//!   [`AdapterRegistry`](engram_generator::AdapterRegistry).
 //!
 //! # For the database (CLI `engram promote`, `POST /collections/{name}/promote`)
 //!
@@ -32,19 +33,17 @@
 //! GenerationRequest { messages, options, adapter: adapter.as_deref() }
 //! ```
 //!
-//! Errors map to HTTP as: `InvalidConfig` 400, `NotFound` 404, `Refused` 409,
-//! `NoData` 422, `Cancelled` 499, the rest 500.
+//! Errors map to HTTP as: `InvalidConfig` 400, `Refused` 409, `NoData` 422,
+//! `Cancelled` 499, the registry's errors (inside `Model`) as the generator's, the
+//! rest 500.
 
 pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod gate;
 pub mod lora;
-pub mod manifest;
 pub mod optim;
-pub mod peft;
 pub mod promote;
-pub mod registry;
 pub mod synth;
 #[cfg(test)]
 mod testing;
@@ -55,7 +54,5 @@ pub use data::{QaPair, Sequence, TrainableModel};
 pub use error::{Error, Result};
 pub use gate::{GateConfig, GateDecision, HeldOutQuestion};
 pub use lora::{AdapterVars, LoraConfig};
-pub use manifest::Manifest;
 pub use promote::{PromoteOptions, PromotionReport};
-pub use registry::{AdapterRegistry, AdapterVersion};
 pub use train::{train, TrainConfig, TrainOutcome, TrainProgress};

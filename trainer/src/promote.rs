@@ -12,14 +12,13 @@ use std::fmt::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use engram_generator::adapters::{peft, AdapterRegistry, AdapterVersion, BaseModel, Manifest};
 use engram_generator::LanguageModel;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{QaPair, Sequence, TrainableModel};
 use crate::error::{Error, Result};
 use crate::gate::{self, EvalReport, GateConfig, GateDecision, HeldOutQuestion};
-use crate::manifest::{now_unix, BaseModel, Manifest};
-use crate::registry::{AdapterRegistry, AdapterVersion};
 use crate::synth::{
     self, Content, Document, StrategyCounts, SynthConfig, SynthItem, SynthProgress,
 };
@@ -359,7 +358,7 @@ pub fn run(
 
     // 4. Adapter files, manifest, registry.
     let out = options.work_dir.join("adapter");
-    crate::peft::save(
+    peft::save(
         &adapter,
         options.train.lora.dropout,
         &models.chat.info().name,
@@ -418,9 +417,10 @@ pub fn run(
             .map(|(k, c)| (k.clone(), c.kept))
             .collect(),
         seed: options.train.seed,
-        train: options.train.clone(),
+        train: serde_json::to_value(&options.train)
+            .map_err(|e| Error::InvalidConfig(format!("training configuration: {e}")))?,
         metrics,
-        created_unix: now_unix(),
+        created_unix: engram_generator::adapters::manifest::now_unix(),
     };
     manifest.save(&out)?;
     crate::util::write_json(&out.join("gate.json"), &decision)?;

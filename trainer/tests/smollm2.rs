@@ -7,9 +7,10 @@ use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 use candle_core::Tensor;
+use engram_generator::adapters::peft;
 use engram_generator::{GgufChatModel, KvCache, LoadOptions};
 use engram_trainer::train::sequence_loss;
-use engram_trainer::{peft, train, LoraConfig, QaPair, TrainConfig, TrainableModel};
+use engram_trainer::{train, LoraConfig, QaPair, TrainConfig, TrainableModel};
 
 fn trainable() -> &'static TrainableModel {
     static MODEL: OnceLock<TrainableModel> = OnceLock::new();
@@ -281,9 +282,10 @@ fn a_few_real_steps_lower_the_loss_and_the_adapter_survives_peft_files() {
 
 #[test]
 fn promotion_synthesizes_trains_gates_registers_and_resumes() {
+    use engram_generator::AdapterRegistry;
     use engram_trainer::promote::{self, Models, PromoteEvent, PromoteOptions};
     use engram_trainer::synth::{Document, Strategy, SynthConfig};
-    use engram_trainer::{AdapterRegistry, Error, GateConfig, HeldOutQuestion};
+    use engram_trainer::{Error, GateConfig, HeldOutQuestion};
 
     let chat = GgufChatModel::load_default().unwrap();
     let tm = trainable();

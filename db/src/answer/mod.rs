@@ -82,7 +82,7 @@ impl ModelSlot {
     }
 }
 
-/// Where answers find a collection's active adapter: the trainer's adapter registry
+/// Where answers find a collection's active adapter: the generator's adapter registry
 /// in the server. A trait so the answer path does not depend on how adapters are
 /// stored, and tests can register one directly.
 pub trait AdapterSource: Send + Sync {
@@ -336,7 +336,7 @@ impl Engine {
 
     /// The collection's active adapter, which `weights` and `auto` answer with.
     ///
-    /// Adapters are trained and registered by `engram promote` (the trainer's
+    /// Adapters are trained and registered by `engram promote` (into the generator's
     /// registry); until a collection has been promoted it has none.
     pub fn active_adapter(&self, name: &str) -> Option<(AdapterRef, Arc<LoraAdapter>)> {
         self.adapters()?.active(name)

@@ -11,7 +11,10 @@ use engram_embedder::MiniLm;
 use engram_inverter::audit::{self, AuditDoc, AuditInput, AuditQuery};
 use engram_inverter::corpus::{self, HELD_OUT_RULE};
 use engram_inverter::lm_prior::{LanguagePrior, SmolLmPrior};
-use engram_inverter::probe::{self, Source};
+use engram_inverter::probe;
+use engram_inverter::train_probe::{
+    self, DatasetFile, PassageText, ProbeCorpus, ProbeTraining, TrainingEvent, TEXT_TOKENS,
+};
 use engram_inverter::{AuditOptions, AuditReport, Defence, Probe, SearchOptions, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -20,9 +23,6 @@ use super::client::Client;
 use crate::engine::AuditStatus;
 use crate::eval::{load, Dataset, Passage};
 use engram_store::jobs::JobState;
-
-/// Length of training and evaluation texts in MiniLM tokens (vec2text's setting).
-const TEXT_TOKENS: usize = 32;
 
 #[derive(Subcommand, Debug)]
 pub enum TrainWhat {
@@ -137,22 +137,18 @@ pub(super) fn bar(len: usize, what: &str) -> ProgressBar {
     b
 }
 
-fn token_counter(m: &MiniLm) -> impl Fn(&str) -> usize + '_ {
-    |w: &str| m.token_ids(w).map_or(1, |t| t.len())
-}
-
-fn source(name: &str, path: &Path, used: usize, rule: &str) -> anyhow::Result<Source> {
-    let (sha256, lines) = corpus::fingerprint(path)?;
-    Ok(Source {
-        name: name.into(),
-        file: path
-            .file_name()
-            .map_or(String::new(), |f| f.to_string_lossy().into()),
-        sha256,
-        lines,
-        passages_used: used,
-        rule: rule.into(),
-    })
+/// The library's view of a dataset file's passages.
+fn dataset_file<'a>(path: &'a Path, passages: &'a [Passage]) -> DatasetFile<'a> {
+    DatasetFile {
+        path,
+        passages: passages
+            .iter()
+            .map(|p| PassageText {
+                id: &p.id,
+                text: &p.text,
+            })
+            .collect(),
+    }
 }
 
 pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
@@ -169,60 +165,41 @@ pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| Dataset::Quoref.default_path());
     let drop = load(&drop_path)?;
-    let quoref: Vec<Passage> = load(&quoref_path)?
-        .into_iter()
-        .filter(|p| !corpus::is_held_out(&p.id))
-        .collect();
+    let quoref = load(&quoref_path)?;
+    let corpus = ProbeCorpus {
+        drop: dataset_file(&drop_path, &drop),
+        quoref: dataset_file(&quoref_path, &quoref),
+    };
+    let options = ProbeTraining {
+        fit: TrainOptions {
+            vocab: args.vocab,
+            seed: args.seed,
+            ..TrainOptions::default()
+        },
+        max_texts: args.max_texts,
+        embeddings_cache: args.embeddings_cache.clone(),
+    };
     let minilm = engram_embedder::shared_minilm()?;
-    let count = token_counter(&minilm);
-    let mut texts: Vec<String> = drop
-        .iter()
-        .chain(&quoref)
-        .flat_map(|p| corpus::windows(&p.text, TEXT_TOKENS, 4, &count))
-        .collect();
-    let all = texts.len();
-    // A seeded sample keeps training time bounded and reproducible.
-    let mut rng = engram_kernels::SplitMix::new(args.seed);
-    for i in (1..texts.len()).rev() {
-        texts.swap(i, rng.below(i + 1));
+    let mut embedding: Option<ProgressBar> = None;
+    let mut show = |event: TrainingEvent| match event {
+        TrainingEvent::TextsChosen {
+            texts,
+            windows,
+            drop_passages,
+            quoref_passages,
+        } => println!(
+            "{texts} training texts of up to {TEXT_TOKENS} tokens (of {windows}) \
+             from {drop_passages} DROP and {quoref_passages} Quoref passages"
+        ),
+        TrainingEvent::Embedding { done, total } => embedding
+            .get_or_insert_with(|| bar(total, "embedding"))
+            .set_position(done as u64),
+    };
+    let trained = train_probe::train(&corpus, &minilm, &options, &mut show)?;
+    if let Some(b) = embedding {
+        b.finish();
     }
-    texts.truncate(args.max_texts);
-    println!(
-        "{} training texts of up to {TEXT_TOKENS} tokens (of {all}) from {} DROP and {} Quoref passages",
-        texts.len(),
-        drop.len(),
-        quoref.len()
-    );
-    let sources = vec![
-        source("drop", &drop_path, drop.len(), "all passages")?,
-        source("quoref", &quoref_path, quoref.len(), HELD_OUT_RULE)?,
-    ];
-    let opts = TrainOptions {
-        vocab: args.vocab,
-        seed: args.seed,
-        ..TrainOptions::default()
-    };
-    let started = std::time::Instant::now();
-    let key = corpus::texts_digest(&texts);
-    let cached = args
-        .embeddings_cache
-        .as_deref()
-        .and_then(|p| read_cache(p, &key, texts.len()));
-    let emb = match cached {
-        Some(emb) => emb,
-        None => {
-            let b = bar(texts.len(), "embedding");
-            let emb = probe::embed_texts(&texts, minilm.as_ref(), opts.batch, &|done, _| {
-                b.set_position(done as u64)
-            })?;
-            b.finish();
-            if let Some(p) = &args.embeddings_cache {
-                write_cache(p, &key, &emb)?;
-            }
-            emb
-        }
-    };
-    let probe = Probe::train(&texts, &emb, "minilm", &opts, sources)?;
+    let probe = trained.probe;
     let dir = args.out.clone().unwrap_or_else(probe::default_dir);
     probe.save(&dir)?;
     let m = &probe.manifest;
@@ -232,37 +209,10 @@ pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
         m.lambda,
         probe.threshold,
         m.validation_f1,
-        started.elapsed().as_secs(),
+        trained.elapsed.as_secs(),
         dir.display()
     );
     Ok(())
-}
-
-/// Cache file: the texts' digest (64 hex bytes), count and dim (u64 LE), then f32 LE.
-fn read_cache(path: &Path, key: &str, n: usize) -> Option<Vec<Vec<f32>>> {
-    let bytes = std::fs::read(path).ok()?;
-    let (head, rest) = bytes.split_at_checked(80)?;
-    let count = u64::from_le_bytes(head[64..72].try_into().ok()?) as usize;
-    let dim = u64::from_le_bytes(head[72..80].try_into().ok()?) as usize;
-    if &head[..64] != key.as_bytes() || count != n || rest.len() != count * dim * 4 {
-        return None;
-    }
-    let floats: Vec<f32> = rest
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Some(floats.chunks_exact(dim).map(<[f32]>::to_vec).collect())
-}
-
-fn write_cache(path: &Path, key: &str, emb: &[Vec<f32>]) -> anyhow::Result<()> {
-    let dim = emb.first().map_or(0, Vec::len);
-    let mut out = key.as_bytes().to_vec();
-    out.extend_from_slice(&(emb.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(dim as u64).to_le_bytes());
-    for v in emb {
-        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-    }
-    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The held-out Quoref passages (never seen by the probe) and their first full
@@ -272,12 +222,7 @@ fn held_out(path: &Path, limit: usize, m: &MiniLm) -> anyhow::Result<(Vec<Passag
         .into_iter()
         .filter(|p| corpus::is_held_out(&p.id))
         .collect();
-    let count = token_counter(m);
-    let texts = passages
-        .iter()
-        .filter_map(|p| corpus::first_full_window(&p.text, TEXT_TOKENS, &count))
-        .take(limit)
-        .collect();
+    let texts = train_probe::evaluation_texts(passages.iter().map(|p| p.text.as_str()), limit, m);
     Ok((passages, texts))
 }
 

@@ -1,5 +1,5 @@
 //! The adapters of this database's collections, one room: where they live (the
-//! trainer's registry of versions under `<data>/adapters`, beside the RocksDB files)
+//! generator's registry of versions under `<data>/adapters`, beside the RocksDB files)
 //! and the operations the API offers on them (list, activate, rollback, deactivate,
 //! delete). Swaps are hot: answers already generating keep the adapter they started
 //! with (the registry hands out `Arc`s), the next answer gets the new one.
@@ -13,8 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use engram_generator::{GgufChatModel, LoraAdapter};
-use engram_trainer::{AdapterRegistry, AdapterVersion};
+use engram_generator::{AdapterRegistry, AdapterVersion, GgufChatModel, LoraAdapter};
 
 use super::Engine;
 use crate::answer::AdapterSource;

@@ -1,6 +1,6 @@
-//! Contextual embeddings on a whole dataset: every variant in one table
-//! (`engram eval contextual`), and training the learned stage two
-//! (`engram train contextual`).
+//! Contextual embeddings on a whole dataset: every variant in one table, and the
+//! encoders' embedding times (`engram eval contextual`); training the learned stage
+//! two on a dataset and validating it (`engram train contextual`).
 //!
 //! Why not through the store like `engram eval retrieval`: the store embeds each
 //! variant's collection separately, about 40 minutes per variant over Quoref's 2,942
@@ -9,17 +9,89 @@
 //! (a passage scores its best 64-token window, as a collection stores it) ranks all
 //! passages for every question.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
 use serde::Serialize;
 
-use engram_embedder::stage_two_train::{
-    self, rank_passages, variant_vectors, StatesCorpus, TrainData, TrainOptions,
+use engram_embedder::stage_two_eval::{rank_passages, variant_vectors};
+use engram_embedder::stage_two_train::{self, TrainData, TrainOptions, Trained};
+use engram_embedder::states_corpus::StatesCorpus;
+use engram_embedder::{
+    Chunking, ContextOptions, ContextualEncoder, CorpusContext, MiniLm, StageTwo, TextEncoder,
+    Variant,
 };
-use engram_embedder::{Chunking, MiniLm, StageTwo, Variant};
 
-use super::dataset::Passage;
+use super::dataset::{load, Dataset, Passage};
 use super::metrics::{MeanMetrics, RetrievalMetrics};
 use super::Progress;
 use crate::error::Result;
+
+/// A dataset file's first passages and their questions, run through stage one once
+/// (or read back from the states cache), with what identifies the data in reports.
+pub struct DatasetStates {
+    pub dataset: Dataset,
+    /// The file read.
+    pub path: PathBuf,
+    /// The file's SHA-256.
+    pub sha256: String,
+    /// Passages used.
+    pub passages: usize,
+    pub cache: StateCache,
+}
+
+/// Every variant's figures on one dataset, and which data they were measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetFigures {
+    pub dataset: &'static str,
+    pub data_sha256: String,
+    pub passages: usize,
+    pub questions: usize,
+    pub rows: Vec<VariantRow>,
+}
+
+impl DatasetStates {
+    /// Reads `dataset` from `data` (default: where the extraction script puts it),
+    /// keeps its first `limit` passages, and takes their token states from
+    /// `states_dir` when they are kept there (keyed by the dataset, the file's hash
+    /// and the passages used), else from stage one (then keeps them there).
+    pub fn load(
+        base: &MiniLm,
+        dataset: Dataset,
+        data: Option<&Path>,
+        limit: Option<usize>,
+        states_dir: Option<&Path>,
+        progress: &dyn Progress,
+    ) -> Result<DatasetStates> {
+        let path = data.map_or_else(|| dataset.default_path(), Path::to_path_buf);
+        let mut passages = load(&path)?;
+        if let Some(n) = limit {
+            passages.truncate(n);
+        }
+        let sha256 = engram_models::sha256_file(&path).map_err(engram_embedder::Error::from)?;
+        let key = format!("{}-{}-{}", dataset.name(), &sha256[..12], passages.len());
+        let cache = StateCache::load_or_build(base, &passages, states_dir, &key, progress)?;
+        Ok(DatasetStates {
+            dataset,
+            path,
+            sha256,
+            passages: passages.len(),
+            cache,
+        })
+    }
+
+    /// Every variant over all of the dataset's questions, the learned one with `net`.
+    pub fn figures(&self, base: &MiniLm, net: &StageTwo) -> Result<DatasetFigures> {
+        Ok(DatasetFigures {
+            dataset: self.dataset.name(),
+            data_sha256: self.sha256.clone(),
+            passages: self.passages,
+            questions: self.cache.answers.len(),
+            rows: evaluate(base, &self.cache, net, None)?,
+        })
+    }
+}
 
 /// A dataset's passages and questions run through stage one once.
 pub struct StateCache {
@@ -51,33 +123,37 @@ impl StateCache {
 
     /// [`StateCache::build`], reading (or writing) the token states from `dir`
     /// under `key` (which should name the dataset file's content and the passages used).
+    /// Files that do not hold those states (an older Engram's among them) are rebuilt.
     pub fn load_or_build(
         base: &MiniLm,
         passages: &[Passage],
-        dir: Option<&std::path::Path>,
+        dir: Option<&Path>,
         key: &str,
         progress: &dyn Progress,
     ) -> Result<Self> {
         let Some(dir) = dir else {
             return StateCache::build(base, passages, progress);
         };
+        let (docs_key, queries_key) = (format!("{key}-passages"), format!("{key}-questions"));
         let (docs_path, queries_path) = (
-            dir.join(format!("{key}-passages.bin")),
-            dir.join(format!("{key}-questions.bin")),
+            dir.join(format!("{docs_key}.bin")),
+            dir.join(format!("{queries_key}.bin")),
         );
-        if docs_path.exists() && queries_path.exists() {
-            let docs = StatesCorpus::read(&docs_path)?;
-            let queries = StatesCorpus::read(&queries_path)?;
-            let built = StateCache::build_from(passages, docs, queries);
-            if built.docs.texts() == passages.len() && built.queries.texts() == built.answers.len()
-            {
-                return Ok(built);
+        // The questions' file first: it is the small one.
+        if let Some(queries) = StatesCorpus::read(&queries_path, &queries_key)? {
+            if let Some(docs) = StatesCorpus::read(&docs_path, &docs_key)? {
+                let built = StateCache::build_from(passages, docs, queries);
+                if built.docs.texts() == passages.len()
+                    && built.queries.texts() == built.answers.len()
+                {
+                    return Ok(built);
+                }
             }
         }
         let cache = StateCache::build(base, passages, progress)?;
         std::fs::create_dir_all(dir)?;
-        cache.docs.write(&docs_path)?;
-        cache.queries.write(&queries_path)?;
+        cache.docs.write(&docs_path, &docs_key)?;
+        cache.queries.write(&queries_path, &queries_key)?;
         Ok(cache)
     }
 
@@ -184,7 +260,7 @@ pub fn table(rows: &[VariantRow]) -> String {
 
 /// Every `every`-th passage is held out of training (validation); its questions
 /// are the validation questions.
-pub fn split(cache: &StateCache, every: usize) -> (Vec<usize>, Vec<usize>) {
+fn split(cache: &StateCache, every: usize) -> (Vec<usize>, Vec<usize>) {
     let held = |d: usize| every > 0 && d % every == every - 1;
     let train_docs = (0..cache.docs.texts()).filter(|&d| !held(d)).collect();
     let val_queries = (0..cache.answers.len())
@@ -193,14 +269,28 @@ pub fn split(cache: &StateCache, every: usize) -> (Vec<usize>, Vec<usize>) {
     (train_docs, val_queries)
 }
 
-/// Trains stage two on the cache's training split; `progress` counts steps.
-pub fn train(
+/// What [`train_and_validate`] made and measured.
+pub struct ValidatedTraining {
+    pub trained: Trained,
+    /// Training time.
+    pub seconds: f64,
+    /// Validation questions: those of every `validate_every`-th passage.
+    pub questions: usize,
+    /// Every variant (the learned one with the new network) on those questions.
+    pub rows: Vec<VariantRow>,
+}
+
+/// Trains stage two on the cache's passages but every `validate_every`-th, then
+/// evaluates every variant on the held-out passages' questions (against all
+/// passages); `progress` counts training steps.
+pub fn train_and_validate(
     base: &MiniLm,
     cache: &StateCache,
-    train_docs: &[usize],
+    validate_every: usize,
     options: &TrainOptions,
     progress: &dyn Progress,
-) -> Result<stage_two_train::Trained> {
+) -> Result<ValidatedTraining> {
+    let (train_docs, val_queries) = split(cache, validate_every);
     let texts = cache.text_refs();
     let data = TrainData {
         base,
@@ -208,10 +298,55 @@ pub fn train(
         docs: &cache.docs,
         queries: &cache.queries,
         answers: &cache.answers,
-        train_docs,
+        train_docs: &train_docs,
     };
+    let started = Instant::now();
     progress.begin("training stage two", options.steps);
     let trained = stage_two_train::train(&data, options, &mut |_, _| progress.advance(1))?;
     progress.end();
-    Ok(trained)
+    let seconds = started.elapsed().as_secs_f64();
+    let rows = evaluate(base, cache, &trained.net, Some(&val_queries))?;
+    Ok(ValidatedTraining {
+        trained,
+        seconds,
+        questions: val_queries.len(),
+        rows,
+    })
+}
+
+/// Seconds per text to embed `texts` (chunked, as a collection stores them) with
+/// MiniLM and with each contextual encoder (its context built from `texts`), by
+/// encoder name: the median of `rounds` alternating rounds.
+pub fn encoder_timings(texts: &[&str], rounds: usize) -> Result<Vec<(String, f64)>> {
+    let base = engram_embedder::shared_minilm()?;
+    let mut encoders: Vec<Arc<dyn TextEncoder>> = vec![base.clone()];
+    for variant in [Variant::IdfWhiten, Variant::Learned] {
+        let context = CorpusContext::build(
+            &base,
+            texts,
+            Chunking::default(),
+            variant,
+            ContextOptions::default(),
+        )?;
+        encoders.push(Arc::new(ContextualEncoder::new(
+            base.clone(),
+            Arc::new(context),
+        )));
+    }
+    let mut times = vec![Vec::new(); encoders.len()];
+    for _ in 0..rounds {
+        for (e, t) in encoders.iter().zip(&mut times) {
+            let started = Instant::now();
+            e.embed_chunked(texts, Chunking::default())?;
+            t.push(started.elapsed().as_secs_f64() / texts.len() as f64);
+        }
+    }
+    Ok(encoders
+        .iter()
+        .zip(times)
+        .map(|(e, mut t)| {
+            t.sort_by(f64::total_cmp);
+            (e.name().to_string(), t[t.len() / 2])
+        })
+        .collect())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use engram_trainer::AdapterVersion;
+use engram_generator::AdapterVersion;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};

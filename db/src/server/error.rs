@@ -70,6 +70,9 @@ impl From<Error> for ApiError {
             Error::Generator(G::ModelCache(M::ModelUnavailable(_))) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
             }
+            Error::Adapter(r)
+            | Error::Generator(G::Registry(r))
+            | Error::Trainer(T::Model(G::Registry(r))) => registry_status(r),
             Error::Generator(_) => (StatusCode::INTERNAL_SERVER_ERROR, "generator_error"),
             Error::AuditNotFound { .. } => (StatusCode::NOT_FOUND, "audit_not_found"),
             Error::AuditNotReady(..) => (StatusCode::CONFLICT, "audit_not_ready"),
@@ -84,7 +87,6 @@ impl From<Error> for ApiError {
             Error::PromotionNotFound { .. } => (StatusCode::NOT_FOUND, "promotion_not_found"),
             Error::PromotionRunning(_) => (StatusCode::CONFLICT, "promotion_running"),
             Error::Trainer(T::InvalidConfig(_)) => (StatusCode::BAD_REQUEST, "invalid_input"),
-            Error::Trainer(T::NotFound { .. }) => (StatusCode::NOT_FOUND, "adapter_not_found"),
             Error::Trainer(T::Refused(_)) => (StatusCode::CONFLICT, "adapter_refused"),
             Error::Trainer(T::NoData(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "no_training_data"),
             Error::Trainer(T::Cancelled(_)) => (StatusCode::CONFLICT, "cancelled"),
@@ -97,6 +99,18 @@ impl From<Error> for ApiError {
             tracing::error!(error = %e, "request failed");
         }
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// The status and code of an adapter registry error (from the answer path, the
+/// adapter routes, or a promotion registering its version).
+fn registry_status(e: &engram_generator::RegistryError) -> (StatusCode, &'static str) {
+    use engram_generator::RegistryError as R;
+    match e {
+        R::NotFound { .. } => (StatusCode::NOT_FOUND, "adapter_not_found"),
+        R::Refused(_) => (StatusCode::CONFLICT, "adapter_refused"),
+        R::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+        R::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "adapter_error"),
     }
 }
 

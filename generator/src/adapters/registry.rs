@@ -12,18 +12,23 @@
 //! swaps the `Arc`. A request that started with the old adapter keeps its `Arc` and
 //! finishes with it; the next request gets the new one. The registry is `Send + Sync`:
 //! the server holds one in an `Arc`.
+//!
+//! Why in the generator: serving an adapter (loading the active one, swapping it) is
+//! part of answering, so the database answers without the trainer crate; the trainer
+//! only writes adapters and [`AdapterRegistry::register`]s them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use engram_generator::{LlamaConfig, LoraAdapter};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::files::{read_json, write_json};
+use crate::adapters::manifest::Manifest;
+use crate::adapters::{peft, RegistryError};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::peft;
-use crate::util::{read_json, write_json};
+use crate::llama::LlamaConfig;
+use crate::lora::LoraAdapter;
 
 const STATE_FILE: &str = "state.json";
 
@@ -65,6 +70,15 @@ pub struct AdapterRegistry {
     write: Mutex<()>,
 }
 
+/// The error for a version that is not stored.
+fn no_version(collection: &str, version: u32) -> Error {
+    RegistryError::NotFound {
+        collection: collection.into(),
+        what: format!("version {version}"),
+    }
+    .into()
+}
+
 fn version_dir(v: u32) -> String {
     format!("v{v:04}")
 }
@@ -80,9 +94,7 @@ fn check_name(collection: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidConfig(format!(
-            "collection name '{collection}' must be 1-128 letters, digits, '-', '_' or '.' and not start with '.'"
-        )))
+        Err(RegistryError::InvalidName(collection.to_string()).into())
     }
 }
 
@@ -102,10 +114,10 @@ impl AdapterRegistry {
     /// Opens the registry for adapters of the model in the GGUF file `model` (shape read
     /// from its metadata, fingerprint from its bytes), without loading its weights.
     pub fn open_for_model(root: &Path, model: &Path) -> Result<Self> {
-        let content = engram_generator::gguf::GgufFile::read_content(model)?;
+        let content = crate::gguf::GgufFile::read_content(model)?;
         let cfg = LlamaConfig::from_metadata(&content.metadata)
-            .map_err(|reason| Error::corrupt("model metadata", model, reason))?;
-        Ok(Self::open(root, &cfg)?.with_base_sha256(crate::data::sha256_file(model)?))
+            .map_err(|reason| Error::invalid(model, reason))?;
+        Ok(Self::open(root, &cfg)?.with_base_sha256(engram_models::sha256_file(model)?))
     }
 
     /// Refuses to activate versions whose manifest names another base model (sha256).
@@ -129,7 +141,9 @@ impl AdapterRegistry {
         if !path.is_file() {
             return Ok(CollectionState::default());
         }
-        read_json(&path, "registry state")
+        read_json(&path, |e| {
+            RegistryError::corrupt("registry state", &path, e)
+        })
     }
 
     fn versions(&self, collection: &str) -> Result<Vec<u32>> {
@@ -229,17 +243,15 @@ impl AdapterRegistry {
     fn load_version(&self, collection: &str, version: u32) -> Result<Arc<LoraAdapter>> {
         let path = self.collection_dir(collection)?.join(version_dir(version));
         if !path.is_dir() {
-            return Err(Error::NotFound {
-                collection: collection.into(),
-                what: format!("version {version}"),
-            });
+            return Err(no_version(collection, version));
         }
         if let (Some(want), Ok(m)) = (&self.base_sha256, Manifest::load(&path)) {
             if &m.base_model.sha256 != want {
-                return Err(Error::Refused(format!(
+                return Err(RegistryError::Refused(format!(
                     "version {version} of '{collection}' was trained on base model {} (sha256 {}), not the one loaded: retrain it",
                     m.base_model.name, m.base_model.sha256
-                )));
+                ))
+                .into());
             }
         }
         let name = format!("{collection}@v{version}");
@@ -299,10 +311,11 @@ impl AdapterRegistry {
             self.set_state(collection, &state, Some((previous, adapter)))?;
             return Ok(previous);
         }
-        Err(Error::NotFound {
+        Err(RegistryError::NotFound {
             collection: collection.into(),
             what: "earlier active version to roll back to".into(),
-        })
+        }
+        .into())
     }
 
     /// Deletes a version; the active one is refused (deactivate or activate another first).
@@ -310,16 +323,14 @@ impl AdapterRegistry {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let state = self.state(collection)?;
         if state.active == Some(version) {
-            return Err(Error::Refused(format!(
+            return Err(RegistryError::Refused(format!(
                 "version {version} is the active adapter of '{collection}': activate another version or deactivate first"
-            )));
+            ))
+            .into());
         }
         let path = self.collection_dir(collection)?.join(version_dir(version));
         if !path.is_dir() {
-            return Err(Error::NotFound {
-                collection: collection.into(),
-                what: format!("version {version}"),
-            });
+            return Err(no_version(collection, version));
         }
         std::fs::remove_dir_all(&path).map_err(|e| Error::io("deleting", &path, e))
     }
@@ -362,9 +373,9 @@ impl AdapterRegistry {
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor};
-    use engram_generator::LoraTarget;
 
     use super::*;
+    use crate::lora::LoraTarget;
     use crate::testing::tiny_config;
 
     fn adapter_dir(root: &Path, name: &str, value: f32) -> PathBuf {
@@ -421,13 +432,16 @@ mod tests {
         assert_eq!(listed, vec![(1, false), (2, true)]);
         assert_eq!(reg.collections().unwrap(), vec!["docs".to_string()]);
 
-        assert!(matches!(reg.delete("docs", 2), Err(Error::Refused(_))));
+        assert!(matches!(
+            reg.delete("docs", 2),
+            Err(Error::Registry(RegistryError::Refused(_)))
+        ));
         assert_eq!(reg.rollback("docs").unwrap(), 1);
         assert_eq!(value_of(&reg.active("docs").unwrap().unwrap()), 1.0);
         reg.delete("docs", 2).unwrap();
         assert!(matches!(
             reg.activate("docs", 2),
-            Err(Error::NotFound { .. })
+            Err(Error::Registry(RegistryError::NotFound { .. }))
         ));
         assert!(reg.rollback("docs").is_err(), "nothing earlier");
 
@@ -447,7 +461,10 @@ mod tests {
     fn bad_names_and_broken_adapters_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = AdapterRegistry::open(tmp.path(), &tiny_config()).unwrap();
-        assert!(matches!(reg.active("../etc"), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            reg.active("../etc"),
+            Err(Error::Registry(RegistryError::InvalidName(_)))
+        ));
         assert!(reg.list("a/b").is_err());
         let broken = tmp.path().join("broken");
         std::fs::create_dir_all(&broken).unwrap();
@@ -456,7 +473,7 @@ mod tests {
         assert!(reg.list("docs").unwrap().is_empty());
         assert!(matches!(
             reg.activate("docs", 7),
-            Err(Error::NotFound { .. })
+            Err(Error::Registry(RegistryError::NotFound { .. }))
         ));
     }
 }

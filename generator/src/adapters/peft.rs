@@ -1,4 +1,6 @@
 //! Adapters on disk in PEFT's format, so the same files load in Hugging Face `peft`.
+//! Here rather than in the trainer because serving loads them; the trainer writes them
+//! with [`save`].
 //!
 //! `adapter_model.safetensors` holds `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`
 //! (`(rank, in)`) and `...lora_B.weight` (`(out, rank)`); `adapter_config.json` holds
@@ -14,11 +16,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use engram_generator::{LlamaConfig, LoraAdapter, LoraTarget};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::files::write_atomic;
+use crate::adapters::RegistryError;
 use crate::error::{Error, Result};
-use crate::util::write_atomic;
+use crate::llama::LlamaConfig;
+use crate::lora::{LoraAdapter, LoraTarget};
 
 /// File name of the weights.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -130,8 +134,8 @@ pub fn save(adapter: &LoraAdapter, dropout: f32, base_model: &str, dir: &Path) -
         use_rslora: false,
         use_dora: false,
     };
-    let json =
-        serde_json::to_vec_pretty(&config).map_err(|e| Error::corrupt(CONFIG_FILE, dir, e))?;
+    let json = serde_json::to_vec_pretty(&config)
+        .map_err(|e| RegistryError::corrupt(CONFIG_FILE, dir, e))?;
     write_atomic(&dir.join(CONFIG_FILE), |tmp| {
         std::fs::write(tmp, &json).map_err(|e| Error::io("writing", tmp, e))
     })
@@ -142,9 +146,9 @@ pub fn load(dir: &Path, cfg: &LlamaConfig, name: &str) -> Result<LoraAdapter> {
     let config_path = dir.join(CONFIG_FILE);
     let text = std::fs::read(&config_path).map_err(|e| Error::io("reading", &config_path, e))?;
     let config: PeftConfig = serde_json::from_slice(&text)
-        .map_err(|e| Error::corrupt("adapter_config.json", &config_path, e))?;
+        .map_err(|e| RegistryError::corrupt("adapter_config.json", &config_path, e))?;
     if config.peft_type != "LORA" || config.use_dora || config.use_rslora {
-        return Err(Error::corrupt(
+        return Err(RegistryError::corrupt(
             "adapter_config.json",
             &config_path,
             "only plain LoRA (no DoRA, no rsLoRA) adapters are supported",
@@ -152,7 +156,7 @@ pub fn load(dir: &Path, cfg: &LlamaConfig, name: &str) -> Result<LoraAdapter> {
     }
     let weights = dir.join(WEIGHTS_FILE);
     let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
-        .map_err(|e| Error::corrupt("adapter_model.safetensors", &weights, e))?;
+        .map_err(|e| RegistryError::corrupt("adapter_model.safetensors", &weights, e))?;
     let mut adapter = LoraAdapter::new(name, cfg, config.r, config.lora_alpha)?;
     for layer in 0..cfg.n_layer {
         for target in LoraTarget::ALL {
@@ -166,7 +170,7 @@ pub fn load(dir: &Path, cfg: &LlamaConfig, name: &str) -> Result<LoraAdapter> {
             let b = match heads_of(target, cfg) {
                 Some(h) if b.dim(0)? % (2 * h) == 0 => from_hf_rows(&b, h)?,
                 Some(_) => {
-                    return Err(Error::corrupt(
+                    return Err(RegistryError::corrupt(
                         "adapter_model.safetensors",
                         &weights,
                         format!("layer {layer} {target:?}: B has {:?}", b.dims()),
@@ -178,7 +182,7 @@ pub fn load(dir: &Path, cfg: &LlamaConfig, name: &str) -> Result<LoraAdapter> {
         }
     }
     if adapter.is_empty() {
-        return Err(Error::corrupt(
+        return Err(RegistryError::corrupt(
             "adapter_model.safetensors",
             &weights,
             "no lora_A/lora_B pair with PEFT llama names",

@@ -4,15 +4,19 @@
 //! sha256 is checked before it is served), and a person deciding whether to keep,
 //! activate or roll back a version needs to see which documents, which data strategy
 //! and which seed produced it and what the gate measured.
+//!
+//! It lives with the registry, not the trainer, because serving reads it (the base-model
+//! check, the version listing); the trainer only fills it in. The training configuration
+//! is kept as the JSON the trainer wrote, so serving needs no training types.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::files::{read_json, write_json};
+use crate::adapters::RegistryError;
 use crate::error::Result;
-use crate::train::TrainConfig;
-use crate::util::{read_json, write_json};
 
 /// File name of the manifest inside an adapter directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -43,8 +47,8 @@ pub struct Manifest {
     pub data_counts: BTreeMap<String, usize>,
     /// Seed of synthesis and training.
     pub seed: u64,
-    /// The training configuration.
-    pub train: TrainConfig,
+    /// The training configuration (the trainer's `TrainConfig`, as JSON).
+    pub train: serde_json::Value,
     /// Measurements (final loss, accuracy, perplexity, tokens/s...).
     pub metrics: BTreeMap<String, f64>,
     /// Seconds since the Unix epoch when it was made.
@@ -59,7 +63,10 @@ impl Manifest {
 
     /// Reads `manifest.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        read_json(&dir.join(MANIFEST_FILE), "adapter manifest")
+        let path = dir.join(MANIFEST_FILE);
+        read_json(&path, |e| {
+            RegistryError::corrupt("adapter manifest", &path, e)
+        })
     }
 }
 

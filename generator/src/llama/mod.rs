@@ -10,110 +10,28 @@
 //! Layout conventions are llama.cpp's: tensor names `blk.N.attn_q.weight` ..., Q and K
 //! rows permuted for the interleaved rotary embedding (so `rope_i`), and the output head
 //! tied to the token embedding when the file has no `output.weight`.
+//!
+//! Files: `config.rs` ([`LlamaConfig`], the shape from GGUF metadata), `attention.rs`
+//! (grouped-query attention, causal mask, rotary tables), this file (the weights, the
+//! kernels switch, the forward passes).
+
+mod attention;
+mod config;
 
 use std::collections::HashMap;
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
+use self::attention::{causal_mask, rope_tables, Attention};
+pub use self::config::LlamaConfig;
 use crate::error::{Error, Result};
-use crate::kv_cache::{KvCache, LayerKv};
+use crate::kv_cache::KvCache;
 use crate::linear::{AdaptedLinear, QuantizedLinear};
 use crate::lora::{LoraAdapter, LoraTarget};
 
 /// Most tokens one forward pass processes at once; longer inputs run in chunks.
 pub const PREFILL_CHUNK: usize = 256;
-
-/// Shape and constants of a llama model, read from GGUF metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlamaConfig {
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// Hidden size.
-    pub n_embd: usize,
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads (grouped-query attention when fewer than `n_head`).
-    pub n_kv_head: usize,
-    /// Size of one head.
-    pub head_dim: usize,
-    /// Feed-forward hidden size.
-    pub n_ff: usize,
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Positions the model was trained for: its context window.
-    pub context_length: usize,
-    /// Rotary embedding base frequency.
-    pub rope_freq_base: f32,
-    /// RMS norm epsilon.
-    pub rms_eps: f64,
-}
-
-impl LlamaConfig {
-    /// Reads the `llama.*` keys of a GGUF file's metadata.
-    pub fn from_metadata(
-        metadata: &HashMap<String, gguf_file::Value>,
-    ) -> std::result::Result<Self, String> {
-        let get = |key: &str| {
-            metadata
-                .get(key)
-                .ok_or_else(|| format!("metadata key {key} is missing"))
-        };
-        let int = |key: &str| -> std::result::Result<usize, String> {
-            get(key)?
-                .to_u32()
-                .map(|v| v as usize)
-                .map_err(|e| format!("{key}: {e}"))
-        };
-        let float = |key: &str| get(key)?.to_f32().map_err(|e| format!("{key}: {e}"));
-        let arch = get("general.architecture")?
-            .to_string()
-            .map_err(|e| e.to_string())?;
-        if arch != "llama" {
-            return Err(format!(
-                "architecture is '{arch}', this loader reads 'llama'"
-            ));
-        }
-        let n_embd = int("llama.embedding_length")?;
-        let n_head = int("llama.attention.head_count")?;
-        let vocab_size = match int("llama.vocab_size") {
-            Ok(v) => v,
-            Err(_) => get("tokenizer.ggml.tokens")?
-                .to_vec()
-                .map_err(|e| e.to_string())?
-                .len(),
-        };
-        Ok(Self {
-            n_layer: int("llama.block_count")?,
-            n_embd,
-            n_head,
-            n_kv_head: int("llama.attention.head_count_kv")?,
-            head_dim: n_embd / n_head.max(1),
-            n_ff: int("llama.feed_forward_length")?,
-            vocab_size,
-            context_length: int("llama.context_length")?,
-            rope_freq_base: float("llama.rope.freq_base").unwrap_or(10_000.0),
-            rms_eps: float("llama.attention.layer_norm_rms_epsilon")? as f64,
-        })
-    }
-
-    /// True when two configs describe weights of the same shapes (adapters fit both).
-    pub fn same_shape(&self, other: &Self) -> bool {
-        (
-            self.n_layer,
-            self.n_embd,
-            self.n_head,
-            self.n_kv_head,
-            self.n_ff,
-        ) == (
-            other.n_layer,
-            other.n_embd,
-            other.n_head,
-            other.n_kv_head,
-            other.n_ff,
-        )
-    }
-}
 
 /// Which implementations of norm, rotary embedding and softmax the forward pass uses.
 ///
@@ -150,13 +68,6 @@ impl Kernels {
             Kernels::Differentiable => candle_nn::ops::softmax(x, D::Minus1)?,
         })
     }
-}
-
-struct Attention {
-    q: AdaptedLinear,
-    k: AdaptedLinear,
-    v: AdaptedLinear,
-    o: AdaptedLinear,
 }
 
 struct Mlp {
@@ -503,84 +414,6 @@ impl Llama {
         cache.len += seq;
         self.kernels.rms_norm(&x, &self.norm, self.cfg.rms_eps)
     }
-
-    /// Grouped-query attention without copying keys and values per query head: the
-    /// `n_head / n_kv_head` query heads sharing a key/value head are stacked as extra rows.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        attn: &Attention,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut LayerKv,
-        adapter: Option<&LoraAdapter>,
-    ) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let (b, seq, _) = x.dims3()?;
-        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, seq, n, cfg.head_dim))?.transpose(1, 2)?)
-        };
-        let q = heads(attn.q.forward(x, adapter)?, cfg.n_head)?;
-        let k = heads(attn.k.forward(x, adapter)?, cfg.n_kv_head)?;
-        let v = heads(attn.v.forward(x, adapter)?, cfg.n_kv_head)?.contiguous()?;
-        let q = self.kernels.rope(&q, cos, sin)?;
-        let k = self.kernels.rope(&k, cos, sin)?;
-        let (k, v) = cache.append(&k.contiguous()?, &v, self.kernels)?;
-        let group = cfg.n_head / cfg.n_kv_head;
-        // (b, n_head, seq, d) -> (b, n_kv, group * seq, d): rows of one group are contiguous.
-        let q = q
-            .contiguous()?
-            .reshape((b, cfg.n_kv_head, group * seq, cfg.head_dim))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (cfg.head_dim as f64).sqrt()))?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
-        };
-        let probs = self.kernels.softmax(&scores)?;
-        let y = probs.matmul(&v)?; // (b, n_kv, group * seq, d)
-        let y = y
-            .reshape((b, cfg.n_head, seq, cfg.head_dim))?
-            .transpose(1, 2)?
-            .reshape((b, seq, cfg.n_head * cfg.head_dim))?;
-        attn.o.forward(&y, adapter)
-    }
-}
-
-/// Additive causal mask for `seq` new tokens after `pos` cached ones, repeated for the
-/// `group` query heads stacked per key/value head: `(group * seq, pos + seq)`. None for
-/// a single token (it may see everything).
-fn causal_mask(seq: usize, pos: usize, group: usize, device: &Device) -> Result<Option<Tensor>> {
-    if seq == 1 {
-        return Ok(None);
-    }
-    let total = pos + seq;
-    let mut data = Vec::with_capacity(group * seq * total);
-    for _ in 0..group {
-        for i in 0..seq {
-            data.extend((0..total).map(|j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }));
-        }
-    }
-    Ok(Some(Tensor::from_vec(data, (group * seq, total), device)?))
-}
-
-/// cos and sin of every position's rotary angles, `(context_length, head_dim / 2)`.
-fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = cfg.head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| {
-            1.0 / cfg
-                .rope_freq_base
-                .powf(2.0 * i as f32 / cfg.head_dim as f32)
-        })
-        .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-    let positions = Tensor::arange(0u32, cfg.context_length as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((cfg.context_length, 1))?;
-    let angles = positions.broadcast_mul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
 }
 
 /// Builds a llama model from a GGUF file read into memory.
