@@ -18,21 +18,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -x "$PY" ] || bash "$ROOT/benches/setup.sh"
-# The full Quoref extract when there is one; the committed first 300 passages (the
-# same passages and questions) when the run fits in them, since the extract's source
-# package is no longer served.
-QUOREF="$CACHE/data/quoref.jsonl"
-if [ ! -f "$QUOREF" ]; then
-  if [ "$DOCS" -le 300 ]; then
-    QUOREF="$ROOT/tests/data/quoref_300.jsonl"
-    echo "using $QUOREF (the first 300 Quoref passages, committed)" >&2
-  else
-    python3 "$ROOT/scripts/extract_quoref.py" || {
-      echo "error: $CACHE/data/quoref.jsonl is missing and could not be extracted; run with --docs 300 or fewer to use the committed tests/data/quoref_300.jsonl" >&2
-      exit 1
-    }
-  fi
-fi
+source "$ROOT/benches/quoref_data.sh"
+QUOREF="$(quoref_data "$DOCS" --docs)"
 cargo build --release -p engram-db --bin engram >&2
 DATA="$(mktemp -d)"; PORT=6399
 OUT="$(mktemp)"

@@ -13,20 +13,8 @@ PY="$CACHE/venv/bin/python"
 N=2000
 [ "${1:-}" = "--n" ] && N="$2"
 [ -x "$PY" ] || bash "$ROOT/benches/setup.sh"
-# The full Quoref extract when there is one; the committed first 300 passages when the
-# run fits in them (the extract's source package is no longer served).
-QUOREF="$CACHE/data/quoref.jsonl"
-if [ ! -f "$QUOREF" ]; then
-  if [ "$N" -le 300 ]; then
-    QUOREF="$ROOT/tests/data/quoref_300.jsonl"
-    echo "using $QUOREF (the first 300 Quoref passages, committed)" >&2
-  else
-    python3 "$ROOT/scripts/extract_quoref.py" || {
-      echo "error: $CACHE/data/quoref.jsonl is missing and could not be extracted; run with --n 300 or fewer to use the committed tests/data/quoref_300.jsonl" >&2
-      exit 1
-    }
-  fi
-fi
+source "$ROOT/benches/quoref_data.sh"
+QUOREF="$(quoref_data "$N" --n)"
 cargo build --release -p engram-benches --bin embed >&2
 OUT="$(mktemp)"
 "$CARGO_TARGET_DIR/release/embed" --data "$QUOREF" --n "$N" --passes 1 | tee -a "$OUT"

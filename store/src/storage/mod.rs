@@ -74,11 +74,6 @@ impl Storage {
         })
     }
 
-    /// The write log every change goes through.
-    pub fn log(&self) -> &dyn WriteLog {
-        self.log.as_ref()
-    }
-
     fn cf(&self, family: Family) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(family.name())

@@ -215,18 +215,6 @@ impl Store {
         Ok(())
     }
 
-    /// The collection's context builds, oldest first.
-    pub fn context_builds(&self, name: &str) -> Result<Vec<ContextBuild>> {
-        self.collection(name)?;
-        self.context_jobs.list(name)
-    }
-
-    /// Asks a running context build to stop.
-    pub fn cancel_context_build(&self, name: &str, id: &str) -> Result<Option<ContextBuild>> {
-        self.collection(name)?;
-        self.context_jobs.cancel(name, id)
-    }
-
     /// A live collection by name.
     pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
         self.collections
