@@ -394,7 +394,9 @@ impl Engine {
     fn corpus_texts(&self, name: &str, window: usize) -> Result<CorpusTexts> {
         let coll = self.store().collection(name)?;
         let ids: Vec<Arc<str>> = coll.with_documents(|docs| docs.keys().cloned().collect());
-        let mut records: Vec<(u64, String)> = Vec::new();
+        // (batch seq, first chunk id): chunk ids are given in the order documents came
+        // within a batch, so the prompt follows insertion order, never a hash map's.
+        let mut records: Vec<((u64, u64), String)> = Vec::new();
         let (mut bytes, mut truncated) = (0usize, false);
         for id in &ids {
             let Some(rec) = self
@@ -406,7 +408,8 @@ impl Engine {
             };
             if let Some(text) = rec.text {
                 bytes += text.len();
-                records.push((rec.seq, text));
+                let first_chunk = rec.chunks.first().copied().unwrap_or(0);
+                records.push(((rec.seq, first_chunk), text));
             }
             if bytes > window * 8 {
                 truncated = true;
@@ -419,7 +422,7 @@ impl Engine {
                 format!("collection '{name}' holds no document texts to answer from; insert documents with \"text\""),
             ));
         }
-        records.sort_by_key(|(seq, _)| *seq);
+        records.sort_by_key(|(order, _)| *order);
         Ok(CorpusTexts {
             documents: ids.len(),
             texts: records.into_iter().map(|(_, t)| t).collect(),
