@@ -81,13 +81,25 @@ def ensure_sdist(cache: Path, sdist: Path | None) -> Path:
         return path
     cache.mkdir(parents=True, exist_ok=True)
     print(f"fetching {PIN} into {cache} (358 MB) ...", file=sys.stderr)
-    subprocess.run(
+    fetched = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", PIN, "-d", str(cache)],
-        check=True,
     )
-    if not path.is_file():
-        sys.exit(f"pip download did not produce {path}")
+    if fetched.returncode != 0 or not path.is_file():
+        sys.exit(MISSING_SOURCE.format(sdist=path))
     return path
+
+
+# The one message for a machine without the source package (since 2026-12-05 PyPI
+# serves only bigbench 0.0.1, which has no task data).
+MISSING_SOURCE = """error: cannot get {sdist}.
+PyPI no longer serves bigbench==1.0.0 (only 0.0.1, without task data), the only registry
+source of the Quoref and DROP extracts. What to do:
+  - if you have bigbench-1.0.0.tar.gz from elsewhere, run
+      python3 scripts/extract_quoref.py --sdist PATH/bigbench-1.0.0.tar.gz
+  - otherwise use the committed first 300 Quoref passages, tests/data/quoref_300.jsonl:
+    the engram eval commands fall back to it for Quoref on their own, the benchmarks when
+    they need 300 passages or fewer (DROP has no committed subset).
+See benches/README.md, "Data"."""
 
 
 def read_tasks(sdist: Path) -> dict[str, dict]:

@@ -6,5 +6,6 @@
 # `engram serve` (see `engram serve --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/engram/target}"
 exec cargo run --release -p engram-db --bin engram -- serve "$@"

@@ -207,7 +207,12 @@ impl Drop for Server {
 pub fn quoref() -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/quoref_300.jsonl");
     std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/extract_quoref.py", path.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (a committed file: `git checkout tests/data`)",
+                path.display()
+            )
+        })
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())

@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = std::fs::File::open(&args.data).map_err(|e| {
         anyhow::anyhow!(
-            "{}: {e}; run scripts/extract_quoref.py",
+            "{}: {e}; the full Quoref extract is no longer made on a fresh machine (see benches/README.md, \"Data\"): run through benches/run_embed.sh, which reads the committed tests/data/quoref_300.jsonl for --n 300 or fewer, or pass --data",
             args.data.display()
         )
     })?;

@@ -64,10 +64,7 @@ pub(super) fn write_json(
 
 pub fn answers(args: &EvalAnswersArgs) -> anyhow::Result<()> {
     use crate::eval::answers::{cost_chart, cost_curve, run_answers, AnswerSpec};
-    let path = args
-        .data
-        .clone()
-        .unwrap_or_else(|| args.dataset.default_path());
+    let path = args.dataset.locate(args.data.as_deref())?;
     let mut passages = load(&path)?;
     anyhow::ensure!(args.limit > 0, "--limit must be at least 1");
     anyhow::ensure!(args.group > 0, "--group must be at least 1");
@@ -132,10 +129,7 @@ pub fn answers(args: &EvalAnswersArgs) -> anyhow::Result<()> {
 }
 
 pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
-    let path = args
-        .data
-        .clone()
-        .unwrap_or_else(|| args.dataset.default_path());
+    let path = args.dataset.locate(args.data.as_deref())?;
     let mut passages = load(&path)?;
     if let Some(n) = args.limit {
         anyhow::ensure!(n > 0, "--limit must be at least 1");
@@ -174,10 +168,7 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
 pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
     use crate::eval::weights::{run_weights, WeightsSpec};
     use engram_trainer::promote::PromoteEvent;
-    let path = args
-        .data
-        .clone()
-        .unwrap_or_else(|| Dataset::Quoref.default_path());
+    let path = Dataset::Quoref.locate(args.data.as_deref())?;
     let mut passages = load(&path)?;
     anyhow::ensure!(args.limit > 0, "--limit must be at least 1");
     passages.truncate(args.limit);

@@ -156,14 +156,8 @@ pub fn train(what: &TrainWhat) -> anyhow::Result<()> {
         TrainWhat::Inverter(args) => args,
         TrainWhat::Contextual(args) => return super::contextual::train(args),
     };
-    let drop_path = args
-        .drop
-        .clone()
-        .unwrap_or_else(|| Dataset::Drop.default_path());
-    let quoref_path = args
-        .quoref
-        .clone()
-        .unwrap_or_else(|| Dataset::Quoref.default_path());
+    let drop_path = Dataset::Drop.locate(args.drop.as_deref())?;
+    let quoref_path = Dataset::Quoref.locate(args.quoref.as_deref())?;
     let drop = load(&drop_path)?;
     let quoref = load(&quoref_path)?;
     let corpus = ProbeCorpus {
@@ -228,10 +222,7 @@ fn held_out(path: &Path, limit: usize, m: &MiniLm) -> anyhow::Result<(Vec<Passag
 
 pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=200).contains(&args.limit), "--limit must be 1 to 200");
-    let path = args
-        .quoref
-        .clone()
-        .unwrap_or_else(|| Dataset::Quoref.default_path());
+    let path = Dataset::Quoref.locate(args.quoref.as_deref())?;
     let probe = Arc::new(match &args.probe {
         Some(dir) => Probe::load(dir)?,
         None => Probe::default_probe()?,

@@ -64,7 +64,7 @@ impl DatasetStates {
         states_dir: Option<&Path>,
         progress: &dyn Progress,
     ) -> Result<DatasetStates> {
-        let path = data.map_or_else(|| dataset.default_path(), Path::to_path_buf);
+        let path = dataset.locate(data)?;
         let mut passages = load(&path)?;
         if let Some(n) = limit {
             passages.truncate(n);

@@ -42,6 +42,48 @@ impl Dataset {
             });
         root.join("data").join(format!("{}.jsonl", self.name()))
     }
+
+    /// The file a command reads: the one given; else the full extract; else, for
+    /// Quoref, the committed first 300 passages (with a note on stderr, since figures
+    /// from 300 passages are not the README's). The extracts' only source package is
+    /// no longer served, so a fresh machine has none: the error says what to do.
+    pub fn locate(self, given: Option<&Path>) -> Result<PathBuf> {
+        self.locate_with(given, self.default_path())
+    }
+
+    fn locate_with(self, given: Option<&Path>, full: PathBuf) -> Result<PathBuf> {
+        if let Some(path) = given {
+            return Ok(path.to_path_buf());
+        }
+        if full.is_file() {
+            return Ok(full);
+        }
+        let committed = committed_quoref();
+        if self == Dataset::Quoref && committed.is_file() {
+            eprintln!(
+                "note: {} is missing; using the committed first 300 Quoref passages ({}); figures from them are not comparable with the README's full-Quoref ones",
+                full.display(),
+                committed.display()
+            );
+            return Ok(committed);
+        }
+        Err(Error::invalid(
+            "dataset",
+            format!("{} does not exist. {MISSING_EXTRACT_HELP}", full.display()),
+        ))
+    }
+}
+
+/// What to do when an extract is missing, for every command that reads one.
+pub const MISSING_EXTRACT_HELP: &str = "The Quoref and DROP extracts come from PyPI's \
+bigbench==1.0.0, which PyPI no longer serves (only 0.0.1, without task data). If you have \
+bigbench-1.0.0.tar.gz, run `python3 scripts/extract_quoref.py --sdist PATH`; otherwise pass \
+the committed first 300 Quoref passages, tests/data/quoref_300.jsonl, as the data file \
+(DROP has no committed subset). See benches/README.md, \"Data\".";
+
+/// The committed Quoref subset in this checkout.
+pub fn committed_quoref() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/quoref_300.jsonl")
 }
 
 /// One passage and the questions whose answer it holds.
@@ -84,7 +126,7 @@ impl Question {
 pub fn load(path: &Path) -> Result<Vec<Passage>> {
     let raw = std::fs::read_to_string(path).map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::NotFound {
-            "does not exist; run `python3 scripts/extract_quoref.py` (it writes quoref.jsonl and drop.jsonl there)".to_string()
+            format!("does not exist. {MISSING_EXTRACT_HELP}")
         } else {
             e.to_string()
         };
@@ -127,8 +169,7 @@ mod tests {
 
     #[test]
     fn reads_the_committed_extract_and_explains_a_missing_file() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/quoref_300.jsonl");
-        let passages = load(&path).unwrap();
+        let passages = load(&committed_quoref()).unwrap();
         assert_eq!(passages.len(), 300);
         assert_eq!(passages[0].id, "q-0");
         let questions: usize = passages.iter().map(|p| p.questions.len()).sum();
@@ -138,11 +179,30 @@ mod tests {
         let err = load(Path::new("/nonexistent/quoref.jsonl"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("scripts/extract_quoref.py"), "{err}");
+        assert!(err.contains("tests/data/quoref_300.jsonl"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.jsonl");
         std::fs::write(&bad, "{\"id\": \"x\"}\n").unwrap();
         let err = load(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.jsonl:1"), "{err}");
+    }
+
+    #[test]
+    fn locate_falls_back_to_the_committed_quoref_passages_only() {
+        let cache = tempfile::tempdir().unwrap();
+        let quoref = cache.path().join("quoref.jsonl");
+        let drop = cache.path().join("drop.jsonl");
+        let given = Path::new("/some/file.jsonl");
+        let locate = |d: Dataset, given, full: &Path| d.locate_with(given, full.to_path_buf());
+        assert_eq!(locate(Dataset::Drop, Some(given), &drop).unwrap(), given);
+        assert_eq!(
+            locate(Dataset::Quoref, None, &quoref).unwrap(),
+            committed_quoref()
+        );
+        let err = locate(Dataset::Drop, None, &drop).unwrap_err().to_string();
+        assert!(err.contains("drop.jsonl does not exist"), "{err}");
+        assert!(err.contains("extract_quoref.py --sdist"), "{err}");
+        std::fs::write(&drop, "").unwrap();
+        assert_eq!(locate(Dataset::Drop, None, &drop).unwrap(), drop);
     }
 }
