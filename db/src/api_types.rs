@@ -73,20 +73,25 @@ impl std::str::FromStr for AnswerMode {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerRequest {
+    #[schema(value_type = engram_store::api::VisibleText)]
     pub question: String,
     /// context, rag, weights, auto (default) or none.
     #[serde(default)]
     pub mode: AnswerMode,
-    /// Rag: passages retrieved into the prompt (default 3).
+    /// Rag: passages retrieved into the prompt (default 3, at most 16).
+    #[schema(minimum = 1, maximum = 16)]
     pub k: Option<usize>,
     /// Rag: how passages are found: vector, keyword or hybrid (the default: best
     /// on Quoref, see README).
     pub retrieval: Option<QueryMode>,
-    /// Most tokens to generate (default 128).
+    /// Most tokens to generate (default 128; the model's window is 8,192 tokens).
+    #[schema(minimum = 1, maximum = 8192)]
     pub max_tokens: Option<usize>,
     /// 0 (default) is greedy and deterministic; up to 2.
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
     /// Nucleus sampling, (0, 1]; default 1.
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
     /// Sampler seed (default 0).
     pub seed: Option<u64>,

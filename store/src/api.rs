@@ -20,8 +20,11 @@ pub struct CreateCollection {
     /// (MiniLM conditioned on this collection's corpus; see `context`) or
     /// "contextual-<variant>" (learned, the default; or the training-free center,
     /// whiten, idf, idf-center, idf-whiten).
+    #[schema(value_type = Option<EncoderName>)]
     pub embedder: Option<String>,
-    /// Vector dimension of a bring-your-own-vector collection.
+    /// Vector dimension of a bring-your-own-vector collection (at most
+    /// `limits.max_dimension`, 4,096 by default).
+    #[schema(minimum = 1, maximum = 4096)]
     pub dimension: Option<usize>,
     /// cosine (default), dot or euclidean.
     pub distance: Option<Metric>,
@@ -30,6 +33,8 @@ pub struct CreateCollection {
     /// Graph settings: {"m": 16, "ef_construction": 200, "quantization": "int8"} by
     /// default; "quantization": "none" walks the f32 vectors (less memory, slower).
     pub hnsw: Option<IndexParams>,
+    /// Default search breadth of queries (at most `limits.max_ef`, 10,000 by default).
+    #[schema(minimum = 1, maximum = 10000)]
     pub ef_search: Option<usize>,
     /// Text collections: {"tokens": 64, "overlap": 16} by default; tokens at most 256.
     #[schema(value_type = Option<Object>)]
@@ -81,8 +86,17 @@ pub struct ContextInfo {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentInput {
-    /// Generated (UUID v4) when absent. An existing id is replaced.
+    /// Generated (UUID v4) when absent. An existing id is replaced. No control
+    /// characters; at most `limits.max_id_bytes` (512) bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 512,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub id: Option<String>,
+    /// Text collections: the document's text (visible characters; no control
+    /// characters but tab and newlines).
+    #[schema(value_type = Option<VisibleText>)]
     pub text: Option<String>,
     pub vector: Option<Vec<f32>>,
     /// A JSON object, filterable at query time.
@@ -92,6 +106,8 @@ pub struct DocumentInput {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertRequest {
+    /// One to `limits.max_batch` (1,000) documents, written atomically.
+    #[schema(min_items = 1, max_items = 1000)]
     pub documents: Vec<DocumentInput>,
 }
 
@@ -158,6 +174,7 @@ impl std::str::FromStr for QueryMode {
 pub struct QueryRequest {
     /// A text query: embedded for vector search (text collections), tokenised
     /// for keyword search. Required by the keyword and hybrid modes.
+    #[schema(value_type = Option<VisibleText>)]
     pub text: Option<String>,
     /// A vector query; its dimension must match the collection. In hybrid mode
     /// a collection without an embedder takes `vector` and `text` together.
@@ -167,14 +184,17 @@ pub struct QueryRequest {
     /// Hybrid mode only: {"method": "weighted", "vector_weight": 0.4} (the
     /// default) or {"method": "rrf", "k": 60}.
     pub fusion: Option<Fusion>,
-    /// Number of documents to return (default 10).
+    /// Number of documents to return (default 10; at most `limits.max_k`, 1,000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// Metadata filter: {"key","eq"} | {"key","in"} | {"key","range"} | {"and"|"or": [...]} | {"not": ...}
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     /// Fields to return; default text and metadata.
     pub include: Option<Vec<Include>>,
-    /// Search breadth of the vector index; higher is more accurate and slower.
+    /// Search breadth of the vector index; higher is more accurate and slower
+    /// (at most `limits.max_ef`, 10,000).
+    #[schema(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
 }
 
@@ -235,8 +255,12 @@ pub struct Document {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedRequest {
+    /// One to `limits.max_batch` (1,000) texts.
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<VisibleText>)]
     pub texts: Vec<String>,
-    /// Encoder name; default "minilm".
+    /// Encoder name: "minilm" (the default and, outside a collection, the only
+    /// one: contextual encoders embed with a collection's corpus context).
+    #[schema(value_type = Option<String>, pattern = "^minilm$")]
     pub model: Option<String>,
 }
 
@@ -246,3 +270,45 @@ pub struct EmbedResponse {
     pub dimension: usize,
     pub vectors: Vec<Vec<f32>>,
 }
+
+/// Text as every endpoint takes it (`validate::text`): at least one visible
+/// character, no control characters but tab, CR and LF, at most
+/// `limits.max_text_bytes` (1 MiB) of UTF-8. A schema only, for the fields that hold
+/// such text.
+pub struct VisibleText;
+
+/// [`VisibleText`]'s rule as a JSON-schema (ECMA) pattern.
+const VISIBLE_TEXT: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*\
+[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
+impl utoipa::PartialSchema for VisibleText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .pattern(Some(VISIBLE_TEXT))
+            .description(Some(
+                "At least one visible character; no control characters but tab, CR and LF.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for VisibleText {}
+
+/// The name of a text encoder the server knows (`engram_embedder::ENCODER_NAMES`).
+/// A schema only.
+pub struct EncoderName;
+
+impl utoipa::PartialSchema for EncoderName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(engram_embedder::ENCODER_NAMES.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for EncoderName {}

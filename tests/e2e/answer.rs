@@ -246,33 +246,8 @@ fn engram_ask_streams_the_answer_and_explains_refusals() {
 
 /// A virtual environment with the official `openai` client, made once under the cache.
 fn openai_python() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/tmp".into());
-    let venv = home.join(".cache/engram/openai-client");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        let run = |cmd: &mut Command| {
-            let out = cmd.output().expect("python3 runs");
-            assert!(
-                out.status.success(),
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "openai==3.54.0",
-        ]));
-    }
-    python
+    crate::support::python_venv("openai-client", &["openai==3.54.0"], "import openai")
+        .join("bin/python")
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod answer;
 mod api;
+mod api_fuzz;
 mod audit;
 mod bad_input;
 mod contextual;

@@ -218,3 +218,32 @@ pub fn quoref() -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A virtual environment under `~/.cache/engram/NAME` with the pinned `packages`,
+/// made once (the tests' Python clients: openai, schemathesis). `ready` is a Python
+/// statement that succeeds once the packages are there. Returns the venv directory.
+pub fn python_venv(name: &str, packages: &[&str], ready: &str) -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
+    let venv = home.join(".cache/engram").join(name);
+    let is_ready = Command::new(venv.join("bin/python"))
+        .args(["-c", ready])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !is_ready {
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().expect("python3 runs");
+            assert!(
+                out.status.success(),
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages));
+    }
+    venv
+}

@@ -20,7 +20,7 @@ pub struct CollectionList {
 }
 
 /// Create a collection (an empty body gives a MiniLM text collection).
-#[utoipa::path(put, path = "/collections/{name}", request_body(content = CreateCollection, description = "optional"),
+#[utoipa::path(put, path = "/collections/{name}", request_body(content = Option<CreateCollection>, description = "optional: no body makes a MiniLM text collection"),
     params(("name" = String, Path, description = "1-64 of A-Z a-z 0-9 _ -")),
     responses((status = 200, body = CollectionInfo), (status = 400, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn create(
@@ -98,7 +98,10 @@ pub async fn recontextualize(
 /// `?k=` clusters (default about sqrt(n/2)) and `?top=` documents shown per cluster.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 pub struct ClusterParams {
+    #[param(minimum = 1, maximum = 256)]
     pub k: Option<usize>,
+    /// At most 20 are shown; larger values are cut to 20.
+    #[param(minimum = 0)]
     pub top: Option<usize>,
 }
 

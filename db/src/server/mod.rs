@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 mod metrics;
 mod openai_api;
+mod openapi;
 mod promote_api;
 mod query_api;
 mod system_api;
@@ -27,6 +28,7 @@ pub use auth::{parse_keys, ApiKey, Scope};
 pub use system_api::{BackupRequest, BackupResponse};
 
 use crate::engine::Engine;
+use openapi::SharedResponses;
 
 /// What every handler shares.
 pub struct AppState {
@@ -75,7 +77,8 @@ pub struct AppState {
         adapters_api::deactivate,
         adapters_api::delete,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail))
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&SharedResponses)
 )]
 struct ApiDoc;
 

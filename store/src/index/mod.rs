@@ -115,8 +115,10 @@ pub enum Quantization {
 #[serde(default)]
 pub struct IndexParams {
     /// Links per node; more links give higher recall for more memory and build time.
+    #[schema(minimum = 2, maximum = 128)]
     pub m: usize,
     /// Search breadth while building; higher gives a better graph, built slower.
+    #[schema(minimum = 1, maximum = 4096)]
     pub ef_construction: usize,
     pub quantization: Quantization,
 }

@@ -383,6 +383,15 @@ impl Store {
             validate::text(&format!("texts[{i}]"), t, &self.limits)?;
         }
         let model = req.model.as_deref().unwrap_or(DEFAULT_EMBEDDER);
+        if let EncoderKind::Contextual(_) = EncoderKind::parse(model)? {
+            // A contextual encoder has no meaning without a collection's corpus.
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "'{model}' embeds with a collection's corpus context; use POST /v1/embeddings with the collection's name as \"model\""
+                ),
+            ));
+        }
         let encoder = self.encoder(model)?;
         let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
         Ok(EmbedResponse {

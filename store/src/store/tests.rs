@@ -247,3 +247,20 @@ fn a_database_from_before_keyword_search_gets_its_index_built() {
     let storage = Storage::open(dir.path()).unwrap();
     assert!(storage.keyword_stats("t").unwrap().is_some());
 }
+
+#[test]
+fn embed_refuses_a_contextual_encoder_outside_a_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = store(dir.path());
+    let req = EmbedRequest {
+        texts: vec!["some text".into()],
+        model: Some("contextual-learned".into()),
+    };
+    match e.embed(&req) {
+        Err(Error::InvalidInput { what, message }) => {
+            assert_eq!(what, "model");
+            assert!(message.contains("/v1/embeddings"), "{message}");
+        }
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+}

@@ -1,0 +1,118 @@
+//! The statuses every route shares, added to the OpenAPI document in one place.
+//!
+//! Why: a handler's `#[utoipa::path]` lists what its own logic answers (200, its 404
+//! or 409); the layers around it (auth, body limits, content-type and origin checks,
+//! the JSON extractor, the blocking pool) add statuses to every route, and a spec that
+//! leaves them out fails a client generator or a fuzzer on the first 415. The rules
+//! below follow the router: which routes authenticate, which take a body, which name
+//! a collection, which write.
+
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::Modify;
+
+/// Adds each shared status a route can answer, with the JSON error body, where the
+/// handler's own annotation does not already list it.
+pub struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, doc: &mut OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let operations = [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Put, item.put.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+                (HttpMethod::Patch, item.patch.as_mut()),
+            ];
+            for (method, op) in operations {
+                if let Some(op) = op {
+                    for (status, why) in shared_statuses(&method, path, op) {
+                        add_error(op, status, why);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Routes that answer without a key (probes and the spec itself).
+const OPEN_ROUTES: [&str; 2] = ["/healthz", "/openapi.json"];
+
+/// The shared statuses of one operation.
+fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16, &'static str)> {
+    let mut out = Vec::new();
+    let names_resource = path.contains('{');
+    let has_body = op.request_body.is_some();
+    let changes_state = matches!(
+        method,
+        HttpMethod::Post | HttpMethod::Put | HttpMethod::Delete | HttpMethod::Patch
+    );
+    if names_resource || has_body {
+        out.push((
+            400,
+            "The request is invalid: the message says which field and why.",
+        ));
+    }
+    if !OPEN_ROUTES.contains(&path) {
+        out.push((
+            401,
+            "No API key, or an unknown one (send `Authorization: Bearer KEY`).",
+        ));
+        out.push((403, "The key's scope does not allow this route."));
+    }
+    if names_resource {
+        out.push((
+            404,
+            "No such collection (or document, audit, promotion, adapter).",
+        ));
+    }
+    if has_body {
+        out.push((413, "The body is larger than `limits.max_body_bytes`."));
+    }
+    if changes_state {
+        out.push((
+            415,
+            "The body is not `application/json` (a route without a body takes none).",
+        ));
+    }
+    out.push((500, "An internal error; the message says what failed."));
+    out
+}
+
+fn add_error(op: &mut Operation, status: u16, description: &str) {
+    let key = status.to_string();
+    if op.responses.responses.contains_key(&key) {
+        return;
+    }
+    let body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body)
+        .build();
+    op.responses.responses.insert(key, response.into());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_lists_the_shared_statuses_it_can_answer() {
+        let doc = crate::server::openapi_doc();
+        let query = doc.paths.paths["/collections/{name}/query"]
+            .post
+            .as_ref()
+            .unwrap();
+        for status in ["200", "400", "401", "403", "404", "413", "415", "500"] {
+            assert!(
+                query.responses.responses.contains_key(status),
+                "query lacks {status}"
+            );
+        }
+        let health = doc.paths.paths["/healthz"].get.as_ref().unwrap();
+        assert!(!health.responses.responses.contains_key("401"));
+        assert!(!health.responses.responses.contains_key("404"));
+        assert!(health.responses.responses.contains_key("500"));
+    }
+}
