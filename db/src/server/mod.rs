@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 mod metrics;
 mod openai_api;
+mod openai_schema;
 mod openapi;
 mod promote_api;
 mod query_api;

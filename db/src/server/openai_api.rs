@@ -92,14 +92,22 @@ pub async fn models(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionRequest {
     /// `smollm2-135m-instruct`, `engram/COLLECTION` or `engram/COLLECTION/MODE`.
+    #[schema(min_length = 1)]
     model: String,
-    #[schema(value_type = Vec<Object>)]
+    /// The conversation; the last user message is the question.
+    #[schema(value_type = Vec<super::openai_schema::ChatMessageSchema>, min_items = 1)]
     messages: Vec<OpenAiMessage>,
+    #[schema(minimum = 1, maximum = 8192)]
     max_tokens: Option<usize>,
+    #[schema(minimum = 1, maximum = 8192)]
     max_completion_tokens: Option<usize>,
+    #[schema(minimum = 0, maximum = 2)]
     temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     top_p: Option<f64>,
     seed: Option<u64>,
+    /// Engram generates one choice per request.
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<usize>,
     #[serde(default)]
     stream: bool,
@@ -364,13 +372,16 @@ fn usage_of(r: &AnswerResponse) -> OpenAiUsage {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingsRequest {
     /// A string or a list of strings (token-id inputs are not supported).
-    #[schema(value_type = Object)]
+    #[schema(value_type = super::openai_schema::EmbeddingInput)]
     input: Value,
     /// `minilm`, or `engram/COLLECTION` for that collection's encoder.
+    #[schema(pattern = "^(minilm|engram/.+)$")]
     model: String,
     /// "float" (default) or "base64" (little-endian f32, what the openai client asks for).
+    #[schema(pattern = "^(float|base64)$")]
     encoding_format: Option<String>,
     /// Must equal the model's dimension if given (no truncation).
+    #[schema(minimum = 1)]
     dimensions: Option<usize>,
 }
 
@@ -388,7 +399,7 @@ pub struct EmbeddingItem {
     object: &'static str,
     index: usize,
     /// A list of floats, or a base64 string of little-endian f32.
-    #[schema(value_type = Object)]
+    #[schema(value_type = super::openai_schema::EmbeddingVector)]
     embedding: Value,
 }
 
