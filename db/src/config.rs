@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::answer::admission::GenerationLimits;
 use crate::limits::Limits;
 use crate::server::{parse_keys, ApiKey};
 
@@ -20,6 +21,8 @@ pub struct ServerConfig {
     pub port: u16,
     pub api_keys: Vec<ApiKey>,
     pub limits: Limits,
+    /// `[generation]`: concurrent answers, their queue, deadline and token cap.
+    pub generation: GenerationLimits,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +33,7 @@ impl Default for ServerConfig {
             port: DEFAULT_PORT,
             api_keys: Vec::new(),
             limits: Limits::default(),
+            generation: GenerationLimits::default(),
         }
     }
 }
@@ -68,6 +72,9 @@ impl ServerConfig {
         if let Some(k) = overrides.api_keys {
             cfg.api_keys = parse_keys(&k).map_err(|e| anyhow::anyhow!("ENGRAM_API_KEYS: {e}"))?;
         }
+        cfg.generation
+            .validate()
+            .map_err(|e| anyhow::anyhow!("config: {e}"))?;
         Ok(cfg)
     }
 
@@ -102,6 +109,19 @@ mod tests {
         assert_eq!(cfg.limits.max_k, 50);
         assert_eq!(cfg.limits.max_batch, Limits::default().max_batch);
         assert_eq!(cfg.api_keys.len(), 1);
+
+        assert_eq!(cfg.generation, GenerationLimits::default());
+
+        std::fs::write(&file, "[generation]\nmax_concurrent = 1\nmax_queue = 0\n").unwrap();
+        let cfg = ServerConfig::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(
+            (cfg.generation.max_concurrent, cfg.generation.max_queue),
+            (1, 0)
+        );
+        assert_eq!(cfg.generation.deadline_s, 120.0);
+        std::fs::write(&file, "[generation]\nmax_concurrent = 0\n").unwrap();
+        let err = ServerConfig::load(Some(&file), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("max_concurrent"), "{err}");
 
         std::fs::write(&file, "prot = 1\n").unwrap();
         let err = ServerConfig::load(Some(&file), Overrides::default()).unwrap_err();

@@ -23,6 +23,12 @@ pub enum Error {
     /// Too much of one kind of work is running already; try again later.
     #[error("{0}")]
     Busy(String),
+    /// An admitted generation reached its deadline before its first token.
+    #[error("the answer did not start within the server's {deadline_s} s deadline (its prompt is {prompt_tokens} tokens, and it may have waited for a free slot); retry later, send a shorter prompt, or raise [generation] deadline_s")]
+    DeadlineExceeded {
+        deadline_s: f64,
+        prompt_tokens: usize,
+    },
     #[error("the language model failed: {0}")]
     Generator(engram_generator::Error),
     /// The adapter registry has no such version, refuses, or finds a file unreadable

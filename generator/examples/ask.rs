@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         messages: &messages,
         options: &options,
         adapter: None,
+        interrupt: None,
     };
     let g = model.generate(&request, &mut |piece| {
         print!("{piece}");

@@ -16,8 +16,8 @@ use crate::gguf::{self, GgufFile};
 use crate::kv_cache::KvCache;
 use crate::llama::{Kernels, Llama};
 use crate::model::{
-    FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
-    Timing, Usage,
+    FinishReason, Generation, GenerationOptions, GenerationRequest, Interrupt, LanguageModel,
+    ModelInfo, Timing, Usage,
 };
 use crate::stream::Utf8Stream;
 use crate::tokenizer::GgufTokenizer;
@@ -204,6 +204,9 @@ impl GgufChatModel {
         let options = request.options;
         options.validate()?;
         let window = self.info.context_window;
+        if prompt.is_empty() {
+            return Err(Error::InvalidOptions("the prompt has no tokens".into()));
+        }
         if prompt.len() >= window {
             return Err(Error::PromptTooLong {
                 prompt_tokens: prompt.len(),
@@ -211,7 +214,9 @@ impl GgufChatModel {
             });
         }
         let budget = options.max_tokens.min(window - prompt.len());
-        let mut cache = KvCache::new(self.model.config(), prompt.len() + budget);
+        // Room for the prompt now; the cache grows with the answer (see kv_cache.rs).
+        let mut cache =
+            KvCache::new(self.model.config(), prompt.len() + budget).with_reserve(prompt.len());
         let mut sampler = LogitsProcessor::from_sampling(options.seed, sampling(options));
         let mut stream = Utf8Stream::default();
         let mut text = String::new();
@@ -219,28 +224,47 @@ impl GgufChatModel {
             text.push_str(&piece);
             piece.is_empty() || on_text(&piece).is_continue()
         };
+        let interrupted = || request.interrupt.and_then(Interrupt::check);
 
+        // The prompt in chunks, so an interrupt is seen between them.
         let start = Instant::now();
-        let mut logits = self.model.forward(prompt, &mut cache, request.adapter)?;
-        let mut next = sampler.sample(&logits)?;
+        let mut logits = None;
+        let mut stopped = None;
+        for chunk in prompt.chunks(self.model.prefill_chunk()) {
+            stopped = interrupted();
+            if stopped.is_some() {
+                break;
+            }
+            logits = Some(self.model.forward(chunk, &mut cache, request.adapter)?);
+        }
+        let first = match (&logits, stopped) {
+            (Some(logits), None) => Some(sampler.sample(logits)?),
+            _ => None,
+        };
         let prefill = start.elapsed();
         let decode_start = Instant::now();
         let mut completion = 0;
         let mut passes = 0;
-        let finish = loop {
-            if self.stop_ids.contains(&next) {
-                break FinishReason::Stop;
-            }
-            completion += 1;
-            if !emit(stream.push(self.tokenizer.token_bytes(next)), &mut text) {
-                break FinishReason::Cancelled;
-            }
-            if completion == budget {
-                break FinishReason::Length;
-            }
-            logits = self.model.forward(&[next], &mut cache, request.adapter)?;
-            passes += 1;
-            next = sampler.sample(&logits)?;
+        let finish = match first {
+            None => stopped.unwrap_or(FinishReason::Cancelled),
+            Some(mut next) => loop {
+                if self.stop_ids.contains(&next) {
+                    break FinishReason::Stop;
+                }
+                completion += 1;
+                if !emit(stream.push(self.tokenizer.token_bytes(next)), &mut text) {
+                    break FinishReason::Cancelled;
+                }
+                if completion == budget {
+                    break FinishReason::Length;
+                }
+                if let Some(reason) = interrupted() {
+                    break reason;
+                }
+                let logits = self.model.forward(&[next], &mut cache, request.adapter)?;
+                passes += 1;
+                next = sampler.sample(&logits)?;
+            },
         };
         if finish != FinishReason::Cancelled {
             emit(stream.finish(), &mut text);

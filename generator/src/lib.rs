@@ -8,7 +8,7 @@
 //! or a GPU backend be added as one more implementation.
 //!
 //! - The contract (`model.rs`): [`LanguageModel`], [`GenerationRequest`],
-//!   [`GenerationOptions`], [`Generation`] with [`Usage`] and [`Timing`].
+//!   [`GenerationOptions`], [`Interrupt`], [`Generation`] with [`Usage`] and [`Timing`].
 //! - [`GgufChatModel`] (`gguf_chat.rs`): SmolLM2-135M-Instruct from its pinned GGUF, the
 //!   default model ([`GgufChatModel::load_default`]).
 //! - [`llama`]: the network, our own model file on candle's `QMatMul` (per-call KV cache,
@@ -44,6 +44,6 @@ pub use kv_cache::KvCache;
 pub use llama::{Kernels, Llama, LlamaConfig};
 pub use lora::{LoraAdapter, LoraTarget};
 pub use model::{
-    FinishReason, Generation, GenerationOptions, GenerationRequest, LanguageModel, ModelInfo,
-    Timing, Usage,
+    FinishReason, Generation, GenerationOptions, GenerationRequest, Interrupt, LanguageModel,
+    ModelInfo, Timing, Usage,
 };

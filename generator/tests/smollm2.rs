@@ -4,11 +4,12 @@
 
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use engram_generator::{
-    ChatMessage, Error, FinishReason, GenerationOptions, GenerationRequest, GgufChatModel, KvCache,
-    LanguageModel, LoadOptions,
+    ChatMessage, Error, FinishReason, GenerationOptions, GenerationRequest, GgufChatModel,
+    Interrupt, KvCache, LanguageModel, LoadOptions,
 };
 use engram_models::ModelId;
 
@@ -31,6 +32,7 @@ fn ask(question: &str, options: &GenerationOptions) -> engram_generator::Generat
         messages: &messages,
         options,
         adapter: None,
+        interrupt: None,
     };
     model().complete(&request).expect("generation succeeds")
 }
@@ -157,6 +159,7 @@ fn streaming_gives_the_same_text_as_non_streaming() {
         messages: &messages,
         options: &options,
         adapter: None,
+        interrupt: None,
     };
     let mut pieces = Vec::new();
     let streamed = model()
@@ -203,6 +206,7 @@ fn max_tokens_and_cancellation_end_generation() {
         messages: &messages,
         options: &options,
         adapter: None,
+        interrupt: None,
     };
     let mut calls = 0;
     let g = model()
@@ -216,6 +220,55 @@ fn max_tokens_and_cancellation_end_generation() {
     assert_eq!(g.usage.completion_tokens, 1);
 }
 
+/// An [`Interrupt`] stops a call from outside the callback: cancelled after a few
+/// pieces it ends within a token; a deadline already past stops it before the prompt is
+/// processed; a deadline in the future ends a long answer with the text so far.
+#[test]
+fn an_interrupt_cancels_or_times_out_a_generation() {
+    let messages = [ChatMessage::user("Tell me a long story about a dragon.")];
+    let options = GenerationOptions {
+        max_tokens: 400,
+        ..Default::default()
+    };
+    let run = |interrupt: &Interrupt, on_text: &mut dyn FnMut(&str) -> ControlFlow<()>| {
+        let request = GenerationRequest {
+            messages: &messages,
+            options: &options,
+            adapter: None,
+            interrupt: Some(interrupt),
+        };
+        model().generate(&request, on_text).unwrap()
+    };
+
+    let interrupt = Interrupt::new(None);
+    let mut pieces = 0;
+    let g = run(&interrupt, &mut |_| {
+        pieces += 1;
+        if pieces == 5 {
+            interrupt.cancel(); // as a server does when its client goes away
+        }
+        ControlFlow::Continue(())
+    });
+    assert_eq!(g.finish_reason, FinishReason::Cancelled);
+    assert!((5..=6).contains(&g.usage.completion_tokens), "{g:?}");
+
+    let past = Interrupt::new(Some(Instant::now()));
+    let g = run(&past, &mut |_| ControlFlow::Continue(()));
+    assert_eq!(g.finish_reason, FinishReason::Deadline);
+    assert_eq!((g.usage.completion_tokens, g.text.as_str()), (0, ""));
+
+    let soon = Interrupt::new(Some(Instant::now() + Duration::from_millis(1000)));
+    let started = Instant::now();
+    let g = run(&soon, &mut |_| ControlFlow::Continue(()));
+    assert_eq!(g.finish_reason, FinishReason::Deadline, "{g:?}");
+    assert!(g.usage.completion_tokens > 0 && !g.text.is_empty(), "{g:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_prompt_longer_than_the_window_is_a_clear_error() {
     let model = model();
@@ -227,6 +280,7 @@ fn a_prompt_longer_than_the_window_is_a_clear_error() {
         messages: &messages,
         options: &options,
         adapter: None,
+        interrupt: None,
     };
     let err = model.complete(&request).unwrap_err();
     match &err {
@@ -250,6 +304,7 @@ fn a_prompt_longer_than_the_window_is_a_clear_error() {
             messages: &[ChatMessage::user("hi")],
             options: &bad,
             adapter: None,
+            interrupt: None,
         })
         .unwrap_err();
     assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
@@ -359,6 +414,7 @@ fn concurrent_calls_share_one_model() {
                         messages: &messages,
                         options,
                         adapter: None,
+                        interrupt: None,
                     };
                     model.complete(&request).unwrap().text
                 })

@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod contextual;
 mod crash;
+mod generation_limits;
 mod hot;
 mod jobs;
 mod promote;

@@ -70,6 +70,7 @@ pub fn closed_book_accuracy(
             messages: &messages,
             options: &options,
             adapter,
+            interrupt: None,
         })?;
         let (e, f, c) = score(&reply.text, &q.answers);
         em += e as u8 as f64;

@@ -5,8 +5,11 @@
 //! event is sent: [`Engine::prepare_answer`] (or [`Engine::prepare_chat`]) checks the
 //! request, retrieves and builds the prompt; [`PreparedAnswer::generate`] runs the
 //! model, streaming text through a callback. The answer endpoint, the OpenAI-compatible
-//! `/v1/chat/completions`, `engram ask` and the benchmark all go through these.
+//! `/v1/chat/completions`, `engram ask` and the benchmark all go through these. The
+//! server runs generations through the model's admission [`Gate`] (`admission.rs`):
+//! bounded concurrency and queue, a deadline, cancellation.
 
+pub mod admission;
 pub mod prompt;
 
 use std::ops::ControlFlow;
@@ -14,9 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use engram_generator::{
-    ChatMessage, GenerationOptions, GenerationRequest, GgufChatModel, LanguageModel, LoraAdapter,
-    Role,
+    ChatMessage, FinishReason, Generation, GenerationOptions, GenerationRequest, GgufChatModel,
+    Interrupt, LanguageModel, LoraAdapter, Role,
 };
+
+use self::admission::{Admission, Gate, GenerationLimits};
 
 use crate::api_types::{
     AdapterRef, AnswerMode, AnswerRequest, AnswerResponse, AnswerSource, AnswerTiming, AnswerUsage,
@@ -42,9 +47,11 @@ pub type ModelLoader = dyn Fn() -> engram_generator::Result<Arc<dyn LanguageMode
 
 /// The process's language model: loaded on the first answer (or by `serve`'s warm-up),
 /// then shared by every request and every collection; adapters are applied per call.
+/// Its admission [`Gate`] bounds how many generations run and wait on it.
 pub struct ModelSlot {
     model: Mutex<Option<Arc<dyn LanguageModel>>>,
     loader: Box<ModelLoader>,
+    gate: Arc<Gate>,
 }
 
 impl ModelSlot {
@@ -60,7 +67,20 @@ impl ModelSlot {
         ModelSlot {
             model: Mutex::new(None),
             loader,
+            gate: Arc::new(Gate::new(GenerationLimits::default())),
         }
+    }
+
+    /// Concurrency, queue, deadline and token cap of this model's generations
+    /// (`[generation]` of the server's configuration).
+    pub fn with_limits(mut self, limits: GenerationLimits) -> Self {
+        self.gate = Arc::new(Gate::new(limits));
+        self
+    }
+
+    /// The admission gate of this model.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// The model, loading it if this is the first call. Concurrent first calls wait
@@ -126,17 +146,53 @@ impl PreparedAnswer {
         &self,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<AnswerResponse> {
+        let generation = self.run(None, on_text)?;
+        Ok(self.respond(generation))
+    }
+
+    /// Runs the model in an admitted slot: it stops at the admission's deadline (the
+    /// answer so far, finish reason `deadline`; [`Error::DeadlineExceeded`] if not one
+    /// token was generated) or when the admission is cancelled, and records how it
+    /// ended in the gate's counters.
+    pub fn generate_admitted(
+        &self,
+        admission: &mut Admission,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<AnswerResponse> {
+        let generation = self.run(Some(admission.interrupt()), on_text);
+        admission.record(generation.as_ref().ok().map(|g| g.finish_reason));
+        let generation = generation?;
+        if generation.finish_reason == FinishReason::Deadline
+            && generation.usage.completion_tokens == 0
+        {
+            return Err(Error::DeadlineExceeded {
+                deadline_s: admission.deadline_s(),
+                prompt_tokens: generation.usage.prompt_tokens,
+            });
+        }
+        Ok(self.respond(generation))
+    }
+
+    fn run(
+        &self,
+        interrupt: Option<&Interrupt>,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
         let request = GenerationRequest {
             messages: &self.messages,
             options: &self.options,
             adapter: self.adapter.as_ref().map(|(_, a)| a.as_ref()),
+            interrupt,
         };
-        let generation = self.model.generate(&request, on_text)?;
+        Ok(self.model.generate(&request, on_text)?)
+    }
+
+    fn respond(&self, generation: Generation) -> AnswerResponse {
         let finish_reason = serde_json::to_value(generation.finish_reason)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        Ok(AnswerResponse {
+        AnswerResponse {
             answer: generation.text.trim().to_string(),
             mode_used: self.mode_used,
             model: self.model.info().name.clone(),
@@ -153,7 +209,7 @@ impl PreparedAnswer {
                 decode_ms: generation.timing.decode_ms,
                 decode_tokens_per_s: generation.timing.decode_tokens_per_s,
             },
-        })
+        }
     }
 }
 
@@ -178,6 +234,11 @@ impl Engine {
     /// The language model, loaded on first use.
     pub fn language_model(&self) -> Result<Arc<dyn LanguageModel>> {
         self.model_slot().get()
+    }
+
+    /// The admission gate of the language model's generations.
+    pub fn generation_gate(&self) -> &Arc<Gate> {
+        self.model_slot().gate()
     }
 
     /// Answers a question from a collection (no streaming).
@@ -209,6 +270,16 @@ impl Engine {
         options: GenerationOptions,
     ) -> Result<PreparedAnswer> {
         options.validate()?;
+        let cap = self.generation_gate().limits().max_tokens;
+        if options.max_tokens > cap {
+            return Err(Error::invalid(
+                "max_tokens",
+                format!(
+                    "max_tokens {} is above this server's cap of {cap} tokens per answer; ask for fewer, or raise [generation] max_tokens in the server's configuration",
+                    options.max_tokens
+                ),
+            ));
+        }
         let question = conversation
             .iter()
             .rev()

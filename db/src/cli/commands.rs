@@ -12,6 +12,7 @@ use super::client::Client;
 use super::{
     Cli, CollectionsAction, Command, EvalAction, FusionArgs, ModelsAction, Remote, ServeArgs,
 };
+use crate::answer::ModelSlot;
 use crate::api_types::{CollectionInfo, DocumentInput, QueryMode, QueryResponse, UpsertResponse};
 use crate::config::{Overrides, ServerConfig};
 use crate::engine::Engine;
@@ -148,7 +149,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %cfg.data_dir.display(), "opening the database");
     let engine = Arc::new(
         Engine::open(&cfg.data_dir, cfg.limits.clone())
-            .with_context(|| format!("cannot open the database in {}", cfg.data_dir.display()))?,
+            .with_context(|| format!("cannot open the database in {}", cfg.data_dir.display()))?
+            .with_language_model(ModelSlot::smollm2().with_limits(cfg.generation.clone())),
     );
     if !args.lazy_models {
         // Fetch (first run) and load the default model before accepting requests,

@@ -330,6 +330,7 @@ pub fn cost_curve(
             messages: &messages,
             options: &options,
             adapter: None,
+            interrupt: None,
         })?;
         let t = generation.timing;
         points.push(CostPoint {

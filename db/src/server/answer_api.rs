@@ -1,10 +1,14 @@
-//! `/collections/{name}/answer`: one question, answered in the mode the caller picks.
+//! `/collections/{name}/answer`: one question, answered in the mode the caller picks,
+//! and the generation plumbing `/v1/chat/completions` shares: admission through the
+//! model's gate (a full queue is a 429 with `Retry-After`), the blocking run, and
+//! cancellation when the client goes away, streamed or not.
 
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +19,7 @@ use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use super::extract::{blocking, ApiJson};
 use super::AppState;
+use crate::answer::admission::{Admission, Busy, GateStats};
 use crate::answer::PreparedAnswer;
 use crate::api_types::{AnswerRequest, AnswerResponse};
 
@@ -28,7 +33,9 @@ use crate::api_types::{AnswerRequest, AnswerResponse};
     responses((status = 200, body = AnswerResponse, description = "JSON, or text/event-stream when stream is true"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "weights mode and no active adapter"),
-        (status = 422, body = ErrorBody, description = "context mode and the collection does not fit the window")))]
+        (status = 422, body = ErrorBody, description = "context mode and the collection does not fit the window"),
+        (status = 429, body = ErrorBody, description = "the model is busy (queue full): retry after the Retry-After header's seconds"),
+        (status = 504, body = ErrorBody, description = "the deadline passed before the first token")))]
 pub async fn answer(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -38,15 +45,16 @@ pub async fn answer(
     caller.require(Scope::Read)?;
     let stream = req.stream;
     let prepared = blocking(&state, move |e| e.prepare_answer(&name, &req)).await?;
+    let admission = match admit(&state).await {
+        Ok(admission) => admission,
+        Err(busy) => return Ok(busy),
+    };
     if !stream {
-        let response = tokio::task::spawn_blocking(move || {
-            prepared.generate(&mut |_| ControlFlow::Continue(()))
-        })
-        .await
-        .map_err(|_| worker_failed())??;
+        let response = generate_once(admission, prepared).await?;
         return Ok(Json(response).into_response());
     }
     let events = stream_events(
+        admission,
         prepared,
         |piece| {
             Event::default()
@@ -79,11 +87,82 @@ fn worker_failed() -> ApiError {
     )
 }
 
-/// Runs `prepared` on the blocking pool and streams what it writes as events: one per
-/// piece of text (`piece`), then the events `done` makes of the finished response, or
-/// an `error` event
-/// with the usual error body. A client that goes away stops the generation.
+/// Waits (asynchronously) for a slot of the model's gate. Refused: the response to send,
+/// 429 with the usual error body and a `Retry-After` header.
+pub async fn admit(state: &AppState) -> Result<Admission, Response> {
+    state
+        .engine
+        .generation_gate()
+        .admit()
+        .await
+        .map_err(busy_response)
+}
+
+fn busy_response(busy: Busy) -> Response {
+    let retry_after = HeaderValue::from(busy.retry_after_s);
+    let mut response = ApiError::from(crate::error::Error::Busy(busy.to_string())).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after);
+    response
+}
+
+/// The gate's state for `/metrics`: (name, help, labels, value) like the store's gauges.
+pub fn generation_gauges(s: &GateStats) -> Vec<(&'static str, &'static str, String, f64)> {
+    let mut gauges = vec![
+        (
+            "engram_generation_running",
+            "Generations running now.",
+            String::new(),
+            s.running as f64,
+        ),
+        (
+            "engram_generation_waiting",
+            "Generation requests waiting for a slot now.",
+            String::new(),
+            s.waiting as f64,
+        ),
+    ];
+    for (outcome, n) in [
+        ("admitted", s.admitted),
+        ("rejected", s.rejected),
+        ("completed", s.completed),
+        ("cancelled", s.cancelled),
+        ("deadline", s.deadline),
+        ("failed", s.failed),
+    ] {
+        gauges.push((
+            "engram_generation_requests",
+            "Generation requests since start, by outcome (admitted, then how admitted ones ended; rejected never ran).",
+            format!("{{outcome=\"{outcome}\"}}"),
+            n as f64,
+        ));
+    }
+    gauges
+}
+
+/// Runs `prepared` in its admitted slot on the blocking pool and returns the answer.
+/// If the client goes away first, this future is dropped, which cancels the generation
+/// (it stops within a token) and frees the slot.
+pub async fn generate_once(
+    mut admission: Admission,
+    prepared: PreparedAnswer,
+) -> ApiResult<AnswerResponse> {
+    let _cancel = admission.cancel_on_drop();
+    let response = tokio::task::spawn_blocking(move || {
+        prepared.generate_admitted(&mut admission, &mut |_| ControlFlow::Continue(()))
+    })
+    .await
+    .map_err(|_| worker_failed())??;
+    Ok(response)
+}
+
+/// Runs `prepared` in its admitted slot on the blocking pool and streams what it writes
+/// as events: one per piece of text (`piece`), then the events `done` makes of the
+/// finished response, or an `error` event with the usual error body. A client that goes
+/// away drops the stream, which cancels the generation (and a failed send stops it too).
 pub fn stream_events<P, D>(
+    mut admission: Admission,
     prepared: PreparedAnswer,
     piece: P,
     done: D,
@@ -93,8 +172,9 @@ where
     D: FnOnce(&AnswerResponse) -> Vec<Event> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let cancel = admission.cancel_on_drop();
     tokio::task::spawn_blocking(move || {
-        let result = prepared.generate(&mut |text| match piece(text)
+        let result = prepared.generate_admitted(&mut admission, &mut |text| match piece(text)
             .map(|event| tx.blocking_send(event))
         {
             Ok(Ok(())) => ControlFlow::Continue(()),
@@ -117,13 +197,15 @@ where
                     .collect()
             }
         };
+        // The slot is free before the last events are sent.
+        drop(admission);
         for event in last {
             if tx.blocking_send(event).is_err() {
                 break;
             }
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|event| (Ok(event), rx))
+    futures_util::stream::unfold((rx, cancel), |(mut rx, cancel)| async move {
+        rx.recv().await.map(|event| (Ok(event), (rx, cancel)))
     })
 }

@@ -60,6 +60,7 @@ impl From<Error> for ApiError {
             Error::NoAdapter(_) => (StatusCode::CONFLICT, "no_adapter"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            Error::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             Error::Generator(G::PromptTooLong { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "prompt_too_long")
             }

@@ -10,7 +10,6 @@
 //!
 //! Only the translation lives here; answering is `Engine::prepare_chat`.
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -23,7 +22,7 @@ use engram_generator::{ChatMessage, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::answer_api::stream_events;
+use super::answer_api::{admit, generate_once, stream_events};
 use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{blocking, ApiJson};
@@ -237,9 +236,11 @@ struct Delta<'a> {
     content: Option<&'a str>,
 }
 
-/// OpenAI's finish reasons: "stop" or "length" (a cancelled answer never reaches a client).
+/// OpenAI's finish reasons: "stop" or "length" (a cancelled answer never reaches a
+/// client; one cut at its deadline is, like one cut at `max_tokens`, "length", and its
+/// `engram.finish_reason` says "deadline").
 fn openai_finish(reason: &str) -> &str {
-    if reason == "length" {
+    if reason == "length" || reason == "deadline" {
         "length"
     } else {
         "stop"
@@ -250,7 +251,7 @@ fn openai_finish(reason: &str) -> &str {
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatCompletionRequest,
     responses((status = 200, description = "an OpenAI chat.completion, or chunks as server-sent events"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -279,20 +280,14 @@ pub async fn chat_completions(
         e.prepare_chat(grounding.as_ref(), &messages, options)
     })
     .await?;
+    let admission = match admit(&state).await {
+        Ok(admission) => admission,
+        Err(busy) => return Ok(busy),
+    };
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let (created, model) = (engram_store::clock::unix_now(), req.model);
     if !req.stream {
-        let response = tokio::task::spawn_blocking(move || {
-            prepared.generate(&mut |_| ControlFlow::Continue(()))
-        })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the request's worker failed; see the server log",
-            )
-        })??;
+        let response = generate_once(admission, prepared).await?;
         let usage = usage_of(&response);
         return Ok(Json(ChatCompletion {
             id,
@@ -355,7 +350,7 @@ pub async fn chat_completions(
             .chain(std::iter::once(Event::default().data("[DONE]")))
             .collect()
     };
-    Ok(Sse::new(stream_events(prepared, piece, done))
+    Ok(Sse::new(stream_events(admission, prepared, piece, done))
         .keep_alive(KeepAlive::default())
         .into_response())
 }

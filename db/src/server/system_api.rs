@@ -49,6 +49,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             c.vectors as f64,
         ));
     }
+    let generation = state.engine.generation_gate().stats();
+    gauges.extend(super::answer_api::generation_gauges(&generation));
     gauges.sort_by(|a, b| a.0.cmp(b.0));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -244,6 +244,11 @@ impl Llama {
         })
     }
 
+    /// Most tokens one forward pass processes (longer inputs run in chunks of this size).
+    pub fn prefill_chunk(&self) -> usize {
+        self.prefill_chunk
+    }
+
     /// Sets how many tokens one forward pass processes at most (default [`PREFILL_CHUNK`]).
     pub fn with_prefill_chunk(mut self, tokens: usize) -> Self {
         self.prefill_chunk = tokens.max(1);

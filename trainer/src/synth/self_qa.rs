@@ -25,6 +25,7 @@ fn ask(
         messages: &messages,
         options: &options,
         adapter: None,
+        interrupt: None,
     };
     Ok(model.complete(&request)?.text)
 }
