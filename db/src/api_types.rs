@@ -84,8 +84,9 @@ pub struct AnswerRequest {
     /// Rag: how passages are found: vector, keyword or hybrid (the default: best
     /// on Quoref, see README).
     pub retrieval: Option<QueryMode>,
-    /// Most tokens to generate (default 128; the model's window is 8,192 tokens).
-    #[schema(minimum = 1, maximum = 8192)]
+    /// Most tokens to generate (default 128; at most `[generation] max_tokens`, 2,048
+    /// by default).
+    #[schema(minimum = 1, maximum = 2048)]
     pub max_tokens: Option<usize>,
     /// 0 (default) is greedy and deterministic; up to 2.
     #[schema(minimum = 0, maximum = 2)]

@@ -96,9 +96,9 @@ pub struct ChatCompletionRequest {
     /// The conversation; the last user message is the question.
     #[schema(value_type = Vec<super::openai_schema::ChatMessageSchema>, min_items = 1)]
     messages: Vec<OpenAiMessage>,
-    #[schema(minimum = 1, maximum = 8192)]
+    #[schema(minimum = 1, maximum = 2048)]
     max_tokens: Option<usize>,
-    #[schema(minimum = 1, maximum = 8192)]
+    #[schema(minimum = 1, maximum = 2048)]
     max_completion_tokens: Option<usize>,
     #[schema(minimum = 0, maximum = 2)]
     temperature: Option<f64>,

@@ -39,6 +39,20 @@ impl Modify for SharedResponses {
 /// Routes that answer without a key (probes and the spec itself).
 const OPEN_ROUTES: [&str; 2] = ["/healthz", "/openapi.json"];
 
+/// Routes that embed text with a model (besides those that generate).
+const EMBEDS: [&str; 5] = [
+    "/documents",
+    "/query",
+    "/embed",
+    "/v1/embeddings",
+    "/recontextualize",
+];
+
+/// Routes that run the language model, behind the admission gate.
+fn generates(path: &str) -> bool {
+    path.ends_with("/answer") || path == "/v1/chat/completions"
+}
+
 /// The shared statuses of one operation.
 fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16, &'static str)> {
     let mut out = Vec::new();
@@ -74,6 +88,22 @@ fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16,
         out.push((
             415,
             "The body is not `application/json` (a route without a body takes none).",
+        ));
+    }
+    if generates(path) {
+        out.push((
+            429,
+            "The model is busy: `[generation] max_queue` requests already wait. Retry after the `Retry-After` header's seconds.",
+        ));
+        out.push((
+            504,
+            "The request's deadline (`[generation] deadline_s`) passed before a first token.",
+        ));
+    }
+    if generates(path) || EMBEDS.iter().any(|suffix| path.ends_with(suffix)) {
+        out.push((
+            503,
+            "A model could not be loaded (its first-use download failed); retry later.",
         ));
     }
     out.push((500, "An internal error; the message says what failed."));
