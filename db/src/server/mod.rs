@@ -69,6 +69,7 @@ pub struct AppState {
         promote_api::list,
         promote_api::status,
         promote_api::data,
+        promote_api::cancel,
         adapters_api::list,
         adapters_api::activate,
         adapters_api::rollback,
@@ -153,6 +154,10 @@ impl ServerBuilder {
             .route(
                 "/collections/{name}/promotions/{id}/data",
                 get(promote_api::data),
+            )
+            .route(
+                "/collections/{name}/promotions/{id}/cancel",
+                post(promote_api::cancel),
             )
             .route("/collections/{name}/adapters", get(adapters_api::list))
             .route(
