@@ -10,5 +10,6 @@ mod crash;
 mod hot;
 mod jobs;
 mod promote;
+mod restore;
 mod retrieval;
 mod support;
