@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod contextual;
 mod crash;
+mod faults;
 mod hot;
 mod jobs;
 mod promote;

@@ -146,10 +146,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     tracing::info!(data_dir = %cfg.data_dir.display(), "opening the database");
-    let engine = Arc::new(
-        Engine::open(&cfg.data_dir, cfg.limits.clone())
-            .with_context(|| format!("cannot open the database in {}", cfg.data_dir.display()))?,
-    );
+    let engine = Arc::new(Engine::open(&cfg.data_dir, cfg.limits.clone()).map_err(|e| {
+        let dir = cfg.data_dir.display();
+        // A damaged file is not fixed by retrying: say how to get the data back.
+        let hint = if e.to_string().contains("Corruption") {
+            format!("; the files are damaged: restore the latest backup with `engram restore BACKUP --data-dir {dir} --force`")
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("cannot open the database in {dir}: {e}{hint}")
+    })?);
     if !args.lazy_models {
         // Fetch (first run) and load the default model before accepting requests,
         // so the first insert does not pay for it.
