@@ -1,5 +1,6 @@
 //! Backup and restore of a database that holds more than records: an active
-//! adapter, an audit with its report, a finished and a cancelled promotion. The
+//! adapter, a finished audit with its report and a cancelled one, a finished and a
+//! cancelled promotion (the cancel routes are tested here on the way). The
 //! backup goes through the CLI, is restored into a new directory and over an
 //! existing one (`--force`), and a server on the restored data serves all of it. A
 //! damaged backup makes the restore fail and leaves the target as it was.
@@ -83,6 +84,15 @@ fn assert_restored(data: &Path, audit: &str, done: &str, cancelled: &str) {
             .is_some_and(|d| !d.is_empty()),
         "{report}"
     );
+    let audits = call(&server, "GET", "/collections/facts/audits", None);
+    let mut states: Vec<String> = audits["audits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap().to_string())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["cancelled", "done"], "{audits}");
     let promotions = call(&server, "GET", "/collections/facts/promotions", None);
     let state = |id: &str| {
         promotions["promotions"]
@@ -147,6 +157,25 @@ fn restore_brings_back_adapters_audits_and_promotions_all_or_nothing() {
         &format!("/collections/facts/audits/{audit}/status"),
     );
     assert_eq!(s["state"], "done", "{s}");
+
+    // A long audit, cancelled: it stops after the text it is on and reads "cancelled".
+    let long = json!({"sample": 2, "steps": 100, "beam": 1});
+    let stopped = call(&server, "POST", "/collections/facts/audit", Some(long));
+    let stopped = stopped["id"].as_str().unwrap().to_string();
+    let r = call(
+        &server,
+        "POST",
+        &format!("/collections/facts/audits/{stopped}/cancel"),
+        None,
+    );
+    assert_eq!(r["id"], stopped.as_str(), "{r}");
+    let s = wait(
+        &server,
+        &format!("/collections/facts/audits/{stopped}/status"),
+    );
+    assert_eq!(s["state"], "cancelled", "{s}");
+    let r = server.call("POST", "/collections/facts/audits/nope/cancel", None, ADMIN);
+    assert_eq!(r.status, 404, "{:?}", r.body);
 
     // A long promotion, cancelled: it stops at its next step and reads "cancelled".
     let long =

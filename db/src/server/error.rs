@@ -81,6 +81,7 @@ impl From<Error> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "inverter_unavailable")
             }
             Error::Inverter(I::Encoder(e)) => embedder_status(e, "inverter_error"),
+            Error::Inverter(I::Cancelled) => (StatusCode::CONFLICT, "cancelled"),
             Error::Inverter(I::Solve(_) | I::Io { .. } | I::Model(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "inverter_error")
             }

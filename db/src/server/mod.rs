@@ -65,6 +65,7 @@ pub struct AppState {
         audit_api::status,
         audit_api::report,
         audit_api::html,
+        audit_api::cancel,
         promote_api::start,
         promote_api::list,
         promote_api::status,
@@ -145,6 +146,10 @@ impl ServerBuilder {
                 get(audit_api::status),
             )
             .route("/collections/{name}/audits/{id}/html", get(audit_api::html))
+            .route(
+                "/collections/{name}/audits/{id}/cancel",
+                post(audit_api::cancel),
+            )
             .route("/collections/{name}/promote", post(promote_api::start))
             .route("/collections/{name}/promotions", get(promote_api::list))
             .route(
