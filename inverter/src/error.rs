@@ -22,6 +22,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The caller's progress callback asked to stop.
+    #[error("the audit was cancelled; start it again to run it in full")]
+    Cancelled,
 }
 
 impl Error {

@@ -129,17 +129,45 @@ pub fn list(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(out)
 }
 
-/// Restores the newest checkpoint in `dir` whose fingerprint is `fingerprint` into
-/// `vars` and `optimizer`; None when there is none.
+/// Restores the newest readable checkpoint in `dir` whose fingerprint is
+/// `fingerprint` into `vars` and `optimizer`; None when there is none. A damaged
+/// checkpoint (unreadable state or tensors, a tensor missing or misshapen) is
+/// skipped with a warning for the one before it, and with none left training starts
+/// over: a bad file costs the steps since the previous checkpoint, never the run.
 pub fn restore_latest(
     dir: &Path,
     fingerprint: &str,
     vars: &AdapterVars,
     optimizer: &mut AdamW,
 ) -> Result<Option<CheckpointState>> {
-    let Some((_, path)) = list(dir)?.pop() else {
-        return Ok(None);
-    };
+    for (_, path) in list(dir)?.into_iter().rev() {
+        match read_checkpoint(&path, fingerprint, vars) {
+            Ok(Restorable {
+                state,
+                tensors,
+                moments,
+            }) => {
+                vars.restore(&tensors)?;
+                optimizer.restore(state.step, &moments)?;
+                return Ok(Some(state));
+            }
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::warn!(error = %e, "skipping a damaged checkpoint");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// A checkpoint read and checked whole, before anything is restored from it.
+struct Restorable {
+    state: CheckpointState,
+    tensors: HashMap<String, Tensor>,
+    moments: Vec<(Tensor, Tensor)>,
+}
+
+fn read_checkpoint(path: &Path, fingerprint: &str, vars: &AdapterVars) -> Result<Restorable> {
     let state_path = path.join(STATE);
     let state: CheckpointState = read_json(&state_path, |e| {
         Error::corrupt("checkpoint state", &state_path, e)
@@ -153,19 +181,32 @@ pub fn restore_latest(
     let tensors_path = path.join(TENSORS);
     let tensors = candle_core::safetensors::load(&tensors_path, &Device::Cpu)
         .map_err(|e| Error::corrupt("checkpoint", &tensors_path, e))?;
-    vars.restore(&tensors)?;
+    let get = |k: String| {
+        tensors
+            .get(&k)
+            .cloned()
+            .ok_or_else(|| Error::corrupt("checkpoint", &tensors_path, format!("{k} is missing")))
+    };
+    // Every variable with its shape, and its two moments, or nothing is restored.
+    let current = vars.named();
     let mut moments = Vec::new();
     for name in var_names(vars) {
-        let get = |k: String| {
-            tensors.get(&k).cloned().ok_or_else(|| {
-                Error::corrupt("checkpoint", &tensors_path, format!("{k} is missing"))
-            })
-        };
+        let (value, want) = (get(name.clone())?, current[&name].dims());
+        if value.dims() != want {
+            return Err(Error::corrupt(
+                "checkpoint",
+                &tensors_path,
+                format!("{name} is {:?}, expected {want:?}", value.dims()),
+            ));
+        }
         moments.push((
             get(format!("adam.m.{name}"))?,
             get(format!("adam.v.{name}"))?,
         ));
     }
-    optimizer.restore(state.step, &moments)?;
-    Ok(Some(state))
+    Ok(Restorable {
+        state,
+        tensors,
+        moments,
+    })
 }

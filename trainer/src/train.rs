@@ -509,6 +509,56 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_one_before_or_a_fresh_start() {
+        let model = tiny_model();
+        let (examples, replay) = (tiny_examples(), tiny_replay());
+        let cfg = config();
+        let run = |dir: &Path, stop_at: Option<usize>| {
+            train(&model, &examples, &replay, &cfg, Some(dir), &mut |p| {
+                if Some(p.step) == stop_at {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap()
+        };
+        let straight = train(&model, &examples, &replay, &cfg, None, &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let truncate = |checkpoint: &Path| {
+            let tensors = checkpoint.join("tensors.safetensors");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(tensors)
+                .unwrap();
+            f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+        };
+        // The newest checkpoint (step 6) is damaged: the run resumes from step 3 and
+        // still reaches the uninterrupted run's weights.
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), Some(8));
+        truncate(&dir.path().join("step-000006"));
+        let resumed = run(dir.path(), None);
+        assert_eq!(resumed.resumed_from, Some(3));
+        assert!(resumed.completed);
+        let (a, b) = (weights(&straight), weights(&resumed));
+        for (k, v) in &a {
+            assert!(max_diff(v, &b[k]) < 1e-6, "{k}");
+        }
+        // Every checkpoint damaged: training starts over instead of failing.
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), Some(8));
+        for (_, c) in checkpoint::list(dir.path()).unwrap() {
+            std::fs::write(c.join("state.json"), b"{\"step\": ").unwrap();
+        }
+        let fresh = run(dir.path(), None);
+        assert_eq!(fresh.resumed_from, None);
+        assert!(fresh.completed && fresh.steps_done == 12);
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let model = tiny_model();
         let cfg = TrainConfig {

@@ -149,7 +149,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %cfg.data_dir.display(), "opening the database");
     let engine = Arc::new(
         Engine::open(&cfg.data_dir, cfg.limits.clone())
-            .with_context(|| format!("cannot open the database in {}", cfg.data_dir.display()))?
+            .map_err(|e| {
+                let dir = cfg.data_dir.display();
+                // A damaged file is not fixed by retrying: say how to get the data back.
+                let hint = if e.to_string().contains("Corruption") {
+                    format!("; the files are damaged: restore the latest backup with `engram restore BACKUP --data-dir {dir} --force`")
+                } else {
+                    String::new()
+                };
+                anyhow::anyhow!("cannot open the database in {dir}: {e}{hint}")
+            })?
             .with_language_model(ModelSlot::smollm2().with_limits(cfg.generation.clone())),
     );
     if !args.lazy_models {
@@ -382,34 +391,12 @@ fn query(client: &Client, collection: &str, search: &Search<'_>) -> anyhow::Resu
     Ok(())
 }
 
-/// Copies a backup into an empty data directory. Opening the target with RocksDB
-/// first would fail if a server held it, which is how we refuse a live restore.
+/// Restores a backup into a data directory, all or nothing (`engine::restore`
+/// stages, verifies, then swaps).
 fn restore(backup: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
-    if !backup.join("CURRENT").exists() {
-        anyhow::bail!(
-            "{} is not an Engram backup (no RocksDB CURRENT file)",
-            backup.display()
-        );
-    }
-    if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
-        if !force {
-            anyhow::bail!(
-                "{} is not empty; stop the server and pass --force to replace it (the old one is moved aside)",
-                data_dir.display()
-            );
-        }
-        if engram_store::storage::Storage::open(data_dir).is_err() {
-            anyhow::bail!("{} is in use; stop the server first", data_dir.display());
-        }
-        let aside =
-            data_dir.with_extension(format!("replaced-{}", engram_store::clock::unix_now()));
-        std::fs::rename(data_dir, &aside)?;
+    let restored = crate::engine::restore(backup, data_dir, force)?;
+    if let Some(aside) = restored.aside {
         println!("moved the old data directory to {}", aside.display());
-    }
-    std::fs::create_dir_all(data_dir)?;
-    for entry in std::fs::read_dir(backup)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), data_dir.join(entry.file_name()))?;
     }
     println!(
         "restored {} into {}; start the server with `engram serve --data-dir {}`",

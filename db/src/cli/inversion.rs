@@ -309,7 +309,8 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
             &audit_opts,
             &|done, total| {
                 b.set_length(total as u64);
-                b.set_position(done as u64)
+                b.set_position(done as u64);
+                std::ops::ControlFlow::Continue(())
             },
         )?;
         b.finish();

@@ -112,7 +112,9 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Restore a backup into a data directory (the server must be stopped).
+    /// Restore a backup into a data directory (the server must be stopped). All or
+    /// nothing: the backup is copied beside the target and verified before it
+    /// replaces anything.
     Restore {
         dir: PathBuf,
         #[arg(long, env = "ENGRAM_DATA_DIR", default_value = "./engram-data")]

@@ -97,7 +97,14 @@ impl Engine {
             move |_| !keep_coll.is_deleted(),
             move |job| -> Result<()> {
                 let input = gather(&storage, &coll, opts.sample)?;
-                let progress = |done: usize, total: usize| job.progress("inverting", done, total);
+                let progress = |done: usize, total: usize| {
+                    job.progress("inverting", done, total);
+                    if job.is_cancelled() {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                };
                 let report = audit::run(&input, encoder.as_ref(), probe, &opts, &progress)?;
                 job.update(|s| s.grade = Some(report.grade));
                 let _writer = coll.lock_writes();
@@ -128,6 +135,16 @@ impl Engine {
         })?;
         out.sort_by_key(|s| s.job.created_unix);
         Ok(out)
+    }
+
+    /// Asks a running audit to stop after the text it is inverting; it then reads
+    /// "cancelled". A finished audit is returned unchanged.
+    pub fn cancel_audit(&self, name: &str, id: &str) -> Result<AuditStatus> {
+        self.store().collection(name)?;
+        match self.audits.jobs.cancel(name, id)? {
+            Some(status) => Ok(status),
+            None => self.audit_status(name, id),
+        }
     }
 
     pub fn audit_status(&self, name: &str, id: &str) -> Result<AuditStatus> {

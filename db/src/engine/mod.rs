@@ -13,9 +13,11 @@ use crate::limits::Limits;
 
 pub mod adapters;
 mod audit;
+mod backup;
 mod promote;
 
 pub use audit::AuditStatus;
+pub use backup::{restore, Restored};
 pub use promote::{PairInput, PromoteRequest, PromotionPlan, PromotionStatus, QuestionInput};
 
 /// The application's state: the store, the model slot, adapters and jobs.
@@ -95,32 +97,22 @@ impl Engine {
     }
 
     /// A consistent backup of the whole database into `dir` (which must not exist):
-    /// the store's checkpoint and the adapters beside it, since a restore moves the
-    /// whole directory back.
+    /// the store's checkpoint and the adapters and promotions beside it, since a
+    /// restore moves the whole directory back (`restore`).
     pub fn backup(&self, dir: &Path) -> Result<()> {
         self.store.backup(dir)?;
+        let [adapters, promotions] = backup::APP_DIRS;
         if let Some(store) = &self.adapters {
             if store.root().is_dir() {
-                copy_tree(store.root(), &dir.join("adapters"))?;
+                backup::copy_tree(store.root(), &dir.join(adapters))?;
             }
+        }
+        let runs = self.dir.join(promotions);
+        if runs.is_dir() {
+            backup::copy_tree(&runs, &dir.join(promotions))?;
         }
         Ok(())
     }
-}
-
-/// Copies a directory tree (files and folders only).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

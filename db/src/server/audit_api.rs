@@ -95,3 +95,18 @@ pub async fn html(
         report.to_html(),
     ))
 }
+
+/// Cancel a running audit (admin): it stops after the text it is inverting and then
+/// reads "cancelled". A finished audit is returned unchanged.
+#[utoipa::path(post, path = "/collections/{name}/audits/{id}/cancel", params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = AuditStatus), (status = 404, body = super::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<AuditStatus>> {
+    caller.require(Scope::Admin)?;
+    Ok(Json(
+        blocking(&state, move |e| e.cancel_audit(&name, &id)).await?,
+    ))
+}

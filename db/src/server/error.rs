@@ -82,6 +82,7 @@ impl From<Error> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "inverter_unavailable")
             }
             Error::Inverter(I::Encoder(e)) => embedder_status(e, "inverter_error"),
+            Error::Inverter(I::Cancelled) => (StatusCode::CONFLICT, "cancelled"),
             Error::Inverter(I::Solve(_) | I::Io { .. } | I::Model(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "inverter_error")
             }
@@ -99,7 +100,12 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        ApiError::new(status, code, e.to_string())
+        let message = if status == StatusCode::INSUFFICIENT_STORAGE {
+            format!("the disk holding the database is full, so writes are refused until space is freed (reads keep working): {e}")
+        } else {
+            e.to_string()
+        };
+        ApiError::new(status, code, message)
     }
 }
 
@@ -130,9 +136,21 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
         StoreError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
         StoreError::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
         StoreError::Embedder(e) => embedder_status(e, "embedder_error"),
+        e if out_of_space(e) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Io(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
         }
+    }
+}
+
+/// True when the disk holding the database is full (ENOSPC from RocksDB or a file
+/// write): a 507 that says to free space, not a 500. RocksDB keeps refusing writes
+/// until space returns, then recovers on its own (its default SstFileManager polls).
+fn out_of_space(e: &StoreError) -> bool {
+    match e {
+        StoreError::Storage(e) => e.to_string().contains("No space left on device"),
+        StoreError::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
     }
 }
 

@@ -68,10 +68,12 @@ pub struct AppState {
         audit_api::status,
         audit_api::report,
         audit_api::html,
+        audit_api::cancel,
         promote_api::start,
         promote_api::list,
         promote_api::status,
         promote_api::data,
+        promote_api::cancel,
         adapters_api::list,
         adapters_api::activate,
         adapters_api::rollback,
@@ -148,6 +150,10 @@ impl ServerBuilder {
                 get(audit_api::status),
             )
             .route("/collections/{name}/audits/{id}/html", get(audit_api::html))
+            .route(
+                "/collections/{name}/audits/{id}/cancel",
+                post(audit_api::cancel),
+            )
             .route("/collections/{name}/promote", post(promote_api::start))
             .route("/collections/{name}/promotions", get(promote_api::list))
             .route(
@@ -157,6 +163,10 @@ impl ServerBuilder {
             .route(
                 "/collections/{name}/promotions/{id}/data",
                 get(promote_api::data),
+            )
+            .route(
+                "/collections/{name}/promotions/{id}/cancel",
+                post(promote_api::cancel),
             )
             .route("/collections/{name}/adapters", get(adapters_api::list))
             .route(

@@ -85,3 +85,19 @@ pub async fn data(
     let items = blocking(&state, move |e| e.promotion_data(&name, &id)).await?;
     Ok(Json(SynthData { items }))
 }
+
+/// Cancel a running promotion (admin): the trainer stops at its next step and the
+/// promotion then reads "cancelled"; its files stay, so asking for the same promotion
+/// again resumes it. A finished promotion is returned unchanged.
+#[utoipa::path(post, path = "/collections/{name}/promotions/{id}/cancel", params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = PromotionStatus), (status = 404, body = super::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<PromotionStatus>> {
+    caller.require(Scope::Admin)?;
+    Ok(Json(
+        blocking(&state, move |e| e.cancel_promotion(&name, &id)).await?,
+    ))
+}

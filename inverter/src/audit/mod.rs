@@ -8,6 +8,7 @@
 
 mod html;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use engram_embedder::TextEncoder;
@@ -200,13 +201,14 @@ pub fn grade(token_f1: f64, secrets_recovered: usize) -> (char, &'static str) {
     (g, s)
 }
 
-/// Runs the audit. `progress(done, total)` counts embedded texts and inversions.
+/// Runs the audit. `progress(done, total)` counts embedded texts and inversions;
+/// returning `Break` stops the audit after the current text (`Error::Cancelled`).
 pub fn run(
     input: &AuditInput,
     encoder: &dyn TextEncoder,
     probe: Arc<Probe>,
     opts: &AuditOptions,
-    progress: &dyn Fn(usize, usize),
+    progress: &dyn Fn(usize, usize) -> ControlFlow<()>,
 ) -> Result<AuditReport> {
     opts.validate()?;
     if input.targets.is_empty() {
@@ -221,19 +223,23 @@ pub fn run(
     let targets: Vec<&AuditDoc> = input.targets.iter().take(opts.sample).collect();
     let total = input.corpus.len() + input.queries.len() + targets.len() * (defences.len() + 1);
     let mut done = 0;
-    let mut tick = |n: usize| {
+    let mut tick = |n: usize| -> Result<()> {
         done += n;
-        progress(done, total);
+        match progress(done, total) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(Error::Cancelled),
+        }
     };
 
-    let embed_all = |texts: Vec<&str>, tick: &mut dyn FnMut(usize)| -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(32) {
-            out.extend(encoder.embed(batch)?);
-            tick(batch.len());
-        }
-        Ok(out)
-    };
+    let embed_all =
+        |texts: Vec<&str>, tick: &mut dyn FnMut(usize) -> Result<()>| -> Result<Vec<Vec<f32>>> {
+            let mut out = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(32) {
+                out.extend(encoder.embed(batch)?);
+                tick(batch.len())?;
+            }
+            Ok(out)
+        };
     let corpus = embed_all(
         input.corpus.iter().map(|d| d.text.as_str()).collect(),
         &mut tick,
@@ -276,7 +282,7 @@ pub fn run(
                     secrets: found,
                 });
             }
-            tick(1);
+            tick(1)?;
         }
         let n = targets.len() as f64;
         let ndcg = (!queries.is_empty()).then(|| retrieval(input, &corpus, &queries, &transform));
