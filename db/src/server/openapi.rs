@@ -106,6 +106,12 @@ fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16,
             "A model could not be loaded (its first-use download failed); retry later.",
         ));
     }
+    if changes_state {
+        out.push((
+            507,
+            "The disk is full: writes are refused until space is freed; reads keep working.",
+        ));
+    }
     out.push((500, "An internal error; the message says what failed."));
     out
 }
