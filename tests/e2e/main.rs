@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod contextual;
 mod crash;
+mod hardening_store;
 mod hot;
 mod jobs;
 mod promote;

@@ -49,6 +49,8 @@ pub struct Store {
     /// writes from starting two builds of one collection.
     context_jobs: Jobs<ContextBuild>,
     context_start: Mutex<()>,
+    /// Collections stored before incarnations existed, given one at this open.
+    migrated: Vec<String>,
 }
 
 impl Store {
@@ -67,8 +69,10 @@ impl Store {
         let storage = Storage::open(dir)?;
         let mut seq = storage.last_seq()?;
         let mut collections = HashMap::new();
+        let mut migrated = Vec::new();
         for (name, mut config) in storage.collections::<CollectionConfig>()? {
             if config.incarnation == 0 {
+                migrated.push(name.clone());
                 // Stored before incarnations: this one is the collection's first.
                 config.incarnation = new_incarnation();
                 let mut batch = storage.batch();
@@ -99,7 +103,14 @@ impl Store {
             loader,
             seq: AtomicU64::new(seq),
             limits,
+            migrated,
         })
+    }
+
+    /// Collections stored before incarnations existed, given one at this open: the
+    /// application adopts what it kept beside them (adapters) for that incarnation.
+    pub fn migrated(&self) -> &[String] {
+        &self.migrated
     }
 
     pub fn limits(&self) -> &Limits {
