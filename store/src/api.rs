@@ -239,6 +239,17 @@ pub struct Hit {
 pub struct QueryResponse {
     pub hits: Vec<Hit>,
     pub took_ms: f64,
+    /// False when a filtered vector search stopped at its work limit before it found
+    /// `ef` matching chunks: matching documents may be missing (see `warning`).
+    #[serde(default = "yes")]
+    pub exhaustive: bool,
+    /// Why the result may be incomplete, and what to do about it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub warning: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]

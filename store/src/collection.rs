@@ -4,7 +4,8 @@
 //! at start-up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use engram_embedder::{Chunking, CorpusContext};
 
 use crate::error::{Error, Result};
-use crate::hot::HitCounter;
+use crate::hot::{GroupingCache, HitCounter};
 use crate::index::{IndexParams, Metric, VectorIndex};
 use crate::keyword::{DocTerms, KeywordIndex, KeywordUpdate};
 use crate::storage::Storage;
@@ -50,6 +51,17 @@ pub struct CollectionConfig {
     /// When a contextual collection builds its corpus context.
     #[serde(default)]
     pub context: ContextSettings,
+    /// Tells this collection apart from an earlier one of the same name (deleted,
+    /// then created again): what lives outside its records (adapters, a promotion in
+    /// flight, hit counts being flushed) records or checks it. Random, set at
+    /// creation; a collection stored before it existed gets one when opened.
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+/// A new random, non-zero incarnation (0 marks a record stored without one).
+pub fn new_incarnation() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 | 1
 }
 
 /// When and from how much a contextual collection builds its corpus context.
@@ -98,7 +110,7 @@ pub struct DocEntry {
 
 /// Rebuild the graph when deleted vectors outnumber live ones (and there are enough
 /// of them for the rebuild to be worth its cost).
-const REBUILD_MIN_TOMBSTONES: usize = 1024;
+pub(crate) const REBUILD_MIN_TOMBSTONES: usize = 1024;
 
 /// A collection's live state.
 pub struct Collection {
@@ -122,6 +134,13 @@ pub struct Collection {
     /// Set (under the write lock) when the collection is deleted, so a background
     /// job holding it does not write into a dead or re-created collection.
     pub(crate) deleted: AtomicBool,
+    /// Moves on with every change of the documents or their vectors (upsert, delete,
+    /// a new corpus context): what cached results derived from them are keyed by.
+    generation: AtomicU64,
+    /// The latest document clusters (`GET .../clusters`), valid for one generation.
+    pub(crate) groupings: GroupingCache,
+    /// Set while a compaction builds a new graph in the background (see `compaction`).
+    pub(crate) compacting: AtomicBool,
 }
 
 /// A new chunk in memory, after its batch was committed.
@@ -148,7 +167,29 @@ impl Collection {
             context_problem: Mutex::new(None),
             hits: HitCounter::empty(),
             deleted: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            groupings: GroupingCache::default(),
+            compacting: AtomicBool::new(false),
         }
+    }
+
+    /// See [`CollectionConfig::incarnation`].
+    pub fn incarnation(&self) -> u64 {
+        self.config.incarnation
+    }
+
+    /// See `Collection::generation` (the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a background compaction is building a new graph now.
+    pub fn is_compacting(&self) -> bool {
+        self.compacting.load(Ordering::SeqCst)
     }
 
     /// The context text is embedded with now, if the collection has one.
@@ -170,6 +211,13 @@ impl Collection {
     /// a changed version re-embeds (see `Store::query`).
     pub fn swap_context(&self, context: Arc<CorpusContext>, index: VectorIndex) {
         *self.context.write().expect("lock") = Some(context);
+        self.swap_index(index);
+        self.changed();
+    }
+
+    /// Swaps in a graph built aside; callers hold the write lock, so no write lands
+    /// in the old graph after they caught the new one up.
+    pub(crate) fn swap_index(&self, index: VectorIndex) {
         *self.index.write().expect("lock") = Arc::new(index);
     }
 
@@ -250,7 +298,7 @@ impl Collection {
             vectors.push((id, rec.vector));
             Ok(())
         })?;
-        *self.index.write().expect("lock") = Arc::new(self.build_index(&vectors));
+        self.swap_index(self.build_index(&vectors));
         Ok(())
     }
 
@@ -265,6 +313,11 @@ impl Collection {
         let items: Vec<(u64, &[f32])> = vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
         index.insert_batch(&items);
         index
+    }
+
+    /// Every live chunk id.
+    pub fn live_chunks(&self) -> HashSet<u64> {
+        self.chunks.read().expect("lock").keys().copied().collect()
     }
 
     /// Every document's id and chunk ids, as the collection holds them now.
@@ -337,6 +390,7 @@ impl Collection {
         if let Some(old) = old {
             index.remove(&old);
         }
+        self.changed();
     }
 
     /// Applies a committed delete to memory.
@@ -354,20 +408,15 @@ impl Collection {
             }
             drop(chunks);
             self.index().remove(&old);
+            self.changed();
         }
     }
 
-    /// Rebuilds the graph when tombstones dominate it. Called by writers, under
-    /// the write lock, after a delete or an update.
-    pub fn maybe_compact(&self, storage: &Storage) -> Result<bool> {
+    /// Whether tombstones dominate the graph, so that it is worth rebuilding.
+    pub fn needs_compaction(&self) -> bool {
         let index = self.index();
         let dead = index.tombstone_count();
-        if dead >= REBUILD_MIN_TOMBSTONES && dead > index.len() {
-            tracing::info!(collection = %self.config.name, dead, "rebuilding the index");
-            self.rebuild_index(storage)?;
-            return Ok(true);
-        }
-        Ok(false)
+        dead >= REBUILD_MIN_TOMBSTONES && dead > index.len()
     }
 
     /// Runs `f` with the chunk -> document map read-locked (for filters and

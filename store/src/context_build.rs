@@ -4,9 +4,11 @@
 //! Why a background job with a swap: re-embedding a collection takes minutes, and a
 //! database cannot stop answering for that long. The job samples documents, fits a
 //! [`CorpusContext`], re-embeds every document with it while writes and queries go on
-//! with the old context, then, under the collection's write lock, re-embeds what
-//! changed meanwhile, commits every new vector (tagged with the context version) and
-//! the context in one RocksDB batch, and swaps the context and the new graph in. A
+//! with the old context, builds the new graph from them aside, then, under the
+//! collection's write lock, re-embeds what changed meanwhile (and brings the new graph
+//! up to date with it), commits every new vector (tagged with the context version) and
+//! the context in one RocksDB batch, and swaps the context and the new graph in. The
+//! write lock is held for the changes made during the build, not for the build. A
 //! crash before that commit leaves the old context and vectors intact; after it, the
 //! new ones; never a mix.
 
@@ -28,7 +30,8 @@ use crate::storage::{Storage, VectorRecord};
 const STEP: usize = 16;
 
 /// A context build as the job framework lists it: stages "building" (sampling and
-/// fitting) and "embedding" (re-embedding every document).
+/// fitting), "embedding" (re-embedding every document) and "indexing" (building the
+/// new graph aside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContextBuild {
     #[serde(flatten)]
@@ -160,23 +163,44 @@ fn build_and_swap(
     let encoder = ContextualEncoder::new(base, context.clone());
     drop(sampled);
     drop(docs);
+    job.progress("indexing", total, total);
+    let aside: Vec<(u64, Vec<f32>)> = embedded
+        .values()
+        .filter(|(ids, chunks)| ids.len() == chunks.len())
+        .flat_map(|(ids, chunks)| {
+            ids.iter()
+                .copied()
+                .zip(chunks.iter().map(|c| c.vector.clone()))
+        })
+        .collect();
+    let index = coll.build_index(&aside);
+    // What the graph holds that no live document has any more (replaced or deleted
+    // during the build): whittled down to those below.
+    let mut stale: HashSet<u64> = aside.into_iter().map(|(id, _)| id).collect();
+    check_stop(coll, job)?;
 
     let _writer = coll.write_lock.lock().expect("lock");
     check_stop(coll, job)?;
     let mut batch = storage.batch();
-    let mut vectors: Vec<(u64, Vec<f32>)> = Vec::new();
+    let mut late: Vec<(u64, Vec<f32>)> = Vec::new();
     for (id, chunk_ids) in coll.document_chunks() {
-        let chunks = match embedded.remove(&*id) {
-            Some((seen, chunks)) if seen == chunk_ids => chunks,
+        let (chunks, in_graph) = match embedded.remove(&*id) {
+            Some((seen, chunks)) if seen == chunk_ids => {
+                for c in &chunk_ids {
+                    stale.remove(c);
+                }
+                (chunks, true)
+            }
             // Written (or rewritten) while we embedded: embed its current text now.
             _ => {
                 let Some(rec) = storage.get_document::<DocumentRecord>(&cfg.name, &id)? else {
                     continue;
                 };
                 let Some(text) = rec.text else { continue };
-                encoder
+                let chunks = encoder
                     .embed_chunked(&[text.as_str()], cfg.chunking)?
-                    .remove(0)
+                    .remove(0);
+                (chunks, false)
             }
         };
         if chunks.len() != chunk_ids.len() {
@@ -196,12 +220,17 @@ fn build_and_swap(
                 context: version,
             };
             storage.put_vector(&mut batch, &cfg.name, *chunk_id, &rec);
-            vectors.push((*chunk_id, rec.vector));
+            if !in_graph {
+                late.push((*chunk_id, rec.vector));
+            }
         }
     }
     storage.put_context(&mut batch, &cfg.name, &context.to_bytes()?);
     storage.commit(batch, true)?;
-    let index = coll.build_index(&vectors);
+    let items: Vec<(u64, &[f32])> = late.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+    index.insert_batch(&items);
+    // Chunks the build saw that were replaced or deleted since.
+    index.remove(&stale.into_iter().collect::<Vec<_>>());
     coll.swap_context(context, index);
     Ok(version)
 }

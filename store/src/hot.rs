@@ -10,7 +10,7 @@
 //! WAL sync every few seconds, so a crash loses at most the last seconds of counts.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,20 @@ pub struct HitCounter {
     heat: Mutex<HashMap<String, Heat>>,
     /// Documents whose count changed since the last flush, and when that was.
     pending: Mutex<(Vec<String>, Instant)>,
+    /// False once the collection is deleted. A flush writes under the read lock
+    /// and only while open, so none lands after the delete's commit (see
+    /// [`HitCounter::hold_flushes`]).
+    open: RwLock<bool>,
+}
+
+/// Held by a collection's delete across its commit: no flush runs meanwhile.
+pub struct FlushHold<'a>(RwLockWriteGuard<'a, bool>);
+
+impl FlushHold<'_> {
+    /// The delete is committed: no flush may write again.
+    pub fn close(&mut self) {
+        *self.0 = false;
+    }
 }
 
 impl HitCounter {
@@ -66,6 +80,7 @@ impl HitCounter {
         HitCounter {
             heat: Mutex::new(HashMap::new()),
             pending: Mutex::new((Vec::new(), Instant::now())),
+            open: RwLock::new(true),
         }
     }
 
@@ -81,6 +96,7 @@ impl HitCounter {
         Ok(HitCounter {
             heat: Mutex::new(heat),
             pending: Mutex::new((Vec::new(), Instant::now())),
+            open: RwLock::new(true),
         })
     }
 
@@ -118,9 +134,27 @@ impl HitCounter {
             }
         }
         drop(heat);
+        let open = self.open.read().expect("lock");
+        if !*open {
+            return;
+        }
         if let Err(e) = storage.commit(batch, false) {
             tracing::warn!(collection = coll, error = %e, "could not store hit counts");
         }
+    }
+
+    /// Holds off flushes until the hold is dropped; its `close` stops them for good.
+    pub fn hold_flushes(&self) -> FlushHold<'_> {
+        FlushHold(self.open.write().expect("lock"))
+    }
+
+    /// Writes every pending count now (a query flushes at most every few seconds;
+    /// tests and shutdown call this).
+    pub fn flush(&self, storage: &Storage, coll: &str) {
+        if let Some(due) = Instant::now().checked_sub(FLUSH_EVERY) {
+            self.pending.lock().expect("lock").1 = due;
+        }
+        self.record(storage, coll, std::iter::empty());
     }
 
     /// Every document's heat now.
@@ -157,15 +191,67 @@ pub struct ClusterDoc {
     pub snippet: String,
 }
 
-/// Clusters of `coll`'s documents (spherical k-means over each document's mean chunk
-/// vector, `k` clusters, or about sqrt(n/2) when `None`), hottest first.
-pub fn clusters(
+/// Which documents belong together: the k-means result the clusters are ranked from.
+/// Computing it reads every vector, so it is cached (see [`GroupingCache`]); the heat
+/// that ranks the groups changes with every query and is applied on each call.
+#[derive(Debug)]
+pub struct Grouping {
+    /// The collection's write generation it was computed at.
+    pub generation: u64,
+    /// The `k` asked for (`None`: the default for the collection's size).
+    pub k: Option<usize>,
+    ids: Vec<String>,
+    members: Vec<Vec<usize>>,
+}
+
+/// One collection's latest grouping. Any write (upsert, delete, a new corpus context)
+/// moves the collection's generation on, and a grouping of an older generation is
+/// computed again; one entry per collection keeps the memory to one grouping.
+#[derive(Default)]
+pub struct GroupingCache(Mutex<Option<Arc<Grouping>>>);
+
+impl GroupingCache {
+    /// The cached grouping for `generation` and `k`, or a new one from `compute`
+    /// (which must read the collection as of `generation` or later).
+    pub fn get_or_compute(
+        &self,
+        generation: u64,
+        k: Option<usize>,
+        compute: impl FnOnce() -> Result<Grouping>,
+    ) -> Result<Arc<Grouping>> {
+        if let Some(g) = self.current() {
+            if g.generation == generation && g.k == k {
+                return Ok(g);
+            }
+        }
+        // Computed outside the lock, so other collections' callers and a reader of
+        // `current` never wait on a k-means; two concurrent misses both compute.
+        let fresh = Arc::new(compute()?);
+        let mut slot = self.0.lock().expect("lock");
+        if slot
+            .as_ref()
+            .is_none_or(|g| g.generation <= fresh.generation)
+        {
+            *slot = Some(fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    /// The cached grouping, if any.
+    pub fn current(&self) -> Option<Arc<Grouping>> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+/// Groups `coll`'s documents by spherical k-means over each document's mean chunk
+/// vector: `k` clusters, or about sqrt(n/2) when `None`. `generation` is the
+/// collection's write generation read before the vectors.
+pub fn group(
     storage: &Storage,
     coll: &Collection,
-    heat: &HashMap<String, f64>,
+    generation: u64,
     k: Option<usize>,
-    top: usize,
-) -> Result<Vec<ClusterInfo>> {
+) -> Result<Grouping> {
     let name = &coll.config.name;
     let dim = coll.config.dimension;
     let mut sums: HashMap<String, Vec<f32>> = HashMap::new();
@@ -178,8 +264,14 @@ pub fn clusters(
     })?;
     let mut ids: Vec<String> = sums.keys().cloned().collect();
     ids.sort();
+    let asked = k;
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Grouping {
+            generation,
+            k: asked,
+            ids,
+            members: Vec::new(),
+        });
     }
     let mut rows = Vec::with_capacity(ids.len() * dim);
     for id in &ids {
@@ -203,12 +295,31 @@ pub fn clusters(
             .unwrap_or(0);
         members[best].push(i);
     }
+    Ok(Grouping {
+        generation,
+        k: asked,
+        ids,
+        members,
+    })
+}
+
+/// The clusters of a grouping ranked by `heat`, hottest first, each with its `top`
+/// documents' snippets.
+pub fn clusters(
+    storage: &Storage,
+    coll: &Collection,
+    grouping: &Grouping,
+    heat: &HashMap<String, f64>,
+    top: usize,
+) -> Result<Vec<ClusterInfo>> {
+    let name = &coll.config.name;
+    let ids = &grouping.ids;
     let total: f64 = ids
         .iter()
         .map(|d| heat.get(d).copied().unwrap_or(0.0))
         .sum();
     let mut out = Vec::new();
-    for m in members.into_iter().filter(|m| !m.is_empty()) {
+    for m in grouping.members.iter().filter(|m| !m.is_empty()) {
         let mut docs: Vec<(&String, f64)> = m
             .iter()
             .map(|&i| (&ids[i], heat.get(&ids[i]).copied().unwrap_or(0.0)))

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod clock;
 pub mod collection;
+pub mod compaction;
 pub mod context_build;
 pub mod error;
 pub mod filter;

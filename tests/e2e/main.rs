@@ -10,6 +10,7 @@ mod contextual;
 mod crash;
 mod faults;
 mod generation_limits;
+mod hardening_store;
 mod hot;
 mod jobs;
 mod promote;

@@ -3,6 +3,7 @@
 //! REST handlers and the CLI call this; it has no transport in it either.
 //! Blocking by design; the server runs it on tokio's blocking pool.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,14 +45,48 @@ impl Engine {
     pub fn new(store: Store, dir: &Path) -> Self {
         let audits = audit::AuditJobs::new(store.storage().clone());
         let promotions = promote::PromotionJobs::new(store.storage().clone());
-        Engine {
+        let engine = Engine {
             store: Arc::new(store),
             model: crate::answer::ModelSlot::smollm2(),
             dir: dir.to_path_buf(),
             adapters: Some(Arc::new(adapters::AdapterStore::new(dir.join("adapters")))),
             audits,
             promotions,
+        };
+        engine.sweep_adapters();
+        engine
+    }
+
+    /// Removes adapters no live collection owns (see `adapters`): left by a crash
+    /// between a delete's commit and their removal, or by a promotion that did not
+    /// finish. Logged, never fatal: answers only serve adapters of live collections.
+    fn sweep_adapters(&self) {
+        let Some(store) = &self.adapters else { return };
+        let live: HashMap<String, u64> = self
+            .store
+            .list_collections()
+            .into_iter()
+            .map(|c| (c.config.name, c.config.incarnation))
+            .collect();
+        let adopt: HashSet<String> = self.store.migrated().iter().cloned().collect();
+        if let Err(e) = store.sweep(&live, &adopt) {
+            tracing::error!(error = %e, "cannot sweep the adapters of deleted collections");
         }
+    }
+
+    /// Creates a collection (see `Store::create_collection`). A new one starts
+    /// without adapters, whatever an earlier collection of its name left behind.
+    pub fn create_collection(
+        &self,
+        name: &str,
+        req: engram_store::api::CreateCollection,
+    ) -> Result<engram_store::api::CollectionInfo> {
+        let existed = self.store.collection(name).is_ok();
+        let info = self.store.create_collection(name, req)?;
+        if let (false, Some(store)) = (existed, &self.adapters) {
+            store.keep_only(name, info.config.incarnation, false)?;
+        }
+        Ok(info)
     }
 
     /// The store: collections, documents, queries, embeddings.
@@ -72,6 +107,7 @@ impl Engine {
     /// Where `weights` and `auto` answers find adapters (default `<dir>/adapters`).
     pub fn with_adapters(mut self, adapters: Arc<adapters::AdapterStore>) -> Self {
         self.adapters = Some(adapters);
+        self.sweep_adapters();
         self
     }
 

@@ -371,10 +371,12 @@ impl Engine {
         plan: &PromotionPlan,
         progress: &mut dyn FnMut(&PromoteEvent) -> ControlFlow<()>,
     ) -> Result<engram_trainer::PromotionReport> {
+        let collection = &plan.options.collection;
+        let incarnation = self.store().incarnation(collection)?;
         let registry = self.adapter_store()?.registry()?;
         let chat = self.language_model()?;
         let trainable = TrainableModel::load_default()?;
-        Ok(promote::run(
+        let result = promote::run(
             &plan.documents,
             &plan.held_out,
             Models {
@@ -384,7 +386,11 @@ impl Engine {
             &registry,
             &plan.options,
             progress,
-        )?)
+        );
+        // Tie the adapter to the collection it trained for; deleted (or deleted and
+        // created again) meanwhile, the adapter goes with it.
+        self.claim_adapters(collection, incarnation)?;
+        Ok(result?)
     }
 
     /// Starts a promotion of `name` in the background and returns its status (202).
@@ -402,11 +408,10 @@ impl Engine {
         let status = PromotionStatus::new(job, plan.documents.len());
         std::fs::create_dir_all(&plan.options.work_dir)?;
         let (engine, keep) = (Arc::clone(self), Arc::clone(self));
-        let collection = name.to_string();
         Ok(self.promotions.jobs.spawn(
             status,
             move |s| keep.store().collection(&s.job.collection).is_ok(),
-            move |job| engine.promotion_job(&plan, &collection, job),
+            move |job| engine.promotion_job(&plan, job),
         )?)
     }
 
@@ -414,7 +419,6 @@ impl Engine {
     fn promotion_job(
         &self,
         plan: &PromotionPlan,
-        collection: &str,
         job: &engram_store::jobs::JobHandle<PromotionStatus>,
     ) -> Result<()> {
         let result = self.run_promotion(plan, &mut |event| {
@@ -434,13 +438,6 @@ impl Engine {
                 ControlFlow::Continue(())
             }
         });
-        // The collection was deleted while it trained: its adapter goes with it.
-        if self.store().collection(collection).is_err() {
-            if let Some(store) = self.adapters() {
-                store.forget(collection)?;
-            }
-            return Err(engram_store::Error::CollectionNotFound(collection.to_string()).into());
-        }
         let report = result?;
         job.update(|s| {
             s.job.stage = "done".into();

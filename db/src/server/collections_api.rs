@@ -42,7 +42,7 @@ pub async fn create(
         })?
     };
     Ok(Json(
-        blocking(&state, move |e| e.store().create_collection(&name, req)).await?,
+        blocking(&state, move |e| e.create_collection(&name, req)).await?,
     ))
 }
 

@@ -24,6 +24,19 @@ const PARALLEL_FROM: usize = 2_000;
 /// A parallel batch is at most `1 / BATCH_SHARE` of the graph it joins (2%).
 const BATCH_SHARE: usize = 50;
 
+/// Nodes a filtered walk may visit per unit of `ef` before it gives up (and at least
+/// [`FILTER_MIN_VISITS`]): a filter that matches nothing (or only nodes the walk cannot
+/// reach) would otherwise walk the whole graph on every query.
+pub const FILTER_VISITS_PER_EF: usize = 64;
+/// The least a filtered walk visits before it may give up.
+pub const FILTER_MIN_VISITS: usize = 8_192;
+
+/// How many nodes a filtered walk of breadth `ef` visits at most.
+pub fn filter_budget(ef: usize) -> usize {
+    ef.saturating_mul(FILTER_VISITS_PER_EF)
+        .max(FILTER_MIN_VISITS)
+}
+
 /// A (distance, node) pair ordered by distance (ties by node, for determinism).
 #[derive(Clone, Copy, PartialEq)]
 struct Near(f32, u32);
@@ -232,7 +245,7 @@ impl<D: Distance> Graph<D> {
         keep: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<Near> {
         let exact = |n: u32| self.distance.between(query, self.vector(n));
-        self.walk(exact, false, entry, ef, level, keep)
+        self.walk(exact, false, entry, ef, level, keep).0
     }
 
     /// From `entry` down through the levels from the top to `down_to`, keeping the
@@ -251,20 +264,22 @@ impl<D: Distance> Graph<D> {
 
     /// Layer 0's search: on the int8 codes when the graph is quantized, with what
     /// the walk found rescored by the exact distance (so callers always get exact
-    /// distances, nearest first), else exact throughout.
+    /// distances, nearest first), else exact throughout. The flag is true when a
+    /// filtered walk stopped at its visit budget ([`filter_budget`]).
     fn search_layer0(
         &self,
         query: &[f32],
         entry: &[Near],
         ef: usize,
         keep: Option<&dyn Fn(u32) -> bool>,
-    ) -> Vec<Near> {
+    ) -> (Vec<Near>, bool) {
         let Some(q) = &self.quantized else {
-            return self.search_layer(query, entry, ef, 0, keep);
+            let exact = |n: u32| self.distance.between(query, self.vector(n));
+            return self.walk(exact, false, entry, ef, 0, keep);
         };
         let encoded = q.encode(query);
         let approx = |n: u32| q.distance(&encoded, n);
-        let mut found = self.walk(approx, true, entry, ef, 0, keep);
+        let (mut found, cut) = self.walk(approx, true, entry, ef, 0, keep);
         // The found vectors are scattered: ask for them a few rescores ahead.
         const AHEAD: usize = 8;
         for &Near(_, n) in found.iter().take(AHEAD) {
@@ -278,12 +293,13 @@ impl<D: Distance> Graph<D> {
             n.0 = self.distance.between(query, self.vector(n.1));
         }
         found.sort();
-        found
+        (found, cut)
     }
 
     /// Best-first search of one layer by `distance` (to the query); returns up to
     /// `ef` nearest nodes the predicate accepts, nearest first. Rejected nodes are
-    /// still walked through.
+    /// still walked through, up to [`filter_budget`] visited nodes: the flag says the
+    /// walk stopped there, with fewer than `ef` accepted nodes it could still find.
     fn walk(
         &self,
         distance: impl Fn(u32) -> f32,
@@ -292,7 +308,8 @@ impl<D: Distance> Graph<D> {
         ef: usize,
         level: u8,
         keep: Option<&dyn Fn(u32) -> bool>,
-    ) -> Vec<Near> {
+    ) -> (Vec<Near>, bool) {
+        let budget = keep.map_or(usize::MAX, |_| filter_budget(ef));
         VISITED.with(|v| {
             let mut visited = v.borrow_mut();
             visited.reset(self.len());
@@ -300,6 +317,7 @@ impl<D: Distance> Graph<D> {
             let mut results: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
             let accepts = |n: u32| keep.is_none_or(|k| k(n));
             let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
+            let (mut seen, mut cut) = (entry.len(), false);
             for e in entry {
                 visited.insert(e.1);
                 candidates.push(Reverse(*e));
@@ -309,6 +327,10 @@ impl<D: Distance> Graph<D> {
             }
             while let Some(Reverse(c)) = candidates.pop() {
                 if results.len() >= ef && c.0 > results.peek().expect("non-empty").0 {
+                    break;
+                }
+                if seen >= budget {
+                    cut = true;
                     break;
                 }
                 // Mark the unvisited neighbours first, then ask for all their vectors
@@ -321,6 +343,7 @@ impl<D: Distance> Graph<D> {
                         .copied()
                         .filter(|&nb| visited.insert(nb)),
                 );
+                seen += fresh.len();
                 for &nb in &fresh {
                     self.prefetch(nb, codes);
                 }
@@ -344,7 +367,7 @@ impl<D: Distance> Graph<D> {
                     }
                 }
             }
-            results.into_sorted_vec()
+            (results.into_sorted_vec(), cut)
         })
     }
 
@@ -526,7 +549,7 @@ impl<D: Distance> Graph<D> {
         let mut chosen = vec![Vec::new(); top as usize + 1];
         for l in (0..=top).rev() {
             let found = if l == 0 {
-                self.search_layer0(query, &ep, self.ef_construction, None)
+                self.search_layer0(query, &ep, self.ef_construction, None).0
             } else {
                 self.search_layer(query, &ep, self.ef_construction, l, None)
             };
@@ -593,7 +616,9 @@ impl<D: Distance> Graph<D> {
         }
     }
 
-    /// The `k` nearest accepted nodes with their distances, nearest first.
+    /// The `k` nearest accepted nodes with their distances, nearest first (the
+    /// graph's tests call it; the index calls [`Graph::search_bounded`]).
+    #[cfg(test)]
     pub fn search(
         &self,
         query: &[f32],
@@ -601,13 +626,25 @@ impl<D: Distance> Graph<D> {
         ef: usize,
         keep: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<(u32, f32)> {
+        self.search_bounded(query, k, ef, keep).0
+    }
+
+    /// Like [`Graph::search`]; the flag is true when a filtered walk stopped at its
+    /// visit budget ([`filter_budget`]), so accepted nodes may have been missed.
+    pub fn search_bounded(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: Option<&dyn Fn(u32) -> bool>,
+    ) -> (Vec<(u32, f32)>, bool) {
         let Some(entry) = self.entry else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         let ep = self.descend(query, entry, 1);
-        let mut found = self.search_layer0(query, &ep, ef.max(k), keep);
+        let (mut found, cut) = self.search_layer0(query, &ep, ef.max(k), keep);
         found.truncate(k);
-        found.into_iter().map(|n| (n.1, n.0)).collect()
+        (found.into_iter().map(|n| (n.1, n.0)).collect(), cut)
     }
 }
 

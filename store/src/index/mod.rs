@@ -17,6 +17,7 @@ mod codes;
 mod graph;
 mod memory;
 
+pub use graph::filter_budget;
 use graph::{Distance, Graph, QuantizedDistance};
 
 /// How two vectors are compared. Scores returned by searches follow the metric:
@@ -276,19 +277,20 @@ impl VectorIndex {
 
     /// The k nearest live vectors as (id, score), best first.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
-        self.search_inner(query, k, ef, None)
+        self.search_inner(query, k, ef, None).0
     }
 
     /// Like `search`, keeping only ids the predicate accepts. The predicate runs
     /// inside the graph walk, so a selective filter still yields k results when
-    /// enough matching vectors are reachable.
+    /// enough matching vectors are reachable within [`filter_budget`] visited nodes.
+    /// The flag is true when the walk stopped at that budget: matches may be missing.
     pub fn search_filtered(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         keep: &dyn Fn(u64) -> bool,
-    ) -> Vec<(u64, f32)> {
+    ) -> (Vec<(u64, f32)>, bool) {
         self.search_inner(query, k, ef, Some(keep))
     }
 
@@ -298,9 +300,9 @@ impl VectorIndex {
         k: usize,
         ef: usize,
         keep: Option<&dyn Fn(u64) -> bool>,
-    ) -> Vec<(u64, f32)> {
+    ) -> (Vec<(u64, f32)>, bool) {
         if k == 0 {
-            return Vec::new();
+            return (Vec::new(), false);
         }
         let q = self.prepare(query);
         let tombstones = self.tombstones.read().expect("tombstone lock poisoned");
@@ -311,13 +313,15 @@ impl VectorIndex {
             !tombstones.contains(&id) && keep.is_none_or(|f| f(id))
         };
         let filtered = !tombstones.is_empty() || keep.is_some();
-        let found = nodes
-            .graph
-            .search(&q, k, ef, if filtered { Some(&accept) } else { None });
-        found
+        let (found, cut) =
+            nodes
+                .graph
+                .search_bounded(&q, k, ef, if filtered { Some(&accept) } else { None });
+        let found = found
             .into_iter()
             .map(|(n, d)| (ids[n as usize], self.metric.score(d)))
-            .collect()
+            .collect();
+        (found, cut)
     }
 }
 
@@ -471,8 +475,33 @@ mod tests {
         index.remove(&[5]);
         assert_eq!(index.len(), 299);
         assert!(index.search(&data[5], 10, 50).iter().all(|h| h.0 != 5));
-        let even = index.search_filtered(&data[5], 10, 100, &|id| id % 2 == 0);
+        let (even, cut) = index.search_filtered(&data[5], 10, 100, &|id| id % 2 == 0);
+        assert!(!cut, "half the vectors match: no need for the budget");
         assert_eq!(even.len(), 10);
         assert!(even.iter().all(|h| h.0 % 2 == 0));
+    }
+
+    #[test]
+    fn a_filter_that_matches_nothing_stops_at_its_visit_budget() {
+        let n = filter_budget(16) * 2;
+        let data = random_vectors(n, 4, 3);
+        let index = indexed(&data, Metric::Cosine);
+        let checked = std::cell::Cell::new(0usize);
+        let nothing = |_: u64| {
+            checked.set(checked.get() + 1);
+            false
+        };
+        let (found, cut) = index.search_filtered(&data[0], 10, 16, &nothing);
+        assert!(
+            found.is_empty() && cut,
+            "no match, and it says it stopped early"
+        );
+        // The last expansion may add one node's links (2 * m at layer 0) past the budget.
+        let most = filter_budget(16) + 2 * IndexParams::default().m + 1;
+        assert!(
+            checked.get() <= most && checked.get() < n / 2 + 100,
+            "visited {} of {n} nodes, budget {most}",
+            checked.get()
+        );
     }
 }

@@ -27,7 +27,8 @@ struct PreparedDoc {
 impl Store {
     /// Inserts or replaces documents. The whole batch is validated (and embedded)
     /// first; then it is written in one atomic, synced RocksDB batch, so it is
-    /// either all there or not at all.
+    /// either all there or not at all. Once that batch is committed the call
+    /// succeeds: a retry of a failed one with generated ids would store it twice.
     pub fn upsert(&self, name: &str, docs: Vec<DocumentInput>) -> Result<UpsertResponse> {
         let coll = self.collection(name)?;
         if docs.is_empty() {
@@ -97,8 +98,7 @@ impl Store {
             coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
         }
         coll.keywords().apply(keywords);
-        coll.maybe_compact(&self.storage)?;
-        self.maybe_start_first_context(&coll)?;
+        self.after_commit(&coll);
         Ok(UpsertResponse {
             ids: prepared.into_iter().map(|d| d.id).collect(),
             seq,
@@ -270,7 +270,7 @@ impl Store {
         self.storage.commit(batch, synced)?;
         coll.apply_delete(id);
         coll.keywords().apply(keywords);
-        coll.maybe_compact(&self.storage)?;
+        self.after_commit(&coll);
         Ok(())
     }
 }

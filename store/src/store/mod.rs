@@ -15,7 +15,7 @@ use std::time::Instant;
 use engram_embedder::{ContextualEncoder, EncoderKind, TextEncoder};
 
 use crate::api::*;
-use crate::collection::{validate_name, Collection, CollectionConfig};
+use crate::collection::{new_incarnation, validate_name, Collection, CollectionConfig};
 use crate::context_build::ContextBuild;
 use crate::error::{Error, LimitKind, Result};
 use crate::index::IndexParams;
@@ -49,6 +49,8 @@ pub struct Store {
     /// writes from starting two builds of one collection.
     context_jobs: Jobs<ContextBuild>,
     context_start: Mutex<()>,
+    /// Collections stored before incarnations existed, given one at this open.
+    migrated: Vec<String>,
 }
 
 impl Store {
@@ -67,7 +69,16 @@ impl Store {
         let storage = Storage::open(dir)?;
         let mut seq = storage.last_seq()?;
         let mut collections = HashMap::new();
-        for (name, config) in storage.collections::<CollectionConfig>()? {
+        let mut migrated = Vec::new();
+        for (name, mut config) in storage.collections::<CollectionConfig>()? {
+            if config.incarnation == 0 {
+                migrated.push(name.clone());
+                // Stored before incarnations: this one is the collection's first.
+                config.incarnation = new_incarnation();
+                let mut batch = storage.batch();
+                storage.put_collection(&mut batch, &name, &config);
+                storage.commit(batch, true)?;
+            }
             let coll = Collection::load(config, &storage)?;
             // Concurrent batches may commit their sequence numbers out of order,
             // so the true high-water mark is the largest id actually stored.
@@ -92,7 +103,14 @@ impl Store {
             loader,
             seq: AtomicU64::new(seq),
             limits,
+            migrated,
         })
+    }
+
+    /// Collections stored before incarnations existed, given one at this open: the
+    /// application adopts what it kept beside them (adapters) for that incarnation.
+    pub fn migrated(&self) -> &[String] {
+        &self.migrated
     }
 
     pub fn limits(&self) -> &Limits {
@@ -194,6 +212,16 @@ impl Store {
             move |job| crate::context_build::run(&storage, &work_coll, base, variant, job),
         )?;
         Ok(())
+    }
+
+    /// What follows a committed write (under its write lock): a compaction in the
+    /// background and a contextual collection's first context. Nothing here may fail
+    /// the write, which is stored: problems are logged, and a later write retries.
+    fn after_commit(&self, coll: &Arc<Collection>) {
+        crate::compaction::start(&self.storage, coll);
+        if let Err(e) = self.maybe_start_first_context(coll) {
+            tracing::error!(collection = %coll.config.name, error = %e, "cannot start the first corpus context build; recontextualize to retry");
+        }
     }
 
     /// After a write: a contextual collection without a context builds its first one
@@ -313,10 +341,15 @@ impl Store {
             ef_search: ef_search.max(1),
             chunking,
             context: req.context.unwrap_or_default(),
+            incarnation: new_incarnation(),
         };
         let mut collections = self.collections.write().expect("lock");
         if let Some(existing) = collections.get(name) {
-            if existing.config == config {
+            let same = CollectionConfig {
+                incarnation: existing.incarnation(),
+                ..config
+            };
+            if existing.config == same {
                 return Ok(self.info(existing));
             }
             return Err(Error::CollectionExists(name.to_string()));
@@ -343,16 +376,27 @@ impl Store {
     }
 
     /// Deletes a collection and every record in it, in one synced batch. Files an
-    /// application keeps beside the store for the collection are its own to remove.
+    /// application keeps beside the store for the collection are its own to remove
+    /// (tied to it by its incarnation). Hit counts a query is flushing are held off
+    /// across the commit, and never written after it: they would land in the deleted
+    /// key range and be loaded by a new collection of the same name.
     pub fn delete_collection(&self, name: &str) -> Result<()> {
         let coll = self.collection(name)?;
         let _writer = self.lock_for_write(&coll)?;
+        let mut hits = coll.hits.hold_flushes();
         let mut batch = self.storage.batch();
         self.storage.delete_collection(&mut batch, name);
         self.storage.commit(batch, true)?;
+        hits.close();
         coll.deleted.store(true, Ordering::SeqCst);
         self.collections.write().expect("lock").remove(name);
         Ok(())
+    }
+
+    /// The incarnation of the live collection `name` (see
+    /// [`CollectionConfig::incarnation`]).
+    pub fn incarnation(&self, name: &str) -> Result<u64> {
+        Ok(self.collection(name)?.incarnation())
     }
 
     /// The collection's document clusters ranked by recent query hits (see `hot`).
@@ -369,8 +413,12 @@ impl Store {
                 format!("k must be in 1..=256, got {k}"),
             ));
         }
+        let generation = coll.generation();
+        let grouping = coll.groupings.get_or_compute(generation, k, || {
+            crate::hot::group(&self.storage, &coll, generation, k)
+        })?;
         let heat = coll.hits.snapshot();
-        crate::hot::clusters(&self.storage, &coll, &heat, k, top.min(20))
+        crate::hot::clusters(&self.storage, &coll, &grouping, &heat, top.min(20))
     }
 
     /// Embeds texts with the named encoder (default MiniLM), one vector per text.
@@ -489,5 +537,7 @@ fn stage_one(embedder: &str) -> &str {
     }
 }
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;

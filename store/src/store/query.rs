@@ -56,18 +56,19 @@ impl Store {
         let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
         let filter = filter.as_ref();
 
-        let ranked = match self.plan(&coll, req)? {
-            Plan::Vector(q) => vector_ranking(&coll, &q, k, ef, filter),
-            Plan::Keyword(text) => keyword_ranking(&coll, text, k, filter),
+        let max_ef = self.limits.max_ef;
+        let (ranked, cut) = match self.plan(&coll, req)? {
+            Plan::Vector(q) => vector_ranking(&coll, &q, k, ef, max_ef, filter),
+            Plan::Keyword(text) => (keyword_ranking(&coll, text, k, filter), false),
             Plan::Hybrid {
                 vector,
                 text,
                 fusion,
             } => {
                 let depth = hybrid_depth(k);
-                let v = vector_ranking(&coll, &vector, depth, ef, filter);
+                let (v, cut) = vector_ranking(&coll, &vector, depth, ef, max_ef, filter);
                 let kw = keyword_ranking(&coll, text, depth, filter);
-                fuse(fusion, coll.config.distance, &v, &kw, k)
+                (fuse(fusion, coll.config.distance, &v, &kw, k), cut)
             }
         };
         let terms: HashSet<String> = req
@@ -86,6 +87,10 @@ impl Store {
         Ok(QueryResponse {
             hits,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            exhaustive: !cut,
+            warning: cut.then(|| {
+                "the filter matched few of the vectors the graph walk reached and the walk stopped at its work limit: matching documents may be missing; raise ef, or use mode \"keyword\" with the same filter".to_string()
+            }),
         })
     }
 
@@ -256,27 +261,46 @@ impl Store {
     }
 }
 
-/// The k nearest documents by their best chunk, filtered inside the graph walk.
+/// How many chunks to ask the graph for and how wide to search: enough chunks to
+/// fill `k` distinct documents (about `chunks_per_doc` each), no more than the index
+/// holds (`len`), and neither over `max_ef` (but at least `k`, which the request's
+/// own limit already bounds), so a long-document collection cannot widen a search
+/// past the server's limit.
+pub fn search_breadth(
+    k: usize,
+    chunks_per_doc: f64,
+    ef: usize,
+    len: usize,
+    max_ef: usize,
+) -> (usize, usize) {
+    let cap = max_ef.max(k);
+    let want = ((k as f64 * chunks_per_doc * 1.5).ceil() as usize + 4)
+        .min(len.max(1))
+        .min(cap);
+    (want, ef.max(want).min(cap))
+}
+
+/// The k nearest documents by their best chunk, filtered inside the graph walk;
+/// the flag is true when the walk stopped at its work limit (see `filter_budget`).
 fn vector_ranking(
     coll: &Collection,
     query: &[f32],
     k: usize,
     ef: usize,
+    max_ef: usize,
     filter: Option<&Filter>,
-) -> Vec<Ranked> {
+) -> (Vec<Ranked>, bool) {
     let index = coll.index();
-    // Ask for enough chunks to fill k distinct documents.
-    let want =
-        ((k as f64 * coll.chunks_per_doc() * 1.5).ceil() as usize + 4).min(index.len().max(1));
+    let (want, ef) = search_breadth(k, coll.chunks_per_doc(), ef, index.len(), max_ef);
     coll.with_chunks(|chunks| {
         let keep = |id: u64| match (filter, chunks.get(&id)) {
             (_, None) => false,
             (None, Some(_)) => true,
             (Some(f), Some(doc)) => f.matches(&doc.metadata),
         };
-        let found = index.search_filtered(query, want, ef.max(want), &keep);
+        let (found, cut) = index.search_filtered(query, want, ef, &keep);
         let mut seen = HashSet::new();
-        found
+        let ranked = found
             .into_iter()
             .filter_map(|(id, score)| {
                 let doc = chunks.get(&id)?;
@@ -287,7 +311,8 @@ fn vector_ranking(
                 })
             })
             .take(k)
-            .collect()
+            .collect();
+        (ranked, cut)
     })
 }
 
@@ -349,4 +374,24 @@ fn fuse(
             score,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_breadth;
+
+    #[test]
+    fn the_search_breadth_never_exceeds_max_ef() {
+        // 1,000 documents of 40 chunks each would ask for 60,004 chunks.
+        assert_eq!(
+            search_breadth(1000, 40.0, 64, 1_000_000, 10_000),
+            (10_000, 10_000)
+        );
+        // Small requests are untouched: ef stands, want fills k documents.
+        assert_eq!(search_breadth(10, 1.0, 64, 1_000, 10_000), (19, 64));
+        assert_eq!(search_breadth(10, 2.0, 20, 1_000, 10_000), (34, 34));
+        // A small index caps what is asked for, and a max_ef below k still yields k.
+        assert_eq!(search_breadth(10, 3.0, 64, 12, 10_000), (12, 64));
+        assert_eq!(search_breadth(50, 1.0, 64, 1_000, 20), (50, 50));
+    }
 }

@@ -1,0 +1,252 @@
+//! Tests of the store's defences against costly requests and racing writers:
+//! cached clusters, the filtered walk's work limit, compaction off the request
+//! path, and what a deleted collection's incarnation keeps from its successor.
+
+use super::*;
+use crate::collection::Durability;
+use crate::storage::Storage;
+use serde_json::json;
+
+fn store(dir: &Path) -> Store {
+    let no_models: Box<EncoderLoader> =
+        Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
+    Store::open_with_loader(dir, Limits::default(), no_models).unwrap()
+}
+
+const DIM: usize = 4;
+
+/// A reproducible vector per document number.
+fn vector(i: usize) -> Vec<f32> {
+    (0..DIM as u64)
+        .map(|j| {
+            let x = (i as u64 * 8 + j + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            ((x ^ (x >> 29)) % 10_007) as f32 / 10_007.0 - 0.5
+        })
+        .collect()
+}
+
+fn docs(range: std::ops::Range<usize>) -> Vec<DocumentInput> {
+    range
+        .map(|i| DocumentInput {
+            id: Some(format!("d{i}")),
+            vector: Some(vector(i)),
+            metadata: Some(json!({"tag": "kept"})),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A fast-durability vector collection holding documents `0..n`.
+fn filled(e: &Store, name: &str, n: usize) -> Arc<Collection> {
+    let req = CreateCollection {
+        dimension: Some(DIM),
+        durability: Some(Durability::Fast),
+        ..Default::default()
+    };
+    e.create_collection(name, req).unwrap();
+    for start in (0..n).step_by(1000) {
+        e.upsert(name, docs(start..(start + 1000).min(n))).unwrap();
+    }
+    e.collection(name).unwrap()
+}
+
+/// The nearest document to `i`'s own vector.
+fn nearest(e: &Store, name: &str, i: usize) -> Option<String> {
+    let req = QueryRequest {
+        vector: Some(vector(i)),
+        k: Some(1),
+        ef: Some(100),
+        ..Default::default()
+    };
+    e.query(name, &req).unwrap().hits.pop().map(|h| h.id)
+}
+
+#[test]
+fn clusters_are_computed_once_per_write_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = store(dir.path());
+    let coll = filled(&e, "c", 40);
+    let first = e.clusters("c", Some(3), 2).unwrap();
+    let cached = coll.groupings.current().expect("cached");
+    let again = e.clusters("c", Some(3), 2).unwrap();
+    assert!(
+        Arc::ptr_eq(&cached, &coll.groupings.current().unwrap()),
+        "the second call is served from the cache"
+    );
+    assert_eq!(
+        first.iter().map(|c| c.ids.clone()).collect::<Vec<_>>(),
+        again.iter().map(|c| c.ids.clone()).collect::<Vec<_>>()
+    );
+    // Another k is another grouping.
+    e.clusters("c", Some(2), 2).unwrap();
+    assert_eq!(coll.groupings.current().unwrap().k, Some(2));
+    // A write invalidates it: the new document is in the next answer.
+    e.upsert("c", docs(40..41)).unwrap();
+    let after = e.clusters("c", Some(2), 2).unwrap();
+    let now = coll.groupings.current().unwrap();
+    assert!(now.generation > cached.generation);
+    assert!(after.iter().any(|c| c.ids.contains(&"d40".to_string())));
+    e.delete_document("c", "d40").unwrap();
+    let after = e.clusters("c", Some(2), 2).unwrap();
+    assert!(after.iter().all(|c| !c.ids.contains(&"d40".to_string())));
+}
+
+#[test]
+fn a_filter_that_matches_nothing_stops_early_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = store(dir.path());
+    // More vectors than a walk at the default ef may visit.
+    let n = crate::index::filter_budget(64) + 2000;
+    filled(&e, "big", n);
+    let mut req = QueryRequest {
+        vector: Some(vector(3)),
+        k: Some(10),
+        filter: Some(json!({"key": "tag", "eq": "missing"})),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let r = e.query("big", &req).unwrap();
+    assert!(r.hits.is_empty());
+    assert!(!r.exhaustive, "the walk stopped at its limit");
+    assert!(r.warning.as_deref().unwrap().contains("ef"));
+    eprintln!("empty filtered query: {:?}", started.elapsed());
+    // A filter that matches finds its documents and is complete.
+    req.filter = Some(json!({"key": "tag", "eq": "kept"}));
+    let r = e.query("big", &req).unwrap();
+    assert_eq!(r.hits.len(), 10);
+    assert_eq!(r.hits[0].id, "d3");
+    assert!(r.exhaustive && r.warning.is_none());
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["exhaustive"], json!(true));
+    assert!(json.get("warning").is_none());
+}
+
+#[test]
+fn compaction_builds_aside_and_keeps_writes_made_during_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = store(dir.path());
+    let coll = filled(&e, "c", 1500);
+    // Fewer tombstones than a write-triggered compaction needs: this test drives it.
+    for i in 0..500 {
+        e.delete_document("c", &format!("d{i}")).unwrap();
+    }
+    assert!(!coll.needs_compaction() && !coll.is_compacting());
+    let before = coll.index();
+    let swapped = crate::compaction::compact(&e.storage, &coll, || {
+        // Writes while the new graph is built: queries and writes go on.
+        e.upsert("c", docs(5000..5010)).unwrap();
+        for i in 500..505 {
+            e.delete_document("c", &format!("d{i}")).unwrap();
+        }
+        assert_eq!(nearest(&e, "c", 5003).as_deref(), Some("d5003"));
+    })
+    .unwrap();
+    assert!(swapped);
+    let after = coll.index();
+    assert!(!Arc::ptr_eq(&before, &after), "a new graph was swapped in");
+    assert_eq!(
+        after.tombstone_count(),
+        5,
+        "only the deletes made during the build"
+    );
+    assert_eq!(after.len(), 1000 - 5 + 10);
+    for i in (505..1500).step_by(7).chain(5000..5010) {
+        assert_eq!(nearest(&e, "c", i), Some(format!("d{i}")), "document {i}");
+    }
+    for i in [0, 250, 499, 500, 504] {
+        assert_ne!(nearest(&e, "c", i), Some(format!("d{i}")), "deleted {i}");
+    }
+}
+
+#[test]
+fn deletes_that_cross_the_threshold_compact_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = store(dir.path());
+    let coll = filled(&e, "c", 2200);
+    let before = coll.index();
+    for i in 0..1150 {
+        e.delete_document("c", &format!("d{i}")).unwrap();
+    }
+    let waited = Instant::now();
+    while coll.is_compacting() || coll.needs_compaction() {
+        assert!(
+            waited.elapsed().as_secs() < 60,
+            "the compaction never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let after = coll.index();
+    assert!(!Arc::ptr_eq(&before, &after), "a new graph was swapped in");
+    assert!(after.tombstone_count() < 1150);
+    assert_eq!(after.len(), 1050);
+    for i in (1150..2200).step_by(5) {
+        assert_eq!(nearest(&e, "c", i), Some(format!("d{i}")), "document {i}");
+    }
+}
+
+#[test]
+fn hit_counts_of_a_deleted_collection_are_never_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = store(dir.path());
+        filled(&e, "c", 20);
+        let old = e.collection("c").unwrap();
+        let first = old.incarnation();
+        assert_ne!(first, 0);
+        // A query that found its documents before the delete...
+        old.hits.record(&e.storage, "c", ["d1", "d2"].into_iter());
+        e.delete_collection("c").unwrap();
+        // ...flushes its counts after it, into the deleted key range.
+        old.hits.flush(&e.storage, "c");
+        old.hits.record(&e.storage, "c", ["d3"].into_iter());
+        old.hits.flush(&e.storage, "c");
+        filled(&e, "c", 20);
+        assert_ne!(e.incarnation("c").unwrap(), first, "a new incarnation");
+    }
+    let storage = Storage::open(dir.path()).unwrap();
+    let mut stored = 0;
+    storage
+        .scan_hits("c", |_, _| {
+            stored += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(stored, 0, "no counts of the deleted collection");
+    drop(storage);
+    let e = store(dir.path());
+    assert!(e.collection("c").unwrap().hits.snapshot().is_empty());
+}
+
+#[test]
+fn incarnations_survive_a_reopen_and_old_records_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let e = store(dir.path());
+        filled(&e, "c", 3);
+        let mut legacy = e.collection_info("c").unwrap().config;
+        legacy.name = "old".into();
+        legacy.incarnation = 0;
+        let mut batch = e.storage.batch();
+        e.storage.put_collection(&mut batch, "old", &legacy);
+        e.storage.commit(batch, true).unwrap();
+        // Creating it again with the same settings keeps it (and its incarnation).
+        let req = CreateCollection {
+            dimension: Some(DIM),
+            durability: Some(Durability::Fast),
+            ..Default::default()
+        };
+        let again = e.create_collection("c", req).unwrap();
+        assert_eq!(again.config.incarnation, e.incarnation("c").unwrap());
+        again.config.incarnation
+    };
+    let e = store(dir.path());
+    assert_eq!(e.incarnation("c").unwrap(), first);
+    let assigned = e.incarnation("old").unwrap();
+    assert_ne!(assigned, 0);
+    drop(e);
+    assert_eq!(
+        store(dir.path()).incarnation("old").unwrap(),
+        assigned,
+        "stored"
+    );
+}
