@@ -11,4 +11,5 @@ mod hot;
 mod jobs;
 mod promote;
 mod retrieval;
+mod security;
 mod support;

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
-use super::extract::{blocking, ApiJson};
+use super::extract::{blocking, ApiJson, Path};
 use super::AppState;
 use crate::answer::PreparedAnswer;
 use crate::api_types::{AnswerRequest, AnswerResponse};
