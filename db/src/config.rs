@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::answer::admission::GenerationLimits;
 use crate::limits::Limits;
-use crate::server::{parse_keys, ApiKey};
+use crate::server::{parse_keys, validate_keys, ApiKey};
 
 /// The port Engram listens on by default.
 pub const DEFAULT_PORT: u16 = 6363;
@@ -20,6 +20,12 @@ pub struct ServerConfig {
     pub host: IpAddr,
     pub port: u16,
     pub api_keys: Vec<ApiKey>,
+    /// Browser origins ("https://app.example") allowed to call besides the
+    /// server's own; a request naming any other `Origin` is refused.
+    pub allowed_origins: Vec<String>,
+    /// Host names served when bound to loopback besides 127.0.0.1, localhost
+    /// and [::1] (other names are refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     pub limits: Limits,
     /// `[generation]`: concurrent answers, their queue, deadline and token cap.
     pub generation: GenerationLimits,
@@ -32,6 +38,8 @@ impl Default for ServerConfig {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: DEFAULT_PORT,
             api_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             limits: Limits::default(),
             generation: GenerationLimits::default(),
         }
@@ -54,9 +62,13 @@ impl ServerConfig {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     anyhow::anyhow!("cannot read config file {}: {e}", path.display())
                 })?;
-                toml::from_str(&text).map_err(|e| {
+                let cfg: ServerConfig = toml::from_str(&text).map_err(|e| {
                     anyhow::anyhow!("config file {} is invalid: {e}", path.display())
-                })?
+                })?;
+                validate_keys(&cfg.api_keys).map_err(|e| {
+                    anyhow::anyhow!("config file {}: api_keys: {e}", path.display())
+                })?;
+                cfg
             }
             None => ServerConfig::default(),
         };
@@ -126,5 +138,18 @@ mod tests {
         std::fs::write(&file, "prot = 1\n").unwrap();
         let err = ServerConfig::load(Some(&file), Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("prot"), "{err}");
+
+        // Keys from the file follow the same rules as ENGRAM_API_KEYS.
+        std::fs::write(&file, "[[api_keys]]\nkey = \"short\"\nscope = \"read\"\n").unwrap();
+        let err = ServerConfig::load(Some(&file), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("at least 8"), "{err}");
+        std::fs::write(
+            &file,
+            "allowed_origins = [\"https://app.example\"]\n[[api_keys]]\nkey = \"reader-123\"\nscope = \"read\"\nscores = \"none\"\n",
+        )
+        .unwrap();
+        let cfg = ServerConfig::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(cfg.api_keys[0].scores, crate::server::ScoreView::None);
+        assert_eq!(cfg.allowed_origins, ["https://app.example"]);
     }
 }

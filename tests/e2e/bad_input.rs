@@ -138,6 +138,21 @@ fn bad_input_is_refused_and_the_store_is_unchanged() {
         ("unknown endpoint",
          s.get("/colections"),
          404, "not_found", "openapi"),
+        ("method not allowed",
+         s.delete("/healthz"),
+         405, "method_not_allowed", "DELETE is not allowed"),
+        ("version that is not a number",
+         s.call("POST", "/collections/v/adapters/latest/activate", None, None),
+         400, "invalid_path", "latest"),
+        ("query string of the wrong type",
+         s.get("/collections/v/clusters?k=many"),
+         400, "invalid_query", "k"),
+        ("10 MB body to an endpoint with optional settings",
+         s.post_oversized("/collections/v/audit", 10 * 1024 * 1024),
+         413, "payload_too_large", "smaller"),
+        ("wrong JSON type",
+         s.post("/collections/v/query", json!({"vector": "up", "k": 1})),
+         400, "invalid_json", "vector"),
     ];
     for (name, reply, status, code, mentions) in &cases {
         eprintln!("case: {name}");

@@ -16,4 +16,5 @@ mod jobs;
 mod promote;
 mod restore;
 mod retrieval;
+mod security;
 mod support;

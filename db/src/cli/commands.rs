@@ -183,6 +183,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(
         ServerBuilder::new(engine)
             .with_keys(cfg.api_keys.clone())
+            .with_allowed(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone())
             .serve(cfg.addr()),
     )
 }

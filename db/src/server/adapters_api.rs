@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use engram_generator::AdapterVersion;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
 use super::error::ApiResult;
-use super::extract::blocking;
+use super::extract::{blocking, Path};
 use super::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
-use super::extract::{blocking, ApiJson};
+use super::extract::{blocking, ApiJson, Path};
 use super::AppState;
 use crate::answer::admission::{Admission, Busy, GateStats};
 use crate::answer::PreparedAnswer;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::auth::{Caller, Scope};
 use super::error::ApiResult;
-use super::extract::{blocking, optional_json};
+use super::extract::{blocking, optional_json, Path};
 use super::AppState;
 use crate::engine::AuditStatus;
 

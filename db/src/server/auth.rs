@@ -1,17 +1,22 @@
 //! API keys and scopes. `read` queries, `write` also inserts and deletes and
 //! sees raw vectors, `admin` also manages collections and backups. With no keys
 //! configured every caller is admin, and the server only binds to loopback.
+//! Presented keys are compared with every configured key in constant time, so
+//! response timing says nothing about how much of a guess was right.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::scores::ScoreView;
 use super::AppState;
+
+/// The shortest key accepted, from the environment and the config file alike.
+pub const MIN_KEY_LEN: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,44 +38,105 @@ impl std::str::FromStr for Scope {
     }
 }
 
-/// An API key as configured: the secret and the one scope it grants (scopes
-/// are ordered, so `admin` includes `write` includes `read`).
+/// An API key as configured: the secret, the one scope it grants (scopes
+/// are ordered, so `admin` includes `write` includes `read`), and how exact
+/// the scores it sees are (see `ScoreView`; exact unless configured).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ApiKey {
     pub key: String,
     pub scope: Scope,
+    #[serde(default)]
+    pub scores: ScoreView,
 }
 
-/// Parses `KEY:SCOPE,KEY:SCOPE` (the `ENGRAM_API_KEYS` form).
+/// Parses `KEY:SCOPE[:SCORES],...` (the `ENGRAM_API_KEYS` form), e.g.
+/// `reader-123:read:rounded,admin-4567:admin`.
 pub fn parse_keys(spec: &str) -> Result<Vec<ApiKey>, String> {
-    spec.split(',')
+    let keys = spec
+        .split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|item| {
-            let (key, scope) = item
-                .trim()
-                .rsplit_once(':')
-                .ok_or_else(|| format!("API key entry '{item}' must be KEY:SCOPE"))?;
-            if key.len() < 8 {
-                return Err("API keys must be at least 8 characters".to_string());
-            }
+            let item = item.trim();
+            let malformed =
+                || format!("API key entry '{item}' must be KEY:SCOPE or KEY:SCOPE:SCORES");
+            let (rest, last) = item.rsplit_once(':').ok_or_else(malformed)?;
+            let (key, scope, scores) = match last.parse::<ScoreView>() {
+                Ok(scores) => {
+                    let (key, scope) = rest.rsplit_once(':').ok_or_else(malformed)?;
+                    (key, scope, scores)
+                }
+                Err(_) => (rest, last, ScoreView::default()),
+            };
             Ok(ApiKey {
                 key: key.to_string(),
                 scope: scope.parse()?,
+                scores,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    validate_keys(&keys)?;
+    Ok(keys)
+}
+
+/// The rules every configured key follows, wherever it was configured: at
+/// least `MIN_KEY_LEN` characters, no surrounding whitespace (presented keys
+/// are trimmed), and no key configured twice.
+pub fn validate_keys(keys: &[ApiKey]) -> Result<(), String> {
+    for (i, k) in keys.iter().enumerate() {
+        if k.key.chars().count() < MIN_KEY_LEN {
+            return Err(format!(
+                "API keys must be at least {MIN_KEY_LEN} characters"
+            ));
+        }
+        if k.key.trim() != k.key || k.key.contains(',') {
+            return Err("API keys must not contain commas or start or end with whitespace".into());
+        }
+        if keys[..i].iter().any(|o| o.key == k.key) {
+            return Err("an API key is configured twice; give each key one entry".into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `presented` equals `secret`, in time that depends only on the
+/// length of `presented` (never on where the first difference is, nor on the
+/// secret's length). `secret` is never empty (`validate_keys`).
+fn constant_time_eq(presented: &[u8], secret: &[u8]) -> bool {
+    let mut diff = u8::from(presented.len() != secret.len());
+    for (i, p) in presented.iter().enumerate() {
+        diff |= p ^ secret[i % secret.len()];
+    }
+    // Keep the optimizer from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
+/// What a configured key grants.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    scope: Scope,
+    scores: ScoreView,
 }
 
 /// The configured keys, looked up by the presented secret.
 #[derive(Debug, Default)]
 pub struct KeyRing {
-    keys: HashMap<String, Scope>,
+    keys: Vec<(Vec<u8>, Grant)>,
 }
 
 impl KeyRing {
     pub fn new(keys: &[ApiKey]) -> Self {
         KeyRing {
-            keys: keys.iter().map(|k| (k.key.clone(), k.scope)).collect(),
+            keys: keys
+                .iter()
+                .map(|k| {
+                    let grant = Grant {
+                        scope: k.scope,
+                        scores: k.scores,
+                    };
+                    (k.key.as_bytes().to_vec(), grant)
+                })
+                .collect(),
         }
     }
 
@@ -78,8 +144,50 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
-    fn scope_of(&self, key: &str) -> Option<Scope> {
-        self.keys.get(key).copied()
+    /// Compares with every key (no early exit), so the time taken does not
+    /// say which key, if any, matched.
+    fn grant_of(&self, key: &str) -> Option<Grant> {
+        let mut found = None;
+        for (secret, grant) in &self.keys {
+            if constant_time_eq(key.as_bytes(), secret) {
+                found = Some(*grant);
+            }
+        }
+        found
+    }
+
+    /// The caller presenting `headers`: admin when no keys are configured, else
+    /// the grant of the key in `Authorization: Bearer`, `api-key` or `x-api-key`.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        if self.is_open() {
+            return Ok(Caller {
+                scope: Scope::Admin,
+                scores: ScoreView::Exact,
+            });
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let presented = header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| header("api-key"))
+            .or_else(|| header("x-api-key"));
+        let Some(key) = presented else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing API key: send 'Authorization: Bearer <key>' or 'api-key: <key>'",
+            ));
+        };
+        match self.grant_of(key.trim()) {
+            Some(g) => Ok(Caller {
+                scope: g.scope,
+                scores: g.scores,
+            }),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown API key",
+            )),
+        }
     }
 }
 
@@ -87,6 +195,8 @@ impl KeyRing {
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub scope: Scope,
+    /// How exact the scores this caller sees are.
+    pub scores: ScoreView,
 }
 
 impl Caller {
@@ -115,31 +225,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if state.keys.is_open() {
-            return Ok(Caller {
-                scope: Scope::Admin,
-            });
-        }
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let presented = header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| header("api-key"))
-            .or_else(|| header("x-api-key"));
-        let Some(key) = presented else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing API key: send 'Authorization: Bearer <key>' or 'api-key: <key>'",
-            ));
-        };
-        match state.keys.scope_of(key.trim()) {
-            Some(scope) => Ok(Caller { scope }),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "unknown API key",
-            )),
-        }
+        state.keys.caller(&parts.headers)
     }
 }
 
@@ -156,5 +242,38 @@ mod tests {
         assert!(parse_keys("longenough:root").is_err());
         assert!(parse_keys("nocolonatall").is_err());
         assert!(Scope::Admin > Scope::Write && Scope::Write > Scope::Read);
+        assert_eq!(keys[0].scores, ScoreView::Exact);
+        let keys = parse_keys("reader:123:read:rounded,other-key:write:none").unwrap();
+        assert_eq!(keys[0].key, "reader:123");
+        assert_eq!(keys[0].scores, ScoreView::Rounded);
+        assert_eq!(keys[1].scores, ScoreView::None);
+        assert!(parse_keys("same-key-1:read,same-key-1:admin").is_err());
+        assert!(parse_keys("longenough:read:fuzzy").is_err());
+    }
+
+    #[test]
+    fn keys_compare_exactly() {
+        assert!(constant_time_eq(b"secret-key", b"secret-key"));
+        assert!(!constant_time_eq(b"secret-kez", b"secret-key"));
+        assert!(!constant_time_eq(b"secret-key-and-more", b"secret-key"));
+        assert!(!constant_time_eq(b"secret", b"secret-key"));
+        assert!(!constant_time_eq(b"", b"secret-key"));
+        // A prefix repeated to the secret's length does not pass as the secret.
+        assert!(!constant_time_eq(b"abcdabcd", b"abcd"));
+        let ring = KeyRing::new(&parse_keys("reader-123:read:none,admin-4567:admin").unwrap());
+        let mut headers = HeaderMap::new();
+        headers.insert("api-key", "admin-4567".parse().unwrap());
+        assert_eq!(ring.caller(&headers).unwrap().scope, Scope::Admin);
+        headers.insert("api-key", "reader-123".parse().unwrap());
+        let reader = ring.caller(&headers).unwrap();
+        assert_eq!(
+            (reader.scope, reader.scores),
+            (Scope::Read, ScoreView::None)
+        );
+        headers.insert("api-key", "reader-12".parse().unwrap());
+        assert_eq!(
+            ring.caller(&headers).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

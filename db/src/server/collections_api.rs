@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult};
-use super::extract::blocking;
+use super::extract::{blocking, Path};
 use super::AppState;
 use crate::api_types::{CollectionInfo, CreateCollection};
 
@@ -118,7 +118,7 @@ pub async fn clusters(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-    axum::extract::Query(params): axum::extract::Query<ClusterParams>,
+    super::extract::Query(params): super::extract::Query<ClusterParams>,
 ) -> ApiResult<Json<ClusterList>> {
     caller.require(Scope::Read)?;
     let clusters = blocking(&state, move |e| {

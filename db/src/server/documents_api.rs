@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
 use super::error::ApiResult;
-use super::extract::{blocking, ApiJson};
+use super::extract::{blocking, ApiJson, Path, Query};
 use super::AppState;
 use crate::api_types::{Document, UpsertRequest, UpsertResponse};
 

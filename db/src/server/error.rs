@@ -1,8 +1,11 @@
 //! The one place where domain errors become HTTP statuses, and the one JSON
-//! error shape: `{"error": {"code": "...", "message": "..."}}`.
+//! error shape: `{"error": {"code": "...", "message": "..."}}`, which
+//! `shape_errors` gives to the error responses axum makes on its own too.
 
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -175,9 +178,7 @@ impl From<JsonRejection> for ApiError {
             _ => "invalid_json",
         };
         let message = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                "request body is too large; split the batch into smaller requests".to_string()
-            }
+            StatusCode::PAYLOAD_TOO_LARGE => TOO_LARGE.to_string(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 "send the body as JSON with 'Content-Type: application/json'".to_string()
             }
@@ -210,3 +211,52 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+const TOO_LARGE: &str = "request body is too large; split the batch into smaller requests";
+
+/// The longest error body of axum's own that is kept as the message.
+const MAX_PLAIN_ERROR: usize = 4096;
+
+/// Middleware giving every error response that is not already JSON (axum's
+/// own 405s, and rejections of extractors other than ours) the one shape,
+/// keeping its status and headers.
+pub async fn shape_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            // axum adds the `Allow` header after this layer, so it is not at hand here.
+            format!("{method} is not allowed on this endpoint; the Allow header lists the methods it accepts (see GET /openapi.json)"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", TOO_LARGE.to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as JSON with 'Content-Type: application/json'".to_string(),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see GET /openapi.json".to_string()),
+        s if s.is_server_error() => ("internal", format!("the server failed: {text}")),
+        _ => ("bad_request", format!("the request is not valid: {text}")),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let mut shaped = ApiError::new(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        shaped.headers_mut().insert(name.clone(), value.clone());
+    }
+    shaped
+}

@@ -1,10 +1,11 @@
-//! Request plumbing shared by every handler: a JSON extractor whose failures
-//! use the one error shape, and a helper that runs blocking store work off the
-//! async runtime.
+//! Request plumbing shared by every handler: JSON, path and query extractors
+//! whose failures use the one error shape, and a helper that runs blocking
+//! store work off the async runtime.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -27,6 +28,51 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let Json(v) = Json::<T>::from_request(req, state).await?;
         Ok(ApiJson(v))
+    }
+}
+
+/// `axum::extract::Path` whose rejections (a segment that does not parse, such
+/// as a version that is not a number) become `ApiError`s.
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "invalid_path",
+                format!("the URL is not valid: {}", r.body_text()),
+            )),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejections become `ApiError`s.
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "invalid_query",
+                format!("the query string is not valid: {}", r.body_text()),
+            )),
+        }
     }
 }
 

@@ -9,12 +9,14 @@ mod collections_api;
 mod documents_api;
 pub mod error;
 mod extract;
+mod guard;
 mod metrics;
 mod openai_api;
 mod openai_schema;
 mod openapi;
 mod promote_api;
 mod query_api;
+mod scores;
 mod system_api;
 
 use std::net::SocketAddr;
@@ -25,7 +27,8 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use utoipa::OpenApi;
 
-pub use auth::{parse_keys, ApiKey, Scope};
+pub use auth::{parse_keys, validate_keys, ApiKey, Scope};
+pub use scores::ScoreView;
 pub use system_api::{BackupRequest, BackupResponse};
 
 use crate::engine::Engine;
@@ -36,6 +39,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     keys: auth::KeyRing,
     metrics: metrics::Metrics,
+    guard: guard::Guard,
 }
 
 #[derive(OpenApi)]
@@ -94,6 +98,10 @@ pub fn openapi_doc() -> utoipa::openapi::OpenApi {
 pub struct ServerBuilder {
     engine: Arc<Engine>,
     keys: Vec<ApiKey>,
+    allowed_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
+    /// The address listened on, once `serve` has bound it.
+    bound: Option<SocketAddr>,
 }
 
 impl ServerBuilder {
@@ -101,11 +109,22 @@ impl ServerBuilder {
         ServerBuilder {
             engine,
             keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            bound: None,
         }
     }
 
     pub fn with_keys(mut self, keys: Vec<ApiKey>) -> Self {
         self.keys = keys;
+        self
+    }
+
+    /// Browser origins allowed to call beyond the server's own, and Host names
+    /// served on loopback beyond 127.0.0.1, localhost and [::1] (see `guard`).
+    pub fn with_allowed(mut self, origins: Vec<String>, hosts: Vec<String>) -> Self {
+        self.allowed_origins = origins;
+        self.allowed_hosts = hosts;
         self
     }
 
@@ -115,6 +134,7 @@ impl ServerBuilder {
             engine: self.engine,
             keys: auth::KeyRing::new(&self.keys),
             metrics: metrics::Metrics::new(),
+            guard: guard::Guard::new(self.bound, &self.allowed_origins, &self.allowed_hosts),
         });
         Router::new()
             .route("/collections", get(collections_api::list))
@@ -199,6 +219,11 @@ impl ServerBuilder {
             })
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
+                guard::guard,
+            ))
+            .layer(axum::middleware::from_fn(error::shape_errors))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
                 metrics::track,
             ))
             .layer(DefaultBodyLimit::max(body_limit))
@@ -207,7 +232,7 @@ impl ServerBuilder {
 
     /// Binds and serves until Ctrl-C / SIGTERM. With no API keys the server
     /// refuses to listen beyond loopback.
-    pub async fn serve(self, addr: SocketAddr) -> anyhow::Result<()> {
+    pub async fn serve(mut self, addr: SocketAddr) -> anyhow::Result<()> {
         let open = self.keys.is_empty();
         let addr = if open && !addr.ip().is_loopback() {
             tracing::warn!(
@@ -222,6 +247,7 @@ impl ServerBuilder {
             tracing::warn!("no API keys configured: every local caller has the admin scope");
         }
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.bound = Some(listener.local_addr()?);
         tracing::info!(address = %listener.local_addr()?, "Engram is serving");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown_signal())

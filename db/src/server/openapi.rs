@@ -73,8 +73,15 @@ fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16,
             401,
             "No API key, or an unknown one (send `Authorization: Bearer KEY`).",
         ));
-        out.push((403, "The key's scope does not allow this route."));
     }
+    out.push((
+        403,
+        "A foreign `Origin` (see `allowed_origins`), or a key whose scope does not allow this route.",
+    ));
+    out.push((
+        421,
+        "A `Host` other than loopback's while bound to loopback (DNS rebinding; see `allowed_hosts`).",
+    ));
     if names_resource {
         out.push((
             404,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use engram_trainer::synth::SynthItem;
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::auth::{Caller, Scope};
 use super::error::ApiResult;
-use super::extract::{blocking, optional_json};
+use super::extract::{blocking, optional_json, Path};
 use super::AppState;
 use crate::engine::{PromoteRequest, PromotionStatus};
 

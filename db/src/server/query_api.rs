@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::response::Response;
 use axum::Json;
 
 use super::auth::{Caller, Scope};
 use super::error::ApiResult;
-use super::extract::{blocking, ApiJson};
+use super::extract::{blocking, ApiJson, Path};
 use super::AppState;
 use crate::api_types::{EmbedRequest, EmbedResponse, Include, QueryRequest, QueryResponse};
 
 /// Nearest documents to a text or a vector, with optional metadata filter.
+/// Scores are exact, rounded or left out as the caller's key says (`scores`).
 #[utoipa::path(post, path = "/collections/{name}/query", request_body = QueryRequest,
     params(("name" = String, Path)),
     responses((status = 200, body = QueryResponse), (status = 400, body = super::error::ErrorBody),
@@ -21,15 +23,14 @@ pub async fn query(
     caller: Caller,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<QueryRequest>,
-) -> ApiResult<Json<QueryResponse>> {
+) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
     if req.includes(Include::Vector) {
         // Raw vectors can be inverted back into text.
         caller.require(Scope::Write)?;
     }
-    Ok(Json(
-        blocking(&state, move |e| e.store().query(&name, &req)).await?,
-    ))
+    let resp: QueryResponse = blocking(&state, move |e| e.store().query(&name, &req)).await?;
+    Ok(caller.scores.respond(resp, "hits"))
 }
 
 /// Embed texts with the server's encoder (one vector per text, truncated to 256 tokens).

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -30,9 +30,26 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
     })
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let collections = state.engine.store().list_collections();
+/// Request counters for anyone who can reach the server; the per-collection
+/// gauges (names and sizes) only for the admin scope, which is every caller
+/// when no keys are configured.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"),
+    (status = 401, body = super::error::ErrorBody)))]
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let admin = match state.keys.caller(&headers) {
+        Ok(caller) => caller.scope == Scope::Admin,
+        // No key at all: the counters only. A wrong key is refused as anywhere.
+        Err(_) if !has_key(&headers) => false,
+        Err(e) => return Err(e),
+    };
+    let collections = if admin {
+        state.engine.store().list_collections()
+    } else {
+        Vec::new()
+    };
     let mut gauges = Vec::new();
     for c in &collections {
         let labels = format!("{{collection=\"{}\"}}", c.config.name);
@@ -52,10 +69,17 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let generation = state.engine.generation_gate().stats();
     gauges.extend(super::answer_api::generation_gauges(&generation));
     gauges.sort_by(|a, b| a.0.cmp(b.0));
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(&gauges),
-    )
+    ))
+}
+
+/// Whether the request presents a key in any of the headers `KeyRing` reads.
+fn has_key(headers: &HeaderMap) -> bool {
+    ["authorization", "api-key", "x-api-key"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
 }
 
 pub async fn openapi() -> impl IntoResponse {
