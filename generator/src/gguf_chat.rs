@@ -291,9 +291,12 @@ impl GgufChatModel {
 }
 
 /// candle's sampler for `options`: argmax when greedy, nucleus when top_p < 1.
+/// How the next token is drawn. A nucleus so small that f32 cannot hold it keeps
+/// only the most likely token (candle's top-p compares in f32, and a p of 0 there
+/// zeroes every weight and fails the draw): that is greedy decoding.
 fn sampling(options: &GenerationOptions) -> Sampling {
     let temperature = options.temperature;
-    if temperature <= 0.0 {
+    if temperature <= 0.0 || options.top_p < MIN_TOP_P {
         Sampling::ArgMax
     } else if options.top_p < 1.0 {
         Sampling::TopP {
@@ -304,6 +307,9 @@ fn sampling(options: &GenerationOptions) -> Sampling {
         Sampling::All { temperature }
     }
 }
+
+/// Below this, top-p sampling is greedy decoding (see [`sampling`]).
+const MIN_TOP_P: f64 = 1e-6;
 
 impl LanguageModel for GgufChatModel {
     fn info(&self) -> &ModelInfo {
@@ -321,5 +327,32 @@ impl LanguageModel for GgufChatModel {
     ) -> Result<Generation> {
         let prompt = self.template.encode(request.messages, &self.tokenizer)?;
         self.generate_ids(&prompt, request, on_text)
+    }
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::*;
+
+    #[test]
+    fn a_vanishing_nucleus_is_greedy_not_an_empty_draw() {
+        let options = |temperature, top_p| GenerationOptions {
+            max_tokens: 1,
+            temperature,
+            top_p,
+            seed: 0,
+        };
+        assert!(matches!(sampling(&options(2.0, 5e-324)), Sampling::ArgMax));
+        assert!(matches!(sampling(&options(0.0, 0.5)), Sampling::ArgMax));
+        assert!(matches!(
+            sampling(&options(1.0, 0.5)),
+            Sampling::TopP { .. }
+        ));
+        assert!(matches!(sampling(&options(1.0, 1.0)), Sampling::All { .. }));
+        // The candle draw itself, on weights where f32 rounding mattered.
+        let logits =
+            candle_core::Tensor::new(&[1.0f32, 0.5, -3.0], &candle_core::Device::Cpu).unwrap();
+        let mut draw = LogitsProcessor::from_sampling(0, sampling(&options(2.0, 5e-324)));
+        assert_eq!(draw.sample(&logits).unwrap(), 0);
     }
 }

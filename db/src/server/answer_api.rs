@@ -30,7 +30,8 @@ use crate::api_types::{AnswerRequest, AnswerResponse};
 /// `{"text"}`, then a `done` event with this response (or an `error` event).
 #[utoipa::path(post, path = "/collections/{name}/answer", request_body = AnswerRequest,
     params(("name" = String, Path)),
-    responses((status = 200, body = AnswerResponse, description = "JSON, or text/event-stream when stream is true"),
+    responses((status = 200, description = "JSON, or server-sent events when stream is true",
+            content((AnswerResponse = "application/json"), (super::schemas::AnswerEvent = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "weights mode and no active adapter"),
         (status = 422, body = ErrorBody, description = "context mode and the collection does not fit the window"),

@@ -12,10 +12,10 @@ mod extract;
 mod guard;
 mod metrics;
 mod openai_api;
-mod openai_schema;
 mod openapi;
 mod promote_api;
 mod query_api;
+mod schemas;
 mod scores;
 mod system_api;
 

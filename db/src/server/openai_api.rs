@@ -94,7 +94,7 @@ pub struct ChatCompletionRequest {
     #[schema(min_length = 1)]
     model: String,
     /// The conversation; the last user message is the question.
-    #[schema(value_type = Vec<super::openai_schema::ChatMessageSchema>, min_items = 1)]
+    #[schema(value_type = Vec<super::schemas::ChatMessageSchema>, min_items = 1)]
     messages: Vec<OpenAiMessage>,
     #[schema(minimum = 1, maximum = 2048)]
     max_tokens: Option<usize>,
@@ -367,7 +367,7 @@ fn usage_of(r: &AnswerResponse) -> OpenAiUsage {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingsRequest {
     /// A string or a list of strings (token-id inputs are not supported).
-    #[schema(value_type = super::openai_schema::EmbeddingInput)]
+    #[schema(value_type = super::schemas::EmbeddingInput)]
     input: Value,
     /// `minilm`, or `engram/COLLECTION` for that collection's encoder.
     #[schema(pattern = "^(minilm|engram/.+)$")]
@@ -394,7 +394,7 @@ pub struct EmbeddingItem {
     object: &'static str,
     index: usize,
     /// A list of floats, or a base64 string of little-endian f32.
-    #[schema(value_type = super::openai_schema::EmbeddingVector)]
+    #[schema(value_type = super::schemas::EmbeddingVector)]
     embedding: Value,
 }
 

@@ -1,6 +1,7 @@
-//! Schemas of the OpenAI-compatible request fields whose Rust types are looser than
-//! what the server takes (a message, an embeddings `input`): the spec states the
-//! rules the handlers check, so generated clients and fuzzers send what is accepted.
+//! Schemas for wire shapes whose Rust types are looser than what the server takes or
+//! sends (an OpenAI message, an embeddings `input`, an answer's event stream): the
+//! spec states the rules the handlers follow, so generated clients and fuzzers send
+//! what is accepted and can check what comes back.
 
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
@@ -68,3 +69,28 @@ impl PartialSchema for EmbeddingVector {
 }
 
 impl ToSchema for EmbeddingVector {}
+
+/// One event of a streamed answer, as an SSE event: `event` is `token` (its `data`
+/// a JSON `{"text"}` piece of the answer), `done` (the whole
+/// [`AnswerResponse`](crate::api_types::AnswerResponse) as JSON) or `error` (the JSON
+/// error body).
+pub struct AnswerEvent;
+
+impl PartialSchema for AnswerEvent {
+    fn schema() -> RefOr<Schema> {
+        let event = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["token", "done", "error"]));
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json");
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("event", event)
+            .property("data", data)
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for AnswerEvent {}
