@@ -63,6 +63,10 @@ pub struct JobStatus {
     pub done: usize,
     pub total: usize,
     pub created_unix: u64,
+    /// The same instant in milliseconds, which orders jobs started within one
+    /// second (a restart and a new job take less); 0 in records from before it.
+    #[serde(default)]
+    pub created_ms: u64,
     /// Why it failed or was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -71,7 +75,8 @@ pub struct JobStatus {
 impl JobStatus {
     /// A running job with a new id.
     pub fn start(collection: &str, stage: &str) -> Self {
-        let created = crate::clock::unix_now();
+        let created_ms = crate::clock::unix_now_ms();
+        let created = created_ms / 1000;
         JobStatus {
             id: format!(
                 "{created:x}-{}",
@@ -83,6 +88,7 @@ impl JobStatus {
             done: 0,
             total: 0,
             created_unix: created,
+            created_ms,
             error: None,
         }
     }
@@ -148,6 +154,9 @@ impl<T: JobKind> JobHandle<T> {
 pub struct Jobs<T> {
     storage: Arc<Storage>,
     running: Mutex<HashMap<String, Arc<JobHandle<T>>>>,
+    /// The job threads' stack size; `None` is the platform's default. A test sets
+    /// one no system can give, to make the thread's start fail for real.
+    stack_size: Option<usize>,
 }
 
 impl<T: JobKind> Jobs<T> {
@@ -155,6 +164,7 @@ impl<T: JobKind> Jobs<T> {
         Jobs {
             storage,
             running: Mutex::default(),
+            stack_size: None,
         }
     }
 
@@ -208,9 +218,12 @@ impl<T: JobKind> Jobs<T> {
             *job.status.lock().expect("lock") = status;
         };
         let thread_handle = handle.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("{}-{}", T::KIND, status.job().collection))
-            .spawn(move || finish(work(&thread_handle)));
+        let mut builder =
+            std::thread::Builder::new().name(format!("{}-{}", T::KIND, status.job().collection));
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let spawned = builder.spawn(move || finish(work(&thread_handle)));
         match spawned {
             // The thread holds no reference to the registry: `list` drops finished
             // handles once their final status is set.
@@ -251,7 +264,7 @@ impl<T: JobKind> Jobs<T> {
             out.push(status);
             Ok(())
         })?;
-        out.sort_by_key(|s| s.job().created_unix);
+        out.sort_by_key(|s| (s.job().created_unix, s.job().created_ms));
         Ok(out)
     }
 
@@ -398,6 +411,32 @@ mod tests {
         let cancelled = finished(&jobs, &looping.job.id);
         assert_eq!(cancelled.job.state, JobState::Cancelled);
         assert!(jobs.running().is_empty());
+    }
+
+    #[test]
+    fn a_job_whose_thread_cannot_start_is_recorded_failed_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let mut jobs = Jobs::new(storage.clone());
+        // No system maps a stack this size: the spawn itself fails.
+        jobs.stack_size = Some(usize::MAX / 2);
+        let job = new_job();
+        let id = job.job.id.clone();
+        let err = jobs
+            .spawn(
+                job,
+                |_| true,
+                |_: &JobHandle<Test>| -> Result<()> { Ok(()) },
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Io(_)), "{err:?}");
+        let listed = jobs.get("c", &id).unwrap().expect("its record is kept");
+        assert_eq!(listed.job.state, JobState::Failed);
+        assert!(listed.job.error.unwrap().contains("could not start"));
+        // Another process (a restart) reads the same record, not "interrupted".
+        let after_restart: Jobs<Test> = Jobs::new(storage);
+        let reread = after_restart.get("c", &id).unwrap().unwrap();
+        assert_eq!(reread.job.state, JobState::Failed);
     }
 
     #[test]
