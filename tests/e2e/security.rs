@@ -246,6 +246,49 @@ fn metrics_and_scores_show_what_the_key_allows() {
         ranked.iter().all(|h| h.get("score").is_none()),
         "{ranked:?}"
     );
+
+    // An answer's sources and a chat completion's `engram.sources` follow the key too.
+    let r = s.call("PUT", "/collections/notes", Some(json!({})), admin);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let notes = json!({"documents": [
+        {"id": "n1", "text": "The vault code is kept by Ada Lovelace."},
+        {"id": "n2", "text": "Basel lies on the Rhine."},
+    ]});
+    let r = s.call("POST", "/collections/notes/documents", Some(notes), admin);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ask =
+        json!({"question": "Who keeps the vault code?", "mode": "rag", "k": 2, "max_tokens": 1});
+    let sources = |key: &str| {
+        let r = s.call(
+            "POST",
+            "/collections/notes/answer",
+            Some(ask.clone()),
+            Some(key),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["sources"].as_array().unwrap().clone()
+    };
+    let exact = sources("reader-key-1");
+    assert_eq!(exact.len(), 2, "{exact:?}");
+    for (e, r) in exact.iter().zip(sources("rounded-key")) {
+        let e = e["score"].as_f64().unwrap();
+        assert_eq!(r["score"].as_f64().unwrap(), (e * 100.0).round() / 100.0);
+    }
+    assert!(sources("rankonly-key")
+        .iter()
+        .all(|h| h.get("score").is_none() && h.get("id").is_some()));
+    let chat = json!({"model": "engram/notes/rag", "max_tokens": 1,
+        "messages": [{"role": "user", "content": "Who keeps the vault code?"}]});
+    let r = s.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(chat),
+        Some("rankonly-key"),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let chat_sources = r.body["engram"]["sources"].as_array().unwrap();
+    assert!(!chat_sources.is_empty(), "{:?}", r.body);
+    assert!(chat_sources.iter().all(|h| h.get("score").is_none()));
 }
 
 #[test]

@@ -7,17 +7,9 @@ use std::path::Path;
 
 use engram_store::api::CreateCollection;
 use engram_store::collection::CollectionConfig;
-use engram_store::{EncoderLoader, Store};
 
 use super::*;
-use crate::limits::Limits;
-
-fn engine(dir: &Path) -> Engine {
-    let no_models: Box<EncoderLoader> =
-        Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
-    let store = Store::open_with_loader(dir, Limits::default(), no_models).unwrap();
-    Engine::new(store, dir)
-}
+use crate::engine::engine_without_models as engine;
 
 fn create(e: &Engine, name: &str) -> u64 {
     let req = CreateCollection {

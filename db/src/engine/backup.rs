@@ -187,18 +187,8 @@ pub fn restore(backup: &Path, data_dir: &Path, force: bool) -> Result<Restored> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Engine;
-    use crate::limits::Limits;
-    use engram_store::EncoderLoader;
-    use engram_store::Store;
+    use crate::engine::engine_without_models as engine;
     use serde_json::json;
-
-    fn engine(dir: &Path) -> Engine {
-        let no_models: Box<EncoderLoader> =
-            Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
-        let store = Store::open_with_loader(dir, Limits::default(), no_models).unwrap();
-        Engine::new(store, dir)
-    }
 
     /// A database with one collection of two documents and an adapter folder.
     fn backup_of_a_database(root: &Path) -> PathBuf {

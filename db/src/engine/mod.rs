@@ -151,17 +151,19 @@ impl Engine {
     }
 }
 
+/// An engine whose encoders all fail to load, for the tests of everything but
+/// embedding (no model is fetched or read).
+#[cfg(test)]
+pub(crate) fn engine_without_models(dir: &Path) -> Engine {
+    let no_models: Box<engram_store::EncoderLoader> =
+        Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
+    let store = Store::open_with_loader(dir, Limits::default(), no_models).unwrap();
+    Engine::new(store, dir)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use engram_store::EncoderLoader;
-
-    fn engine(dir: &Path) -> Engine {
-        let no_models: Box<EncoderLoader> =
-            Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
-        let store = Store::open_with_loader(dir, Limits::default(), no_models).unwrap();
-        Engine::new(store, dir)
-    }
+    use crate::engine::engine_without_models as engine;
 
     #[test]
     fn backups_carry_the_adapters() {

@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures_util::Stream;
 use serde::Serialize;
 
@@ -44,7 +43,7 @@ pub async fn answer(
     ApiJson(req): ApiJson<AnswerRequest>,
 ) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
-    let stream = req.stream;
+    let (stream, scores) = (req.stream, caller.scores);
     let prepared = blocking(&state, move |e| e.prepare_answer(&name, &req)).await?;
     let admission = match admit(&state).await {
         Ok(admission) => admission,
@@ -52,7 +51,7 @@ pub async fn answer(
     };
     if !stream {
         let response = generate_once(admission, prepared).await?;
-        return Ok(Json(response).into_response());
+        return Ok(scores.respond(response, "sources"));
     }
     let events = stream_events(
         admission,
@@ -62,10 +61,12 @@ pub async fn answer(
                 .event("token")
                 .json_data(TokenEvent { text: piece })
         },
-        |response| {
+        move |response| {
+            let mut done = serde_json::to_value(response).unwrap_or_default();
+            scores.shape(&mut done, "sources");
             Event::default()
                 .event("done")
-                .json_data(response)
+                .json_data(done)
                 .into_iter()
                 .collect()
         },

@@ -186,8 +186,9 @@ struct ChatCompletion {
     model: String,
     choices: Vec<Choice>,
     usage: OpenAiUsage,
-    /// Engram's own account of the answer (mode, sources, timing); clients ignore it.
-    engram: AnswerResponse,
+    /// Engram's own account of the answer (mode, sources, timing; an
+    /// `AnswerResponse`, its scores as the caller's key shows them); clients ignore it.
+    engram: Value,
 }
 
 #[derive(Serialize)]
@@ -289,6 +290,8 @@ pub async fn chat_completions(
     if !req.stream {
         let response = generate_once(admission, prepared).await?;
         let usage = usage_of(&response);
+        let mut engram = serde_json::to_value(&response).unwrap_or_default();
+        caller.scores.shape(&mut engram, "sources");
         return Ok(Json(ChatCompletion {
             id,
             object: "chat.completion",
@@ -303,7 +306,7 @@ pub async fn chat_completions(
                 finish_reason: openai_finish(&response.finish_reason).to_string(),
             }],
             usage,
-            engram: response,
+            engram,
         })
         .into_response());
     }

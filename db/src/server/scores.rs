@@ -58,12 +58,19 @@ impl ScoreView {
                 .into_response()
             }
         };
+        self.shape(&mut value, list);
+        Json(value).into_response()
+    }
+
+    /// Shows the `score` of every item of `value`'s array `list` as this view says
+    /// (for bodies built as JSON: an answer's stream events, a chat completion's
+    /// `engram` part).
+    pub fn shape(self, value: &mut Value, list: &str) {
         if let Some(items) = value.get_mut(list).and_then(Value::as_array_mut) {
             for item in items.iter_mut().filter_map(Value::as_object_mut) {
                 self.apply(item);
             }
         }
-        Json(value).into_response()
     }
 
     fn apply(self, item: &mut serde_json::Map<String, Value>) {
