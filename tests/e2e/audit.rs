@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{quoref, Server};
+use crate::support::{quoref_docs, Server};
 
 const KEYS: &str = "reader-key-1:read,admin-key-1:admin";
 const ADMIN: Option<&str> = Some("admin-key-1");
@@ -18,14 +18,7 @@ fn audit_runs_in_background_and_finds_a_planted_email() {
     let mut server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
     let r = server.call("PUT", "/collections/private", Some(json!({})), ADMIN);
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let mut docs: Vec<Value> = quoref()[..3]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let text: String = p["text"].as_str().unwrap().chars().take(120).collect();
-            json!({"id": format!("doc-{i}"), "text": text})
-        })
-        .collect();
+    let mut docs: Vec<Value> = quoref_docs(3, 120);
     docs.push(json!({"id": "doc-secret", "text": format!("Please write to Ada Lovelace at {EMAIL} about the account.")}));
     let r = server.call(
         "POST",

@@ -13,9 +13,7 @@ const KEYS: &str = "admin-key-1:admin";
 const ADMIN: Option<&str> = Some("admin-key-1");
 
 fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
-    let r = server.call(method, path, body, ADMIN);
-    assert!(r.status < 300, "{method} {path}: {} {:?}", r.status, r.body);
-    r.body
+    server.call_ok(method, path, body, ADMIN)
 }
 
 fn insert(server: &Server, collection: &str, docs: &[Value]) {

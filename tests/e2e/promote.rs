@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{quoref, Server};
+use crate::support::{quoref_docs, Server};
 
 const KEYS: &str = "reader-key-1:read,admin-key-1:admin";
 const ADMIN: Option<&str> = Some("admin-key-1");
@@ -22,14 +22,7 @@ fn make_collection(server: &Server, name: &str) {
         ADMIN,
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let docs: Vec<Value> = quoref()[..2]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let text: String = p["text"].as_str().unwrap().chars().take(700).collect();
-            json!({"id": format!("doc-{i}"), "text": text})
-        })
-        .collect();
+    let docs: Vec<Value> = quoref_docs(2, 700);
     let r = server.call(
         "POST",
         &format!("/collections/{name}/documents"),

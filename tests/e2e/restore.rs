@@ -12,15 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{quoref, Server};
+use crate::support::{quoref_docs, Server};
 
 const KEYS: &str = "admin-key-1:admin";
 const ADMIN: Option<&str> = Some("admin-key-1");
 
 fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
-    let r = server.call(method, path, body, ADMIN);
-    assert!(r.status < 300, "{method} {path}: {} {:?}", r.status, r.body);
-    r.body
+    server.call_ok(method, path, body, ADMIN)
 }
 
 /// Polls `path` until the job is no longer running; returns its last status.
@@ -129,14 +127,7 @@ fn restore_brings_back_adapters_audits_and_promotions_all_or_nothing() {
     let data = dir.path().join("data");
     let server = Server::start(&data, &["--api-keys", KEYS], &[]);
     call(&server, "PUT", "/collections/facts", Some(json!({})));
-    let docs: Vec<Value> = quoref()[..2]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let text: String = p["text"].as_str().unwrap().chars().take(700).collect();
-            json!({"id": format!("doc-{i}"), "text": text})
-        })
-        .collect();
+    let docs: Vec<Value> = quoref_docs(2, 700);
     call(
         &server,
         "POST",

@@ -218,17 +218,14 @@ fn metrics_and_scores_show_what_the_key_allows() {
     );
 
     // Probing with a basis vector: exact, rounded, or no scores at all.
-    let probe = json!({"vector": [1.0, 0.0, 0.0], "k": 10});
-    let query = |key: &str| {
-        let r = s.call(
-            "POST",
-            "/collections/secret-plans/query",
-            Some(probe.clone()),
-            Some(key),
-        );
+    // The scored list `list` of a POST to `path`, as `key` sees it.
+    let scored = |path: &str, body: &Value, list: &str, key: &str| {
+        let r = s.call("POST", path, Some(body.clone()), Some(key));
         assert_eq!(r.status, 200, "{:?}", r.body);
-        r.body["hits"].as_array().unwrap().clone()
+        r.body[list].as_array().unwrap().clone()
     };
+    let probe = json!({"vector": [1.0, 0.0, 0.0], "k": 10});
+    let query = |key: &str| scored("/collections/secret-plans/query", &probe, "hits", key);
     let exact = query("reader-key-1");
     let first = exact[1]["score"].as_f64().unwrap();
     assert!((first - 0.123_456 / (0.123_456f64.powi(2) + 0.89).sqrt()).abs() < 1e-4);
@@ -258,16 +255,7 @@ fn metrics_and_scores_show_what_the_key_allows() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let ask =
         json!({"question": "Who keeps the vault code?", "mode": "rag", "k": 2, "max_tokens": 1});
-    let sources = |key: &str| {
-        let r = s.call(
-            "POST",
-            "/collections/notes/answer",
-            Some(ask.clone()),
-            Some(key),
-        );
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        r.body["sources"].as_array().unwrap().clone()
-    };
+    let sources = |key: &str| scored("/collections/notes/answer", &ask, "sources", key);
     let exact = sources("reader-key-1");
     assert_eq!(exact.len(), 2, "{exact:?}");
     for (e, r) in exact.iter().zip(sources("rounded-key")) {

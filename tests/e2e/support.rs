@@ -106,6 +106,19 @@ impl Server {
         reply(resp)
     }
 
+    /// `call` that must succeed (any 2xx); returns the body.
+    pub fn call_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Value {
+        let r = self.call(method, path, body, key);
+        assert!(r.status < 300, "{method} {path}: {} {:?}", r.status, r.body);
+        r.body
+    }
+
     /// Sends raw bytes as the body, for malformed-input tests.
     pub fn raw(&self, method: &str, path: &str, body: &[u8], content_type: &str) -> Reply {
         let resp = ureq::request(method, &self.url(path))
@@ -201,6 +214,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The first `n` Quoref passages as documents `doc-0`, `doc-1`, ..., each cut to
+/// its first `chars` characters (short texts keep model-backed tests quick).
+pub fn quoref_docs(n: usize, chars: usize) -> Vec<Value> {
+    quoref()[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let text: String = p["text"].as_str().unwrap().chars().take(chars).collect();
+            serde_json::json!({"id": format!("doc-{i}"), "text": text})
+        })
+        .collect()
 }
 
 /// The project's own Quoref extract: passages with their questions.

@@ -179,9 +179,7 @@ impl From<JsonRejection> for ApiError {
         };
         let message = match status {
             StatusCode::PAYLOAD_TOO_LARGE => TOO_LARGE.to_string(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                "send the body as JSON with 'Content-Type: application/json'".to_string()
-            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => SEND_JSON.to_string(),
             _ => format!(
                 "the request body is not valid JSON for this endpoint: {}",
                 r.body_text()
@@ -213,6 +211,9 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 const TOO_LARGE: &str = "request body is too large; split the batch into smaller requests";
+const SEND_JSON: &str = "send the body as JSON with 'Content-Type: application/json'";
+/// The message of a 404 for a path no route matches.
+pub const NO_SUCH_ENDPOINT: &str = "no such endpoint; see GET /openapi.json";
 
 /// The longest error body of axum's own that is kept as the message.
 const MAX_PLAIN_ERROR: usize = 4096;
@@ -244,11 +245,8 @@ pub async fn shape_errors(req: Request, next: Next) -> Response {
             format!("{method} is not allowed on this endpoint; the Allow header lists the methods it accepts (see GET /openapi.json)"),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", TOO_LARGE.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
-            "send the body as JSON with 'Content-Type: application/json'".to_string(),
-        ),
-        StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see GET /openapi.json".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", SEND_JSON.to_string()),
+        StatusCode::NOT_FOUND => ("not_found", NO_SUCH_ENDPOINT.to_string()),
         s if s.is_server_error() => ("internal", format!("the server failed: {text}")),
         _ => ("bad_request", format!("the request is not valid: {text}")),
     };

@@ -214,7 +214,7 @@ impl ServerBuilder {
                 error::ApiError::new(
                     axum::http::StatusCode::NOT_FOUND,
                     "not_found",
-                    "no such endpoint; see GET /openapi.json",
+                    error::NO_SUCH_ENDPOINT,
                 )
             })
             .layer(axum::middleware::from_fn_with_state(
