@@ -86,6 +86,21 @@ impl ScalarQuantizer {
         Ok(Self { min, scale })
     }
 
+    /// The quantizer with exactly this lowest value and step, as [`ScalarQuantizer::min`]
+    /// and [`ScalarQuantizer::scale`] report them: how a stored index gets back, bit for
+    /// bit, the quantizer its codes were made with (`new(min, max)` may round the step).
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidRange`] unless `min` is finite, `scale` positive and
+    /// normal, and the highest code's value finite.
+    pub fn from_parts(min: f32, scale: f32) -> Result<Self> {
+        let max = min + LEVELS * scale;
+        if !(min.is_finite() && scale.is_normal() && scale > 0.0 && max.is_finite()) {
+            return Err(KernelError::InvalidRange { min, max });
+        }
+        Ok(Self { min, scale })
+    }
+
     /// Learns the range from sample vectors, keeping the central `quantile`
     /// of all their components (Qdrant uses 0.99: the 0.5 % lowest and highest
     /// values are clipped, so a few outliers do not waste the 256 levels).

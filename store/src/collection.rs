@@ -1,11 +1,11 @@
 //! A collection: its configuration, as stored, and its in-memory state (the
 //! vector index, the keyword index, and the maps between documents and chunks
-//! that filters and result assembly need). The state is rebuilt from storage
-//! at start-up.
+//! that filters and result assembly need). The state is loaded from storage
+//! at start-up, the graph from its dump when it has a sound one (`graph_dump`).
 
 use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use serde_json::Value;
 use engram_embedder::{Chunking, CorpusContext};
 
 use crate::error::{Error, Result};
+use crate::graph_dump::{GraphDumps, DIRTY};
 use crate::hot::{GroupingCache, HitCounter};
 use crate::index::{IndexParams, Metric, VectorIndex};
 use crate::keyword::{DocTerms, KeywordIndex, KeywordUpdate};
@@ -141,6 +142,13 @@ pub struct Collection {
     pub(crate) groupings: GroupingCache,
     /// Set while a compaction builds a new graph in the background (see `compaction`).
     pub(crate) compacting: AtomicBool,
+    /// Chunks inserted or removed since the graph was last dumped (or
+    /// [`DIRTY`] after a swap or a rebuild): when a dump is due (`graph_dump`).
+    pub(crate) graph_changes: AtomicUsize,
+    /// Held by the one writer of this collection's dump file.
+    pub(crate) dump_lock: Mutex<()>,
+    /// Set while a background dump of this collection runs.
+    pub(crate) dump_running: AtomicBool,
 }
 
 /// A new chunk in memory, after its batch was committed.
@@ -170,6 +178,9 @@ impl Collection {
             generation: AtomicU64::new(0),
             groupings: GroupingCache::default(),
             compacting: AtomicBool::new(false),
+            graph_changes: AtomicUsize::new(0),
+            dump_lock: Mutex::new(()),
+            dump_running: AtomicBool::new(false),
         }
     }
 
@@ -219,13 +230,14 @@ impl Collection {
     /// in the old graph after they caught the new one up.
     pub(crate) fn swap_index(&self, index: VectorIndex) {
         *self.index.write().expect("lock") = Arc::new(index);
+        self.graph_changes.store(DIRTY, Ordering::SeqCst);
     }
 
-    /// Loads documents, vectors, the keyword index, the corpus context and the hit
-    /// counts from storage and builds the graph. A collection stored before keyword
-    /// search existed gets its keyword index built from the documents' texts and
-    /// written, once.
-    pub fn load(config: CollectionConfig, storage: &Storage) -> Result<Self> {
+    /// Loads documents, the keyword index, the corpus context and the hit counts from
+    /// storage, then the graph: from its dump when sound, else rebuilt from the vectors
+    /// (see `graph_dump`). A collection stored before keyword search existed gets its
+    /// keyword index built from the documents' texts and written, once.
+    pub fn load(config: CollectionConfig, storage: &Storage, dumps: &GraphDumps) -> Result<Self> {
         let name = config.name.clone();
         let stored = KeywordIndex::load(storage, &name)?;
         let mut missing = stored.is_none().then(KeywordUpdate::default);
@@ -281,7 +293,7 @@ impl Collection {
                 }
             }
         }
-        coll.rebuild_index(storage)?;
+        dumps.open_index(&coll)?;
         Ok(coll)
     }
 
@@ -387,9 +399,12 @@ impl Collection {
         let index = self.index();
         let items: Vec<(u64, &[f32])> = new_chunks.iter().map(|c| (c.id, c.vector)).collect();
         index.insert_batch(&items);
+        let removed = old.as_ref().map_or(0, Vec::len);
         if let Some(old) = old {
             index.remove(&old);
         }
+        self.graph_changes
+            .fetch_add(items.len() + removed, Ordering::SeqCst);
         self.changed();
     }
 
@@ -408,6 +423,7 @@ impl Collection {
             }
             drop(chunks);
             self.index().remove(&old);
+            self.graph_changes.fetch_add(old.len(), Ordering::SeqCst);
             self.changed();
         }
     }

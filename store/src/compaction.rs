@@ -16,21 +16,27 @@ use std::sync::Arc;
 
 use crate::collection::Collection;
 use crate::error::Result;
+use crate::graph_dump::GraphDumps;
 use crate::storage::Storage;
 
 /// Starts a background compaction of `coll` when tombstones dominate its graph and
 /// none is running. Never fails: a compaction that cannot start or finish is
 /// logged, and the collection keeps its current graph until a later write retries.
-pub fn start(storage: &Arc<Storage>, coll: &Arc<Collection>) {
+pub fn start(storage: &Arc<Storage>, dumps: &Arc<GraphDumps>, coll: &Arc<Collection>) {
     if !coll.needs_compaction() || coll.compacting.swap(true, Ordering::SeqCst) {
         return;
     }
-    let (storage, work) = (storage.clone(), coll.clone());
+    let (storage, dumps, work) = (storage.clone(), dumps.clone(), coll.clone());
     let spawned = std::thread::Builder::new()
         .name("engram-compact".into())
         .spawn(move || {
-            if let Err(e) = compact(&storage, &work, || {}) {
-                tracing::error!(collection = %work.config.name, error = %e, "compaction failed; the next write retries");
+            match compact(&storage, &work, || {}) {
+                // The compacted graph replaces the dump's (still full of tombstones).
+                Ok(true) => dumps.write_in_background(&work),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(collection = %work.config.name, error = %e, "compaction failed; the next write retries");
+                }
             }
             work.compacting.store(false, Ordering::SeqCst);
         });

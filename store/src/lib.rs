@@ -13,6 +13,7 @@ pub mod context_build;
 pub mod error;
 pub mod filter;
 pub mod fusion;
+pub mod graph_dump;
 pub mod hot;
 pub mod index;
 pub mod jobs;

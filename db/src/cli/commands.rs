@@ -180,12 +180,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let stopping = engine.clone();
     runtime.block_on(
         ServerBuilder::new(engine)
             .with_keys(cfg.api_keys.clone())
             .with_allowed(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone())
             .serve(cfg.addr()),
-    )
+    )?;
+    // A clean shutdown dumps the graphs, so the next start loads them.
+    stopping.store().persist_graphs();
+    Ok(())
 }
 
 fn collections(action: CollectionsAction, client: &Client) -> anyhow::Result<()> {

@@ -4,6 +4,8 @@
 
 use engram_kernels::ScalarQuantizer;
 
+use super::bytes::{ReadResult, Reader, Writer};
+
 /// One cache line of int8 codes.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -117,6 +119,28 @@ impl CodeRows {
     }
 }
 
+impl CodeRows {
+    /// The rows' bytes, for the index's dump.
+    pub(super) fn write(&self, out: &mut Writer) {
+        out.0.reserve(self.lines.len() * 64);
+        for line in &self.lines {
+            out.bytes(&line.0.map(|b| b as u8));
+        }
+    }
+
+    /// `rows` rows of `dim` codes as [`CodeRows::write`] wrote them.
+    pub(super) fn read(dim: usize, rows: usize, r: &mut Reader<'_>) -> ReadResult<Self> {
+        let mut out = CodeRows::new(dim, rows);
+        let bytes = r.take(rows * out.stride * 64, "int8 codes")?;
+        out.lines.extend(
+            bytes
+                .chunks_exact(64)
+                .map(|c| CodeLine(std::array::from_fn(|k| c[k] as i8))),
+        );
+        Ok(out)
+    }
+}
+
 /// How an approximate dot product becomes the graph's distance in the quantized walk
 /// (it must order nodes as the caller's f32 distance does, so that one calls
 /// [`QuantizedDistance::of_dot`] too).
@@ -144,6 +168,18 @@ impl QuantizedDistance {
     }
 }
 
+impl QuantizedDistance {
+    const ALL: [QuantizedDistance; 3] = [
+        QuantizedDistance::OneMinusDot,
+        QuantizedDistance::Dot,
+        QuantizedDistance::L2Squared,
+    ];
+
+    fn tag(self) -> u8 {
+        Self::ALL.iter().position(|k| *k == self).expect("listed") as u8
+    }
+}
+
 /// A query as the quantized walk scores it.
 pub(super) struct QueryCodes {
     codes: Vec<i8>,
@@ -164,6 +200,29 @@ impl Quantized {
         let correction = self.quantizer.correction(&codes);
         self.codes
             .push(&codes, correction, engram_kernels::dot(v, v));
+    }
+
+    /// The quantizer (kind, lowest value, step) and every row, for the index's dump.
+    pub(super) fn write(&self, out: &mut Writer) {
+        out.u8(self.kind.tag());
+        out.f32(self.quantizer.min());
+        out.f32(self.quantizer.scale());
+        self.codes.write(out);
+    }
+
+    /// What [`Quantized::write`] wrote, for `rows` vectors of `dim` dimensions.
+    pub(super) fn read(dim: usize, rows: usize, r: &mut Reader<'_>) -> ReadResult<Self> {
+        let tag = r.u8("quantizer kind")?;
+        let kind = *QuantizedDistance::ALL
+            .get(tag as usize)
+            .ok_or_else(|| format!("unknown quantizer kind {tag}"))?;
+        let (min, scale) = (r.f32("quantizer")?, r.f32("quantizer")?);
+        let quantizer = ScalarQuantizer::from_parts(min, scale).map_err(|e| e.to_string())?;
+        Ok(Quantized {
+            quantizer,
+            kind,
+            codes: CodeRows::read(dim, rows, r)?,
+        })
     }
 
     /// What the walk needs of a query: its codes, their correction, its exact norm.

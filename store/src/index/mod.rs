@@ -3,8 +3,9 @@
 //!
 //! HNSW has no cheap delete, so removals are tombstones filtered out during the
 //! search; the owner rebuilds the index when tombstones pile up. The graph is
-//! derived data: RocksDB is the source of truth and the index is rebuilt from it
-//! at start-up, so a crash can never leave it ahead of or behind the store.
+//! derived data: RocksDB is the source of truth. At start-up the index is read
+//! from its dump (`dump.rs`) and brought up to date from the write log, or rebuilt
+//! from RocksDB when there is no sound dump (`crate::graph_dump` decides which).
 
 use std::collections::HashSet;
 use std::sync::RwLock;
@@ -13,10 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use engram_kernels::PairKernel;
 
+mod bytes;
 mod codes;
+pub mod dump;
 mod graph;
 mod memory;
 
+pub use dump::{DumpHeader, Rejected};
 pub use graph::filter_budget;
 use graph::{Distance, Graph, QuantizedDistance};
 

@@ -34,7 +34,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 pub use crate::log::Batch;
-use crate::log::{EmbeddedLog, Family, WriteLog};
+use crate::log::{EmbeddedLog, Family, Op, WriteLog};
 
 const SEQ_KEY: &[u8] = b"seq";
 /// Meta key (inside a collection's range) of its corpus context.
@@ -89,6 +89,44 @@ impl Storage {
     /// makes an acknowledged write survive a crash.
     pub fn commit(&self, batch: Batch, sync: bool) -> Result<u64> {
         self.log.append(batch, sync)
+    }
+
+    /// The write log (start-up reads the writes after a graph dump from it).
+    pub fn log(&self) -> &dyn WriteLog {
+        &*self.log
+    }
+
+    /// What a logged operation does to collection `coll`'s chunk vectors or corpus
+    /// context, the records its graph is derived from; `None` for any other record.
+    pub fn vector_change(&self, coll: &str, op: &Op) -> Result<Option<VectorChange>> {
+        let (start, end) = collection_range(coll);
+        let ours = |k: &[u8]| k.starts_with(&start);
+        Ok(match op {
+            Op::Put {
+                family: Family::Vectors,
+                key,
+                value,
+            } if ours(key) => Some(VectorChange::Put(
+                chunk_id(&key[start.len()..])?,
+                VectorRecord::decode(value)?,
+            )),
+            Op::Delete {
+                family: Family::Vectors,
+                key,
+            } if ours(key) => Some(VectorChange::Delete(chunk_id(&key[start.len()..])?)),
+            Op::Put {
+                family: Family::Meta,
+                key: k,
+                ..
+            } if *k == key(coll, CONTEXT_KEY) => Some(VectorChange::Context),
+            Op::DeleteRange {
+                family: Family::Vectors,
+                start: s,
+                end: e,
+            } => (s.as_slice() < end.as_slice() && e.as_slice() > start.as_slice())
+                .then_some(VectorChange::Dropped),
+            _ => None,
+        })
     }
 
     pub fn last_seq(&self) -> Result<u64> {
@@ -328,10 +366,7 @@ impl Storage {
         mut each: impl FnMut(u64, VectorRecord) -> Result<()>,
     ) -> Result<()> {
         self.scan(Family::Vectors, coll, |rest, v| {
-            let id: [u8; 8] = rest
-                .try_into()
-                .map_err(|_| Error::Corrupt("chunk key is not 8 bytes".into()))?;
-            each(u64::from_be_bytes(id), VectorRecord::decode(v)?)
+            each(chunk_id(rest)?, VectorRecord::decode(v)?)
         })
     }
 
@@ -362,6 +397,26 @@ impl Storage {
         Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
         Ok(())
     }
+}
+
+/// A change of a collection's vector records, read from the write log.
+#[derive(Debug)]
+pub enum VectorChange {
+    /// A chunk's vector stored under its id.
+    Put(u64, VectorRecord),
+    Delete(u64),
+    /// A new corpus context (every vector is re-embedded with it).
+    Context,
+    /// The collection's vectors deleted whole (the collection was deleted).
+    Dropped,
+}
+
+/// The chunk id at the end of a vector key.
+fn chunk_id(rest: &[u8]) -> Result<u64> {
+    let id: [u8; 8] = rest
+        .try_into()
+        .map_err(|_| Error::Corrupt("chunk key is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(id))
 }
 
 fn job_key(kind: &str, id: &str) -> Vec<u8> {

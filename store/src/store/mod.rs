@@ -18,6 +18,7 @@ use crate::api::*;
 use crate::collection::{new_incarnation, validate_name, Collection, CollectionConfig};
 use crate::context_build::ContextBuild;
 use crate::error::{Error, LimitKind, Result};
+use crate::graph_dump::GraphDumps;
 use crate::index::IndexParams;
 use crate::jobs::{JobStatus, Jobs};
 use crate::limits::{check, Limits};
@@ -51,6 +52,8 @@ pub struct Store {
     context_start: Mutex<()>,
     /// Collections stored before incarnations existed, given one at this open.
     migrated: Vec<String>,
+    /// The graphs' dumps: read at open, written in the background and at shutdown.
+    dumps: Arc<GraphDumps>,
 }
 
 impl Store {
@@ -66,7 +69,8 @@ impl Store {
         loader: Box<EncoderLoader>,
     ) -> Result<Self> {
         let started = Instant::now();
-        let storage = Storage::open(dir)?;
+        let storage = Arc::new(Storage::open(dir)?);
+        let dumps = Arc::new(GraphDumps::new(dir, storage.clone()));
         let mut seq = storage.last_seq()?;
         let mut collections = HashMap::new();
         let mut migrated = Vec::new();
@@ -79,7 +83,7 @@ impl Store {
                 storage.put_collection(&mut batch, &name, &config);
                 storage.commit(batch, true)?;
             }
-            let coll = Collection::load(config, &storage)?;
+            let coll = Collection::load(config, &storage, &dumps)?;
             // Concurrent batches may commit their sequence numbers out of order,
             // so the true high-water mark is the largest id actually stored.
             coll.with_chunks(|chunks| {
@@ -88,12 +92,17 @@ impl Store {
             tracing::info!(collection = %name, documents = coll.document_count(), "loaded");
             collections.insert(name, Arc::new(coll));
         }
+        dumps.forget_tail();
+        // A graph that was rebuilt (or caught up a long way) is dumped at once, in
+        // the background, so the next start-up has a recent dump.
+        for coll in collections.values() {
+            dumps.after_write(coll);
+        }
         tracing::info!(
             collections = collections.len(),
             seconds = started.elapsed().as_secs_f64(),
             "database open"
         );
-        let storage = Arc::new(storage);
         Ok(Store {
             context_jobs: Jobs::new(storage.clone()),
             context_start: Mutex::new(()),
@@ -104,6 +113,7 @@ impl Store {
             seq: AtomicU64::new(seq),
             limits,
             migrated,
+            dumps,
         })
     }
 
@@ -206,10 +216,16 @@ impl Store {
         };
         status.job.total = coll.document_count();
         let (storage, work_coll, keep_coll) = (self.storage.clone(), coll.clone(), coll.clone());
+        let dumps = self.dumps.clone();
         self.context_jobs.spawn(
             status,
             move |_| !keep_coll.is_deleted(),
-            move |job| crate::context_build::run(&storage, &work_coll, base, variant, job),
+            move |job| {
+                crate::context_build::run(&storage, &work_coll, base, variant, job)?;
+                // The new context's graph replaces the dump's (which no longer matches).
+                dumps.write_in_background(&work_coll);
+                Ok::<(), Error>(())
+            },
         )?;
         Ok(())
     }
@@ -218,7 +234,8 @@ impl Store {
     /// background and a contextual collection's first context. Nothing here may fail
     /// the write, which is stored: problems are logged, and a later write retries.
     fn after_commit(&self, coll: &Arc<Collection>) {
-        crate::compaction::start(&self.storage, coll);
+        crate::compaction::start(&self.storage, &self.dumps, coll);
+        self.dumps.after_write(coll);
         if let Err(e) = self.maybe_start_first_context(coll) {
             tracing::error!(collection = %coll.config.name, error = %e, "cannot start the first corpus context build; recontextualize to retry");
         }
@@ -389,6 +406,7 @@ impl Store {
         self.storage.commit(batch, true)?;
         hits.close();
         coll.deleted.store(true, Ordering::SeqCst);
+        self.dumps.remove(name);
         self.collections.write().expect("lock").remove(name);
         Ok(())
     }
@@ -515,6 +533,32 @@ impl Store {
             }
             (None, None) => None,
         }
+    }
+
+    /// Writes the dump of every collection whose graph changed since its last one: at
+    /// a clean shutdown, so the next start-up loads the graphs instead of rebuilding.
+    /// Failures are logged, not returned (the next start-up rebuilds).
+    pub fn persist_graphs(&self) {
+        let collections: Vec<Arc<Collection>> = self
+            .collections
+            .read()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        for coll in collections {
+            if coll.graph_changes.load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            if let Err(e) = self.dumps.write(&coll) {
+                tracing::error!(collection = %coll.config.name, error = %e, "cannot write the graph dump; the next start-up rebuilds");
+            }
+        }
+    }
+
+    /// The graphs' dumps (tests and the start-up benchmark read them).
+    pub fn graph_dumps(&self) -> &Arc<GraphDumps> {
+        &self.dumps
     }
 
     /// A consistent copy of the store's records into `dir` (which must not exist).

@@ -10,7 +10,7 @@
 //!
 //! The graph's code is split by concern: this file holds the storage and its
 //! accessors, `search.rs` the walks, `build.rs` insertion, `reorder.rs` the
-//! renumbering for locality.
+//! renumbering for locality, `persist.rs` the graph as bytes.
 
 use std::cmp::Ordering;
 
@@ -21,6 +21,7 @@ use super::codes::{CodeRows, Quantized};
 use super::memory::{advise_huge_pages, prefetch};
 
 mod build;
+mod persist;
 mod reorder;
 mod search;
 
@@ -164,6 +165,15 @@ impl<D: Distance> Graph<D> {
 
     pub fn len(&self) -> usize {
         self.levels.len()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The vector stored for `node` (panics past [`Graph::len`]).
+    pub fn vector_of(&self, node: u32) -> &[f32] {
+        self.vector(node)
     }
 
     fn vector(&self, node: u32) -> &[f32] {
