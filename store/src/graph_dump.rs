@@ -46,12 +46,15 @@ const SAMPLED_VECTORS: usize = 32;
 /// still finds every write after the dump in the log.
 const DUMP_AFTER_BYTES: usize = DEFAULT_RETAINED_BYTES / 4;
 
+/// Retained write-log batches with their sequence numbers, oldest first.
+type LogTail = Vec<(u64, Batch)>;
+
 /// Where the dumps live and the store's records they are checked against.
 pub struct GraphDumps {
-    dir: PathBuf,
+    data_dir: PathBuf,
     storage: Arc<Storage>,
     /// The write log's retained batches, read once for all collections at start-up.
-    tail: Mutex<Option<Arc<Vec<(u64, Batch)>>>>,
+    tail: Mutex<Option<Arc<LogTail>>>,
     /// How each collection got its graph at this start-up.
     opened: Mutex<HashMap<String, Opened>>,
 }
@@ -69,7 +72,7 @@ impl GraphDumps {
     /// Dumps of the database in `data_dir` (in `data_dir/graphs/`).
     pub fn new(data_dir: &Path, storage: Arc<Storage>) -> Self {
         GraphDumps {
-            dir: data_dir.join("graphs"),
+            data_dir: data_dir.to_path_buf(),
             storage,
             tail: Mutex::new(None),
             opened: Mutex::new(HashMap::new()),
@@ -78,7 +81,12 @@ impl GraphDumps {
 
     /// The dump file of collection `name` (names are plain: see `validate_name`).
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.graph"))
+        Self::file_in(&self.data_dir, name)
+    }
+
+    /// The dump file of collection `name` in the database in `data_dir`.
+    pub fn file_in(data_dir: &Path, name: &str) -> PathBuf {
+        data_dir.join("graphs").join(format!("{name}.graph"))
     }
 
     /// Gives `coll` its graph: the dump brought up to date, or else a rebuild from
@@ -108,12 +116,11 @@ impl GraphDumps {
                 Ok(Opened::Dump { seq, replayed })
             }
             Err(why) => {
-                let message = "graph dump not used; rebuilding the graph from the records";
+                let message =
+                    format!("graph dump not used ({why}); rebuilding the graph from the records");
                 match &why {
-                    Rejected::Missing => {
-                        tracing::info!(collection = %name, reason = %why, "{message}")
-                    }
-                    _ => tracing::warn!(collection = %name, reason = %why, "{message}"),
+                    Rejected::Missing => tracing::info!(collection = %name, "{message}"),
+                    _ => tracing::warn!(collection = %name, "{message}"),
                 }
                 coll.rebuild_index(&self.storage)?;
                 tracing::info!(collection = %name, seconds = started.elapsed().as_secs_f64(), "graph rebuilt");
@@ -219,7 +226,7 @@ impl GraphDumps {
     }
 
     /// The retained log, read once.
-    fn tail(&self) -> Result<Arc<Vec<(u64, Batch)>>> {
+    fn tail(&self) -> Result<Arc<LogTail>> {
         let mut tail = self.tail.lock().expect("lock");
         if let Some(t) = &*tail {
             return Ok(t.clone());
@@ -309,7 +316,11 @@ impl GraphDumps {
         let spawned = std::thread::Builder::new()
             .name("engram-dump".into())
             .spawn(move || {
-                if let Err(e) = dumps.write(&work) {
+                let written = dumps.write(&work);
+                // Let go of the records before saying this dump is done: a dropped
+                // store waits for that, then its database may be opened again.
+                drop(dumps);
+                if let Err(e) = written {
                     tracing::error!(collection = %work.config.name, error = %e, "cannot write the graph dump; the next start-up may rebuild");
                 }
                 work.dump_running.store(false, Ordering::SeqCst);

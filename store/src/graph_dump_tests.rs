@@ -14,12 +14,7 @@ fn open(dir: &Path) -> Store {
     let no_models: Box<EncoderLoader> =
         Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
     let s = Store::open_with_loader(dir, Limits::default(), no_models).unwrap();
-    for c in s.list_collections() {
-        let coll = s.collection(&c.config.name).unwrap();
-        while coll.dump_running.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
+    s.wait_for_graph_dumps();
     s
 }
 

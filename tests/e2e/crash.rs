@@ -4,7 +4,13 @@
 //! fsyncs the WAL before acknowledging; `fast` acknowledges once the WAL write is
 //! in the operating system's hands, which a killed process cannot lose (only an
 //! OS crash or power cut can take its last writes), so both must keep every one.
+//!
+//! The restarts go both ways to the graph: loaded from its dump and brought up to
+//! date from the write log (the dump is written in the background after a start-up
+//! that rebuilt), and, every fourth round, rebuilt from RocksDB because the dump was
+//! removed. The server's log says which; the test checks both happened.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,9 +56,18 @@ fn assert_complete(server: &Server, n: u64, round: usize) {
     );
 }
 
+/// The part of the server's log written since `from` (its length then).
+fn log_since(log: &Path, from: u64) -> String {
+    let bytes = std::fs::read(log).unwrap();
+    String::from_utf8_lossy(&bytes[from as usize..]).into_owned()
+}
+
 fn kill_9_rounds(durability: &str, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &["--lazy-models"], &[]);
+    let (data, log) = (dir.path().join("data"), dir.path().join("engram.log"));
+    let dump = data.join("graphs").join("crash.graph");
+    let mut server = Server::start_logged(&data, &["--lazy-models"], &log);
+    let (mut from_dump, mut rebuilt) = (0, 0);
     let r = server.put(
         "/collections/crash",
         json!({"dimension": DIM, "durability": durability}),
@@ -110,7 +125,23 @@ fn kill_9_rounds(durability: &str, rounds: usize) {
         let fresh = acked.len();
         acked_total.extend(acked);
 
+        let removed = round % 4 == 2 && dump.exists();
+        if removed {
+            std::fs::remove_file(&dump).unwrap();
+        }
+        let logged = std::fs::metadata(&log).unwrap().len();
         server.restart();
+        let said = log_since(&log, logged);
+        if said.contains("graph loaded from its dump") {
+            assert!(!removed, "round {round}: loaded a removed dump: {said}");
+            from_dump += 1;
+        } else {
+            assert!(
+                said.contains("rebuilding the graph from the records"),
+                "round {round}: the log says neither: {said}"
+            );
+            rebuilt += 1;
+        }
         let info = server.get("/collections/crash");
         assert!(
             info.body["documents"].as_u64().unwrap() >= acked_total.len() as u64,
@@ -133,8 +164,12 @@ fn kill_9_rounds(durability: &str, rounds: usize) {
     for n in &acked_total {
         assert_complete(&server, *n, rounds);
     }
+    assert!(
+        from_dump > 0 && rebuilt > 0,
+        "{from_dump} restarts loaded the dump, {rebuilt} rebuilt: both must happen"
+    );
     eprintln!(
-        "{} acknowledged writes ({durability}) survived {rounds} kill -9 rounds",
+        "{} acknowledged writes ({durability}) survived {rounds} kill -9 rounds ({from_dump} restarts from the graph dump, {rebuilt} rebuilt)",
         acked_total.len()
     );
 }

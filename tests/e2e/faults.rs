@@ -2,7 +2,8 @@
 //! must leave the server answering reads and refusing writes with a 507 that says
 //! what to do, and writes must work again once space returns, without a restart.
 //! A database whose table files are damaged must refuse to start with a clear
-//! message, never panic or answer from half its data.
+//! message, never panic or answer from half its data. A damaged graph dump must be
+//! set aside for a rebuild from the records, saying so.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -226,4 +227,59 @@ fn a_corrupt_table_file_stops_startup_with_a_clear_error() {
             && stderr.contains("engram restore"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_corrupt_graph_dump_is_rebuilt_from_the_records_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, log) = (dir.path().join("data"), dir.path().join("engram.log"));
+    let mut server = Server::start_logged(&data, &["--lazy-models"], &log);
+    let r = server.put("/collections/c", json!({"dimension": DIM}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Spread-out vectors, so each document is the only nearest one to its own.
+    let vector = |n: usize| -> Vec<f32> {
+        (0..DIM)
+            .map(|i| ((n * 7919 + i * 104729) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    };
+    for batch in (0..200).collect::<Vec<_>>().chunks(50) {
+        let docs: Vec<_> = batch
+            .iter()
+            .map(|n| json!({"id": format!("d{n}"), "vector": vector(*n)}))
+            .collect();
+        let r = server.post("/collections/c/documents", json!({"documents": docs}));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // A clean shutdown writes the dump; the next start loads it.
+    server.stop();
+    let dump = data.join("graphs").join("c.graph");
+    assert!(dump.is_file(), "no graph dump after a clean shutdown");
+    server.start_again();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("graph loaded from its dump"), "{said}");
+    server.kill9();
+
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let len = bytes.len();
+    for b in bytes[len / 3..len / 3 + 64].iter_mut() {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&dump, bytes).unwrap();
+    let logged = std::fs::metadata(&log).unwrap().len();
+    server.start_again();
+    let said =
+        String::from_utf8_lossy(&std::fs::read(&log).unwrap()[logged as usize..]).into_owned();
+    assert!(
+        said.contains("graph dump not used (corrupt: checksum mismatch); rebuilding the graph from the records"),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    // Every document is found through the rebuilt graph.
+    for n in 0..200 {
+        let q = server.post(
+            "/collections/c/query",
+            json!({"vector": vector(n), "k": 1, "ef": 100}),
+        );
+        assert_eq!(q.body["hits"][0]["id"], format!("d{n}"), "{:?}", q.body);
+    }
 }

@@ -14,6 +14,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// Where the server's log goes (`start_logged`); nowhere otherwise.
+    log: Option<PathBuf>,
 }
 
 /// A status code and the JSON body of a response.
@@ -34,6 +36,21 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts a server on `data_dir`; `args` are extra `serve` flags.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_with(data_dir, args, envs, None)
+    }
+
+    /// Like `start`, appending the server's log (the store's events at info level,
+    /// the rest from warnings up) to `log`, across restarts.
+    pub fn start_logged(data_dir: &Path, args: &[&str], log: &Path) -> Server {
+        Self::start_with(data_dir, args, &[], Some(log))
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
         let mut s = Server {
             child: None,
             port: free_port(),
@@ -43,6 +60,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            log: log.map(Path::to_path_buf),
         };
         s.spawn();
         s
@@ -60,6 +78,16 @@ impl Server {
             .env_remove("ENGRAM_API_KEYS")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        if let Some(log) = &self.log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("open the server log");
+            cmd.env("RUST_LOG", "warn,engram_store=info")
+                .env("NO_COLOR", "1")
+                .stderr(file);
+        }
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -83,6 +111,25 @@ impl Server {
             c.kill().ok();
             c.wait().ok();
         }
+    }
+
+    /// SIGTERM, as a service manager stops it: the server finishes its shutdown
+    /// (and writes its graph dumps) before it exits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let status = Command::new("kill")
+                .arg(c.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {} failed", c.id());
+            let exit = c.wait().expect("wait for engram");
+            assert!(exit.success(), "engram exited with {exit} on SIGTERM");
+        }
+    }
+
+    /// Starts the server again after `kill9` or `stop`.
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     pub fn restart(&mut self) {

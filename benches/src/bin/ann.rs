@@ -16,13 +16,14 @@
 //!   $CARGO_TARGET_DIR/release/ann --dataset ~/.cache/engram/bench/glove-50-angular
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
-use engram_store::index::{IndexParams, Metric, Quantization, VectorIndex};
-use serde_json::{json, Value};
+use engram_benches::{median, meta_usize, read_le4, AnnMeta};
+use engram_store::index::{IndexParams, Quantization, VectorIndex};
+use serde_json::json;
 
 #[derive(Parser, Debug)]
 #[command(about = "Engram HNSW recall / QPS sweep on an ann_data.py data set")]
@@ -51,62 +52,12 @@ struct Args {
     passes: usize,
 }
 
-/// Reads `len` little-endian 4-byte values (f32 vectors or i32 ids) from a raw file.
-fn read_le4<T>(path: &Path, len: usize, decode: fn([u8; 4]) -> T) -> Result<Vec<T>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() != len * 4 {
-        bail!(
-            "{}: {} bytes, expected {}",
-            path.display(),
-            bytes.len(),
-            len * 4
-        );
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|b| decode([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
-fn meta_usize(meta: &Value, key: &str) -> Result<usize> {
-    meta[key]
-        .as_u64()
-        .map(|v| v as usize)
-        .with_context(|| format!("meta.json lacks {key}"))
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let dir = args.dataset.clone();
-    let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("meta.json")).with_context(|| {
-            format!(
-                "reading {}/meta.json (run scripts/ann_data.py)",
-                dir.display()
-            )
-        })?,
-    )?;
-    let name = meta["name"].as_str().unwrap_or("?").to_string();
-    let n = meta_usize(&meta, "n")?;
-    let n_test = meta_usize(&meta, "n_test")?;
-    let dim = meta_usize(&meta, "dim")?;
-    let gt_k = meta_usize(&meta, "k")?;
-    let metric = match meta["metric"].as_str() {
-        Some("cosine") | Some("angular") => Metric::Cosine,
-        Some("euclidean") => Metric::Euclidean,
-        Some("dot") => Metric::Dot,
-        other => bail!("unknown metric {other:?}"),
-    };
+    let meta = AnnMeta::read(&dir)?;
+    let (name, n, n_test, dim, metric) = (meta.name, meta.n, meta.n_test, meta.dim, meta.metric);
+    let gt_k = meta_usize(&meta.json, "k")?;
     if args.k > gt_k || args.k < 10 {
         bail!("--k must be between 10 and {gt_k}");
     }

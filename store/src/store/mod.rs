@@ -556,6 +556,23 @@ impl Store {
         }
     }
 
+    /// Waits until no background graph dump runs (a benchmark timing the next open,
+    /// or a test rewriting a dump file, must not race one).
+    pub fn wait_for_graph_dumps(&self) {
+        let collections: Vec<Arc<Collection>> = self
+            .collections
+            .read()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        for coll in collections {
+            while coll.dump_running.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+
     /// The graphs' dumps (tests and the start-up benchmark read them).
     pub fn graph_dumps(&self) -> &Arc<GraphDumps> {
         &self.dumps
@@ -570,6 +587,14 @@ impl Store {
             ));
         }
         self.storage.checkpoint(dir)
+    }
+}
+
+/// A store is closed only once no background graph dump holds its records open:
+/// whoever drops it may reopen, restore or remove the database right after.
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.wait_for_graph_dumps();
     }
 }
 
