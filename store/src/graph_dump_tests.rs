@@ -19,15 +19,7 @@ fn open(dir: &Path) -> Store {
 }
 
 fn vector(i: usize, salt: u64) -> Vec<f32> {
-    let mut s = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
-    (0..8)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
+    crate::index::test_points(1, 8, i as u64 * 1000 + salt).remove(0)
 }
 
 fn docs(range: std::ops::Range<usize>, salt: u64) -> Vec<DocumentInput> {

@@ -2,23 +2,7 @@
 //! another collection's dump is rejected with its reason.
 
 use super::*;
-use crate::index::Quantization;
-
-fn points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            (0..dim)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect()
-        })
-        .collect()
-}
+use crate::index::{test_points as points, Quantization};
 
 fn header(metric: Metric, hnsw: IndexParams, dim: usize) -> DumpHeader {
     DumpHeader {

@@ -1,5 +1,5 @@
 //! The in-memory approximate nearest-neighbour index of one collection:
-//! Engram's HNSW graph (`graph.rs`) on Engram's SIMD distance kernels.
+//! Engram's HNSW graph (`graph/`) on Engram's SIMD distance kernels.
 //!
 //! HNSW has no cheap delete, so removals are tombstones filtered out during the
 //! search; the owner rebuilds the index when tombstones pile up. The graph is
@@ -327,6 +327,24 @@ impl VectorIndex {
             .collect();
         (found, cut)
     }
+}
+
+/// Reproducible points in [0, 1)^dim for the index's tests (xorshift, no crate).
+#[cfg(test)]
+pub(crate) fn test_points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            (0..dim)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (s >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -535,18 +535,17 @@ impl Store {
         }
     }
 
+    /// Every live collection, for work that visits each without holding the map.
+    fn all_collections(&self) -> Vec<Arc<Collection>> {
+        let collections = self.collections.read().expect("lock");
+        collections.values().cloned().collect()
+    }
+
     /// Writes the dump of every collection whose graph changed since its last one: at
     /// a clean shutdown, so the next start-up loads the graphs instead of rebuilding.
     /// Failures are logged, not returned (the next start-up rebuilds).
     pub fn persist_graphs(&self) {
-        let collections: Vec<Arc<Collection>> = self
-            .collections
-            .read()
-            .expect("lock")
-            .values()
-            .cloned()
-            .collect();
-        for coll in collections {
+        for coll in self.all_collections() {
             if coll.graph_changes.load(Ordering::SeqCst) == 0 {
                 continue;
             }
@@ -559,14 +558,7 @@ impl Store {
     /// Waits until no background graph dump runs (a benchmark timing the next open,
     /// or a test rewriting a dump file, must not race one).
     pub fn wait_for_graph_dumps(&self) {
-        let collections: Vec<Arc<Collection>> = self
-            .collections
-            .read()
-            .expect("lock")
-            .values()
-            .cloned()
-            .collect();
-        for coll in collections {
+        for coll in self.all_collections() {
             while coll.dump_running.load(Ordering::SeqCst) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

@@ -1,25 +1,10 @@
 //! The graph's tests: recall against exact search, deletes, the quantized walk.
 
 use super::*;
+use crate::index::test_points as points;
 
 fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-fn points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            (0..dim)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    (s >> 40) as f32 / (1u64 << 24) as f32
-                })
-                .collect()
-        })
-        .collect()
 }
 
 type L2Graph = Graph<fn(&[f32], &[f32]) -> f32>;
