@@ -4,7 +4,7 @@
 //! them on its blocking pool.
 //!
 //! `mod.rs` holds the collections and encoders, `documents.rs` the writes and reads of
-//! documents, `query.rs` the searches.
+//! documents, `query.rs` the searches, `graphs.rs` the graphs' dumps.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,6 +26,7 @@ use crate::storage::Storage;
 use crate::validate;
 
 mod documents;
+mod graphs;
 mod query;
 
 pub use query::hybrid_depth;
@@ -535,41 +536,6 @@ impl Store {
         }
     }
 
-    /// Every live collection, for work that visits each without holding the map.
-    fn all_collections(&self) -> Vec<Arc<Collection>> {
-        let collections = self.collections.read().expect("lock");
-        collections.values().cloned().collect()
-    }
-
-    /// Writes the dump of every collection whose graph changed since its last one: at
-    /// a clean shutdown, so the next start-up loads the graphs instead of rebuilding.
-    /// Failures are logged, not returned (the next start-up rebuilds).
-    pub fn persist_graphs(&self) {
-        for coll in self.all_collections() {
-            if coll.graph_changes.load(Ordering::SeqCst) == 0 {
-                continue;
-            }
-            if let Err(e) = self.dumps.write(&coll) {
-                tracing::error!(collection = %coll.config.name, error = %e, "cannot write the graph dump; the next start-up rebuilds");
-            }
-        }
-    }
-
-    /// Waits until no background graph dump runs (a benchmark timing the next open,
-    /// or a test rewriting a dump file, must not race one).
-    pub fn wait_for_graph_dumps(&self) {
-        for coll in self.all_collections() {
-            while coll.dump_running.load(Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-    }
-
-    /// The graphs' dumps (tests and the start-up benchmark read them).
-    pub fn graph_dumps(&self) -> &Arc<GraphDumps> {
-        &self.dumps
-    }
-
     /// A consistent copy of the store's records into `dir` (which must not exist).
     pub fn backup(&self, dir: &Path) -> Result<()> {
         if dir.exists() {
@@ -579,14 +545,6 @@ impl Store {
             ));
         }
         self.storage.checkpoint(dir)
-    }
-}
-
-/// A store is closed only once no background graph dump holds its records open:
-/// whoever drops it may reopen, restore or remove the database right after.
-impl Drop for Store {
-    fn drop(&mut self) {
-        self.wait_for_graph_dumps();
     }
 }
 
