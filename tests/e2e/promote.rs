@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 
 use crate::support::{quoref_docs, Server};
 
-const KEYS: &str = "reader-key-1:read,admin-key-1:admin";
-const ADMIN: Option<&str> = Some("admin-key-1");
-const READER: Option<&str> = Some("reader-key-1");
+pub(crate) const KEYS: &str = "reader-key-1:read,admin-key-1:admin";
+pub(crate) const ADMIN: Option<&str> = Some("admin-key-1");
+pub(crate) const READER: Option<&str> = Some("reader-key-1");
 
-fn make_collection(server: &Server, name: &str) {
+pub(crate) fn make_collection(server: &Server, name: &str) {
     let r = server.call(
         "PUT",
         &format!("/collections/{name}"),
@@ -32,7 +32,7 @@ fn make_collection(server: &Server, name: &str) {
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
 
-fn wait_for(server: &Server, name: &str, id: &str) -> Value {
+pub(crate) fn wait_for(server: &Server, name: &str, id: &str) -> Value {
     let started = Instant::now();
     let mut stages = Vec::new();
     loop {

@@ -164,25 +164,42 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints versions as a table: version, active, gate metrics.
+/// Prints versions as a table: version, active, gate metrics, stale documents.
 fn print_versions(reply: &Value) {
     println!(
-        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12}  created",
-        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl"
+        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  created",
+        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl", "stale"
     );
     for v in reply["adapters"].as_array().into_iter().flatten() {
         let m = &v["manifest"]["metrics"];
         let f = |k: &str| m[k].as_f64().map_or("-".into(), |x| format!("{x:.3}"));
+        let s = &v["staleness"];
+        let stale = match (
+            s["stale_documents"].as_u64(),
+            s["learned_documents"].as_u64(),
+        ) {
+            (Some(stale), Some(learned)) => format!("{stale}/{learned}"),
+            _ => "unknown".into(),
+        };
         println!(
-            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12}  {}",
+            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  {}",
             v["version"],
             if v["active"] == true { "yes" } else { "" },
             f("base_f1"),
             f("adapter_f1"),
             f("base_perplexity"),
             f("adapter_perplexity"),
+            stale,
             v["manifest"]["created_unix"]
         );
+        let ids = s["stale_ids"].as_array().into_iter().flatten();
+        let ids: Vec<&str> = ids.filter_map(Value::as_str).collect();
+        if !ids.is_empty() {
+            println!(
+                "        stale (written or deleted since): {}",
+                ids.join(", ")
+            );
+        }
     }
 }
 

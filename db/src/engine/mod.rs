@@ -16,6 +16,7 @@ pub mod adapters;
 mod audit;
 mod backup;
 mod promote;
+pub mod staleness;
 
 pub use audit::AuditStatus;
 pub use backup::{restore, Restored};

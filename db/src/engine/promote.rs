@@ -287,8 +287,10 @@ impl Engine {
         for id in ids.into_iter().take(max_docs) {
             let rec: Option<engram_store::collection::DocumentRecord> =
                 self.store().storage().get_document(name, &id)?;
-            if let Some(text) = rec.and_then(|r| r.text).filter(|t| !t.trim().is_empty()) {
-                documents.push(Document { id, text });
+            let Some(rec) = rec else { continue };
+            if let Some(text) = rec.text.filter(|t| !t.trim().is_empty()) {
+                let seq = rec.seq;
+                documents.push(Document { id, text, seq });
             }
         }
         if documents.is_empty() {
