@@ -221,18 +221,7 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     );
 
     // The CLI lists versions; rollback leaves none active, delete removes it.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(["adapters", "list", "facts"])
-        .env("ENGRAM_URL", server.url(""))
-        .env("ENGRAM_API_KEY", "admin-key-1")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
+    let out = server.cli(&["adapters", "list", "facts"], ADMIN);
     assert!(out.contains("adapter F1") && out.contains("yes"), "{out}");
     let r = server.call("DELETE", "/collections/facts/adapters/1", None, ADMIN);
     assert_eq!(
@@ -275,8 +264,8 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     // The CLI asks for the same promotion again: it resumes from the finished journal
     // and checkpoint (no new training), follows the stages, prints the summary, and
     // registers version 2; rollback then returns to version 1.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args([
+    let out = server.cli(
+        &[
             "promote",
             "facts",
             "--all",
@@ -287,16 +276,8 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
             "--rank",
             "4",
             "--force",
-        ])
-        .env("ENGRAM_URL", server.url(""))
-        .env("ENGRAM_API_KEY", "admin-key-1")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
+        ],
+        ADMIN,
     );
     assert!(
         out.contains("-> version 2 (active)") && out.contains("closed-book token F1"),

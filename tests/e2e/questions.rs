@@ -4,7 +4,6 @@
 //! admin callers) and by `engram hot`, gone with the collection, and never kept for a
 //! collection created with `"log_questions": false`. Real MiniLM and SmolLM2.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -157,18 +156,7 @@ fn questions_are_logged_bounded_shown_and_deleted_with_the_collection() {
     server.restart();
     check(&server);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(["hot", "kb", "--k", "2", "--top", "5"])
-        .env("ENGRAM_URL", server.url(""))
-        .env("ENGRAM_API_KEY", "admin-key-1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = server.cli(&["hot", "kb", "--k", "2", "--top", "5"], ADMIN);
     assert!(
         text.contains("questions asked of it") && text.contains("what is in a bread starter?"),
         "{text}"

@@ -1,8 +1,9 @@
 //! Stale knowledge: a promotion records the write sequence of each document it
 //! learned; writing or deleting one afterwards shows as staleness in the adapter
 //! listing (HTTP and `engram adapters list`) and the collection's info, and `auto`
-//! answers then come from rag, saying why. Real SmolLM2, two training steps
-//! (mechanics, not quality).
+//! answers then come from rag, saying why. The promotion learns from the questions
+//! users asked (`logged_questions`): a seeded fifth of them gate it. Real SmolLM2,
+//! two training steps (mechanics, not quality).
 
 use serde_json::json;
 
@@ -14,10 +15,41 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
     make_collection(&server, "facts");
-    let body = json!({"all": true, "strategies": ["cloze"], "steps": 2, "rank": 4, "force": true});
+    let body = json!({"all": true, "strategies": ["cloze"], "steps": 2, "rank": 4, "force": true,
+        "logged_questions": true});
+    let r = server.call(
+        "POST",
+        "/collections/facts/promote",
+        Some(body.clone()),
+        ADMIN,
+    );
+    assert_eq!(r.status, 400, "nothing asked yet: {:?}", r.body);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("logged_questions"));
+    for question in [
+        "Who is the first passage about?",
+        "Where does the story take place?",
+        "What happened at the end?",
+        "Who is the main character's friend?",
+        "When did it happen?",
+    ] {
+        server.call_ok(
+            "POST",
+            "/collections/facts/answer",
+            Some(json!({"question": question, "mode": "rag", "max_tokens": 2})),
+            READER,
+        );
+    }
     let r = server.call_ok("POST", "/collections/facts/promote", Some(body), ADMIN);
     let status = wait_for(&server, "facts", r["id"].as_str().unwrap());
     assert_eq!(status["state"], "done", "{status:?}");
+    let list = server.call_ok("GET", "/collections/facts/adapters", None, ADMIN);
+    assert_eq!(
+        list["adapters"][0]["manifest"]["metrics"]["held_out_questions"], 1.0,
+        "a fifth of the 5 logged questions gate the adapter: {list}"
+    );
 
     let staleness = || {
         let list = server.call_ok("GET", "/collections/facts/adapters", None, ADMIN);
@@ -71,18 +103,7 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     );
     assert_eq!(r["sources"][0]["id"], "doc-0", "{r}");
 
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(["adapters", "list", "facts"])
-        .env("ENGRAM_URL", server.url(""))
-        .env("ENGRAM_API_KEY", "admin-key-1")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
+    let out = server.cli(&["adapters", "list", "facts"], ADMIN);
     assert!(
         out.contains("1/2") && out.contains("stale (written or deleted since): doc-0"),
         "{out}"

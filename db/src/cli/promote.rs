@@ -40,6 +40,10 @@ pub struct PromoteArgs {
     /// Activate even when the gate refuses the adapter.
     #[arg(long)]
     pub force: bool,
+    /// Also learn from the questions users asked about these documents (the logged
+    /// questions, answered by rag; a seeded fifth gate the adapter).
+    #[arg(long)]
+    pub logged_questions: bool,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -103,7 +107,8 @@ fn client(remote: &Remote) -> Client {
 /// Starts the promotion, follows it with a progress bar per stage, prints the summary.
 pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     let client = client(&args.remote);
-    let mut body = json!({"all": args.all, "force": args.force});
+    let mut body =
+        json!({"all": args.all, "force": args.force, "logged_questions": args.logged_questions});
     let set = |body: &mut Value, key: &str, v: Option<Value>| {
         if let Some(v) = v {
             body[key] = v;

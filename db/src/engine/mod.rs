@@ -17,6 +17,7 @@ mod audit;
 mod backup;
 mod promote;
 pub mod staleness;
+mod traffic;
 
 pub use audit::AuditStatus;
 pub use backup::{restore, Restored};

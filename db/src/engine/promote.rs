@@ -25,6 +25,7 @@ use engram_trainer::{HeldOutQuestion, LoraConfig, QaPair, TrainConfig, Trainable
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::traffic::{self, Picked};
 use super::Engine;
 use crate::error::{Error, Result};
 
@@ -102,6 +103,11 @@ pub struct PromoteRequest {
     /// Extra pairs to train on (a FAQ, known questions; at most 2000).
     #[schema(max_items = 2000)]
     pub train_pairs: Vec<PairInput>,
+    /// Also learn from the collection's logged questions whose best-ranked document
+    /// is promoted (at most 200): each is answered by the base model with rag, a
+    /// seeded fifth become the gate's questions (judged against those rag answers)
+    /// and the rest training pairs. 400 when no logged question qualifies.
+    pub logged_questions: bool,
 }
 
 /// A promotion as listed: where it is (stages synthesizing, training, evaluating),
@@ -156,6 +162,16 @@ pub struct PromotionPlan {
     pub documents: Vec<Document>,
     pub held_out: Vec<HeldOutQuestion>,
     pub options: PromoteOptions,
+    /// Logged questions to train on and to gate on (`logged_questions`), answered by
+    /// rag when the promotion runs.
+    pub logged: LoggedPicks,
+}
+
+/// Logged questions a promotion takes (see `traffic`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoggedPicks {
+    pub train: Vec<Picked>,
+    pub held_out: Vec<Picked>,
 }
 
 fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
@@ -234,15 +250,16 @@ fn plan_id(
     documents: &[Document],
     options: &PromoteOptions,
     held_out: &[HeldOutQuestion],
+    logged: &LoggedPicks,
 ) -> String {
-    let key = serde_json::to_string(&(
-        documents
-            .iter()
-            .map(|d| (&d.id, &d.text))
-            .collect::<Vec<_>>(),
-        options,
-        held_out,
-    ))
+    let docs: Vec<_> = documents.iter().map(|d| (&d.id, &d.text)).collect();
+    // Without logged questions the key is what it was before they existed, so an
+    // interrupted promotion of an older version still resumes.
+    let key = if logged.train.is_empty() && logged.held_out.is_empty() {
+        serde_json::to_string(&(docs, options, held_out))
+    } else {
+        serde_json::to_string(&(docs, options, held_out, logged))
+    }
     .expect("plans serialise");
     format!("{:016x}", engram_trainer::synth::hash_str(&key))
 }
@@ -353,7 +370,12 @@ impl Engine {
                 answers: q.answers.clone(),
             })
             .collect();
-        let id = plan_id(&documents, &options, &held_out);
+        let logged = if req.logged_questions {
+            self.logged_picks(name, &documents, req.seed.unwrap_or(0))?
+        } else {
+            LoggedPicks::default()
+        };
+        let id = plan_id(&documents, &options, &held_out, &logged);
         let options = PromoteOptions {
             work_dir: self.promotions_dir(name).join(&id),
             ..options
@@ -363,7 +385,21 @@ impl Engine {
             documents,
             held_out,
             options,
+            logged,
         })
+    }
+
+    /// The logged questions of `name` whose best document is among `documents`.
+    fn logged_picks(&self, name: &str, documents: &[Document], seed: u64) -> Result<LoggedPicks> {
+        let ids: HashSet<&str> = documents.iter().map(|d| d.id.as_str()).collect();
+        let (train, held_out) = traffic::pick(&self.store().questions(name)?, &ids, seed);
+        if train.is_empty() && held_out.is_empty() {
+            return Err(Error::invalid(
+                "logged_questions",
+                format!("no logged question of collection '{name}' retrieved the promoted documents first; ask about them (rag answers and text queries are logged), or drop logged_questions"),
+            ));
+        }
+        Ok(LoggedPicks { train, held_out })
     }
 
     /// Runs a planned promotion to the end on this thread (the background job and the
@@ -377,16 +413,23 @@ impl Engine {
         let incarnation = self.store().incarnation(collection)?;
         let registry = self.adapter_store()?.registry()?;
         let chat = self.language_model()?;
+        let (mut held_out, mut options) = (plan.held_out.clone(), plan.options.clone());
+        if !plan.logged.train.is_empty() || !plan.logged.held_out.is_empty() {
+            let train = self.rag_answers(collection, &plan.logged.train)?;
+            options.extra_pairs.extend(traffic::pairs(train));
+            let gate = self.rag_answers(collection, &plan.logged.held_out)?;
+            held_out.extend(traffic::gate_questions(gate));
+        }
         let trainable = TrainableModel::load_default()?;
         let result = promote::run(
             &plan.documents,
-            &plan.held_out,
+            &held_out,
             Models {
                 chat: chat.as_ref(),
                 trainable: &trainable,
             },
             &registry,
-            &plan.options,
+            &options,
             progress,
         );
         // Tie the adapter to the collection it trained for; deleted (or deleted and
@@ -423,6 +466,10 @@ impl Engine {
         plan: &PromotionPlan,
         job: &engram_store::jobs::JobHandle<PromotionStatus>,
     ) -> Result<()> {
+        let logged = plan.logged.train.len() + plan.logged.held_out.len();
+        if logged > 0 {
+            job.progress("answering logged questions", 0, logged);
+        }
         let result = self.run_promotion(plan, &mut |event| {
             match event {
                 PromoteEvent::Synth(p) => job.progress("synthesizing", p.done, p.total),
