@@ -25,7 +25,7 @@ use engram_trainer::{HeldOutQuestion, LoraConfig, QaPair, TrainConfig, Trainable
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::traffic::{self, Picked};
+use super::traffic::LoggedPicks;
 use super::Engine;
 use crate::error::{Error, Result};
 
@@ -165,13 +165,6 @@ pub struct PromotionPlan {
     /// Logged questions to train on and to gate on (`logged_questions`), answered by
     /// rag when the promotion runs.
     pub logged: LoggedPicks,
-}
-
-/// Logged questions a promotion takes (see `traffic`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LoggedPicks {
-    pub train: Vec<Picked>,
-    pub held_out: Vec<Picked>,
 }
 
 fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
@@ -389,19 +382,6 @@ impl Engine {
         })
     }
 
-    /// The logged questions of `name` whose best document is among `documents`.
-    fn logged_picks(&self, name: &str, documents: &[Document], seed: u64) -> Result<LoggedPicks> {
-        let ids: HashSet<&str> = documents.iter().map(|d| d.id.as_str()).collect();
-        let (train, held_out) = traffic::pick(&self.store().questions(name)?, &ids, seed);
-        if train.is_empty() && held_out.is_empty() {
-            return Err(Error::invalid(
-                "logged_questions",
-                format!("no logged question of collection '{name}' retrieved the promoted documents first; ask about them (rag answers and text queries are logged), or drop logged_questions"),
-            ));
-        }
-        Ok(LoggedPicks { train, held_out })
-    }
-
     /// Runs a planned promotion to the end on this thread (the background job and the
     /// benchmark use it), reporting progress to `progress`.
     pub fn run_promotion(
@@ -414,12 +394,9 @@ impl Engine {
         let registry = self.adapter_store()?.registry()?;
         let chat = self.language_model()?;
         let (mut held_out, mut options) = (plan.held_out.clone(), plan.options.clone());
-        if !plan.logged.train.is_empty() || !plan.logged.held_out.is_empty() {
-            let train = self.rag_answers(collection, &plan.logged.train)?;
-            options.extra_pairs.extend(traffic::pairs(train));
-            let gate = self.rag_answers(collection, &plan.logged.held_out)?;
-            held_out.extend(traffic::gate_questions(gate));
-        }
+        let (pairs, gate) = self.answer_logged(collection, &plan.logged)?;
+        options.extra_pairs.extend(pairs);
+        held_out.extend(gate);
         let trainable = TrainableModel::load_default()?;
         let result = promote::run(
             &plan.documents,
@@ -466,9 +443,8 @@ impl Engine {
         plan: &PromotionPlan,
         job: &engram_store::jobs::JobHandle<PromotionStatus>,
     ) -> Result<()> {
-        let logged = plan.logged.train.len() + plan.logged.held_out.len();
-        if logged > 0 {
-            job.progress("answering logged questions", 0, logged);
+        if !plan.logged.is_empty() {
+            job.progress("answering logged questions", 0, plan.logged.len());
         }
         let result = self.run_promotion(plan, &mut |event| {
             match event {

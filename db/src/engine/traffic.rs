@@ -15,12 +15,13 @@ use std::collections::HashSet;
 use engram_generator::{ChatMessage, GenerationOptions, GenerationRequest};
 use engram_store::collection::DocumentRecord;
 use engram_store::questions::LoggedQuestion;
+use engram_trainer::synth::Document;
 use engram_trainer::{HeldOutQuestion, QaPair};
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
 use crate::answer::{prompt, DEFAULT_K, PASSAGE_BYTES};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Logged questions one promotion takes at most: each costs one generation to answer.
 pub const MAX_LOGGED: usize = 200;
@@ -28,6 +29,23 @@ pub const MAX_LOGGED: usize = 200;
 pub const HELD_OUT_SHARE: f64 = 0.2;
 /// Tokens of a rag answer used as a training target.
 const ANSWER_TOKENS: usize = 48;
+
+/// Logged questions a promotion takes: to train on, and to gate on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoggedPicks {
+    pub train: Vec<Picked>,
+    pub held_out: Vec<Picked>,
+}
+
+impl LoggedPicks {
+    pub fn len(&self) -> usize {
+        self.train.len() + self.held_out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// A logged question picked for a promotion, with the promoted documents it retrieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,14 +102,55 @@ pub fn pick(
 }
 
 impl Engine {
+    /// The logged questions of `name` whose best document is among `documents`
+    /// (`logged_questions` of a promotion request); none is a 400.
+    pub(super) fn logged_picks(
+        &self,
+        name: &str,
+        documents: &[Document],
+        seed: u64,
+    ) -> Result<LoggedPicks> {
+        let ids: HashSet<&str> = documents.iter().map(|d| d.id.as_str()).collect();
+        let (train, held_out) = pick(&self.store().questions(name)?, &ids, seed);
+        if train.is_empty() && held_out.is_empty() {
+            return Err(Error::invalid(
+                "logged_questions",
+                format!("no logged question of collection '{name}' retrieved the promoted documents first; ask about them (rag answers and text queries are logged), or drop logged_questions"),
+            ));
+        }
+        Ok(LoggedPicks { train, held_out })
+    }
+
+    /// The picks answered by rag: training pairs, and gate questions whose accepted
+    /// answer is the rag answer.
+    pub(super) fn answer_logged(
+        &self,
+        collection: &str,
+        picks: &LoggedPicks,
+    ) -> Result<(Vec<QaPair>, Vec<HeldOutQuestion>)> {
+        if picks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let pairs = self.rag_answers(collection, &picks.train)?;
+        let gate = self.rag_answers(collection, &picks.held_out)?;
+        Ok((
+            pairs
+                .into_iter()
+                .map(|(question, answer)| QaPair { question, answer })
+                .collect(),
+            gate.into_iter()
+                .map(|(question, answer)| HeldOutQuestion {
+                    question,
+                    answers: vec![answer],
+                })
+                .collect(),
+        ))
+    }
+
     /// The base model's rag answer to each picked question, from the passages of the
     /// documents it retrieved (their current text); questions whose documents are gone
     /// or whose answer is empty are dropped.
-    pub(super) fn rag_answers(
-        &self,
-        collection: &str,
-        picked: &[Picked],
-    ) -> Result<Vec<(String, String)>> {
+    fn rag_answers(&self, collection: &str, picked: &[Picked]) -> Result<Vec<(String, String)>> {
         let model = self.language_model()?;
         let options = GenerationOptions {
             max_tokens: ANSWER_TOKENS,
@@ -124,25 +183,6 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// Training pairs from answered questions.
-pub fn pairs(answered: Vec<(String, String)>) -> Vec<QaPair> {
-    answered
-        .into_iter()
-        .map(|(question, answer)| QaPair { question, answer })
-        .collect()
-}
-
-/// Gate questions from answered ones: the rag answer is the one accepted answer.
-pub fn gate_questions(answered: Vec<(String, String)>) -> Vec<HeldOutQuestion> {
-    answered
-        .into_iter()
-        .map(|(question, answer)| HeldOutQuestion {
-            question,
-            answers: vec![answer],
-        })
-        .collect()
 }
 
 #[cfg(test)]
