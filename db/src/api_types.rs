@@ -113,6 +113,27 @@ pub struct AnswerSource {
     pub text: String,
 }
 
+/// `GET /collections/{name}`: the store's account of a collection and, once it
+/// has been promoted, its active adapter.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct CollectionView {
+    #[serde(flatten)]
+    pub info: CollectionInfo,
+    /// The active adapter (`weights` and `auto` answers use it), if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub adapter: Option<ActiveAdapter>,
+}
+
+/// A collection's active adapter and how current its knowledge is.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ActiveAdapter {
+    pub version: u32,
+    /// Learned documents written or deleted since its promotion (absent for an
+    /// adapter whose promotion recorded no write sequences).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub staleness: Option<crate::engine::staleness::Staleness>,
+}
+
 /// The adapter a `weights` answer used.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
 pub struct AdapterRef {
@@ -151,6 +172,10 @@ pub struct AnswerResponse {
     /// Weights: the adapter applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adapter: Option<AdapterRef>,
+    /// `auto`: why it chose the mode it did (no adapter; the adapter's knowledge of
+    /// the retrieved documents is current; or stale, so rag answered).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mode_reason: Option<String>,
     /// "stop" (the model ended its answer), "length" (max_tokens or the window) or
     /// "cancelled" (the client went away).
     pub finish_reason: String,

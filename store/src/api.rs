@@ -41,6 +41,12 @@ pub struct CreateCollection {
     pub chunking: Option<engram_embedder::Chunking>,
     /// Contextual collections: {"min_documents": 100, "sample": 2000} by default.
     pub context: Option<ContextSettings>,
+    /// Log the questions asked of the collection (text queries, answers, chat) with
+    /// the documents they retrieved: true by default; false keeps none.
+    pub log_questions: Option<bool>,
+    /// How many of the newest questions the log keeps (default 1,000, at most 10,000).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub question_log_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

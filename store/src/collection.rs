@@ -18,6 +18,7 @@ use crate::graph_dump::{GraphDumps, DIRTY};
 use crate::hot::{GroupingCache, HitCounter};
 use crate::index::{IndexParams, Metric, VectorIndex};
 use crate::keyword::{DocTerms, KeywordIndex, KeywordUpdate};
+use crate::questions::QuestionLog;
 use crate::storage::Storage;
 
 /// How hard a write waits for the disk before it is acknowledged.
@@ -58,6 +59,22 @@ pub struct CollectionConfig {
     /// creation; a collection stored before it existed gets one when opened.
     #[serde(default)]
     pub incarnation: u64,
+    /// Whether the questions asked of the collection are logged (see
+    /// `crate::questions`); on by default, stored before the log existed included.
+    #[serde(default = "yes")]
+    pub log_questions: bool,
+    /// How many of the newest questions the log keeps.
+    #[serde(default = "default_question_log_size")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub question_log_size: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_question_log_size() -> usize {
+    crate::questions::DEFAULT_KEEP
 }
 
 /// A new random, non-zero incarnation (0 marks a record stored without one).
@@ -132,6 +149,8 @@ pub struct Collection {
     pub(crate) context_problem: Mutex<Option<String>>,
     /// How often queries returned each document (decayed), for hot clusters.
     pub hits: HitCounter,
+    /// The questions asked of it, newest last (bounded; off by setting).
+    pub questions: QuestionLog,
     /// Set (under the write lock) when the collection is deleted, so a background
     /// job holding it does not write into a dead or re-created collection.
     pub(crate) deleted: AtomicBool,
@@ -164,6 +183,7 @@ impl Collection {
 
     fn with_keywords(config: CollectionConfig, keywords: KeywordIndex) -> Self {
         let index = VectorIndex::new(config.dimension, config.distance, config.hnsw, 1024);
+        let questions = QuestionLog::new(config.question_log_size, config.log_questions);
         Collection {
             config,
             index: RwLock::new(Arc::new(index)),
@@ -174,6 +194,7 @@ impl Collection {
             context: RwLock::new(None),
             context_problem: Mutex::new(None),
             hits: HitCounter::empty(),
+            questions,
             deleted: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             groupings: GroupingCache::default(),
@@ -233,16 +254,22 @@ impl Collection {
         self.graph_changes.store(DIRTY, Ordering::SeqCst);
     }
 
-    /// Loads documents, the keyword index, the corpus context and the hit counts from
-    /// storage, then the graph: from its dump when sound, else rebuilt from the vectors
-    /// (see `graph_dump`). A collection stored before keyword search existed gets its
-    /// keyword index built from the documents' texts and written, once.
+    /// Loads documents, the keyword index, the corpus context, the hit counts and the
+    /// question log from storage, then the graph: from its dump when sound, else rebuilt
+    /// from the vectors (see `graph_dump`). A collection stored before keyword search
+    /// existed gets its keyword index built from the documents' texts and written, once.
     pub fn load(config: CollectionConfig, storage: &Storage, dumps: &GraphDumps) -> Result<Self> {
         let name = config.name.clone();
         let stored = KeywordIndex::load(storage, &name)?;
         let mut missing = stored.is_none().then(KeywordUpdate::default);
         let mut coll = Collection::with_keywords(config, stored.unwrap_or_default());
         coll.hits = HitCounter::load(storage, &name)?;
+        coll.questions = QuestionLog::load(
+            storage,
+            &name,
+            coll.config.question_log_size,
+            coll.config.log_questions,
+        )?;
         let mut with_text = 0;
         {
             let mut docs = coll.docs.write().expect("lock");

@@ -7,22 +7,23 @@
 //! over their vectors) and ranks the groups by the share of recent hits they got.
 //! Counts decay with a half-life so last month's burst does not dominate today.
 //! They are statistics, not data: kept in memory, written to RocksDB without a
-//! WAL sync every few seconds, so a crash loses at most the last seconds of counts.
+//! WAL sync every few seconds (see `crate::flush`), so a crash loses at most the
+//! last seconds of counts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::collection::{Collection, DocumentRecord};
 use crate::error::Result;
+use crate::flush::{FlushGate, FlushHold};
+use crate::questions::LoggedQuestion;
 use crate::storage::Storage;
 
 /// Hits lose half their weight in a week.
 pub const HALF_LIFE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Counts are written out at most this often.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 /// A decayed hit count as of a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -56,31 +57,22 @@ fn now_s() -> f64 {
 /// A collection's hit counts.
 pub struct HitCounter {
     heat: Mutex<HashMap<String, Heat>>,
-    /// Documents whose count changed since the last flush, and when that was.
-    pending: Mutex<(Vec<String>, Instant)>,
-    /// False once the collection is deleted. A flush writes under the read lock
-    /// and only while open, so none lands after the delete's commit (see
-    /// [`HitCounter::hold_flushes`]).
-    open: RwLock<bool>,
-}
-
-/// Held by a collection's delete across its commit: no flush runs meanwhile.
-pub struct FlushHold<'a>(RwLockWriteGuard<'a, bool>);
-
-impl FlushHold<'_> {
-    /// The delete is committed: no flush may write again.
-    pub fn close(&mut self) {
-        *self.0 = false;
-    }
+    /// Documents whose count changed since the last flush.
+    pending: Mutex<Vec<String>>,
+    flushes: FlushGate,
 }
 
 impl HitCounter {
     /// No counts (a new collection).
     pub fn empty() -> HitCounter {
+        Self::with(HashMap::new())
+    }
+
+    fn with(heat: HashMap<String, Heat>) -> HitCounter {
         HitCounter {
-            heat: Mutex::new(HashMap::new()),
-            pending: Mutex::new((Vec::new(), Instant::now())),
-            open: RwLock::new(true),
+            heat: Mutex::new(heat),
+            pending: Mutex::new(Vec::new()),
+            flushes: FlushGate::default(),
         }
     }
 
@@ -93,15 +85,11 @@ impl HitCounter {
             }
             Ok(())
         })?;
-        Ok(HitCounter {
-            heat: Mutex::new(heat),
-            pending: Mutex::new((Vec::new(), Instant::now())),
-            open: RwLock::new(true),
-        })
+        Ok(Self::with(heat))
     }
 
     /// Counts one query's results and writes the changed counts out when the last
-    /// flush is old enough. A failed write is logged, never fails the query.
+    /// flush is old enough (see [`FlushGate`]).
     pub fn record<'a>(&self, storage: &Storage, coll: &str, docs: impl Iterator<Item = &'a str>) {
         let now = now_s();
         let mut changed = Vec::new();
@@ -118,12 +106,11 @@ impl HitCounter {
         }
         let flush = {
             let mut pending = self.pending.lock().expect("lock");
-            pending.0.extend(changed);
-            if pending.1.elapsed() < FLUSH_EVERY {
+            pending.extend(changed);
+            if !self.flushes.due() {
                 return;
             }
-            pending.1 = Instant::now();
-            std::mem::take(&mut pending.0)
+            std::mem::take(&mut *pending)
         };
         let heat = self.heat.lock().expect("lock");
         let mut batch = storage.batch();
@@ -134,26 +121,18 @@ impl HitCounter {
             }
         }
         drop(heat);
-        let open = self.open.read().expect("lock");
-        if !*open {
-            return;
-        }
-        if let Err(e) = storage.commit(batch, false) {
-            tracing::warn!(collection = coll, error = %e, "could not store hit counts");
-        }
+        self.flushes.commit(storage, coll, batch, "hit counts");
     }
 
     /// Holds off flushes until the hold is dropped; its `close` stops them for good.
     pub fn hold_flushes(&self) -> FlushHold<'_> {
-        FlushHold(self.open.write().expect("lock"))
+        self.flushes.hold()
     }
 
     /// Writes every pending count now (a query flushes at most every few seconds;
     /// tests and shutdown call this).
     pub fn flush(&self, storage: &Storage, coll: &str) {
-        if let Some(due) = Instant::now().checked_sub(FLUSH_EVERY) {
-            self.pending.lock().expect("lock").1 = due;
-        }
+        self.flushes.make_due();
         self.record(storage, coll, std::iter::empty());
     }
 
@@ -182,6 +161,12 @@ pub struct ClusterInfo {
     pub top: Vec<ClusterDoc>,
     /// Every document id in the cluster (what a promotion trains on).
     pub ids: Vec<String>,
+    /// Logged questions whose best-ranked document is in this cluster.
+    #[serde(default)]
+    pub questions: usize,
+    /// The newest of them (as many as `top`), to show what users ask about it.
+    #[serde(default)]
+    pub sample_questions: Vec<LoggedQuestion>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -344,6 +329,8 @@ pub fn clusters(
             hit_share: if total > 0.0 { hits / total } else { 0.0 },
             top: shown,
             ids: docs.iter().map(|d| d.0.clone()).collect(),
+            questions: 0,
+            sample_questions: Vec::new(),
         });
     }
     out.sort_by(|a, b| {
@@ -355,6 +342,29 @@ pub fn clusters(
         c.cluster = i;
     }
     Ok(out)
+}
+
+/// Gives each cluster the logged questions whose best-ranked document it holds:
+/// their count and the newest `top` (`questions` is newest first).
+pub fn attach_questions(clusters: &mut [ClusterInfo], questions: &[LoggedQuestion], top: usize) {
+    let home: HashMap<&str, usize> = clusters
+        .iter()
+        .enumerate()
+        .flat_map(|(c, info)| info.ids.iter().map(move |id| (id.as_str(), c)))
+        .collect();
+    let mut found: Vec<(usize, &LoggedQuestion)> = Vec::new();
+    for q in questions {
+        if let Some(&c) = q.ids.first().and_then(|id| home.get(id.as_str())) {
+            found.push((c, q));
+        }
+    }
+    for (c, q) in found {
+        let info = &mut clusters[c];
+        info.questions += 1;
+        if info.sample_questions.len() < top {
+            info.sample_questions.push(q.clone());
+        }
+    }
 }
 
 /// The first ~120 characters of a text, cut at a word boundary.
@@ -387,6 +397,45 @@ mod tests {
         assert_eq!(h.at(0.0), 8.0, "no growth backwards in time");
         let b = h.bump(1000.0 + week);
         assert!((b.value - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn questions_go_to_the_cluster_of_their_best_document() {
+        let cluster = |ids: &[&str]| ClusterInfo {
+            cluster: 0,
+            documents: ids.len(),
+            hits: 0.0,
+            hit_share: 0.0,
+            top: Vec::new(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            questions: 0,
+            sample_questions: Vec::new(),
+        };
+        let mut clusters = vec![cluster(&["a", "b"]), cluster(&["c"])];
+        let q = |text: &str, ids: &[&str]| LoggedQuestion {
+            question: text.into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            at: 0,
+        };
+        // Newest first, as the log hands them out.
+        let asked = [
+            q("newest about c", &["c", "a"]),
+            q("about b", &["b", "c"]),
+            q("about a", &["a"]),
+            q("oldest about a", &["a"]),
+            q("retrieved nothing", &[]),
+            q("a deleted document", &["gone"]),
+        ];
+        attach_questions(&mut clusters, &asked, 2);
+        assert_eq!(clusters[0].questions, 3);
+        let sample: Vec<&str> = clusters[0]
+            .sample_questions
+            .iter()
+            .map(|q| q.question.as_str())
+            .collect();
+        assert_eq!(sample, ["about b", "about a"], "the newest `top`");
+        assert_eq!(clusters[1].questions, 1);
+        assert_eq!(clusters[1].sample_questions[0].question, "newest about c");
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! the clusters come back ranked by hit share, over HTTP and from `engram hot`; the
 //! counts survive a restart.
 
-use std::process::Command;
-
 use serde_json::json;
 
 use crate::support::Server;
@@ -87,17 +85,7 @@ fn queries_make_clusters_hot() {
     server.restart();
     check(&server);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(["hot", "topics", "--k", "3"])
-        .env("ENGRAM_URL", server.url(""))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = server.cli(&["hot", "topics", "--k", "3"], None);
     assert!(
         text.contains("75.0%") && text.contains("cooking-"),
         "{text}"

@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 
 use crate::support::{quoref_docs, Server};
 
-const KEYS: &str = "reader-key-1:read,admin-key-1:admin";
-const ADMIN: Option<&str> = Some("admin-key-1");
-const READER: Option<&str> = Some("reader-key-1");
+pub(crate) const KEYS: &str = "reader-key-1:read,admin-key-1:admin";
+pub(crate) const ADMIN: Option<&str> = Some("admin-key-1");
+pub(crate) const READER: Option<&str> = Some("reader-key-1");
 
-fn make_collection(server: &Server, name: &str) {
+pub(crate) fn make_collection(server: &Server, name: &str) {
     let r = server.call(
         "PUT",
         &format!("/collections/{name}"),
@@ -32,7 +32,7 @@ fn make_collection(server: &Server, name: &str) {
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
 
-fn wait_for(server: &Server, name: &str, id: &str) -> Value {
+pub(crate) fn wait_for(server: &Server, name: &str, id: &str) -> Value {
     let started = Instant::now();
     let mut stages = Vec::new();
     loop {
@@ -221,18 +221,7 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     );
 
     // The CLI lists versions; rollback leaves none active, delete removes it.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args(["adapters", "list", "facts"])
-        .env("ENGRAM_URL", server.url(""))
-        .env("ENGRAM_API_KEY", "admin-key-1")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
+    let out = server.cli(&["adapters", "list", "facts"], ADMIN);
     assert!(out.contains("adapter F1") && out.contains("yes"), "{out}");
     let r = server.call("DELETE", "/collections/facts/adapters/1", None, ADMIN);
     assert_eq!(
@@ -275,8 +264,8 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     // The CLI asks for the same promotion again: it resumes from the finished journal
     // and checkpoint (no new training), follows the stages, prints the summary, and
     // registers version 2; rollback then returns to version 1.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_engram"))
-        .args([
+    let out = server.cli(
+        &[
             "promote",
             "facts",
             "--all",
@@ -287,16 +276,8 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
             "--rank",
             "4",
             "--force",
-        ])
-        .env("ENGRAM_URL", server.url(""))
-        .env("ENGRAM_API_KEY", "admin-key-1")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&cli.stdout);
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
+        ],
+        ADMIN,
     );
     assert!(
         out.contains("-> version 2 (active)") && out.contains("closed-book token F1"),

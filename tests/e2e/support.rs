@@ -243,6 +243,20 @@ impl Server {
     pub fn delete(&self, path: &str) -> Reply {
         self.call("DELETE", path, None, None)
     }
+
+    /// Runs the `engram` CLI against this server (`key` as its API key) and returns
+    /// what it printed; it must succeed.
+    pub fn cli(&self, args: &[&str], key: Option<&str>) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_engram"));
+        cmd.args(args).env("ENGRAM_URL", self.url(""));
+        if let Some(k) = key {
+            cmd.env("ENGRAM_API_KEY", k);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "engram {args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 fn reply(resp: Result<ureq::Response, ureq::Error>) -> Reply {

@@ -401,6 +401,11 @@ pub fn run(
         collection: options.collection.clone(),
         cluster: options.cluster.clone(),
         document_ids: documents.iter().map(|d| d.id.clone()).collect(),
+        document_seqs: documents
+            .iter()
+            .filter(|d| d.seq > 0)
+            .map(|d| (d.id.clone(), d.seq))
+            .collect(),
         base_model: BaseModel {
             name: models.chat.info().name.clone(),
             sha256: tm.base_sha256().to_string(),

@@ -295,6 +295,7 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
                Its first furnace, built in 1913, melted 4,200 kilograms of sand a week. \
                Velquist later moved the institute to Harlow Bay, where it still trains 80 glassblowers a year."
             .into(),
+        seq: 0,
     }];
     let held_out = vec![
         HeldOutQuestion {

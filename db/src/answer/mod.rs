@@ -11,7 +11,9 @@
 
 pub mod admission;
 pub mod prompt;
+mod routing;
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -109,6 +111,13 @@ pub trait AdapterSource: Send + Sync {
     /// The active adapter of `collection`, if it has one. Returns an `Arc` so a swap
     /// while a request runs leaves that request with the adapter it started with.
     fn active(&self, collection: &str) -> Option<(AdapterRef, Arc<LoraAdapter>)>;
+
+    /// The documents version `version` of `collection`'s adapters learned, with their
+    /// write sequences then (empty: not recorded, so its staleness is unknown).
+    fn learned(&self, collection: &str, version: u32) -> BTreeMap<String, u64> {
+        let _ = (collection, version);
+        BTreeMap::new()
+    }
 }
 
 /// Which knowledge a chat is grounded in: a collection in a mode, or nothing (the
@@ -132,6 +141,8 @@ pub struct PreparedAnswer {
     sources: Vec<AnswerSource>,
     adapter: Option<(AdapterRef, Arc<LoraAdapter>)>,
     retrieve_ms: f64,
+    /// `auto`: why it answered in `mode_used`.
+    mode_reason: Option<String>,
 }
 
 impl PreparedAnswer {
@@ -198,6 +209,7 @@ impl PreparedAnswer {
             model: self.model.info().name.clone(),
             sources: self.sources.clone(),
             adapter: self.adapter.as_ref().map(|(r, _)| r.clone()),
+            mode_reason: self.mode_reason.clone(),
             finish_reason,
             usage: AnswerUsage {
                 prompt_tokens: generation.usage.prompt_tokens,
@@ -303,16 +315,26 @@ impl Engine {
         // Unknown collections fail here whatever the mode.
         self.store().collection_info(&g.collection)?;
         let adapter = self.active_adapter(&g.collection);
-        let mode = match (g.mode, &adapter) {
-            (AnswerMode::Auto, Some(_)) => AnswerMode::Weights,
-            (AnswerMode::Auto, None) => AnswerMode::Rag,
-            (mode, _) => mode,
-        };
-        match mode {
+        let route = self.route(g, question, adapter.as_ref().map(|(r, _)| r))?;
+        let mode = route.mode;
+        if route.sources.is_none() && !matches!(mode, AnswerMode::Rag | AnswerMode::WeightsRag) {
+            // Nothing is retrieved, so no query logs the question: log it here.
+            self.store().log_question(&g.collection, question, &[])?;
+        }
+        let mut prepared = match mode {
             AnswerMode::Weights => {
                 let adapter = adapter.ok_or_else(|| Error::NoAdapter(g.collection.clone()))?;
                 let messages = prompt::grounded(conversation, &[]);
-                self.prepared(model, mode, messages, options, vec![], Some(adapter), 0.0)
+                let retrieve_ms = route.sources.map_or(0.0, |_| ms_since(started));
+                self.prepared(
+                    model,
+                    mode,
+                    messages,
+                    options,
+                    vec![],
+                    Some(adapter),
+                    retrieve_ms,
+                )
             }
             AnswerMode::None | AnswerMode::Auto => {
                 let messages = prompt::grounded(conversation, &[]);
@@ -333,13 +355,16 @@ impl Engine {
                     }
                     _ => None,
                 };
-                let sources = self.retrieve_passages(g, question)?;
+                let sources = match route.sources {
+                    Some(sources) => sources,
+                    None => self.retrieve_passages(g, question)?,
+                };
                 let passages: Vec<_> = sources
                     .iter()
                     .map(|s| prompt::Passage { text: &s.text })
                     .collect();
                 let messages = prompt::grounded(conversation, &passages);
-                let retrieve_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let retrieve_ms = ms_since(started);
                 self.prepared(
                     model,
                     mode,
@@ -368,10 +393,12 @@ impl Engine {
                         window,
                     });
                 }
-                let retrieve_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let retrieve_ms = ms_since(started);
                 self.prepared(model, mode, messages, options, vec![], None, retrieve_ms)
             }
-        }
+        }?;
+        prepared.mode_reason = route.reason;
+        Ok(prepared)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -402,6 +429,7 @@ impl Engine {
             sources,
             adapter,
             retrieve_ms,
+            mode_reason: None,
         })
     }
 
@@ -415,7 +443,11 @@ impl Engine {
 
     /// The rag passages for `question`: the top-k documents, each shown as its best
     /// chunk widened to [`PASSAGE_BYTES`].
-    fn retrieve_passages(&self, g: &Grounding, question: &str) -> Result<Vec<AnswerSource>> {
+    pub(crate) fn retrieve_passages(
+        &self,
+        g: &Grounding,
+        question: &str,
+    ) -> Result<Vec<AnswerSource>> {
         let k = g.k.unwrap_or(DEFAULT_K);
         if !(1..=MAX_K).contains(&k) {
             return Err(Error::invalid(
@@ -500,6 +532,11 @@ impl Engine {
             truncated,
         })
     }
+}
+
+/// Milliseconds since `t`.
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 struct CorpusTexts {

@@ -128,6 +128,15 @@ fn hot(client: &Client, collection: &str, k: Option<usize>, top: usize) -> anyho
                 d.snippet
             );
         }
+        if c.questions > 0 {
+            println!(
+                "{:>36} asked of it, newest first:",
+                format!("{} questions", c.questions)
+            );
+            for q in &c.sample_questions {
+                println!("{:>36} {}", "", q.question);
+            }
+        }
     }
     Ok(())
 }

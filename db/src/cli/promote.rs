@@ -40,6 +40,10 @@ pub struct PromoteArgs {
     /// Activate even when the gate refuses the adapter.
     #[arg(long)]
     pub force: bool,
+    /// Also learn from the questions users asked about these documents (the logged
+    /// questions, answered by rag; a seeded fifth gate the adapter).
+    #[arg(long)]
+    pub logged_questions: bool,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -103,7 +107,8 @@ fn client(remote: &Remote) -> Client {
 /// Starts the promotion, follows it with a progress bar per stage, prints the summary.
 pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     let client = client(&args.remote);
-    let mut body = json!({"all": args.all, "force": args.force});
+    let mut body =
+        json!({"all": args.all, "force": args.force, "logged_questions": args.logged_questions});
     let set = |body: &mut Value, key: &str, v: Option<Value>| {
         if let Some(v) = v {
             body[key] = v;
@@ -164,25 +169,42 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints versions as a table: version, active, gate metrics.
+/// Prints versions as a table: version, active, gate metrics, stale documents.
 fn print_versions(reply: &Value) {
     println!(
-        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12}  created",
-        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl"
+        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  created",
+        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl", "stale"
     );
     for v in reply["adapters"].as_array().into_iter().flatten() {
         let m = &v["manifest"]["metrics"];
         let f = |k: &str| m[k].as_f64().map_or("-".into(), |x| format!("{x:.3}"));
+        let s = &v["staleness"];
+        let stale = match (
+            s["stale_documents"].as_u64(),
+            s["learned_documents"].as_u64(),
+        ) {
+            (Some(stale), Some(learned)) => format!("{stale}/{learned}"),
+            _ => "unknown".into(),
+        };
         println!(
-            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12}  {}",
+            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  {}",
             v["version"],
             if v["active"] == true { "yes" } else { "" },
             f("base_f1"),
             f("adapter_f1"),
             f("base_perplexity"),
             f("adapter_perplexity"),
+            stale,
             v["manifest"]["created_unix"]
         );
+        let ids = s["stale_ids"].as_array().into_iter().flatten();
+        let ids: Vec<&str> = ids.filter_map(Value::as_str).collect();
+        if !ids.is_empty() {
+            println!(
+                "        stale (written or deleted since): {}",
+                ids.join(", ")
+            );
+        }
     }
 }
 

@@ -20,16 +20,29 @@
 //! creation adapters of another incarnation (or of no live collection: a crash between
 //! the delete's commit and their removal) are removed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use engram_generator::{AdapterRegistry, AdapterVersion, GgufChatModel, LoraAdapter};
+use serde::Serialize;
 
+use super::staleness::Staleness;
 use super::Engine;
 use crate::answer::AdapterSource;
-use crate::api_types::AdapterRef;
+use crate::api_types::{ActiveAdapter, AdapterRef, CollectionView};
 use crate::error::{Error, Result};
+
+/// A version as listed: the registry's record and how current its knowledge is.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterEntry {
+    #[serde(flatten)]
+    pub version: AdapterVersion,
+    /// Learned documents written or deleted since (None: its promotion recorded no
+    /// write sequences).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
+}
 
 /// The file in a collection's adapter directory naming its incarnation.
 const INCARNATION_FILE: &str = "incarnation";
@@ -172,6 +185,16 @@ impl AdapterSource for AdapterStore {
             None
         })
     }
+
+    fn learned(&self, collection: &str, version: u32) -> BTreeMap<String, u64> {
+        let manifest = self
+            .registry()
+            .and_then(|r| Ok(r.manifest(collection, version)?));
+        manifest.map(|m| m.document_seqs).unwrap_or_else(|e| {
+            tracing::error!(collection, version, error = %e, "cannot read the adapter's manifest; its staleness is unknown");
+            BTreeMap::new()
+        })
+    }
 }
 
 impl Engine {
@@ -184,10 +207,42 @@ impl Engine {
         })
     }
 
-    /// The collection's adapter versions, oldest first.
-    pub fn adapter_versions(&self, name: &str) -> Result<Vec<AdapterVersion>> {
+    /// The collection's adapter versions, oldest first, each with its staleness.
+    pub fn adapter_versions(&self, name: &str) -> Result<Vec<AdapterEntry>> {
         let incarnation = self.store().incarnation(name)?;
-        self.adapter_store()?.list(name, incarnation)
+        let versions = self.adapter_store()?.list(name, incarnation)?;
+        versions
+            .into_iter()
+            .map(|version| {
+                let staleness = match &version.manifest {
+                    Some(m) => self.staleness(name, &m.document_seqs)?,
+                    None => None,
+                };
+                Ok(AdapterEntry { version, staleness })
+            })
+            .collect()
+    }
+
+    /// The collection's info (`GET /collections/{name}`) with its active adapter
+    /// and that adapter's staleness. A collection never promoted reads no adapter
+    /// files and loads no model.
+    pub fn collection_view(&self, name: &str) -> Result<CollectionView> {
+        let info = self.store().collection_info(name)?;
+        let promoted = self
+            .adapters()
+            .is_some_and(|a| a.promoted(name, info.config.incarnation));
+        let adapter = if promoted {
+            self.adapter_versions(name)?
+                .into_iter()
+                .find(|v| v.version.active)
+                .map(|v| ActiveAdapter {
+                    version: v.version.version,
+                    staleness: v.staleness,
+                })
+        } else {
+            None
+        };
+        Ok(CollectionView { info, adapter })
     }
 
     /// The registry for an operation on `name`'s adapters, or None when the live
@@ -211,7 +266,7 @@ impl Engine {
 
     /// Makes `version` the one `weights` answers use (the gate's verdict is advisory
     /// here: an admin activating by hand has seen it).
-    pub fn activate_adapter(&self, name: &str, version: u32) -> Result<Vec<AdapterVersion>> {
+    pub fn activate_adapter(&self, name: &str, version: u32) -> Result<Vec<AdapterEntry>> {
         let registry = self
             .registry_of(name)?
             .ok_or_else(|| Self::no_adapters(name, format!("version {version}")))?;
@@ -220,7 +275,7 @@ impl Engine {
     }
 
     /// Goes back to the previously active version (or none).
-    pub fn rollback_adapter(&self, name: &str) -> Result<Vec<AdapterVersion>> {
+    pub fn rollback_adapter(&self, name: &str) -> Result<Vec<AdapterEntry>> {
         let registry = self.registry_of(name)?.ok_or_else(|| {
             Self::no_adapters(name, "earlier active version to roll back to".into())
         })?;
@@ -231,7 +286,7 @@ impl Engine {
     /// Stops using adapters for the collection (answers fall back to rag in auto
     /// mode); with no adapters there is nothing to stop, and the answer is the
     /// empty list.
-    pub fn deactivate_adapter(&self, name: &str) -> Result<Vec<AdapterVersion>> {
+    pub fn deactivate_adapter(&self, name: &str) -> Result<Vec<AdapterEntry>> {
         if let Some(registry) = self.registry_of(name)? {
             registry.deactivate(name)?;
         }
@@ -239,7 +294,7 @@ impl Engine {
     }
 
     /// Deletes a version (refused for the active one: deactivate or activate another first).
-    pub fn delete_adapter(&self, name: &str, version: u32) -> Result<Vec<AdapterVersion>> {
+    pub fn delete_adapter(&self, name: &str, version: u32) -> Result<Vec<AdapterEntry>> {
         let registry = self
             .registry_of(name)?
             .ok_or_else(|| Self::no_adapters(name, format!("version {version}")))?;

@@ -16,6 +16,8 @@ pub mod adapters;
 mod audit;
 mod backup;
 mod promote;
+pub mod staleness;
+mod traffic;
 
 pub use audit::AuditStatus;
 pub use backup::{restore, Restored};

@@ -25,6 +25,7 @@ use engram_trainer::{HeldOutQuestion, LoraConfig, QaPair, TrainConfig, Trainable
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::traffic::LoggedPicks;
 use super::Engine;
 use crate::error::{Error, Result};
 
@@ -102,6 +103,11 @@ pub struct PromoteRequest {
     /// Extra pairs to train on (a FAQ, known questions; at most 2000).
     #[schema(max_items = 2000)]
     pub train_pairs: Vec<PairInput>,
+    /// Also learn from the collection's logged questions whose best-ranked document
+    /// is promoted (at most 200): each is answered by the base model with rag, a
+    /// seeded fifth become the gate's questions (judged against those rag answers)
+    /// and the rest training pairs. 400 when no logged question qualifies.
+    pub logged_questions: bool,
 }
 
 /// A promotion as listed: where it is (stages synthesizing, training, evaluating),
@@ -156,6 +162,9 @@ pub struct PromotionPlan {
     pub documents: Vec<Document>,
     pub held_out: Vec<HeldOutQuestion>,
     pub options: PromoteOptions,
+    /// Logged questions to train on and to gate on (`logged_questions`), answered by
+    /// rag when the promotion runs.
+    pub logged: LoggedPicks,
 }
 
 fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
@@ -234,15 +243,16 @@ fn plan_id(
     documents: &[Document],
     options: &PromoteOptions,
     held_out: &[HeldOutQuestion],
+    logged: &LoggedPicks,
 ) -> String {
-    let key = serde_json::to_string(&(
-        documents
-            .iter()
-            .map(|d| (&d.id, &d.text))
-            .collect::<Vec<_>>(),
-        options,
-        held_out,
-    ))
+    let docs: Vec<_> = documents.iter().map(|d| (&d.id, &d.text)).collect();
+    // Without logged questions the key is what it was before they existed, so an
+    // interrupted promotion of an older version still resumes.
+    let key = if logged.train.is_empty() && logged.held_out.is_empty() {
+        serde_json::to_string(&(docs, options, held_out))
+    } else {
+        serde_json::to_string(&(docs, options, held_out, logged))
+    }
     .expect("plans serialise");
     format!("{:016x}", engram_trainer::synth::hash_str(&key))
 }
@@ -287,8 +297,10 @@ impl Engine {
         for id in ids.into_iter().take(max_docs) {
             let rec: Option<engram_store::collection::DocumentRecord> =
                 self.store().storage().get_document(name, &id)?;
-            if let Some(text) = rec.and_then(|r| r.text).filter(|t| !t.trim().is_empty()) {
-                documents.push(Document { id, text });
+            let Some(rec) = rec else { continue };
+            if let Some(text) = rec.text.filter(|t| !t.trim().is_empty()) {
+                let seq = rec.seq;
+                documents.push(Document { id, text, seq });
             }
         }
         if documents.is_empty() {
@@ -351,7 +363,12 @@ impl Engine {
                 answers: q.answers.clone(),
             })
             .collect();
-        let id = plan_id(&documents, &options, &held_out);
+        let logged = if req.logged_questions {
+            self.logged_picks(name, &documents, req.seed.unwrap_or(0))?
+        } else {
+            LoggedPicks::default()
+        };
+        let id = plan_id(&documents, &options, &held_out, &logged);
         let options = PromoteOptions {
             work_dir: self.promotions_dir(name).join(&id),
             ..options
@@ -361,6 +378,7 @@ impl Engine {
             documents,
             held_out,
             options,
+            logged,
         })
     }
 
@@ -375,16 +393,20 @@ impl Engine {
         let incarnation = self.store().incarnation(collection)?;
         let registry = self.adapter_store()?.registry()?;
         let chat = self.language_model()?;
+        let (mut held_out, mut options) = (plan.held_out.clone(), plan.options.clone());
+        let (pairs, gate) = self.answer_logged(collection, &plan.logged)?;
+        options.extra_pairs.extend(pairs);
+        held_out.extend(gate);
         let trainable = TrainableModel::load_default()?;
         let result = promote::run(
             &plan.documents,
-            &plan.held_out,
+            &held_out,
             Models {
                 chat: chat.as_ref(),
                 trainable: &trainable,
             },
             &registry,
-            &plan.options,
+            &options,
             progress,
         );
         // Tie the adapter to the collection it trained for; deleted (or deleted and
@@ -421,6 +443,9 @@ impl Engine {
         plan: &PromotionPlan,
         job: &engram_store::jobs::JobHandle<PromotionStatus>,
     ) -> Result<()> {
+        if !plan.logged.is_empty() {
+            job.progress("answering logged questions", 0, plan.logged.len());
+        }
         let result = self.run_promotion(plan, &mut |event| {
             match event {
                 PromoteEvent::Synth(p) => job.progress("synthesizing", p.done, p.total),

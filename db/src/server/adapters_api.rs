@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::engine::adapters::AdapterEntry;
 use axum::extract::State;
 use axum::Json;
-use engram_generator::AdapterVersion;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
@@ -15,10 +15,11 @@ use super::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AdapterList {
-    /// Versions oldest first: number, directory, manifest (base model hash, documents,
-    /// data strategy, seed, metrics) and whether it is active.
+    /// Versions oldest first: number, directory, manifest (base model hash, documents
+    /// and their write sequences, data strategy, seed, metrics), whether it is active,
+    /// and `staleness` (learned documents written or deleted since).
     #[schema(value_type = Vec<Object>)]
-    pub adapters: Vec<AdapterVersion>,
+    pub adapters: Vec<AdapterEntry>,
 }
 
 /// The collection's adapter versions (admin).

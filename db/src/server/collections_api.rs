@@ -12,7 +12,7 @@ use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{blocking, Path};
 use super::AppState;
-use crate::api_types::{CollectionInfo, CreateCollection};
+use crate::api_types::{CollectionInfo, CollectionView, CreateCollection};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CollectionList {
@@ -56,15 +56,19 @@ pub async fn list(
     Ok(Json(CollectionList { collections }))
 }
 
+/// A collection's settings and sizes, and its active adapter with the count of
+/// learned documents changed since (stale).
 #[utoipa::path(get, path = "/collections/{name}", params(("name" = String, Path)),
-    responses((status = 200, body = CollectionInfo), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = CollectionView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<CollectionInfo>> {
+) -> ApiResult<Json<CollectionView>> {
     caller.require(Scope::Read)?;
-    Ok(Json(state.engine.store().collection_info(&name)?))
+    Ok(Json(
+        blocking(&state, move |e| e.collection_view(&name)).await?,
+    ))
 }
 
 /// Delete a collection and all its documents (admin).
@@ -110,8 +114,9 @@ pub struct ClusterList {
     pub clusters: Vec<engram_store::hot::ClusterInfo>,
 }
 
-/// The collection's topic clusters, hottest first: how many documents each holds and
-/// what share of recent query hits (decayed, half-life one week) it received.
+/// The collection's topic clusters, hottest first: how many documents each holds,
+/// what share of recent query hits (decayed, half-life one week) it received, and
+/// how many logged questions it answered best, with the newest (admin callers only).
 #[utoipa::path(get, path = "/collections/{name}/clusters", params(("name" = String, Path), ClusterParams),
     responses((status = 200, body = ClusterList), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn clusters(
@@ -121,9 +126,13 @@ pub async fn clusters(
     super::extract::Query(params): super::extract::Query<ClusterParams>,
 ) -> ApiResult<Json<ClusterList>> {
     caller.require(Scope::Read)?;
-    let clusters = blocking(&state, move |e| {
+    let mut clusters = blocking(&state, move |e| {
         e.store().clusters(&name, params.k, params.top.unwrap_or(3))
     })
     .await?;
+    // Other users' questions are for the operator: only admin callers see them.
+    if caller.scope < Scope::Admin {
+        clusters.iter_mut().for_each(|c| c.sample_questions.clear());
+    }
     Ok(Json(ClusterList { clusters }))
 }

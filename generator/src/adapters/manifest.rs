@@ -39,6 +39,12 @@ pub struct Manifest {
     pub cluster: Option<String>,
     /// Ids of the documents learned.
     pub document_ids: Vec<String>,
+    /// Each learned document's write sequence when its text was read for training: a
+    /// later write or delete of the document makes the adapter stale for it (the
+    /// database compares with the document's current sequence). Empty for adapters
+    /// made before it was recorded.
+    #[serde(default)]
+    pub document_seqs: BTreeMap<String, u64>,
     /// The base model.
     pub base_model: BaseModel,
     /// Synthetic-data strategies used ("self_qa", "rephrase", "cloze").

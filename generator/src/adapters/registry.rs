@@ -225,6 +225,15 @@ impl AdapterRegistry {
             .collect())
     }
 
+    /// The manifest of one version.
+    pub fn manifest(&self, collection: &str, version: u32) -> Result<Manifest> {
+        let path = self.collection_dir(collection)?.join(version_dir(version));
+        if !path.is_dir() {
+            return Err(no_version(collection, version));
+        }
+        Manifest::load(&path)
+    }
+
     /// Collections with at least one version.
     pub fn collections(&self) -> Result<Vec<String>> {
         let entries =

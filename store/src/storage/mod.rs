@@ -7,7 +7,9 @@
 //! - `collections`: name -> collection config (JSON)
 //! - `documents`:   name \0 doc id -> document record (JSON: text, metadata, chunk ids)
 //! - `vectors`:     name \0 chunk id (u64 big-endian) -> vector record (binary)
-//! - `meta`:        "seq" -> the last sequence number used (u64 big-endian)
+//! - `meta`:        "seq" -> the last sequence number used (u64 big-endian); and per
+//!   collection (name \0 ...): its corpus context, hit counts, question log, audit
+//!   and job records, all deleted with the collection's range.
 //! - `keywords`:    the BM25 inverted index of each collection's texts:
 //!   name \0 'p' term \0 doc id -> term frequency (u32 LE), one posting per key;
 //!   name \0 'n' doc id -> the document's length in terms (u32 LE);
@@ -41,6 +43,9 @@ const SEQ_KEY: &[u8] = b"seq";
 const CONTEXT_KEY: &[u8] = b"context";
 /// Meta key prefix (inside a collection's range) of per-document hit counts.
 const HITS_PREFIX: &[u8] = b"hits\0";
+/// Meta key prefix (inside a collection's range) of the question log: then the
+/// entry's number (u64 big-endian, so keys sort oldest first).
+const QUESTIONS_PREFIX: &[u8] = b"questions\0";
 /// Meta key prefix (inside a collection's range) of leakage audit records.
 const AUDIT_PREFIX: &[u8] = b"audit\0";
 /// Meta key prefix (inside a collection's range) of job records: then the kind, a
@@ -202,6 +207,39 @@ impl Storage {
         self.scan(Family::Meta, coll, |rest, v| {
             match rest.strip_prefix(HITS_PREFIX) {
                 Some(doc) => each(&String::from_utf8_lossy(doc), v),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Stores entry `number` of the collection's question log (statistics: batched,
+    /// not synced).
+    pub fn put_question(&self, batch: &mut Batch, coll: &str, number: u64, bytes: &[u8]) {
+        batch.put(Family::Meta, question_key(coll, number), bytes.to_vec());
+    }
+
+    /// Deletes the question log's entries numbered below `number`.
+    pub fn delete_questions_before(&self, batch: &mut Batch, coll: &str, number: u64) {
+        batch.delete_range(
+            Family::Meta,
+            question_key(coll, 0),
+            question_key(coll, number),
+        );
+    }
+
+    /// Every stored question log entry of a collection, oldest first: its number and
+    /// the stored bytes.
+    pub fn scan_questions(
+        &self,
+        coll: &str,
+        mut each: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(Family::Meta, coll, |rest, v| {
+            match rest
+                .strip_prefix(QUESTIONS_PREFIX)
+                .and_then(|n| <[u8; 8]>::try_from(n).ok())
+            {
+                Some(n) => each(u64::from_be_bytes(n), v),
                 None => Ok(()),
             }
         })
@@ -417,6 +455,13 @@ fn chunk_id(rest: &[u8]) -> Result<u64> {
         .try_into()
         .map_err(|_| Error::Corrupt("chunk key is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(id))
+}
+
+/// The key of question log entry `number` of `coll`.
+fn question_key(coll: &str, number: u64) -> Vec<u8> {
+    let mut rest = QUESTIONS_PREFIX.to_vec();
+    rest.extend_from_slice(&number.to_be_bytes());
+    key(coll, &rest)
 }
 
 fn job_key(kind: &str, id: &str) -> Vec<u8> {

@@ -185,7 +185,7 @@ fn deletes_that_cross_the_threshold_compact_in_the_background() {
 }
 
 #[test]
-fn hit_counts_of_a_deleted_collection_are_never_written_again() {
+fn hit_counts_and_questions_of_a_deleted_collection_are_never_written_again() {
     let dir = tempfile::tempdir().unwrap();
     {
         let e = store(dir.path());
@@ -195,11 +195,16 @@ fn hit_counts_of_a_deleted_collection_are_never_written_again() {
         assert_ne!(first, 0);
         // A query that found its documents before the delete...
         old.hits.record(&e.storage, "c", ["d1", "d2"].into_iter());
+        old.questions
+            .record(&e.storage, "c", "what is d1?", &["d1"]);
         e.delete_collection("c").unwrap();
-        // ...flushes its counts after it, into the deleted key range.
+        // ...flushes its counts and question after it, into the deleted key range.
         old.hits.flush(&e.storage, "c");
         old.hits.record(&e.storage, "c", ["d3"].into_iter());
         old.hits.flush(&e.storage, "c");
+        old.questions.flush(&e.storage, "c");
+        old.questions.record(&e.storage, "c", "and d3?", &["d3"]);
+        old.questions.flush(&e.storage, "c");
         filled(&e, "c", 20);
         assert_ne!(e.incarnation("c").unwrap(), first, "a new incarnation");
     }
@@ -212,9 +217,17 @@ fn hit_counts_of_a_deleted_collection_are_never_written_again() {
         })
         .unwrap();
     assert_eq!(stored, 0, "no counts of the deleted collection");
+    storage
+        .scan_questions("c", |_, _| {
+            stored += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(stored, 0, "no questions of the deleted collection");
     drop(storage);
     let e = store(dir.path());
     assert!(e.collection("c").unwrap().hits.snapshot().is_empty());
+    assert!(e.questions("c").unwrap().is_empty());
 }
 
 #[test]

@@ -349,6 +349,18 @@ impl Store {
         }
         let ef_search = req.ef_search.unwrap_or(64);
         check(LimitKind::Ef, ef_search, self.limits.max_ef)?;
+        let question_log_size = req
+            .question_log_size
+            .unwrap_or(crate::questions::DEFAULT_KEEP);
+        if !(1..=crate::questions::MAX_KEEP).contains(&question_log_size) {
+            return Err(Error::invalid(
+                "question_log_size",
+                format!(
+                    "question_log_size must be between 1 and {}, got {question_log_size}; to keep no questions set \"log_questions\": false",
+                    crate::questions::MAX_KEEP
+                ),
+            ));
+        }
         let config = CollectionConfig {
             name: name.to_string(),
             embedder,
@@ -360,6 +372,8 @@ impl Store {
             chunking,
             context: req.context.unwrap_or_default(),
             incarnation: new_incarnation(),
+            log_questions: req.log_questions.unwrap_or(true),
+            question_log_size,
         };
         let mut collections = self.collections.write().expect("lock");
         if let Some(existing) = collections.get(name) {
@@ -395,17 +409,20 @@ impl Store {
 
     /// Deletes a collection and every record in it, in one synced batch. Files an
     /// application keeps beside the store for the collection are its own to remove
-    /// (tied to it by its incarnation). Hit counts a query is flushing are held off
-    /// across the commit, and never written after it: they would land in the deleted
-    /// key range and be loaded by a new collection of the same name.
+    /// (tied to it by its incarnation). Hit counts and logged questions a query is
+    /// flushing are held off across the commit, and never written after it: they
+    /// would land in the deleted key range and be loaded by a new collection of the
+    /// same name.
     pub fn delete_collection(&self, name: &str) -> Result<()> {
         let coll = self.collection(name)?;
         let _writer = self.lock_for_write(&coll)?;
         let mut hits = coll.hits.hold_flushes();
+        let mut questions = coll.questions.hold_flushes();
         let mut batch = self.storage.batch();
         self.storage.delete_collection(&mut batch, name);
         self.storage.commit(batch, true)?;
         hits.close();
+        questions.close();
         coll.deleted.store(true, Ordering::SeqCst);
         self.dumps.remove(name);
         self.collections.write().expect("lock").remove(name);
@@ -437,7 +454,25 @@ impl Store {
             crate::hot::group(&self.storage, &coll, generation, k)
         })?;
         let heat = coll.hits.snapshot();
-        crate::hot::clusters(&self.storage, &coll, &grouping, &heat, top.min(20))
+        let questions = coll.questions.newest_first();
+        let top = top.min(20);
+        let mut out = crate::hot::clusters(&self.storage, &coll, &grouping, &heat, top)?;
+        crate::hot::attach_questions(&mut out, &questions, top);
+        Ok(out)
+    }
+
+    /// Logs a question asked of `name` that retrieved `ids` (best first) when the
+    /// collection keeps questions. Text queries are logged by [`Store::query`]; an
+    /// answer that retrieves nothing (weights, full context) logs here.
+    pub fn log_question(&self, name: &str, question: &str, ids: &[&str]) -> Result<()> {
+        let coll = self.collection(name)?;
+        coll.questions.record(&self.storage, name, question, ids);
+        Ok(())
+    }
+
+    /// The collection's logged questions, newest first.
+    pub fn questions(&self, name: &str) -> Result<Vec<crate::questions::LoggedQuestion>> {
+        Ok(self.collection(name)?.questions.newest_first())
     }
 
     /// Embeds texts with the named encoder (default MiniLM), one vector per text.

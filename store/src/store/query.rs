@@ -84,6 +84,10 @@ impl Store {
         }
         coll.hits
             .record(&self.storage, name, hits.iter().map(|h| h.id.as_str()));
+        if let Some(text) = &req.text {
+            let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+            coll.questions.record(&self.storage, name, text, &ids);
+        }
         Ok(QueryResponse {
             hits,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -42,6 +42,11 @@ pub struct Document {
     pub id: String,
     /// Its text.
     pub text: String,
+    /// Its write sequence in the collection when the text was read (0: unknown),
+    /// recorded in the manifest so a later change of the document marks the adapter
+    /// stale for it.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// A way of making training data from a document.

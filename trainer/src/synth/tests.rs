@@ -66,10 +66,12 @@ fn docs() -> Vec<Document> {
         Document {
             id: "d1".into(),
             text: DOC.into(),
+            seq: 0,
         },
         Document {
             id: "d2".into(),
             text: DOC.replace("Hickson", "Moreau"),
+            seq: 0,
         },
     ]
 }

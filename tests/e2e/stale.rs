@@ -1,0 +1,131 @@
+//! Stale knowledge: a promotion records the write sequence of each document it
+//! learned; writing or deleting one afterwards shows as staleness in the adapter
+//! listing (HTTP and `engram adapters list`) and the collection's info, and `auto`
+//! answers then come from rag, saying why. The promotion learns from the questions
+//! users asked (`logged_questions`): a seeded fifth of them gate it. Real SmolLM2,
+//! two training steps (mechanics, not quality).
+
+use serde_json::json;
+
+use crate::promote::{make_collection, wait_for, ADMIN, KEYS, READER};
+use crate::support::Server;
+
+#[test]
+fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
+    make_collection(&server, "facts");
+    let body = json!({"all": true, "strategies": ["cloze"], "steps": 2, "rank": 4, "force": true,
+        "logged_questions": true});
+    let r = server.call(
+        "POST",
+        "/collections/facts/promote",
+        Some(body.clone()),
+        ADMIN,
+    );
+    assert_eq!(r.status, 400, "nothing asked yet: {:?}", r.body);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("logged_questions"));
+    for question in [
+        "Who is the first passage about?",
+        "Where does the story take place?",
+        "What happened at the end?",
+        "Who is the main character's friend?",
+        "When did it happen?",
+    ] {
+        server.call_ok(
+            "POST",
+            "/collections/facts/answer",
+            Some(json!({"question": question, "mode": "rag", "max_tokens": 2})),
+            READER,
+        );
+    }
+    let r = server.call_ok("POST", "/collections/facts/promote", Some(body), ADMIN);
+    let status = wait_for(&server, "facts", r["id"].as_str().unwrap());
+    assert_eq!(status["state"], "done", "{status:?}");
+    let list = server.call_ok("GET", "/collections/facts/adapters", None, ADMIN);
+    assert_eq!(
+        list["adapters"][0]["manifest"]["metrics"]["held_out_questions"], 1.0,
+        "a fifth of the 5 logged questions gate the adapter: {list}"
+    );
+
+    let staleness = || {
+        let list = server.call_ok("GET", "/collections/facts/adapters", None, ADMIN);
+        let v = &list["adapters"][0];
+        assert_eq!(v["active"], true);
+        let seqs = v["manifest"]["document_seqs"].as_object().unwrap().clone();
+        assert_eq!(seqs.len(), 2, "{v}");
+        let info = server.call_ok("GET", "/collections/facts", None, READER);
+        assert_eq!(info["adapter"]["version"], 1, "{info}");
+        assert_eq!(info["adapter"]["staleness"], v["staleness"], "{info}");
+        v["staleness"].clone()
+    };
+    let ask = |question: &str| {
+        server.call_ok(
+            "POST",
+            "/collections/facts/answer",
+            Some(json!({"question": question, "mode": "auto", "max_tokens": 4})),
+            READER,
+        )
+    };
+    assert_eq!(
+        staleness(),
+        json!({"learned_documents": 2, "stale_documents": 0, "stale_ids": []})
+    );
+    let r = ask("Who is the passage about?");
+    assert_eq!(r["mode_used"], "weights", "{r}");
+    assert!(
+        r["mode_reason"].as_str().unwrap().contains("version 1"),
+        "{r}"
+    );
+
+    // A fact changes after the promotion: the adapter is stale for that document.
+    server.call_ok(
+        "POST",
+        "/collections/facts/documents",
+        Some(json!({"documents": [{"id": "doc-0",
+            "text": "The lighthouse keeper of Varnholm is Edda Quist since 2031."}]})),
+        ADMIN,
+    );
+    assert_eq!(
+        staleness(),
+        json!({"learned_documents": 2, "stale_documents": 1, "stale_ids": ["doc-0"]})
+    );
+    let r = ask("Who keeps the lighthouse of Varnholm?");
+    assert_eq!(r["mode_used"], "rag", "{r}");
+    assert!(r["adapter"].is_null(), "{r}");
+    let reason = r["mode_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("changed since") && reason.contains("doc-0"),
+        "{reason}"
+    );
+    assert_eq!(r["sources"][0]["id"], "doc-0", "{r}");
+
+    let out = server.cli(&["adapters", "list", "facts"], ADMIN);
+    assert!(
+        out.contains("1/2") && out.contains("stale (written or deleted since): doc-0"),
+        "{out}"
+    );
+
+    // A learned document deleted: its knowledge is still in the weights, so auto
+    // answers every question by rag until the collection is promoted again.
+    server.call_ok("DELETE", "/collections/facts/documents/doc-1", None, ADMIN);
+    assert_eq!(staleness()["stale_documents"], 2);
+    let r = ask("Who keeps the lighthouse of Varnholm?");
+    assert_eq!(r["mode_used"], "rag", "{r}");
+    assert!(
+        r["mode_reason"].as_str().unwrap().contains("deleted"),
+        "{r}"
+    );
+    // Asked for explicitly, weights mode still answers from the adapter.
+    let r = server.call_ok(
+        "POST",
+        "/collections/facts/answer",
+        Some(json!({"question": "Who?", "mode": "weights", "max_tokens": 2})),
+        READER,
+    );
+    assert_eq!(r["mode_used"], "weights");
+    assert!(r.get("mode_reason").is_none(), "{r}");
+}
