@@ -13,6 +13,8 @@
 //!   [`stage_two`], trained by [`stage_two_train`] on token states stage one computed
 //!   once, [`states_corpus`]; measured by [`stage_two_eval`]; the weights, loss chart
 //!   and manifest written by `stage_two_artifact.rs`).
+//! - [`self_check`]: whether a collection's context beats stage one on pseudo-queries
+//!   cut from its own documents (else the collection keeps stage one).
 //! - [`vector_cache`]: the one file format for vectors kept between runs (token states
 //!   here, the inverter's training embeddings).
 //! - Model files come from the verified model cache, the `engram-models` crate
