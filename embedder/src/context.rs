@@ -93,7 +93,8 @@ impl Variant {
         !matches!(self, Variant::Idf | Variant::StageOne)
     }
 
-    fn whitens(self) -> bool {
+    /// Whether the context whitens (needs the sample's covariance).
+    pub fn whitens(self) -> bool {
         matches!(
             self,
             Variant::Whiten | Variant::IdfWhiten | Variant::Learned
@@ -472,7 +473,11 @@ fn ledoit_wolf(x: &[f32], mean: &[f32], cov: &[f64], dim: usize) -> f64 {
     let fourth: f64 = x
         .chunks(dim)
         .map(|v| {
-            let sq: f64 = v.iter().zip(mean).map(|(a, m)| ((a - m) as f64).powi(2)).sum();
+            let sq: f64 = v
+                .iter()
+                .zip(mean)
+                .map(|(a, m)| ((a - m) as f64).powi(2))
+                .sum();
             sq * sq
         })
         .sum();

@@ -43,8 +43,8 @@ pub use context::{ContextOptions, CorpusContext, Variant};
 pub use contextual::ContextualEncoder;
 pub use encoder::{Chunk, Chunking, TextEncoder};
 pub use error::{Error, Result};
-pub use self_check::{SelfCheck, SelfCheckOptions};
 pub use minilm::{MiniLm, Pooler, TokenWeights, WeightedMean, Window};
+pub use self_check::{SelfCheck, SelfCheckOptions};
 pub use stage_two::{StageTwo, StageTwoConfig};
 pub use stage_two_artifact::{SavedTraining, TrainingRecord};
 

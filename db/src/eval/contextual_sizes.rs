@@ -260,7 +260,10 @@ mod tests {
         assert!(c.relevant.iter().all(|r| r.len() == 16));
         let sub = c.subset(50);
         assert_eq!(sub.texts.len(), 50);
-        assert!(sub.relevant.iter().all(|r| !r.is_empty() && r.iter().all(|&d| d < 50)));
+        assert!(sub
+            .relevant
+            .iter()
+            .all(|r| !r.is_empty() && r.iter().all(|&d| d < 50)));
         assert_eq!(sub.texts[1], c.texts[384 / 50]);
     }
 
