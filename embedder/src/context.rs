@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoder::{Chunking, TextEncoder};
 use crate::error::{Error, Result};
 use crate::minilm::MiniLm;
+use crate::self_check::SelfCheck;
 
 /// Bumped when the stored layout or its meaning changes; older contexts are rebuilt,
 /// never misread. (2: idf pooling weights shrink with the sample size.)
@@ -42,6 +43,10 @@ pub enum Variant {
     /// The learned stage two ([`crate::stage_two`]): gated idf pooling over token
     /// states, whitening, a learned correction and attention over the centroids.
     Learned,
+    /// Stage one unchanged (plain mean, no centring or whitening): what a collection's
+    /// context is when its self-check ([`crate::self_check`]) found no variant that
+    /// beats MiniLM. Not in [`Variant::ALL`] and not a name a collection can ask for.
+    StageOne,
 }
 
 impl Variant {
@@ -64,6 +69,7 @@ impl Variant {
             Variant::IdfCenter => "idf-center",
             Variant::IdfWhiten => "idf-whiten",
             Variant::Learned => "learned",
+            Variant::StageOne => "stage-one",
         }
     }
 
@@ -84,10 +90,11 @@ impl Variant {
     }
 
     fn centers(self) -> bool {
-        !matches!(self, Variant::Idf)
+        !matches!(self, Variant::Idf | Variant::StageOne)
     }
 
-    fn whitens(self) -> bool {
+    /// Whether the context whitens (needs the sample's covariance).
+    pub fn whitens(self) -> bool {
         matches!(
             self,
             Variant::Whiten | Variant::IdfWhiten | Variant::Learned
@@ -130,6 +137,9 @@ pub struct CorpusContext {
     pub texts: usize,
     /// Stage-one vectors (chunks of those texts) behind the mean and covariance.
     pub vectors: usize,
+    /// What the collection's self-check measured and decided when it built this
+    /// context (none for contexts built outside a collection).
+    pub self_check: Option<SelfCheck>,
     dim: usize,
     /// In how many sampled texts each token id occurs.
     doc_freq: HashMap<u32, u32>,
@@ -193,6 +203,7 @@ impl CorpusContext {
             options,
             texts: texts.len(),
             vectors: 0,
+            self_check: None,
             dim: base.dim(),
             doc_freq,
             mean: vec![0.0; base.dim()],
@@ -214,16 +225,20 @@ impl CorpusContext {
         self.vectors = vectors.len() / dim;
         let (mean, covariance) = moments(vectors, dim)?;
         self.mean = if self.variant.centers() {
-            mean
+            mean.clone()
         } else {
             vec![0.0; dim]
         };
         self.whitening = None;
         if self.variant.whitens() {
             // A sample of n vectors spans at most n - 1 directions: whitening a small one
-            // would blow its few directions up to noise. Shrink at least by d / (d + n).
+            // would blow its few directions up to noise. Shrink at least by d / (d + n),
+            // and at least as much as Ledoit and Wolf's estimate of the intensity that
+            // best recovers the true covariance from this sample (it follows the sample
+            // size and how spread its vectors are).
             let floor = dim as f32 / (dim + self.vectors) as f32;
-            let shrinkage = self.options.shrinkage.max(floor);
+            let lw = ledoit_wolf(vectors, &mean, &covariance, dim) as f32;
+            let shrinkage = self.options.shrinkage.max(floor).max(lw);
             self.whitening = Some(whitening(&covariance, dim, shrinkage)?);
         }
         let transformed: Vec<f32> = vectors
@@ -347,6 +362,7 @@ impl CorpusContext {
             options: self.options,
             texts: self.texts,
             vectors: self.vectors,
+            self_check: self.self_check.clone(),
         };
         let info = HashMap::from([(
             "engram_context".to_string(),
@@ -403,6 +419,7 @@ impl CorpusContext {
             options: meta.options,
             texts: meta.texts,
             vectors: meta.vectors,
+            self_check: meta.self_check,
             dim,
             doc_freq: tokens.into_iter().zip(counts).collect(),
             mean,
@@ -421,6 +438,8 @@ struct Meta {
     options: ContextOptions,
     texts: usize,
     vectors: usize,
+    #[serde(default)]
+    self_check: Option<SelfCheck>,
 }
 
 /// Mean and covariance (row-major `dim x dim`, f64) of row vectors `x`.
@@ -437,6 +456,36 @@ fn moments(x: &[f32], dim: usize) -> Result<(Vec<f32>, Vec<f64>)> {
         .flatten_all()?
         .to_vec1()?;
     Ok((mean.to_vec1()?, cov))
+}
+
+/// Ledoit and Wolf's (2004) shrinkage intensity toward `mu I` for the sample
+/// covariance `cov` of row vectors `x` (mean `mean`): the estimated variance of the
+/// sample covariance over its distance from the scaled identity, in [0, 1]. Large for
+/// few or widely spread vectors, near 0 for many.
+fn ledoit_wolf(x: &[f32], mean: &[f32], cov: &[f64], dim: usize) -> f64 {
+    let n = (x.len() / dim) as f64;
+    let trace: f64 = (0..dim).map(|i| cov[i * dim + i]).sum();
+    let mu = trace / dim as f64;
+    let frob: f64 = cov.iter().map(|c| c * c).sum();
+    // || S - mu I ||^2
+    let distance = frob - dim as f64 * mu * mu;
+    // (1/n^2) sum_k || x_k x_k^T - S ||^2 = (1/n^2) (sum_k |x_k|^4 - n || S ||^2)
+    let fourth: f64 = x
+        .chunks(dim)
+        .map(|v| {
+            let sq: f64 = v
+                .iter()
+                .zip(mean)
+                .map(|(a, m)| ((a - m) as f64).powi(2))
+                .sum();
+            sq * sq
+        })
+        .sum();
+    let spread = ((fourth - n * frob) / (n * n)).max(0.0);
+    match distance > 0.0 {
+        true => (spread.min(distance) / distance).clamp(0.0, 1.0),
+        false => 1.0,
+    }
 }
 
 /// The symmetric (ZCA) whitening matrix `U diag(s^-1/2) U^T` of a covariance whose
@@ -506,6 +555,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn ledoit_wolf_shrinks_small_samples_more() {
+        // Correlated 3-d data: many vectors estimate the covariance well, few do not.
+        let mut rng = engram_kernels::SplitMix::new(3);
+        let mut sample = |n: usize| -> Vec<f32> {
+            (0..n)
+                .flat_map(|_| {
+                    let (a, b) = (rng.unit() - 0.5, rng.unit() - 0.5);
+                    [a * 5.0, a * 4.0 + b * 0.5, b * 0.1]
+                })
+                .collect()
+        };
+        let intensity = |x: &[f32]| {
+            let (mean, cov) = moments(x, 3).unwrap();
+            ledoit_wolf(x, &mean, &cov, 3)
+        };
+        let (few, many) = (intensity(&sample(4)), intensity(&sample(5000)));
+        assert!(many < 0.01 && few > 10.0 * many, "{few} vs {many}");
+        // Isotropic data: the identity is the truth, shrink (nearly) all the way.
+        let iso: Vec<f32> = (0..40 * 8).map(|_| rng.unit() - 0.5).collect();
+        let (mean, cov) = moments(&iso, 8).unwrap();
+        assert!(ledoit_wolf(&iso, &mean, &cov, 8) > 0.5);
     }
 
     #[test]

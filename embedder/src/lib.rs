@@ -13,6 +13,8 @@
 //!   [`stage_two`], trained by [`stage_two_train`] on token states stage one computed
 //!   once, [`states_corpus`]; measured by [`stage_two_eval`]; the weights, loss chart
 //!   and manifest written by `stage_two_artifact.rs`).
+//! - [`self_check`]: whether a collection's context beats stage one on pseudo-queries
+//!   cut from its own documents (else the collection keeps stage one).
 //! - [`vector_cache`]: the one file format for vectors kept between runs (token states
 //!   here, the inverter's training embeddings).
 //! - Model files come from the verified model cache, the `engram-models` crate
@@ -27,6 +29,7 @@ mod cpu_ops;
 mod encoder;
 mod error;
 mod minilm;
+pub mod self_check;
 pub mod stage_two;
 mod stage_two_artifact;
 pub mod stage_two_eval;
@@ -41,6 +44,7 @@ pub use contextual::ContextualEncoder;
 pub use encoder::{Chunk, Chunking, TextEncoder};
 pub use error::{Error, Result};
 pub use minilm::{MiniLm, Pooler, TokenWeights, WeightedMean, Window};
+pub use self_check::{SelfCheck, SelfCheckOptions};
 pub use stage_two::{StageTwo, StageTwoConfig};
 pub use stage_two_artifact::{SavedTraining, TrainingRecord};
 

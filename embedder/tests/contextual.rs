@@ -111,7 +111,7 @@ fn context_separates_near_duplicate_domains() {
     // the idf-whiten (1.3x) and learned (1.25x, the default) variants above the base.
     for (variant, gap) in gaps {
         let floor = match variant {
-            Variant::Idf | Variant::IdfCenter => continue,
+            Variant::Idf | Variant::IdfCenter | Variant::StageOne => continue,
             Variant::IdfWhiten | Variant::Learned => 1.1,
             Variant::Center | Variant::Whiten => 1.4,
         };

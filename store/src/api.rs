@@ -83,6 +83,15 @@ pub struct ContextInfo {
     /// Documents the context was computed from, and distinct tokens seen in them.
     pub sampled_documents: usize,
     pub vocabulary: usize,
+    /// The variant embedding the collection now (`stage-one` when its self-check
+    /// kept plain MiniLM); absent before the first context.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+    /// The latest context's self-check: nDCG@10 of stage one and of each candidate
+    /// on pseudo-queries from the sample, the margin, the chosen variant and why.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<Object>)]
+    pub self_check: Option<engram_embedder::SelfCheck>,
     /// The latest build since the server started: state and progress.
     pub job: Option<ContextBuild>,
 }

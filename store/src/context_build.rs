@@ -16,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use engram_embedder::{
-    contextual, Chunk, ContextOptions, ContextualEncoder, CorpusContext, MiniLm, TextEncoder,
-    Variant,
+    contextual, self_check, Chunk, ContextOptions, ContextualEncoder, CorpusContext, MiniLm,
+    SelfCheckOptions, TextEncoder, Variant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +29,8 @@ use crate::storage::{Storage, VectorRecord};
 /// Documents embedded per step (the progress granularity).
 const STEP: usize = 16;
 
-/// A context build as the job framework lists it: stages "building" (sampling and
+/// A context build as the job framework lists it: stages "checking" (the self-check:
+/// does a context beat stage one on this collection?), "building" (sampling and
 /// fitting), "embedding" (re-embedding every document) and "indexing" (building the
 /// new graph aside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -84,6 +85,17 @@ fn text_documents(storage: &Storage, coll: &str) -> Result<Vec<(String, String, 
     Ok(docs)
 }
 
+/// The variants a collection's self-check weighs against stage one: the check's
+/// default candidates for the default (learned) variant, else only the variant the
+/// collection named.
+fn candidates(variant: Variant) -> Vec<Variant> {
+    if variant == engram_embedder::DEFAULT_CONTEXTUAL {
+        self_check::DEFAULT_CANDIDATES.to_vec()
+    } else {
+        vec![variant]
+    }
+}
+
 /// Up to `n` items spread evenly over `items` (sorted by id, so reproducible).
 fn even_sample<T>(items: &[T], n: usize) -> Vec<&T> {
     if items.len() <= n {
@@ -120,8 +132,22 @@ fn build_and_swap(
         .filter(|d| sampled.contains(d.0.as_str()))
         .map(|d| d.1.as_str())
         .collect();
+    // The self-check decides which variant goes live, or that stage one stays (a
+    // context of variant StageOne: MiniLM's own vectors, under a new version).
+    job.progress("checking", 0, 0);
+    let check = self_check::run(
+        &base,
+        &sample_texts,
+        cfg.chunking,
+        &candidates(variant),
+        &SelfCheckOptions::default(),
+    )?;
+    check_stop(coll, job)?;
+    tracing::info!(collection = %cfg.name, decision = %check.decision, "context self-check");
+    let live = check.chosen.unwrap_or(Variant::StageOne);
     let mut context =
-        CorpusContext::count_tokens(&base, &sample_texts, variant, ContextOptions::default())?;
+        CorpusContext::count_tokens(&base, &sample_texts, live, ContextOptions::default())?;
+    context.self_check = Some(check);
     let total = docs.len();
     let mut embedded: HashMap<String, (Vec<u64>, Vec<Chunk>)> = HashMap::with_capacity(total);
     for (step, batch) in docs.chunks(STEP).enumerate() {
@@ -245,5 +271,14 @@ mod tests {
         assert_eq!(even_sample(&items, 20).len(), 10);
         let s: Vec<u32> = even_sample(&items, 4).into_iter().copied().collect();
         assert_eq!(s, [0, 2, 5, 7]);
+    }
+
+    #[test]
+    fn the_default_weighs_every_variant_a_named_one_only_itself() {
+        assert_eq!(
+            candidates(Variant::Learned),
+            self_check::DEFAULT_CANDIDATES.to_vec()
+        );
+        assert_eq!(candidates(Variant::Whiten), vec![Variant::Whiten]);
     }
 }

@@ -56,6 +56,9 @@ fn the_api_matches_its_openapi_spec_under_fuzzing() {
         .arg("--report-dir")
         .arg(&report)
         .env("HYPOTHESIS_STORAGE_DIRECTORY", dir.path().join("hypothesis"))
+        // schemathesis keeps a crash cache in `.schemathesis/` under its working
+        // directory: the test's own temporary one, not the source tree.
+        .current_dir(dir.path())
         .output()
         .expect("schemathesis runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

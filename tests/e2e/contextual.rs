@@ -97,6 +97,19 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("corpus context version 2"));
     let info = wait_for_context(&server, 2);
     assert_eq!(info["corpus_context"]["sampled_documents"], 60);
+    // Each build checked itself against stage one and says what it decided.
+    let check = info["corpus_context"]["self_check"].clone();
+    assert!(check["stage_one"].is_f64(), "{info}");
+    assert!(!check["variants"].as_array().unwrap().is_empty(), "{info}");
+    assert!(
+        check["decision"].as_str().unwrap().contains("nDCG@10"),
+        "{info}"
+    );
+    let live = match check["chosen"].as_str() {
+        Some(v) => v.to_string(),
+        None => "stage-one".to_string(),
+    };
+    assert_eq!(info["corpus_context"]["variant"], live.as_str(), "{info}");
     assert_eq!(info["documents"], 60);
     let after = hit_rate(&server, passages);
     eprintln!("hit@10 with context 1: {before:.3}, context 2: {after:.3}");
@@ -110,6 +123,7 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
     server.restart();
     let info = server.get("/collections/cards").body;
     assert_eq!(info["corpus_context"]["version"], 2, "{info}");
+    assert_eq!(info["corpus_context"]["self_check"], check, "{info}");
     let again = server.post(
         "/collections/cards/query",
         json!({"text": passages[5]["questions"][0]["question"], "k": 3}),

@@ -65,6 +65,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             action: EvalAction::Contextual(args),
         } => super::contextual::eval(&args),
+        Command::Eval {
+            action: EvalAction::ContextualSizes(args),
+        } => super::contextual::eval_sizes(&args),
         Command::Audit(args) => super::inversion::audit(&args),
         Command::Promote(args) => super::promote::promote(&args),
         Command::Adapters { action } => super::promote::adapters(&action),

@@ -13,7 +13,9 @@ use serde_json::json;
 
 use super::eval::{write_json, Bars};
 use crate::eval::contextual::{encoder_timings, table, train_and_validate, DatasetStates};
+use crate::eval::contextual_sizes::{self, Corpus};
 use crate::eval::Dataset;
+use engram_embedder::SelfCheckOptions;
 
 #[derive(Args, Debug)]
 pub struct TrainContextualArgs {
@@ -93,6 +95,98 @@ pub struct EvalContextualArgs {
     /// with each contextual encoder, 3 alternating rounds, and print the medians.
     #[arg(long, default_value_t = 0)]
     pub timing: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalContextualSizesArgs {
+    /// Corpora: `quoref` or `drop` (the extract, or for Quoref the committed 300
+    /// passages; a missing DROP is skipped), or a niche corpus file.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "quoref,tests/data/niche_airlines.json,tests/data/niche_phones.json"
+    )]
+    pub corpus: Vec<String>,
+    /// Collection sizes; those above a corpus's size are replaced by the whole corpus.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,300,1000,3000")]
+    pub sizes: Vec<usize>,
+    /// The self-check's margin (nDCG@10, 0 to 1).
+    #[arg(long, default_value_t = SelfCheckOptions::default().margin)]
+    pub margin: f64,
+    /// Write every figure (with each self-check) as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The corpus an `--corpus` entry names; `None` (with a note) for a missing DROP.
+fn sizes_corpus(entry: &str) -> anyhow::Result<Option<Corpus>> {
+    let dataset = match entry {
+        "quoref" => Dataset::Quoref,
+        "drop" => Dataset::Drop,
+        path => return Ok(Some(Corpus::niche(std::path::Path::new(path))?)),
+    };
+    match dataset.locate(None) {
+        Ok(path) => Ok(Some(Corpus::dataset(dataset.name(), &path)?)),
+        Err(e) if dataset == Dataset::Drop => {
+            eprintln!("note: skipping drop: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn eval_sizes(args: &EvalContextualSizesArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.margin),
+        "--margin must be within 0 and 1"
+    );
+    anyhow::ensure!(
+        args.sizes.iter().all(|&n| n >= 2),
+        "every size must be at least 2"
+    );
+    let options = SelfCheckOptions {
+        margin: args.margin,
+        ..SelfCheckOptions::default()
+    };
+    let base = engram_embedder::shared_minilm()?;
+    let mut figures = Vec::new();
+    for entry in &args.corpus {
+        let Some(corpus) = sizes_corpus(entry)? else {
+            continue;
+        };
+        let mut sizes: Vec<usize> = args
+            .sizes
+            .iter()
+            .map(|&n| n.min(corpus.texts.len()))
+            .collect();
+        sizes.dedup();
+        for n in sizes {
+            let started = std::time::Instant::now();
+            let f = contextual_sizes::evaluate(&base, &corpus.subset(n), &options)?;
+            eprintln!(
+                "{} {n}: {:.0} s; {}",
+                corpus.name,
+                started.elapsed().as_secs_f64(),
+                f.self_check.decision
+            );
+            figures.push(f);
+        }
+    }
+    println!("{}", contextual_sizes::table(&figures));
+    let gains: Vec<f64> = figures
+        .iter()
+        .map(|f| f.self_checked - f.score("minilm").unwrap_or(0.0))
+        .collect();
+    println!(
+        "self-checked minus minilm: mean {:+.3}, worst {:+.3} over {} rows",
+        gains.iter().sum::<f64>() / gains.len().max(1) as f64,
+        gains.iter().copied().fold(f64::MAX, f64::min),
+        gains.len()
+    );
+    if let Some(out) = &args.out {
+        write_json(out, &json!({ "margin": args.margin, "figures": figures }))?;
+    }
+    Ok(())
 }
 
 /// `dataset`'s first `limit` passages through stage one, or their states from

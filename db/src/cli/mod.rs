@@ -286,6 +286,9 @@ pub enum EvalAction {
     /// Contextual embeddings on a whole dataset: MiniLM, every training-free variant
     /// and the learned stage two in one table (one stage-one pass, exact search).
     Contextual(contextual::EvalContextualArgs),
+    /// Contextual embeddings by collection size: MiniLM, every variant and the
+    /// self-checked default on collections of 50 to 3,000 documents of each corpus.
+    ContextualSizes(contextual::EvalContextualSizesArgs),
 }
 
 #[derive(Args, Debug)]

@@ -538,6 +538,8 @@ impl Store {
                         version: context.as_ref().map_or(0, |c| c.version),
                         sampled_documents: context.as_ref().map_or(0, |c| c.texts),
                         vocabulary: context.as_ref().map_or(0, |c| c.vocabulary()),
+                        variant: context.as_ref().map(|c| c.variant.name().to_string()),
+                        self_check: context.as_ref().and_then(|c| c.self_check.clone()),
                         job: self.latest_context_build(coll),
                     }
                 })
