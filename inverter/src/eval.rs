@@ -119,19 +119,31 @@ impl Sums {
     }
 }
 
+/// The attack under evaluation: the probe, and what else the search may use.
+pub struct Attack {
+    pub probe: Arc<Probe>,
+    /// Re-ranks the search's candidates when `opts.lm_weight` is set.
+    pub lm: Option<Arc<dyn LanguagePrior>>,
+    /// Adds its proposals (see `candidates.rs`).
+    pub lexicon: Option<Arc<Lexicon>>,
+    pub opts: SearchOptions,
+}
+
 /// Inverts every text's embedding; `budgets` are the step budgets to report (the
-/// search runs to the largest; `lm` re-ranks its candidates when `opts.lm_weight` is
-/// set; `lexicon` adds its proposals). `progress(done, total)` after every text.
+/// search runs to the largest). `progress(done, total)` after every text.
 pub fn evaluate(
     texts: &[String],
     encoder: &dyn TextEncoder,
-    probe: Arc<Probe>,
-    lm: Option<Arc<dyn LanguagePrior>>,
-    lexicon: Option<Arc<Lexicon>>,
+    attack: Attack,
     budgets: &[usize],
-    opts: SearchOptions,
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalReport> {
+    let Attack {
+        probe,
+        lm,
+        lexicon,
+        opts,
+    } = attack;
     if texts.is_empty() {
         return Err(Error::invalid("texts", "nothing to evaluate"));
     }

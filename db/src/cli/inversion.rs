@@ -272,14 +272,17 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         None
     };
     let b = bar(texts.len(), "inverting");
+    let attack = engram_inverter::eval::Attack {
+        probe: probe.clone(),
+        lm,
+        lexicon: lexicon.clone(),
+        opts,
+    };
     let report = engram_inverter::eval::evaluate(
         &texts,
         minilm.as_ref(),
-        probe.clone(),
-        lm,
-        lexicon.clone(),
+        attack,
         &args.steps,
-        opts,
         &|done, _| b.set_position(done as u64),
     )?;
     b.finish();
