@@ -145,7 +145,10 @@ fn audit_runs_in_background_and_finds_a_planted_email() {
     assert!(attack["names"]["total"].as_u64().unwrap() > 0, "{attack:?}");
     assert!(html.contains("How strong this attack is") && html.contains("89%"));
     let verdict = r["verdict"].as_str().unwrap();
-    assert!(verdict.contains("PII benchmark") && verdict.contains("89%"), "{verdict}");
+    assert!(
+        verdict.contains("PII benchmark") && verdict.contains("89%"),
+        "{verdict}"
+    );
     let grade = r["grade"].as_str().unwrap();
     if r["shown_safe"] == json!(false) && grade < "D" {
         assert_eq!(grade, "C");
