@@ -12,8 +12,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::inverter::Inverter;
+use crate::lexicon::Lexicon;
 use crate::lm_prior::LanguagePrior;
 use crate::metrics::{bleu4, cosine, exact_match, token_f1};
+use crate::pii::{PiiRow, PlantedText};
 use crate::probe::Probe;
 use crate::search::{CosineSearch, SearchOptions};
 
@@ -36,6 +38,8 @@ pub struct EvalExample {
     pub hypothesis: String,
     pub corrected: String,
     pub cosine: f32,
+    /// The reconstruction at each of the report's budgets, in `budgets` order.
+    pub by_budget: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +47,8 @@ pub struct EvalReport {
     pub texts: usize,
     pub options: SearchOptions,
     pub budgets: Vec<usize>,
+    /// Mean seconds per text to reach each budget's reconstruction, in `budgets` order.
+    pub budget_seconds: Vec<f64>,
     pub rows: Vec<EvalRow>,
     /// Every text with its reconstructions (at the largest budget), in eval order.
     pub examples: Vec<EvalExample>,
@@ -61,6 +67,24 @@ impl EvalReport {
             );
         }
         s
+    }
+
+    /// The PII benchmark's tally at each budget above 0; `texts` are the planted
+    /// texts this report evaluated, in order.
+    pub fn pii_rows(&self, texts: &[PlantedText]) -> Vec<PiiRow> {
+        self.budgets
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b > 0)
+            .map(|(k, &b)| {
+                let recs: Vec<&str> = self
+                    .examples
+                    .iter()
+                    .map(|e| e.by_budget[k].as_str())
+                    .collect();
+                PiiRow::tally(texts, &recs, b, self.budget_seconds[k])
+            })
+            .collect()
     }
 }
 
@@ -95,18 +119,31 @@ impl Sums {
     }
 }
 
+/// The attack under evaluation: the probe, and what else the search may use.
+pub struct Attack {
+    pub probe: Arc<Probe>,
+    /// Re-ranks the search's candidates when `opts.lm_weight` is set.
+    pub lm: Option<Arc<dyn LanguagePrior>>,
+    /// Adds its proposals (see `candidates.rs`).
+    pub lexicon: Option<Arc<Lexicon>>,
+    pub opts: SearchOptions,
+}
+
 /// Inverts every text's embedding; `budgets` are the step budgets to report (the
-/// search runs to the largest; `lm` re-ranks its candidates when `opts.lm_weight` is
-/// set). `progress(done, total)` after every text.
+/// search runs to the largest). `progress(done, total)` after every text.
 pub fn evaluate(
     texts: &[String],
     encoder: &dyn TextEncoder,
-    probe: Arc<Probe>,
-    lm: Option<Arc<dyn LanguagePrior>>,
+    attack: Attack,
     budgets: &[usize],
-    opts: SearchOptions,
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalReport> {
+    let Attack {
+        probe,
+        lm,
+        lexicon,
+        opts,
+    } = attack;
     if texts.is_empty() {
         return Err(Error::invalid("texts", "nothing to evaluate"));
     }
@@ -117,6 +154,9 @@ pub fn evaluate(
     let mut search = CosineSearch::new(probe, SearchOptions { steps: max, ..opts })?;
     if let Some(lm) = lm {
         search = search.with_language_prior(lm);
+    }
+    if let Some(lex) = lexicon {
+        search = search.with_lexicon(lex);
     }
     let (mut bow, mut hyp) = (Sums::default(), Sums::default());
     let mut per_budget: Vec<Sums> = budgets.iter().map(|_| Sums::default()).collect();
@@ -135,6 +175,7 @@ pub fn evaluate(
         let inv = search.invert(&target, encoder)?;
         let first = &inv.trajectory[0];
         hyp.add(original, &first.text, first.cosine, first.seconds);
+        let mut by_budget = Vec::with_capacity(budgets.len());
         for (b, sums) in budgets.iter().zip(&mut per_budget) {
             // The best hypothesis after step b (or the last, if the search stopped early).
             let h = inv
@@ -144,6 +185,7 @@ pub fn evaluate(
                 .last()
                 .unwrap_or(first);
             sums.add(original, &h.text, h.cosine, h.seconds);
+            by_budget.push(h.text.clone());
         }
         examples.push(EvalExample {
             original: original.clone(),
@@ -151,6 +193,7 @@ pub fn evaluate(
             hypothesis: first.text.clone(),
             corrected: inv.text.clone(),
             cosine: inv.cosine,
+            by_budget,
         });
         progress(i + 1, texts.len());
     }
@@ -164,8 +207,10 @@ pub fn evaluate(
             rows.push(sums.row(format!("hypothesis + correction, {b} steps"), n));
         }
     }
+    let budget_seconds = per_budget.iter().map(|s| s.secs / n as f64).collect();
     Ok(EvalReport {
         texts: n,
+        budget_seconds,
         options: search.options(),
         budgets,
         rows,

@@ -8,6 +8,8 @@
 //! - The contract (`inverter.rs`, read it first): [`Inverter`], [`Inversion`].
 //! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form);
 //!   [`train_probe`]: the training workflow (texts, embeddings cache, fit).
+//! - [`lexicon`]: WordPiece pieces and a name dictionary the search can also
+//!   propose, with e-mail and number guesses built from them (`candidates.rs`).
 //! - [`fluency`]: the word-bigram prior the search adds to the cosine.
 //! - [`lm_prior`]: SmolLM2 as a language prior that re-ranks the best candidates.
 //! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
@@ -15,16 +17,21 @@
 //! - [`audit`]: sample, invert, scan for secrets, compare defences; JSON and HTML.
 //! - [`metrics`], [`secrets`], [`corpus`], [`eval`]: scores, secret scanners,
 //!   training/evaluation text, the `engram eval inversion` harness.
+//! - [`pii`]: the PII benchmark (planted names, e-mails, numbers) and the attack's
+//!   measured strength every report states.
 
 pub mod audit;
+mod candidates;
 pub mod corpus;
 pub mod defence;
 mod error;
 pub mod eval;
 pub mod fluency;
 mod inverter;
+pub mod lexicon;
 pub mod lm_prior;
 pub mod metrics;
+pub mod pii;
 pub mod probe;
 pub mod search;
 pub mod secrets;

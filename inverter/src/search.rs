@@ -21,8 +21,10 @@ use engram_embedder::TextEncoder;
 use engram_kernels::SplitMix;
 use serde::{Deserialize, Serialize};
 
+use crate::candidates;
 use crate::error::{Error, Result};
 use crate::inverter::{Hypothesis, Inversion, Inverter};
+use crate::lexicon::Lexicon;
 use crate::lm_prior::LanguagePrior;
 use crate::metrics::cosine;
 use crate::probe::Probe;
@@ -153,6 +155,7 @@ pub struct CosineSearch {
     variants: WordVariants,
     opts: SearchOptions,
     lm: Option<Arc<dyn LanguagePrior>>,
+    lexicon: Option<Arc<Lexicon>>,
 }
 
 /// What one inversion aims at, shared by its edit proposals.
@@ -183,7 +186,15 @@ impl CosineSearch {
             variants,
             opts,
             lm: None,
+            lexicon: None,
         })
+    }
+
+    /// Also proposes the lexicon's words (WordPiece pieces, names) and the e-mail and
+    /// number guesses built from them (see `candidates.rs`).
+    pub fn with_lexicon(mut self, lexicon: Arc<Lexicon>) -> Self {
+        self.lexicon = Some(lexicon);
+        self
     }
 
     /// Re-ranks each step's best candidates with `lm` (weighted by `lm_weight`).
@@ -261,6 +272,22 @@ impl CosineSearch {
                 c[i] = probe.vocab()[v as usize].clone();
                 out.push(c);
             }
+        }
+        if let Some(lex) = &self.lexicon {
+            let residual: Vec<f32> = goal
+                .target
+                .iter()
+                .zip(&node.vector)
+                .map(|(t, v)| t - v)
+                .collect();
+            out.extend(candidates::proposals(
+                lex,
+                w,
+                &residual,
+                &worst,
+                goal.max_words,
+                rng,
+            ));
         }
         if n >= 2 {
             for _ in 0..16 {

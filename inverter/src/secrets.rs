@@ -12,9 +12,12 @@
 //! - name: two or more consecutive capitalised words (`Ada Lovelace`), after dropping
 //!   a leading function word (`The Texans` is not a name).
 //!
-//! A secret is *recovered* when all its words appear, in order and adjacent, among the
+//! A secret is *recovered* when every one of its words appears among the
 //! reconstruction's words (the inverter emits lowercased words without punctuation, so
-//! `ada.lovelace@example.com` counts when `ada lovelace example com` appears).
+//! `ada.lovelace@example.com` counts when `ada`, `lovelace`, `example` and `com` all
+//! appear): whoever reads the reconstruction has the secret, in whatever order.
+//! Whether the words also came back adjacent and in order is reported on its own
+//! (`in_order`), never as a reason to call a fully leaked secret safe.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,10 +55,34 @@ impl SecretKind {
 pub struct SecretFinding {
     pub kind: SecretKind,
     pub value: String,
-    /// All its words, in order, in the reconstruction.
+    /// Every one of its words is in the reconstruction.
     pub recovered: bool,
+    /// Its words appear adjacent and in order in the reconstruction (reports stored
+    /// before this field existed read as `false`).
+    #[serde(default)]
+    pub in_order: bool,
     /// Share of its words present anywhere in the reconstruction.
     pub partial: f64,
+}
+
+impl SecretFinding {
+    /// What `reconstruction` gives away of the secret `value` of kind `kind`.
+    pub fn check(kind: SecretKind, value: &str, reconstruction: &[String]) -> SecretFinding {
+        let w = words(value);
+        let present = w.iter().filter(|x| reconstruction.contains(x)).count();
+        SecretFinding {
+            kind,
+            recovered: !w.is_empty() && present == w.len(),
+            in_order: !w.is_empty() && reconstruction.windows(w.len()).any(|g| g == w.as_slice()),
+            partial: present as f64 / w.len().max(1) as f64,
+            value: value.to_string(),
+        }
+    }
+
+    /// Leaked in part: some but not all of its words came back.
+    pub fn partly(&self) -> bool {
+        !self.recovered && self.partial > 0.0
+    }
 }
 
 /// Every secret in `text`, in order of appearance (a span is reported once, under
@@ -94,16 +121,7 @@ pub fn audit(original: &str, reconstruction: &str) -> Vec<SecretFinding> {
     let rec = words(reconstruction);
     find(original)
         .into_iter()
-        .map(|(kind, value)| {
-            let w = words(&value);
-            let present = w.iter().filter(|x| rec.contains(x)).count();
-            SecretFinding {
-                kind,
-                recovered: !w.is_empty() && rec.windows(w.len()).any(|g| g == w.as_slice()),
-                partial: present as f64 / w.len().max(1) as f64,
-                value,
-            }
-        })
+        .map(|(kind, value)| SecretFinding::check(kind, &value, &rec))
         .collect()
 }
 
@@ -316,12 +334,26 @@ mod tests {
     }
 
     #[test]
-    fn recovery_needs_all_words_in_order() {
+    fn every_word_back_is_recovered_whatever_the_order() {
+        let rec = words("park yellowstone the national");
+        let f = SecretFinding::check(SecretKind::Name, "Yellowstone National Park", &rec);
+        assert!(f.recovered, "all three words came back");
+        assert!(!f.in_order);
+        assert!(!f.partly());
+        let f = SecretFinding::check(SecretKind::Name, "Chase Carter", &words("chase carter x"));
+        assert!(f.recovered && f.in_order);
+        let f = SecretFinding::check(SecretKind::Name, "Dead Rising", &words("rising"));
+        assert!(!f.recovered && f.partly());
+        assert!((f.partial - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn recovery_needs_all_words() {
         let original = "Mail ada.lovelace@example.com today, Charles Babbage said.";
         let f = audit(original, "mail ada lovelace example com today babbage");
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].kind, SecretKind::Email);
-        assert!(f[0].recovered);
+        assert!(f[0].recovered && f[0].in_order);
         assert!((f[0].partial - 1.0).abs() < 1e-9);
         assert_eq!(f[1].kind, SecretKind::Name);
         assert!(!f[1].recovered, "only babbage came back");

@@ -85,8 +85,10 @@ fn audit_runs_in_background_and_finds_a_planted_email() {
             "done" => break s.body,
             other => panic!("audit {other}: {:?}", s.body),
         }
+        // The first audit on a machine also embeds the lexicon's ~35,000 words
+        // (minutes on 2 cores; cached under ~/.cache/engram/inverter after that).
         assert!(
-            started.elapsed() < Duration::from_secs(180),
+            started.elapsed() < Duration::from_secs(480),
             "audit too slow"
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -137,6 +139,21 @@ fn audit_runs_in_background_and_finds_a_planted_email() {
     assert!(html.content_type().starts_with("text/html"));
     let html = html.into_string().unwrap();
     assert!(html.contains(EMAIL) && html.contains("<svg") && html.contains("Secrets"));
+    // Every report states the attack's measured strength and the published anchor,
+    // and a grade better than C needs an attack measured as strong.
+    let attack = &r["attack"];
+    assert!(attack["names"]["total"].as_u64().unwrap() > 0, "{attack:?}");
+    assert!(html.contains("How strong this attack is") && html.contains("89%"));
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("PII benchmark") && verdict.contains("89%"),
+        "{verdict}"
+    );
+    let grade = r["grade"].as_str().unwrap();
+    if r["shown_safe"] == json!(false) && grade < "D" {
+        assert_eq!(grade, "C");
+        assert!(verdict.starts_with("Not shown safe."), "{verdict}");
+    }
 
     let spec = server.get("/openapi.json").body;
     for path in [

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use engram_embedder::MiniLm;
 use engram_inverter::audit::{self, AuditDoc, AuditInput, AuditQuery};
 use engram_inverter::corpus::{self, HELD_OUT_RULE};
+use engram_inverter::lexicon::Lexicon;
 use engram_inverter::lm_prior::{LanguagePrior, SmolLmPrior};
+use engram_inverter::pii::AttackStrength;
 use engram_inverter::probe;
 use engram_inverter::train_probe::{
     self, DatasetFile, PassageText, ProbeCorpus, ProbeTraining, TrainingEvent, TEXT_TOKENS,
@@ -67,6 +69,11 @@ pub struct EvalInversionArgs {
     /// Probe directory [default: inverter/artifacts].
     #[arg(long, env = "ENGRAM_INVERTER_DIR")]
     pub probe: Option<PathBuf>,
+    /// Evaluate on this PII benchmark file (JSON lines of texts with planted secrets,
+    /// e.g. inverter/data/pii_eval.jsonl) instead of the Quoref held-out windows, and
+    /// tally the names, e-mails and numbers recovered at each budget.
+    #[arg(long)]
+    pub pii: Option<PathBuf>,
     /// Held-out texts evaluated (at most 200).
     #[arg(long, default_value_t = 200)]
     pub limit: usize,
@@ -98,6 +105,10 @@ pub struct EvalInversionArgs {
     /// separated, e.g. none,noise:0.5,rotation:7) and their Quoref questions.
     #[arg(long, value_delimiter = ',')]
     pub defences: Vec<String>,
+    /// Also propose MiniLM's WordPiece pieces, the name dictionary, and e-mail and
+    /// number guesses built from them (`--lexicon false`: the probe's words only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub lexicon: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -228,7 +239,18 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         None => Probe::default_probe()?,
     });
     let minilm = engram_embedder::shared_minilm()?;
-    let (passages, texts) = held_out(&path, args.limit, &minilm)?;
+    let planted = match &args.pii {
+        Some(p) => {
+            let mut t = engram_inverter::pii::load(p)?;
+            t.truncate(args.limit);
+            Some(t)
+        }
+        None => None,
+    };
+    let (passages, texts) = match &planted {
+        Some(t) => (Vec::new(), t.iter().map(|t| t.text.clone()).collect()),
+        None => held_out(&path, args.limit, &minilm)?,
+    };
     let opts = SearchOptions {
         beam: args.beam,
         candidates: args.candidates,
@@ -244,56 +266,89 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let lexicon = if args.lexicon {
+        Some(Lexicon::shared_minilm(minilm.as_ref())?)
+    } else {
+        None
+    };
     let b = bar(texts.len(), "inverting");
+    let attack = engram_inverter::eval::Attack {
+        probe: probe.clone(),
+        lm,
+        lexicon: lexicon.clone(),
+        opts,
+    };
     let report = engram_inverter::eval::evaluate(
         &texts,
         minilm.as_ref(),
-        probe.clone(),
-        lm,
+        attack,
         &args.steps,
-        opts,
         &|done, _| b.set_position(done as u64),
     )?;
     b.finish();
-    println!(
-        "{} held-out {TEXT_TOKENS}-token Quoref texts ({HELD_OUT_RULE})",
-        report.texts
-    );
+    match (&args.pii, &planted) {
+        (Some(p), Some(t)) => println!("{} texts of the PII benchmark {}", t.len(), p.display()),
+        _ => println!(
+            "{} held-out {TEXT_TOKENS}-token Quoref texts ({HELD_OUT_RULE})",
+            report.texts
+        ),
+    }
     println!("{}", report.table());
     let mut out = json!({"inversion": report});
+    if let (Some(p), Some(t)) = (&args.pii, &planted) {
+        let strength = AttackStrength {
+            benchmark: p.display().to_string(),
+            rows: report.pii_rows(t),
+        };
+        print_pii(&strength);
+        out["pii"] = serde_json::to_value(&strength)?;
+    }
     if !args.defences.is_empty() {
         let defences = args
             .defences
             .iter()
             .map(|d| Defence::parse(d))
             .collect::<Result<Vec<_>, _>>()?;
-        let input = AuditInput {
-            collection: "quoref (held out)".into(),
-            targets: texts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| AuditDoc {
-                    id: format!("text-{i}"),
-                    text: t.clone(),
-                })
-                .collect(),
-            corpus: passages
-                .iter()
-                .map(|p| AuditDoc {
-                    id: p.id.clone(),
-                    text: p.text.clone(),
-                })
-                .collect(),
-            queries: passages
-                .iter()
-                .flat_map(|p| {
-                    p.questions.iter().map(|q| AuditQuery {
-                        text: q.clone(),
-                        relevant: p.id.clone(),
+        let targets: Vec<AuditDoc> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| AuditDoc {
+                id: planted
+                    .as_ref()
+                    .map_or_else(|| format!("text-{i}"), |p| p[i].id.clone()),
+                text: t.clone(),
+            })
+            .collect();
+        let input = if planted.is_some() {
+            AuditInput {
+                collection: "PII benchmark".into(),
+                queries: audit::known_item_queries(&targets, 5),
+                corpus: targets.clone(),
+                targets,
+                query_source: "known-item spans of 5 words from the benchmark texts".into(),
+            }
+        } else {
+            AuditInput {
+                collection: "quoref (held out)".into(),
+                targets,
+                corpus: passages
+                    .iter()
+                    .map(|p| AuditDoc {
+                        id: p.id.clone(),
+                        text: p.text.clone(),
                     })
-                })
-                .collect(),
-            query_source: "Quoref questions of the held-out passages".into(),
+                    .collect(),
+                queries: passages
+                    .iter()
+                    .flat_map(|p| {
+                        p.questions.iter().map(|q| AuditQuery {
+                            text: q.clone(),
+                            relevant: p.id.clone(),
+                        })
+                    })
+                    .collect(),
+                query_source: "Quoref questions of the held-out passages".into(),
+            }
         };
         let audit_opts = AuditOptions {
             sample: texts.len(),
@@ -306,6 +361,7 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
             &input,
             minilm.as_ref(),
             probe,
+            lexicon,
             &audit_opts,
             &|done, total| {
                 b.set_length(total as u64);
@@ -328,6 +384,29 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         println!("results written to {}", path.display());
     }
     Ok(())
+}
+
+fn print_pii(s: &AttackStrength) {
+    println!("| steps | full names exact / partly | first names exact | e-mails exact / partly | numbers exact / partly | s / text |\n|---|---|---|---|---|---|");
+    let pct = |t: &engram_inverter::pii::KindTally| {
+        format!(
+            "{:.0}% / {:.0}% (of {})",
+            100.0 * t.share(),
+            100.0 * t.partly_share(),
+            t.total
+        )
+    };
+    for r in &s.rows {
+        println!(
+            "| {} | {} | {:.0}% | {} | {} | {:.2} |",
+            r.steps,
+            pct(&r.names),
+            100.0 * r.first_names.share(),
+            pct(&r.emails),
+            pct(&r.numbers),
+            r.seconds_per_text
+        );
+    }
 }
 
 fn print_defences(r: &AuditReport) {

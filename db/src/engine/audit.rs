@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use engram_inverter::audit::{self, AuditDoc, AuditInput};
+use engram_inverter::lexicon::Lexicon;
 use engram_inverter::{AuditOptions, AuditReport, Probe};
 use engram_store::collection::{Collection, DocumentRecord};
 use engram_store::jobs::{JobStatus, Jobs};
@@ -105,7 +106,15 @@ impl Engine {
                         std::ops::ControlFlow::Continue(())
                     }
                 };
-                let report = audit::run(&input, encoder.as_ref(), probe, &opts, &progress)?;
+                let lexicon = Lexicon::shared_minilm(encoder.as_ref())?;
+                let report = audit::run(
+                    &input,
+                    encoder.as_ref(),
+                    probe,
+                    Some(lexicon),
+                    &opts,
+                    &progress,
+                )?;
                 job.update(|s| s.grade = Some(report.grade));
                 let _writer = coll.lock_writes();
                 if coll.is_deleted() {

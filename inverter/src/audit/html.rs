@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::AuditReport;
+use crate::pii::{PiiRow, ANCHOR};
+use crate::secrets::SecretFinding;
 use crate::text::words;
 
 fn esc(s: &str) -> String {
@@ -107,6 +109,42 @@ fn chart(r: &AuditReport) -> String {
     s
 }
 
+/// The status, words-back and order cells of one secret's row. Green only for a
+/// secret none of whose words came back; every word back is "recovered" whatever
+/// the order (the order has its own column).
+fn secret_cells(f: &SecretFinding) -> String {
+    let status = if f.recovered {
+        r#"<span class="bad">recovered</span>"#
+    } else if f.partly() {
+        r#"<span class="warn">partly leaked</span>"#
+    } else {
+        r#"<span class="ok">not recovered</span>"#
+    };
+    let order = match (f.recovered, f.in_order) {
+        (_, true) => "yes",
+        (true, false) => "no (all words, scattered)",
+        (false, false) => "n/a",
+    };
+    format!(
+        "<td>{status}</td><td>{:.0}%</td><td>{order}</td>",
+        100.0 * f.partial
+    )
+}
+
+/// What the report says about the attack's own strength (stored reports from before
+/// it was recorded say so).
+fn strength(r: &AuditReport) -> String {
+    let mut s = r.attack.as_ref().map_or_else(
+        || format!("This attack's strength on Engram's PII benchmark is not recorded in this report; for comparison, {ANCHOR}."),
+        PiiRow::sentence,
+    );
+    if !r.shown_safe {
+        s += " Little recovered here is not evidence that the vectors are safe to share: \
+              only a strong attack's failure would be.";
+    }
+    s
+}
+
 pub fn render(r: &AuditReport) -> String {
     let mut s = String::new();
     let base = &r.defences[0];
@@ -115,13 +153,15 @@ pub fn render(r: &AuditReport) -> String {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Leakage audit: {c}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;width:100%;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}}
-mark{{background:#f5b7b1}}.grade{{font-size:3em;font-weight:bold;float:left;margin-right:.4em}}.ok{{color:#1e8449}}.bad{{color:#c0392b}}</style></head><body>
+mark{{background:#f5b7b1}}.grade{{font-size:3em;font-weight:bold;float:left;margin-right:.4em}}.ok{{color:#1e8449}}.bad{{color:#c0392b}}.warn{{color:#b9770e}}</style></head><body>
 <h1>Leakage audit: collection <code>{c}</code></h1>
 <p><span class="grade">{g}</span><strong>{v}</strong><br>Token F1 {f1:.3}, BLEU-4 {bleu:.1}, exact match {em:.0}%, cosine {cos:.3} over {n} sampled documents
 (encoder {enc}; search {steps} steps, beam {beam}; {secs:.0} s).</p>
 <p style="clear:both">How to read this: an attacker who obtains the stored vectors (a backup, a replica, an API returning vectors) runs the same kind of
 search as this audit: guess a text, embed it with the public model, compare with the vector, correct. Highlighted words in a reconstruction are words of
-the original the attacker got back.</p>"#,
+the original the attacker got back.</p>
+<h2>How strong this attack is</h2><p>{strength}</p>"#,
+        strength = esc(&strength(r)),
         c = esc(&r.collection),
         g = r.grade,
         v = esc(&r.verdict),
@@ -142,23 +182,16 @@ the original the attacker got back.</p>"#,
         r.secrets_found, r.secrets_recovered
     );
     if r.secrets_found > 0 {
-        s += "<table><tr><th>document</th><th>kind</th><th>in the original</th><th>in the reconstruction</th></tr>";
+        s += "<table><tr><th>document</th><th>kind</th><th>in the original</th><th>leaked</th><th>its words back</th><th>in order</th></tr>";
         for d in &r.documents {
             for f in &d.secrets {
-                let status = if f.recovered {
-                    r#"<span class="bad">recovered</span>"#.to_string()
-                } else {
-                    format!(
-                        r#"<span class="ok">not recovered</span> ({:.0}% of its words)"#,
-                        100.0 * f.partial
-                    )
-                };
                 let _ = write!(
                     s,
-                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{status}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td>{}</tr>",
                     esc(&d.id),
                     f.kind.name(),
-                    esc(&f.value)
+                    esc(&f.value),
+                    secret_cells(f)
                 );
             }
         }
@@ -216,6 +249,33 @@ the original the attacker got back.</p>"#,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::secrets::SecretKind;
+
+    fn finding(recovered: bool, in_order: bool, partial: f64) -> SecretFinding {
+        SecretFinding {
+            kind: SecretKind::Name,
+            value: "Yellowstone National Park".into(),
+            recovered,
+            in_order,
+            partial,
+        }
+    }
+
+    #[test]
+    fn secret_rows_never_call_a_leak_green() {
+        let all_scattered = secret_cells(&finding(true, false, 1.0));
+        assert!(
+            all_scattered.contains(r#"class="bad">recovered"#),
+            "{all_scattered}"
+        );
+        assert!(all_scattered.contains("100%") && all_scattered.contains("scattered"));
+        assert!(!all_scattered.contains("ok"));
+        let part = secret_cells(&finding(false, false, 1.0 / 3.0));
+        assert!(part.contains("warn") && part.contains("33%") && !part.contains("\"ok\""));
+        let none = secret_cells(&finding(false, false, 0.0));
+        assert!(none.contains(r#"class="ok">not recovered"#) && none.contains("0%"));
+    }
 
     #[test]
     fn highlight_marks_shared_words_once_and_escapes() {

@@ -6,6 +6,7 @@
 //! encoder, and retrieval is measured with brute-force cosine between the queries
 //! (rotated with the key by the legitimate user) and the defended corpus vectors.
 
+mod grade;
 mod html;
 
 use std::ops::ControlFlow;
@@ -18,10 +19,14 @@ use serde::{Deserialize, Serialize};
 use crate::defence::Defence;
 use crate::error::{Error, Result};
 use crate::inverter::Inverter;
+use crate::lexicon::Lexicon;
 use crate::metrics::{bleu4, cosine, exact_match, token_f1};
+use crate::pii::{AttackStrength, PiiRow};
 use crate::probe::Probe;
 use crate::search::{CosineSearch, SearchOptions};
 use crate::secrets::{self, SecretFinding};
+
+pub use grade::{grade, strong, Grade, STRONG_NAMES};
 
 /// A text the audit embeds as one vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +166,13 @@ pub struct AuditReport {
     pub defences: Vec<DefenceResult>,
     pub grade: char,
     pub verdict: String,
+    /// The attack's measured strength on the PII benchmark at this audit's budget
+    /// (None in reports stored before it was recorded, or if never measured).
+    #[serde(default)]
+    pub attack: Option<PiiRow>,
+    /// See [`Grade::shown_safe`]: false unless a strong attack recovered little.
+    #[serde(default)]
+    pub shown_safe: bool,
     pub seconds: f64,
 }
 
@@ -171,42 +183,13 @@ impl AuditReport {
     }
 }
 
-/// Grade from the undefended token F1, lowered to at least D when a secret came back.
-pub fn grade(token_f1: f64, secrets_recovered: usize) -> (char, &'static str) {
-    let (g, s) = match token_f1 {
-        f if f < 0.1 => (
-            'A',
-            "An attacker holding these vectors recovers almost nothing of the texts.",
-        ),
-        f if f < 0.2 => (
-            'B',
-            "An attacker recovers scattered words, not readable content.",
-        ),
-        f if f < 0.35 => (
-            'C',
-            "An attacker recovers the topic and some key words of each text.",
-        ),
-        f if f < 0.5 => (
-            'D',
-            "An attacker recovers about half the words: the gist of each text is exposed.",
-        ),
-        _ => (
-            'F',
-            "An attacker recovers most of the words: treat the vectors as sensitive as the texts.",
-        ),
-    };
-    if secrets_recovered > 0 && g < 'D' {
-        return ('D', "Secrets (names, numbers or addresses) were recovered from the vectors: treat them as sensitive.");
-    }
-    (g, s)
-}
-
-/// Runs the audit. `progress(done, total)` counts embedded texts and inversions;
+/// Runs the audit (`lexicon`: also propose its words, see `candidates.rs`). `progress(done, total)` counts embedded texts and inversions;
 /// returning `Break` stops the audit after the current text (`Error::Cancelled`).
 pub fn run(
     input: &AuditInput,
     encoder: &dyn TextEncoder,
     probe: Arc<Probe>,
+    lexicon: Option<Arc<Lexicon>>,
     opts: &AuditOptions,
     progress: &dyn Fn(usize, usize) -> ControlFlow<()>,
 ) -> Result<AuditReport> {
@@ -218,7 +201,10 @@ pub fn run(
         ));
     }
     let started = std::time::Instant::now();
-    let search = CosineSearch::new(probe, opts.search())?;
+    let mut search = CosineSearch::new(probe, opts.search())?;
+    if let Some(lex) = lexicon {
+        search = search.with_lexicon(lex);
+    }
     let defences = opts.defences();
     let targets: Vec<&AuditDoc> = input.targets.iter().take(opts.sample).collect();
     let total = input.corpus.len() + input.queries.len() + targets.len() * (defences.len() + 1);
@@ -303,7 +289,8 @@ pub fn run(
     }
     let secrets_found = documents.iter().map(|d| d.secrets.len()).sum();
     let secrets_recovered = results[0].secrets_recovered;
-    let (grade, verdict) = grade(results[0].token_f1, secrets_recovered);
+    let attack = AttackStrength::measured().and_then(|s| s.at(opts.steps).cloned());
+    let graded = grade(results[0].token_f1, secrets_recovered, attack.as_ref());
     Ok(AuditReport {
         collection: input.collection.clone(),
         created_unix: std::time::SystemTime::now()
@@ -321,8 +308,10 @@ pub fn run(
         secrets_found,
         secrets_recovered,
         defences: results,
-        grade,
-        verdict: verdict.to_string(),
+        grade: graded.letter,
+        verdict: graded.verdict,
+        attack,
+        shown_safe: graded.shown_safe,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -379,17 +368,6 @@ pub fn known_item_queries(corpus: &[AuditDoc], words: usize) -> Vec<AuditQuery> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grades_follow_f1_and_secrets() {
-        assert_eq!(grade(0.05, 0).0, 'A');
-        assert_eq!(grade(0.15, 0).0, 'B');
-        assert_eq!(grade(0.3, 0).0, 'C');
-        assert_eq!(grade(0.45, 0).0, 'D');
-        assert_eq!(grade(0.7, 0).0, 'F');
-        assert_eq!(grade(0.05, 1).0, 'D', "a recovered secret caps the grade");
-        assert_eq!(grade(0.7, 1).0, 'F');
-    }
 
     #[test]
     fn options_are_checked() {

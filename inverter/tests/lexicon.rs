@@ -1,0 +1,60 @@
+//! The lexicon on the real MiniLM: a name the probe cannot spell is found by its
+//! standalone embedding along the residual, and the search with the lexicon spells
+//! a planted name back.
+
+use std::sync::Arc;
+
+use engram_embedder::TextEncoder;
+use engram_inverter::lexicon::{Lexicon, NAMES};
+use engram_inverter::{CosineSearch, Inverter, Probe, SearchOptions};
+
+#[test]
+fn the_residual_points_at_the_missing_name() {
+    let enc = engram_embedder::shared_minilm().unwrap();
+    let mut words: Vec<String> = NAMES.lines().take(400).map(String::from).collect();
+    words.extend(["lindqvist", "deposit", "friday", "wire"].map(String::from));
+    words.sort();
+    words.dedup();
+    let domains = vec!["gmail.com".to_string(), "yahoo.com".to_string()];
+    let lex = Lexicon::build(words, domains, enc.as_ref(), None).unwrap();
+    let v = enc
+        .embed(&[
+            "please wire the deposit to lindqvist before friday",
+            "please wire the deposit to before friday",
+        ])
+        .unwrap();
+    let residual: Vec<f32> = v[0].iter().zip(&v[1]).map(|(a, b)| a - b).collect();
+    let top: Vec<&str> = lex
+        .top(&residual, 3, |_| false)
+        .into_iter()
+        .map(|i| lex.word(i))
+        .collect();
+    assert_eq!(top[0], "lindqvist", "{top:?}");
+}
+
+#[test]
+fn the_search_with_the_lexicon_spells_a_planted_name() {
+    let enc = engram_embedder::shared_minilm().unwrap();
+    let probe = Arc::new(Probe::bundled().unwrap());
+    assert!(
+        probe.word_index("lindqvist").is_none(),
+        "the probe cannot spell it"
+    );
+    let lex = Lexicon::shared_minilm(enc.as_ref()).unwrap();
+    let text = "Please wire the deposit to Dmitri Lindqvist before Friday.";
+    let target = enc.embed(&[text]).unwrap().remove(0);
+    let opts = SearchOptions {
+        steps: 10,
+        ..SearchOptions::default()
+    };
+    let inv = CosineSearch::new(probe, opts)
+        .unwrap()
+        .with_lexicon(lex)
+        .invert(&target, enc.as_ref())
+        .unwrap();
+    assert!(
+        inv.text.split(' ').any(|w| w == "lindqvist"),
+        "{}",
+        inv.text
+    );
+}
