@@ -105,7 +105,7 @@ fn answers_in_every_mode_with_sources_usage_and_timing() {
     let w = answer(&server, json!({"question": QUESTION, "mode": "weights"}));
     assert_eq!(w.status, 409, "{:?}", w.body);
     assert_eq!(w.body["error"]["code"], "no_adapter");
-    let msg = w.body["error"]["message"].as_str().unwrap();
+    let msg = w.error_message();
     assert!(
         msg.contains("rag") && msg.contains("promote the collection"),
         "{msg}"
@@ -192,7 +192,7 @@ fn answer_errors_are_clear_and_context_stops_at_the_window() {
     );
     assert_eq!(r.status, 422, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], "context_too_long");
-    let msg = r.body["error"]["message"].as_str().unwrap();
+    let msg = r.error_message();
     assert!(
         msg.contains("8192") && msg.contains("rag") && msg.contains("30 documents"),
         "{msg}"

@@ -25,7 +25,7 @@ fn state(s: &Server) -> Value {
 fn assert_error(r: &crate::support::Reply, status: u16, code: &str, mentions: &str) {
     assert_eq!(r.status, status, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-    let msg = r.body["error"]["message"].as_str().unwrap();
+    let msg = r.error_message();
     assert!(
         msg.to_lowercase().contains(&mentions.to_lowercase()),
         "message {msg:?} should mention {mentions:?}"

@@ -134,10 +134,7 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
     assert_eq!(server.put("/collections/plain", json!({})).status, 200);
     let r = server.post("/collections/plain/recontextualize", json!({}));
     assert_eq!(r.status, 400, "{:?}", r.body);
-    assert!(r.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("contextual"));
+    assert!(r.error_message().contains("contextual"));
 }
 
 #[test]
@@ -152,7 +149,7 @@ fn a_training_free_variant_is_chosen_by_name() {
         json!({"embedder": "contextual-clever"}),
     );
     assert_eq!(r.status, 400, "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap().to_string();
+    let message = r.error_message().to_string();
     assert!(message.contains("contextual-learned"), "{message}");
 
     let r = server.put(

@@ -86,7 +86,7 @@ fn the_gate_refuses_when_full_frees_slots_on_disconnect_and_enforces_the_deadlin
     // More tokens than the server's cap: a clear 400 before any work.
     let r = server.post("/v1/chat/completions", long_chat(5000, false));
     assert_eq!(r.status, 400, "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap();
+    let message = r.error_message();
     assert!(message.contains("[generation] max_tokens"), "{message}");
 
     // A non-streamed client that goes away: its generation stops and frees the slot.

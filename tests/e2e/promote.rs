@@ -112,7 +112,7 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
             ADMIN,
         );
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
-        assert!(!r.body["error"]["message"].as_str().unwrap().is_empty());
+        assert!(!r.error_message().is_empty());
     }
     let r = server.call(
         "POST",
@@ -132,10 +132,7 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
     };
     let r = ask("weights");
     assert_eq!(r.status, 409, "{:?}", r.body);
-    assert!(r.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("promote the collection"));
+    assert!(r.error_message().contains("promote the collection"));
     let r = server.call("GET", "/collections/facts/adapters", None, ADMIN);
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["adapters"], json!([]));

@@ -85,10 +85,7 @@ fn questions_are_logged_bounded_shown_and_deleted_with_the_collection() {
         ADMIN,
     );
     assert_eq!(r.status, 400, "{:?}", r.body);
-    assert!(r.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("log_questions"));
+    assert!(r.error_message().contains("log_questions"));
     make(&server, "kb", json!({"question_log_size": 5}));
     let info = server.call_ok("GET", "/collections/kb", None, READER);
     assert_eq!(

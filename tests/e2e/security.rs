@@ -43,7 +43,7 @@ fn send(s: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: &[
 fn assert_refused(r: &Reply, status: u16, code: &str, mentions: &str) {
     assert_eq!(r.status, status, "{:?}", r.body);
     assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap();
+    let message = r.error_message();
     assert!(
         message.contains(mentions),
         "{message:?} should mention {mentions:?}"

@@ -24,10 +24,7 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
         ADMIN,
     );
     assert_eq!(r.status, 400, "nothing asked yet: {:?}", r.body);
-    assert!(r.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("logged_questions"));
+    assert!(r.error_message().contains("logged_questions"));
     for question in [
         "Who is the first passage about?",
         "Where does the story take place?",

@@ -25,6 +25,16 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl Reply {
+    /// The message of an error reply (`{"error": {"code", "message"}}`); panics with
+    /// the body when the reply carries none, which fails the test saying why.
+    pub fn error_message(&self) -> &str {
+        self.body["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {:?}", self.body))
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
