@@ -6,6 +6,9 @@ A document is relevant to a query when it has the query's entity and topic.
 
   tests/data/niche_airlines.json  held-out TEST set (never looked at while tuning)
   tests/data/niche_phones.json    TUNING set (other entities, other templates)
+  tests/data/niche_banks.json     second held-out TEST set (10 banks x 8 topics, 3,200
+                                  documents), written after the airline set had been
+                                  looked at
 
 Deterministic (seeded); rerun to regenerate: python3 scripts/niche_corpora.py
 """
@@ -130,19 +133,138 @@ PHONE_QUERIES = {
 }
 
 
-def fill(rng, entities, topics, queries, name_key):
+BANKS = {
+    "chase": dict(name="JPMorgan Chase Bank", short="Chase", app="Chase Mobile app", rewards="Ultimate Rewards",
+                  city="New York", checking="Chase Total Checking", card="Sapphire card",
+                  describe="the bank headquartered on Park Avenue in New York"),
+    "wells": dict(name="Wells Fargo Bank", short="Wells Fargo", app="Wells Fargo Mobile app", rewards="Go Far Rewards",
+                  city="San Francisco", checking="Everyday Checking", card="Active Cash card",
+                  describe="the San Francisco bank with the stagecoach logo"),
+    "bofa": dict(name="Bank of America", short="Bank of America", app="BofA app with Erica", rewards="Preferred Rewards",
+                 city="Charlotte", checking="Advantage Plus Banking", card="Customized Cash card",
+                 describe="the bank based in Charlotte, North Carolina"),
+    "citi": dict(name="Citibank", short="Citi", app="Citi Mobile app", rewards="ThankYou Points",
+                 city="Manhattan", checking="Citi Regular Checking", card="Double Cash card",
+                 describe="the bank whose card points are called ThankYou"),
+    "capone": dict(name="Capital One Bank", short="Capital One", app="Capital One Mobile app", rewards="Capital One Miles",
+                   city="McLean, Virginia", checking="360 Checking", card="Venture card",
+                   describe="the Virginia bank that advertises with 'What's in your wallet'"),
+    "pnc": dict(name="PNC Bank", short="PNC", app="PNC Mobile app", rewards="PNC points",
+                city="Pittsburgh", checking="Virtual Wallet", card="Cash Rewards card",
+                describe="the Pittsburgh bank"),
+    "usbank": dict(name="U.S. Bank", short="U.S. Bank", app="U.S. Bank Mobile app", rewards="Altitude points",
+                   city="Minneapolis", checking="Smartly Checking", card="Altitude Go card",
+                   describe="the bank headquartered in Minneapolis"),
+    "td": dict(name="TD Bank", short="TD", app="TD Bank app", rewards="TD Rewards",
+               city="Cherry Hill, New Jersey", checking="TD Convenience Checking", card="TD Double Up card",
+               describe="the American arm of the Toronto-Dominion group"),
+    "truist": dict(name="Truist Bank", short="Truist", app="Truist Mobile app", rewards="Truist Loyalty",
+                   city="Charlotte", checking="Truist One Checking", card="Truist Enjoy card",
+                   describe="the bank formed by merging BB&T and SunTrust"),
+    "ally": dict(name="Ally Bank", short="Ally", app="Ally Mobile app", rewards="Ally Rewards",
+                 city="Detroit", checking="Ally Spending Account", card="Ally Unlimited card",
+                 describe="the online-only bank from Detroit with no branches"),
+}
+
+BANK_TOPICS = {
+    "overdraft": [
+        "{short} charges an overdraft fee of {a1} dollars when a payment takes your {checking} below zero.",
+        "Overdraft protection at {name} moves money from your savings to cover a shortfall for {a2} dollars.",
+        "Bring your {checking} balance back above zero within {d1} business days and {short} waives the overdraft fee.",
+        "{short} customers with {rewards} status get up to {c1} overdraft fees refunded a year.",
+        "Turn off overdraft coverage for debit card purchases in the {app} under account settings.",
+    ],
+    "deposit": [
+        "Deposit a check by photographing both sides in the {app}; funds arrive in {d1} business days.",
+        "The mobile check deposit limit at {short} is {a3} dollars a day for most {checking} accounts.",
+        "Write 'For mobile deposit only at {short}' under your signature before scanning a check.",
+        "Keep a mobile-deposited check for {d2} days, then destroy it, {name} advises.",
+        "A rejected mobile deposit at {short} usually means the photo was blurry or the check was unsigned.",
+    ],
+    "wires": [
+        "An outgoing domestic wire from {name} costs {a1} dollars; international wires cost {a2} dollars.",
+        "Send a wire transfer in the {app} before {h1} p.m. Eastern for same-day delivery from {short}.",
+        "Incoming wires to a {checking} account at {short} are free for {rewards} members.",
+        "{short} needs the recipient's routing number and SWIFT code to wire money abroad.",
+        "Wire transfers from {short} cannot be cancelled once the receiving bank accepts them.",
+    ],
+    "lostcard": [
+        "Lock a lost {short} debit card instantly in the {app}, then order a replacement.",
+        "A replacement {card} from {name} arrives in {d1} business days, or {d3} with rush delivery for {a1} dollars.",
+        "Report a stolen {short} card at once: you are not liable for purchases made after the report.",
+        "{short} can send a digital card number to your phone wallet while the new {card} is in the mail.",
+        "Call the number on the back of any {short} card, open day and night, if your wallet is stolen.",
+    ],
+    "mortgage": [
+        "{name} offers thirty-year fixed mortgages from {r1} percent APR for strong credit.",
+        "{rewards} clients get a {r2} percent discount on {short} mortgage rates.",
+        "{short} can preapprove a home loan online in about {m1} minutes with your income and assets.",
+        "A down payment of {c2} percent lets you avoid private mortgage insurance on a {short} loan.",
+        "Closing on a {short} mortgage typically takes {d2} days after the application.",
+    ],
+    "savings": [
+        "The {short} savings account pays {r2} percent APY on balances above {a3} dollars.",
+        "Link savings to your {checking} to avoid the {a1} dollar monthly fee at {name}.",
+        "{short} limits savings withdrawals to {c1} a month before charging a fee.",
+        "Certificates of deposit at {short} pay up to {r1} percent for a {m2} month term.",
+        "Set up automatic transfers to savings each payday in the {app}.",
+    ],
+    "fraud": [
+        "{short} never asks for your password or one-time code by phone or text message.",
+        "Turn on fraud alerts in the {app} to get a text for every purchase above {a1} dollars.",
+        "If a charge on your {card} looks wrong, dispute it with {short} within {d2} days.",
+        "{name} reimburses unauthorized transactions reported within {d1} days under its zero liability policy.",
+        "Scammers pretending to be {short} often ask you to move money to a 'safe account'.",
+    ],
+    "branches": [
+        "Most {short} branches open at {h2} a.m. and close at {h1} p.m. on weekdays.",
+        "Book an appointment with a banker at a {short} branch in the {app}.",
+        "{name} has its headquarters in {city} and branches across the region.",
+        "Saturday hours at {short} branches run until {h3} p.m. in most cities.",
+        "Find the nearest {short} branch or ATM with the locator in the {app}.",
+    ],
+}
+
+BANK_QUERIES = {
+    "overdraft": ["{e} overdraft fee and how to avoid it", "what happens if my {e} account goes negative"],
+    "deposit": ["deposit a check with my phone at {e}", "{e} mobile deposit limit"],
+    "wires": ["send money abroad with {e}", "cost of a wire transfer at {e}"],
+    "lostcard": ["I lost my {e} debit card", "replace a stolen {e} credit card"],
+    "mortgage": ["{e} home loan interest rates", "get preapproved for a house with {e}"],
+    "savings": ["best savings account interest at {e}", "{e} CD rates"],
+    "fraud": ["someone used my {e} card without permission", "is this text from {e} a scam"],
+    "branches": ["{e} opening hours on Saturday", "make an appointment at a {e} branch"],
+}
+
+
+def bank_numbers(rng):
+    return dict(a1=rng.choice([15, 25, 30, 34, 35, 45]), a2=rng.choice([10, 12, 35, 40, 50]),
+                a3=rng.choice([500, 1000, 2500, 5000, 10000]), d1=rng.choice([1, 2, 3, 5]),
+                d2=rng.choice([14, 30, 45, 60]), d3=rng.choice([1, 2]), c1=rng.choice([3, 4, 6]),
+                c2=rng.choice([10, 15, 20]), h1=rng.choice([4, 5, 6]), h2=rng.choice([8, 9, 10]),
+                h3=rng.choice([12, 1, 2]), r1=rng.choice([5.8, 6.1, 6.4, 6.9, 7.2]),
+                r2=rng.choice([0.25, 0.5, 1.5, 3.9, 4.2]), m1=rng.choice([10, 15, 20, 30]),
+                m2=rng.choice([6, 12, 18, 24]))
+
+
+def default_numbers(rng):
+    """Slot numbers for the airline and phone templates."""
+    return dict(n1=rng.choice([30, 35, 40, 45, 50, 75]), n2=rng.choice([40, 50, 60, 70, 100]),
+                n3=rng.choice([12, 24, 48, 50, 70]), n4=rng.choice([5, 7, 10, 14, 21]),
+                n5=rng.choice([6, 12, 18, 24]), n6=rng.choice([1, 2, 3, 5]),
+                n7=rng.choice([5000, 15000, 20000, 28000]),
+                p1=rng.choice([10, 15, 20, 80, 85]), p2=rng.choice([300, 400, 500, 800, 1000]),
+                p3=rng.choice([49, 69, 89, 99, 129, 279, 329]), p4=rng.choice([15, 20, 25, 30, 45]),
+                p5=rng.choice([2, 3, 5, 7]), p6=rng.choice([150, 300, 450, 630, 700]))
+
+
+def fill(rng, entities, topics, queries, name_key, variants=4, numbers=default_numbers):
     docs, qs = [], []
     for ent, slots in entities.items():
         for topic, templates in topics.items():
             for t, template in enumerate(templates):
-                for v in range(4):
-                    nums = dict(n1=rng.choice([30, 35, 40, 45, 50, 75]), n2=rng.choice([40, 50, 60, 70, 100]),
-                                n3=rng.choice([12, 24, 48, 50, 70]), n4=rng.choice([5, 7, 10, 14, 21]),
-                                n5=rng.choice([6, 12, 18, 24]), n6=rng.choice([1, 2, 3, 5]),
-                                n7=rng.choice([5000, 15000, 20000, 28000]),
-                                p1=rng.choice([10, 15, 20, 80, 85]), p2=rng.choice([300, 400, 500, 800, 1000]),
-                                p3=rng.choice([49, 69, 89, 99, 129, 279, 329]), p4=rng.choice([15, 20, 25, 30, 45]),
-                                p5=rng.choice([2, 3, 5, 7]), p6=rng.choice([150, 300, 450, 630, 700]))
+                for v in range(variants):
+                    nums = numbers(rng)
                     text = template.format(**slots, **nums)
                     docs.append(dict(id=f"{ent}-{topic}-{t}-{v}", entity=ent, topic=topic, text=text))
     for ent, slots in entities.items():
@@ -160,10 +282,19 @@ def main():
         ("niche_phones.json", PHONES, PHONE_TOPICS, PHONE_QUERIES, "phone", 29),
     ]:
         docs, qs = fill(random.Random(seed), entities, topics, queries, key)
-        with open(os.path.join(ROOT, fname), "w") as f:
-            json.dump(dict(name=fname[:-5], documents=docs, queries=qs), f, indent=0)
-            f.write("\n")
-        print(fname, len(docs), "documents,", len(qs), "queries")
+        write(fname, docs, qs)
+    # Written in the fourth session, before any run on it: the second held-out test set,
+    # large enough for the 1,000 and 3,000-document rows.
+    docs, qs = fill(random.Random(31), BANKS, BANK_TOPICS, BANK_QUERIES, "short",
+                    variants=8, numbers=bank_numbers)
+    write("niche_banks.json", docs, qs)
+
+
+def write(fname, docs, qs):
+    with open(os.path.join(ROOT, fname), "w") as f:
+        json.dump(dict(name=fname[:-5], documents=docs, queries=qs), f, indent=0)
+        f.write("\n")
+    print(fname, len(docs), "documents,", len(qs), "queries")
 
 
 if __name__ == "__main__":

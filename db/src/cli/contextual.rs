@@ -104,7 +104,7 @@ pub struct EvalContextualSizesArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "quoref,tests/data/niche_airlines.json,tests/data/niche_phones.json"
+        default_value = "quoref,tests/data/niche_airlines.json,tests/data/niche_phones.json,tests/data/niche_banks.json"
     )]
     pub corpus: Vec<String>,
     /// Collection sizes; those above a corpus's size are replaced by the whole corpus.
