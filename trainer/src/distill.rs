@@ -228,14 +228,24 @@ pub struct DistillCounts {
     pub answer_tokens: usize,
 }
 
+/// The models and prompts distillation runs: the serving model samples the teacher's
+/// answers, the trainable model gives its logits and tokenizes.
+#[derive(Clone, Copy)]
+pub struct Teacher<'a> {
+    /// The trainable (F32) model.
+    pub trainable: &'a TrainableModel,
+    /// The serving model.
+    pub chat: &'a dyn LanguageModel,
+    /// Teacher and student prompts.
+    pub prompt: PromptBuilder<'a>,
+}
+
 /// Makes the student's training sequences for `questions`: the teacher (`chat` with
 /// the rag prompt) samples answers, the trainable model's teacher pass gives the top-k
 /// targets (kept unless the loss is next-token). Sequences longer than `max_len` and
 /// empty answers are skipped. `progress(done, total)` after each question.
 pub fn build_examples(
-    trainable: &TrainableModel,
-    chat: &dyn LanguageModel,
-    prompt: PromptBuilder<'_>,
+    teacher: Teacher<'_>,
     questions: &[DistillQuestion],
     cfg: &DistillConfig,
     seed: u64,
@@ -243,6 +253,11 @@ pub fn build_examples(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<Sequence>, DistillCounts)> {
     cfg.validate()?;
+    let Teacher {
+        trainable,
+        chat,
+        prompt,
+    } = teacher;
     let tok = trainable.chat().tokenizer();
     let template = trainable.chat().template();
     let end = tok.special("<|im_end|>").unwrap_or(0);

@@ -347,10 +347,13 @@ pub fn run(
                 .chain(&self_study)
                 .cloned()
                 .collect();
-            let (seqs, counts) = distill::build_examples(
-                tm,
-                models.chat,
+            let teacher = distill::Teacher {
+                trainable: tm,
+                chat: models.chat,
                 prompt,
+            };
+            let (seqs, counts) = distill::build_examples(
+                teacher,
                 &questions,
                 cfg,
                 options.train.seed,

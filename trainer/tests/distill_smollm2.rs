@@ -15,7 +15,7 @@ fn prompt(question: &str, passages: &[String]) -> Vec<ChatMessage> {
     if passages.is_empty() {
         return vec![ChatMessage::user(question)];
     }
-    vec![ChatMessage::user(&format!(
+    vec![ChatMessage::user(format!(
         "Context:\n{}\n\nQuestion: {question}\nAnswer in a few words.",
         passages.join("\n\n")
     ))]
@@ -36,10 +36,13 @@ fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
         max_answer_tokens: 16,
         ..Default::default()
     };
+    let teacher = distill::Teacher {
+        trainable: &trainable,
+        chat: &chat,
+        prompt: &prompt,
+    };
     let (seqs, counts) = distill::build_examples(
-        &trainable,
-        &chat,
-        &prompt,
+        teacher,
         std::slice::from_ref(&question),
         &cfg,
         0,
