@@ -2,7 +2,7 @@
 //! learned; writing or deleting one afterwards shows as staleness in the adapter
 //! listing (HTTP and `engram adapters list`) and the collection's info, and `auto`
 //! answers then come from rag, saying why. The promotion learns from the questions
-//! users asked (`logged_questions`): a seeded fifth of them gate it. Real SmolLM2,
+//! users asked (`logged_questions`, distilled): a seeded fifth of them gate it. Real SmolLM2,
 //! two training steps (mechanics, not quality).
 
 use serde_json::json;
@@ -42,6 +42,14 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     let r = server.call_ok("POST", "/collections/facts/promote", Some(body), ADMIN);
     let status = wait_for(&server, "facts", r["id"].as_str().unwrap());
     assert_eq!(status["state"], "done", "{status:?}");
+    // With logged questions to learn from, distillation is the default method, and the
+    // cloze items become self-study questions the teacher answers from their document.
+    let method = status["report"]["method"].as_str().unwrap_or_default();
+    assert!(
+        method.starts_with("context distillation (kl loss, top-20) from 4 logged"),
+        "{status:?}"
+    );
+    assert!(status["summary"].as_str().unwrap().contains("collapse"));
     let list = server.call_ok("GET", "/collections/facts/adapters", None, ADMIN);
     assert_eq!(
         list["adapters"][0]["manifest"]["metrics"]["held_out_questions"], 1.0,

@@ -184,6 +184,7 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         gold_training: !args.synthetic_only,
         distill: args.distill.clone(),
         self_study: args.self_study.clone(),
+        adapter_modes_only: args.adapter_modes_only,
     };
     let (_dir, engine) = scratch_engine()?;
     let bars = Bars::default();

@@ -326,6 +326,10 @@ pub struct EvalWeightsArgs {
     /// (comma-separated, e.g. self_qa), answered by the teacher from their document.
     #[arg(long, value_delimiter = ',')]
     pub self_study: Vec<String>,
+    /// Score only weights and weights + rag (the base model's rows do not depend on
+    /// the adapter: take them from another run with the same passages and seed).
+    #[arg(long)]
+    pub adapter_modes_only: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

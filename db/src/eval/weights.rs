@@ -49,6 +49,10 @@ pub struct WeightsSpec {
     pub distill: Option<String>,
     /// With `distill`: also self-study questions of these strategies (empty: none).
     pub self_study: Vec<String>,
+    /// Score only the adapter's modes (weights, weights + rag): the base model's
+    /// (no context, rag) do not depend on the adapter, so an A/B of training settings
+    /// reuses them from one run.
+    pub adapter_modes_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,26 +247,27 @@ pub fn run_weights(
             AnswerMode::WeightsRag,
             Some(spec.k),
         ),
-    ] {
+    ]
+    .into_iter()
+    .skip(if spec.adapter_modes_only { 2 } else { 0 })
+    {
         let (score, mut some) =
             score_mode(engine, &label, mode, k, &asked, spec.max_tokens, progress)?;
         scores.push(score);
         samples.append(&mut some);
     }
-    let (none, rag, weights) = (&scores[0], &scores[1], &scores[2]);
+    // Shares of rag's gain need the base model's rows (NaN without them).
+    let share = |f: fn(&ModeScore) -> f64| match scores.as_slice() {
+        [none, rag, weights, ..] => ratio(f(weights) - f(none), f(rag) - f(none)),
+        _ => f64::NAN,
+    };
     Ok(WeightsReport {
         spec: spec.clone(),
         train_questions,
         promotion_seconds,
         held_out_questions: held_out.len(),
-        share_of_rag_gain_f1: ratio(
-            weights.token_f1 - none.token_f1,
-            rag.token_f1 - none.token_f1,
-        ),
-        share_of_rag_gain_contains: ratio(
-            weights.contains - none.contains,
-            rag.contains - none.contains,
-        ),
+        share_of_rag_gain_f1: share(|s| s.token_f1),
+        share_of_rag_gain_contains: share(|s| s.contains),
         forgetting_percent: 100.0 * (promotion.tuned.perplexity / promotion.base.perplexity - 1.0),
         scores,
         promotion,
