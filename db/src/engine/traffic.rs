@@ -8,7 +8,10 @@
 //! model's own rag answers (greedy, with the passages of the documents the question
 //! retrieved when it was asked): the adapter learns to answer closed-book what rag
 //! answers, and the gate measures agreement with rag on questions it never trained
-//! on. No gold answer is needed anywhere.
+//! on. No gold answer is needed anywhere. With distillation (the default when such
+//! questions exist) the training questions go to the trainer with their passages
+//! instead (`distill_questions`), and [`serving_prompt`] builds both the teacher's
+//! (rag) and the student's (closed-book) prompt.
 
 use std::collections::HashSet;
 
