@@ -2,7 +2,7 @@
 //! learned; writing or deleting one afterwards shows as staleness in the adapter
 //! listing (HTTP and `engram adapters list`) and the collection's info, and `auto`
 //! answers then come from rag, saying why. The promotion learns from the questions
-//! users asked (`logged_questions`): a seeded fifth of them gate it. Real SmolLM2,
+//! users asked (`logged_questions`, distilled): a seeded fifth of them gate it. Real SmolLM2,
 //! two training steps (mechanics, not quality).
 
 use serde_json::json;
@@ -15,8 +15,7 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
     make_collection(&server, "facts");
-    let body = json!({"all": true, "strategies": ["cloze"], "steps": 2, "rank": 4, "force": true,
-        "logged_questions": true});
+    let body = json!({"all": true, "steps": 2, "rank": 4, "force": true, "logged_questions": true});
     let r = server.call(
         "POST",
         "/collections/facts/promote",
@@ -42,6 +41,15 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     let r = server.call_ok("POST", "/collections/facts/promote", Some(body), ADMIN);
     let status = wait_for(&server, "facts", r["id"].as_str().unwrap());
     assert_eq!(status["state"], "done", "{status:?}");
+    // With logged questions to learn from, distillation is the default method (no
+    // synthetic strategy asked for: no self-study questions).
+    let method = status["report"]["method"].as_str().unwrap_or_default();
+    assert_eq!(
+        method, "context distillation (kl loss, top-20) from 4 logged and 0 self-study questions",
+        "{status:?}"
+    );
+    assert_eq!(status["report"]["distill"]["examples"], 4, "{status:?}");
+    assert!(status["summary"].as_str().unwrap().contains("collapse"));
     let list = server.call_ok("GET", "/collections/facts/adapters", None, ADMIN);
     assert_eq!(
         list["adapters"][0]["manifest"]["metrics"]["held_out_questions"], 1.0,

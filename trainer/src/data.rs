@@ -7,10 +7,12 @@
 //! limit forgetting) is trained as plain language modelling, loss on every token.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use engram_generator::{ChatMessage, GgufChatModel, Llama};
 use serde::{Deserialize, Serialize};
 
+use crate::distill::SoftTargets;
 use crate::error::Result;
 
 /// A question with its answer (synthetic or gold), as trained and evaluated.
@@ -24,12 +26,15 @@ pub struct QaPair {
 
 /// A token sequence with its loss boundary: tokens at positions `>= loss_from` are
 /// predicted (trained on); earlier ones are context only. `loss_from >= 1`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sequence {
     /// Token ids.
     pub tokens: Vec<u32>,
     /// First position whose token is a training target.
     pub loss_from: usize,
+    /// A distilled example's teacher distributions at the targets: trained with the KL
+    /// loss instead of cross-entropy on `tokens` (see [`crate::distill`]).
+    pub soft: Option<Arc<SoftTargets>>,
 }
 
 impl Sequence {
@@ -103,6 +108,7 @@ impl TrainableModel {
         Ok(Some(Sequence {
             tokens,
             loss_from: prompt.len(),
+            soft: None,
         }))
     }
 
@@ -121,6 +127,7 @@ pub fn windows(ids: &[u32], max_len: usize) -> Vec<Sequence> {
         .map(|c| Sequence {
             tokens: c.to_vec(),
             loss_from: 1,
+            soft: None,
         })
         .collect()
 }

@@ -37,6 +37,10 @@ pub struct Accuracy {
     pub f1: f64,
     /// Fraction of replies that contain a gold answer.
     pub contains: f64,
+    /// The largest share of questions given one and the same (normalised) reply: near
+    /// 1 is a collapsed adapter that answers everything alike.
+    #[serde(default)]
+    pub same_answer: f64,
 }
 
 /// Scores one reply against the accepted answers: (exact, best F1, contains).
@@ -64,6 +68,7 @@ pub fn closed_book_accuracy(
         ..Default::default()
     };
     let (mut em, mut f1, mut contains) = (0.0, 0.0, 0.0);
+    let mut replies = Vec::new();
     for q in questions {
         let messages = [ChatMessage::user(&q.question)];
         let reply = model.complete(&GenerationRequest {
@@ -76,6 +81,7 @@ pub fn closed_book_accuracy(
         em += e as u8 as f64;
         f1 += f;
         contains += c as u8 as f64;
+        replies.push(reply.text);
     }
     let n = questions.len() as f64;
     Ok(Accuracy {
@@ -83,7 +89,21 @@ pub fn closed_book_accuracy(
         exact_match: em / n,
         f1: f1 / n,
         contains: contains / n,
+        same_answer: same_answer_share(&replies),
     })
+}
+
+/// The largest share of `replies` that are one and the same answer after SQuAD
+/// normalisation (case, punctuation and articles ignored); 0 for none.
+pub fn same_answer_share(replies: &[String]) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for r in replies {
+        *counts
+            .entry(qa::answer_words(r).join(" "))
+            .or_insert(0usize) += 1;
+    }
+    let most = counts.values().copied().max().unwrap_or(0);
+    most as f64 / replies.len().max(1) as f64
 }
 
 /// Perplexity of `llama` (with `adapter`) on `texts`: `exp` of the mean negative
@@ -120,15 +140,23 @@ pub struct GateConfig {
     pub max_perplexity_increase: f64,
     /// Token F1 must beat the base by more than this (0: any improvement).
     pub min_f1_gain: f64,
+    /// Largest share of distinct gate questions that may get one and the same reply
+    /// (checked from [`MIN_COLLAPSE_QUESTIONS`] questions on): more is a collapsed
+    /// adapter, refused however well its answers score.
+    pub max_same_answer_share: f64,
     /// Activate even when the gate refuses (the refusal is still reported).
     pub force: bool,
 }
+
+/// Gate questions needed before the collapse check applies.
+pub const MIN_COLLAPSE_QUESTIONS: usize = 4;
 
 impl Default for GateConfig {
     fn default() -> Self {
         Self {
             max_perplexity_increase: 0.05,
             min_f1_gain: 0.0,
+            max_same_answer_share: 0.5,
             force: false,
         }
     }
@@ -159,6 +187,8 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
     let f1_change = tuned.accuracy.f1 - base.accuracy.f1;
     let ppl_ok = ppl_change.is_finite() && ppl_change <= cfg.max_perplexity_increase;
     let acc_ok = f1_change > cfg.min_f1_gain;
+    let same = tuned.accuracy.same_answer;
+    let varied_ok = tuned.accuracy.n < MIN_COLLAPSE_QUESTIONS || same <= cfg.max_same_answer_share;
     let checks = vec![
         format!(
             "{} forgetting: perplexity {:.3} -> {:.3} ({:+.1}%, limit {:+.1}%)",
@@ -177,8 +207,15 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
             tuned.accuracy.exact_match,
             cfg.min_f1_gain
         ),
+        format!(
+            "{} collapse: {:.0}% of the {} gate questions get the same reply (limit {:.0}%)",
+            if varied_ok { "ok" } else { "FAIL" },
+            100.0 * same,
+            tuned.accuracy.n,
+            100.0 * cfg.max_same_answer_share
+        ),
     ];
-    let passed = ppl_ok && acc_ok;
+    let passed = ppl_ok && acc_ok && varied_ok;
     let mut why = Vec::new();
     if !ppl_ok {
         why.push(format!(
@@ -191,6 +228,12 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
         why.push(format!(
             "it does not answer the held-out questions better than the base model (F1 {:.3} vs {:.3}): train longer or make more synthetic data",
             tuned.accuracy.f1, base.accuracy.f1
+        ));
+    }
+    if !varied_ok {
+        why.push(format!(
+            "it collapsed: {:.0}% of the distinct gate questions get one and the same reply, so it learned an answer, not the documents: train on more varied questions (logged ones, distillation) or fewer steps",
+            100.0 * same
         ));
     }
     let message = match (passed, cfg.force) {
@@ -227,6 +270,7 @@ mod tests {
                 exact_match: f1 / 2.0,
                 f1,
                 contains: f1,
+                same_answer: 0.2,
             },
             perplexity: ppl,
         }
@@ -271,6 +315,40 @@ mod tests {
             )
             .passed
         );
+    }
+
+    #[test]
+    fn an_adapter_giving_most_questions_the_same_reply_is_refused_as_collapsed() {
+        let replies: Vec<String> = [
+            "Quillfeather Robotics.",
+            "quillfeather robotics",
+            "The Quillfeather Robotics!",
+            "Ingrid Salvesen",
+            "Quillfeather Robotics",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!((same_answer_share(&replies) - 0.8).abs() < 1e-9);
+        let varied: Vec<String> = ["1911", "Oslo", "Ingrid", "the board", "Oslo."]
+            .map(String::from)
+            .to_vec();
+        assert!((same_answer_share(&varied) - 0.4).abs() < 1e-9);
+        assert_eq!(same_answer_share(&[]), 0.0);
+
+        let cfg = GateConfig::default();
+        // High agreement with the teacher does not save a collapsed adapter.
+        let mut collapsed = report(0.6, 10.0);
+        collapsed.accuracy.same_answer = same_answer_share(&replies);
+        let d = decide(&report(0.1, 10.0), &collapsed, &cfg);
+        assert!(!d.passed && !d.activate, "{d:?}");
+        assert!(d.message.contains("collapsed") && d.message.contains("80%"));
+        assert!(d.checks.iter().any(|c| c.starts_with("FAIL collapse")));
+        let mut fine = report(0.6, 10.0);
+        fine.accuracy.same_answer = same_answer_share(&varied);
+        assert!(decide(&report(0.1, 10.0), &fine, &cfg).passed);
+        // Too few gate questions to call a collapse.
+        collapsed.accuracy.n = 3;
+        assert!(decide(&report(0.1, 10.0), &collapsed, &cfg).passed);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   with differentiable kernels; the generator's own llama, not a copy).
 //! - [`train`](mod@train): [`TrainConfig`], [`train()`](train::train), checkpoints and resume
 //!   ([`checkpoint`]), the loss curve; [`optim`]: AdamW with saveable state, schedule.
+//! - [`distill`]: context distillation (teacher = base + rag prompt, student = base +
+//!   adapter closed-book; KL to the teacher's top-k logits per answer position).
 //! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
 //! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
 //! - [`promote`]: the whole pipeline, [`promote::run`]: it writes the adapter's PEFT
@@ -39,6 +41,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distill;
 mod error;
 pub mod gate;
 pub mod lora;

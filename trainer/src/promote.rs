@@ -17,6 +17,7 @@ use engram_generator::LanguageModel;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{QaPair, Sequence, TrainableModel};
+use crate::distill::{self, DistillConfig, DistillCounts, DistillQuestion, PromptBuilder};
 use crate::error::{Error, Result};
 use crate::gate::{self, EvalReport, GateConfig, GateDecision, HeldOutQuestion};
 use crate::synth::{
@@ -54,6 +55,15 @@ pub struct PromoteOptions {
     /// is kept out of training and becomes one (0 means the default, 5).
     #[serde(default)]
     pub hold_out_every: usize,
+    /// Context distillation instead of training on answer strings: questions are
+    /// answered by the teacher (base model + passages) and the student learns its
+    /// distributions. Synthetic question-answer items become self-study questions
+    /// about their document. The gate then needs the caller's held-out questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
+    /// Questions to distill (logged questions with their rag passages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distill_questions: Vec<DistillQuestion>,
 }
 
 /// Splits synthetic items into training items and held-out questions: every
@@ -87,6 +97,9 @@ pub struct Models<'a> {
     pub chat: &'a dyn LanguageModel,
     /// The trainable model (F32, differentiable): trains, measures perplexity.
     pub trainable: &'a TrainableModel,
+    /// The serving prompts (teacher with passages, student without): distillation
+    /// needs them.
+    pub prompt: Option<PromptBuilder<'a>>,
 }
 
 /// Progress of a promotion, stage by stage.
@@ -94,6 +107,13 @@ pub struct Models<'a> {
 pub enum PromoteEvent {
     /// A document and strategy of synthesis finished.
     Synth(SynthProgress),
+    /// The teacher answered `done` of `total` distillation questions.
+    Teacher {
+        /// Questions answered.
+        done: usize,
+        /// Questions in all.
+        total: usize,
+    },
     /// A training step finished.
     Train(TrainProgress),
     /// A model (base or adapter) was evaluated: `done` of 2.
@@ -145,6 +165,12 @@ pub struct PromotionReport {
     pub synth: BTreeMap<String, StrategyCounts>,
     /// Training.
     pub train: TrainSummary,
+    /// How the adapter was taught, for people (e.g. "context distillation (kl loss)
+    /// from 32 logged and 0 self-study questions").
+    pub method: String,
+    /// Distillation's data, when distilled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillCounts>,
 }
 
 impl PromotionReport {
@@ -153,14 +179,15 @@ impl PromotionReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "promotion of '{}' -> version {}{}",
+            "promotion of '{}' -> version {}{}\nmethod: {}",
             self.collection,
             self.version.version,
             if self.activated {
                 " (active)"
             } else {
                 " (not activated)"
-            }
+            },
+            self.method
         );
         let _ = writeln!(
             s,
@@ -257,13 +284,20 @@ pub fn run(
         seed: options.train.seed ^ options.synth.seed,
         ..options.synth.clone()
     };
-    let synth = synth::synthesize(documents, models.chat, &synth_cfg, &journal, &mut |p| {
-        let flow = progress(&PromoteEvent::Synth(p.clone()));
-        cancelled |= flow.is_break();
-        flow
-    })?;
+    let synth = if options.distill.is_some() && synth_cfg.strategies.is_empty() {
+        synth::SynthReport::default()
+    } else {
+        synth::synthesize(documents, models.chat, &synth_cfg, &journal, &mut |p| {
+            let flow = progress(&PromoteEvent::Synth(p.clone()));
+            cancelled |= flow.is_break();
+            flow
+        })?
+    };
     if cancelled {
         return Err(Error::Cancelled("synthetic data"));
+    }
+    if options.distill.is_some() && held_out.is_empty() {
+        return Err(Error::NoData("distillation gates on held-out questions of another kind than its training questions (held-out logged questions): give some".into()));
     }
     let (train_items, synthetic_held_out) = if held_out.is_empty() {
         hold_out_synthetic(&synth.items, options.hold_out_every)
@@ -282,8 +316,16 @@ pub fn run(
     for pair in &options.extra_pairs {
         examples.extend(tm.encode_pair(pair, max_len)?);
     }
+    let mut self_study = Vec::new();
     for item in train_items {
         match &item.content {
+            Content::Qa { question, .. } if options.distill.is_some() => {
+                let doc = documents.iter().find(|d| d.id == item.doc_id);
+                self_study.push(DistillQuestion {
+                    question: question.clone(),
+                    passages: doc.map(|d| d.text.clone()).into_iter().collect(),
+                });
+            }
             Content::Qa { question, answer } => {
                 let pair = QaPair {
                     question: question.clone(),
@@ -294,6 +336,50 @@ pub fn run(
             Content::Text { text } => examples.extend(tm.encode_text(text, max_len)?),
         }
     }
+    let distilled = match &options.distill {
+        Some(cfg) => {
+            let prompt = models.prompt.ok_or_else(|| {
+                Error::InvalidConfig("distillation needs the serving prompt builder".into())
+            })?;
+            let questions: Vec<DistillQuestion> = options
+                .distill_questions
+                .iter()
+                .chain(&self_study)
+                .cloned()
+                .collect();
+            let teacher = distill::Teacher {
+                trainable: tm,
+                chat: models.chat,
+                prompt,
+            };
+            let (seqs, counts) = distill::build_examples(
+                teacher,
+                &questions,
+                cfg,
+                options.train.seed,
+                max_len,
+                &mut |done, total| {
+                    cancelled |= progress(&PromoteEvent::Teacher { done, total }).is_break();
+                },
+            )?;
+            if cancelled {
+                return Err(Error::Cancelled("teacher answers"));
+            }
+            examples.extend(seqs);
+            Some(counts)
+        }
+        None => None,
+    };
+    let method = match &options.distill {
+        Some(cfg) => format!(
+            "context distillation ({} loss, top-{}) from {} logged and {} self-study questions",
+            cfg.loss.name(),
+            cfg.top_k,
+            options.distill_questions.len(),
+            self_study.len()
+        ),
+        None => "question-answer pairs (synthetic and given)".to_string(),
+    };
     if examples.is_empty() {
         return Err(Error::NoData("synthesis kept no training item: try another strategy (cloze always works on text with names, numbers or dates)".into()));
     }
@@ -415,6 +501,12 @@ pub fn run(
             .strategies
             .iter()
             .map(|s| s.name().to_string())
+            .chain(
+                options
+                    .distill
+                    .iter()
+                    .map(|c| format!("distill:{}", c.loss.name())),
+            )
             .collect(),
         data_counts: synth
             .counts
@@ -443,5 +535,7 @@ pub fn run(
         tuned,
         synth: synth.counts,
         train: train_summary,
+        method,
+        distill: distilled,
     })
 }

@@ -22,6 +22,7 @@ pub(crate) fn tiny_examples() -> Vec<Sequence> {
         .map(|i| Sequence {
             tokens: vec![1, 3 + i, 5 + i, 2, 20 + i, 30 + (i % 3), 2],
             loss_from: 4,
+            soft: None,
         })
         .collect()
 }
@@ -32,6 +33,7 @@ pub(crate) fn tiny_replay() -> Vec<Sequence> {
         .map(|i| Sequence {
             tokens: (0..10).map(|j| (i * 7 + j * 3) % 40).collect(),
             loss_from: 1,
+            soft: None,
         })
         .collect()
 }

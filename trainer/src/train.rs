@@ -167,6 +167,7 @@ impl TrainOutcome {
 
 /// Mean cross-entropy of `seq`'s target tokens under `llama` with `adapter`
 /// (`(loss, target_tokens)`): the training loss, and the perplexity measure of the gate.
+/// A distilled sequence (`soft` set) gives its KL loss to the teacher instead.
 pub fn sequence_loss(
     llama: &Llama,
     seq: &Sequence,
@@ -177,6 +178,9 @@ pub fn sequence_loss(
         return Err(Error::NoData("a sequence has no target token".into()));
     }
     let n = seq.tokens.len() - from;
+    if let Some(soft) = &seq.soft {
+        return Ok((crate::distill::sequence_kl(llama, seq, soft, adapter)?, n));
+    }
     Ok((llama.next_token_loss(&seq.tokens, from, adapter)?, n))
 }
 
@@ -219,6 +223,12 @@ fn fingerprint(
             h.update((s.loss_from as u64).to_le_bytes());
             for t in &s.tokens {
                 h.update(t.to_le_bytes());
+            }
+            if let Some(soft) = &s.soft {
+                for (id, l) in soft.ids.iter().zip(&soft.logits) {
+                    h.update(id.to_le_bytes());
+                    h.update(l.to_le_bytes());
+                }
             }
         }
     }

@@ -332,10 +332,13 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
         eval_max_tokens: 24,
         extra_pairs: vec![],
         hold_out_every: 0,
+        distill: None,
+        distill_questions: vec![],
     };
     let models = || Models {
         chat: &chat,
         trainable: tm,
+        prompt: None,
     };
     // Cancelled at step 3 (checkpoint at 2) ...
     let err = promote::run(

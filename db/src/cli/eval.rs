@@ -182,6 +182,9 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         max_tokens: args.max_tokens,
         seed: args.seed,
         gold_training: !args.synthetic_only,
+        distill: args.distill.clone(),
+        self_study: args.self_study.clone(),
+        adapter_modes_only: args.adapter_modes_only,
     };
     let (_dir, engine) = scratch_engine()?;
     let bars = Bars::default();
@@ -189,6 +192,7 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
     let report = run_weights(&engine, &spec, &passages, &bars, &mut |e| {
         let (now, done, total) = match e {
             PromoteEvent::Synth(p) => ("synthetic data", p.done, p.total),
+            PromoteEvent::Teacher { done, total } => ("teacher answers", *done, *total),
             PromoteEvent::Train(p) => ("training", p.step, p.total_steps),
             PromoteEvent::Evaluated { .. } => ("gate: base and adapter", 1, 2),
         };

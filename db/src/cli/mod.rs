@@ -317,6 +317,19 @@ pub struct EvalWeightsArgs {
     /// (the held-out half stays the same).
     #[arg(long)]
     pub synthetic_only: bool,
+    /// Context distillation instead of gold pairs, with this loss (kl or next-token):
+    /// the even-numbered questions are asked through rag (logged), their gold answers
+    /// never used; the gate holds out a seeded fifth of them.
+    #[arg(long)]
+    pub distill: Option<String>,
+    /// With --distill: also self-study questions written by these strategies
+    /// (comma-separated, e.g. self_qa), answered by the teacher from their document.
+    #[arg(long, value_delimiter = ',')]
+    pub self_study: Vec<String>,
+    /// Score only weights and weights + rag (the base model's rows do not depend on
+    /// the adapter: take them from another run with the same passages and seed).
+    #[arg(long)]
+    pub adapter_modes_only: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -44,6 +44,18 @@ pub struct PromoteArgs {
     /// questions, answered by rag; a seeded fifth gate the adapter).
     #[arg(long)]
     pub logged_questions: bool,
+    /// How the adapter learns: distill (the model with the rag passages teaches the
+    /// model without them) or pairs (question-answer strings) [default: distill when
+    /// two or more logged questions retrieved these documents, else pairs].
+    #[arg(long, value_parser = ["distill", "pairs"])]
+    pub method: Option<String>,
+    /// Distillation's loss: kl (to the teacher's top-k distributions) or next-token
+    /// [default: kl].
+    #[arg(long, value_parser = ["kl", "next-token"])]
+    pub loss: Option<String>,
+    /// Teacher logits kept per answer position [default: 20].
+    #[arg(long)]
+    pub top_k: Option<usize>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -117,6 +129,9 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     set(&mut body, "cluster", args.cluster.map(|c| json!(c)));
     set(&mut body, "rank", args.rank.map(|c| json!(c)));
     set(&mut body, "steps", args.steps.map(|c| json!(c)));
+    set(&mut body, "method", args.method.as_ref().map(|c| json!(c)));
+    set(&mut body, "loss", args.loss.as_ref().map(|c| json!(c)));
+    set(&mut body, "top_k", args.top_k.map(|c| json!(c)));
     set(
         &mut body,
         "max_documents",

@@ -25,9 +25,10 @@ use engram_trainer::{HeldOutQuestion, LoraConfig, QaPair, TrainConfig, Trainable
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::traffic::LoggedPicks;
+use super::traffic::{serving_prompt, LoggedPicks};
 use super::Engine;
 use crate::error::{Error, Result};
+use engram_trainer::distill::{DistillConfig, DistillLoss};
 
 /// Documents a promotion takes from its cluster at most, by default.
 const DEFAULT_MAX_DOCUMENTS: usize = 40;
@@ -108,6 +109,19 @@ pub struct PromoteRequest {
     /// seeded fifth become the gate's questions (judged against those rag answers)
     /// and the rest training pairs. 400 when no logged question qualifies.
     pub logged_questions: bool,
+    /// How the adapter learns: `distill` (context distillation: the model with the
+    /// rag passages teaches the model without them, on logged questions and on
+    /// self-study questions of the strategies given) or `pairs` (train on
+    /// question-answer strings). Default: `distill` when logged questions about the
+    /// promoted documents exist (two or more: one is held out for the gate), else
+    /// `pairs`.
+    pub method: Option<String>,
+    /// Distillation's loss: `kl` (to the teacher's top-k distribution, the default)
+    /// or `next-token` (cross-entropy on the teacher's sampled answer).
+    pub loss: Option<String>,
+    /// Teacher logits kept per answer position (default 20, 1-256).
+    #[schema(minimum = 1, maximum = 256)]
+    pub top_k: Option<usize>,
 }
 
 /// A promotion as listed: where it is (stages synthesizing, training, evaluating),
@@ -212,6 +226,9 @@ fn check_bounds(req: &PromoteRequest) -> Result<()> {
     if let Some(clusters) = req.clusters {
         within("clusters", clusters, 1, MAX_CLUSTERS)?;
     }
+    if let Some(k) = req.top_k {
+        within("top_k", k, 1, 256)?;
+    }
     if let Some(max_docs) = req.max_documents {
         within("max_documents", max_docs, 1, MAX_DOCUMENTS)?;
     }
@@ -266,7 +283,6 @@ impl Engine {
     pub fn plan_promotion(&self, name: &str, req: &PromoteRequest) -> Result<PromotionPlan> {
         self.store().collection(name)?;
         check_bounds(req)?;
-        let strategies = parse_strategies(req.strategies.as_deref())?;
         let max_docs = req.max_documents.unwrap_or(DEFAULT_MAX_DOCUMENTS);
         let (ids, cluster) = if req.all {
             let mut ids = Vec::new();
@@ -309,6 +325,14 @@ impl Engine {
                 format!("collection '{name}' has no documents with text to learn from; promotion trains on text"),
             ));
         }
+        let seed = req.seed.unwrap_or(0);
+        let (distill, logged) = self.plan_method(name, req, &documents, seed)?;
+        let strategies = match (&distill, &req.strategies) {
+            // Distillation's own training questions are the logged ones; synthetic
+            // strategies (self-study questions) only when asked for.
+            (Some(_), None) => Vec::new(),
+            _ => parse_strategies(req.strategies.as_deref())?,
+        };
         let rank = req.rank.unwrap_or(16);
         let train = TrainConfig {
             lora: LoraConfig {
@@ -353,6 +377,8 @@ impl Engine {
                 })
                 .collect(),
             hold_out_every: 0,
+            distill,
+            distill_questions: Vec::new(),
         };
         options.train.validate()?;
         let held_out: Vec<HeldOutQuestion> = req
@@ -363,11 +389,6 @@ impl Engine {
                 answers: q.answers.clone(),
             })
             .collect();
-        let logged = if req.logged_questions {
-            self.logged_picks(name, &documents, req.seed.unwrap_or(0))?
-        } else {
-            LoggedPicks::default()
-        };
         let id = plan_id(&documents, &options, &held_out, &logged);
         let options = PromoteOptions {
             work_dir: self.promotions_dir(name).join(&id),
@@ -382,6 +403,58 @@ impl Engine {
         })
     }
 
+    /// The teaching method of `req` (distillation's configuration, or None for pairs)
+    /// and the logged questions it uses.
+    fn plan_method(
+        &self,
+        name: &str,
+        req: &PromoteRequest,
+        documents: &[Document],
+        seed: u64,
+    ) -> Result<(Option<DistillConfig>, LoggedPicks)> {
+        let loss = match req.loss.as_deref() {
+            None => DistillLoss::Kl,
+            Some(l) => DistillLoss::parse(l).ok_or_else(|| {
+                Error::invalid("loss", format!("unknown loss '{l}'; use kl or next-token"))
+            })?,
+        };
+        let config = DistillConfig {
+            loss,
+            top_k: req.top_k.unwrap_or(20),
+            ..Default::default()
+        };
+        match req.method.as_deref() {
+            Some("pairs") => Ok((
+                None,
+                if req.logged_questions {
+                    self.logged_picks(name, documents, seed)?
+                } else {
+                    LoggedPicks::default()
+                },
+            )),
+            Some("distill") => {
+                let picks = self.logged_picks(name, documents, seed)?;
+                if picks.held_out.is_empty() {
+                    return Err(Error::invalid("method", "distillation holds out logged questions for its gate: ask at least two distinct questions about the promoted documents first"));
+                }
+                Ok((Some(config), picks))
+            }
+            Some(other) => Err(Error::invalid(
+                "method",
+                format!("unknown method '{other}'; use distill or pairs"),
+            )),
+            None => match self.logged_picks(name, documents, seed) {
+                Ok(picks) if !picks.held_out.is_empty() && !picks.train.is_empty() => {
+                    Ok((Some(config), picks))
+                }
+                // Too few logged questions to distill and gate on: the pairs method,
+                // with them when asked for.
+                picks if req.logged_questions => Ok((None, picks?)),
+                _ => Ok((None, LoggedPicks::default())),
+            },
+        }
+    }
+
     /// Runs a planned promotion to the end on this thread (the background job and the
     /// benchmark use it), reporting progress to `progress`.
     pub fn run_promotion(
@@ -394,9 +467,14 @@ impl Engine {
         let registry = self.adapter_store()?.registry()?;
         let chat = self.language_model()?;
         let (mut held_out, mut options) = (plan.held_out.clone(), plan.options.clone());
-        let (pairs, gate) = self.answer_logged(collection, &plan.logged)?;
-        options.extra_pairs.extend(pairs);
-        held_out.extend(gate);
+        if options.distill.is_some() {
+            held_out.extend(self.rag_gate(collection, &plan.logged.held_out)?);
+            options.distill_questions = self.distill_questions(collection, &plan.logged.train)?;
+        } else {
+            let (pairs, gate) = self.answer_logged(collection, &plan.logged)?;
+            options.extra_pairs.extend(pairs);
+            held_out.extend(gate);
+        }
         let trainable = TrainableModel::load_default()?;
         let result = promote::run(
             &plan.documents,
@@ -404,6 +482,7 @@ impl Engine {
             Models {
                 chat: chat.as_ref(),
                 trainable: &trainable,
+                prompt: Some(&serving_prompt),
             },
             &registry,
             &options,
@@ -449,6 +528,9 @@ impl Engine {
         let result = self.run_promotion(plan, &mut |event| {
             match event {
                 PromoteEvent::Synth(p) => job.progress("synthesizing", p.done, p.total),
+                PromoteEvent::Teacher { done, total } => {
+                    job.progress("teacher answering", *done, *total)
+                }
                 PromoteEvent::Train(p) => {
                     job.progress("training", p.step, p.total_steps);
                     job.update(|s| s.loss = Some(p.loss));

@@ -8,13 +8,17 @@
 //! model's own rag answers (greedy, with the passages of the documents the question
 //! retrieved when it was asked): the adapter learns to answer closed-book what rag
 //! answers, and the gate measures agreement with rag on questions it never trained
-//! on. No gold answer is needed anywhere.
+//! on. No gold answer is needed anywhere. With distillation (the default when such
+//! questions exist) the training questions go to the trainer with their passages
+//! instead (`distill_questions`), and [`serving_prompt`] builds both the teacher's
+//! (rag) and the student's (closed-book) prompt.
 
 use std::collections::HashSet;
 
 use engram_generator::{ChatMessage, GenerationOptions, GenerationRequest};
 use engram_store::collection::DocumentRecord;
 use engram_store::questions::LoggedQuestion;
+use engram_trainer::distill::DistillQuestion;
 use engram_trainer::synth::Document;
 use engram_trainer::{HeldOutQuestion, QaPair};
 use serde::{Deserialize, Serialize};
@@ -132,19 +136,61 @@ impl Engine {
             return Ok((Vec::new(), Vec::new()));
         }
         let pairs = self.rag_answers(collection, &picks.train)?;
-        let gate = self.rag_answers(collection, &picks.held_out)?;
         Ok((
             pairs
                 .into_iter()
                 .map(|(question, answer)| QaPair { question, answer })
                 .collect(),
-            gate.into_iter()
-                .map(|(question, answer)| HeldOutQuestion {
-                    question,
-                    answers: vec![answer],
-                })
-                .collect(),
+            self.rag_gate(collection, &picks.held_out)?,
         ))
+    }
+
+    /// The passages of the documents a picked question retrieved (their current text;
+    /// gone documents skipped).
+    fn picked_passages(&self, collection: &str, p: &Picked) -> Result<Vec<String>> {
+        let mut texts = Vec::new();
+        for id in &p.ids {
+            let rec: Option<DocumentRecord> =
+                self.store().storage().get_document(collection, id)?;
+            texts.extend(rec.and_then(|r| r.text));
+        }
+        Ok(texts)
+    }
+
+    /// The picks as distillation questions: each with the passages the teacher reads
+    /// (those it retrieved when asked); questions whose documents are gone are dropped.
+    pub(super) fn distill_questions(
+        &self,
+        collection: &str,
+        picked: &[Picked],
+    ) -> Result<Vec<DistillQuestion>> {
+        let mut out = Vec::new();
+        for p in picked {
+            let passages = self.picked_passages(collection, p)?;
+            if !passages.is_empty() {
+                out.push(DistillQuestion {
+                    question: p.question.clone(),
+                    passages,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The picks as gate questions whose accepted answer is the base model's rag answer.
+    pub(super) fn rag_gate(
+        &self,
+        collection: &str,
+        picked: &[Picked],
+    ) -> Result<Vec<HeldOutQuestion>> {
+        Ok(self
+            .rag_answers(collection, picked)?
+            .into_iter()
+            .map(|(question, answer)| HeldOutQuestion {
+                question,
+                answers: vec![answer],
+            })
+            .collect())
     }
 
     /// The base model's rag answer to each picked question, from the passages of the
@@ -157,32 +203,34 @@ impl Engine {
             ..GenerationOptions::default()
         };
         let mut out = Vec::new();
-        for p in picked {
-            let mut texts = Vec::new();
-            for id in &p.ids {
-                let rec: Option<DocumentRecord> =
-                    self.store().storage().get_document(collection, id)?;
-                if let Some(text) = rec.and_then(|r| r.text) {
-                    texts.push(prompt::window(&text, 0, 0, PASSAGE_BYTES).to_string());
-                }
-            }
-            if !texts.is_empty() {
-                let passages: Vec<_> = texts.iter().map(|t| prompt::Passage { text: t }).collect();
-                let messages = prompt::grounded(&[ChatMessage::user(p.question.trim())], &passages);
-                let request = GenerationRequest {
-                    messages: &messages,
-                    options: &options,
-                    adapter: None,
-                    interrupt: None,
-                };
-                let answer = model.complete(&request)?.text.trim().to_string();
-                if !answer.is_empty() {
-                    out.push((p.question.clone(), answer));
-                }
+        for q in self.distill_questions(collection, picked)? {
+            let messages = serving_prompt(&q.question, &q.passages);
+            let request = GenerationRequest {
+                messages: &messages,
+                options: &options,
+                adapter: None,
+                interrupt: None,
+            };
+            let answer = model.complete(&request)?.text.trim().to_string();
+            if !answer.is_empty() {
+                out.push((q.question, answer));
             }
         }
         Ok(out)
     }
+}
+
+/// The answer endpoint's prompt for `question`: with passages (each cut to the rag
+/// window) the rag prompt, the distillation teacher's; with none the closed-book
+/// (weights-mode) prompt, the student's.
+pub fn serving_prompt(question: &str, passages: &[String]) -> Vec<ChatMessage> {
+    let passages: Vec<_> = passages
+        .iter()
+        .map(|t| prompt::Passage {
+            text: prompt::window(t, 0, 0, PASSAGE_BYTES),
+        })
+        .collect();
+    prompt::grounded(&[ChatMessage::user(question.trim())], &passages)
 }
 
 #[cfg(test)]

@@ -9,6 +9,12 @@
 //! [`Engine::run_promotion`]), the adapter activated whatever the gate says, and the
 //! held-out questions are asked closed-book (no context, weights) and with retrieval
 //! (rag, weights + rag) through [`Engine::answer`].
+//!
+//! With `distill` set no gold answer is used anywhere: the even-numbered questions are
+//! asked through the rag answer path as a user would (so the collection logs them),
+//! and the promotion distills the rag teacher into the adapter on those logged
+//! questions (a seeded fifth held out for its gate); the odd-numbered ones stay the
+//! held-out test.
 
 use std::ops::ControlFlow;
 
@@ -18,7 +24,7 @@ use serde::Serialize;
 
 use super::answers::{insert, score_mode, Asked, ModeScore, Sample};
 use super::{Passage, Progress};
-use crate::api_types::AnswerMode;
+use crate::api_types::{AnswerMode, AnswerRequest};
 use crate::engine::{Engine, PairInput, PromoteRequest, QuestionInput};
 use crate::error::Result;
 
@@ -38,6 +44,15 @@ pub struct WeightsSpec {
     pub seed: u64,
     /// Train on the even-numbered gold questions too (else synthetic data only).
     pub gold_training: bool,
+    /// Context distillation with this loss (`kl`, `next-token`) from the even-numbered
+    /// questions asked through rag (their gold answers unused); None: pairs.
+    pub distill: Option<String>,
+    /// With `distill`: also self-study questions of these strategies (empty: none).
+    pub self_study: Vec<String>,
+    /// Score only the adapter's modes (weights, weights + rag): the base model's
+    /// (no context, rag) do not depend on the adapter, so an A/B of training settings
+    /// reuses them from one run.
+    pub adapter_modes_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,14 +67,20 @@ pub struct WeightsReport {
     pub share_of_rag_gain_contains: f64,
     /// Perplexity change on general text, percent.
     pub forgetting_percent: f64,
+    /// Seconds the promotion took, answering the logged questions included.
+    pub promotion_seconds: f64,
     pub promotion: PromotionReport,
     pub samples: Vec<Sample>,
 }
 
 impl WeightsReport {
     pub fn table(&self) -> String {
+        let how = match &self.spec.distill {
+            Some(loss) => format!("questions asked through rag, distilled with the {loss} loss"),
+            None => "gold questions trained on".to_string(),
+        };
         let mut out = format!(
-            "{} held-out questions ({} gold questions trained on) over {} passages of {}; LoRA rank {}, {} steps, strategies {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
+            "{} held-out questions ({} {how}) over {} passages of {}; LoRA rank {}, {} steps, strategies {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
             self.held_out_questions,
             self.train_questions,
             self.spec.passages,
@@ -81,11 +102,12 @@ impl WeightsReport {
             ));
         }
         out.push_str(&format!(
-            "\nweights recover {:.0}% of rag's F1 gain over no context ({:.0}% by answer contained); forgetting {:+.1}% perplexity on general text; training {:.1} tokens/s\n",
+            "\nweights recover {:.0}% of rag's F1 gain over no context ({:.0}% by answer contained); forgetting {:+.1}% perplexity on general text; training {:.1} tokens/s; promotion {:.0} s\n",
             100.0 * self.share_of_rag_gain_f1,
             100.0 * self.share_of_rag_gain_contains,
             self.forgetting_percent,
-            self.promotion.train.tokens_per_s
+            self.promotion.train.tokens_per_s,
+            self.promotion_seconds
         ));
         out
     }
@@ -123,6 +145,29 @@ fn ratio(num: f64, den: f64) -> f64 {
     }
 }
 
+/// Asks `questions` through the rag answer path with its defaults, as a user would:
+/// the collection logs them (the replies are not kept; no gold answer is looked at).
+fn ask_through_rag(engine: &Engine, questions: &[String], progress: &dyn Progress) -> Result<()> {
+    progress.begin("asking the training questions (rag)", questions.len());
+    for q in questions {
+        let req = AnswerRequest {
+            question: q.clone(),
+            mode: AnswerMode::Rag,
+            k: None,
+            retrieval: None,
+            max_tokens: Some(32),
+            temperature: None,
+            top_p: None,
+            seed: None,
+            stream: false,
+        };
+        engine.answer(COLLECTION, &req)?;
+        progress.advance(1);
+    }
+    progress.end();
+    Ok(())
+}
+
 /// Runs the benchmark in `engine`, a fresh throw-away database.
 pub fn run_weights(
     engine: &Engine,
@@ -136,26 +181,52 @@ pub fn run_weights(
     progress.advance(passages.len());
     progress.end();
     let (mut train_pairs, held_out) = split_questions(passages);
-    if !spec.gold_training {
+    if !spec.gold_training || spec.distill.is_some() {
         train_pairs.clear();
     }
-    let req = PromoteRequest {
-        all: true,
-        max_documents: Some(passages.len().max(1)),
-        strategies: Some(spec.strategies.clone()),
-        rank: Some(spec.rank),
-        steps: Some(spec.steps),
-        seed: Some(spec.seed),
-        force: true,
-        held_out: held_out.clone(),
-        train_pairs: train_pairs.clone(),
-        ..Default::default()
+    let mut train_questions = train_pairs.len();
+    if spec.distill.is_some() {
+        let asked: Vec<String> = split_questions(passages)
+            .0
+            .into_iter()
+            .map(|p| p.question)
+            .collect();
+        ask_through_rag(engine, &asked, progress)?;
+        train_questions = asked.len();
+    }
+    let req = match &spec.distill {
+        Some(loss) => PromoteRequest {
+            all: true,
+            max_documents: Some(passages.len().max(1)),
+            strategies: (!spec.self_study.is_empty()).then(|| spec.self_study.clone()),
+            rank: Some(spec.rank),
+            steps: Some(spec.steps),
+            seed: Some(spec.seed),
+            force: true,
+            method: Some("distill".into()),
+            loss: Some(loss.clone()),
+            ..Default::default()
+        },
+        None => PromoteRequest {
+            all: true,
+            max_documents: Some(passages.len().max(1)),
+            strategies: Some(spec.strategies.clone()),
+            rank: Some(spec.rank),
+            steps: Some(spec.steps),
+            seed: Some(spec.seed),
+            force: true,
+            held_out: held_out.clone(),
+            train_pairs: train_pairs.clone(),
+            ..Default::default()
+        },
     };
+    let started = std::time::Instant::now();
     let plan = engine.plan_promotion(COLLECTION, &req)?;
     let promotion = engine.run_promotion(&plan, &mut |e| {
         on_event(e);
         ControlFlow::Continue(())
     })?;
+    let promotion_seconds = started.elapsed().as_secs_f64();
 
     let asked: Vec<Asked> = held_out
         .iter()
@@ -176,25 +247,27 @@ pub fn run_weights(
             AnswerMode::WeightsRag,
             Some(spec.k),
         ),
-    ] {
+    ]
+    .into_iter()
+    .skip(if spec.adapter_modes_only { 2 } else { 0 })
+    {
         let (score, mut some) =
             score_mode(engine, &label, mode, k, &asked, spec.max_tokens, progress)?;
         scores.push(score);
         samples.append(&mut some);
     }
-    let (none, rag, weights) = (&scores[0], &scores[1], &scores[2]);
+    // Shares of rag's gain need the base model's rows (NaN without them).
+    let share = |f: fn(&ModeScore) -> f64| match scores.as_slice() {
+        [none, rag, weights, ..] => ratio(f(weights) - f(none), f(rag) - f(none)),
+        _ => f64::NAN,
+    };
     Ok(WeightsReport {
         spec: spec.clone(),
-        train_questions: train_pairs.len(),
+        train_questions,
+        promotion_seconds,
         held_out_questions: held_out.len(),
-        share_of_rag_gain_f1: ratio(
-            weights.token_f1 - none.token_f1,
-            rag.token_f1 - none.token_f1,
-        ),
-        share_of_rag_gain_contains: ratio(
-            weights.contains - none.contains,
-            rag.contains - none.contains,
-        ),
+        share_of_rag_gain_f1: share(|s| s.token_f1),
+        share_of_rag_gain_contains: share(|s| s.contains),
         forgetting_percent: 100.0 * (promotion.tuned.perplexity / promotion.base.perplexity - 1.0),
         scores,
         promotion,

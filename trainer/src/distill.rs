@@ -1,0 +1,434 @@
+//! Context distillation: teach the model *without* the documents to answer as the
+//! model *with* them does (the Cartridges recipe's training signal).
+//!
+//! Why: a collection has no gold answers, and templated synthetic pairs teach an
+//! adapter to answer every question alike (one promotion's adapter answered the
+//! company's name to every question). The base model with the rag passages in its
+//! prompt (the teacher) already answers questions about the documents; the adapter
+//! (the student: base + LoRA, closed-book prompt) learns the teacher's whole
+//! next-token distribution at every answer position, which carries far more than one
+//! sampled answer string.
+//!
+//! Per training question the teacher samples one answer (seeded) with the serving
+//! model, then one forward pass of the trainable model over the teacher prompt and
+//! that answer yields its top-k logits at every answer position; they are kept with
+//! the student's sequence ([`SoftTargets`]), so the teacher runs once per example and
+//! training never needs it again. The loss ([`kl_loss`]) is KL(teacher top-k,
+//! renormalised || student); [`DistillLoss::NextToken`] trains the same tokens with
+//! cross-entropy instead (the A/B).
+
+use std::sync::Arc;
+
+use candle_core::{Tensor, D};
+use engram_generator::{
+    ChatMessage, GenerationOptions, GenerationRequest, KvCache, LanguageModel, Llama, LoraAdapter,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Sequence, TrainableModel};
+use crate::error::{Error, Result};
+use crate::util::mix;
+
+/// The loss a distilled example is trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistillLoss {
+    /// KL divergence to the teacher's renormalised top-k distribution per position.
+    #[default]
+    Kl,
+    /// Cross-entropy on the teacher's sampled tokens (plain fine-tuning on them).
+    NextToken,
+}
+
+impl DistillLoss {
+    /// Parses `kl`, `next-token` or `next_token`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "kl" => Some(Self::Kl),
+            "next-token" | "next_token" => Some(Self::NextToken),
+            _ => None,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kl => "kl",
+            Self::NextToken => "next-token",
+        }
+    }
+}
+
+/// How to distill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The training loss.
+    pub loss: DistillLoss,
+    /// Teacher logits kept per answer position.
+    pub top_k: usize,
+    /// Answers the teacher samples per question.
+    pub samples: usize,
+    /// The teacher's sampling temperature (0: greedy).
+    pub temperature: f64,
+    /// Longest teacher answer, in tokens.
+    pub max_answer_tokens: usize,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self {
+            loss: DistillLoss::Kl,
+            top_k: 20,
+            samples: 1,
+            temperature: 0.3,
+            max_answer_tokens: 48,
+        }
+    }
+}
+
+impl DistillConfig {
+    /// Checks the ranges documented on each field.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=256).contains(&self.top_k) || !(1..=8).contains(&self.samples) {
+            return Err(Error::InvalidConfig(format!(
+                "distillation top_k must be in 1..=256 and samples in 1..=8, got {} and {}",
+                self.top_k, self.samples
+            )));
+        }
+        if self.max_answer_tokens == 0 || !(0.0..=2.0).contains(&self.temperature) {
+            return Err(Error::InvalidConfig(
+                "distillation needs max_answer_tokens >= 1 and temperature in [0, 2]".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A question to distill, with the passages the teacher reads to answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistillQuestion {
+    /// The question as asked.
+    pub question: String,
+    /// Passages for the teacher's prompt (the rag passages, or the chunk it was
+    /// written about).
+    pub passages: Vec<String>,
+}
+
+/// Builds the chat messages for a question and passages: with passages the teacher's
+/// (rag) prompt, with none the student's (closed-book) prompt. The database passes its
+/// answer endpoint's own builder, so training sees exactly the prompts served.
+pub type PromptBuilder<'a> = &'a (dyn Fn(&str, &[String]) -> Vec<ChatMessage> + Sync);
+
+/// The teacher's top-k logits at each target position of a [`Sequence`]: row `i`
+/// (`k` ids and logits) is the distribution of the token at `loss_from + i`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftTargets {
+    /// Entries per row.
+    pub k: usize,
+    /// Token ids, row-major `(rows, k)`.
+    pub ids: Vec<u32>,
+    /// Teacher logits of those ids, row-major `(rows, k)`.
+    pub logits: Vec<f32>,
+}
+
+impl SoftTargets {
+    /// Rows (target positions).
+    pub fn rows(&self) -> usize {
+        self.ids.len() / self.k.max(1)
+    }
+
+    /// The `k` largest entries of every row of `logits` (`(rows, vocab)`).
+    pub fn top_k(logits: &Tensor, k: usize) -> Result<Self> {
+        let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+        let k = k.min(rows.first().map_or(k, Vec::len)).max(1);
+        let (mut ids, mut out) = (Vec::new(), Vec::new());
+        for row in rows {
+            let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+            let by_logit = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]);
+            if k < idx.len() {
+                idx.select_nth_unstable_by(k - 1, by_logit);
+                idx.truncate(k);
+            }
+            idx.sort_by(by_logit);
+            out.extend(idx.iter().map(|&i| row[i as usize]));
+            ids.extend(idx);
+        }
+        Ok(Self {
+            k,
+            ids,
+            logits: out,
+        })
+    }
+}
+
+/// Mean over rows of KL(p || q), where p is the softmax of the teacher's top-k logits
+/// (renormalised over those k) and q the student's full-vocabulary distribution read at
+/// the same ids. Zero exactly when the student puts the teacher's probabilities on
+/// those ids; its gradient pulls the student's logits of likely teacher tokens up.
+pub fn kl_loss(student_logits: &Tensor, soft: &SoftTargets) -> Result<Tensor> {
+    let (rows, dev) = (student_logits.dim(0)?, student_logits.device());
+    if rows != soft.rows() {
+        return Err(Error::InvalidConfig(format!(
+            "{rows} student positions but {} teacher rows",
+            soft.rows()
+        )));
+    }
+    let ids = Tensor::from_vec(soft.ids.clone(), (rows, soft.k), dev)?;
+    let teacher = Tensor::from_vec(soft.logits.clone(), (rows, soft.k), dev)?;
+    let log_p = candle_nn::ops::log_softmax(&teacher, D::Minus1)?;
+    let log_q = candle_nn::ops::log_softmax(student_logits, D::Minus1)?.gather(&ids, 1)?;
+    let kl = (log_p.exp()? * (log_p - log_q)?)?.sum(1)?;
+    Ok(kl.mean_all()?)
+}
+
+/// The KL loss of a distilled sequence under `llama` with `adapter` (`seq.soft` set).
+pub fn sequence_kl(
+    llama: &Llama,
+    seq: &Sequence,
+    soft: &SoftTargets,
+    adapter: Option<&LoraAdapter>,
+) -> Result<Tensor> {
+    let from = seq.loss_from.max(1);
+    let mut cache = KvCache::new(llama.config(), seq.tokens.len());
+    let rows = llama.forward_from(
+        &seq.tokens[..seq.tokens.len() - 1],
+        &mut cache,
+        adapter,
+        from - 1,
+    )?;
+    kl_loss(&rows, soft)
+}
+
+/// The teacher's top-k logits for `answer` after `teacher_prompt`: one forward pass.
+pub fn teacher_targets(
+    llama: &Llama,
+    teacher_prompt: &[u32],
+    answer: &[u32],
+    k: usize,
+) -> Result<SoftTargets> {
+    if teacher_prompt.is_empty() || answer.is_empty() {
+        return Err(Error::NoData("an empty teacher prompt or answer".into()));
+    }
+    let mut tokens = teacher_prompt.to_vec();
+    tokens.extend_from_slice(&answer[..answer.len() - 1]);
+    let mut cache = KvCache::new(llama.config(), tokens.len());
+    let rows = llama.forward_from(&tokens, &mut cache, None, teacher_prompt.len() - 1)?;
+    SoftTargets::top_k(&rows.detach(), k)
+}
+
+/// What distillation made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DistillCounts {
+    /// Questions given.
+    pub questions: usize,
+    /// Training sequences made (teacher answers that fit).
+    pub examples: usize,
+    /// Answer tokens with teacher targets.
+    pub answer_tokens: usize,
+}
+
+/// The models and prompts distillation runs: the serving model samples the teacher's
+/// answers, the trainable model gives its logits and tokenizes.
+#[derive(Clone, Copy)]
+pub struct Teacher<'a> {
+    /// The trainable (F32) model.
+    pub trainable: &'a TrainableModel,
+    /// The serving model.
+    pub chat: &'a dyn LanguageModel,
+    /// Teacher and student prompts.
+    pub prompt: PromptBuilder<'a>,
+}
+
+/// Makes the student's training sequences for `questions`: the teacher (`chat` with
+/// the rag prompt) samples answers, the trainable model's teacher pass gives the top-k
+/// targets (kept unless the loss is next-token). Sequences longer than `max_len` and
+/// empty answers are skipped. `progress(done, total)` after each question.
+pub fn build_examples(
+    teacher: Teacher<'_>,
+    questions: &[DistillQuestion],
+    cfg: &DistillConfig,
+    seed: u64,
+    max_len: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Sequence>, DistillCounts)> {
+    cfg.validate()?;
+    let Teacher {
+        trainable,
+        chat,
+        prompt,
+    } = teacher;
+    let tok = trainable.chat().tokenizer();
+    let template = trainable.chat().template();
+    let end = tok.special("<|im_end|>").unwrap_or(0);
+    let mut counts = DistillCounts {
+        questions: questions.len(),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for (i, q) in questions.iter().enumerate() {
+        let teacher_msgs = prompt(&q.question, &q.passages);
+        let student = template.encode(&prompt(&q.question, &[]), tok)?;
+        let teacher = template.encode(&teacher_msgs, tok)?;
+        for s in 0..cfg.samples {
+            let options = GenerationOptions {
+                max_tokens: cfg.max_answer_tokens,
+                temperature: cfg.temperature,
+                top_p: 0.95,
+                seed: mix(seed ^ crate::synth::hash_str(&q.question) ^ mix(s as u64)),
+            };
+            let reply = chat.complete(&GenerationRequest {
+                messages: &teacher_msgs,
+                options: &options,
+                adapter: None,
+                interrupt: None,
+            })?;
+            let mut answer = tok.encode(reply.text.trim())?;
+            if answer.is_empty() {
+                continue;
+            }
+            answer.push(end);
+            if student.len() + answer.len() > max_len {
+                continue;
+            }
+            let soft = match cfg.loss {
+                DistillLoss::Kl => Some(Arc::new(teacher_targets(
+                    trainable.llama(),
+                    &teacher,
+                    &answer,
+                    cfg.top_k,
+                )?)),
+                DistillLoss::NextToken => None,
+            };
+            counts.answer_tokens += answer.len();
+            let mut tokens = student.clone();
+            tokens.extend(&answer);
+            out.push(Sequence {
+                tokens,
+                loss_from: student.len(),
+                soft,
+            });
+        }
+        progress(i + 1, questions.len());
+    }
+    counts.examples = out.len();
+    Ok((out, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{tiny_examples, tiny_model};
+
+    fn t(rows: &[&[f32]]) -> Tensor {
+        let v: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_vec(v, (rows.len(), rows[0].len()), &candle_core::Device::Cpu).unwrap()
+    }
+
+    fn scalar(x: &Tensor) -> f64 {
+        x.to_scalar::<f32>().unwrap() as f64
+    }
+
+    #[test]
+    fn kl_is_zero_when_the_student_equals_the_teacher_and_matches_a_scalar_reference() {
+        let teacher = t(&[&[2.0, 0.5, -1.0, 0.0], &[0.1, 0.2, 3.0, -2.0]]);
+        // k = vocabulary: the same logits give KL 0.
+        let all = SoftTargets::top_k(&teacher, 4).unwrap();
+        assert_eq!(all.rows(), 2);
+        assert!(scalar(&kl_loss(&teacher, &all).unwrap()).abs() < 1e-6);
+        // Top-2 per row, sorted by logit.
+        let top = SoftTargets::top_k(&teacher, 2).unwrap();
+        assert_eq!(top.ids, vec![0, 1, 2, 1]);
+        // Reference by hand: p renormalised on the top 2; q the full softmax there.
+        let student = t(&[&[0.0, 1.0, 0.0, 0.0], &[1.0, 0.0, 0.0, 2.0]]);
+        let (s, tl): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+            (student.to_vec2().unwrap(), teacher.to_vec2().unwrap());
+        let mut want = 0.0;
+        for r in 0..2 {
+            let ids = &top.ids[r * 2..r * 2 + 2];
+            let zt: f64 = ids.iter().map(|&i| (tl[r][i as usize] as f64).exp()).sum();
+            let zs: f64 = s[r].iter().map(|&x| (x as f64).exp()).sum();
+            for &i in ids {
+                let p = (tl[r][i as usize] as f64).exp() / zt;
+                let q = (s[r][i as usize] as f64).exp() / zs;
+                want += p * (p / q).ln();
+            }
+        }
+        want /= 2.0;
+        let got = scalar(&kl_loss(&student, &top).unwrap());
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // Equal logits but k < vocabulary: KL = -log(student mass on the top k) >= 0.
+        let own = scalar(&kl_loss(&teacher, &top).unwrap());
+        assert!(own > 0.0 && own < got, "{own}");
+        assert!(kl_loss(
+            &teacher,
+            &SoftTargets::top_k(&t(&[&[1.0, 2.0]]), 2).unwrap()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn kl_gradient_raises_the_teachers_token_and_lowers_the_others() {
+        let teacher = t(&[&[3.0, 0.0, 0.0]]);
+        let soft = SoftTargets::top_k(&teacher, 3).unwrap();
+        let var = candle_core::Var::from_tensor(&t(&[&[0.0, 0.0, 0.0]])).unwrap();
+        let loss = kl_loss(var.as_tensor(), &soft).unwrap();
+        let grad = loss.backward().unwrap();
+        let g: Vec<Vec<f32>> = grad.get(var.as_tensor()).unwrap().to_vec2().unwrap();
+        // d KL / d logit = q - p: negative for the teacher's favourite, positive elsewhere.
+        assert!(g[0][0] < 0.0 && g[0][1] > 0.0 && g[0][2] > 0.0, "{g:?}");
+        assert!((g[0].iter().sum::<f32>()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_tiny_student_trained_by_kl_moves_towards_its_teacher() {
+        let model = tiny_model();
+        let seq = &tiny_examples()[0];
+        let prompt = &seq.tokens[..seq.loss_from];
+        let answer = &seq.tokens[seq.loss_from..];
+        // The teacher reads a longer prompt (context) before the same answer.
+        let mut teacher_prompt = vec![7, 8, 9];
+        teacher_prompt.extend_from_slice(prompt);
+        let soft = teacher_targets(&model, &teacher_prompt, answer, 8).unwrap();
+        assert_eq!(soft.rows(), answer.len());
+        let seq = Sequence {
+            soft: Some(Arc::new(soft)),
+            ..seq.clone()
+        };
+        let cfg = crate::TrainConfig {
+            lora: crate::LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                dropout: 0.0,
+                ..Default::default()
+            },
+            learning_rate: 1e-2,
+            warmup_steps: 1,
+            steps: 15,
+            grad_accum: 1,
+            replay_ratio: 0.0,
+            ..Default::default()
+        };
+        let before = scalar(&sequence_kl(&model, &seq, seq.soft.as_ref().unwrap(), None).unwrap());
+        let out = crate::train(
+            &model,
+            std::slice::from_ref(&seq),
+            &[],
+            &cfg,
+            None,
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .unwrap();
+        let adapter = out.adapter("s").unwrap();
+        let after =
+            scalar(&sequence_kl(&model, &seq, seq.soft.as_ref().unwrap(), Some(&adapter)).unwrap());
+        assert!(before > 0.0 && after < 0.5 * before, "{before} -> {after}");
+        assert!(DistillLoss::parse("next-token") == Some(DistillLoss::NextToken));
+        assert!(DistillConfig {
+            top_k: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! Context distillation on the real SmolLM2-135M: the teacher (the model with the
+//! passage in its prompt) answers, its top-k logits are cached per answer position,
+//! and a few KL steps move the closed-book student towards it.
+
+use std::ops::ControlFlow;
+
+use engram_generator::{ChatMessage, GgufChatModel};
+use engram_trainer::distill::{self, DistillConfig, DistillQuestion};
+use engram_trainer::train::sequence_loss;
+use engram_trainer::{train, LoraConfig, TrainConfig, TrainableModel};
+
+/// The test's prompts: the passage before the question (teacher), or the question
+/// alone (student). The database passes its answer endpoint's own builder instead.
+fn prompt(question: &str, passages: &[String]) -> Vec<ChatMessage> {
+    if passages.is_empty() {
+        return vec![ChatMessage::user(question)];
+    }
+    vec![ChatMessage::user(format!(
+        "Context:\n{}\n\nQuestion: {question}\nAnswer in a few words.",
+        passages.join("\n\n")
+    ))]
+}
+
+#[test]
+fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
+    let trainable = TrainableModel::load_default().expect("SmolLM2 loads for training");
+    let chat = GgufChatModel::load_default().expect("SmolLM2 loads");
+    let question = DistillQuestion {
+        question: "In which city was Quillfeather Robotics founded?".into(),
+        passages: vec![
+            "Quillfeather Robotics was founded in 2019 in Tromsø by Ingrid Salvesen, a marine engineer.".into(),
+        ],
+    };
+    let cfg = DistillConfig {
+        temperature: 0.0,
+        max_answer_tokens: 16,
+        ..Default::default()
+    };
+    let teacher = distill::Teacher {
+        trainable: &trainable,
+        chat: &chat,
+        prompt: &prompt,
+    };
+    let (seqs, counts) = distill::build_examples(
+        teacher,
+        std::slice::from_ref(&question),
+        &cfg,
+        0,
+        256,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!((seqs.len(), counts.examples), (1, 1));
+    let seq = &seqs[0];
+    let soft = seq.soft.as_ref().expect("kl keeps the teacher's top-k");
+    assert_eq!(soft.k, 20);
+    assert_eq!(soft.rows(), seq.tokens.len() - seq.loss_from);
+    let answer = trainable
+        .chat()
+        .tokenizer()
+        .decode(&seq.tokens[seq.loss_from..]);
+    assert!(
+        answer.contains("Troms"),
+        "the teacher reads the passage: {answer}"
+    );
+    // Greedy teacher: its (F32) favourite at each position is mostly the token the
+    // (quantized) serving model chose.
+    let agree = (0..soft.rows())
+        .filter(|&r| soft.ids[r * soft.k] == seq.tokens[seq.loss_from + r])
+        .count();
+    assert!(2 * agree >= soft.rows(), "{agree} of {} agree", soft.rows());
+
+    let cfg = TrainConfig {
+        lora: LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            ..Default::default()
+        },
+        learning_rate: 5e-3,
+        warmup_steps: 1,
+        steps: 6,
+        grad_accum: 1,
+        replay_ratio: 0.0,
+        ..Default::default()
+    };
+    let (before, _) = sequence_loss(trainable.llama(), seq, None).unwrap();
+    let out = train(trainable.llama(), &seqs, &[], &cfg, None, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let adapter = out.adapter("distilled").unwrap();
+    let (after, _) = sequence_loss(trainable.llama(), seq, Some(&adapter)).unwrap();
+    let (before, after) = (
+        before.to_scalar::<f32>().unwrap(),
+        after.to_scalar::<f32>().unwrap(),
+    );
+    assert!(
+        before > 0.1 && after < 0.5 * before,
+        "KL to the teacher {before} -> {after}"
+    );
+}
