@@ -181,7 +181,8 @@ async fn connect(config: &ClusterConfig) -> Result<jetstream::Context> {
         let made = js
             .get_or_create_stream(jetstream::stream::Config {
                 name: STREAM.to_string(),
-                subjects: vec![format!("{SUBJECT_PREFIX}*")],
+                // `>`: a collection's shards will be `engram.c.NAME.S` in the same stream.
+                subjects: vec![format!("{SUBJECT_PREFIX}>")],
                 num_replicas: config.replicas(),
                 storage: jetstream::stream::StorageType::File,
                 ..Default::default()

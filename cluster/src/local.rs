@@ -52,6 +52,18 @@ impl NatsCluster {
     /// Starts `n` servers routed to each other, JetStream on, and waits until each
     /// takes connections.
     pub fn start(n: usize) -> NatsCluster {
+        Self::start_with(n, false)
+    }
+
+    /// Like `start`; with `fsync_always` each server syncs every stored message to
+    /// disk before acknowledging it (`sync_interval: always`; NATS's default syncs
+    /// every two minutes and relies on the replicas for durability).
+    pub fn start_with(n: usize, fsync_always: bool) -> NatsCluster {
+        let sync = if fsync_always {
+            ", sync_interval: always"
+        } else {
+            ""
+        };
         let binary = binary();
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(2 * n);
@@ -67,7 +79,7 @@ impl NatsCluster {
                 std::fs::write(
                     &config,
                     format!(
-                        "server_name: {name}\nlisten: \"127.0.0.1:{}\"\njetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\ncluster {{ name: engram-test, listen: \"127.0.0.1:{}\", routes: [{}] }}\n",
+                        "server_name: {name}\nlisten: \"127.0.0.1:{}\"\njetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB{sync} }}\ncluster {{ name: engram-test, listen: \"127.0.0.1:{}\", routes: [{}] }}\n",
                         ports[i],
                         home.join("js").display(),
                         ports[n + i],

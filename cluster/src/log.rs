@@ -13,7 +13,7 @@ use bytes::Bytes;
 use engram_store::log::Batch;
 use engram_store::replica::{Published, Replicator};
 
-use crate::SUBJECT_PREFIX;
+use crate::{STREAM, SUBJECT_PREFIX};
 
 /// Tries of one publish (a leader election answers "no responders" or times out).
 const TRIES: u32 = 8;
@@ -44,6 +44,14 @@ impl JetStreamLog {
         }
     }
 
+    /// The last sequence on `subject`, so that a writer that lost a race waits for
+    /// everything before it at once rather than for one message at a time.
+    async fn last_on(&self, subject: &str) -> Option<u64> {
+        let stream = self.js.get_stream(STREAM).await.ok()?;
+        let last = stream.get_last_raw_message_by_subject(subject).await.ok()?;
+        Some(last.sequence)
+    }
+
     async fn publish_async(
         &self,
         subject: String,
@@ -61,7 +69,7 @@ impl JetStreamLog {
             match tokio::time::timeout(ACK_WAIT, sent).await {
                 Ok(Ok(ack)) => return Ok(Published::Seq(ack.sequence)),
                 Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    return Ok(Published::Conflict(None))
+                    return Ok(Published::Conflict(self.last_on(&subject).await))
                 }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("no acknowledgment within {} s", ACK_WAIT.as_secs()),

@@ -18,6 +18,8 @@ use crate::support::Server;
 use engram_cluster::local::NatsCluster;
 
 const DIM: usize = 16;
+/// Writes per writer thread at most (each waits for its answer).
+const MAX_WRITES: u64 = 400;
 
 fn vector_for(n: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(n);
@@ -62,8 +64,8 @@ fn top10(server: &Server, q: u64, min_seq: u64) -> Vec<String> {
         .collect()
 }
 
-/// Keeps writing through `server` until `stop`; acknowledged ids and sequences go
-/// into `acked`.
+/// Writes through `server` until `stop` or `MAX_WRITES` writes; acknowledged ids
+/// and sequences go into `acked`.
 fn writer(
     server: Arc<Mutex<Server>>,
     first: u64,
@@ -71,15 +73,29 @@ fn writer(
     acked: Arc<Mutex<Vec<(u64, u64)>>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut n = first;
-        while !stop.load(Ordering::SeqCst) {
+        for n in first..first + MAX_WRITES {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let got = write(&server.lock().unwrap(), n);
             if let Some(seq) = got {
                 acked.lock().unwrap().push((n, seq));
             }
-            n += 1;
         }
     })
+}
+
+/// Waits until `acked` holds `count` writes.
+fn until_acked(acked: &Mutex<Vec<(u64, u64)>>, count: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {count} writes acknowledged",
+            acked.lock().unwrap().len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn cluster_status(server: &Server) -> Value {
@@ -140,17 +156,15 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
         .collect();
     let c_acked = AtomicU64::new(0);
     for n in 0..40 {
-        if write(&c.lock().unwrap(), 3_000_000 + n)
-            .map(|s| acked.lock().unwrap().push((3_000_000 + n, s)))
-            .is_some()
-        {
+        if let Some(s) = write(&c.lock().unwrap(), 3_000_000 + n) {
+            acked.lock().unwrap().push((3_000_000 + n, s));
             c_acked.fetch_add(1, Ordering::SeqCst);
         }
     }
+    until_acked(&acked, 100, "before killing node C");
     c.lock().unwrap().kill9();
-    std::thread::sleep(Duration::from_secs(2));
+    until_acked(&acked, 200, "while node C is down");
     c.lock().unwrap().start_again();
-    std::thread::sleep(Duration::from_secs(1));
 
     // kill -9 of the NATS server leading the stream: writes go on.
     let leader = cluster_status(&a.lock().unwrap())["stream_leader"]
@@ -159,14 +173,7 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
         .to_string();
     let before = acked.lock().unwrap().len();
     nats.kill9(nats.index_of(&leader));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acked.lock().unwrap().len() < before + 50 {
-        assert!(
-            Instant::now() < deadline,
-            "writes did not resume after the stream leader died"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_acked(&acked, before + 50, "after the stream leader died");
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.join().unwrap();

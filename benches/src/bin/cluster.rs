@@ -34,6 +34,9 @@ struct Args {
     /// Writes a stopped node has to catch up on.
     #[arg(long, default_value_t = 5000)]
     catch_up: u64,
+    /// Also time the cluster writes with NATS fsyncing every message.
+    #[arg(long)]
+    fsync_always: bool,
     /// The `engram` binary [default: next to this one].
     #[arg(long)]
     engram: Option<PathBuf>,
@@ -143,45 +146,58 @@ fn create(node: &Engram) -> Result<()> {
     Ok(())
 }
 
+/// Node `i` (id i + 1) of a cluster on `nats`, its data in `dir`.
+fn cluster_node(
+    bin: &Path,
+    nats: &NatsCluster,
+    dir: &tempfile::TempDir,
+    i: usize,
+) -> Result<Engram> {
+    let id = (i + 1).to_string();
+    let extra = ["--cluster".to_string(), nats.urls(), "--node-id".into(), id];
+    Engram::start(bin, dir.path(), &extra)
+}
+
+/// Creates the collection through `node` and reports the timed writes.
+fn cluster_writes(mode: &str, node: &Engram, writes: u64) -> Result<()> {
+    create(node)?;
+    timed_writes(node, 1_000_000, 20)?; // warm-up
+    report(mode, timed_writes(node, 0, writes)?.0);
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let bin = match args.engram {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("engram"),
     };
-    let dirs: Vec<tempfile::TempDir> = (0..4)
+    let dirs: Vec<tempfile::TempDir> = (0..7)
         .map(|_| tempfile::tempdir())
         .collect::<std::io::Result<_>>()?;
 
     let single = Engram::start(&bin, dirs[3].path(), &[])?;
-    create(&single)?;
-    timed_writes(&single, 1_000_000, 20)?; // warm-up
-    report("embedded", timed_writes(&single, 0, args.writes)?.0);
+    cluster_writes("embedded (one node, synced WAL)", &single, args.writes)?;
     drop(single);
 
+    if args.fsync_always {
+        // The same writes with every NATS server fsyncing each message before its ack.
+        let nats = NatsCluster::start_with(3, true);
+        let nodes = (0..3)
+            .map(|i| cluster_node(&bin, &nats, &dirs[4 + i], i))
+            .collect::<Result<Vec<_>>>()?;
+        cluster_writes("cluster, NATS sync_interval always", &nodes[0], args.writes)?;
+    }
     let nats = NatsCluster::start(3);
-    let cluster = |i: usize| -> Result<Engram> {
-        let extra = [
-            "--cluster".to_string(),
-            nats.urls(),
-            "--node-id".into(),
-            (i + 1).to_string(),
-        ];
-        Engram::start(&bin, dirs[i].path(), &extra)
-    };
-    let nodes: Vec<Engram> = (0..3).map(cluster).collect::<Result<_>>()?;
-    let mut nodes = nodes;
-    create(&nodes[0])?;
-    timed_writes(&nodes[0], 1_000_000, 20)?;
-    report(
-        "cluster (3 NATS, R3; 3 nodes)",
-        timed_writes(&nodes[0], 0, args.writes)?.0,
-    );
+    let mut nodes = (0..3)
+        .map(|i| cluster_node(&bin, &nats, &dirs[i], i))
+        .collect::<Result<Vec<_>>>()?;
+    cluster_writes("cluster (3 NATS, R3; 3 nodes)", &nodes[0], args.writes)?;
 
     nodes[2].kill9();
     let (_, last) = timed_writes(&nodes[0], 2_000_000, args.catch_up)?;
     let started = Instant::now();
-    nodes[2] = cluster(2)?;
+    nodes[2] = cluster_node(&bin, &nats, &dirs[2], 2)?;
     let healthy = started.elapsed().as_secs_f64();
     loop {
         let status = nodes[2].call("GET", "/cluster", Value::Null);

@@ -90,13 +90,17 @@ impl Store {
                     self.replication.wait_applied(seq, APPLY_WAIT)?;
                     return Ok(Some(seq));
                 }
-                Published::Conflict(_) if Instant::now() < deadline => {
-                    self.replication
-                        .wait_subject_past(name, expected, APPLY_WAIT)
+                Published::Conflict(last) if Instant::now() < deadline => {
+                    // Build again once this node has applied the other writes.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match last {
+                        Some(last) => self.replication.wait_applied(last, left)?,
+                        None => self.replication.wait_subject_past(name, expected, left),
+                    }
                 }
-                Published::Conflict(last) => {
+                Published::Conflict(_) => {
                     return Err(Error::Unavailable(format!(
-                        "collection '{name}' kept changing on other nodes (last write {last:?}) for {} s; retry",
+                        "collection '{name}' is written through other nodes faster than this node applies their writes; not written after {} s, retry (or write through another node)",
                         APPLY_WAIT.as_secs()
                     )))
                 }
