@@ -80,13 +80,11 @@ fn doc(i: u64, round: u64) -> DocumentInput {
     }
 }
 
-/// What a node holds: per document its text and chunk ids; the keyword stats.
-fn state(
-    s: &Store,
-) -> (
-    Vec<(String, Option<String>, Vec<u64>)>,
-    Option<crate::storage::KeywordStats>,
-) {
+/// Per document: its id, text and chunk ids.
+type Docs = Vec<(String, Option<String>, Vec<u64>)>;
+
+/// What a node holds: its documents and the keyword stats.
+fn state(s: &Store) -> (Docs, Option<crate::storage::KeywordStats>) {
     let mut docs = Vec::new();
     s.storage
         .scan_documents::<DocumentRecord>("c", |id, d| {
