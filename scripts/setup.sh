@@ -8,8 +8,11 @@
 #                  libclang" after minutes of compiling.
 #
 # Rust itself (cargo, rustc) is the machine's; models and Python clients are fetched
-# on first use into ~/.cache/engram by the commands that need them.
+# on first use into ~/.cache/engram by the commands that need them. The pinned NATS
+# server of cluster mode (and of its tests) is installed by scripts/nats-server.sh.
 set -euo pipefail
+
+"$(dirname "$0")/nats-server.sh" >/dev/null
 
 PACKAGES=(libclang-dev)
 

@@ -29,6 +29,17 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// `[generation]`: concurrent answers, their queue, deadline and token cap.
     pub generation: GenerationLimits,
+    /// `[cluster]`: cluster mode's NATS servers and this node's id (absent: one machine).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Cluster mode (`--cluster`, `--node-id`, or a `[cluster]` table).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// NATS server URLs, comma-separated: "nats://h1:4222,nats://h2:4222".
+    pub servers: String,
+    pub node_id: u32,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +53,7 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             limits: Limits::default(),
             generation: GenerationLimits::default(),
+            cluster: None,
         }
     }
 }
@@ -53,6 +65,8 @@ pub struct Overrides {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
     pub api_keys: Option<String>,
+    pub cluster: Option<String>,
+    pub node_id: Option<u32>,
 }
 
 impl ServerConfig {
@@ -83,6 +97,20 @@ impl ServerConfig {
         }
         if let Some(k) = overrides.api_keys {
             cfg.api_keys = parse_keys(&k).map_err(|e| anyhow::anyhow!("ENGRAM_API_KEYS: {e}"))?;
+        }
+        match (overrides.cluster, overrides.node_id, &mut cfg.cluster) {
+            (Some(servers), Some(node_id), _) => {
+                cfg.cluster = Some(ClusterSettings { servers, node_id })
+            }
+            (Some(servers), None, Some(c)) => c.servers = servers,
+            (None, Some(node_id), Some(c)) => c.node_id = node_id,
+            (Some(_), None, None) => {
+                anyhow::bail!("--cluster needs --node-id N (this node's id, unique in the cluster)")
+            }
+            (None, Some(_), None) => {
+                anyhow::bail!("--node-id is for cluster mode: give --cluster nats://... too")
+            }
+            (None, None, _) => {}
         }
         cfg.generation
             .validate()
@@ -151,5 +179,29 @@ mod tests {
         let cfg = ServerConfig::load(Some(&file), Overrides::default()).unwrap();
         assert_eq!(cfg.api_keys[0].scores, crate::server::ScoreView::None);
         assert_eq!(cfg.allowed_origins, ["https://app.example"]);
+        assert_eq!(cfg.cluster, None);
+
+        // Cluster mode from the file, the node id from the command line.
+        std::fs::write(
+            &file,
+            "[cluster]\nservers = \"nats://127.0.0.1:4222\"\nnode_id = 1\n",
+        )
+        .unwrap();
+        let over = Overrides {
+            node_id: Some(3),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::load(Some(&file), over).unwrap();
+        let cluster = cfg.cluster.unwrap();
+        assert_eq!(
+            (cluster.servers.as_str(), cluster.node_id),
+            ("nats://127.0.0.1:4222", 3)
+        );
+        let half = Overrides {
+            cluster: Some("nats://127.0.0.1:4222".into()),
+            ..Default::default()
+        };
+        let err = ServerConfig::load(None, half).unwrap_err();
+        assert!(err.to_string().contains("--node-id"), "{err}");
     }
 }

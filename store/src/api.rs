@@ -211,6 +211,11 @@ pub struct QueryRequest {
     /// (at most `limits.max_ef`, 10,000).
     #[schema(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
+    /// Read your own writes: answer only once this node has applied the write with
+    /// this sequence number (the `seq` of a write's answer). In cluster mode a node
+    /// behind waits up to 10 s, then answers 503; on one machine every acknowledged
+    /// write is already applied.
+    pub min_seq: Option<u64>,
 }
 
 impl QueryRequest {

@@ -69,6 +69,10 @@ pub enum Error {
     Corrupt(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Cluster mode: the replicated log did not answer, or this node has not yet
+    /// applied what a request waits for (`min_seq`).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {

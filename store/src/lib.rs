@@ -22,6 +22,7 @@ pub mod keyword;
 pub mod limits;
 pub mod log;
 pub mod questions;
+pub mod replica;
 pub mod storage;
 pub mod store;
 pub mod validate;

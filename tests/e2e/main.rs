@@ -6,6 +6,7 @@ mod api;
 mod api_fuzz;
 mod audit;
 mod bad_input;
+mod cluster;
 mod contextual;
 mod crash;
 mod faults;

@@ -468,6 +468,7 @@ impl Engine {
                     filter: None,
                     include: Some(vec![Include::Text]),
                     ef: None,
+                    min_seq: None,
                 },
             )?
             .hits;

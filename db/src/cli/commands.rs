@@ -156,6 +156,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             host: args.host,
             port: args.port,
             api_keys: args.api_keys,
+            cluster: args.cluster,
+            node_id: args.node_id,
         },
     )?;
     tracing::info!(data_dir = %cfg.data_dir.display(), "opening the database");
@@ -189,12 +191,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let cluster = crate::server::start_cluster(&engine, &cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let stopping = engine.clone();
     runtime.block_on(
         ServerBuilder::new(engine)
+            .with_cluster(cluster)
             .with_keys(cfg.api_keys.clone())
             .with_allowed(cfg.allowed_origins.clone(), cfg.allowed_hosts.clone())
             .serve(cfg.addr()),

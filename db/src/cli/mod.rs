@@ -197,6 +197,13 @@ pub struct ServeArgs {
     /// Do not load the models at start-up (the embedding and language models then load on first use).
     #[arg(long)]
     pub lazy_models: bool,
+    /// Cluster mode: the NATS JetStream servers, nats://h1:4222,h2:4222,h3:4222
+    /// (README "Cluster mode"). Without it the database is this machine's alone.
+    #[arg(long, env = "ENGRAM_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's id in the cluster (unique per node; needed with --cluster).
+    #[arg(long, env = "ENGRAM_NODE_ID")]
+    pub node_id: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

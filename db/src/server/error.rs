@@ -138,6 +138,7 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
         StoreError::LimitExceeded { .. } => (StatusCode::BAD_REQUEST, "limit_exceeded"),
         StoreError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
         StoreError::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
+        StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         StoreError::Embedder(e) => embedder_status(e, "embedder_error"),
         e if out_of_space(e) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
         StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Io(_) => {

@@ -5,6 +5,7 @@ mod adapters_api;
 mod answer_api;
 mod audit_api;
 mod auth;
+mod cluster_api;
 mod collections_api;
 mod documents_api;
 pub mod error;
@@ -28,6 +29,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 pub use auth::{parse_keys, validate_keys, ApiKey, Scope};
+pub use cluster_api::start_cluster;
 pub use scores::ScoreView;
 pub use system_api::{BackupRequest, BackupResponse};
 
@@ -40,6 +42,8 @@ pub struct AppState {
     keys: auth::KeyRing,
     metrics: metrics::Metrics,
     guard: guard::Guard,
+    /// Cluster mode's node (`None` on one machine).
+    cluster: Option<Arc<engram_cluster::Node>>,
 }
 
 #[derive(OpenApi)]
@@ -83,6 +87,7 @@ pub struct AppState {
         adapters_api::rollback,
         adapters_api::deactivate,
         adapters_api::delete,
+        cluster_api::status,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&SharedResponses)
@@ -102,6 +107,7 @@ pub struct ServerBuilder {
     allowed_hosts: Vec<String>,
     /// The address listened on, once `serve` has bound it.
     bound: Option<SocketAddr>,
+    cluster: Option<Arc<engram_cluster::Node>>,
 }
 
 impl ServerBuilder {
@@ -112,7 +118,14 @@ impl ServerBuilder {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             bound: None,
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: `GET /cluster` answers from this node.
+    pub fn with_cluster(mut self, node: Option<Arc<engram_cluster::Node>>) -> Self {
+        self.cluster = node;
+        self
     }
 
     pub fn with_keys(mut self, keys: Vec<ApiKey>) -> Self {
@@ -135,6 +148,7 @@ impl ServerBuilder {
             keys: auth::KeyRing::new(&self.keys),
             metrics: metrics::Metrics::new(),
             guard: guard::Guard::new(self.bound, &self.allowed_origins, &self.allowed_hosts),
+            cluster: self.cluster,
         });
         Router::new()
             .route("/collections", get(collections_api::list))
@@ -208,6 +222,7 @@ impl ServerBuilder {
             .route("/embed", post(query_api::embed))
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))
+            .route("/cluster", get(cluster_api::status))
             .route("/metrics", get(system_api::metrics))
             .route("/openapi.json", get(system_api::openapi))
             .fallback(|| async {

@@ -134,12 +134,43 @@ impl Storage {
         })
     }
 
-    pub fn last_seq(&self) -> Result<u64> {
+    /// What a logged operation does to collection `coll`'s documents: the id and the
+    /// new record for a put, the id and `None` for a delete; `None` for other records.
+    pub fn document_change<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        op: &Op,
+    ) -> Result<Option<(String, Option<T>)>> {
+        let (start, _) = collection_range(coll);
+        let id = |k: &[u8]| {
+            String::from_utf8(k[start.len()..].to_vec())
+                .map_err(|_| Error::Corrupt("document id is not UTF-8".into()))
+        };
+        Ok(match op {
+            Op::Put {
+                family: Family::Documents,
+                key,
+                value,
+            } if key.starts_with(&start) => Some((id(key)?, Some(decode_json(value)?))),
+            Op::Delete {
+                family: Family::Documents,
+                key,
+            } if key.starts_with(&start) => Some((id(key)?, None)),
+            _ => None,
+        })
+    }
+
+    /// A big-endian u64 stored in the meta records under `key` (0 when absent).
+    pub fn meta_u64(&self, key: &[u8]) -> Result<u64> {
         Ok(self
             .db
-            .get_cf(self.cf(Family::Meta), SEQ_KEY)?
+            .get_cf(self.cf(Family::Meta), key)?
             .map(|b| u64::from_be_bytes(b.as_slice().try_into().unwrap_or([0; 8])))
             .unwrap_or(0))
+    }
+
+    pub fn last_seq(&self) -> Result<u64> {
+        self.meta_u64(SEQ_KEY)
     }
 
     pub fn put_seq(&self, batch: &mut Batch, seq: u64) {

@@ -11,7 +11,7 @@ use crate::collection::{Collection, DocumentRecord, NewChunk};
 use crate::error::{Error, LimitKind, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::limits::check;
-use crate::storage::VectorRecord;
+use crate::storage::{Batch, VectorRecord};
 use crate::validate;
 
 /// A document after validation and embedding, ready to be written.
@@ -44,18 +44,63 @@ impl Store {
             keywords.set(&doc.id, doc.terms.take());
         }
 
+        let synced = coll.config.durability == crate::collection::Durability::Sync;
+        if self.replication.replicator().is_some() {
+            // Cluster mode: every node applies the write from the log, this one too.
+            let seq = self.replicate(name, Some(&coll), || {
+                Ok(Some(self.upsert_batch(&coll, &prepared, &keywords).0))
+            })?;
+            let ids = prepared.into_iter().map(|d| d.id).collect();
+            return Ok(UpsertResponse {
+                ids,
+                seq: seq.unwrap_or_default(),
+                synced: true,
+            });
+        }
         let _writer = self.lock_for_write(&coll)?;
         if version != coll.context_version() {
             // A new corpus context was swapped in while we embedded: vectors of two
             // contexts must never mix in one collection, so embed again with it.
             self.embed_prepared(&coll, &mut prepared)?;
         }
+        let (batch, seq, chunk_ids) = self.upsert_batch(&coll, &prepared, &keywords);
+        self.storage.commit(batch, synced)?;
+
+        for (doc, ids) in prepared.iter().zip(&chunk_ids) {
+            let new: Vec<NewChunk<'_>> = ids
+                .iter()
+                .zip(&doc.chunks)
+                .map(|(id, rec)| NewChunk {
+                    id: *id,
+                    vector: &rec.vector,
+                })
+                .collect();
+            coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
+        }
+        coll.keywords().apply(keywords);
+        self.after_commit(&coll);
+        Ok(UpsertResponse {
+            ids: prepared.into_iter().map(|d| d.id).collect(),
+            seq,
+            synced,
+        })
+    }
+
+    /// The records of an upsert (under the collection's write lock): the batch, the
+    /// write's sequence number and each document's new chunk ids.
+    fn upsert_batch(
+        &self,
+        coll: &Collection,
+        prepared: &[PreparedDoc],
+        keywords: &KeywordUpdate,
+    ) -> (Batch, u64, Vec<Vec<u64>>) {
+        let name = coll.config.name.as_str();
         let seq = self.next_seq();
         let mut batch = self.storage.batch();
         let mut replaced: HashMap<&str, Vec<u64>> = HashMap::new();
         let mut chunk_ids: Vec<Vec<u64>> = Vec::with_capacity(prepared.len());
         let mut max_id = seq;
-        for doc in &prepared {
+        for doc in prepared {
             // Within one batch a later document with the same id replaces the earlier one.
             let old = match replaced.remove(doc.id.as_str()) {
                 Some(ids) => ids,
@@ -81,29 +126,9 @@ impl Store {
             chunk_ids.push(ids);
         }
         coll.keywords()
-            .write(&keywords, &self.storage, &mut batch, name);
+            .write(keywords, &self.storage, &mut batch, name);
         self.storage.put_seq(&mut batch, max_id);
-        let synced = coll.config.durability == crate::collection::Durability::Sync;
-        self.storage.commit(batch, synced)?;
-
-        for (doc, ids) in prepared.iter().zip(&chunk_ids) {
-            let new: Vec<NewChunk<'_>> = ids
-                .iter()
-                .zip(&doc.chunks)
-                .map(|(id, rec)| NewChunk {
-                    id: *id,
-                    vector: &rec.vector,
-                })
-                .collect();
-            coll.apply_upsert(&doc.id, doc.metadata.clone(), &new);
-        }
-        coll.keywords().apply(keywords);
-        self.after_commit(&coll);
-        Ok(UpsertResponse {
-            ids: prepared.into_iter().map(|d| d.id).collect(),
-            seq,
-            synced,
-        })
+        (batch, seq, chunk_ids)
     }
 
     /// Embeds prepared text documents again with the collection's current encoder.
@@ -250,22 +275,31 @@ impl Store {
 
     pub fn delete_document(&self, name: &str, id: &str) -> Result<()> {
         let coll = self.collection(name)?;
-        let _writer = self.lock_for_write(&coll)?;
-        if !coll.contains(id) {
-            return Err(Error::DocumentNotFound {
-                collection: name.to_string(),
-                id: id.to_string(),
-            });
-        }
-        let mut batch = self.storage.batch();
-        for c in coll.chunks_of(id) {
-            self.storage.delete_vector(&mut batch, name, c);
-        }
-        self.storage.delete_document(&mut batch, name, id);
         let mut keywords = KeywordUpdate::default();
         keywords.set(id, None);
-        coll.keywords()
-            .write(&keywords, &self.storage, &mut batch, name);
+        let build = || {
+            if !coll.contains(id) {
+                return Err(Error::DocumentNotFound {
+                    collection: name.to_string(),
+                    id: id.to_string(),
+                });
+            }
+            let mut batch = self.storage.batch();
+            for c in coll.chunks_of(id) {
+                self.storage.delete_vector(&mut batch, name, c);
+            }
+            self.storage.delete_document(&mut batch, name, id);
+            coll.keywords()
+                .write(&keywords, &self.storage, &mut batch, name);
+            Ok(batch)
+        };
+        if self.replication.replicator().is_some() {
+            return self
+                .replicate(name, Some(&coll), || build().map(Some))
+                .map(drop);
+        }
+        let _writer = self.lock_for_write(&coll)?;
+        let batch = build()?;
         let synced = coll.config.durability == crate::collection::Durability::Sync;
         self.storage.commit(batch, synced)?;
         coll.apply_delete(id);

@@ -23,11 +23,12 @@ use crate::index::IndexParams;
 use crate::jobs::{JobStatus, Jobs};
 use crate::limits::{check, Limits};
 use crate::storage::Storage;
-use crate::validate;
 
 mod documents;
+mod embed;
 mod graphs;
 mod query;
+mod replicated;
 
 pub use query::hybrid_depth;
 
@@ -55,6 +56,8 @@ pub struct Store {
     migrated: Vec<String>,
     /// The graphs' dumps: read at open, written in the background and at shutdown.
     dumps: Arc<GraphDumps>,
+    /// Cluster mode's replicated log and how far this node applied it (`replicated.rs`).
+    replication: crate::replica::Replication,
 }
 
 impl Store {
@@ -115,6 +118,7 @@ impl Store {
             limits,
             migrated,
             dumps,
+            replication: Default::default(),
         })
     }
 
@@ -375,16 +379,12 @@ impl Store {
             log_questions: req.log_questions.unwrap_or(true),
             question_log_size,
         };
+        if self.replication.replicator().is_some() {
+            return self.create_replicated(config);
+        }
         let mut collections = self.collections.write().expect("lock");
-        if let Some(existing) = collections.get(name) {
-            let same = CollectionConfig {
-                incarnation: existing.incarnation(),
-                ..config
-            };
-            if existing.config == same {
-                return Ok(self.info(existing));
-            }
-            return Err(Error::CollectionExists(name.to_string()));
+        if let Some(info) = self.same_collection(&collections, &config)? {
+            return Ok(info);
         }
         let mut batch = self.storage.batch();
         self.storage.put_collection(&mut batch, name, &config);
@@ -393,6 +393,26 @@ impl Store {
         let out = self.info(&coll);
         collections.insert(name.to_string(), coll);
         Ok(out)
+    }
+
+    /// A live collection named as `config` with the same settings: its info; with
+    /// other settings: a conflict; none: `None`.
+    fn same_collection(
+        &self,
+        collections: &HashMap<String, Arc<Collection>>,
+        config: &CollectionConfig,
+    ) -> Result<Option<CollectionInfo>> {
+        let Some(existing) = collections.get(&config.name) else {
+            return Ok(None);
+        };
+        let same = CollectionConfig {
+            incarnation: existing.incarnation(),
+            ..config.clone()
+        };
+        if existing.config == same {
+            return Ok(Some(self.info(existing)));
+        }
+        Err(Error::CollectionExists(config.name.clone()))
     }
 
     pub fn list_collections(&self) -> Vec<CollectionInfo> {
@@ -415,11 +435,26 @@ impl Store {
     /// same name.
     pub fn delete_collection(&self, name: &str) -> Result<()> {
         let coll = self.collection(name)?;
+        let deletion = || {
+            let mut batch = self.storage.batch();
+            self.storage.delete_collection(&mut batch, name);
+            batch
+        };
+        if self.replication.replicator().is_some() {
+            return self
+                .replicate(name, Some(&coll), || Ok(Some(deletion())))
+                .map(drop);
+        }
         let _writer = self.lock_for_write(&coll)?;
+        self.drop_collection(&coll, deletion())
+    }
+
+    /// Commits `batch`, which deletes `coll`, and drops the collection from memory
+    /// (under its write lock).
+    fn drop_collection(&self, coll: &Collection, batch: crate::storage::Batch) -> Result<()> {
+        let name = coll.config.name.as_str();
         let mut hits = coll.hits.hold_flushes();
         let mut questions = coll.questions.hold_flushes();
-        let mut batch = self.storage.batch();
-        self.storage.delete_collection(&mut batch, name);
         self.storage.commit(batch, true)?;
         hits.close();
         questions.close();
@@ -473,50 +508,6 @@ impl Store {
     /// The collection's logged questions, newest first.
     pub fn questions(&self, name: &str) -> Result<Vec<crate::questions::LoggedQuestion>> {
         Ok(self.collection(name)?.questions.newest_first())
-    }
-
-    /// Embeds texts with the named encoder (default MiniLM), one vector per text.
-    pub fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse> {
-        if req.texts.is_empty() {
-            return Err(Error::invalid("texts", "send at least one text"));
-        }
-        check(LimitKind::BatchSize, req.texts.len(), self.limits.max_batch)?;
-        for (i, t) in req.texts.iter().enumerate() {
-            validate::text(&format!("texts[{i}]"), t, &self.limits)?;
-        }
-        let model = req.model.as_deref().unwrap_or(DEFAULT_EMBEDDER);
-        if let EncoderKind::Contextual(_) = EncoderKind::parse(model)? {
-            // A contextual encoder has no meaning without a collection's corpus.
-            return Err(Error::invalid(
-                "model",
-                format!(
-                    "'{model}' embeds with a collection's corpus context; use POST /v1/embeddings with the collection's name as \"model\""
-                ),
-            ));
-        }
-        let encoder = self.encoder(model)?;
-        let texts: Vec<&str> = req.texts.iter().map(String::as_str).collect();
-        Ok(EmbedResponse {
-            model: model.to_string(),
-            dimension: encoder.dim(),
-            vectors: encoder.embed(&texts)?,
-        })
-    }
-
-    /// Embeds texts as a collection embeds its queries: with its contextual encoder
-    /// (and current context) when it has one, so outside vectors match its own.
-    pub fn embed_with_collection(&self, name: &str, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let coll = self.collection(name)?;
-        if texts.is_empty() {
-            return Err(Error::invalid("input", "send at least one text"));
-        }
-        check(LimitKind::BatchSize, texts.len(), self.limits.max_batch)?;
-        for (i, t) in texts.iter().enumerate() {
-            validate::text(&format!("input[{i}]"), t, &self.limits)?;
-        }
-        let (encoder, _) = self.text_encoder(&coll)?;
-        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        Ok(encoder.embed(&texts)?)
     }
 
     /// What a collection is and holds, with its latest context build.
@@ -595,5 +586,7 @@ fn stage_one(embedder: &str) -> &str {
 
 #[cfg(test)]
 mod hardening_tests;
+#[cfg(test)]
+mod replicated_tests;
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,9 @@ impl Store {
     /// texts. Hybrid: both rankings fused. The filter applies to every mode.
     pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
         let started = Instant::now();
+        if let Some(seq) = req.min_seq {
+            self.wait_applied(seq)?;
+        }
         let coll = self.collection(name)?;
         let k = req.k.unwrap_or(10);
         validate::top_k(k, &self.limits)?;

@@ -1,0 +1,223 @@
+//! Cluster mode's write latency against one machine's, and a restarted node's
+//! catch-up rate, through the real `engram` binary over HTTP on 127.0.0.1.
+//!
+//! 1. One `engram serve` without `--cluster` (RocksDB, synced WAL): `--writes`
+//!    single-document writes (a 16-d vector and a short text each), one at a time;
+//!    the latency of each, client side.
+//! 2. Three NATS servers (JetStream, the stream R3) and three `engram serve
+//!    --cluster` nodes: the same writes through node 1 (each answered once the stream
+//!    has it on a quorum and node 1 has applied it).
+//! 3. Node 3 stopped (`kill -9`), `--catch-up` more writes through node 1, node 3
+//!    started again: the time from its start to having applied the last write
+//!    (polling its `GET /cluster`), and the messages applied per second. The time
+//!    includes the process start (the models are lazy: well under a second).
+//!
+//! Prints one JSON line per phase. Run:
+//!   cargo build --release --workspace
+//!   $CARGO_TARGET_DIR/release/cluster --writes 1000 --catch-up 5000
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use engram_cluster::local::NatsCluster;
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(about = "Write latency in cluster mode vs one machine, and catch-up rate")]
+struct Args {
+    /// Single-document writes timed in each mode.
+    #[arg(long, default_value_t = 1000)]
+    writes: u64,
+    /// Writes a stopped node has to catch up on.
+    #[arg(long, default_value_t = 5000)]
+    catch_up: u64,
+    /// Also time the cluster writes with NATS fsyncing every message.
+    #[arg(long)]
+    fsync_always: bool,
+    /// The `engram` binary [default: next to this one].
+    #[arg(long)]
+    engram: Option<PathBuf>,
+}
+
+const DIM: usize = 16;
+
+/// An `engram serve` process on a free port.
+struct Engram {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Engram {
+    fn start(bin: &Path, dir: &Path, extra: &[String]) -> Result<Engram> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--lazy-models",
+                "--port",
+                &port.to_string(),
+                "--data-dir",
+            ])
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start engram")?;
+        let e = Engram {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while ureq::get(&e.url("/healthz")).call().is_err() {
+            if Instant::now() > deadline {
+                bail!("engram did not become healthy");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(e)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        Ok(ureq::request(method, &self.url(path))
+            .send_json(body)?
+            .into_json()?)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+impl Drop for Engram {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn doc(n: u64) -> Value {
+    let v: Vec<f32> = (0..DIM)
+        .map(|i| ((n * 31 + i as u64) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    json!({"documents": [{"id": format!("d{n}"), "vector": v, "text": format!("token{n} words")}]})
+}
+
+/// Creates the collection, then times `count` single-document writes from `first`;
+/// returns the latencies (ms) and the last write's sequence.
+fn timed_writes(node: &Engram, first: u64, count: u64) -> Result<(Vec<f64>, u64)> {
+    let mut ms = Vec::with_capacity(count as usize);
+    let mut seq = 0;
+    for n in first..first + count {
+        let t = Instant::now();
+        let r = node.call("POST", "/collections/bench/documents", doc(n))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        seq = r["seq"].as_u64().context("a write answers its seq")?;
+    }
+    Ok((ms, seq))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(mode: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        json!({"mode": mode, "writes": ms.len(), "p50_ms": percentile(&ms, 0.5),
+            "p99_ms": percentile(&ms, 0.99), "max_ms": ms[ms.len() - 1]})
+    );
+}
+
+fn create(node: &Engram) -> Result<()> {
+    node.call("PUT", "/collections/bench", json!({"dimension": DIM}))?;
+    Ok(())
+}
+
+/// Node `i` (id i + 1) of a cluster on `nats`, its data in `dir`.
+fn cluster_node(
+    bin: &Path,
+    nats: &NatsCluster,
+    dir: &tempfile::TempDir,
+    i: usize,
+) -> Result<Engram> {
+    let id = (i + 1).to_string();
+    let extra = ["--cluster".to_string(), nats.urls(), "--node-id".into(), id];
+    Engram::start(bin, dir.path(), &extra)
+}
+
+/// Creates the collection through `node` and reports the timed writes.
+fn cluster_writes(mode: &str, node: &Engram, writes: u64) -> Result<()> {
+    create(node)?;
+    timed_writes(node, 1_000_000, 20)?; // warm-up
+    report(mode, timed_writes(node, 0, writes)?.0);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = match args.engram {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("engram"),
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..7)
+        .map(|_| tempfile::tempdir())
+        .collect::<std::io::Result<_>>()?;
+
+    let single = Engram::start(&bin, dirs[3].path(), &[])?;
+    cluster_writes("embedded (one node, synced WAL)", &single, args.writes)?;
+    drop(single);
+
+    if args.fsync_always {
+        // The same writes with every NATS server fsyncing each message before its ack.
+        let nats = NatsCluster::start_with(3, true);
+        let nodes = (0..3)
+            .map(|i| cluster_node(&bin, &nats, &dirs[4 + i], i))
+            .collect::<Result<Vec<_>>>()?;
+        cluster_writes("cluster, NATS sync_interval always", &nodes[0], args.writes)?;
+    }
+    let nats = NatsCluster::start(3);
+    let mut nodes = (0..3)
+        .map(|i| cluster_node(&bin, &nats, &dirs[i], i))
+        .collect::<Result<Vec<_>>>()?;
+    cluster_writes("cluster (3 NATS, R3; 3 nodes)", &nodes[0], args.writes)?;
+
+    nodes[2].kill9();
+    let (_, last) = timed_writes(&nodes[0], 2_000_000, args.catch_up)?;
+    let started = Instant::now();
+    nodes[2] = cluster_node(&bin, &nats, &dirs[2], 2)?;
+    let healthy = started.elapsed().as_secs_f64();
+    loop {
+        let status = nodes[2].call("GET", "/cluster", Value::Null);
+        let applied = status
+            .ok()
+            .and_then(|s| s["applied_seq"].as_u64())
+            .unwrap_or(0);
+        if applied >= last {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("node 3 did not catch up (applied {applied} of {last})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"mode": "catch-up", "messages": args.catch_up, "seconds_to_healthy": healthy,
+            "seconds_to_caught_up": seconds, "applied_per_s": args.catch_up as f64 / seconds})
+    );
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Cluster mode (`engram serve --cluster nats://...,... --node-id N`): the store's
+//! writes go through a replicated NATS JetStream stream, and every node follows it.
+//!
+//! Why JetStream: Engram runs on an existing replicated log instead of a consensus
+//! protocol of its own (README "Cluster mode"). The store stays transport-free: it
+//! sees a [`engram_store::replica::Replicator`] (here [`log::JetStreamLog`]) and is fed
+//! the stream's messages by [`follower`]. [`status`] keeps the membership (heartbeats
+//! in a key-value bucket with a max age) behind `GET /cluster`.
+//!
+//! Layout in NATS: stream `ENGRAM`, one subject per collection (`engram.c.NAME`),
+//! replicated on up to three servers; each node's durable consumer `node-N`; the
+//! bucket `engram-nodes`.
+
+pub mod follower;
+pub mod local;
+pub mod log;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::ServerAddr;
+use engram_store::Store;
+
+pub use status::{ClusterStatus, NodeStatus};
+
+/// The stream that holds the write log.
+pub const STREAM: &str = "ENGRAM";
+/// Subjects of the stream: `engram.c.` and a collection's name.
+pub const SUBJECT_PREFIX: &str = "engram.c.";
+/// How long start-up waits for the NATS cluster (servers starting, leader election).
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// Errors of cluster mode (start-up and status; writes answer store errors).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cluster: {0}")]
+    Config(String),
+    #[error("cluster: NATS: {0}")]
+    Nats(String),
+    #[error("cluster: {0}")]
+    Store(#[from] engram_store::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn nats(e: impl std::fmt::Display) -> Error {
+    Error::Nats(e.to_string())
+}
+
+/// Where the NATS servers are and who this node is.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://127.0.0.1:4222`).
+    pub servers: Vec<String>,
+    /// This node's id, unique in the cluster (its durable consumer and heartbeat).
+    pub node_id: u32,
+    /// The node's HTTP address, shown to others in `GET /cluster`.
+    pub advertise: String,
+}
+
+impl ClusterConfig {
+    /// Parses `--cluster nats://h1:4222,h2:4222` (comma-separated URLs).
+    pub fn parse(servers: &str, node_id: u32, advertise: String) -> Result<Self> {
+        let servers: Vec<String> = servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if servers.is_empty() {
+            return Err(Error::Config(
+                "--cluster needs at least one nats:// URL".into(),
+            ));
+        }
+        for s in &servers {
+            s.parse::<ServerAddr>()
+                .map_err(|e| Error::Config(format!("'{s}' is not a NATS server URL: {e}")))?;
+        }
+        Ok(ClusterConfig {
+            servers,
+            node_id,
+            advertise,
+        })
+    }
+
+    /// Replicas of the stream and bucket: three where three servers run.
+    pub fn replicas(&self) -> usize {
+        self.servers.len().clamp(1, 3)
+    }
+}
+
+/// A running cluster node: its NATS connection, runtime and background tasks.
+pub struct Node {
+    config: ClusterConfig,
+    js: jetstream::Context,
+    store: Arc<dyn AsStore>,
+    /// Its own runtime: the store calls in from blocking threads of any runtime.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Whatever owns the store (the server's engine).
+pub trait AsStore: Send + Sync + 'static {
+    fn store(&self) -> &Store;
+}
+
+impl Node {
+    /// Connects, makes sure the stream and bucket exist, attaches the write log to the
+    /// store and starts following the stream and heartbeating.
+    pub fn start(store: Arc<dyn AsStore>, config: ClusterConfig) -> Result<Arc<Node>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start the cluster runtime: {e}")))?;
+        let js = runtime.block_on(connect(&config))?;
+        let node = Arc::new(Node {
+            config,
+            js,
+            store,
+            runtime: Some(runtime),
+        });
+        let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);
+        let applied = node.store.store().attach_replicator(Arc::new(writer))?;
+        tracing::info!(
+            node = node.config.node_id,
+            applied,
+            "cluster mode: following the write log"
+        );
+        node.handle().spawn(follower::follow(node.clone()));
+        node.handle().spawn(status::heartbeat(node.clone()));
+        Ok(node)
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.as_ref().expect("running").handle().clone()
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The cluster as this node sees it (for `GET /cluster`); callable from any
+    /// async context.
+    pub async fn status(self: &Arc<Self>) -> Result<ClusterStatus> {
+        let node = self.clone();
+        self.handle()
+            .spawn(async move { status::read(&node).await })
+            .await
+            .map_err(nats)?
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Connects to the servers and makes sure the stream exists, retrying while the
+/// NATS cluster starts (its JetStream needs an elected meta leader).
+async fn connect(config: &ClusterConfig) -> Result<jetstream::Context> {
+    let addrs: Vec<ServerAddr> = config
+        .servers
+        .iter()
+        .map(|s| s.parse().expect("checked by parse"))
+        .collect();
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("engram-node-{}", config.node_id))
+        .retry_on_initial_connect()
+        .connect(addrs)
+        .await
+        .map_err(nats)?;
+    let js = jetstream::new(client);
+    let started = Instant::now();
+    loop {
+        let made = js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: STREAM.to_string(),
+                // `>`: a collection's shards will be `engram.c.NAME.S` in the same stream.
+                subjects: vec![format!("{SUBJECT_PREFIX}>")],
+                num_replicas: config.replicas(),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await;
+        match made {
+            Ok(_) => return Ok(js),
+            Err(e) if started.elapsed() < START_WAIT => {
+                tracing::info!(error = %e, "waiting for JetStream");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(nats(format!("the stream {STREAM} is not available: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_are_parsed_and_checked() {
+        let c = ClusterConfig::parse(
+            "nats://127.0.0.1:4222, nats://127.0.0.1:4223",
+            2,
+            "a".into(),
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.replicas(), 2);
+        assert!(ClusterConfig::parse(" , ", 1, "a".into()).is_err());
+        assert!(ClusterConfig::parse("nats://host:notaport", 1, "a".into()).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! Membership and lag: every node puts a heartbeat (its address and applied
+//! sequence) into a key-value bucket whose entries expire after [`MAX_AGE`], so a
+//! dead node drops out of `GET /cluster` on its own; lag is the stream's last
+//! sequence minus a node's applied one.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::{nats, Node, Result, STREAM};
+
+/// The heartbeat bucket.
+pub const BUCKET: &str = "engram-nodes";
+/// A node missing this long is gone.
+pub const MAX_AGE: Duration = Duration::from_secs(10);
+/// How often a node beats.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// One node as its last heartbeat says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct NodeStatus {
+    pub node_id: u32,
+    /// Its HTTP address.
+    pub address: String,
+    /// The last log sequence it applied.
+    pub applied_seq: u64,
+    /// How far it is behind the stream's last sequence.
+    #[serde(default)]
+    pub lag: u64,
+    /// Unix milliseconds of the heartbeat.
+    pub at_ms: u64,
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    /// The node that answered, and the last sequence it applied (live).
+    pub node_id: u32,
+    pub applied_seq: u64,
+    /// The stream's last sequence (the newest acknowledged write).
+    pub last_seq: u64,
+    /// The stream's replicas (servers holding it) and its leader.
+    pub stream_replicas: usize,
+    pub stream_leader: Option<String>,
+    /// Live nodes (heartbeat within `MAX_AGE`), by id.
+    pub nodes: Vec<NodeStatus>,
+}
+
+async fn bucket(node: &Node) -> Result<kv::Store> {
+    node.js
+        .create_key_value(kv::Config {
+            bucket: BUCKET.to_string(),
+            history: 1,
+            max_age: MAX_AGE,
+            num_replicas: node.config.replicas(),
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Beats every [`EVERY`] for as long as the node runs.
+pub async fn heartbeat(node: Arc<Node>) {
+    let mut kv = None;
+    loop {
+        if kv.is_none() {
+            kv = bucket(&node)
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "no heartbeat bucket yet"))
+                .ok();
+        }
+        if let Some(store) = &kv {
+            let beat = NodeStatus {
+                node_id: node.config.node_id,
+                address: node.config.advertise.clone(),
+                applied_seq: node.store.store().applied_seq(),
+                lag: 0,
+                at_ms: now_ms(),
+            };
+            let bytes = serde_json::to_vec(&beat).expect("serialises");
+            if let Err(e) = store
+                .put(format!("node-{}", beat.node_id), bytes.into())
+                .await
+            {
+                tracing::warn!(error = %e, "heartbeat not stored");
+            }
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// Reads the stream's state and every live heartbeat.
+pub async fn read(node: &Node) -> Result<ClusterStatus> {
+    let mut stream = node.js.get_stream(STREAM).await.map_err(nats)?;
+    let info = stream.info().await.map_err(nats)?;
+    let last_seq = info.state.last_sequence;
+    let (stream_replicas, stream_leader) = match &info.cluster {
+        Some(c) => (c.replicas.len() + 1, c.leader.clone()),
+        None => (1, None),
+    };
+    let kv = bucket(node).await?;
+    let mut nodes = Vec::new();
+    let mut keys = kv.keys().await.map_err(nats)?;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(nats)?;
+        if let Some(bytes) = kv.get(&key).await.map_err(nats)? {
+            if let Ok(mut n) = serde_json::from_slice::<NodeStatus>(&bytes) {
+                n.lag = last_seq.saturating_sub(n.applied_seq);
+                nodes.push(n);
+            }
+        }
+    }
+    nodes.sort_by_key(|n| n.node_id);
+    Ok(ClusterStatus {
+        node_id: node.config.node_id,
+        applied_seq: node.store.store().applied_seq(),
+        last_seq,
+        stream_replicas,
+        stream_leader,
+        nodes,
+    })
+}

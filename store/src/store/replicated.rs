@@ -1,0 +1,236 @@
+//! Cluster mode in the store (see `crate::replica` for why it works this way): writes
+//! published to the replicated log under a compare-and-set on the collection's
+//! subject, and the log's messages applied to the records and the in-memory indexes
+//! with the same code the store's own writes use.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use engram_embedder::EncoderKind;
+
+use super::Store;
+use crate::api::CollectionInfo;
+use crate::collection::{Collection, CollectionConfig, DocumentRecord, NewChunk};
+use crate::error::{Error, Result};
+use crate::keyword::{DocTerms, KeywordUpdate};
+use crate::log::{Family, Op};
+use crate::replica::{self, Published, Replicator, APPLIED_KEY, APPLY_WAIT};
+use crate::storage::{Batch, VectorChange};
+
+impl Store {
+    /// Cluster mode from now on: every write goes through `replicator`, and the
+    /// caller feeds the log's messages to [`Store::apply_replicated`]. Returns the
+    /// last sequence applied here (the follower resumes after it).
+    pub fn attach_replicator(&self, replicator: Arc<dyn Replicator>) -> Result<u64> {
+        for coll in self.list_collections() {
+            if coll.corpus_context.is_some() {
+                return Err(Error::invalid(
+                    "cluster",
+                    format!("collection '{}' is contextual; cluster mode does not replicate corpus contexts yet", coll.config.name),
+                ));
+            }
+        }
+        let applied = self.storage.meta_u64(APPLIED_KEY)?;
+        self.replication.attach(replicator, applied)?;
+        Ok(applied)
+    }
+
+    /// The last log sequence applied here (cluster mode; 0 on one machine).
+    pub fn applied_seq(&self) -> u64 {
+        self.replication.applied()
+    }
+
+    /// Waits until this node has applied write `seq` (a query's `min_seq`). On one
+    /// machine every acknowledged write is applied, so only an unknown one fails.
+    pub fn wait_applied(&self, seq: u64) -> Result<()> {
+        if self.replication.replicator().is_some() {
+            return self.replication.wait_applied(seq, APPLY_WAIT);
+        }
+        if seq > self.seq.load(Ordering::SeqCst) {
+            return Err(Error::invalid(
+                "min_seq",
+                format!("no write with sequence {seq} was acknowledged by this server"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The last sequence applied on collection `name`'s subject.
+    fn subject_seq(&self, name: &str) -> Result<u64> {
+        self.replication
+            .subject(name, || self.storage.meta_u64(&replica::subject_key(name)))
+    }
+
+    /// Publishes the batch `build` makes for collection `name` (under `coll`'s write
+    /// lock, when given: a creation has no collection yet),
+    /// provided that nobody wrote to the collection since this node last applied it;
+    /// otherwise waits for the other write to be applied here and builds again.
+    /// Returns the write's sequence once applied here; `None` when `build` found
+    /// nothing to write.
+    pub(super) fn replicate(
+        &self,
+        name: &str,
+        coll: Option<&Arc<Collection>>,
+        mut build: impl FnMut() -> Result<Option<Batch>>,
+    ) -> Result<Option<u64>> {
+        let replicator = self.replication.replicator().expect("cluster mode").clone();
+        let deadline = Instant::now() + APPLY_WAIT;
+        loop {
+            let writer = coll.map(|c| self.lock_for_write(c)).transpose()?;
+            let expected = self.subject_seq(name)?;
+            let Some(batch) = build()? else {
+                return Ok(None);
+            };
+            let published = replicator.publish(name, expected, &batch)?;
+            drop(writer);
+            match published {
+                Published::Seq(seq) => {
+                    self.replication.wait_applied(seq, APPLY_WAIT)?;
+                    return Ok(Some(seq));
+                }
+                Published::Conflict(last) if Instant::now() < deadline => {
+                    // Build again once this node has applied the other writes.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match last {
+                        Some(last) => self.replication.wait_applied(last, left)?,
+                        None => self.replication.wait_subject_past(name, expected, left),
+                    }
+                }
+                Published::Conflict(_) => {
+                    return Err(Error::Unavailable(format!(
+                        "collection '{name}' is written through other nodes faster than this node applies their writes; not written after {} s, retry (or write through another node)",
+                        APPLY_WAIT.as_secs()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Cluster mode's collection creation: published, then applied on every node.
+    pub(super) fn create_replicated(&self, config: CollectionConfig) -> Result<CollectionInfo> {
+        if let Some(Ok(EncoderKind::Contextual(_))) =
+            config.embedder.as_deref().map(EncoderKind::parse)
+        {
+            return Err(Error::invalid(
+                "embedder",
+                "cluster mode does not replicate corpus contexts yet: use \"minilm\" or your own vectors",
+            ));
+        }
+        let name = config.name.clone();
+        let published = self.replicate(&name, None, || {
+            let collections = self.collections.read().expect("lock");
+            if self.same_collection(&collections, &config)?.is_some() {
+                return Ok(None);
+            }
+            let mut batch = self.storage.batch();
+            self.storage.put_collection(&mut batch, &name, &config);
+            Ok(Some(batch))
+        })?;
+        let info = self.collection_info(&name)?;
+        if published.is_some() && info.config.incarnation != config.incarnation {
+            return Err(Error::CollectionExists(name));
+        }
+        Ok(info)
+    }
+
+    /// Applies message `seq` of the replicated log, a batch for collection `name`,
+    /// to the records (with the applied sequence, in one RocksDB batch) and to memory.
+    /// A message applied before (at or below the applied sequence) is skipped.
+    pub fn apply_replicated(&self, seq: u64, name: &str, mut batch: Batch) -> Result<()> {
+        if seq <= self.replication.applied() {
+            return Ok(());
+        }
+        let mut created = None;
+        let mut dropped = false;
+        for op in batch.ops() {
+            match op {
+                Op::Put {
+                    family: Family::Collections,
+                    value,
+                    ..
+                } => created = Some(value.clone()),
+                Op::Delete {
+                    family: Family::Collections,
+                    ..
+                } => dropped = true,
+                _ => {}
+            }
+        }
+        replica::mark_applied(&mut batch, name, seq);
+        match (created, dropped) {
+            (Some(config), _) => {
+                let config: CollectionConfig = serde_json::from_slice(&config).map_err(|e| {
+                    Error::Corrupt(format!("log entry {seq}: bad collection config: {e}"))
+                })?;
+                let mut collections = self.collections.write().expect("lock");
+                self.storage.commit(batch, true)?;
+                collections.insert(name.to_string(), Arc::new(Collection::new(config)));
+            }
+            (None, true) => match self.collection(name) {
+                Ok(coll) => {
+                    let _writer = self.lock_for_write(&coll)?;
+                    self.drop_collection(&coll, batch)?;
+                }
+                Err(_) => {
+                    self.storage.commit(batch, true)?;
+                }
+            },
+            (None, false) => {
+                let coll = self.collection(name).map_err(|_| {
+                    Error::Corrupt(format!(
+                        "log entry {seq} writes to collection '{name}', which this node does not have"
+                    ))
+                })?;
+                let _writer = self.lock_for_write(&coll)?;
+                self.apply_documents(&coll, batch)?;
+                self.after_commit(&coll);
+            }
+        }
+        self.replication.advance(name, seq);
+        Ok(())
+    }
+
+    /// Commits a batch of document writes to `coll` and applies it to memory: the
+    /// graph, the document map and the keyword index, as the store's own writes do.
+    fn apply_documents(&self, coll: &Collection, batch: Batch) -> Result<()> {
+        let name = coll.config.name.as_str();
+        let mut vectors = HashMap::new();
+        let mut documents = Vec::new();
+        for op in batch.ops() {
+            if let Some(VectorChange::Put(id, rec)) = self.storage.vector_change(name, op)? {
+                vectors.insert(id, rec);
+            } else if let Some(change) = self.storage.document_change::<DocumentRecord>(name, op)? {
+                documents.push(change);
+            }
+        }
+        self.storage.commit(batch, false)?;
+        let mut keywords = KeywordUpdate::default();
+        let mut max_id = 0;
+        for (id, record) in documents {
+            let Some(record) = record else {
+                coll.apply_delete(&id);
+                keywords.set(&id, None);
+                continue;
+            };
+            let mut new = Vec::with_capacity(record.chunks.len());
+            for c in &record.chunks {
+                let rec = vectors.get(c).ok_or_else(|| {
+                    Error::Corrupt(format!("document '{id}' names chunk {c}, not in its batch"))
+                })?;
+                new.push(NewChunk {
+                    id: *c,
+                    vector: &rec.vector,
+                });
+                max_id = max_id.max(*c);
+            }
+            coll.apply_upsert(&id, record.metadata, &new);
+            keywords.set(&id, record.text.as_deref().map(DocTerms::from_text));
+        }
+        coll.keywords().apply(keywords);
+        // Chunk ids this node hands out next stay above every id in the collection.
+        self.seq.fetch_max(max_id, Ordering::SeqCst);
+        Ok(())
+    }
+}

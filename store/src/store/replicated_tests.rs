@@ -1,0 +1,195 @@
+//! Cluster mode's store side without a transport: two stores share an in-memory log
+//! with the same compare-and-set on a collection's last sequence as JetStream's, each
+//! followed by a thread that applies it. Writes through both converge to the same
+//! records and indexes; creation and deletion replicate; a restart resumes after the
+//! applied sequence.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::*;
+use crate::collection::DocumentRecord;
+use crate::replica::{Published, Replicator};
+use crate::storage::Batch;
+
+/// The log: (collection, encoded batch) at sequence index + 1.
+#[derive(Default)]
+struct MemLog {
+    entries: Mutex<Vec<(String, Vec<u8>)>>,
+    grew: Condvar,
+    conflicts: AtomicU64,
+}
+
+impl Replicator for MemLog {
+    fn publish(&self, collection: &str, expected: u64, batch: &Batch) -> Result<Published> {
+        let mut entries = self.entries.lock().unwrap();
+        let last = entries
+            .iter()
+            .rposition(|(c, _)| c == collection)
+            .map_or(0, |i| i as u64 + 1);
+        if last != expected {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+            return Ok(Published::Conflict(Some(last)));
+        }
+        entries.push((collection.to_string(), batch.encode()));
+        self.grew.notify_all();
+        Ok(Published::Seq(entries.len() as u64))
+    }
+}
+
+fn open(dir: &Path) -> Arc<Store> {
+    let no_models: Box<EncoderLoader> =
+        Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
+    Arc::new(Store::open_with_loader(dir, Limits::default(), no_models).unwrap())
+}
+
+/// Attaches `store` to `log` and applies the log to it until `stop`.
+fn follow(store: Arc<Store>, log: Arc<MemLog>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let mut next = store.attach_replicator(log.clone()).unwrap() as usize;
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let entries = log.entries.lock().unwrap();
+            let (entries, _) = log
+                .grew
+                .wait_timeout_while(entries, Duration::from_millis(20), |e| e.len() <= next)
+                .unwrap();
+            let todo: Vec<(String, Vec<u8>)> = entries[next..].to_vec();
+            drop(entries);
+            for (coll, bytes) in todo {
+                next += 1;
+                store
+                    .apply_replicated(next as u64, &coll, Batch::decode(&bytes).unwrap())
+                    .unwrap();
+            }
+        }
+    })
+}
+
+fn doc(i: u64, round: u64) -> DocumentInput {
+    DocumentInput {
+        id: Some(format!("d{}", i % 40)),
+        text: Some(format!("word{round} shared text {i}")),
+        vector: Some(
+            (0..4)
+                .map(|j| ((i * 7 + j + round) % 13) as f32 - 6.0)
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Per document: its id, text and chunk ids.
+type Docs = Vec<(String, Option<String>, Vec<u64>)>;
+
+/// What a node holds: its documents and the keyword stats.
+fn state(s: &Store) -> (Docs, Option<crate::storage::KeywordStats>) {
+    let mut docs = Vec::new();
+    s.storage
+        .scan_documents::<DocumentRecord>("c", |id, d| {
+            docs.push((id, d.text, d.chunks));
+            Ok(())
+        })
+        .unwrap();
+    (docs, s.storage.keyword_stats("c").unwrap())
+}
+
+#[test]
+fn two_stores_writing_the_same_documents_converge_through_the_log() {
+    let log = Arc::new(MemLog::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let stores = [open(dirs[0].path()), open(dirs[1].path())];
+    let followers: Vec<_> = stores
+        .iter()
+        .map(|s| follow(s.clone(), log.clone(), stop.clone()))
+        .collect();
+    let req = CreateCollection {
+        dimension: Some(4),
+        distance: Some(crate::index::Metric::Euclidean),
+        ..Default::default()
+    };
+    stores[0].create_collection("c", req.clone()).unwrap();
+    // The same settings again on the other node: the existing one.
+    stores[1].create_collection("c", req).unwrap();
+    // Both nodes replace the same 40 ids at once: every write is built on the latest
+    // state (a lost race is rebuilt), so no chunk is orphaned and the stats add up.
+    let writers: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..150u64 {
+                    let r = s.upsert("c", vec![doc(i, n as u64)]).unwrap();
+                    assert!(r.seq > 0);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let last = log.entries.lock().unwrap().len() as u64;
+    assert_eq!(last, 1 + 300, "one creation and 300 writes");
+    assert!(
+        log.conflicts.load(Ordering::SeqCst) > 0,
+        "the race was exercised"
+    );
+    stores[1].delete_document("c", "d3").unwrap();
+    let last = last + 1;
+    for s in &stores {
+        s.wait_applied(last).unwrap();
+    }
+    let (a, b) = (state(&stores[0]), state(&stores[1]));
+    assert_eq!(a, b);
+    assert_eq!(a.0.len(), 39);
+    assert_eq!(a.1.unwrap().documents, 39);
+    for s in &stores {
+        let coll = s.collection("c").unwrap();
+        let live: std::collections::HashSet<u64> = a.0.iter().flat_map(|d| d.2.clone()).collect();
+        assert_eq!(
+            coll.live_chunks(),
+            live,
+            "graph holds exactly the documents' chunks"
+        );
+        assert_eq!(coll.keywords().len(), 39);
+    }
+    let q = QueryRequest {
+        vector: Some(vec![1.0, -2.0, 0.5, 3.0]),
+        k: Some(10),
+        min_seq: Some(last),
+        ..Default::default()
+    };
+    let ids = |s: &Store| -> Vec<String> {
+        s.query("c", &q)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
+    };
+    assert_eq!(ids(&stores[0]), ids(&stores[1]));
+    let too_far = QueryRequest {
+        min_seq: Some(last + 5),
+        ..q.clone()
+    };
+    let started = std::time::Instant::now();
+    let err = stores[0].query("c", &too_far).unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    assert!(started.elapsed() >= crate::replica::APPLY_WAIT);
+
+    // Deletion replicates; the applied sequence survives a reopen.
+    stores[0].delete_collection("c").unwrap();
+    stores[1].wait_applied(last + 1).unwrap();
+    assert!(stores[1].collection("c").is_err());
+    stop.store(true, Ordering::SeqCst);
+    for f in followers {
+        f.join().unwrap();
+    }
+    drop(stores);
+    let reopened = open(dirs[1].path());
+    let log2 = Arc::new(MemLog::default());
+    assert_eq!(reopened.attach_replicator(log2).unwrap(), last + 1);
+}

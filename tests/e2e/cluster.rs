@@ -1,0 +1,256 @@
+//! Cluster mode end to end: three real `nats-server` processes (JetStream, R3) and
+//! three real `engram serve --cluster` nodes, all on 127.0.0.1. A write on one node
+//! is read on another with `min_seq`; `kill -9` of a node during writes loses no
+//! acknowledged write and the node catches up to the same top-k as its peers; `kill
+//! -9` of the stream leader's NATS server: writes resume, nothing acknowledged is
+//! lost; `GET /cluster` lists the nodes with their lag. Every process is stopped by
+//! its pid at the end (the helpers' `Drop`).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::support::Server;
+use engram_cluster::local::NatsCluster;
+
+const DIM: usize = 16;
+/// Writes per writer thread at most (each waits for its answer).
+const MAX_WRITES: u64 = 400;
+
+fn vector_for(n: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n);
+    (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// Starts engram node `id` of the cluster on `dir`.
+fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
+    let id = id.to_string();
+    Server::start(
+        dir,
+        &["--lazy-models", "--cluster", urls, "--node-id", &id],
+        &[],
+    )
+}
+
+/// Writes one document through `server`; its sequence when acknowledged.
+fn write(server: &Server, n: u64) -> Option<u64> {
+    let doc =
+        json!({"id": format!("d{n}"), "vector": vector_for(n), "text": format!("token{n} words")});
+    let r = server.call(
+        "POST",
+        "/collections/vecs/documents",
+        Some(json!({ "documents": [doc] })),
+        None,
+    );
+    (r.status == 200).then(|| r.body["seq"].as_u64().expect("a write answers its seq"))
+}
+
+/// The ids of the top 10 for query `q`, read once `server` applied `min_seq`.
+fn top10(server: &Server, q: u64, min_seq: u64) -> Vec<String> {
+    let r = server.post(
+        "/collections/vecs/query",
+        json!({"vector": vector_for(q), "k": 10, "ef": 400, "min_seq": min_seq}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Writes through `server` until `stop` or `MAX_WRITES` writes; acknowledged ids
+/// and sequences go into `acked`.
+fn writer(
+    server: Arc<Mutex<Server>>,
+    first: u64,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(u64, u64)>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for n in first..first + MAX_WRITES {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let got = write(&server.lock().unwrap(), n);
+            if let Some(seq) = got {
+                acked.lock().unwrap().push((n, seq));
+            }
+        }
+    })
+}
+
+/// Waits until `acked` holds `count` writes.
+fn until_acked(acked: &Mutex<Vec<(u64, u64)>>, count: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {count} writes acknowledged",
+            acked.lock().unwrap().len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cluster_status(server: &Server) -> Value {
+    let r = server.get("/cluster");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+#[test]
+fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader() {
+    let mut nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Arc<Mutex<Server>>> = (0..3)
+        .map(|i| Arc::new(Mutex::new(node(dirs[i].path(), &urls, i as u32 + 1))))
+        .collect();
+    let [a, b, c] = [0, 1, 2].map(|i| nodes[i].clone());
+
+    // Creation replicates; a write on A is read on B with min_seq.
+    let r = a.lock().unwrap().put(
+        "/collections/vecs",
+        json!({"dimension": DIM, "distance": "cosine"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seq = write(&a.lock().unwrap(), 0).expect("the first write is acknowledged");
+    assert_eq!(top10(&b.lock().unwrap(), 0, seq)[0], "d0");
+    let q = b.lock().unwrap().post(
+        "/collections/vecs/query",
+        json!({"mode": "keyword", "text": "token0", "k": 1, "min_seq": seq}),
+    );
+    assert_eq!(q.body["hits"][0]["id"], "d0", "keyword index on B");
+    // A sequence nobody wrote: a bounded wait, then a clear 503.
+    let ahead = b.lock().unwrap().post(
+        "/collections/vecs/query",
+        json!({"vector": vector_for(0), "k": 1, "min_seq": seq + 1_000_000}),
+    );
+    assert_eq!(ahead.status, 503, "{:?}", ahead.body);
+    assert!(
+        ahead.error_message().contains("not yet"),
+        "{:?}",
+        ahead.body
+    );
+
+    // kill -9 of node C while all three take writes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(vec![(0, seq)]));
+    let writers: Vec<_> = [&a, &b]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            writer(
+                (*s).clone(),
+                1 + i as u64 * 1_000_000,
+                stop.clone(),
+                acked.clone(),
+            )
+        })
+        .collect();
+    let c_acked = AtomicU64::new(0);
+    for n in 0..40 {
+        if let Some(s) = write(&c.lock().unwrap(), 3_000_000 + n) {
+            acked.lock().unwrap().push((3_000_000 + n, s));
+            c_acked.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    until_acked(&acked, 100, "before killing node C");
+    c.lock().unwrap().kill9();
+    until_acked(&acked, 200, "while node C is down");
+    c.lock().unwrap().start_again();
+
+    // kill -9 of the NATS server leading the stream: writes go on.
+    let leader = cluster_status(&a.lock().unwrap())["stream_leader"]
+        .as_str()
+        .expect("the stream has a leader")
+        .to_string();
+    nats.kill9(nats.index_of(&leader));
+    // 50 more writes through A (the writer threads may have used their budget):
+    // refused ones are retried, so the count says whether writes resumed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 4_000_000;
+    let mut resumed = 0;
+    while resumed < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "after the stream leader died: {resumed} of 50 writes acknowledged"
+        );
+        if let Some(s) = write(&a.lock().unwrap(), n) {
+            acked.lock().unwrap().push((n, s));
+            resumed += 1;
+            n += 1;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let last = acked.iter().map(|(_, s)| *s).max().unwrap();
+    assert!(c_acked.load(Ordering::SeqCst) > 0);
+
+    // Every acknowledged write is on every node, and the three answer the same top-k.
+    let want: BTreeSet<String> = acked.iter().map(|(n, _)| format!("d{n}")).collect();
+    let mut counts = Vec::new();
+    for (i, s) in nodes.iter().enumerate() {
+        let s = s.lock().unwrap();
+        top10(&s, 0, last);
+        // A refused write may still have been logged (refused after the publish):
+        // such extra documents are allowed, but every node must hold the same ones.
+        let info = s.get("/collections/vecs");
+        let held = info.body["documents"].as_u64().unwrap() as usize;
+        assert!(
+            held >= want.len(),
+            "node {}: {held} documents, {} acknowledged",
+            i + 1,
+            want.len()
+        );
+        counts.push(held);
+        for (n, _) in acked.iter().step_by(7) {
+            let d = s.get(&format!("/collections/vecs/documents/d{n}"));
+            assert_eq!(
+                d.status,
+                200,
+                "node {}: d{n} acknowledged but missing",
+                i + 1
+            );
+        }
+    }
+    assert!(
+        counts.iter().all(|c| *c == counts[0]),
+        "documents per node: {counts:?}"
+    );
+    for q in [0, 5, 1_000_003, 3_000_001, 4_000_007] {
+        let tops: Vec<Vec<String>> = nodes
+            .iter()
+            .map(|s| top10(&s.lock().unwrap(), q, last))
+            .collect();
+        assert_eq!(tops[0], tops[1], "query {q}: A and B differ");
+        assert_eq!(tops[0], tops[2], "query {q}: A and the restarted C differ");
+    }
+
+    // Membership and lag: three live nodes, each caught up.
+    let status = cluster_status(&b.lock().unwrap());
+    let listed = status["nodes"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{status}");
+    assert!(status["last_seq"].as_u64().unwrap() >= last);
+
+    // Deletion replicates too.
+    let r = b.lock().unwrap().delete("/collections/vecs");
+    assert!(r.status == 200 || r.status == 204, "{:?}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.lock().unwrap().get("/collections/vecs").status != 404 {
+        assert!(Instant::now() < deadline, "the deletion did not reach A");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for s in &nodes {
+        s.lock().unwrap().kill9();
+    }
+}
