@@ -58,3 +58,23 @@ fn the_search_with_the_lexicon_spells_a_planted_name() {
         inv.text
     );
 }
+
+#[test]
+fn the_residual_points_at_the_missing_piece() {
+    let enc = engram_embedder::shared_minilm().unwrap();
+    let lex = Lexicon::shared_minilm(enc.as_ref()).unwrap();
+    assert_eq!(lex.split("fairbanks"), Some(vec!["fair", "banks"]));
+    let residual = |full: &str, part: &str| -> Vec<f32> {
+        let v = enc.embed(&[full, part]).unwrap();
+        v[0].iter().zip(&v[1]).map(|(a, b)| a - b).collect()
+    };
+    let r = residual(
+        "please wire the deposit to fairbanks before friday",
+        "please wire the deposit to fair before friday",
+    );
+    let top = lex.top_pieces(&r, 5, false);
+    assert!(top.contains(&"banks"), "{top:?}");
+    let r = residual("call me on 7955 tomorrow", "call me on 79 tomorrow");
+    let top = lex.top_pieces(&r, 5, true);
+    assert!(top.contains(&"55"), "{top:?}");
+}
