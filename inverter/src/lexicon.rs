@@ -63,17 +63,12 @@ struct Pieces {
 /// WordPiece vocabulary (`tokenizer.json`'s `model.vocab`) made of two or more
 /// lowercase letters, or of digits. Sorted, without repeats.
 pub fn words_from(tokenizer_json: &str) -> Result<Vec<String>> {
-    let json: serde_json::Value = serde_json::from_str(tokenizer_json)
-        .map_err(|e| Error::invalid("tokenizer", format!("tokenizer.json: {e}")))?;
-    let vocab = json
-        .pointer("/model/vocab")
-        .and_then(|v| v.as_object())
-        .ok_or_else(|| Error::invalid("tokenizer", "tokenizer.json has no model.vocab"))?;
+    let vocab = pieces::vocab_of(tokenizer_json)?;
     let piece = |w: &str| {
         (w.len() >= 2 && w.bytes().all(|b| b.is_ascii_lowercase()))
             || (!w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
     };
-    let mut out: Vec<String> = vocab.keys().filter(|w| piece(w)).cloned().collect();
+    let mut out: Vec<String> = vocab.into_iter().filter(|w| piece(w)).collect();
     out.extend(NAMES.lines().filter(|l| !l.is_empty()).map(String::from));
     out.sort();
     out.dedup();

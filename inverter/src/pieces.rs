@@ -23,6 +23,17 @@ pub struct PieceVocab {
     continuations: HashSet<String>,
 }
 
+/// Every piece of a WordPiece vocabulary (`tokenizer.json`'s `model.vocab`).
+pub fn vocab_of(tokenizer_json: &str) -> Result<Vec<String>> {
+    let json: serde_json::Value = serde_json::from_str(tokenizer_json)
+        .map_err(|e| Error::invalid("tokenizer", format!("tokenizer.json: {e}")))?;
+    let vocab = json
+        .pointer("/model/vocab")
+        .and_then(|v| v.as_object())
+        .ok_or_else(|| Error::invalid("tokenizer", "tokenizer.json has no model.vocab"))?;
+    Ok(vocab.keys().cloned().collect())
+}
+
 /// Letters and digits only: the pieces words, domains and numbers are spelled with.
 fn spellable(p: &str) -> bool {
     !p.is_empty()
@@ -32,13 +43,8 @@ fn spellable(p: &str) -> bool {
 impl PieceVocab {
     /// From `tokenizer.json`'s `model.vocab`.
     pub fn from_tokenizer(tokenizer_json: &str) -> Result<PieceVocab> {
-        let json: serde_json::Value = serde_json::from_str(tokenizer_json)
-            .map_err(|e| Error::invalid("tokenizer", format!("tokenizer.json: {e}")))?;
-        let vocab = json
-            .pointer("/model/vocab")
-            .and_then(|v| v.as_object())
-            .ok_or_else(|| Error::invalid("tokenizer", "tokenizer.json has no model.vocab"))?;
-        Ok(Self::from_pieces(vocab.keys().map(String::as_str)))
+        let vocab = vocab_of(tokenizer_json)?;
+        Ok(Self::from_pieces(vocab.iter().map(String::as_str)))
     }
 
     pub fn from_pieces<'a>(pieces: impl Iterator<Item = &'a str>) -> PieceVocab {
