@@ -11,6 +11,8 @@
 use engram_kernels::SplitMix;
 
 use crate::lexicon::Lexicon;
+use crate::pieces::segments;
+use crate::spelling;
 
 /// Lexicon words tried as insertions per beam member.
 const INSERTIONS: usize = 12;
@@ -19,7 +21,10 @@ const REPLACEMENTS: usize = 3;
 /// Worst positions (by the probe's residual) the lexicon may replace.
 const REPLACED_POSITIONS: usize = 3;
 /// E-mail proposals per beam member.
-const EMAILS: usize = 12;
+const EMAILS: usize = 16;
+/// Top-level domains an address in the hypothesis may switch to (its domain's
+/// other labels are spelled piece by piece, `spelling.rs`).
+const TLDS: [&str; 7] = ["com", "org", "net", "co", "io", "info", "biz"];
 /// Dictionary domains (best by the residual) every e-mail guess tries.
 const DICTIONARY_DOMAINS: usize = 4;
 /// Lexicon words tried as `WORD.com` / `WORD.org` domains.
@@ -39,13 +44,15 @@ pub fn local_parts(first: &str, last: &str) -> Vec<String> {
 }
 
 /// Proposals for the hypothesis `words` whose residual (target minus its embedding)
-/// is `residual`; `worst` are its positions the probe finds most superfluous.
+/// is `residual`; `worst` are its positions the probe finds most superfluous;
+/// `open(w)`: the probe cannot propose `w` (a name or piece from the lexicon).
 pub fn proposals(
     lex: &Lexicon,
     words: &[String],
     residual: &[f32],
     worst: &[usize],
     max_words: usize,
+    open: &dyn Fn(&str) -> bool,
     rng: &mut SplitMix,
 ) -> Vec<Vec<String>> {
     let n = words.len();
@@ -65,25 +72,31 @@ pub fn proposals(
             out.push(c);
         }
     }
-    out.extend(emails(lex, words, residual, &top, max_words, rng));
+    out.extend(emails(lex, words, residual, &top, max_words, open, rng));
     out.extend(joined_numbers(words));
+    out.extend(spelling::proposals(lex, words, residual, open, rng));
     out
 }
 
 /// E-mail guesses. Without an address in the hypothesis: every ordered pair of its
-/// first name words, in every local-part form, at the residual's best domains,
-/// inserted after the pair. With one: the address with another domain, or with
-/// another local part from the pairs, so the search can fix one half at a time.
+/// first name words (dictionary names, then other letter words the probe cannot
+/// propose: names spelled from pieces), in every local-part form, at the
+/// residual's best domains, inserted after the pair. With one: the address with
+/// another domain, another top-level domain, or another local part from the pairs,
+/// so the search can fix one part at a time.
 fn emails(
     lex: &Lexicon,
     words: &[String],
     residual: &[f32],
     top: &[usize],
     max_words: usize,
+    open: &dyn Fn(&str) -> bool,
     rng: &mut SplitMix,
 ) -> Vec<Vec<String>> {
+    let spelled = |w: &str| open(w) && w.bytes().all(|b| b.is_ascii_lowercase());
     let names: Vec<usize> = (0..words.len())
         .filter(|&i| lex.is_name(&words[i]))
+        .chain((0..words.len()).filter(|&i| !lex.is_name(&words[i]) && spelled(&words[i])))
         .take(PAIRED_NAMES)
         .collect();
     let mut locals: Vec<(String, usize)> = Vec::new();
@@ -124,6 +137,13 @@ fn emails(
                 let mut c = words.to_vec();
                 c[i] = format!("{l}@{domain}");
                 guesses.push(c);
+            }
+            if let Some(&(s, e)) = segments(domain).last().filter(|_| domain.contains('.')) {
+                for tld in TLDS.iter().filter(|t| **t != &domain[s..e]) {
+                    let mut c = words.to_vec();
+                    c[i] = format!("{local}@{}{tld}", &domain[..s]);
+                    guesses.push(c);
+                }
             }
         }
         None if words.len() < max_words => {

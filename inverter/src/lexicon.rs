@@ -20,6 +20,7 @@ use engram_embedder::TextEncoder;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::pieces::{self, PieceVocab};
 
 /// The attacker's name dictionary (lowercased, one a line).
 pub const NAMES: &str = include_str!("../data/names.txt");
@@ -44,23 +45,30 @@ pub struct Lexicon {
     /// `WORD.com` for a lexicon word; see `candidates.rs`).
     domains: Table,
     names: HashSet<String>,
+    /// Continuation pieces to spell words with (`pieces.rs`; absent: whole words only).
+    pieces: Option<Pieces>,
+    /// Words the search may not propose (see [`Lexicon::hide`]).
+    hidden: HashSet<String>,
+}
+
+/// A WordPiece vocabulary and its continuation pieces, letters and digits apart
+/// (a segment continues with its own kind).
+struct Pieces {
+    vocab: PieceVocab,
+    letters: Table,
+    digits: Table,
 }
 
 /// The lexicon's words: every name of [`NAMES`], and the whole-word pieces of a
 /// WordPiece vocabulary (`tokenizer.json`'s `model.vocab`) made of two or more
 /// lowercase letters, or of digits. Sorted, without repeats.
 pub fn words_from(tokenizer_json: &str) -> Result<Vec<String>> {
-    let json: serde_json::Value = serde_json::from_str(tokenizer_json)
-        .map_err(|e| Error::invalid("tokenizer", format!("tokenizer.json: {e}")))?;
-    let vocab = json
-        .pointer("/model/vocab")
-        .and_then(|v| v.as_object())
-        .ok_or_else(|| Error::invalid("tokenizer", "tokenizer.json has no model.vocab"))?;
+    let vocab = pieces::vocab_of(tokenizer_json)?;
     let piece = |w: &str| {
         (w.len() >= 2 && w.bytes().all(|b| b.is_ascii_lowercase()))
             || (!w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
     };
-    let mut out: Vec<String> = vocab.keys().filter(|w| piece(w)).cloned().collect();
+    let mut out: Vec<String> = vocab.into_iter().filter(|w| piece(w)).collect();
     out.extend(NAMES.lines().filter(|l| !l.is_empty()).map(String::from));
     out.sort();
     out.dedup();
@@ -158,7 +166,46 @@ impl Lexicon {
                 cache.map(|c| c.join("domains.bin")).as_deref(),
             )?,
             names: NAMES.lines().map(String::from).collect(),
+            pieces: None,
+            hidden: HashSet::new(),
         })
+    }
+
+    /// Adds `vocab`'s continuation pieces, each embedded alone (`cache`: a folder as
+    /// for [`Lexicon::build`]), so words can be spelled piece by piece.
+    pub fn with_pieces(
+        mut self,
+        vocab: PieceVocab,
+        encoder: &dyn TextEncoder,
+        cache: Option<&Path>,
+    ) -> Result<Lexicon> {
+        let (digits, letters): (Vec<String>, Vec<String>) = vocab
+            .continuations()
+            .into_iter()
+            .partition(|p| pieces::is_digits(p));
+        let table = |words, file: &str| {
+            Table::build(words, encoder, cache.map(|c| c.join(file)).as_deref())
+        };
+        self.pieces = Some(Pieces {
+            letters: table(letters, "pieces.bin")?,
+            digits: table(digits, "digit_pieces.bin")?,
+            vocab,
+        });
+        Ok(self)
+    }
+
+    /// The lexicon without its pieces (whole words only: the ablation).
+    pub fn without_pieces(mut self) -> Lexicon {
+        self.pieces = None;
+        self
+    }
+
+    /// Takes `words` (lowercase) out of what the search may propose: from the word
+    /// list, the name dictionary and the domains. For tuning only: hiding a tuning
+    /// set's own names and domains makes them as unreachable from the dictionaries
+    /// as the held-out set's, so the spelling from pieces can be tuned honestly.
+    pub fn hide(&mut self, words: impl IntoIterator<Item = String>) {
+        self.hidden.extend(words);
     }
 
     /// The lexicon for MiniLM: its WordPiece vocabulary plus the name dictionary,
@@ -171,11 +218,11 @@ impl Lexicon {
             Error::invalid("lexicon", format!("cannot read {}: {e}", path.display()))
         })?;
         let domains = DOMAINS.lines().filter(|l| !l.is_empty()).map(String::from);
-        Self::build(
-            words_from(&json)?,
-            domains.collect(),
+        let cache = cache_dir();
+        Self::build(words_from(&json)?, domains.collect(), encoder, Some(&cache))?.with_pieces(
+            PieceVocab::from_tokenizer(&json)?,
             encoder,
-            Some(&cache_dir()),
+            Some(&cache),
         )
     }
 
@@ -204,19 +251,39 @@ impl Lexicon {
 
     /// In the name dictionary.
     pub fn is_name(&self, word: &str) -> bool {
-        self.names.contains(word)
+        self.names.contains(word) && !self.hidden.contains(word)
     }
 
     /// The `k` words whose embeddings point most along `residual`, best first,
     /// skipping those `skip` rejects.
     pub fn top(&self, residual: &[f32], k: usize, skip: impl Fn(&str) -> bool) -> Vec<usize> {
-        self.words.top(residual, k, skip)
+        self.words
+            .top(residual, k, |w| self.hidden.contains(w) || skip(w))
+    }
+
+    /// The `k` continuation pieces (without `##`; digits or letters) that point
+    /// most along `residual`, best first; none without pieces.
+    pub fn top_pieces(&self, residual: &[f32], k: usize, digits: bool) -> Vec<&str> {
+        let Some(p) = &self.pieces else {
+            return Vec::new();
+        };
+        let table = if digits { &p.digits } else { &p.letters };
+        table
+            .top(residual, k, |_| false)
+            .into_iter()
+            .map(|i| table.words[i].as_str())
+            .collect()
+    }
+
+    /// The vocabulary's split of a letters-or-digits segment into pieces.
+    pub fn split<'a>(&self, segment: &'a str) -> Option<Vec<&'a str>> {
+        self.pieces.as_ref()?.vocab.split(segment)
     }
 
     /// The `k` e-mail domains that point most along `residual`, best first.
     pub fn top_domains(&self, residual: &[f32], k: usize) -> Vec<&str> {
         self.domains
-            .top(residual, k, |_| false)
+            .top(residual, k, |d| self.hidden.contains(d))
             .into_iter()
             .map(|i| self.domains.words[i].as_str())
             .collect()

@@ -64,6 +64,29 @@ pub fn load(path: &Path) -> Result<Vec<PlantedText>> {
     parse(&text)
 }
 
+/// What an attacker's dictionaries could hold of `texts`' secrets: the words of
+/// every name, and every e-mail domain whole and label by label. Tuning hides these
+/// from the lexicon (`Lexicon::hide`) so that the tuning set's names and domains
+/// are as far out of the dictionaries as the evaluation set's.
+pub fn dictionary_words(texts: &[PlantedText]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in texts.iter().flat_map(|t| &t.secrets) {
+        match s.kind {
+            SecretKind::Name => out.extend(words(&s.value)),
+            SecretKind::Email => {
+                if let Some((_, domain)) = s.value.to_lowercase().split_once('@') {
+                    out.extend(words(domain));
+                    out.push(domain.to_string());
+                }
+            }
+            SecretKind::Phone | SecretKind::Number => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Secrets of one kind: how many, how many came back whole, how many in part.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct KindTally {
@@ -197,6 +220,22 @@ mod tests {
     const TWO: &str = r#"{"id": "a", "text": "Mail Ada Lovelace at ada.lovelace@example.com or 020 7946 0958.", "secrets": [{"kind": "name", "value": "Ada Lovelace"}, {"kind": "email", "value": "ada.lovelace@example.com"}, {"kind": "phone", "value": "020 7946 0958"}]}
 
 {"id": "b", "text": "Account 12345678 of Charles Babbage.", "secrets": [{"kind": "number", "value": "12345678"}, {"kind": "name", "value": "Charles Babbage"}]}"#;
+
+    #[test]
+    fn dictionary_words_are_names_and_domains() {
+        assert_eq!(
+            dictionary_words(&parse(TWO).unwrap()),
+            [
+                "ada",
+                "babbage",
+                "charles",
+                "com",
+                "example",
+                "example.com",
+                "lovelace"
+            ]
+        );
+    }
 
     #[test]
     fn tallies_each_kind_exactly_and_partly() {

@@ -286,6 +286,7 @@ impl CosineSearch {
                 &residual,
                 &worst,
                 goal.max_words,
+                &|w: &str| probe.word_index(w).is_none(),
                 rng,
             ));
         }

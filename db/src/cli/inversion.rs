@@ -109,6 +109,15 @@ pub struct EvalInversionArgs {
     /// number guesses built from them (`--lexicon false`: the probe's words only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub lexicon: bool,
+    /// For tuning with --pii: hide the benchmark's own names and e-mail domains
+    /// from the lexicon (all but whole WordPiece words), so they must be spelled
+    /// from pieces as names outside the attacker's dictionary are.
+    #[arg(long)]
+    pub hide_secrets: bool,
+    /// With the lexicon: also spell words piece by piece from MiniLM's `##`
+    /// continuation pieces (`--pieces false`: whole words only, the ablation).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pieces: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -266,10 +275,31 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let lexicon = if args.lexicon {
-        Some(Lexicon::shared_minilm(minilm.as_ref())?)
-    } else {
+    anyhow::ensure!(
+        !args.hide_secrets || (args.lexicon && planted.is_some()),
+        "--hide-secrets needs --pii and the lexicon"
+    );
+    let lexicon = if !args.lexicon {
         None
+    } else if args.hide_secrets || !args.pieces {
+        let mut lex = Lexicon::minilm(minilm.as_ref())?;
+        if let (true, Some(t)) = (args.hide_secrets, &planted) {
+            let hidden: Vec<String> = engram_inverter::pii::dictionary_words(t)
+                .into_iter()
+                .filter(|w| lex.split(w).is_none_or(|p| p.len() > 1))
+                .collect();
+            println!(
+                "hiding {} of the benchmark's name and domain words from the lexicon",
+                hidden.len()
+            );
+            lex.hide(hidden);
+        }
+        if !args.pieces {
+            lex = lex.without_pieces();
+        }
+        Some(Arc::new(lex))
+    } else {
+        Some(Lexicon::shared_minilm(minilm.as_ref())?)
     };
     let b = bar(texts.len(), "inverting");
     let attack = engram_inverter::eval::Attack {
