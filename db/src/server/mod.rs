@@ -33,6 +33,7 @@ pub use system_api::{BackupRequest, BackupResponse};
 
 use crate::engine::Engine;
 use openapi::SharedResponses;
+use schemas::CombinationRules;
 
 /// What every handler shares.
 pub struct AppState {
@@ -85,7 +86,7 @@ pub struct AppState {
         adapters_api::delete,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
-    modifiers(&SharedResponses)
+    modifiers(&SharedResponses, &CombinationRules)
 )]
 struct ApiDoc;
 
