@@ -295,7 +295,7 @@ impl engram_embedder::TextEncoder for Bytes8 {
         Ok(texts
             .iter()
             .map(|t| {
-                let mut v = vec![0.1f32; 8];
+                let mut v = [0.1f32; 8];
                 for (i, b) in t.bytes().enumerate() {
                     v[i % 8] += b as f32;
                 }
