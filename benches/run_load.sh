@@ -33,7 +33,7 @@ DATA="$(mktemp -d)"; PORT=6398
 CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}" "$CARGO_TARGET_DIR/release/engram" serve \
   --data-dir "$DATA" --port "$PORT" "${CONFIG[@]}" >"$DATA.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA" "$DATA.log"' EXIT
+trap 'kill $PID 2>/dev/null && wait $PID 2>/dev/null; rm -rf "$DATA" "$DATA.log"' EXIT
 for _ in $(seq 600); do curl -sf "localhost:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 # The language model loads in the background at start-up; wait for it.
 curl -sf "localhost:$PORT/v1/chat/completions" -H 'content-type: application/json' \
