@@ -337,22 +337,11 @@ impl Store {
                 "m must be in 2..=128 and ef_construction in 1..=4096",
             ));
         }
-        let mut chunking = req.chunking.unwrap_or_default();
         let max = match &embedder {
             Some(e) => self.encoder(stage_one(e))?.max_tokens(),
-            // No windows to cut; the same bounds as MiniLM's, the longest here.
-            None => 256,
+            None => 256, // no windows to cut: MiniLM's bounds, the widest here
         };
-        let overlap_max = (max - 2) / 2;
-        if !(8..=max).contains(&chunking.tokens) || chunking.overlap > overlap_max {
-            return Err(Error::invalid(
-                "chunking",
-                format!("tokens must be in 8..={max} and overlap in 0..={overlap_max}"),
-            ));
-        }
-        // The overlap is capped at half a window's text tokens, as documented: a
-        // relation between two fields that no schema can state, so not a refusal.
-        chunking.overlap = chunking.overlap.min((chunking.tokens - 2) / 2);
+        let chunking = validate::chunking(req.chunking.unwrap_or_default(), max)?;
         let ef_search = req.ef_search.unwrap_or(64);
         check(LimitKind::Ef, ef_search, self.limits.max_ef)?;
         let question_log_size = req
