@@ -95,6 +95,7 @@ pub struct AnswerRequest {
     #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
     /// Sampler seed (default 0).
+    #[serde(default, deserialize_with = "int64_seed")]
     pub seed: Option<u64>,
     /// Server-sent events: `token` events with `{"text"}` as the answer grows, then
     /// one `done` event holding the whole response (or an `error` event).
@@ -181,4 +182,16 @@ pub struct AnswerResponse {
     pub finish_reason: String,
     pub usage: AnswerUsage,
     pub timing: AnswerTiming,
+}
+
+/// Reads a seed of at most `i64::MAX`: the spec says int64 (what most clients'
+/// integer is), so a larger one is refused, not silently taken.
+pub fn int64_seed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match <Option<u64> as serde::Deserialize>::deserialize(d)? {
+        Some(s) if s > i64::MAX as u64 => Err(serde::de::Error::custom(format!(
+            "seed {s} is above {}, the largest int64",
+            i64::MAX
+        ))),
+        seed => Ok(seed),
+    }
 }

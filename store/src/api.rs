@@ -115,6 +115,7 @@ pub struct DocumentInput {
     pub text: Option<String>,
     pub vector: Option<Vec<f32>>,
     /// A JSON object, filterable at query time.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 

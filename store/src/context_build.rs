@@ -116,7 +116,7 @@ fn build_and_swap(
     let mut docs = text_documents(storage, &cfg.name)?;
     docs.sort_by(|a, b| a.0.cmp(&b.0));
     if docs.len() < 2 {
-        return Err(Error::invalid(
+        return Err(Error::conflict(
             "documents",
             "a corpus context needs at least 2 text documents; insert more first",
         ));

@@ -51,6 +51,11 @@ pub enum Error {
     },
     #[error("{what}: {message}")]
     InvalidInput { what: String, message: String },
+    /// A well-formed request the collection's kind or state refuses (text sent to
+    /// a collection of vectors, a context build on a collection that is not
+    /// contextual): no schema can say so, the same request suits another collection.
+    #[error("{what}: {message}")]
+    Conflict { what: String, message: String },
     #[error("too many {kind}: {got} given, the limit is {limit}")]
     LimitExceeded {
         kind: LimitKind,
@@ -79,6 +84,14 @@ impl Error {
     /// Shorthand for the most common user error: one field of a request is wrong.
     pub fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidInput {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A request the collection's kind or state refuses (see `Error::Conflict`).
+    pub fn conflict(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Conflict {
             what: what.into(),
             message: message.into(),
         }

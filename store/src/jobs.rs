@@ -156,7 +156,7 @@ pub struct Jobs<T> {
     running: Mutex<HashMap<String, Arc<JobHandle<T>>>>,
     /// The job threads' stack size; `None` is the platform's default. A test sets
     /// one no system can give, to make the thread's start fail for real.
-    stack_size: Option<usize>,
+    pub(crate) stack_size: Option<usize>,
 }
 
 impl<T: JobKind> Jobs<T> {

@@ -85,6 +85,21 @@ pub fn top_k(k: usize, limits: &Limits) -> Result<()> {
     check(LimitKind::TopK, k, limits.max_k)
 }
 
+/// Windows of 8 to `max` tokens, the overlap at most half the widest window's text
+/// tokens; returns the settings with the overlap capped at half of this window's,
+/// as documented: a relation between two fields no schema can state, so not a refusal.
+pub fn chunking(mut c: engram_embedder::Chunking, max: usize) -> Result<engram_embedder::Chunking> {
+    let overlap_max = (max - 2) / 2;
+    if !(8..=max).contains(&c.tokens) || c.overlap > overlap_max {
+        return Err(Error::invalid(
+            "chunking",
+            format!("tokens must be in 8..={max} and overlap in 0..={overlap_max}"),
+        ));
+    }
+    c.overlap = c.overlap.min((c.tokens - 2) / 2);
+    Ok(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

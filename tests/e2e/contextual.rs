@@ -133,7 +133,7 @@ fn contextual_collection_builds_swaps_and_keeps_its_context() {
     // Only contextual collections can be recontextualized.
     assert_eq!(server.put("/collections/plain", json!({})).status, 200);
     let r = server.post("/collections/plain/recontextualize", json!({}));
-    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.status, 409, "{:?}", r.body);
     assert!(r.error_message().contains("contextual"));
 }
 

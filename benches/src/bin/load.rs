@@ -34,6 +34,19 @@ struct Args {
     /// max_tokens of each answer.
     #[arg(long, default_value_t = 64)]
     answer_tokens: usize,
+    /// The shape of the measured baseline instead of the levels: one level
+    /// of 6 hybrid-query threads and 2 threads inserting short single documents (a
+    /// passage's first 12 words), no answers; run it for 40 s to compare.
+    #[arg(long)]
+    baseline: bool,
+}
+
+/// The first `n` words of a text: a short document, as the baseline inserted.
+fn first_words(text: &str, n: usize) -> String {
+    text.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -96,11 +109,20 @@ fn main() -> anyhow::Result<()> {
         "{:<10}{:<8}{:>8}{:>10}{:>10}{:>8}{:>8}{:>10}{:>10}",
         "level", "op", "count", "p50 ms", "p99 ms", "busy", "errors", "RSS0 MB", "RSSmax MB"
     );
-    // The reference: the highest query concurrency with no answers.
-    let mut levels = vec![(args.levels.iter().copied().max().unwrap_or(1), 0)];
-    levels.extend(args.levels.iter().map(|&q| (q, q * args.answers_per_query)));
-    for (queries, answers) in levels {
-        let inserts = (queries / 3).max(1);
+    // (query, insert, answer) threads per level. The reference: the highest query
+    // concurrency with no answers.
+    let top = args.levels.iter().copied().max().unwrap_or(1);
+    let mut levels = vec![(top, (top / 3).max(1), 0)];
+    levels.extend(
+        args.levels
+            .iter()
+            .map(|&q| (q, (q / 3).max(1), q * args.answers_per_query)),
+    );
+    if args.baseline {
+        levels = vec![(6, 2, 0)];
+    }
+    let short = args.baseline;
+    for (queries, inserts, answers) in levels {
         let name = format!("{queries}q{inserts}i{answers}a");
         let stop = Arc::new(AtomicBool::new(false));
         let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -125,10 +147,14 @@ fn main() -> anyhow::Result<()> {
                                 "/collections/load/query",
                                 json!({"text": questions[i % questions.len()], "mode": "hybrid", "k": 10}),
                             ),
-                            Op::Insert => (
-                                "/collections/load/documents",
-                                json!({"documents": [{"id": format!("{level}-{t}-{i}"), "text": texts[i % texts.len()]}]}),
-                            ),
+                            Op::Insert => {
+                                let text = &texts[i % texts.len()];
+                                let text = if short { first_words(text, 12) } else { text.clone() };
+                                (
+                                    "/collections/load/documents",
+                                    json!({"documents": [{"id": format!("{level}-{t}-{i}"), "text": text}]}),
+                                )
+                            }
                             Op::Answer => (
                                 "/collections/load/answer",
                                 json!({"question": questions[i % questions.len()], "mode": "rag", "max_tokens": tokens}),

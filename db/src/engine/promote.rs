@@ -94,6 +94,7 @@ pub struct PromoteRequest {
     #[schema(exclusive_minimum = 0.0, maximum = 0.1)]
     pub learning_rate: Option<f64>,
     /// Seed of data and training (default 0).
+    #[serde(default, deserialize_with = "crate::api_types::int64_seed")]
     pub seed: Option<u64>,
     /// Activate even when the gate refuses the adapter.
     pub force: bool,

@@ -9,8 +9,8 @@ use axum::Json;
 use serde::Serialize;
 
 use super::auth::{Caller, Scope};
-use super::error::{ApiError, ApiResult};
-use super::extract::{blocking, Path};
+use super::error::ApiResult;
+use super::extract::{blocking, optional_json, Path};
 use super::AppState;
 use crate::api_types::{CollectionInfo, CollectionView, CreateCollection};
 
@@ -30,17 +30,7 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Json<CollectionInfo>> {
     caller.require(Scope::Write)?;
-    let req: CreateCollection = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateCollection::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the collection settings are not valid: {e}"),
-            )
-        })?
-    };
+    let req: CreateCollection = optional_json(&body, "the collection settings")?;
     Ok(Json(
         blocking(&state, move |e| e.create_collection(&name, req)).await?,
     ))

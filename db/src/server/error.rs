@@ -133,7 +133,10 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
         StoreError::InvalidCollectionName(_) => {
             (StatusCode::BAD_REQUEST, "invalid_collection_name")
         }
-        StoreError::WrongDimension { .. } => (StatusCode::BAD_REQUEST, "wrong_dimension"),
+        // The request is well formed; the collection it names refuses it (its kind,
+        // its dimension, its state): 409, which a schema cannot rule out.
+        StoreError::WrongDimension { .. } => (StatusCode::CONFLICT, "wrong_dimension"),
+        StoreError::Conflict { .. } => (StatusCode::CONFLICT, "collection_conflict"),
         StoreError::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
         StoreError::LimitExceeded { .. } => (StatusCode::BAD_REQUEST, "limit_exceeded"),
         StoreError::InvalidFilter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
@@ -212,7 +215,7 @@ impl IntoResponse for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 const TOO_LARGE: &str = "request body is too large; split the batch into smaller requests";
-const SEND_JSON: &str = "send the body as JSON with 'Content-Type: application/json'";
+pub const SEND_JSON: &str = "send the body as JSON with 'Content-Type: application/json'";
 /// The message of a 404 for a path no route matches.
 pub const NO_SUCH_ENDPOINT: &str = "no such endpoint; see GET /openapi.json";
 

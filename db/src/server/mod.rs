@@ -35,6 +35,7 @@ pub use system_api::{BackupRequest, BackupResponse};
 
 use crate::engine::Engine;
 use openapi::SharedResponses;
+use schemas::CombinationRules;
 
 /// What every handler shares.
 pub struct AppState {
@@ -90,7 +91,7 @@ pub struct AppState {
         cluster_api::status,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
-    modifiers(&SharedResponses)
+    modifiers(&SharedResponses, &CombinationRules)
 )]
 struct ApiDoc;
 

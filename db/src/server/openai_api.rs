@@ -104,6 +104,7 @@ pub struct ChatCompletionRequest {
     temperature: Option<f64>,
     #[schema(exclusive_minimum = 0, maximum = 1)]
     top_p: Option<f64>,
+    #[serde(default, deserialize_with = "crate::api_types::int64_seed")]
     seed: Option<u64>,
     /// Engram generates one choice per request.
     #[schema(minimum = 1, maximum = 1)]
@@ -378,8 +379,9 @@ pub struct EmbeddingsRequest {
     /// "float" (default) or "base64" (little-endian f32, what the openai client asks for).
     #[schema(pattern = "^(float|base64)$")]
     encoding_format: Option<String>,
-    /// Must equal the model's dimension if given (no truncation).
-    #[schema(minimum = 1)]
+    /// Must equal the model's dimension if given (no truncation): 384, every
+    /// encoder's here.
+    #[schema(minimum = 384, maximum = 384)]
     dimensions: Option<usize>,
 }
 

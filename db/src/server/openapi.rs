@@ -7,7 +7,8 @@
 //! below follow the router: which routes authenticate, which take a body, which name
 //! a collection, which write.
 
-use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa::Modify;
 
@@ -30,6 +31,7 @@ impl Modify for SharedResponses {
                     for (status, why) in shared_statuses(&method, path, op) {
                         add_error(op, status, why);
                     }
+                    name_collections(op);
                 }
             }
         }
@@ -47,6 +49,12 @@ const EMBEDS: [&str; 5] = [
     "/v1/embeddings",
     "/recontextualize",
 ];
+
+/// Routes whose well-formed request a collection can refuse for its kind or state
+/// (text to a collection of vectors, a vector of another dimension, a context build
+/// on a collection that is not contextual): a 409, since the same body suits another
+/// collection and no schema can tell them apart.
+const COLLECTION_CONFLICTS: [&str; 4] = ["/documents", "/query", "/answer", "/recontextualize"];
 
 /// Routes that run the language model, behind the admission gate.
 fn generates(path: &str) -> bool {
@@ -88,6 +96,16 @@ fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16,
             "No such collection (or document, audit, promotion, adapter).",
         ));
     }
+    if path.starts_with("/collections/{name}/")
+        && COLLECTION_CONFLICTS
+            .iter()
+            .any(|suffix| path.ends_with(suffix))
+    {
+        out.push((
+            409,
+            "The collection refuses this request for its kind or state: text sent to a collection of vectors or a vector to one that embeds text, a vector of another dimension, a context build on a collection that is not contextual or holds fewer than 2 documents.",
+        ));
+    }
     if has_body {
         out.push((413, "The body is larger than `limits.max_body_bytes`."));
     }
@@ -123,6 +141,22 @@ fn shared_statuses(method: &HttpMethod, path: &str, op: &Operation) -> Vec<(u16,
     out
 }
 
+/// Gives the `{name}` path parameter (a collection's name) the rule
+/// `validate_name` applies, so a name outside it is schema-invalid, not a surprise 400.
+fn name_collections(op: &mut Operation) {
+    let rule = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z0-9_-]{1,64}$"))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .build();
+    for p in op.parameters.iter_mut().flatten() {
+        if p.name == "name" && p.parameter_in == ParameterIn::Path {
+            p.schema = Some(rule.clone().into());
+        }
+    }
+}
+
 fn add_error(op: &mut Operation, status: u16, description: &str) {
     let key = status.to_string();
     if op.responses.responses.contains_key(&key) {
@@ -147,7 +181,9 @@ mod tests {
             .post
             .as_ref()
             .unwrap();
-        for status in ["200", "400", "401", "403", "404", "413", "415", "500"] {
+        for status in [
+            "200", "400", "401", "403", "404", "409", "413", "415", "500",
+        ] {
             assert!(
                 query.responses.responses.contains_key(status),
                 "query lacks {status}"

@@ -149,6 +149,12 @@ const REORDER_FROM: usize = 10_000;
 /// well under a second behind a bulk insert.
 const LOCK_CHUNK: usize = 1024;
 
+/// The most vectors a filtered search passes over with its predicate when the walk
+/// stopped at its budget (the exact scan then scores at most [`filter_budget`] of
+/// them): past this size, a selective filter's answer stays flagged incomplete.
+/// About 100-200 ms of predicate calls at the limit, no vector read for a rejected one.
+pub const SCAN_MAX_NODES: usize = 1 << 20;
+
 /// The graph and the collection ids of its nodes (node n holds `ids[n]`).
 struct Nodes {
     graph: Graph<GraphDistance>,
@@ -287,7 +293,9 @@ impl VectorIndex {
     /// Like `search`, keeping only ids the predicate accepts. The predicate runs
     /// inside the graph walk, so a selective filter still yields k results when
     /// enough matching vectors are reachable within [`filter_budget`] visited nodes.
-    /// The flag is true when the walk stopped at that budget: matches may be missing.
+    /// When the walk stops at that budget the filter is selective, so every accepted
+    /// vector is scored instead (see [`SCAN_MAX_NODES`]); the flag is true only when
+    /// that was not possible either: matches may be missing.
     pub fn search_filtered(
         &self,
         query: &[f32],
@@ -317,10 +325,15 @@ impl VectorIndex {
             !tombstones.contains(&id) && keep.is_none_or(|f| f(id))
         };
         let filtered = !tombstones.is_empty() || keep.is_some();
-        let (found, cut) =
+        let (mut found, mut cut) =
             nodes
                 .graph
                 .search_bounded(&q, k, ef, if filtered { Some(&accept) } else { None });
+        if cut && ids.len() <= SCAN_MAX_NODES {
+            if let Some(all) = nodes.graph.scan(&q, k, filter_budget(ef), &accept) {
+                (found, cut) = (all, false);
+            }
+        }
         let found = found
             .into_iter()
             .map(|(n, d)| (ids[n as usize], self.metric.score(d)))
@@ -515,15 +528,42 @@ mod tests {
         };
         let (found, cut) = index.search_filtered(&data[0], 10, 16, &nothing);
         assert!(
-            found.is_empty() && cut,
-            "no match, and it says it stopped early"
+            found.is_empty() && !cut,
+            "no match, and the scan after the walk proved it"
         );
-        // The last expansion may add one node's links (2 * m at layer 0) past the budget.
-        let most = filter_budget(16) + 2 * IndexParams::default().m + 1;
+        // The walk stops at its budget (the last expansion may add one node's links,
+        // 2 * m at layer 0, past it), then the scan asks each node once.
+        let most = filter_budget(16) + 2 * IndexParams::default().m + 1 + n;
         assert!(
-            checked.get() <= most && checked.get() < n / 2 + 100,
-            "visited {} of {n} nodes, budget {most}",
+            checked.get() <= most && checked.get() < n / 2 + 100 + n,
+            "asked about {} nodes for {n}, bound {most}",
             checked.get()
         );
+    }
+
+    #[test]
+    fn a_selective_filter_finds_every_match_the_walk_cannot_reach() {
+        let n = filter_budget(16) * 2;
+        let data = random_vectors(n, 4, 5);
+        let index = indexed(&data, Metric::Euclidean);
+        // The three vectors farthest from the query: the walk starts near it.
+        let q = &data[0];
+        let dist = |v: &[f32]| v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+        let mut by_distance: Vec<u64> = (0..n as u64).collect();
+        by_distance.sort_by(|a, b| dist(&data[*a as usize]).total_cmp(&dist(&data[*b as usize])));
+        let far: Vec<u64> = by_distance[n - 3..].to_vec();
+        let (found, cut) = index.search_filtered(q, 10, 16, &|id| far.contains(&id));
+        assert!(!cut, "complete");
+        let got: Vec<u64> = found.iter().map(|h| h.0).collect();
+        assert_eq!(
+            got,
+            vec![far[0], far[1], far[2]],
+            "all three, nearest first"
+        );
+        // More matches than the scan may score: the walk's answer stands, flagged.
+        let graph_nodes = index.nodes.read().unwrap();
+        let all = |_: u32| true;
+        assert!(graph_nodes.graph.scan(q, 10, n - 1, &all).is_none());
+        assert_eq!(graph_nodes.graph.scan(q, 10, n, &all).unwrap().len(), 10);
     }
 }

@@ -165,7 +165,7 @@ impl Store {
             match (&cfg.embedder, &d.text, &d.vector) {
                 (Some(_), Some(t), None) => validate::text(&what, t, &self.limits)?,
                 (Some(e), _, Some(_)) => {
-                    return Err(Error::invalid(
+                    return Err(Error::conflict(
                         &what,
                         format!(
                             "collection '{}' embeds text with '{e}'; send text, not a vector",
@@ -174,7 +174,7 @@ impl Store {
                     ))
                 }
                 (Some(_), None, None) => {
-                    return Err(Error::invalid(&what, "a text collection needs 'text'"))
+                    return Err(Error::conflict(&what, "a text collection needs 'text'"))
                 }
                 (None, t, Some(v)) => {
                     validate::vector(&what, &cfg.name, v, cfg.dimension, cfg.distance)?;
@@ -183,7 +183,7 @@ impl Store {
                     }
                 }
                 (None, _, None) => {
-                    return Err(Error::invalid(
+                    return Err(Error::conflict(
                         &what,
                         format!(
                             "collection '{}' stores your own vectors; send 'vector'",

@@ -92,7 +92,7 @@ fn clusters_are_computed_once_per_write_generation() {
 }
 
 #[test]
-fn a_filter_that_matches_nothing_stops_early_and_says_so() {
+fn a_selective_filter_is_answered_exactly_after_the_walk_gives_up() {
     let dir = tempfile::tempdir().unwrap();
     let e = store(dir.path());
     // More vectors than a walk at the default ef may visit.
@@ -107,9 +107,22 @@ fn a_filter_that_matches_nothing_stops_early_and_says_so() {
     let started = Instant::now();
     let r = e.query("big", &req).unwrap();
     assert!(r.hits.is_empty());
-    assert!(!r.exhaustive, "the walk stopped at its limit");
-    assert!(r.warning.as_deref().unwrap().contains("ef"));
+    assert!(r.exhaustive && r.warning.is_none(), "the scan proved it");
     eprintln!("empty filtered query: {:?}", started.elapsed());
+    // Three documents of n match: all three come back, complete.
+    let mut again = docs(7..8);
+    again.extend(docs(5000..5001));
+    again.extend(docs(9999..10000));
+    for d in &mut again {
+        d.metadata = Some(json!({"tag": "rare"}));
+    }
+    e.upsert("big", again).unwrap();
+    req.filter = Some(json!({"key": "tag", "eq": "rare"}));
+    let r = e.query("big", &req).unwrap();
+    let mut got: Vec<&str> = r.hits.iter().map(|h| h.id.as_str()).collect();
+    got.sort();
+    assert_eq!(got, vec!["d5000", "d7", "d9999"]);
+    assert!(r.exhaustive && r.warning.is_none());
     // A filter that matches finds its documents and is complete.
     req.filter = Some(json!({"key": "tag", "eq": "kept"}));
     let r = e.query("big", &req).unwrap();
@@ -262,4 +275,122 @@ fn incarnations_survive_a_reopen_and_old_records_get_one() {
         assigned,
         "stored"
     );
+}
+
+/// A stage-one encoder for mechanics: one 8-dimensional unit vector per text, from
+/// its bytes (the first context build, which would need MiniLM, never runs here).
+struct Bytes8;
+
+impl engram_embedder::TextEncoder for Bytes8 {
+    fn name(&self) -> &str {
+        "minilm"
+    }
+    fn dim(&self) -> usize {
+        8
+    }
+    fn max_tokens(&self) -> usize {
+        256
+    }
+    fn embed(&self, texts: &[&str]) -> engram_embedder::Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = [0.1f32; 8];
+                for (i, b) in t.bytes().enumerate() {
+                    v[i % 8] += b as f32;
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
+    fn embed_chunked(
+        &self,
+        texts: &[&str],
+        _: engram_embedder::Chunking,
+    ) -> engram_embedder::Result<Vec<Vec<engram_embedder::Chunk>>> {
+        Ok(self
+            .embed(texts)?
+            .into_iter()
+            .zip(texts)
+            .map(|(vector, t)| {
+                vec![engram_embedder::Chunk {
+                    index: 0,
+                    start: 0,
+                    end: t.len(),
+                    vector,
+                }]
+            })
+            .collect())
+    }
+}
+
+/// The step after a commit fails for real (the first corpus-context build's thread
+/// cannot start: no system maps its stack): the write is still acknowledged, stored
+/// once, and findable; the failed start is recorded, and later writes neither fail
+/// nor retry it on every call (recontextualizing does).
+#[test]
+fn a_failure_after_the_commit_never_fails_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let loader: Box<EncoderLoader> = Box::new(|name| match name {
+        "minilm" => Ok(Arc::new(Bytes8) as Arc<dyn engram_embedder::TextEncoder>),
+        other => Err(engram_embedder::Error::UnsupportedModel(other.to_string())),
+    });
+    let mut e = Store::open_with_loader(dir.path(), Limits::default(), loader).unwrap();
+    e.context_jobs.stack_size = Some(usize::MAX / 2);
+    let req = CreateCollection {
+        embedder: Some("contextual".into()),
+        context: Some(crate::collection::ContextSettings {
+            min_documents: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    e.create_collection("ctx", req).unwrap();
+    let text = |t: &str| DocumentInput {
+        text: Some(t.into()),
+        ..Default::default()
+    };
+    // Server-generated ids: a failure reported here would make a client retry and
+    // store the batch twice.
+    let first = e
+        .upsert(
+            "ctx",
+            vec![
+                text("The Rhine flows through Basel."),
+                text("Bern is on the Aare."),
+            ],
+        )
+        .expect("the committed write is acknowledged although its follow-up failed");
+    assert_eq!(first.ids.len(), 2);
+    let builds = e.context_jobs.list("ctx").unwrap();
+    assert_eq!(builds.len(), 1, "the first context build was attempted");
+    assert_eq!(builds[0].job.state, crate::jobs::JobState::Failed);
+    let why = builds[0].job.error.as_deref().unwrap_or("");
+    assert!(why.contains("could not start"), "{why}");
+    for id in &first.ids {
+        let doc = e.get_document("ctx", id, false).unwrap();
+        assert!(doc.text.is_some());
+    }
+    // The next write succeeds too, and does not retry the failed build on its own.
+    let second = e
+        .upsert("ctx", vec![text("Zurich lies on the Limmat.")])
+        .unwrap();
+    assert_eq!(second.ids.len(), 1);
+    assert_eq!(e.context_jobs.list("ctx").unwrap().len(), 1);
+    let coll = e.collection("ctx").unwrap();
+    assert_eq!(coll.document_count(), 3, "stored once each");
+    let r = e
+        .query(
+            "ctx",
+            &QueryRequest {
+                text: Some("Rhine Basel".into()),
+                mode: Some(crate::api::QueryMode::Keyword),
+                k: Some(10),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.hits.len(), 1);
+    assert_eq!(r.hits[0].id, first.ids[0]);
 }

@@ -154,7 +154,7 @@ impl Store {
     /// yet embeds with plain MiniLM, version 0, until its first context is built.
     fn text_encoder(&self, coll: &Collection) -> Result<(Arc<dyn TextEncoder>, u64)> {
         let name = coll.config.embedder.as_deref().ok_or_else(|| {
-            Error::invalid(
+            Error::conflict(
                 "text",
                 format!(
                     "collection '{}' has no embedder; use vectors",
@@ -180,7 +180,7 @@ impl Store {
         let variant = match coll.config.embedder.as_deref().map(EncoderKind::parse) {
             Some(Ok(EncoderKind::Contextual(v))) => v,
             _ => {
-                return Err(Error::invalid(
+                return Err(Error::conflict(
                     "embedder",
                     format!(
                         "collection '{name}' is not contextual; create one with \"embedder\": \"contextual\""
@@ -189,7 +189,7 @@ impl Store {
             }
         };
         if coll.document_count() < 2 {
-            return Err(Error::invalid(
+            return Err(Error::conflict(
                 "documents",
                 format!("collection '{name}' needs at least 2 documents to build a context"),
             ));
@@ -341,16 +341,11 @@ impl Store {
                 "m must be in 2..=128 and ef_construction in 1..=4096",
             ));
         }
-        let chunking = req.chunking.unwrap_or_default();
-        if let Some(e) = &embedder {
-            let max = self.encoder(stage_one(e))?.max_tokens();
-            if !(8..=max).contains(&chunking.tokens) || chunking.overlap * 2 > chunking.tokens - 2 {
-                return Err(Error::invalid(
-                    "chunking",
-                    format!("tokens must be in 8..={max} and overlap at most half a window"),
-                ));
-            }
-        }
+        let max = match &embedder {
+            Some(e) => self.encoder(stage_one(e))?.max_tokens(),
+            None => 256, // no windows to cut: MiniLM's bounds, the widest here
+        };
+        let chunking = validate::chunking(req.chunking.unwrap_or_default(), max)?;
         let ef_search = req.ef_search.unwrap_or(64);
         check(LimitKind::Ef, ef_search, self.limits.max_ef)?;
         let question_log_size = req

@@ -96,7 +96,7 @@ impl Store {
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             exhaustive: !cut,
             warning: cut.then(|| {
-                "the filter matched few of the vectors the graph walk reached and the walk stopped at its work limit: matching documents may be missing; raise ef, or use mode \"keyword\" with the same filter".to_string()
+                "the filter matched few of the vectors the graph walk reached, so the walk stopped at its work limit, and too many (or the collection is too large) to score each: matching documents may be missing; raise ef, or use mode \"keyword\" with the same filter".to_string()
             }),
         })
     }
@@ -131,7 +131,7 @@ impl Store {
                     "send either 'text' or 'vector', not both (or both with \"mode\": \"hybrid\" on a collection without an embedder)",
                 )),
                 (Some(t), None, Some(_)) => Ok(Plan::Vector(self.embed_query(coll, text(t)?)?)),
-                (Some(_), None, None) => Err(Error::invalid(
+                (Some(_), None, None) => Err(Error::conflict(
                     "text",
                     format!("collection '{name}' has no embedder; query it with a vector, or with \"mode\": \"keyword\""),
                 )),
@@ -158,13 +158,13 @@ impl Store {
                     (None, Some(_)) => self.embed_query(coll, t)?,
                     (Some(v), None) => own_vector(v)?,
                     (Some(_), Some(e)) => {
-                        return Err(Error::invalid(
+                        return Err(Error::conflict(
                             "vector",
                             format!("collection '{name}' embeds text with '{e}'; in hybrid mode send only 'text'"),
                         ))
                     }
                     (None, None) => {
-                        return Err(Error::invalid(
+                        return Err(Error::conflict(
                             "vector",
                             format!("collection '{name}' has no embedder; hybrid mode needs 'vector' for the vector side as well as 'text'"),
                         ))
@@ -288,7 +288,8 @@ pub fn search_breadth(
 }
 
 /// The k nearest documents by their best chunk, filtered inside the graph walk;
-/// the flag is true when the walk stopped at its work limit (see `filter_budget`).
+/// the flag is true when the walk stopped at its work limit (see `filter_budget`)
+/// and the filter matched too many chunks to score each (`VectorIndex::search_filtered`).
 fn vector_ranking(
     coll: &Collection,
     query: &[f32],

@@ -188,4 +188,30 @@ impl<D: Distance> Graph<D> {
         found.truncate(k);
         (found.into_iter().map(|n| (n.1, n.0)).collect(), cut)
     }
+
+    /// Every node `keep` accepts, scored with the exact distance: the `k` nearest,
+    /// nearest first, or `None` as soon as more than `most` are accepted. Why: a filter
+    /// selective enough to stop the walk at its budget matches few nodes, and one pass
+    /// of the predicate (no vector read for a rejected node) plus at most `most`
+    /// distances finds every one of them, where the walk can only reach some.
+    pub fn scan(
+        &self,
+        query: &[f32],
+        k: usize,
+        most: usize,
+        keep: &dyn Fn(u32) -> bool,
+    ) -> Option<Vec<(u32, f32)>> {
+        let mut found = Vec::new();
+        for n in 0..self.len() as u32 {
+            if keep(n) {
+                if found.len() == most {
+                    return None;
+                }
+                found.push(Near(self.distance.between(query, self.vector(n)), n));
+            }
+        }
+        found.sort_unstable();
+        found.truncate(k);
+        Some(found.into_iter().map(|n| (n.1, n.0)).collect())
+    }
 }
