@@ -23,6 +23,7 @@ use crate::index::IndexParams;
 use crate::jobs::{JobStatus, Jobs};
 use crate::limits::{check, Limits};
 use crate::storage::Storage;
+use crate::validate;
 
 mod documents;
 mod embed;
