@@ -215,7 +215,7 @@ pub struct QueryRequest {
     /// Read your own writes: answer only once this node has applied the write with
     /// this sequence number (the `seq` of a write's answer). In cluster mode a node
     /// behind waits up to 10 s, then answers 503; on one machine every acknowledged
-    /// write is already applied.
+    /// write is already applied, and a sequence no write reached is a 409.
     pub min_seq: Option<u64>,
 }
 

@@ -111,6 +111,9 @@ impl utoipa::Modify for CombinationRules {
         components
             .schemas
             .insert("Filter".to_string(), RefOr::T(parse(filter_schema())));
+        components
+            .schemas
+            .insert("Fusion".to_string(), RefOr::T(parse(fusion_schema())));
         for (name, rules) in combination_rules() {
             let Some(derived) = components.schemas.remove(name) else {
                 continue;
@@ -124,6 +127,20 @@ impl utoipa::Modify for CombinationRules {
                 .insert(name.to_string(), RefOr::T(Schema::AllOf(all.build())));
         }
     }
+}
+
+/// Hybrid fusion as `engram_store::fusion::Fusion` reads and validates it: the derived
+/// schema of a tagged enum leaves out its unknown-field refusal and its ranges.
+fn fusion_schema() -> serde_json::Value {
+    use serde_json::json;
+    let variant = |method: &str, field: &str, range: serde_json::Value| {
+        json!({"type": "object", "required": ["method"], "additionalProperties": false,
+               "properties": {"method": {"type": "string", "enum": [method]}, field: range}})
+    };
+    json!({"oneOf": [
+        variant("rrf", "k", json!({"type": "number", "minimum": 0, "maximum": 1e30})),
+        variant("weighted", "vector_weight", json!({"type": "number", "minimum": 0, "maximum": 1})),
+    ]})
 }
 
 /// A metadata filter as `engram_store::filter::Filter::parse` takes it: a key and

@@ -43,13 +43,15 @@ impl Store {
     }
 
     /// Waits until this node has applied write `seq` (a query's `min_seq`). On one
-    /// machine every acknowledged write is applied, so only an unknown one fails.
+    /// machine every acknowledged write is applied, so only an unknown one fails: a
+    /// conflict with the server's state (409), not a malformed request, since the same
+    /// body succeeds once that write exists.
     pub fn wait_applied(&self, seq: u64) -> Result<()> {
         if self.replication.replicator().is_some() {
             return self.replication.wait_applied(seq, APPLY_WAIT);
         }
         if seq > self.seq.load(Ordering::SeqCst) {
-            return Err(Error::invalid(
+            return Err(Error::conflict(
                 "min_seq",
                 format!("no write with sequence {seq} was acknowledged by this server"),
             ));
