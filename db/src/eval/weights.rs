@@ -410,6 +410,60 @@ mod tests {
     }
 
     #[test]
+    fn levers_change_only_what_they_name() {
+        use engram_trainer::distill::DistillConfig;
+        let options = engram_trainer::PromoteOptions {
+            collection: "c".into(),
+            cluster: None,
+            synth: Default::default(),
+            train: Default::default(),
+            gate: Default::default(),
+            work_dir: Default::default(),
+            replay_texts: Vec::new(),
+            eval_texts: Vec::new(),
+            eval_max_tokens: 8,
+            extra_pairs: Vec::new(),
+            hold_out_every: 0,
+            distill: Some(DistillConfig::default()),
+            distill_questions: Vec::new(),
+        };
+        let mut plan = PromotionPlan {
+            id: "p".into(),
+            documents: Vec::new(),
+            held_out: Vec::new(),
+            options,
+            logged: Default::default(),
+        };
+        for (list, q) in [(0, "a?"), (0, "b?"), (1, "c?")] {
+            let picked = serde_json::from_value(serde_json::json!({"question": q, "ids": ["d"]}));
+            let to = [&mut plan.logged.train, &mut plan.logged.held_out];
+            to.into_iter().nth(list).unwrap().push(picked.unwrap());
+        }
+        let before = format!("{:?}", (&plan.options, plan.logged.len()));
+        DistillLevers::default().apply(&mut plan);
+        assert_eq!(format!("{:?}", (&plan.options, plan.logged.len())), before);
+        DistillLevers {
+            logged_gate_only: true,
+            teacher_samples: Some(4),
+            teacher_temperature: Some(0.8),
+            learning_rate: Some(2e-3),
+            self_study_rounds: Some(6),
+        }
+        .apply(&mut plan);
+        assert!(plan.logged.train.is_empty(), "self-study alone trains");
+        assert_eq!(
+            plan.logged.held_out.len(),
+            1,
+            "the gate keeps its questions"
+        );
+        let cfg = plan.options.distill.as_ref().unwrap();
+        assert_eq!((cfg.samples, cfg.temperature), (4, 0.8));
+        assert_eq!(cfg.top_k, DistillConfig::default().top_k);
+        assert_eq!(plan.options.train.learning_rate, 2e-3);
+        assert_eq!(plan.options.synth.self_qa_rounds, 6);
+    }
+
+    #[test]
     fn the_fictional_knowledge_bases_are_disjoint_and_their_answers_in_their_documents() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
         let load = |name: &str| super::super::dataset::load(&root.join(name)).unwrap();
