@@ -166,14 +166,21 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
 }
 
 pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
-    use crate::eval::weights::{run_weights, WeightsSpec};
+    use crate::eval::weights::{run_weights, DistillLevers, WeightsSpec};
     use engram_trainer::promote::PromoteEvent;
     let path = Dataset::Quoref.locate(args.data.as_deref())?;
     let mut passages = load(&path)?;
     anyhow::ensure!(args.limit > 0, "--limit must be at least 1");
+    anyhow::ensure!(
+        args.self_study_rounds.is_none_or(|r| (1..=16).contains(&r)),
+        "--self-study-rounds must be between 1 and 16"
+    );
     passages.truncate(args.limit);
+    let dataset = path
+        .file_stem()
+        .map_or("quoref".into(), |s| s.to_string_lossy());
     let spec = WeightsSpec {
-        dataset: "quoref".into(),
+        dataset: dataset.into_owned(),
         passages: passages.len(),
         strategies: args.strategy.clone(),
         rank: args.rank,
@@ -185,6 +192,13 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         distill: args.distill.clone(),
         self_study: args.self_study.clone(),
         adapter_modes_only: args.adapter_modes_only,
+        levers: DistillLevers {
+            logged_gate_only: args.logged_gate_only,
+            teacher_samples: args.teacher_samples,
+            teacher_temperature: args.teacher_temperature,
+            learning_rate: args.lr,
+            self_study_rounds: args.self_study_rounds,
+        },
     };
     let (_dir, engine) = scratch_engine()?;
     let bars = Bars::default();

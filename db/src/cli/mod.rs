@@ -337,6 +337,22 @@ pub struct EvalWeightsArgs {
     /// the adapter: take them from another run with the same passages and seed).
     #[arg(long)]
     pub adapter_modes_only: bool,
+    /// With --distill: train on no logged question (the gate keeps its fifth), only
+    /// on the --self-study questions.
+    #[arg(long)]
+    pub logged_gate_only: bool,
+    /// With --distill: answers the teacher samples per question [default: 1].
+    #[arg(long)]
+    pub teacher_samples: Option<usize>,
+    /// With --distill: the teacher's sampling temperature [default: 0.3].
+    #[arg(long)]
+    pub teacher_temperature: Option<f64>,
+    /// Peak learning rate [default: 1e-3].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// self_qa model calls per passage, three questions each [default: 2].
+    #[arg(long)]
+    pub self_study_rounds: Option<usize>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

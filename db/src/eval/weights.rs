@@ -14,7 +14,13 @@
 //! asked through the rag answer path as a user would (so the collection logs them),
 //! and the promotion distills the rag teacher into the adapter on those logged
 //! questions (a seeded fifth held out for its gate); the odd-numbered ones stay the
-//! held-out test.
+//! held-out test. [`DistillLevers`] change distillation's settings for the tuning
+//! runs (teacher samples and temperature, learning rate, self-study questions per
+//! passage, or self-study alone with the logged questions only gating).
+//!
+//! Any file in the Quoref extract's format works: `tests/data/fictional_*.jsonl`
+//! (`scripts/fictional_kb.py`) are knowledge bases about invented entities that no
+//! model has seen, a tuning one and a held-out one.
 
 use std::ops::ControlFlow;
 
@@ -25,7 +31,7 @@ use serde::Serialize;
 use super::answers::{insert, score_mode, Asked, ModeScore, Sample};
 use super::{Passage, Progress};
 use crate::api_types::{AnswerMode, AnswerRequest};
-use crate::engine::{Engine, PairInput, PromoteRequest, QuestionInput};
+use crate::engine::{Engine, PairInput, PromoteRequest, PromotionPlan, QuestionInput};
 use crate::error::Result;
 
 const COLLECTION: &str = "weights-bench";
@@ -53,6 +59,43 @@ pub struct WeightsSpec {
     /// (no context, rag) do not depend on the adapter, so an A/B of training settings
     /// reuses them from one run.
     pub adapter_modes_only: bool,
+    /// Distillation's levers (defaults: the promotion's own).
+    pub levers: DistillLevers,
+}
+
+/// The settings a distillation run can change from the promotion's defaults, applied
+/// to the plan before it runs, so the eval measures them without new request fields.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DistillLevers {
+    /// No logged question is trained on: the gate keeps its seeded fifth (the same
+    /// questions as in the other runs, so gates compare), the rest go unused, and the
+    /// training questions are the self-study ones alone (the (c)).
+    pub logged_gate_only: bool,
+    /// Answers the teacher samples per training question.
+    pub teacher_samples: Option<usize>,
+    /// The teacher's sampling temperature.
+    pub teacher_temperature: Option<f64>,
+    /// Peak learning rate.
+    pub learning_rate: Option<f64>,
+    /// self_qa model calls per document (each asks for three questions).
+    pub self_study_rounds: Option<usize>,
+}
+
+impl DistillLevers {
+    /// Applies the levers to a planned promotion.
+    fn apply(&self, plan: &mut PromotionPlan) {
+        if self.logged_gate_only {
+            plan.logged.train.clear();
+        }
+        if let Some(cfg) = plan.options.distill.as_mut() {
+            cfg.samples = self.teacher_samples.unwrap_or(cfg.samples);
+            cfg.temperature = self.teacher_temperature.unwrap_or(cfg.temperature);
+        }
+        let train = &mut plan.options.train;
+        train.learning_rate = self.learning_rate.unwrap_or(train.learning_rate);
+        let synth = &mut plan.options.synth;
+        synth.self_qa_rounds = self.self_study_rounds.unwrap_or(synth.self_qa_rounds);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,25 +112,32 @@ pub struct WeightsReport {
     pub forgetting_percent: f64,
     /// Seconds the promotion took, answering the logged questions included.
     pub promotion_seconds: f64,
+    /// Logged questions trained on (distillation; the rest gate).
+    pub logged_trained: usize,
+    /// Self-study questions the teacher answered (distillation).
+    pub self_study_questions: usize,
+    /// Teacher answer tokens trained on per passage (distillation): the synthetic
+    /// tokens per document of EntiGraph's curve.
+    pub teacher_tokens_per_document: f64,
     pub promotion: PromotionReport,
     pub samples: Vec<Sample>,
 }
 
 impl WeightsReport {
     pub fn table(&self) -> String {
-        let how = match &self.spec.distill {
-            Some(loss) => format!("questions asked through rag, distilled with the {loss} loss"),
-            None => "gold questions trained on".to_string(),
-        };
         let mut out = format!(
-            "{} held-out questions ({} {how}) over {} passages of {}; LoRA rank {}, {} steps, strategies {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
+            "{} held-out questions ({}) over {} passages of {}; LoRA rank {}, {} steps, {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
             self.held_out_questions,
-            self.train_questions,
+            self.training_source(),
             self.spec.passages,
             self.spec.dataset,
             self.spec.rank,
             self.spec.steps,
-            self.spec.strategies.join("+"),
+            data_label(
+                &self.spec,
+                self.self_study_questions,
+                self.teacher_tokens_per_document
+            ),
         );
         for s in &self.scores {
             out.push_str(&format!(
@@ -110,6 +160,30 @@ impl WeightsReport {
             self.promotion_seconds
         ));
         out
+    }
+
+    /// Where the training questions came from, for the header.
+    fn training_source(&self) -> String {
+        match &self.spec.distill {
+            Some(loss) => format!(
+                "{} asked through rag, {} of them trained on, distilled with the {loss} loss",
+                self.train_questions, self.logged_trained
+            ),
+            None => format!("{} gold questions trained on", self.train_questions),
+        }
+    }
+}
+
+/// The synthetic data a run actually used, for the report's header: distillation
+/// runs no strategy unless self-study was asked for, whatever `spec.strategies` holds.
+fn data_label(spec: &WeightsSpec, self_study_questions: usize, tokens_per_doc: f64) -> String {
+    match &spec.distill {
+        Some(_) if spec.self_study.is_empty() => "no synthetic data".to_string(),
+        Some(_) => format!(
+            "self-study {} ({self_study_questions} questions, {tokens_per_doc:.0} teacher tokens per passage)",
+            spec.self_study.join("+"),
+        ),
+        None => format!("strategies {}", spec.strategies.join("+")),
     }
 }
 
@@ -221,7 +295,9 @@ pub fn run_weights(
         },
     };
     let started = std::time::Instant::now();
-    let plan = engine.plan_promotion(COLLECTION, &req)?;
+    let mut plan = engine.plan_promotion(COLLECTION, &req)?;
+    spec.levers.apply(&mut plan);
+    let logged_trained = plan.logged.train.len();
     let promotion = engine.run_promotion(&plan, &mut |e| {
         on_event(e);
         ControlFlow::Continue(())
@@ -261,10 +337,14 @@ pub fn run_weights(
         [none, rag, weights, ..] => ratio(f(weights) - f(none), f(rag) - f(none)),
         _ => f64::NAN,
     };
+    let distilled = promotion.distill.clone().unwrap_or_default();
     Ok(WeightsReport {
         spec: spec.clone(),
         train_questions,
         promotion_seconds,
+        logged_trained,
+        self_study_questions: distilled.questions.saturating_sub(logged_trained),
+        teacher_tokens_per_document: distilled.answer_tokens as f64 / passages.len().max(1) as f64,
         held_out_questions: held_out.len(),
         share_of_rag_gain_f1: share(|s| s.token_f1),
         share_of_rag_gain_contains: share(|s| s.contains),
@@ -300,5 +380,122 @@ mod tests {
             ["b?", "d?"]
         );
         assert_eq!(held[0].answers.len(), 2);
+    }
+
+    #[test]
+    fn the_header_names_only_the_synthetic_data_used() {
+        let mut spec = WeightsSpec {
+            dataset: "d".into(),
+            passages: 1,
+            strategies: vec!["cloze".into(), "person_qa".into()],
+            rank: 1,
+            steps: 1,
+            k: 1,
+            max_tokens: 1,
+            seed: 0,
+            gold_training: true,
+            distill: None,
+            self_study: Vec::new(),
+            adapter_modes_only: false,
+            levers: DistillLevers::default(),
+        };
+        assert_eq!(data_label(&spec, 0, 0.0), "strategies cloze+person_qa");
+        spec.distill = Some("kl".into());
+        assert_eq!(data_label(&spec, 0, 12.0), "no synthetic data");
+        spec.self_study = vec!["self_qa".into()];
+        assert_eq!(
+            data_label(&spec, 9, 41.6),
+            "self-study self_qa (9 questions, 42 teacher tokens per passage)"
+        );
+    }
+
+    #[test]
+    fn levers_change_only_what_they_name() {
+        use engram_trainer::distill::DistillConfig;
+        let options = engram_trainer::PromoteOptions {
+            collection: "c".into(),
+            cluster: None,
+            synth: Default::default(),
+            train: Default::default(),
+            gate: Default::default(),
+            work_dir: Default::default(),
+            replay_texts: Vec::new(),
+            eval_texts: Vec::new(),
+            eval_max_tokens: 8,
+            extra_pairs: Vec::new(),
+            hold_out_every: 0,
+            distill: Some(DistillConfig::default()),
+            distill_questions: Vec::new(),
+        };
+        let mut plan = PromotionPlan {
+            id: "p".into(),
+            documents: Vec::new(),
+            held_out: Vec::new(),
+            options,
+            logged: Default::default(),
+        };
+        for (list, q) in [(0, "a?"), (0, "b?"), (1, "c?")] {
+            let picked = serde_json::from_value(serde_json::json!({"question": q, "ids": ["d"]}));
+            let to = [&mut plan.logged.train, &mut plan.logged.held_out];
+            to.into_iter().nth(list).unwrap().push(picked.unwrap());
+        }
+        let before = format!("{:?}", (&plan.options, plan.logged.len()));
+        DistillLevers::default().apply(&mut plan);
+        assert_eq!(format!("{:?}", (&plan.options, plan.logged.len())), before);
+        DistillLevers {
+            logged_gate_only: true,
+            teacher_samples: Some(4),
+            teacher_temperature: Some(0.8),
+            learning_rate: Some(2e-3),
+            self_study_rounds: Some(6),
+        }
+        .apply(&mut plan);
+        assert!(plan.logged.train.is_empty(), "self-study alone trains");
+        assert_eq!(
+            plan.logged.held_out.len(),
+            1,
+            "the gate keeps its questions"
+        );
+        let cfg = plan.options.distill.as_ref().unwrap();
+        assert_eq!((cfg.samples, cfg.temperature), (4, 0.8));
+        assert_eq!(cfg.top_k, DistillConfig::default().top_k);
+        assert_eq!(plan.options.train.learning_rate, 2e-3);
+        assert_eq!(plan.options.synth.self_qa_rounds, 6);
+    }
+
+    #[test]
+    fn the_fictional_knowledge_bases_are_disjoint_and_their_answers_in_their_documents() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+        let load = |name: &str| super::super::dataset::load(&root.join(name)).unwrap();
+        let (tuning, held) = (
+            load("fictional_tuning.jsonl"),
+            load("fictional_heldout.jsonl"),
+        );
+        for kb in [&tuning, &held] {
+            assert_eq!(kb.len(), 8);
+            for p in kb {
+                // Two phrasings per fact: the logged (even) and the test (odd) question
+                // ask the same fact in other words, and the answer is in the document.
+                assert_eq!(p.questions.len(), 8);
+                for pair in p.answers.chunks(2) {
+                    assert_eq!(pair[0], pair[1]);
+                    assert!(p.text.contains(&pair[0][0]), "{}: {:?}", p.text, pair[0]);
+                }
+                for (q, a) in p.questions.iter().zip(&p.answers) {
+                    assert!(!p.text.contains(q.trim_end_matches(['?', '.'])), "{q}");
+                    assert!(!q.contains(&a[0]), "{q} gives away {a:?}");
+                }
+            }
+        }
+        // Split before tuning: no entity's name (a document's answers) recurs across them.
+        let texts = |kb: &[Passage]| kb.iter().map(|p| p.text.clone()).collect::<String>();
+        let (t, h) = (texts(&tuning), texts(&held));
+        for (kb, other) in [(&tuning, &h), (&held, &t)] {
+            for p in kb.iter() {
+                for a in p.answers.iter().filter(|a| a[0].parse::<u32>().is_err()) {
+                    assert!(!other.contains(&a[0]), "{a:?} is in both");
+                }
+            }
+        }
     }
 }
