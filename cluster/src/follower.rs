@@ -14,7 +14,13 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use engram_store::log::Batch;
 use futures_util::StreamExt;
 
+use crate::log::INCARNATION;
 use crate::{nats, Error, Node, Result, STREAM, SUBJECT_PREFIX};
+
+/// How long one pull request waits for messages before the next is sent.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server says a pull request is alive while no message comes.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The durable consumer's name of node `id`.
 pub fn consumer_name(id: u32) -> String {
@@ -52,7 +58,18 @@ async fn follow_once(node: &Arc<Node>) -> Result<()> {
         })
         .await
         .map_err(nats)?;
-    let mut messages = consumer.messages().await.map_err(nats)?;
+    // Short pulls with frequent heartbeats: a pull request is lost when the server
+    // that holds it dies, and the client notices only when the pull expires or a
+    // heartbeat is missing for twice its period. With the library's defaults (pulls
+    // of 30 s, heartbeats every 15 s) that is up to 30 s of not following; now it is
+    // about 2 s ([`HEARTBEAT`] x 2), then the consumer is made again.
+    let mut messages = consumer
+        .stream()
+        .expires(PULL_EXPIRES)
+        .heartbeat(HEARTBEAT)
+        .messages()
+        .await
+        .map_err(nats)?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(nats)?;
         let seq = message.info().map_err(nats)?.stream_sequence;
@@ -66,15 +83,23 @@ async fn follow_once(node: &Arc<Node>) -> Result<()> {
                 applied + 1
             )));
         }
-        let collection = message
+        let key = message
             .subject
             .strip_prefix(SUBJECT_PREFIX)
             .ok_or_else(|| Error::Nats(format!("message {seq} has subject {}", message.subject)))?
             .to_string();
+        let incarnation = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(INCARNATION))
+            .and_then(|v| v.as_str().parse().ok())
+            .unwrap_or(0);
         let batch = Batch::decode(&message.payload)?;
         let owner = node.store.clone();
         tokio::task::spawn_blocking(move || {
-            owner.store().apply_replicated(seq, &collection, batch)
+            owner
+                .store()
+                .apply_replicated(seq, &key, incarnation, batch)
         })
         .await
         .map_err(nats)??;

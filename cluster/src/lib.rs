@@ -5,15 +5,18 @@
 //! protocol of its own (README "Cluster mode"). The store stays transport-free: it
 //! sees a [`engram_store::replica::Replicator`] (here [`log::JetStreamLog`]) and is fed
 //! the stream's messages by [`follower`]. [`status`] keeps the membership (heartbeats
-//! in a key-value bucket with a max age) behind `GET /cluster`.
+//! in a key-value bucket with a max age) behind `GET /cluster`, with each shard's
+//! replicas and their lag ([`shards`]).
 //!
-//! Layout in NATS: stream `ENGRAM`, one subject per collection (`engram.c.NAME`),
+//! Layout in NATS: stream `ENGRAM`, a subject per collection (`engram.c.NAME`: its
+//! creation and deletion) and per shard (`engram.c.NAME.SHARD`: its documents),
 //! replicated on up to three servers; each node's durable consumer `node-N`; the
 //! bucket `engram-nodes`.
 
 pub mod follower;
 pub mod local;
 pub mod log;
+pub mod shards;
 pub mod status;
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use async_nats::jetstream;
 use async_nats::ServerAddr;
 use engram_store::Store;
 
+pub use shards::{ReplicaStatus, ShardStatus};
 pub use status::{ClusterStatus, NodeStatus};
 
 /// The stream that holds the write log.

@@ -1,5 +1,6 @@
-//! The write log on JetStream: a store batch published on its collection's subject,
-//! with a message id (a publish retried after a lost answer is stored once) and the
+//! The write log on JetStream: a store batch published on its subject (a collection's
+//! `engram.c.NAME`, or one of its shards' `engram.c.NAME.SHARD`), with the
+//! collection's incarnation in header [`INCARNATION`], a message id (a publish retried after a lost answer is stored once) and the
 //! subject's expected last sequence (see `engram_store::replica`). Answers once a
 //! quorum of the stream's servers has it.
 
@@ -11,9 +12,12 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
 use bytes::Bytes;
 use engram_store::log::Batch;
-use engram_store::replica::{Published, Replicator};
+use engram_store::replica::{Published, Replicator, Subject};
 
 use crate::{STREAM, SUBJECT_PREFIX};
+
+/// The header that carries the collection's incarnation.
+pub const INCARNATION: &str = "Engram-Incarnation";
 
 /// Tries of one publish (a leader election answers "no responders" or times out).
 const TRIES: u32 = 8;
@@ -56,6 +60,7 @@ impl JetStreamLog {
         &self,
         subject: String,
         id: String,
+        incarnation: u64,
         expected: u64,
         payload: Bytes,
     ) -> engram_store::Result<Published> {
@@ -64,6 +69,7 @@ impl JetStreamLog {
             let msg = PublishMessage::build()
                 .payload(payload.clone())
                 .message_id(&id)
+                .header(INCARNATION, incarnation.to_string())
                 .expected_last_subject_sequence(expected);
             let sent = async { self.js.send_publish(subject.clone(), msg).await?.await };
             match tokio::time::timeout(ACK_WAIT, sent).await {
@@ -86,16 +92,17 @@ impl JetStreamLog {
 impl Replicator for JetStreamLog {
     fn publish(
         &self,
-        collection: &str,
+        subject: Subject<'_>,
+        incarnation: u64,
         expected: u64,
         batch: &Batch,
     ) -> engram_store::Result<Published> {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}-{}-{n}", self.node_id, self.started);
-        let subject = format!("{SUBJECT_PREFIX}{collection}");
+        let subject = format!("{SUBJECT_PREFIX}{}", subject.key());
         let payload = Bytes::from(batch.encode());
         // Called from a blocking thread (the store is blocking by design).
         self.runtime
-            .block_on(self.publish_async(subject, id, expected, payload))
+            .block_on(self.publish_async(subject, id, incarnation, expected, payload))
     }
 }

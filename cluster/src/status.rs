@@ -10,6 +10,7 @@ use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::shards::ShardStatus;
 use crate::{nats, Node, Result, STREAM};
 
 /// The heartbeat bucket.
@@ -47,6 +48,10 @@ pub struct ClusterStatus {
     pub stream_leader: Option<String>,
     /// Live nodes (heartbeat within `MAX_AGE`), by id.
     pub nodes: Vec<NodeStatus>,
+    /// Every shard of every collection (at most `shards::MAX_LISTED`), with its
+    /// replicas and their lag.
+    #[serde(default)]
+    pub shards: Vec<ShardStatus>,
 }
 
 async fn bucket(node: &Node) -> Result<kv::Store> {
@@ -120,6 +125,14 @@ pub async fn read(node: &Node) -> Result<ClusterStatus> {
         }
     }
     nodes.sort_by_key(|n| n.node_id);
+    let collections: Vec<(String, u32)> = node
+        .store
+        .store()
+        .list_collections()
+        .into_iter()
+        .map(|c| (c.config.name, c.config.shards))
+        .collect();
+    let shards = crate::shards::read(&stream, &collections, &nodes).await?;
     Ok(ClusterStatus {
         node_id: node.config.node_id,
         applied_seq: node.store.store().applied_seq(),
@@ -127,5 +140,6 @@ pub async fn read(node: &Node) -> Result<ClusterStatus> {
         stream_replicas,
         stream_leader,
         nodes,
+        shards,
     })
 }

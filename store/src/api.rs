@@ -47,6 +47,11 @@ pub struct CreateCollection {
     /// How many of the newest questions the log keeps (default 1,000, at most 10,000).
     #[schema(minimum = 1, maximum = 10000)]
     pub question_log_size: Option<usize>,
+    /// Shards (default 8, at most 256), fixed at creation: in cluster mode each is
+    /// written and ordered on its own, so writes to different shards do not wait
+    /// for each other. One machine ignores them.
+    #[schema(minimum = 1, maximum = 256)]
+    pub shards: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -67,6 +67,43 @@ pub struct CollectionConfig {
     #[serde(default = "default_question_log_size")]
     #[schema(minimum = 1, maximum = 10000)]
     pub question_log_size: usize,
+    /// Shards of the collection in cluster mode, fixed at creation (a document's
+    /// shard is [`shard_of`] its id); one for a collection stored before shards.
+    #[serde(default = "one_shard")]
+    #[schema(minimum = 1, maximum = 256)]
+    pub shards: u32,
+}
+
+fn one_shard() -> u32 {
+    1
+}
+
+/// Shards of a new collection unless its creation says otherwise: more than the
+/// nodes of a small cluster, so that placement can spread them.
+pub const DEFAULT_SHARDS: u32 = 8;
+/// The most shards a collection may have (a message per shard per write at most).
+pub const MAX_SHARDS: u32 = 256;
+
+/// A creation's shard count: the default when not given, else within bounds.
+pub fn shard_count(asked: Option<u32>) -> Result<u32> {
+    match asked.unwrap_or(DEFAULT_SHARDS) {
+        n @ 1..=MAX_SHARDS => Ok(n),
+        n => Err(Error::invalid(
+            "shards",
+            format!("shards must be between 1 and {MAX_SHARDS}, got {n}"),
+        )),
+    }
+}
+
+/// The shard of document `id` among `shards`: FNV-1a of its bytes, so that every
+/// node and every version agrees (std's hasher is seeded per process).
+pub fn shard_of(id: &str, shards: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(shards.max(1))) as u32
 }
 
 fn yes() -> bool {

@@ -5,15 +5,24 @@
 //! JetStream, in `engram-cluster`) has taken it, and every node, the one that took
 //! the request included, applies the log's messages in order to its own records and
 //! in-memory indexes. The batches are record-level (`log::Batch`), built from the
-//! writer's view of the collection (which chunks a replaced document had, the keyword
-//! statistics), so two nodes must never build on different views: each collection has
-//! one subject in the log, and a batch is published only if the last message on that
-//! subject is the one its writer has applied (compare-and-set on the subject's last
-//! sequence). A writer that lost the race waits until it has applied the winner's
-//! message and builds again. The applied sequence is stored in the same RocksDB batch
-//! as the records it applies, so a restarted node resumes exactly after it.
+//! writer's view of the documents they touch (which chunks a replaced document had,
+//! its old keyword postings), so two nodes must never build on different views of
+//! one document. A collection is cut into shards (a document's shard is a hash of its
+//! id), each with its own subject in the log, and a batch is published only if the
+//! last message on its shard's subject is the one its writer has applied
+//! (compare-and-set on the subject's last sequence): writes to different shards do
+//! not wait for each other, writes to one shard are ordered. A writer that lost the
+//! race waits until it has applied the winner's message and builds again. What spans
+//! shards (the keyword statistics, the chunk id counter) is recomputed by each node
+//! as it applies. Creation and deletion go on the collection's own subject.
+//!
+//! Sequences: a message's sequence is the log's (one count across all subjects), and
+//! a node applies the whole log in that order, so "applied up to N" (a query's
+//! `min_seq`) covers every shard. The applied sequence, and each subject's, are
+//! stored in the same RocksDB batch as the records they apply, so a restarted node
+//! resumes exactly after them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -40,27 +49,73 @@ pub enum Published {
     Conflict(Option<u64>),
 }
 
+/// Where a message goes: a collection's own subject (its creation and deletion,
+/// `shard: None`) or one of its shards'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub collection: &'a str,
+    pub shard: Option<u32>,
+}
+
+impl<'a> Subject<'a> {
+    /// `NAME` or `NAME.SHARD` (collection names hold no dot): what follows the
+    /// log's subject prefix, and the key of the subject's applied sequence.
+    pub fn key(&self) -> String {
+        match self.shard {
+            Some(s) => format!("{}.{s}", self.collection),
+            None => self.collection.to_string(),
+        }
+    }
+
+    /// The subject a [`Subject::key`] names.
+    pub fn parse(key: &'a str) -> Result<Self> {
+        let bad = || Error::Corrupt(format!("'{key}' is not a collection's subject"));
+        match key.split_once('.') {
+            None => Ok(Subject {
+                collection: key,
+                shard: None,
+            }),
+            Some((collection, shard)) => Ok(Subject {
+                collection,
+                shard: Some(shard.parse().map_err(|_| bad())?),
+            }),
+        }
+    }
+}
+
 /// A replicated log (cluster mode). Implementations block until the log answers.
 pub trait Replicator: Send + Sync {
-    /// Publishes `batch` on collection `collection`'s subject, provided that the
-    /// subject's last message is `expected` (0: none yet).
-    fn publish(&self, collection: &str, expected: u64, batch: &Batch) -> Result<Published>;
+    /// Publishes `batch` on `subject`, provided that the subject's last message is
+    /// `expected` (0: none yet). `incarnation` is the collection's (see
+    /// `CollectionConfig::incarnation`) and comes back with the message, so that a
+    /// shard's write that lost a race with the collection's deletion is not applied to
+    /// a collection created again under the same name.
+    fn publish(
+        &self,
+        subject: Subject<'_>,
+        incarnation: u64,
+        expected: u64,
+        batch: &Batch,
+    ) -> Result<Published>;
 }
 
-/// The meta key of collection `name`'s subject sequence.
-pub(crate) fn subject_key(name: &str) -> Vec<u8> {
-    format!("{SUBJECT_PREFIX}{name}").into_bytes()
+/// The meta key of a subject's applied sequence.
+pub(crate) fn subject_key(subject: &str) -> Vec<u8> {
+    format!("{SUBJECT_PREFIX}{subject}").into_bytes()
 }
 
-/// Adds to `batch` the records that say it was applied at `seq` for `collection`.
-pub(crate) fn mark_applied(batch: &mut Batch, collection: &str, seq: u64) {
+/// Adds to `batch` the records that say it was applied at `seq` for `subject`.
+pub(crate) fn mark_applied(batch: &mut Batch, subject: &str, seq: u64) {
     batch.put(Family::Meta, APPLIED_KEY, seq.to_be_bytes().to_vec());
     batch.put(
         Family::Meta,
-        subject_key(collection),
+        subject_key(subject),
         seq.to_be_bytes().to_vec(),
     );
 }
+
+/// How many skipped messages a node remembers (their writers wait for them here).
+const SKIPPED_KEPT: usize = 4096;
 
 /// This node's place in the replicated log.
 #[derive(Default)]
@@ -69,9 +124,11 @@ pub struct Replication {
     /// The last sequence applied, and a signal for those waiting on it.
     applied: Mutex<u64>,
     advanced: Condvar,
-    /// The last sequence applied per collection subject (read from the records on
-    /// first use).
+    /// The last sequence applied per subject (read from the records on first use).
     subjects: Mutex<HashMap<String, u64>>,
+    /// The newest messages that were skipped rather than applied (a shard's write to a
+    /// collection deleted, or created again, before it): their writers fail.
+    skipped: Mutex<VecDeque<u64>>,
 }
 
 impl Replication {
@@ -91,30 +148,44 @@ impl Replication {
         *self.applied.lock().expect("lock")
     }
 
-    /// Records that `seq` was applied (on `collection`'s subject).
-    pub(crate) fn advance(&self, collection: &str, seq: u64) {
+    /// Records that `seq` was applied (on `subject`).
+    pub(crate) fn advance(&self, subject: &str, seq: u64) {
         self.subjects
             .lock()
             .expect("lock")
-            .insert(collection.to_string(), seq);
+            .insert(subject.to_string(), seq);
         let mut applied = self.applied.lock().expect("lock");
         *applied = (*applied).max(seq);
         self.advanced.notify_all();
     }
 
-    /// The last sequence applied on `collection`'s subject; `stored` reads it from
-    /// the records when this run has not applied one yet.
+    /// Records that message `seq` was skipped, not applied.
+    pub(crate) fn skip(&self, seq: u64) {
+        let mut skipped = self.skipped.lock().expect("lock");
+        if skipped.len() == SKIPPED_KEPT {
+            skipped.pop_front();
+        }
+        skipped.push_back(seq);
+    }
+
+    /// Whether message `seq` (applied here) was skipped.
+    pub(crate) fn was_skipped(&self, seq: u64) -> bool {
+        self.skipped.lock().expect("lock").contains(&seq)
+    }
+
+    /// The last sequence applied on `subject`; `stored` reads it from the records
+    /// when this run has not applied one yet.
     pub(crate) fn subject(
         &self,
-        collection: &str,
+        subject: &str,
         stored: impl FnOnce() -> Result<u64>,
     ) -> Result<u64> {
         let mut subjects = self.subjects.lock().expect("lock");
-        if let Some(s) = subjects.get(collection) {
+        if let Some(s) = subjects.get(subject) {
             return Ok(*s);
         }
         let s = stored()?;
-        subjects.insert(collection.to_string(), s);
+        subjects.insert(subject.to_string(), s);
         Ok(s)
     }
 
@@ -136,12 +207,12 @@ impl Replication {
         Ok(())
     }
 
-    /// Waits (at most `wait`) until `collection`'s subject has moved past `seen`.
-    pub(crate) fn wait_subject_past(&self, collection: &str, seen: u64, wait: Duration) {
+    /// Waits (at most `wait`) until `subject` has moved past `seen`.
+    pub(crate) fn wait_subject_past(&self, subject: &str, seen: u64, wait: Duration) {
         let deadline = Instant::now() + wait;
         let mut applied = self.applied.lock().expect("lock");
         loop {
-            let now = self.subjects.lock().expect("lock").get(collection).copied();
+            let now = self.subjects.lock().expect("lock").get(subject).copied();
             let left = deadline.saturating_duration_since(Instant::now());
             if now.is_some_and(|s| s > seen) || left.is_zero() {
                 return;
@@ -173,5 +244,16 @@ mod tests {
         t.join().unwrap();
         assert_eq!(r.subject("c", || Ok(0)).unwrap(), 3);
         assert_eq!(r.subject("other", || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn subjects_name_a_collection_or_one_of_its_shards() {
+        for (key, shard) in [("docs", None), ("docs.0", Some(0)), ("docs.255", Some(255))] {
+            let s = Subject::parse(key).unwrap();
+            assert_eq!((s.collection, s.shard), ("docs", shard));
+            assert_eq!(s.key(), key);
+        }
+        assert!(Subject::parse("docs.x").is_err());
+        assert!(Subject::parse("docs.1.2").is_err());
     }
 }

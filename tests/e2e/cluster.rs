@@ -125,6 +125,12 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
         json!({"dimension": DIM, "distance": "cosine"}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["shards"], 8, "the default shard count: {:?}", r.body);
+    let bad = a
+        .lock()
+        .unwrap()
+        .put("/collections/bad", json!({"dimension": DIM, "shards": 0}));
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
     let seq = write(&a.lock().unwrap(), 0).expect("the first write is acknowledged");
     assert_eq!(top10(&b.lock().unwrap(), 0, seq)[0], "d0");
     let q = b.lock().unwrap().post(
@@ -144,9 +150,36 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
         ahead.body
     );
 
+    // A batch over several shards (one message each): its seq covers them all.
+    let batch: Vec<Value> = (5_000_000..5_000_020u64)
+        .map(|n| json!({"id": format!("d{n}"), "vector": vector_for(n), "text": format!("token{n}")}))
+        .collect();
+    let r = b.lock().unwrap().call(
+        "POST",
+        "/collections/vecs/documents",
+        Some(json!({ "documents": batch })),
+        None,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let batch_seq = r.body["seq"].as_u64().unwrap();
+    assert!(
+        batch_seq > seq + 1,
+        "20 documents in 8 shards: several messages"
+    );
+    top10(&c.lock().unwrap(), 5_000_000, batch_seq);
+    for n in 5_000_000..5_000_020u64 {
+        let d = c
+            .lock()
+            .unwrap()
+            .get(&format!("/collections/vecs/documents/d{n}"));
+        assert_eq!(d.status, 200, "d{n} of the batch on C");
+    }
+
     // kill -9 of node C while all three take writes.
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(vec![(0, seq)]));
+    let mut first: Vec<(u64, u64)> = (5_000_000..5_000_020).map(|n| (n, batch_seq)).collect();
+    first.push((0, seq));
+    let acked = Arc::new(Mutex::new(first));
     let writers: Vec<_> = [&a, &b]
         .iter()
         .enumerate()
@@ -182,6 +215,7 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut n = 4_000_000;
     let mut resumed = 0;
+    let mut first_after_kill = 0;
     while resumed < 50 {
         assert!(
             Instant::now() < deadline,
@@ -189,9 +223,30 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
         );
         if let Some(s) = write(&a.lock().unwrap(), n) {
             acked.lock().unwrap().push((n, s));
+            if resumed == 0 {
+                first_after_kill = s;
+            }
             resumed += 1;
             n += 1;
         }
+    }
+    // How long each node took to apply the first write acknowledged after the kill
+    // (a follower whose pull request died with the server would stall here).
+    for (i, s) in nodes.iter().enumerate() {
+        let started = Instant::now();
+        while cluster_status(&s.lock().unwrap())["applied_seq"]
+            .as_u64()
+            .unwrap()
+            < first_after_kill
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "node {}: applied the first write after the leader's kill {:.2} s after 50 more were acknowledged",
+            i + 1,
+            started.elapsed().as_secs_f64()
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for w in writers {
@@ -206,7 +261,13 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
     let mut counts = Vec::new();
     for (i, s) in nodes.iter().enumerate() {
         let s = s.lock().unwrap();
+        let started = Instant::now();
         top10(&s, 0, last);
+        eprintln!(
+            "node {}: caught up with the last acknowledged write {:.2} s after the writes ended",
+            i + 1,
+            started.elapsed().as_secs_f64()
+        );
         // A refused write may still have been logged (refused after the publish):
         // such extra documents are allowed, but every node must hold the same ones.
         let info = s.get("/collections/vecs");
@@ -241,11 +302,46 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
         assert_eq!(tops[0], tops[2], "query {q}: A and the restarted C differ");
     }
 
-    // Membership and lag: three live nodes, each caught up.
-    let status = cluster_status(&b.lock().unwrap());
+    // Membership and lag: three live nodes, each caught up (a heartbeat is up to
+    // 2 s old, so a replica's lag reaches 0 within a few seconds).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut status = cluster_status(&b.lock().unwrap());
+    while Instant::now() < deadline
+        && status["shards"].as_array().unwrap().iter().any(|sh| {
+            sh["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["lag"] != 0)
+        })
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        status = cluster_status(&b.lock().unwrap());
+    }
     let listed = status["nodes"].as_array().unwrap();
     assert_eq!(listed.len(), 3, "{status}");
     assert!(status["last_seq"].as_u64().unwrap() >= last);
+    let shards = status["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 8, "{status}");
+    for sh in shards {
+        let replicas = sh["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 3, "{sh}");
+        assert!(
+            sh["last_seq"].as_u64().unwrap() > 0,
+            "every shard was written: {sh}"
+        );
+        assert!(replicas.iter().all(|r| r["lag"] == 0), "caught up: {sh}");
+    }
+    let metrics = b.lock().unwrap().get("/metrics").body;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics
+            .contains("engram_cluster_replica_lag{collection=\"vecs\",shard=\"7\",node=\"3\"} 0"),
+        "{metrics}"
+    );
+    let printed = b.lock().unwrap().cli(&["cluster", "status"], None);
+    let rows = printed.lines().filter(|l| l.starts_with("vecs ")).count();
+    assert_eq!(rows, 8, "a row per shard:\n{printed}");
 
     // Deletion replicates too.
     let r = b.lock().unwrap().delete("/collections/vecs");

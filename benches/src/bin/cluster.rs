@@ -12,9 +12,17 @@
 //!    (polling its `GET /cluster`), and the messages applied per second. The time
 //!    includes the process start (the models are lazy: well under a second).
 //!
+//! 4. With `--clients C` (C > 0): concurrent single-document writes, C client
+//!    threads spread over the three nodes, into a collection of 1 shard and one of 8
+//!    (writes to one shard are ordered cluster-wide by its compare-and-set; to
+//!    different shards they are not); then `--query-docs` documents loaded and
+//!    `--queries` vector queries (k 10) from C threads spread over the first 1, 2 and
+//!    3 nodes. On one 2-core machine this is not a scale-out figure: every process
+//!    shares the same cores, and every node holds every shard.
+//!
 //! Prints one JSON line per phase. Run:
 //!   cargo build --release --workspace
-//!   $CARGO_TARGET_DIR/release/cluster --writes 1000 --catch-up 5000
+//!   $CARGO_TARGET_DIR/release/cluster --writes 1000 --catch-up 5000 --clients 4
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +45,18 @@ struct Args {
     /// Also time the cluster writes with NATS fsyncing every message.
     #[arg(long)]
     fsync_always: bool,
+    /// Client threads of the throughput phases (0: skip them).
+    #[arg(long, default_value_t = 0)]
+    clients: usize,
+    /// Concurrent writes per shard setting in the write-throughput phase.
+    #[arg(long, default_value_t = 600)]
+    concurrent_writes: u64,
+    /// Documents loaded before the query-throughput phase.
+    #[arg(long, default_value_t = 5000)]
+    query_docs: u64,
+    /// Queries per node count in the query-throughput phase.
+    #[arg(long, default_value_t = 2000)]
+    queries: u64,
     /// The `engram` binary [default: next to this one].
     #[arg(long)]
     engram: Option<PathBuf>,
@@ -166,9 +186,87 @@ fn cluster_writes(mode: &str, node: &Engram, writes: u64) -> Result<()> {
     Ok(())
 }
 
+/// Runs `total` calls of `one(node, n)` from `clients` threads, thread t on node
+/// t modulo the node count; returns calls per second.
+fn throughput(
+    nodes: &[&Engram],
+    clients: usize,
+    total: u64,
+    one: impl Fn(&Engram, u64) -> Result<()> + Sync,
+) -> Result<f64> {
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let running: Vec<_> = (0..clients)
+            .map(|t| {
+                let one = &one;
+                let node = nodes[t % nodes.len()];
+                s.spawn(move || {
+                    (t as u64..total)
+                        .step_by(clients)
+                        .try_for_each(|n| one(node, n))
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .try_for_each(|r| r.join().expect("client thread"))
+    })?;
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Phase 4: concurrent writes into 1 vs 8 shards, then queries through 1, 2, 3 nodes.
+fn throughput_phases(nodes: &[Engram], args: &Args) -> Result<()> {
+    let all: Vec<&Engram> = nodes.iter().collect();
+    for shards in [1, 8] {
+        let name = format!("shards{shards}");
+        all[0].call(
+            "PUT",
+            &format!("/collections/{name}"),
+            json!({"dimension": DIM, "shards": shards}),
+        )?;
+        let path = format!("/collections/{name}/documents");
+        let per_s = throughput(&all, args.clients, args.concurrent_writes, |node, n| {
+            node.call("POST", &path, doc(n)).map(drop)
+        })?;
+        println!(
+            "{}",
+            json!({"mode": "concurrent writes", "shards": shards, "clients": args.clients,
+                "nodes": 3, "writes": args.concurrent_writes, "writes_per_s": per_s})
+        );
+    }
+    let mut last = 0;
+    for first in (0..args.query_docs).step_by(100) {
+        let docs: Vec<Value> = (first..(first + 100).min(args.query_docs))
+            .map(|n| doc(n)["documents"][0].clone())
+            .collect();
+        let r = all[0].call(
+            "POST",
+            "/collections/shards8/documents",
+            json!({ "documents": docs }),
+        )?;
+        last = r["seq"].as_u64().context("seq")?;
+    }
+    for n in 1..=3 {
+        let query = |node: &Engram, i: u64| {
+            let v = doc(i * 7919)["documents"][0]["vector"].clone();
+            let body = json!({"vector": v, "k": 10, "min_seq": last});
+            node.call("POST", "/collections/shards8/query", body)
+                .map(drop)
+        };
+        throughput(&all[..n], args.clients, 100, query)?; // warm-up
+        let qps = throughput(&all[..n], args.clients, args.queries, query)?;
+        println!(
+            "{}",
+            json!({"mode": "query throughput", "nodes": n, "clients": args.clients,
+                "documents": args.query_docs.max(args.concurrent_writes), "queries": args.queries, "queries_per_s": qps})
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = match args.engram {
+    let bin = match args.engram.clone() {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("engram"),
     };
@@ -193,6 +291,9 @@ fn main() -> Result<()> {
         .map(|i| cluster_node(&bin, &nats, &dirs[i], i))
         .collect::<Result<Vec<_>>>()?;
     cluster_writes("cluster (3 NATS, R3; 3 nodes)", &nodes[0], args.writes)?;
+    if args.clients > 0 {
+        throughput_phases(&nodes, &args)?;
+    }
 
     nodes[2].kill9();
     let (_, last) = timed_writes(&nodes[0], 2_000_000, args.catch_up)?;

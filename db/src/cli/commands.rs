@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Adapters { action } => super::promote::adapters(&action),
         Command::Synth { action } => super::promote::synth(&action),
         Command::Train { what } => super::inversion::train(&what),
+        Command::Cluster { action } => super::cluster::run(&action),
         Command::Hot {
             collection,
             k,

@@ -4,6 +4,7 @@
 
 mod ask;
 mod client;
+mod cluster;
 mod commands;
 mod contextual;
 mod eval;
@@ -143,6 +144,11 @@ pub enum Command {
     Train {
         #[command(subcommand)]
         what: inversion::TrainWhat,
+    },
+    /// A cluster's nodes, shards and replicas with their lag (`GET /cluster`).
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::ClusterAction,
     },
     /// Manage the model cache.
     Models {

@@ -1,5 +1,6 @@
-//! Cluster mode in the server: starting the node (`engram serve --cluster`) and
-//! `GET /cluster`, the nodes with their applied sequence and lag.
+//! Cluster mode in the server: starting the node (`engram serve --cluster`),
+//! `GET /cluster` (the nodes, the shards and their replicas, with their lag) and the
+//! same figures for `/metrics`.
 
 use std::sync::Arc;
 
@@ -62,4 +63,50 @@ pub async fn status(
             e.to_string(),
         )
     })
+}
+
+/// A `/metrics` gauge: (name, help, labels, value), as the store's.
+type Gauge = (&'static str, &'static str, String, f64);
+
+/// The cluster's figures for `/metrics`: the same as `GET /cluster`.
+pub fn cluster_gauges(s: &ClusterStatus) -> Vec<Gauge> {
+    let mut gauges = vec![(
+        "engram_cluster_last_seq",
+        "The write log's last sequence (the newest acknowledged write).",
+        String::new(),
+        s.last_seq as f64,
+    )];
+    for n in &s.nodes {
+        let labels = format!("{{node=\"{}\"}}", n.node_id);
+        gauges.push((
+            "engram_cluster_node_applied_seq",
+            "The last log sequence each live node has applied.",
+            labels.clone(),
+            n.applied_seq as f64,
+        ));
+        gauges.push((
+            "engram_cluster_node_lag",
+            "How far each live node is behind the log's last sequence.",
+            labels,
+            n.lag as f64,
+        ));
+    }
+    for sh in &s.shards {
+        let labels = format!("collection=\"{}\",shard=\"{}\"", sh.collection, sh.shard);
+        gauges.push((
+            "engram_cluster_shard_last_seq",
+            "The sequence of each shard's last message.",
+            format!("{{{labels}}}"),
+            sh.last_seq as f64,
+        ));
+        for r in &sh.replicas {
+            gauges.push((
+                "engram_cluster_replica_lag",
+                "Each shard's last sequence minus each replica's applied one.",
+                format!("{{{labels},node=\"{}\"}}", r.node_id),
+                r.lag as f64,
+            ));
+        }
+    }
+    gauges
 }

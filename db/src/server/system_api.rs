@@ -66,6 +66,12 @@ pub async fn metrics(
             c.vectors as f64,
         ));
     }
+    if let (true, Some(node)) = (admin, &state.cluster) {
+        match node.status().await {
+            Ok(status) => gauges.extend(super::cluster_api::cluster_gauges(&status)),
+            Err(e) => tracing::warn!(error = %e, "no cluster figures for /metrics"),
+        }
+    }
     let generation = state.engine.generation_gate().stats();
     gauges.extend(super::answer_api::generation_gauges(&generation));
     gauges.sort_by(|a, b| a.0.cmp(b.0));

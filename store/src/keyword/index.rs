@@ -194,26 +194,36 @@ impl KeywordIndex {
     /// every changed document go, the new ones and the new stats are written.
     pub fn write(&self, update: &KeywordUpdate, storage: &Storage, batch: &mut Batch, coll: &str) {
         let inv = self.inner.read().expect("lock");
-        let mut stats = inv.stats();
         for (doc, new) in &update.changes {
             if let Some(old) = inv.docs.get(doc.as_str()) {
                 for (term, _) in &old.terms {
                     storage.delete_posting(batch, coll, term, doc);
                 }
                 storage.delete_keyword_length(batch, coll, doc);
-                stats.documents -= 1;
-                stats.total_terms -= u64::from(old.len);
             }
             if let Some(new) = new {
                 for (term, tf) in &new.terms {
                     storage.put_posting(batch, coll, term, doc, *tf);
                 }
                 storage.put_keyword_length(batch, coll, doc, new.len);
-                stats.documents += 1;
-                stats.total_terms += u64::from(new.len);
             }
         }
-        storage.put_keyword_stats(batch, coll, stats);
+        storage.put_keyword_stats(batch, coll, stats_after(&inv, update));
+    }
+
+    /// Adds to `batch` the collection's stats after `update`, from this index as it
+    /// is now. Cluster mode calls it when applying a shard's message: the stats its
+    /// writer put in were counted from that writer's view, which other shards'
+    /// writes may have moved on since (the postings are per document, so theirs hold).
+    pub fn write_stats(
+        &self,
+        update: &KeywordUpdate,
+        storage: &Storage,
+        batch: &mut Batch,
+        coll: &str,
+    ) {
+        let inv = self.inner.read().expect("lock");
+        storage.put_keyword_stats(batch, coll, stats_after(&inv, update));
     }
 
     /// Applies a committed update to memory.
@@ -289,6 +299,22 @@ impl KeywordIndex {
         ranked.sort_unstable_by(order);
         ranked
     }
+}
+
+/// The stats of `inv` once `update` is applied.
+fn stats_after(inv: &Inverted, update: &KeywordUpdate) -> KeywordStats {
+    let mut stats = inv.stats();
+    for (doc, new) in &update.changes {
+        if let Some(old) = inv.docs.get(doc.as_str()) {
+            stats.documents -= 1;
+            stats.total_terms -= u64::from(old.len);
+        }
+        if let Some(new) = new {
+            stats.documents += 1;
+            stats.total_terms += u64::from(new.len);
+        }
+    }
+    stats
 }
 
 #[cfg(test)]

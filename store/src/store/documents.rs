@@ -1,18 +1,23 @@
 //! Writes and reads of documents: validation, embedding outside any lock, one
 //! atomic batch per request, then the in-memory indexes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use super::Store;
 use crate::api::*;
-use crate::collection::{Collection, DocumentRecord, NewChunk};
+use crate::collection::{shard_of, Collection, DocumentRecord, NewChunk};
 use crate::error::{Error, LimitKind, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::limits::check;
+use crate::replica::Subject;
 use crate::storage::{Batch, VectorRecord};
 use crate::validate;
+
+/// Threads that publish one upsert's shards side by side, at most.
+const PUBLISHERS: usize = 8;
 
 /// A document after validation and embedding, ready to be written.
 struct PreparedDoc {
@@ -39,31 +44,29 @@ impl Store {
         }
         check(LimitKind::BatchSize, docs.len(), self.limits.max_batch)?;
         let (mut prepared, version) = self.prepare(&coll, docs)?;
+        if self.replication.replicator().is_some() {
+            // Cluster mode: every node applies the write from the log, this one too.
+            let ids = prepared.iter().map(|d| d.id.clone()).collect();
+            let seq = self.upsert_replicated(&coll, prepared)?;
+            return Ok(UpsertResponse {
+                ids,
+                seq,
+                synced: true,
+            });
+        }
         let mut keywords = KeywordUpdate::default();
         for doc in &mut prepared {
             keywords.set(&doc.id, doc.terms.take());
         }
 
         let synced = coll.config.durability == crate::collection::Durability::Sync;
-        if self.replication.replicator().is_some() {
-            // Cluster mode: every node applies the write from the log, this one too.
-            let seq = self.replicate(name, Some(&coll), || {
-                Ok(Some(self.upsert_batch(&coll, &prepared, &keywords).0))
-            })?;
-            let ids = prepared.into_iter().map(|d| d.id).collect();
-            return Ok(UpsertResponse {
-                ids,
-                seq: seq.unwrap_or_default(),
-                synced: true,
-            });
-        }
         let _writer = self.lock_for_write(&coll)?;
         if version != coll.context_version() {
             // A new corpus context was swapped in while we embedded: vectors of two
             // contexts must never mix in one collection, so embed again with it.
             self.embed_prepared(&coll, &mut prepared)?;
         }
-        let (batch, seq, chunk_ids) = self.upsert_batch(&coll, &prepared, &keywords);
+        let (batch, seq, chunk_ids) = self.upsert_batch(&coll, &prepared, &keywords, None);
         self.storage.commit(batch, synced)?;
 
         for (doc, ids) in prepared.iter().zip(&chunk_ids) {
@@ -86,13 +89,62 @@ impl Store {
         })
     }
 
+    /// Cluster mode's upsert: one message per shard the documents fall in, published
+    /// side by side (by up to [`PUBLISHERS`] threads). Each shard's message is atomic;
+    /// the batch as a whole is not (a failure names no shard: retry with the same ids).
+    /// Returns the highest sequence, which covers them all (see `crate::replica`).
+    fn upsert_replicated(&self, coll: &Arc<Collection>, prepared: Vec<PreparedDoc>) -> Result<u64> {
+        let mut shards: BTreeMap<u32, (Vec<PreparedDoc>, KeywordUpdate)> = BTreeMap::new();
+        for mut doc in prepared {
+            let (docs, keywords) = shards
+                .entry(shard_of(&doc.id, coll.config.shards))
+                .or_default();
+            keywords.set(&doc.id, doc.terms.take());
+            docs.push(doc);
+        }
+        let publish = |shard: u32, docs: &[PreparedDoc], keywords: &KeywordUpdate| {
+            let subject = Subject {
+                collection: &coll.config.name,
+                shard: Some(shard),
+            };
+            self.replicate(subject, Some(coll), coll.incarnation(), || {
+                Ok(Some(self.upsert_batch(coll, docs, keywords, Some(shard)).0))
+            })
+            .map(Option::unwrap_or_default)
+        };
+        let threads = shards.len().min(PUBLISHERS);
+        let work = Mutex::new(shards.into_iter());
+        let worker = || -> Result<u64> {
+            let mut highest = 0;
+            loop {
+                let next = work.lock().expect("lock").next();
+                let Some((shard, (docs, keywords))) = next else {
+                    return Ok(highest);
+                };
+                highest = highest.max(publish(shard, &docs, &keywords)?);
+            }
+        };
+        if threads == 1 {
+            return worker();
+        }
+        std::thread::scope(|s| {
+            let running: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+            running
+                .into_iter()
+                .map(|t| t.join().expect("a publisher panicked"))
+                .try_fold(0, |highest, seq| seq.map(|s| highest.max(s)))
+        })
+    }
+
     /// The records of an upsert (under the collection's write lock): the batch, the
-    /// write's sequence number and each document's new chunk ids.
+    /// write's sequence number and each document's new chunk ids (in cluster mode,
+    /// those of `shard`: see `shard_chunk_id`).
     fn upsert_batch(
         &self,
         coll: &Collection,
         prepared: &[PreparedDoc],
         keywords: &KeywordUpdate,
+        shard: Option<u32>,
     ) -> (Batch, u64, Vec<Vec<u64>>) {
         let name = coll.config.name.as_str();
         let seq = self.next_seq();
@@ -109,7 +161,14 @@ impl Store {
             for c in &old {
                 self.storage.delete_vector(&mut batch, name, *c);
             }
-            let ids: Vec<u64> = doc.chunks.iter().map(|_| self.next_seq()).collect();
+            let ids: Vec<u64> = doc
+                .chunks
+                .iter()
+                .map(|_| match shard {
+                    Some(s) => self.shard_chunk_id(s, coll.config.shards),
+                    None => self.next_seq(),
+                })
+                .collect();
             for (id, rec) in ids.iter().zip(&doc.chunks) {
                 self.storage.put_vector(&mut batch, name, *id, rec);
             }
@@ -294,8 +353,14 @@ impl Store {
             Ok(batch)
         };
         if self.replication.replicator().is_some() {
+            let subject = Subject {
+                collection: name,
+                shard: Some(shard_of(id, coll.config.shards)),
+            };
             return self
-                .replicate(name, Some(&coll), || build().map(Some))
+                .replicate(subject, Some(&coll), coll.incarnation(), || {
+                    build().map(Some)
+                })
                 .map(drop);
         }
         let _writer = self.lock_for_write(&coll)?;

@@ -374,6 +374,7 @@ impl Store {
             incarnation: new_incarnation(),
             log_questions: req.log_questions.unwrap_or(true),
             question_log_size,
+            shards: crate::collection::shard_count(req.shards)?,
         };
         if self.replication.replicator().is_some() {
             return self.create_replicated(config);
@@ -437,8 +438,14 @@ impl Store {
             batch
         };
         if self.replication.replicator().is_some() {
+            let subject = crate::replica::Subject {
+                collection: name,
+                shard: None,
+            };
             return self
-                .replicate(name, Some(&coll), || Ok(Some(deletion())))
+                .replicate(subject, Some(&coll), coll.incarnation(), || {
+                    Ok(Some(deletion()))
+                })
                 .map(drop);
         }
         let _writer = self.lock_for_write(&coll)?;

@@ -1,6 +1,5 @@
 //! Cluster mode in the store (see `crate::replica` for why it works this way): writes
-//! published to the replicated log under a compare-and-set on the collection's
-//! subject, and the log's messages applied to the records and the in-memory indexes
+//! published to the replicated log under a compare-and-set on their shard's subject, and the log's messages applied to the records and the in-memory indexes
 //! with the same code the store's own writes use.
 
 use std::collections::HashMap;
@@ -16,7 +15,7 @@ use crate::collection::{Collection, CollectionConfig, DocumentRecord, NewChunk};
 use crate::error::{Error, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::log::{Family, Op};
-use crate::replica::{self, Published, Replicator, APPLIED_KEY, APPLY_WAIT};
+use crate::replica::{self, Published, Replicator, Subject, APPLIED_KEY, APPLY_WAIT};
 use crate::storage::{Batch, VectorChange};
 
 impl Store {
@@ -59,37 +58,61 @@ impl Store {
         Ok(())
     }
 
-    /// The last sequence applied on collection `name`'s subject.
-    fn subject_seq(&self, name: &str) -> Result<u64> {
-        self.replication
-            .subject(name, || self.storage.meta_u64(&replica::subject_key(name)))
+    /// The last sequence applied on `subject` (a [`Subject::key`]).
+    fn subject_seq(&self, subject: &str) -> Result<u64> {
+        self.replication.subject(subject, || {
+            self.storage.meta_u64(&replica::subject_key(subject))
+        })
     }
 
-    /// Publishes the batch `build` makes for collection `name` (under `coll`'s write
-    /// lock, when given: a creation has no collection yet),
-    /// provided that nobody wrote to the collection since this node last applied it;
-    /// otherwise waits for the other write to be applied here and builds again.
-    /// Returns the write's sequence once applied here; `None` when `build` found
-    /// nothing to write.
+    /// The next chunk id of a write to shard `shard` of `shards`: above every id this
+    /// node has seen and `shard` modulo `shards`. Writers of one shard are ordered by
+    /// its compare-and-set, so each has applied every id its shard holds; writers of
+    /// different shards pick different residues: ids never collide across nodes.
+    pub(super) fn shard_chunk_id(&self, shard: u32, shards: u32) -> u64 {
+        let shards = u64::from(shards.max(1));
+        let next = |seen: u64| {
+            let above = seen + 1;
+            above + (u64::from(shard) + shards - above % shards) % shards
+        };
+        let seen = self
+            .seq
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| Some(next(s)))
+            .expect("always Some");
+        next(seen)
+    }
+
+    /// Publishes the batch `build` makes on `subject` (built under `coll`'s write
+    /// lock, when given: a creation has no collection yet), provided that nobody wrote
+    /// to the subject since this node last applied it; otherwise waits for the other
+    /// write to be applied here and builds again. The lock is not held while the log
+    /// answers, so writes to other shards go on meanwhile (the compare-and-set refuses
+    /// a batch built on a view that moved). Returns the write's sequence once applied
+    /// here; `None` when `build` found nothing to write.
     pub(super) fn replicate(
         &self,
-        name: &str,
+        subject: Subject<'_>,
         coll: Option<&Arc<Collection>>,
+        incarnation: u64,
         mut build: impl FnMut() -> Result<Option<Batch>>,
     ) -> Result<Option<u64>> {
         let replicator = self.replication.replicator().expect("cluster mode").clone();
+        let key = subject.key();
         let deadline = Instant::now() + APPLY_WAIT;
         loop {
-            let writer = coll.map(|c| self.lock_for_write(c)).transpose()?;
-            let expected = self.subject_seq(name)?;
-            let Some(batch) = build()? else {
+            let (expected, batch) = {
+                let _writer = coll.map(|c| self.lock_for_write(c)).transpose()?;
+                (self.subject_seq(&key)?, build()?)
+            };
+            let Some(batch) = batch else {
                 return Ok(None);
             };
-            let published = replicator.publish(name, expected, &batch)?;
-            drop(writer);
-            match published {
+            match replicator.publish(subject, incarnation, expected, &batch)? {
                 Published::Seq(seq) => {
                     self.replication.wait_applied(seq, APPLY_WAIT)?;
+                    if self.replication.was_skipped(seq) {
+                        return Err(Error::CollectionNotFound(subject.collection.to_string()));
+                    }
                     return Ok(Some(seq));
                 }
                 Published::Conflict(last) if Instant::now() < deadline => {
@@ -97,12 +120,13 @@ impl Store {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match last {
                         Some(last) => self.replication.wait_applied(last, left)?,
-                        None => self.replication.wait_subject_past(name, expected, left),
+                        None => self.replication.wait_subject_past(&key, expected, left),
                     }
                 }
                 Published::Conflict(_) => {
                     return Err(Error::Unavailable(format!(
-                        "collection '{name}' is written through other nodes faster than this node applies their writes; not written after {} s, retry (or write through another node)",
+                        "collection '{}' is written through other nodes faster than this node applies their writes; not written after {} s, retry (or write through another node)",
+                        subject.collection,
                         APPLY_WAIT.as_secs()
                     )))
                 }
@@ -121,7 +145,11 @@ impl Store {
             ));
         }
         let name = config.name.clone();
-        let published = self.replicate(&name, None, || {
+        let subject = Subject {
+            collection: &name,
+            shard: None,
+        };
+        let published = self.replicate(subject, None, config.incarnation, || {
             let collections = self.collections.read().expect("lock");
             if self.same_collection(&collections, &config)?.is_some() {
                 return Ok(None);
@@ -137,11 +165,49 @@ impl Store {
         Ok(info)
     }
 
-    /// Applies message `seq` of the replicated log, a batch for collection `name`,
-    /// to the records (with the applied sequence, in one RocksDB batch) and to memory.
-    /// A message applied before (at or below the applied sequence) is skipped.
-    pub fn apply_replicated(&self, seq: u64, name: &str, mut batch: Batch) -> Result<()> {
+    /// Applies message `seq` of the replicated log, a batch on subject `key` (a
+    /// [`Subject::key`]) written for the collection's `incarnation` (0: unknown), to
+    /// the records (with the applied sequence, in one RocksDB batch) and to memory. A
+    /// message applied before (at or below the applied sequence) is skipped, and so
+    /// is a shard's write to a collection this node no longer has in that incarnation
+    /// (it lost a race with the deletion; its writer is told).
+    pub fn apply_replicated(
+        &self,
+        seq: u64,
+        key: &str,
+        incarnation: u64,
+        mut batch: Batch,
+    ) -> Result<()> {
         if seq <= self.replication.applied() {
+            return Ok(());
+        }
+        let subject = Subject::parse(key)?;
+        let name = subject.collection;
+        replica::mark_applied(&mut batch, key, seq);
+        if subject.shard.is_some() {
+            let coll = self
+                .collection(name)
+                .ok()
+                .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
+            match coll {
+                Some(coll) => {
+                    let _writer = self.lock_for_write(&coll)?;
+                    self.apply_documents(&coll, batch)?;
+                    self.after_commit(&coll);
+                }
+                None => {
+                    tracing::info!(
+                        seq,
+                        subject = key,
+                        "a write to a deleted collection: skipped"
+                    );
+                    let mut marks = self.storage.batch();
+                    replica::mark_applied(&mut marks, key, seq);
+                    self.storage.commit(marks, true)?;
+                    self.replication.skip(seq);
+                }
+            }
+            self.replication.advance(key, seq);
             return Ok(());
         }
         let mut created = None;
@@ -160,7 +226,6 @@ impl Store {
                 _ => {}
             }
         }
-        replica::mark_applied(&mut batch, name, seq);
         match (created, dropped) {
             (Some(config), _) => {
                 let config: CollectionConfig = serde_json::from_slice(&config).map_err(|e| {
@@ -180,23 +245,18 @@ impl Store {
                 }
             },
             (None, false) => {
-                let coll = self.collection(name).map_err(|_| {
-                    Error::Corrupt(format!(
-                        "log entry {seq} writes to collection '{name}', which this node does not have"
-                    ))
-                })?;
-                let _writer = self.lock_for_write(&coll)?;
-                self.apply_documents(&coll, batch)?;
-                self.after_commit(&coll);
+                return Err(Error::Corrupt(format!(
+                    "log entry {seq} on collection '{name}' neither creates nor deletes it"
+                )))
             }
         }
-        self.replication.advance(name, seq);
+        self.replication.advance(key, seq);
         Ok(())
     }
 
     /// Commits a batch of document writes to `coll` and applies it to memory: the
     /// graph, the document map and the keyword index, as the store's own writes do.
-    fn apply_documents(&self, coll: &Collection, batch: Batch) -> Result<()> {
+    fn apply_documents(&self, coll: &Collection, mut batch: Batch) -> Result<()> {
         let name = coll.config.name.as_str();
         let mut vectors = HashMap::new();
         let mut documents = Vec::new();
@@ -207,13 +267,19 @@ impl Store {
                 documents.push(change);
             }
         }
-        self.storage.commit(batch, false)?;
         let mut keywords = KeywordUpdate::default();
+        for (id, record) in &documents {
+            let terms = record.as_ref().and_then(|r| r.text.as_deref());
+            keywords.set(id, terms.map(DocTerms::from_text));
+        }
+        // The collection's keyword stats as this node counts them (see `write_stats`).
+        coll.keywords()
+            .write_stats(&keywords, &self.storage, &mut batch, name);
+        self.storage.commit(batch, false)?;
         let mut max_id = 0;
         for (id, record) in documents {
             let Some(record) = record else {
                 coll.apply_delete(&id);
-                keywords.set(&id, None);
                 continue;
             };
             let mut new = Vec::with_capacity(record.chunks.len());
@@ -228,7 +294,6 @@ impl Store {
                 max_id = max_id.max(*c);
             }
             coll.apply_upsert(&id, record.metadata, &new);
-            keywords.set(&id, record.text.as_deref().map(DocTerms::from_text));
         }
         coll.keywords().apply(keywords);
         // Chunk ids this node hands out next stay above every id in the collection.

@@ -11,29 +11,36 @@ use std::time::Duration;
 
 use super::*;
 use crate::collection::DocumentRecord;
-use crate::replica::{Published, Replicator};
+use crate::replica::{Published, Replicator, Subject};
 use crate::storage::Batch;
 
-/// The log: (collection, encoded batch) at sequence index + 1.
+/// The log: (subject, incarnation, encoded batch) at sequence index + 1.
 #[derive(Default)]
 struct MemLog {
-    entries: Mutex<Vec<(String, Vec<u8>)>>,
+    entries: Mutex<Vec<(String, u64, Vec<u8>)>>,
     grew: Condvar,
     conflicts: AtomicU64,
 }
 
 impl Replicator for MemLog {
-    fn publish(&self, collection: &str, expected: u64, batch: &Batch) -> Result<Published> {
+    fn publish(
+        &self,
+        subject: Subject<'_>,
+        incarnation: u64,
+        expected: u64,
+        batch: &Batch,
+    ) -> Result<Published> {
+        let key = subject.key();
         let mut entries = self.entries.lock().unwrap();
         let last = entries
             .iter()
-            .rposition(|(c, _)| c == collection)
+            .rposition(|(s, _, _)| *s == key)
             .map_or(0, |i| i as u64 + 1);
         if last != expected {
             self.conflicts.fetch_add(1, Ordering::SeqCst);
             return Ok(Published::Conflict(Some(last)));
         }
-        entries.push((collection.to_string(), batch.encode()));
+        entries.push((key, incarnation, batch.encode()));
         self.grew.notify_all();
         Ok(Published::Seq(entries.len() as u64))
     }
@@ -55,12 +62,13 @@ fn follow(store: Arc<Store>, log: Arc<MemLog>, stop: Arc<AtomicBool>) -> JoinHan
                 .grew
                 .wait_timeout_while(entries, Duration::from_millis(20), |e| e.len() <= next)
                 .unwrap();
-            let todo: Vec<(String, Vec<u8>)> = entries[next..].to_vec();
+            let todo: Vec<(String, u64, Vec<u8>)> = entries[next..].to_vec();
             drop(entries);
-            for (coll, bytes) in todo {
+            for (key, incarnation, bytes) in todo {
                 next += 1;
+                let batch = Batch::decode(&bytes).unwrap();
                 store
-                    .apply_replicated(next as u64, &coll, Batch::decode(&bytes).unwrap())
+                    .apply_replicated(next as u64, &key, incarnation, batch)
                     .unwrap();
             }
         }
@@ -95,16 +103,42 @@ fn state(s: &Store) -> (Docs, Option<crate::storage::KeywordStats>) {
     (docs, s.storage.keyword_stats("c").unwrap())
 }
 
-#[test]
-fn two_stores_writing_the_same_documents_converge_through_the_log() {
+/// Two stores on one in-memory log, each followed by a thread until `stop`.
+struct Nodes {
+    log: Arc<MemLog>,
+    stop: Arc<AtomicBool>,
+    dirs: [tempfile::TempDir; 2],
+    stores: [Arc<Store>; 2],
+    followers: Vec<JoinHandle<()>>,
+}
+
+fn two_nodes() -> Nodes {
     let log = Arc::new(MemLog::default());
     let stop = Arc::new(AtomicBool::new(false));
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let stores = [open(dirs[0].path()), open(dirs[1].path())];
-    let followers: Vec<_> = stores
+    let followers = stores
         .iter()
         .map(|s| follow(s.clone(), log.clone(), stop.clone()))
         .collect();
+    Nodes {
+        log,
+        stop,
+        dirs,
+        stores,
+        followers,
+    }
+}
+
+#[test]
+fn two_stores_writing_the_same_documents_converge_through_the_log() {
+    let Nodes {
+        log,
+        stop,
+        dirs,
+        stores,
+        followers,
+    } = two_nodes();
     let req = CreateCollection {
         dimension: Some(4),
         distance: Some(crate::index::Metric::Euclidean),
@@ -192,4 +226,111 @@ fn two_stores_writing_the_same_documents_converge_through_the_log() {
     let reopened = open(dirs[1].path());
     let log2 = Arc::new(MemLog::default());
     assert_eq!(reopened.attach_replicator(log2).unwrap(), last + 1);
+}
+
+#[test]
+fn batches_spanning_shards_publish_one_message_per_shard_and_converge() {
+    let Nodes {
+        log,
+        stop,
+        dirs,
+        stores,
+        followers,
+    } = two_nodes();
+    let req = CreateCollection {
+        dimension: Some(4),
+        distance: Some(crate::index::Metric::Euclidean),
+        shards: Some(4),
+        ..Default::default()
+    };
+    stores[0].create_collection("c", req).unwrap();
+    let shards_of = |ids: &[String]| -> std::collections::BTreeSet<u32> {
+        ids.iter()
+            .map(|id| crate::collection::shard_of(id, 4))
+            .collect()
+    };
+    // Batches of 6 documents: the two nodes overlap on half their ids.
+    let writers: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for round in 0..25u64 {
+                    let docs: Vec<DocumentInput> = (0..6)
+                        .map(|j| doc(round * 6 + j + n as u64 * 3, round))
+                        .collect();
+                    last = s.upsert("c", docs).unwrap().seq;
+                }
+                last
+            })
+        })
+        .collect();
+    let last = writers
+        .into_iter()
+        .map(|w| w.join().unwrap())
+        .max()
+        .unwrap();
+    let messages = log.entries.lock().unwrap().clone();
+    assert!(
+        messages
+            .iter()
+            .all(|(s, _, _)| s == "c" || s.starts_with("c.")),
+        "one subject per shard"
+    );
+    let per_write = shards_of(&(0..6).map(|j| format!("d{j}")).collect::<Vec<_>>()).len();
+    assert!(per_write > 1, "a batch of 6 spans several of 4 shards");
+    assert!(
+        messages.len() > 1 + 50,
+        "{} messages for 50 batches",
+        messages.len()
+    );
+    for s in &stores {
+        s.wait_applied(last).unwrap();
+    }
+    let (a, b) = (state(&stores[0]), state(&stores[1]));
+    assert_eq!(a, b);
+    assert_eq!(a.1.unwrap().documents, a.0.len() as u64);
+    // Chunk ids never collide across shards: one owner per id.
+    let ids: Vec<u64> = a.0.iter().flat_map(|d| d.2.clone()).collect();
+    let unique: std::collections::HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len());
+    for (id, _, chunks) in &a.0 {
+        let shard = crate::collection::shard_of(id, 4);
+        assert!(chunks.iter().all(|c| c % 4 == u64::from(shard)), "{id}");
+    }
+
+    // A shard's write for an earlier incarnation of the collection is skipped.
+    let seq = log.entries.lock().unwrap().len() as u64 + 1;
+    let stale = stores[1].storage.batch();
+    stores[1]
+        .apply_replicated(seq, "c.1", 12345, stale)
+        .unwrap();
+    assert!(stores[1].replication.was_skipped(seq));
+    assert_eq!(stores[1].applied_seq(), seq);
+
+    stop.store(true, Ordering::SeqCst);
+    for f in followers {
+        f.join().unwrap();
+    }
+    // Reopened, each node's keyword index agrees with its stored stats (opening
+    // checks it) and with the other node's.
+    drop(stores);
+    let reopened = [open(dirs[0].path()), open(dirs[1].path())];
+    assert_eq!(state(&reopened[0]), state(&reopened[1]));
+}
+
+#[test]
+fn shard_chunk_ids_rise_and_keep_their_residue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let mut seen = 0;
+    for shard in [3, 0, 7, 7, 1] {
+        let id = s.shard_chunk_id(shard, 8);
+        assert!(id > seen);
+        assert_eq!(id % 8, u64::from(shard));
+        seen = id;
+    }
+    assert_eq!(s.shard_chunk_id(0, 1), seen + 1);
 }

@@ -1,0 +1,123 @@
+//! `engram cluster status`: the cluster as a running node sees it (`GET /cluster`),
+//! as text: the stream, the live nodes with their applied sequence and lag, then each
+//! shard with its last message and every replica's lag.
+
+use std::fmt::Write;
+
+use clap::Subcommand;
+use engram_cluster::ClusterStatus;
+
+use super::client::Client;
+use super::Remote;
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// Nodes, shards, replicas and lag per replica, as the node at --url sees them.
+    Status {
+        /// Print the response as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+pub fn run(action: &ClusterAction) -> anyhow::Result<()> {
+    match action {
+        ClusterAction::Status { json, remote } => {
+            let client = Client::new(&remote.url, remote.api_key.clone());
+            let status: ClusterStatus = client.call("GET", "/cluster", None::<&()>)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", render(&status));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The status as aligned text.
+fn render(s: &ClusterStatus) -> String {
+    let mut out = String::new();
+    let leader = s.stream_leader.as_deref().unwrap_or("none");
+    let _ = writeln!(
+        out,
+        "stream: last seq {}, {} replicas, leader {leader}; answered by node {} (applied {})",
+        s.last_seq, s.stream_replicas, s.node_id, s.applied_seq
+    );
+    let _ = writeln!(
+        out,
+        "\n{:>6}  {:>10}  {:>8}  address",
+        "node", "applied", "lag"
+    );
+    for n in &s.nodes {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>10}  {:>8}  {}",
+            n.node_id, n.applied_seq, n.lag, n.address
+        );
+    }
+    if !s.shards.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<20}  {:>5}  {:>10}  replicas (node:lag)",
+            "collection", "shard", "last seq"
+        );
+    }
+    for sh in &s.shards {
+        let replicas: Vec<String> = sh
+            .replicas
+            .iter()
+            .map(|r| format!("{}:{}", r.node_id, r.lag))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<20}  {:>5}  {:>10}  {}",
+            sh.collection,
+            sh.shard,
+            sh.last_seq,
+            replicas.join(" ")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_cluster::{NodeStatus, ReplicaStatus, ShardStatus};
+
+    #[test]
+    fn the_status_lists_nodes_and_every_replica_of_every_shard() {
+        let node = |id, applied| NodeStatus {
+            node_id: id,
+            address: format!("http://127.0.0.1:{id}"),
+            applied_seq: applied,
+            lag: 9 - applied,
+            at_ms: 0,
+        };
+        let s = ClusterStatus {
+            node_id: 1,
+            applied_seq: 9,
+            last_seq: 9,
+            stream_replicas: 3,
+            stream_leader: Some("n2".into()),
+            nodes: vec![node(1, 9), node(2, 7)],
+            shards: vec![ShardStatus {
+                collection: "docs".into(),
+                shard: 3,
+                last_seq: 8,
+                replicas: vec![
+                    ReplicaStatus { node_id: 1, lag: 0 },
+                    ReplicaStatus { node_id: 2, lag: 1 },
+                ],
+            }],
+        };
+        let text = render(&s);
+        assert!(text.contains("leader n2"), "{text}");
+        assert!(text.contains("http://127.0.0.1:2"), "{text}");
+        let row = text.lines().find(|l| l.starts_with("docs")).unwrap();
+        assert!(row.ends_with("1:0 2:1"), "{row}");
+    }
+}
