@@ -55,6 +55,7 @@ impl Default for TrainOptions {
 
 /// What training reads: the corpus (texts for token counts, and their cached states),
 /// questions (cached, one window each) and each question's passage.
+#[derive(Clone, Copy)]
 pub struct TrainData<'a> {
     pub base: &'a MiniLm,
     pub texts: &'a [&'a str],
@@ -419,5 +420,61 @@ mod tests {
         // Same options, same weights.
         let again = train(&data, &options, &mut |_, _| {}).unwrap();
         assert_eq!(again.losses, trained.losses);
+    }
+
+    #[test]
+    fn a_batch_holds_one_passage_per_group() {
+        let mut rng = SplitMix::new(5);
+        let candidates: Vec<usize> = (0..12).collect();
+        let clusters = vec![candidates[..6].to_vec(), candidates[6..].to_vec()];
+        // Passages 0-3, 4-7 and 8-11 answer the same queries: three groups.
+        let groups: Vec<usize> = (0..12).map(|d| d / 4).collect();
+        for _ in 0..20 {
+            let batch = draw_batch(&clusters, &candidates, Some(&groups), 8, &mut rng);
+            let mut g: Vec<usize> = batch.iter().map(|&d| groups[d]).collect();
+            g.sort();
+            assert_eq!(g, vec![0, 1, 2], "{batch:?}");
+        }
+        // Without groups, every passage is its own.
+        let batch = draw_batch(&clusters, &candidates, None, 8, &mut rng);
+        let mut sorted = batch.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 8, "{batch:?}");
+    }
+
+    #[test]
+    fn a_mix_trains_on_each_corpus_with_its_own_context() {
+        let base = tiny();
+        let (texts, _, answers) = toy();
+        let (docs, queries) = toy_states(&base);
+        let train_docs: Vec<usize> = (0..texts.len()).collect();
+        let groups: Vec<usize> = (0..texts.len()).map(|d| d / 2).collect();
+        let one = TrainData {
+            base: &base,
+            texts: &texts,
+            docs: &docs,
+            queries: &queries,
+            answers: &answers,
+            train_docs: &train_docs,
+            groups: None,
+        };
+        let grouped = TrainData {
+            groups: Some(&groups),
+            ..one
+        };
+        let options = TrainOptions {
+            steps: 10,
+            batch: 4,
+            rank: 2,
+            refit_every: 2,
+            ..TrainOptions::default()
+        };
+        let mix = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
+        assert_eq!(mix.losses.len(), 10);
+        assert!(mix.losses.iter().all(|l| l.is_finite()));
+        let again = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
+        assert_eq!(again.losses, mix.losses);
+        assert!(train_mix(&[], &options, &mut |_, _| {}).is_err());
     }
 }
