@@ -179,7 +179,7 @@ pub fn train_mix(
     let mut losses = Vec::with_capacity(options.steps);
     for step in 0..options.steps {
         let (d, m) = (&data[step % data.len()], &mut members[step % data.len()]);
-        if (step / data.len()) % options.refit_every.max(1) == 0 {
+        if (step / data.len()).is_multiple_of(options.refit_every.max(1)) {
             let fitted = fit_context(d.base, d.texts, d.docs, &net)?;
             m.clusters = cluster_docs(d, &fitted, &net, &m.candidates, options)?;
             m.context = Some(fitted);
@@ -378,13 +378,13 @@ mod tests {
     use crate::minilm::tests::tiny;
     use crate::states_corpus::tests::{toy, toy_states};
 
-    #[test]
-    fn training_lowers_the_loss_and_moves_every_weight() {
+    /// Runs `f` on the toy corpus's training data (every passage trains, no groups).
+    fn with_toy_data<R>(f: impl FnOnce(TrainData<'_>) -> R) -> R {
         let base = tiny();
         let (texts, _, answers) = toy();
         let (docs, queries) = toy_states(&base);
         let train_docs: Vec<usize> = (0..texts.len()).collect();
-        let data = TrainData {
+        f(TrainData {
             base: &base,
             texts: &texts,
             docs: &docs,
@@ -392,34 +392,40 @@ mod tests {
             answers: &answers,
             train_docs: &train_docs,
             groups: None,
-        };
-        let options = TrainOptions {
-            parts: TrainOptions::default().parts,
-            steps: 60,
-            batch: 8,
-            learning_rate: 0.05,
-            weight_decay: 0.0,
-            rank: 2,
-            temperature: 0.1,
-            refit_every: 20,
-            seed: 3,
-        };
-        let trained = train(&data, &options, &mut |_, _| {}).unwrap();
-        let first: f32 = trained.losses[..5].iter().sum();
-        let last: f32 = trained.losses[55..].iter().sum();
-        assert!(last < first * 0.9, "loss {first} -> {last}");
-        // Every piece left its identity initialisation (each gets a gradient).
-        let [idf_power, mix, sharpness, gate, query_gate, up] = trained.net.summary().unwrap();
-        assert!((idf_power - 1.0).abs() > 1e-4, "idf exponent {idf_power}");
-        assert!(mix.abs() > 1e-4, "centroid mix {mix}");
-        assert!((sharpness - 10.0).abs() > 1e-3, "sharpness {sharpness}");
-        assert!(
-            gate > 1e-4 && query_gate > 1e-4 && up > 1e-4,
-            "gate {gate}, query gate {query_gate}, up {up}"
-        );
-        // Same options, same weights.
-        let again = train(&data, &options, &mut |_, _| {}).unwrap();
-        assert_eq!(again.losses, trained.losses);
+        })
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_moves_every_weight() {
+        with_toy_data(|data| {
+            let options = TrainOptions {
+                parts: TrainOptions::default().parts,
+                steps: 60,
+                batch: 8,
+                learning_rate: 0.05,
+                weight_decay: 0.0,
+                rank: 2,
+                temperature: 0.1,
+                refit_every: 20,
+                seed: 3,
+            };
+            let trained = train(&data, &options, &mut |_, _| {}).unwrap();
+            let first: f32 = trained.losses[..5].iter().sum();
+            let last: f32 = trained.losses[55..].iter().sum();
+            assert!(last < first * 0.9, "loss {first} -> {last}");
+            // Every piece left its identity initialisation (each gets a gradient).
+            let [idf_power, mix, sharpness, gate, query_gate, up] = trained.net.summary().unwrap();
+            assert!((idf_power - 1.0).abs() > 1e-4, "idf exponent {idf_power}");
+            assert!(mix.abs() > 1e-4, "centroid mix {mix}");
+            assert!((sharpness - 10.0).abs() > 1e-3, "sharpness {sharpness}");
+            assert!(
+                gate > 1e-4 && query_gate > 1e-4 && up > 1e-4,
+                "gate {gate}, query gate {query_gate}, up {up}"
+            );
+            // Same options, same weights.
+            let again = train(&data, &options, &mut |_, _| {}).unwrap();
+            assert_eq!(again.losses, trained.losses);
+        });
     }
 
     #[test]
@@ -445,36 +451,25 @@ mod tests {
 
     #[test]
     fn a_mix_trains_on_each_corpus_with_its_own_context() {
-        let base = tiny();
-        let (texts, _, answers) = toy();
-        let (docs, queries) = toy_states(&base);
-        let train_docs: Vec<usize> = (0..texts.len()).collect();
-        let groups: Vec<usize> = (0..texts.len()).map(|d| d / 2).collect();
-        let one = TrainData {
-            base: &base,
-            texts: &texts,
-            docs: &docs,
-            queries: &queries,
-            answers: &answers,
-            train_docs: &train_docs,
-            groups: None,
-        };
-        let grouped = TrainData {
-            groups: Some(&groups),
-            ..one
-        };
-        let options = TrainOptions {
-            steps: 10,
-            batch: 4,
-            rank: 2,
-            refit_every: 2,
-            ..TrainOptions::default()
-        };
-        let mix = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
-        assert_eq!(mix.losses.len(), 10);
-        assert!(mix.losses.iter().all(|l| l.is_finite()));
-        let again = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
-        assert_eq!(again.losses, mix.losses);
-        assert!(train_mix(&[], &options, &mut |_, _| {}).is_err());
+        with_toy_data(|one| {
+            let groups: Vec<usize> = (0..one.texts.len()).map(|d| d / 2).collect();
+            let grouped = TrainData {
+                groups: Some(&groups),
+                ..one
+            };
+            let options = TrainOptions {
+                steps: 10,
+                batch: 4,
+                rank: 2,
+                refit_every: 2,
+                ..TrainOptions::default()
+            };
+            let mix = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
+            assert_eq!(mix.losses.len(), 10);
+            assert!(mix.losses.iter().all(|l| l.is_finite()));
+            let again = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
+            assert_eq!(again.losses, mix.losses);
+            assert!(train_mix(&[], &options, &mut |_, _| {}).is_err());
+        });
     }
 }
