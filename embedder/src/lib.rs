@@ -14,7 +14,7 @@
 //!   once, [`states_corpus`]; measured by [`stage_two_eval`]; the weights, loss chart
 //!   and manifest written by `stage_two_artifact.rs`).
 //! - [`self_check`]: whether a collection's context beats stage one on pseudo-queries
-//!   cut from its own documents (else the collection keeps stage one).
+//!   cut from its own documents ([`pseudo_queries`]; else the collection keeps stage one).
 //! - [`vector_cache`]: the one file format for vectors kept between runs (token states
 //!   here, the inverter's training embeddings).
 //! - Model files come from the verified model cache, the `engram-models` crate
@@ -29,6 +29,7 @@ mod cpu_ops;
 mod encoder;
 mod error;
 mod minilm;
+pub mod pseudo_queries;
 pub mod self_check;
 pub mod stage_two;
 mod stage_two_artifact;

@@ -55,6 +55,7 @@ impl Default for TrainOptions {
 
 /// What training reads: the corpus (texts for token counts, and their cached states),
 /// questions (cached, one window each) and each question's passage.
+#[derive(Clone, Copy)]
 pub struct TrainData<'a> {
     pub base: &'a MiniLm,
     pub texts: &'a [&'a str],
@@ -64,6 +65,10 @@ pub struct TrainData<'a> {
     pub answers: &'a [usize],
     /// Passages that may be drawn into batches (the rest are held out for validation).
     pub train_docs: &'a [usize],
+    /// A label per passage; passages sharing one are never negatives of each other
+    /// (a niche corpus's documents of one entity and topic all answer its queries).
+    /// `None`: every passage is its own.
+    pub groups: Option<&'a [usize]>,
 }
 
 /// A trained network and its loss per step.
@@ -101,7 +106,33 @@ pub fn train(
     options: &TrainOptions,
     on_step: &mut dyn FnMut(usize, f32),
 ) -> Result<Trained> {
-    let dim = data.docs.dim;
+    train_mix(std::slice::from_ref(data), options, on_step)
+}
+
+/// One corpus of a training mix while it trains: which passages have questions, and
+/// its context and clusters as last refit.
+struct Member {
+    questions_of: Vec<Vec<usize>>,
+    candidates: Vec<usize>,
+    context: Option<CorpusContext>,
+    clusters: Vec<Vec<usize>>,
+}
+
+/// Trains a fresh stage two on a mix of corpora, each with its own context (as each
+/// would be a collection of its own): step `s` draws its batch from corpus
+/// `s % data.len()`. Why a mix: stage two learned from one corpus learns that corpus's
+/// question style; whole corpora are then left out of the mix to measure it.
+pub fn train_mix(
+    data: &[TrainData<'_>],
+    options: &TrainOptions,
+    on_step: &mut dyn FnMut(usize, f32),
+) -> Result<Trained> {
+    let Some(first) = data.first() else {
+        return Err(Error::InvalidContext(
+            "training needs at least 1 corpus".into(),
+        ));
+    };
+    let dim = first.docs.dim;
     let map = VarMap::new();
     let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
     let net = StageTwo::load(
@@ -112,20 +143,29 @@ pub fn train(
         },
     )?;
     seed_down_projection(&map, dim, options.rank, options.seed)?;
-    let mut questions_of: Vec<Vec<usize>> = vec![Vec::new(); data.docs.texts()];
-    for (q, &d) in data.answers.iter().enumerate() {
-        questions_of[d].push(q);
-    }
-    let candidates: Vec<usize> = data
-        .train_docs
-        .iter()
-        .copied()
-        .filter(|&d| !questions_of[d].is_empty())
-        .collect();
-    if candidates.len() < 2 {
-        return Err(Error::InvalidContext(
-            "training needs at least 2 passages with questions".into(),
-        ));
+    let mut members = Vec::with_capacity(data.len());
+    for d in data {
+        let mut questions_of: Vec<Vec<usize>> = vec![Vec::new(); d.docs.texts()];
+        for (q, &p) in d.answers.iter().enumerate() {
+            questions_of[p].push(q);
+        }
+        let candidates: Vec<usize> = d
+            .train_docs
+            .iter()
+            .copied()
+            .filter(|&p| !questions_of[p].is_empty())
+            .collect();
+        if candidates.len() < 2 {
+            return Err(Error::InvalidContext(
+                "training needs at least 2 passages with questions in every corpus".into(),
+            ));
+        }
+        members.push(Member {
+            questions_of,
+            candidates,
+            context: None,
+            clusters: Vec::new(),
+        });
     }
     let mut optimizer = AdamW::new(
         trainable(&map, &options.parts)?,
@@ -137,22 +177,28 @@ pub fn train(
     )?;
     let mut rng = SplitMix::new(options.seed);
     let mut losses = Vec::with_capacity(options.steps);
-    let (mut context, mut clusters) = (None, Vec::new());
     for step in 0..options.steps {
-        if step % options.refit_every.max(1) == 0 {
-            let fitted = fit_context(data.base, data.texts, data.docs, &net)?;
-            clusters = cluster_docs(data, &fitted, &net, &candidates, options)?;
-            context = Some(fitted);
+        let (d, m) = (&data[step % data.len()], &mut members[step % data.len()]);
+        if (step / data.len()).is_multiple_of(options.refit_every.max(1)) {
+            let fitted = fit_context(d.base, d.texts, d.docs, &net)?;
+            m.clusters = cluster_docs(d, &fitted, &net, &m.candidates, options)?;
+            m.context = Some(fitted);
         }
-        let fitted = context.as_ref().expect("fitted at step 0");
-        let idf = fitted.token_weights(data.base);
+        let fitted = m.context.as_ref().expect("fitted at its first step");
+        let idf = fitted.token_weights(d.base);
         let tensors = ContextTensors::new(fitted)?;
-        let docs = draw_batch(&clusters, &candidates, options.batch, &mut rng);
+        let docs = draw_batch(
+            &m.clusters,
+            &m.candidates,
+            d.groups,
+            options.batch,
+            &mut rng,
+        );
         let queries: Vec<usize> = docs
             .iter()
-            .map(|&d| questions_of[d][rng.below(questions_of[d].len())])
+            .map(|&p| m.questions_of[p][rng.below(m.questions_of[p].len())])
             .collect();
-        let loss = batch_loss(data, &net, &idf, &tensors, &docs, &queries, options)?;
+        let loss = batch_loss(d, &net, &idf, &tensors, &docs, &queries, options)?;
         optimizer.backward_step(&loss)?;
         let value = loss.to_scalar::<f32>()?;
         losses.push(value);
@@ -243,20 +289,30 @@ fn cluster_docs(
     Ok(clusters)
 }
 
-/// `batch` distinct passages: a random cluster's, topped up at random if it is small.
+/// `batch` distinct passages of distinct `groups`: a random cluster's, topped up at
+/// random if it is small (fewer where the candidates hold fewer groups).
 fn draw_batch(
     clusters: &[Vec<usize>],
     candidates: &[usize],
+    groups: Option<&[usize]>,
     batch: usize,
     rng: &mut SplitMix,
 ) -> Vec<usize> {
+    let group = |d: usize| groups.map_or(d, |g| g[d]);
     let mut cluster = clusters[rng.below(clusters.len())].clone();
     shuffle(&mut cluster, rng);
+    let mut seen = std::collections::HashSet::new();
+    cluster.retain(|&d| seen.insert(group(d)));
     cluster.truncate(batch);
-    let target = batch.min(candidates.len());
+    let available = candidates
+        .iter()
+        .map(|&d| group(d))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let target = batch.min(available);
     while cluster.len() < target {
         let d = candidates[rng.below(candidates.len())];
-        if !cluster.contains(&d) {
+        if seen.insert(group(d)) {
             cluster.push(d);
         }
     }
@@ -322,46 +378,98 @@ mod tests {
     use crate::minilm::tests::tiny;
     use crate::states_corpus::tests::{toy, toy_states};
 
-    #[test]
-    fn training_lowers_the_loss_and_moves_every_weight() {
+    /// Runs `f` on the toy corpus's training data (every passage trains, no groups).
+    fn with_toy_data<R>(f: impl FnOnce(TrainData<'_>) -> R) -> R {
         let base = tiny();
         let (texts, _, answers) = toy();
         let (docs, queries) = toy_states(&base);
         let train_docs: Vec<usize> = (0..texts.len()).collect();
-        let data = TrainData {
+        f(TrainData {
             base: &base,
             texts: &texts,
             docs: &docs,
             queries: &queries,
             answers: &answers,
             train_docs: &train_docs,
-        };
-        let options = TrainOptions {
-            parts: TrainOptions::default().parts,
-            steps: 60,
-            batch: 8,
-            learning_rate: 0.05,
-            weight_decay: 0.0,
-            rank: 2,
-            temperature: 0.1,
-            refit_every: 20,
-            seed: 3,
-        };
-        let trained = train(&data, &options, &mut |_, _| {}).unwrap();
-        let first: f32 = trained.losses[..5].iter().sum();
-        let last: f32 = trained.losses[55..].iter().sum();
-        assert!(last < first * 0.9, "loss {first} -> {last}");
-        // Every piece left its identity initialisation (each gets a gradient).
-        let [idf_power, mix, sharpness, gate, query_gate, up] = trained.net.summary().unwrap();
-        assert!((idf_power - 1.0).abs() > 1e-4, "idf exponent {idf_power}");
-        assert!(mix.abs() > 1e-4, "centroid mix {mix}");
-        assert!((sharpness - 10.0).abs() > 1e-3, "sharpness {sharpness}");
-        assert!(
-            gate > 1e-4 && query_gate > 1e-4 && up > 1e-4,
-            "gate {gate}, query gate {query_gate}, up {up}"
-        );
-        // Same options, same weights.
-        let again = train(&data, &options, &mut |_, _| {}).unwrap();
-        assert_eq!(again.losses, trained.losses);
+            groups: None,
+        })
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_moves_every_weight() {
+        with_toy_data(|data| {
+            let options = TrainOptions {
+                parts: TrainOptions::default().parts,
+                steps: 60,
+                batch: 8,
+                learning_rate: 0.05,
+                weight_decay: 0.0,
+                rank: 2,
+                temperature: 0.1,
+                refit_every: 20,
+                seed: 3,
+            };
+            let trained = train(&data, &options, &mut |_, _| {}).unwrap();
+            let first: f32 = trained.losses[..5].iter().sum();
+            let last: f32 = trained.losses[55..].iter().sum();
+            assert!(last < first * 0.9, "loss {first} -> {last}");
+            // Every piece left its identity initialisation (each gets a gradient).
+            let [idf_power, mix, sharpness, gate, query_gate, up] = trained.net.summary().unwrap();
+            assert!((idf_power - 1.0).abs() > 1e-4, "idf exponent {idf_power}");
+            assert!(mix.abs() > 1e-4, "centroid mix {mix}");
+            assert!((sharpness - 10.0).abs() > 1e-3, "sharpness {sharpness}");
+            assert!(
+                gate > 1e-4 && query_gate > 1e-4 && up > 1e-4,
+                "gate {gate}, query gate {query_gate}, up {up}"
+            );
+            // Same options, same weights.
+            let again = train(&data, &options, &mut |_, _| {}).unwrap();
+            assert_eq!(again.losses, trained.losses);
+        });
+    }
+
+    #[test]
+    fn a_batch_holds_one_passage_per_group() {
+        let mut rng = SplitMix::new(5);
+        let candidates: Vec<usize> = (0..12).collect();
+        let clusters = vec![candidates[..6].to_vec(), candidates[6..].to_vec()];
+        // Passages 0-3, 4-7 and 8-11 answer the same queries: three groups.
+        let groups: Vec<usize> = (0..12).map(|d| d / 4).collect();
+        for _ in 0..20 {
+            let batch = draw_batch(&clusters, &candidates, Some(&groups), 8, &mut rng);
+            let mut g: Vec<usize> = batch.iter().map(|&d| groups[d]).collect();
+            g.sort();
+            assert_eq!(g, vec![0, 1, 2], "{batch:?}");
+        }
+        // Without groups, every passage is its own.
+        let batch = draw_batch(&clusters, &candidates, None, 8, &mut rng);
+        let mut sorted = batch.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 8, "{batch:?}");
+    }
+
+    #[test]
+    fn a_mix_trains_on_each_corpus_with_its_own_context() {
+        with_toy_data(|one| {
+            let groups: Vec<usize> = (0..one.texts.len()).map(|d| d / 2).collect();
+            let grouped = TrainData {
+                groups: Some(&groups),
+                ..one
+            };
+            let options = TrainOptions {
+                steps: 10,
+                batch: 4,
+                rank: 2,
+                refit_every: 2,
+                ..TrainOptions::default()
+            };
+            let mix = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
+            assert_eq!(mix.losses.len(), 10);
+            assert!(mix.losses.iter().all(|l| l.is_finite()));
+            let again = train_mix(&[one, grouped], &options, &mut |_, _| {}).unwrap();
+            assert_eq!(again.losses, mix.losses);
+            assert!(train_mix(&[], &options, &mut |_, _| {}).is_err());
+        });
     }
 }

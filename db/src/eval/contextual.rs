@@ -299,6 +299,7 @@ pub fn train_and_validate(
         queries: &cache.queries,
         answers: &cache.answers,
         train_docs: &train_docs,
+        groups: None,
     };
     let started = Instant::now();
     progress.begin("training stage two", options.steps);

@@ -15,6 +15,7 @@
 
 pub mod answers;
 pub mod contextual;
+pub mod contextual_mix;
 pub mod contextual_sizes;
 mod dataset;
 pub mod metrics;
