@@ -93,7 +93,8 @@ pub struct ContextInfo {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub variant: Option<String>,
     /// The latest context's self-check: nDCG@10 of stage one and of each candidate
-    /// on pseudo-queries from the sample, the margin, the chosen variant and why.
+    /// on pseudo-queries from the sample, each variant's paired gain and its lower
+    /// confidence bound, the chosen variant and why.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(value_type = Option<Object>)]
     pub self_check: Option<engram_embedder::SelfCheck>,
