@@ -337,6 +337,9 @@ pub struct EvalWeightsArgs {
     /// the adapter: take them from another run with the same passages and seed).
     #[arg(long)]
     pub adapter_modes_only: bool,
+    /// Promote a lora or a prefix adapter [default: lora].
+    #[arg(long, value_parser = ["lora", "prefix"])]
+    pub adapter: Option<String>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

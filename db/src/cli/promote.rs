@@ -56,6 +56,13 @@ pub struct PromoteArgs {
     /// Teacher logits kept per answer position [default: 20].
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// The adapter kind: lora (low-rank deltas) or prefix (a trained KV prefix per
+    /// layer, initialised from the documents' first tokens) [default: lora].
+    #[arg(long, value_parser = ["lora", "prefix"])]
+    pub adapter: Option<String>,
+    /// Positions of a prefix adapter (1-2048) [default: 256].
+    #[arg(long)]
+    pub prefix_tokens: Option<usize>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -132,6 +139,16 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     set(&mut body, "method", args.method.as_ref().map(|c| json!(c)));
     set(&mut body, "loss", args.loss.as_ref().map(|c| json!(c)));
     set(&mut body, "top_k", args.top_k.map(|c| json!(c)));
+    set(
+        &mut body,
+        "adapter",
+        args.adapter.as_ref().map(|c| json!(c)),
+    );
+    set(
+        &mut body,
+        "prefix_tokens",
+        args.prefix_tokens.map(|c| json!(c)),
+    );
     set(
         &mut body,
         "max_documents",
