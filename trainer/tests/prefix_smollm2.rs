@@ -19,14 +19,19 @@ const PASSAGE: &str =
     "Quillfeather Robotics was founded in 2019 in Tromsø by Ingrid Salvesen, a marine engineer.";
 const QUESTION: &str = "In which city was Quillfeather Robotics founded?";
 
+/// The test's prompt builder (the database passes its answer endpoint's): the passages
+/// as context before the question for the teacher, the question alone for the student.
 fn prompt(question: &str, passages: &[String]) -> Vec<ChatMessage> {
-    if passages.is_empty() {
-        return vec![ChatMessage::user(question)];
-    }
-    vec![ChatMessage::user(format!(
-        "Context:\n{}\n\nQuestion: {question}\nAnswer in a few words.",
-        passages.join("\n\n")
-    ))]
+    let context: String = passages
+        .iter()
+        .map(|p| format!("Context:\n{p}\n\n"))
+        .collect();
+    let ask = if passages.is_empty() {
+        question.to_string()
+    } else {
+        format!("Question: {question}\nAnswer in a few words.")
+    };
+    vec![ChatMessage::user(format!("{context}{ask}"))]
 }
 
 fn ask(chat: &GgufChatModel, adapter: Option<&LoraAdapter>) -> String {
@@ -84,22 +89,26 @@ fn a_prefix_reads_the_passage_trains_towards_the_teacher_and_serves_from_the_reg
 
     // 2. Training: teacher = the passage in the prompt; the prefix starts as the KV of
     // unrelated text and only it is trained.
-    let question = DistillQuestion {
-        question: QUESTION.into(),
-        passages: vec![PASSAGE.into()],
-    };
-    let dcfg = DistillConfig {
-        temperature: 0.0,
-        max_answer_tokens: 16,
-        ..Default::default()
-    };
-    let teacher = distill::Teacher {
-        trainable: &trainable,
-        chat: &chat,
-        prompt: &prompt,
-    };
-    let (seqs, _) =
-        distill::build_examples(teacher, &[question], &dcfg, 0, 256, &mut |_, _| {}).unwrap();
+    let (seqs, _) = distill::build_examples(
+        distill::Teacher {
+            trainable: &trainable,
+            chat: &chat,
+            prompt: &prompt,
+        },
+        &[DistillQuestion {
+            question: QUESTION.into(),
+            passages: vec![PASSAGE.into()],
+        }],
+        &DistillConfig {
+            temperature: 0.0,
+            max_answer_tokens: 16,
+            ..Default::default()
+        },
+        0,
+        256,
+        &mut |_, _| {},
+    )
+    .unwrap();
     let other = tokenizer
         .encode("The weather in spring is usually mild, with some rain in the afternoons and cool nights.")
         .unwrap();
