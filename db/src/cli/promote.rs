@@ -201,11 +201,11 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints versions as a table: version, active, gate metrics, stale documents.
+/// Prints versions as a table: version, active, kind, gate metrics, stale documents.
 fn print_versions(reply: &Value) {
     println!(
-        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  created",
-        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl", "stale"
+        "{:>7} {:>6} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  created",
+        "version", "active", "kind", "base F1", "adapter F1", "base ppl", "adapter ppl", "stale"
     );
     for v in reply["adapters"].as_array().into_iter().flatten() {
         let m = &v["manifest"]["metrics"];
@@ -219,9 +219,10 @@ fn print_versions(reply: &Value) {
             _ => "unknown".into(),
         };
         println!(
-            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  {}",
+            "{:>7} {:>6} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  {}",
             v["version"],
             if v["active"] == true { "yes" } else { "" },
+            v["kind"].as_str().unwrap_or("-"),
             f("base_f1"),
             f("adapter_f1"),
             f("base_perplexity"),
