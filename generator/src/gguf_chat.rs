@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{self, GgufFile};
 use crate::kv_cache::KvCache;
 use crate::llama::{Kernels, Llama};
+use crate::lora::LoraAdapter;
 use crate::model::{
     FinishReason, Generation, GenerationOptions, GenerationRequest, Interrupt, LanguageModel,
     ModelInfo, Timing, Usage,
@@ -203,7 +204,11 @@ impl GgufChatModel {
     ) -> Result<Generation> {
         let options = request.options;
         options.validate()?;
-        let window = self.info.context_window;
+        // A prefix adapter's positions come out of the window.
+        let window = self
+            .info
+            .context_window
+            .saturating_sub(request.adapter.map_or(0, LoraAdapter::prefix_len));
         if prompt.is_empty() {
             return Err(Error::InvalidOptions("the prompt has no tokens".into()));
         }

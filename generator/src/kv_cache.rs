@@ -16,6 +16,7 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 use crate::llama::{Kernels, LlamaConfig};
+use crate::prefix::KvPrefix;
 
 /// Buffers are allocated in multiples of this many positions.
 const GROW_STEP: usize = 64;
@@ -175,6 +176,39 @@ impl KvCache {
     /// Positions its buffers currently have room for (what its memory follows).
     pub fn allocated(&self) -> usize {
         self.layers.first().map_or(0, LayerKv::allocated)
+    }
+
+    /// The keys and values of block `layer` at every cached position, each
+    /// `(1, n_kv_head, len, head_dim)` (keys already rotated): what a prefix adapter is
+    /// initialised from. None before the first forward pass or past the last block.
+    pub fn layer(&self, layer: usize) -> Option<(Tensor, Tensor)> {
+        let kv = self.layers.get(layer)?;
+        if let Some(joined) = &kv.joined {
+            return Some(joined.clone());
+        }
+        let (k, v) = kv.buffers.as_ref()?;
+        Some((
+            k.narrow(POSITIONS, 0, kv.len).ok()?,
+            v.narrow(POSITIONS, 0, kv.len).ok()?,
+        ))
+    }
+
+    /// Puts a prefix adapter's keys and values at positions `0..P` of an empty cache, so
+    /// the next token runs at position `P` and attends to them (see `prefix.rs`). The
+    /// prefix adds its own `P` positions to the capacity the caller asked for. Training
+    /// ([`Kernels::Differentiable`]) keeps the prefix tensors themselves (the trainable
+    /// variables), so gradients reach them through the concatenation.
+    pub(crate) fn seed(&mut self, prefix: &KvPrefix, kernels: Kernels) -> Result<()> {
+        let p = prefix.len();
+        self.capacity += p;
+        for (layer, kv) in self.layers.iter_mut().enumerate() {
+            kv.growth.limit += p;
+            kv.growth.reserve += p;
+            let (k, v) = prefix.layer(layer);
+            kv.append(k, v, kernels)?;
+        }
+        self.len = p;
+        Ok(())
     }
 }
 

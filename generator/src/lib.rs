@@ -14,6 +14,8 @@
 //! - [`llama`]: the network, our own model file on candle's `QMatMul` (per-call KV cache,
 //!   adapter hooks, fast or differentiable kernels).
 //! - [`lora`]: [`LoraAdapter`], deltas applied unmerged on top of the quantized weights.
+//! - [`prefix`]: [`KvPrefix`], a prefix adapter's trained keys and values (Cartridges),
+//!   seeded into each call's KV cache; carried by a [`LoraAdapter::prefix_only`].
 //! - [`adapters`]: the [`AdapterRegistry`] of named, versioned adapters per collection
 //!   (hot-swappable active one), their PEFT files and manifests: what serving needs.
 //! - [`gguf`]: reading GGUF files and the cached Q8_0 conversion that makes them fast.
@@ -30,6 +32,7 @@ mod linear;
 pub mod llama;
 pub mod lora;
 mod model;
+pub mod prefix;
 pub mod stream;
 /// Tiny random models for tests here and in the trainer (no model files needed).
 #[doc(hidden)]
@@ -42,8 +45,9 @@ pub use error::{Error, Result};
 pub use gguf_chat::{GgufChatModel, LoadOptions};
 pub use kv_cache::KvCache;
 pub use llama::{Kernels, Llama, LlamaConfig};
-pub use lora::{LoraAdapter, LoraTarget};
+pub use lora::{AdapterKind, LoraAdapter, LoraTarget};
 pub use model::{
     FinishReason, Generation, GenerationOptions, GenerationRequest, Interrupt, LanguageModel,
     ModelInfo, Timing, Usage,
 };
+pub use prefix::KvPrefix;

@@ -1,4 +1,5 @@
-//! LoRA adapters, applied unmerged on top of the (quantized) base weights.
+//! LoRA adapters, applied unmerged on top of the (quantized) base weights; the same type
+//! carries a prefix adapter's KV prefix (`prefix.rs`), the hook every caller already has.
 //!
 //! Why unmerged: the base weights are quantized and shared by every request, while each
 //! collection may have its own adapter. Merging `W + s·B·A` would need a dequantized copy
@@ -15,9 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::llama::LlamaConfig;
+use crate::prefix::KvPrefix;
 
 /// The projections of a llama block that an adapter can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -164,6 +167,39 @@ pub struct LoraAdapter {
     blocks: Vec<[Option<LoraPair>; 7]>,
     /// Training only: dropout on the input of every pair.
     dropout: Option<Dropout>,
+    /// A trained KV prefix (a prefix adapter, see `prefix.rs`): seeded into every call's
+    /// cache before the prompt.
+    prefix: Option<KvPrefix>,
+}
+
+/// The two kinds of adapter, as the registry and the promotion request name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterKind {
+    /// Low-rank deltas on the projections.
+    #[default]
+    Lora,
+    /// A trained KV prefix per block.
+    Prefix,
+}
+
+impl AdapterKind {
+    /// "lora" or "prefix".
+    pub fn name(self) -> &'static str {
+        match self {
+            AdapterKind::Lora => "lora",
+            AdapterKind::Prefix => "prefix",
+        }
+    }
+
+    /// Parses "lora" or "prefix".
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "lora" => Some(AdapterKind::Lora),
+            "prefix" => Some(AdapterKind::Prefix),
+            _ => None,
+        }
+    }
 }
 
 impl LoraAdapter {
@@ -188,7 +224,55 @@ impl LoraAdapter {
             cfg: cfg.clone(),
             blocks: (0..cfg.n_layer).map(|_| Default::default()).collect(),
             dropout: None,
+            prefix: None,
         })
+    }
+
+    /// A prefix adapter: no LoRA pair, only `prefix` (checked against `cfg`).
+    pub fn prefix_only(
+        name: impl Into<String>,
+        cfg: &LlamaConfig,
+        prefix: KvPrefix,
+    ) -> Result<Self> {
+        let name = name.into();
+        if prefix.n_layer() != cfg.n_layer {
+            return Err(Error::AdapterMismatch {
+                adapter: name,
+                reason: format!(
+                    "a prefix of {} blocks for {} blocks",
+                    prefix.n_layer(),
+                    cfg.n_layer
+                ),
+            });
+        }
+        Ok(Self {
+            name,
+            rank: 0,
+            scale: 0.0,
+            cfg: cfg.clone(),
+            blocks: (0..cfg.n_layer).map(|_| Default::default()).collect(),
+            dropout: None,
+            prefix: Some(prefix),
+        })
+    }
+
+    /// The trained KV prefix, for a prefix adapter.
+    pub fn prefix(&self) -> Option<&KvPrefix> {
+        self.prefix.as_ref()
+    }
+
+    /// Positions the prefix takes in every call's window (0 for LoRA).
+    pub fn prefix_len(&self) -> usize {
+        self.prefix.as_ref().map_or(0, KvPrefix::len)
+    }
+
+    /// Prefix when it carries a prefix, else LoRA.
+    pub fn kind(&self) -> AdapterKind {
+        if self.prefix.is_some() {
+            AdapterKind::Prefix
+        } else {
+            AdapterKind::Lora
+        }
     }
 
     /// Turns on input dropout with probability `p` (training only; 0 turns it off),
@@ -253,9 +337,10 @@ impl LoraAdapter {
         self.blocks.iter().flatten().filter(|p| p.is_some()).count()
     }
 
-    /// True when no projection carries a pair (the adapter changes nothing).
+    /// True when no projection carries a pair and there is no prefix (the adapter
+    /// changes nothing).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.prefix.is_none()
     }
 
     /// Sets the pair of `target` in block `layer`; `a` is `(rank, in)`, `b` is `(out, rank)`.

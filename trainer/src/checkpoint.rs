@@ -95,15 +95,9 @@ pub fn save(
     Ok(target)
 }
 
-/// The optimizer's variable names, in its order (`A` then `B` of each pair).
+/// The optimizer's variable names, in its order.
 fn var_names(vars: &AdapterVars) -> Vec<String> {
-    vars.pairs()
-        .iter()
-        .flat_map(|p| {
-            let key = format!("{}.{:?}", p.layer, p.target);
-            [format!("{key}.A"), format!("{key}.B")]
-        })
-        .collect()
+    vars.named_vars().into_iter().map(|(n, _)| n).collect()
 }
 
 /// Complete checkpoints in `dir`, oldest first. Leftover temporary directories of an

@@ -11,6 +11,8 @@
 //!   with differentiable kernels; the generator's own llama, not a copy).
 //! - [`train`](mod@train): [`TrainConfig`], [`train()`](train::train), checkpoints and resume
 //!   ([`checkpoint`]), the loss curve; [`optim`]: AdamW with saveable state, schedule.
+//! - [`prefix`]: prefix adapters (Cartridges): [`PrefixConfig`] in
+//!   [`TrainConfig::prefix`] trains a KV prefix instead of LoRA pairs, same loop.
 //! - [`distill`]: context distillation (teacher = base + rag prompt, student = base +
 //!   adapter closed-book; KL to the teacher's top-k logits per answer position).
 //! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
@@ -46,6 +48,7 @@ mod error;
 pub mod gate;
 pub mod lora;
 pub mod optim;
+pub mod prefix;
 pub mod promote;
 pub mod synth;
 #[cfg(test)]
@@ -57,5 +60,6 @@ pub use data::{QaPair, Sequence, TrainableModel};
 pub use error::{Error, Result};
 pub use gate::{GateConfig, GateDecision, HeldOutQuestion};
 pub use lora::{AdapterVars, LoraConfig};
+pub use prefix::PrefixConfig;
 pub use promote::{PromoteOptions, PromotionReport};
 pub use train::{train, TrainConfig, TrainOutcome, TrainProgress};

@@ -7,12 +7,13 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
-use engram_generator::{LlamaConfig, LoraAdapter, LoraTarget};
+use engram_generator::{Llama, LlamaConfig, LoraAdapter, LoraTarget};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::prefix::{PrefixConfig, PrefixVars};
 
 /// Which projections get a low-rank pair and how big it is (PEFT's `LoraConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,12 +95,14 @@ pub struct PairVars {
     pub b: Var,
 }
 
-/// The trainable variables of an adapter, in a fixed order (layer, then target).
+/// The trainable variables of an adapter, in a fixed order (layer, then target): LoRA
+/// pairs, or for a prefix adapter its keys and values ([`PrefixVars`]) and no pair.
 #[derive(Debug, Clone)]
 pub struct AdapterVars {
     cfg: LlamaConfig,
     lora: LoraConfig,
     pairs: Vec<PairVars>,
+    prefix: Option<PrefixVars>,
 }
 
 impl AdapterVars {
@@ -131,6 +134,18 @@ impl AdapterVars {
             cfg: cfg.clone(),
             lora: lora.clone(),
             pairs,
+            prefix: None,
+        })
+    }
+
+    /// A prefix adapter's variables (see `prefix.rs`), initialised from `llama`'s KV
+    /// cache of `prefix.init`; no LoRA pair.
+    pub fn init_prefix(llama: &Llama, lora: &LoraConfig, prefix: &PrefixConfig) -> Result<Self> {
+        Ok(Self {
+            cfg: llama.config().clone(),
+            lora: lora.clone(),
+            pairs: Vec::new(),
+            prefix: Some(PrefixVars::init(llama, prefix)?),
         })
     }
 
@@ -146,14 +161,32 @@ impl AdapterVars {
 
     /// Every variable, `A` then `B` of each pair in order (the optimizer's order).
     pub fn vars(&self) -> Vec<Var> {
+        self.named_vars().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// [`AdapterVars::vars`] with their checkpoint names (`{layer}.{target}.A|B`, or
+    /// `{layer}.prefix.K|V`), in the same order.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        if let Some(prefix) = &self.prefix {
+            return prefix.named_vars();
+        }
         self.pairs
             .iter()
-            .flat_map(|p| [p.a.clone(), p.b.clone()])
+            .flat_map(|p| {
+                let key = format!("{}.{:?}", p.layer, p.target);
+                [
+                    (format!("{key}.A"), p.a.clone()),
+                    (format!("{key}.B"), p.b.clone()),
+                ]
+            })
             .collect()
     }
 
-    /// An adapter named `name` whose pairs are views of these variables.
+    /// An adapter named `name` whose pairs (or prefix) are views of these variables.
     pub fn adapter(&self, name: &str) -> Result<LoraAdapter> {
+        if let Some(prefix) = &self.prefix {
+            return prefix.adapter(name);
+        }
         let mut adapter = LoraAdapter::new(name, &self.cfg, self.lora.rank, self.lora.alpha)?;
         for p in &self.pairs {
             adapter.insert(p.layer, p.target, p.a.as_tensor(), p.b.as_tensor())?;
@@ -161,34 +194,28 @@ impl AdapterVars {
         Ok(adapter)
     }
 
-    /// The variables under stable names (`{layer}.{target}.A|B`), for checkpoints.
+    /// The variables under stable names ([`AdapterVars::named_vars`]), for checkpoints.
     pub fn named(&self) -> HashMap<String, Tensor> {
-        let mut out = HashMap::new();
-        for p in &self.pairs {
-            let key = format!("{}.{:?}", p.layer, p.target);
-            out.insert(format!("{key}.A"), p.a.as_tensor().clone());
-            out.insert(format!("{key}.B"), p.b.as_tensor().clone());
-        }
-        out
+        self.named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect()
     }
 
     /// Sets the variables from [`AdapterVars::named`]'s output (resume).
     pub fn restore(&self, named: &HashMap<String, Tensor>) -> Result<()> {
-        for p in &self.pairs {
-            let key = format!("{}.{:?}", p.layer, p.target);
-            for (which, var) in [("A", &p.a), ("B", &p.b)] {
-                let t = named.get(&format!("{key}.{which}")).ok_or_else(|| {
-                    Error::InvalidConfig(format!("checkpoint has no {key}.{which}"))
-                })?;
-                if t.dims() != var.dims() {
-                    return Err(Error::InvalidConfig(format!(
-                        "checkpoint {key}.{which} is {:?}, expected {:?}",
-                        t.dims(),
-                        var.dims()
-                    )));
-                }
-                var.set(t)?;
+        for (name, var) in self.named_vars() {
+            let t = named
+                .get(&name)
+                .ok_or_else(|| Error::InvalidConfig(format!("checkpoint has no {name}")))?;
+            if t.dims() != var.dims() {
+                return Err(Error::InvalidConfig(format!(
+                    "checkpoint {name} is {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
             }
+            var.set(t)?;
         }
         Ok(())
     }

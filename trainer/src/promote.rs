@@ -380,6 +380,10 @@ pub fn run(
         ),
         None => "question-answer pairs (synthetic and given)".to_string(),
     };
+    let method = match &options.train.prefix {
+        Some(p) => format!("{method}, into a {}-position KV prefix", p.tokens),
+        None => method,
+    };
     if examples.is_empty() {
         return Err(Error::NoData("synthesis kept no training item: try another strategy (cloze always works on text with names, numbers or dates)".into()));
     }
@@ -393,11 +397,12 @@ pub fn run(
     }
 
     // 2. Training (resumes from checkpoints in work_dir).
+    let train_cfg = crate::prefix::with_document_init(&options.train, tm, documents)?;
     let outcome = train::train(
         tm.llama(),
         &examples,
         &replay,
-        &options.train,
+        &train_cfg,
         Some(&options.work_dir.join("checkpoints")),
         &mut |p| {
             let flow = progress(&PromoteEvent::Train(*p));
@@ -514,7 +519,7 @@ pub fn run(
             .map(|(k, c)| (k.clone(), c.kept))
             .collect(),
         seed: options.train.seed,
-        train: serde_json::to_value(&options.train)
+        train: serde_json::to_value(&train_cfg)
             .map_err(|e| Error::InvalidConfig(format!("training configuration: {e}")))?,
         metrics,
         created_unix: engram_generator::adapters::manifest::now_unix(),

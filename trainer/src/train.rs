@@ -27,6 +27,7 @@ use crate::data::Sequence;
 use crate::error::{Error, Result};
 use crate::lora::{AdapterVars, LoraConfig};
 use crate::optim::{learning_rate, AdamW};
+use crate::prefix::PrefixConfig;
 use crate::util::mix;
 
 /// How to train. Defaults suit memorising a few hundred facts into SmolLM2-135M.
@@ -35,6 +36,10 @@ use crate::util::mix;
 pub struct TrainConfig {
     /// Adapter shape.
     pub lora: LoraConfig,
+    /// Train a prefix adapter of this shape instead of LoRA pairs (`lora` then unused).
+    /// Left out of the JSON when None, so LoRA runs keep their fingerprints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<PrefixConfig>,
     /// Peak learning rate.
     pub learning_rate: f64,
     /// Final learning rate as a fraction of the peak (cosine floor).
@@ -63,6 +68,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             lora: LoraConfig::default(),
+            prefix: None,
             learning_rate: 1e-3,
             min_lr_ratio: 0.1,
             weight_decay: 0.0,
@@ -82,6 +88,9 @@ impl TrainConfig {
     /// Checks the ranges documented on each field.
     pub fn validate(&self) -> Result<()> {
         self.lora.validate()?;
+        if let Some(prefix) = &self.prefix {
+            prefix.validate()?;
+        }
         let bad = |m: String| Err(Error::InvalidConfig(m));
         if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
             return bad(format!(
@@ -267,7 +276,10 @@ pub fn train(
             cfg.max_seq_len
         )));
     }
-    let vars = AdapterVars::init(llama.config(), &cfg.lora, cfg.seed)?;
+    let vars = match &cfg.prefix {
+        Some(prefix) => AdapterVars::init_prefix(llama, &cfg.lora, prefix)?,
+        None => AdapterVars::init(llama.config(), &cfg.lora, cfg.seed)?,
+    };
     let params = ParamsAdamW {
         lr: cfg.learning_rate,
         weight_decay: cfg.weight_decay,

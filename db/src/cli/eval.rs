@@ -201,6 +201,11 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         },
     };
     let (_dir, engine) = scratch_engine()?;
+    let kind = args
+        .adapter
+        .as_deref()
+        .and_then(engram_generator::AdapterKind::parse);
+    let engine = engine.with_default_adapter(kind.unwrap_or_default());
     let bars = Bars::default();
     let mut stage = "";
     let report = run_weights(&engine, &spec, &passages, &bars, &mut |e| {

@@ -359,6 +359,9 @@ pub struct EvalWeightsArgs {
     /// self_qa model calls per passage, three questions each [default: 2].
     #[arg(long)]
     pub self_study_rounds: Option<usize>,
+    /// Promote a lora or a prefix adapter [default: lora].
+    #[arg(long, value_parser = ["lora", "prefix"])]
+    pub adapter: Option<String>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -56,6 +56,13 @@ pub struct PromoteArgs {
     /// Teacher logits kept per answer position [default: 20].
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// The adapter kind: lora (low-rank deltas) or prefix (a trained KV prefix per
+    /// layer, initialised from the documents' first tokens) [default: lora].
+    #[arg(long, value_parser = ["lora", "prefix"])]
+    pub adapter: Option<String>,
+    /// Positions of a prefix adapter (1-2048) [default: 256].
+    #[arg(long)]
+    pub prefix_tokens: Option<usize>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -134,6 +141,16 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     set(&mut body, "top_k", args.top_k.map(|c| json!(c)));
     set(
         &mut body,
+        "adapter",
+        args.adapter.as_ref().map(|c| json!(c)),
+    );
+    set(
+        &mut body,
+        "prefix_tokens",
+        args.prefix_tokens.map(|c| json!(c)),
+    );
+    set(
+        &mut body,
         "max_documents",
         args.max_documents.map(|c| json!(c)),
     );
@@ -184,11 +201,11 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints versions as a table: version, active, gate metrics, stale documents.
+/// Prints versions as a table: version, active, kind, gate metrics, stale documents.
 fn print_versions(reply: &Value) {
     println!(
-        "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  created",
-        "version", "active", "base F1", "adapter F1", "base ppl", "adapter ppl", "stale"
+        "{:>7} {:>6} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  created",
+        "version", "active", "kind", "base F1", "adapter F1", "base ppl", "adapter ppl", "stale"
     );
     for v in reply["adapters"].as_array().into_iter().flatten() {
         let m = &v["manifest"]["metrics"];
@@ -202,9 +219,10 @@ fn print_versions(reply: &Value) {
             _ => "unknown".into(),
         };
         println!(
-            "{:>7} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  {}",
+            "{:>7} {:>6} {:>6} {:>9} {:>11} {:>9} {:>12} {:>9}  {}",
             v["version"],
             if v["active"] == true { "yes" } else { "" },
+            v["kind"].as_str().unwrap_or("-"),
             f("base_f1"),
             f("adapter_f1"),
             f("base_perplexity"),

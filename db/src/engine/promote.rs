@@ -17,15 +17,18 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use engram_generator::AdapterKind;
 use engram_store::jobs::{JobState, JobStatus, Jobs};
 use engram_trainer::gate::GateConfig;
 use engram_trainer::promote::{self, Models, PromoteEvent, PromoteOptions};
 use engram_trainer::synth::{Document, SynthConfig, SynthItem};
-use engram_trainer::{HeldOutQuestion, LoraConfig, QaPair, TrainConfig, TrainableModel};
+use engram_trainer::{
+    HeldOutQuestion, LoraConfig, PrefixConfig, QaPair, TrainConfig, TrainableModel,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::promote_request::{check_bounds, parse_strategies};
+use super::promote_request::{adapter_kind, check_bounds, parse_strategies, DEFAULT_PREFIX_TOKENS};
 pub use super::promote_request::{PairInput, PromoteRequest, QuestionInput};
 use super::traffic::{serving_prompt, LoggedPicks};
 use super::Engine;
@@ -73,13 +76,25 @@ impl PromotionStatus {
 /// The promotion jobs.
 pub(super) struct PromotionJobs {
     jobs: Jobs<PromotionStatus>,
+    /// The adapter kind of requests that name none ([`Engine::with_default_adapter`]).
+    default_adapter: AdapterKind,
 }
 
 impl PromotionJobs {
     pub(super) fn new(storage: Arc<engram_store::storage::Storage>) -> Self {
         PromotionJobs {
             jobs: Jobs::new(storage),
+            default_adapter: AdapterKind::Lora,
         }
+    }
+}
+
+impl Engine {
+    /// Promotions that name no adapter kind train `kind` (LoRA unless set): what
+    /// `engram eval weights --adapter` uses to run its promotion with a prefix.
+    pub fn with_default_adapter(mut self, kind: AdapterKind) -> Self {
+        self.promotions.default_adapter = kind;
+        self
     }
 }
 
@@ -173,14 +188,26 @@ impl Engine {
             _ => parse_strategies(req.strategies.as_deref())?,
         };
         let rank = req.rank.unwrap_or(16);
+        let kind = adapter_kind(req, self.promotions.default_adapter)?;
+        let prefix = (kind == AdapterKind::Prefix).then(|| PrefixConfig {
+            tokens: req.prefix_tokens.unwrap_or(DEFAULT_PREFIX_TOKENS),
+            init: Vec::new(),
+        });
+        // A prefix's keys and values are activations of order 1, not small deltas:
+        // they take a larger step (the Cartridges paper trains them at 2e-2).
+        let learning_rate = match kind {
+            AdapterKind::Lora => 1e-3,
+            AdapterKind::Prefix => 1e-2,
+        };
         let train = TrainConfig {
+            prefix,
             lora: LoraConfig {
                 rank,
                 alpha: req.alpha.unwrap_or(2.0 * rank as f64),
                 dropout: 0.05,
                 ..Default::default()
             },
-            learning_rate: req.learning_rate.unwrap_or(1e-3),
+            learning_rate: req.learning_rate.unwrap_or(learning_rate),
             warmup_steps: 4,
             steps: req.steps.unwrap_or(60),
             grad_accum: 4,

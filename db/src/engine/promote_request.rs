@@ -2,6 +2,7 @@
 //! and their checks. Kept apart from the promotion's running (`promote.rs`) because
 //! the server's schema and the CLI share it.
 
+use engram_generator::AdapterKind;
 use engram_trainer::synth::{Strategy, SynthConfig};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,6 +22,9 @@ pub const MAX_CLUSTERS: usize = 256;
 pub const MAX_DOCUMENTS: usize = 1_000;
 pub const MAX_HELD_OUT: usize = 200;
 pub const MAX_TRAIN_PAIRS: usize = 2_000;
+pub const MAX_PREFIX_TOKENS: usize = engram_generator::prefix::MAX_PREFIX_TOKENS;
+/// Prefix positions of a prefix adapter unless asked (about one Quoref passage).
+pub const DEFAULT_PREFIX_TOKENS: usize = 256;
 
 /// A question with accepted answers (held-out evaluation).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
@@ -96,7 +100,37 @@ pub struct PromoteRequest {
     /// Teacher logits kept per answer position (default 20, 1-256).
     #[schema(minimum = 1, maximum = 256)]
     pub top_k: Option<usize>,
+    /// The adapter kind: `lora` (low-rank deltas on every projection, the default) or
+    /// `prefix` (a trained KV prefix per layer, initialised from the KV cache of the
+    /// first `prefix_tokens` tokens of the promoted documents; Cartridges). Both are
+    /// trained by the same method and gate and served from the same registry.
+    #[schema(pattern = "^(lora|prefix)$")]
+    pub adapter: Option<String>,
+    /// Positions of a prefix adapter (default 256, 1-2048); only with `adapter: prefix`.
+    #[schema(minimum = 1, maximum = 2048)]
+    pub prefix_tokens: Option<usize>,
 }
+
+/// The adapter kind `req` asks for (`default` when it names none), or a 400.
+pub(super) fn adapter_kind(req: &PromoteRequest, default: AdapterKind) -> Result<AdapterKind> {
+    let kind = match req.adapter.as_deref() {
+        None => default,
+        Some(name) => AdapterKind::parse(name).ok_or_else(|| {
+            Error::invalid(
+                "adapter",
+                format!("unknown adapter kind '{name}'; use lora or prefix"),
+            )
+        })?,
+    };
+    if req.prefix_tokens.is_some() && kind != AdapterKind::Prefix {
+        return Err(Error::invalid(
+            "prefix_tokens",
+            "prefix_tokens applies to prefix adapters only: add \"adapter\": \"prefix\"",
+        ));
+    }
+    Ok(kind)
+}
+
 pub(super) fn parse_strategies(names: Option<&[String]>) -> Result<Vec<Strategy>> {
     let Some(names) = names else {
         return Ok(SynthConfig::default().strategies);
@@ -145,6 +179,9 @@ pub(super) fn check_bounds(req: &PromoteRequest) -> Result<()> {
     if let Some(k) = req.top_k {
         within("top_k", k, 1, 256)?;
     }
+    if let Some(p) = req.prefix_tokens {
+        within("prefix_tokens", p, 1, MAX_PREFIX_TOKENS)?;
+    }
     if let Some(max_docs) = req.max_documents {
         within("max_documents", max_docs, 1, MAX_DOCUMENTS)?;
     }
@@ -190,6 +227,7 @@ mod tests {
             (json!({"max_documents": 0}), "max_documents"),
             (json!({"alpha": -1.0}), "alpha"),
             (json!({"learning_rate": 5.0}), "at most 0.1"),
+            (json!({"prefix_tokens": 0}), "between 1 and 2048"),
         ] {
             let err = check_bounds(&request(body.clone()))
                 .unwrap_err()
@@ -218,8 +256,27 @@ mod tests {
         assert_eq!(max("clusters"), MAX_CLUSTERS as f64);
         assert_eq!(max("max_documents"), MAX_DOCUMENTS as f64);
         assert_eq!(max("alpha"), MAX_ALPHA);
+        assert_eq!(max("prefix_tokens"), MAX_PREFIX_TOKENS as f64);
         assert_eq!(max("learning_rate"), MAX_LEARNING_RATE);
         assert_eq!(props["held_out"]["maxItems"], MAX_HELD_OUT);
         assert_eq!(props["train_pairs"]["maxItems"], MAX_TRAIN_PAIRS);
+    }
+
+    #[test]
+    fn the_adapter_kind_defaults_and_bad_names_or_lone_prefix_sizes_are_refused() {
+        let kind = |v| adapter_kind(&request(v), AdapterKind::Lora);
+        assert_eq!(kind(json!({})).unwrap(), AdapterKind::Lora);
+        assert_eq!(
+            adapter_kind(&request(json!({})), AdapterKind::Prefix).unwrap(),
+            AdapterKind::Prefix
+        );
+        assert_eq!(
+            kind(json!({"adapter": "prefix", "prefix_tokens": 64})).unwrap(),
+            AdapterKind::Prefix
+        );
+        let err = kind(json!({"adapter": "ia3"})).unwrap_err().to_string();
+        assert!(err.contains("use lora or prefix"), "{err}");
+        let err = kind(json!({"prefix_tokens": 64})).unwrap_err().to_string();
+        assert!(err.contains("prefix adapters only"), "{err}");
     }
 }

@@ -15,9 +15,10 @@ use super::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AdapterList {
-    /// Versions oldest first: number, directory, manifest (base model hash, documents
-    /// and their write sequences, data strategy, seed, metrics), whether it is active,
-    /// and `staleness` (learned documents written or deleted since).
+    /// Versions oldest first: number, directory, `kind` (`lora` or `prefix`), manifest
+    /// (base model hash, documents and their write sequences, data strategy, seed,
+    /// metrics), whether it is active, and `staleness` (learned documents written or
+    /// deleted since).
     #[schema(value_type = Vec<Object>)]
     pub adapters: Vec<AdapterEntry>,
 }

@@ -9,7 +9,8 @@
 //! - [`registry`]: [`AdapterRegistry`] (register, list, activate, rollback, deactivate,
 //!   delete, the active adapter as an `Arc`) and [`AdapterVersion`].
 //! - [`peft`]: the adapter files in PEFT's format (`adapter_model.safetensors`,
-//!   `adapter_config.json`), readable by Hugging Face `peft`.
+//!   `adapter_config.json`), readable by Hugging Face `peft`; [`peft_prefix`]: the same
+//!   for prefix adapters (PEFT's prefix tuning, `prompt_embeddings`).
 //! - [`manifest`]: what a version was made from (base model sha256, documents, metrics).
 //! - [`files`]: atomic writes and JSON files.
 //! - [`RegistryError`] (`error.rs`): not found, refused, bad name, unreadable file.
@@ -21,6 +22,7 @@ mod error;
 pub mod files;
 pub mod manifest;
 pub mod peft;
+pub mod peft_prefix;
 pub mod registry;
 
 pub use error::RegistryError;

@@ -22,7 +22,7 @@ use crate::adapters::files::write_atomic;
 use crate::adapters::RegistryError;
 use crate::error::{Error, Result};
 use crate::llama::LlamaConfig;
-use crate::lora::{LoraAdapter, LoraTarget};
+use crate::lora::{AdapterKind, LoraAdapter, LoraTarget};
 
 /// File name of the weights.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -96,9 +96,13 @@ fn heads_of(target: LoraTarget, cfg: &LlamaConfig) -> Option<usize> {
 }
 
 /// Writes `adapter` as PEFT files into `dir` (created if needed), each file atomically.
+/// A prefix adapter is written in PEFT's prefix-tuning format (`peft_prefix.rs`).
 pub fn save(adapter: &LoraAdapter, dropout: f32, base_model: &str, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     let cfg = adapter.config();
+    if let Some(prefix) = adapter.prefix() {
+        return crate::adapters::peft_prefix::save(prefix, cfg, base_model, dir);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut modules: Vec<String> = Vec::new();
     for (layer, target) in adapter.targets() {
@@ -141,8 +145,29 @@ pub fn save(adapter: &LoraAdapter, dropout: f32, base_model: &str, dir: &Path) -
     })
 }
 
-/// Reads the PEFT files in `dir` into an adapter for a model of shape `cfg`.
+/// The `peft_type` of the adapter in `dir`, as our kind (None: neither LoRA nor prefix).
+pub fn kind(dir: &Path) -> Result<Option<AdapterKind>> {
+    #[derive(Deserialize)]
+    struct PeftType {
+        peft_type: String,
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    let t: PeftType = crate::adapters::files::read_json(&config_path, |e| {
+        RegistryError::corrupt("adapter_config.json", &config_path, e)
+    })?;
+    Ok(match t.peft_type.as_str() {
+        "LORA" => Some(AdapterKind::Lora),
+        "PREFIX_TUNING" => Some(AdapterKind::Prefix),
+        _ => None,
+    })
+}
+
+/// Reads the PEFT files in `dir` into an adapter for a model of shape `cfg` (LoRA, or
+/// prefix tuning: see `peft_prefix.rs`).
 pub fn load(dir: &Path, cfg: &LlamaConfig, name: &str) -> Result<LoraAdapter> {
+    if kind(dir)? == Some(AdapterKind::Prefix) {
+        return crate::adapters::peft_prefix::load(dir, cfg, name);
+    }
     let config_path = dir.join(CONFIG_FILE);
     let text = std::fs::read(&config_path).map_err(|e| Error::io("reading", &config_path, e))?;
     let config: PeftConfig = serde_json::from_slice(&text)

@@ -28,7 +28,7 @@ use crate::adapters::manifest::Manifest;
 use crate::adapters::{peft, RegistryError};
 use crate::error::{Error, Result};
 use crate::llama::LlamaConfig;
-use crate::lora::LoraAdapter;
+use crate::lora::{AdapterKind, LoraAdapter};
 
 const STATE_FILE: &str = "state.json";
 
@@ -43,6 +43,8 @@ pub struct AdapterVersion {
     pub path: PathBuf,
     /// Its manifest, when it has a readable one.
     pub manifest: Option<Manifest>,
+    /// LoRA or prefix (from its PEFT config's `peft_type`; None when unreadable).
+    pub kind: Option<AdapterKind>,
     /// True for the version requests use.
     pub active: bool,
 }
@@ -200,6 +202,7 @@ impl AdapterRegistry {
             collection: collection.into(),
             version,
             manifest: Manifest::load(&target).ok(),
+            kind: peft::kind(&target).ok().flatten(),
             path: target,
             active: state.active == Some(version),
         })
@@ -218,6 +221,7 @@ impl AdapterRegistry {
                     collection: collection.into(),
                     version: v,
                     manifest: Manifest::load(&path).ok(),
+                    kind: peft::kind(&path).ok().flatten(),
                     path,
                     active: state.active == Some(v),
                 }

@@ -349,15 +349,8 @@ impl Llama {
         adapter: Option<&LoraAdapter>,
         all_rows: bool,
     ) -> Result<Tensor> {
-        let (seq, pos) = (tokens.len(), cache.len);
-        if seq == 0 {
+        if tokens.is_empty() {
             return Err(Error::InvalidOptions("no tokens to run".into()));
-        }
-        if pos + seq > cache.capacity || pos + seq > self.cfg.context_length {
-            return Err(Error::PromptTooLong {
-                prompt_tokens: pos + seq,
-                context_window: cache.capacity.min(self.cfg.context_length),
-            });
         }
         if let Some(adapter) = adapter {
             if !adapter.fits(&self.cfg) {
@@ -366,6 +359,17 @@ impl Llama {
                     reason: "it was built for a model of another shape".into(),
                 });
             }
+            // A prefix adapter's keys and values come first, at positions 0..P.
+            if let (Some(prefix), true) = (adapter.prefix(), cache.is_empty()) {
+                cache.seed(prefix, self.kernels)?;
+            }
+        }
+        let (seq, pos) = (tokens.len(), cache.len);
+        if pos + seq > cache.capacity || pos + seq > self.cfg.context_length {
+            return Err(Error::PromptTooLong {
+                prompt_tokens: pos + seq,
+                context_window: cache.capacity.min(self.cfg.context_length),
+            });
         }
         let mut outputs = Vec::new();
         for chunk in tokens.chunks(self.prefill_chunk) {
