@@ -127,3 +127,80 @@ impl<'a> PieceRanker<'a> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use engram_embedder::{Chunk, Chunking};
+
+    use super::*;
+    use crate::pieces::PieceVocab;
+
+    /// A 4-dimensional encoder: "harmsworth" lies along the first axis, every other
+    /// text (the bare "sworth" included) off it; counts the texts it embeds.
+    struct Toy(AtomicUsize);
+
+    impl TextEncoder for Toy {
+        fn name(&self) -> &str {
+            "toy"
+        }
+        fn dim(&self) -> usize {
+            4
+        }
+        fn max_tokens(&self) -> usize {
+            16
+        }
+        fn embed(&self, texts: &[&str]) -> engram_embedder::Result<Vec<Vec<f32>>> {
+            self.0.fetch_add(texts.len(), Ordering::Relaxed);
+            Ok(texts
+                .iter()
+                .map(|t| match *t {
+                    "harmsworth" => vec![1.0, 0.0, 0.0, 0.0],
+                    "sworth" => vec![-0.6, 0.8, 0.0, 0.0],
+                    _ => {
+                        let h = t.bytes().map(usize::from).sum::<usize>() % 2;
+                        if h == 0 {
+                            vec![0.0, 0.6, 0.8, 0.0]
+                        } else {
+                            vec![0.6, 0.0, 0.0, 0.8]
+                        }
+                    }
+                })
+                .collect())
+        }
+        fn embed_chunked(
+            &self,
+            _: &[&str],
+            _: Chunking,
+        ) -> engram_embedder::Result<Vec<Vec<Chunk>>> {
+            unimplemented!("not used by the ranker")
+        }
+    }
+
+    #[test]
+    fn the_joined_word_decides_and_is_embedded_once() {
+        let enc = Toy(AtomicUsize::new(0));
+        let vocab = PieceVocab::from_pieces(
+            [
+                "harm", "##sworth", "##s", "##less", "##ony", "##ful", "##ed", "##55",
+            ]
+            .into_iter(),
+        );
+        let lex = Lexicon::build(vec!["harm".into()], vec!["a.com".into()], &enc, None)
+            .unwrap()
+            .with_pieces(vocab, &enc, None)
+            .unwrap();
+        let residual = [1.0, 0.0, 0.0, 0.0];
+        let bare = lex.top_pieces(&residual, 6, false);
+        assert_ne!(bare[0], "sworth", "alone, the piece points elsewhere");
+        let ranker = PieceRanker::new(&enc);
+        let before = enc.0.load(Ordering::Relaxed);
+        let ranked = ranker.rank(&lex, &[("harm", false)], &residual, 3);
+        assert_eq!(ranked[0][0], "sworth");
+        assert_eq!(ranked[0].len(), 3);
+        assert_eq!(enc.0.load(Ordering::Relaxed) - before, 6, "one per piece");
+        ranker.rank(&lex, &[("harm", false)], &residual, 3);
+        assert_eq!(enc.0.load(Ordering::Relaxed) - before, 6, "cached");
+    }
+}
