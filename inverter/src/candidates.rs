@@ -12,7 +12,7 @@ use engram_kernels::SplitMix;
 
 use crate::lexicon::Lexicon;
 use crate::pieces::segments;
-use crate::spelling;
+use crate::spelling::{self, Speller};
 
 /// Lexicon words tried as insertions per beam member.
 const INSERTIONS: usize = 12;
@@ -44,17 +44,16 @@ pub fn local_parts(first: &str, last: &str) -> Vec<String> {
 }
 
 /// Proposals for the hypothesis `words` whose residual (target minus its embedding)
-/// is `residual`; `worst` are its positions the probe finds most superfluous;
-/// `open(w)`: the probe cannot propose `w` (a name or piece from the lexicon).
+/// is `residual`; `worst` are its positions the probe finds most superfluous.
 pub fn proposals(
-    lex: &Lexicon,
+    sp: &Speller,
     words: &[String],
     residual: &[f32],
     worst: &[usize],
     max_words: usize,
-    open: &dyn Fn(&str) -> bool,
     rng: &mut SplitMix,
 ) -> Vec<Vec<String>> {
+    let (lex, open) = (sp.lex, sp.open);
     let n = words.len();
     let top = lex.top(residual, INSERTIONS, |w| words.iter().any(|x| x == w));
     let mut out = Vec::new();
@@ -74,7 +73,7 @@ pub fn proposals(
     }
     out.extend(emails(lex, words, residual, &top, max_words, open, rng));
     out.extend(joined_numbers(words));
-    out.extend(spelling::proposals(lex, words, residual, open, rng));
+    out.extend(spelling::proposals(sp, words, residual, rng));
     out
 }
 

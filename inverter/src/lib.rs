@@ -9,7 +9,9 @@
 //! - [`probe`]: the hypothesiser, a ridge bag-of-words probe (faer, closed form);
 //!   [`train_probe`]: the training workflow (texts, embeddings cache, fit).
 //! - [`lexicon`]: WordPiece pieces and a name dictionary the search can also
-//!   propose, with e-mail and number guesses built from them (`candidates.rs`).
+//!   propose, with e-mail and number guesses built from them (`candidates.rs`);
+//!   words spelled piece by piece (`spelling.rs`), pieces ranked with their head
+//!   ([`piece_rank`]).
 //! - [`fluency`]: the word-bigram prior the search adds to the cosine.
 //! - [`lm_prior`]: SmolLM2 as a language prior that re-ranks the best candidates.
 //! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
@@ -31,6 +33,7 @@ mod inverter;
 pub mod lexicon;
 pub mod lm_prior;
 pub mod metrics;
+pub mod piece_rank;
 pub mod pieces;
 pub mod pii;
 pub mod probe;

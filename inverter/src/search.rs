@@ -27,7 +27,9 @@ use crate::inverter::{Hypothesis, Inversion, Inverter};
 use crate::lexicon::Lexicon;
 use crate::lm_prior::LanguagePrior;
 use crate::metrics::cosine;
+use crate::piece_rank::PieceRanker;
 use crate::probe::Probe;
+use crate::spelling::Speller;
 use crate::variants::WordVariants;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -166,6 +168,8 @@ struct Goal<'a> {
     plausible: &'a [usize],
     /// Longest hypothesis allowed (see `LENGTH_SLACK`).
     max_words: usize,
+    /// Ranks spelling pieces with their heads; caches for the whole inversion.
+    ranker: PieceRanker<'a>,
 }
 
 #[derive(Clone)]
@@ -280,13 +284,18 @@ impl CosineSearch {
                 .zip(&node.vector)
                 .map(|(t, v)| t - v)
                 .collect();
-            out.extend(candidates::proposals(
+            let sp = Speller {
                 lex,
+                ranker: &goal.ranker,
+                open: &|w: &str| probe.word_index(w).is_none(),
+                lacking: &|w: &str| add.contains(&w),
+            };
+            out.extend(candidates::proposals(
+                &sp,
                 w,
                 &residual,
                 &worst,
                 goal.max_words,
-                &|w: &str| probe.word_index(w).is_none(),
                 rng,
             ));
         }
@@ -448,6 +457,7 @@ impl Inverter for CosineSearch {
             target: &target,
             plausible: &plausible,
             max_words,
+            ranker: PieceRanker::new(encoder),
         };
         let mut stale = 0;
         let mut kicks_left = MAX_KICKS;

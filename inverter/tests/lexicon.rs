@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use engram_embedder::TextEncoder;
 use engram_inverter::lexicon::{Lexicon, NAMES};
+use engram_inverter::piece_rank::{PieceRanker, LETTER_SHORTLIST};
 use engram_inverter::{CosineSearch, Inverter, Probe, SearchOptions};
 
 #[test]
@@ -56,6 +57,7 @@ fn the_search_with_the_lexicon_spells_a_planted_name() {
     // dictionary; with it, at this seed, the search lengthens the dictionary name
     // "linde" instead ("lindewire": a spelled word overshooting, see the README's
     // PII section). What must hold: the first name, and the surname's head.
+    println!("{}", inv.text);
     let words: Vec<&str> = inv.text.split(' ').collect();
     assert!(words.contains(&"dmitri"), "{}", inv.text);
     assert!(words.iter().any(|w| w.starts_with("lind")), "{}", inv.text);
@@ -74,14 +76,24 @@ fn the_residual_points_at_the_missing_piece() {
         "please wire the deposit to harmsworth before friday",
         "please wire the deposit to harm before friday",
     );
-    // Measured: the missing piece ranks 135th of 4,758 letter pieces and "55"
-    // 19th of 76 digit pieces; better than chance, but outside the 6 and 4 the
-    // search tries per step. Ranking pieces by their bare-text embeddings is the
-    // weak link of the spelling (README, PII section).
-    let rank = |v: Vec<&str>, w: &str| v.iter().position(|x| *x == w);
-    let letters = lex.top_pieces(&r, 4758, false);
-    assert!(rank(letters, "sworth").is_some_and(|k| k < 4758 / 20));
+    // Ranked by their bare-text embeddings, the missing piece is 135th of 4,758
+    // letter pieces and "55" 19th of 76 digit pieces: outside the 6 and 4 the
+    // search tries per step. Ranked with their head (`piece_rank.rs`: "harm" +
+    // each shortlisted piece embedded as one word), both rank first (measured).
+    let rank = |v: &[&str], w: &str| v.iter().position(|x| *x == w);
+    let bare = lex.top_pieces(&r, 4758, false);
+    let bare_rank = rank(&bare, "sworth").unwrap();
+    assert!(bare_rank < LETTER_SHORTLIST, "{bare_rank}");
+    let ranker = PieceRanker::new(enc.as_ref());
+    let joint = ranker.rank(&lex, &[("harm", false)], &r, LETTER_SHORTLIST);
+    let joint_rank = rank(&joint[0], "sworth");
+    println!("sworth: bare {bare_rank}, joint {joint_rank:?}");
+    assert!(joint_rank.is_some_and(|k| k < 2), "{:?}", &joint[0][..10]);
+
     let r = residual("call me on 7955 tomorrow", "call me on 79 tomorrow");
-    let digits = lex.top_pieces(&r, 76, true);
-    assert!(rank(digits, "55").is_some_and(|k| k < 76 / 2));
+    let bare = lex.top_pieces(&r, 76, true);
+    let joint = ranker.rank(&lex, &[("79", true)], &r, 76);
+    let (b, j) = (rank(&bare, "55"), rank(&joint[0], "55"));
+    println!("55: bare {b:?}, joint {j:?}");
+    assert!(j.is_some_and(|k| k < 2), "{:?}", &joint[0][..10]);
 }
