@@ -10,7 +10,7 @@ pub enum Error {
     /// The prompt alone fills the model's context window (the HTTP layer maps this to 422).
     #[error("the prompt has {prompt_tokens} tokens but the model's context window is {context_window} tokens (and at least one must be left for the answer): shorten the prompt, use rag mode to send only the retrieved passages, or use a model with a larger window")]
     PromptTooLong {
-        /// Tokens of the rendered chat prompt.
+        /// Tokens of the rendered chat prompt, with an active prefix adapter's positions.
         prompt_tokens: usize,
         /// The model's context window.
         context_window: usize,

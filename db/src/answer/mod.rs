@@ -412,7 +412,9 @@ impl Engine {
         adapter: Option<(AdapterRef, Arc<LoraAdapter>)>,
         retrieve_ms: f64,
     ) -> Result<PreparedAnswer> {
-        let tokens = model.prompt_tokens(&messages)?;
+        // A prefix adapter's positions come before the prompt in the same window.
+        let prefix = adapter.as_ref().map_or(0, |(_, a)| a.prefix_len());
+        let tokens = model.prompt_tokens(&messages)? + prefix;
         let window = model.info().context_window;
         if tokens >= window {
             return Err(engram_generator::Error::PromptTooLong {

@@ -124,14 +124,22 @@ pub struct WeightsReport {
 }
 
 impl WeightsReport {
+    /// The adapter trained: a prefix has positions, not a rank.
+    fn adapter_label(&self) -> String {
+        match self.promotion.version.kind {
+            Some(engram_generator::AdapterKind::Prefix) => "prefix adapter".to_string(),
+            _ => format!("LoRA rank {}", self.spec.rank),
+        }
+    }
+
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} held-out questions ({}) over {} passages of {}; LoRA rank {}, {} steps, {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
+            "{} held-out questions ({}) over {} passages of {}; {}, {} steps, {}\n\n| mode | EM | token F1 | contains answer | prompt tokens | mean latency | median latency |\n|---|---|---|---|---|---|---|\n",
             self.held_out_questions,
             self.training_source(),
             self.spec.passages,
             self.spec.dataset,
-            self.spec.rank,
+            self.adapter_label(),
             self.spec.steps,
             data_label(
                 &self.spec,
