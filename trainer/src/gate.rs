@@ -10,7 +10,7 @@
 use engram_generator::{
     ChatMessage, GenerationOptions, GenerationRequest, LanguageModel, Llama, LoraAdapter,
 };
-use engram_metrics::qa;
+use engram_metrics::{facts, qa};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Sequence;
@@ -24,6 +24,10 @@ pub struct HeldOutQuestion {
     pub question: String,
     /// Accepted answers (any one counts).
     pub answers: Vec<String>,
+    /// With a rag answer as the accepted one: the facts it took from its passages
+    /// (`engram_metrics::facts`), which a closed-book answer should repeat.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<String>,
 }
 
 /// Closed-book accuracy over a question set.
@@ -41,6 +45,10 @@ pub struct Accuracy {
     /// 1 is a collapsed adapter that answers everything alike.
     #[serde(default)]
     pub same_answer: f64,
+    /// Mean share of the rag answer's facts a reply repeats, over the questions that
+    /// carry facts (None: none does, e.g. gold-answer gates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact_recall: Option<f64>,
 }
 
 /// Scores one reply against the accepted answers: (exact, best F1, contains).
@@ -69,6 +77,7 @@ pub fn closed_book_accuracy(
     };
     let (mut em, mut f1, mut contains) = (0.0, 0.0, 0.0);
     let mut replies = Vec::new();
+    let mut recalls = Vec::new();
     for q in questions {
         let messages = [ChatMessage::user(&q.question)];
         let reply = model.complete(&GenerationRequest {
@@ -81,6 +90,7 @@ pub fn closed_book_accuracy(
         em += e as u8 as f64;
         f1 += f;
         contains += c as u8 as f64;
+        recalls.extend(facts::fact_recall(&reply.text, &q.facts));
         replies.push(reply.text);
     }
     let n = questions.len() as f64;
@@ -90,6 +100,8 @@ pub fn closed_book_accuracy(
         f1: f1 / n,
         contains: contains / n,
         same_answer: same_answer_share(&replies),
+        fact_recall: (!recalls.is_empty())
+            .then(|| recalls.iter().sum::<f64>() / recalls.len() as f64),
     })
 }
 
@@ -144,6 +156,10 @@ pub struct GateConfig {
     /// (checked from [`MIN_COLLAPSE_QUESTIONS`] questions on): more is a collapsed
     /// adapter, refused however well its answers score.
     pub max_same_answer_share: f64,
+    /// Least share of the rag answers' facts the adapter's closed-book answers must
+    /// repeat (gates whose questions carry facts): below it the adapter would answer
+    /// `auto` questions worse than rag does, so it is not activated.
+    pub min_fact_recall: f64,
     /// Activate even when the gate refuses (the refusal is still reported).
     pub force: bool,
 }
@@ -157,6 +173,7 @@ impl Default for GateConfig {
             max_perplexity_increase: 0.05,
             min_f1_gain: 0.0,
             max_same_answer_share: 0.5,
+            min_fact_recall: 0.8,
             force: false,
         }
     }
@@ -189,7 +206,9 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
     let acc_ok = f1_change > cfg.min_f1_gain;
     let same = tuned.accuracy.same_answer;
     let varied_ok = tuned.accuracy.n < MIN_COLLAPSE_QUESTIONS || same <= cfg.max_same_answer_share;
-    let checks = vec![
+    let recall = tuned.accuracy.fact_recall;
+    let facts_ok = recall.is_none_or(|r| r >= cfg.min_fact_recall);
+    let mut checks = vec![
         format!(
             "{} forgetting: perplexity {:.3} -> {:.3} ({:+.1}%, limit {:+.1}%)",
             if ppl_ok { "ok" } else { "FAIL" },
@@ -215,7 +234,16 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
             100.0 * cfg.max_same_answer_share
         ),
     ];
-    let passed = ppl_ok && acc_ok && varied_ok;
+    if let Some(r) = recall {
+        checks.push(format!(
+            "{} as good as rag: closed-book answers repeat {:.0}% of the facts rag answered with (base model {:.0}%, at least {:.0}%)",
+            if facts_ok { "ok" } else { "FAIL" },
+            100.0 * r,
+            100.0 * base.accuracy.fact_recall.unwrap_or(0.0),
+            100.0 * cfg.min_fact_recall
+        ));
+    }
+    let passed = ppl_ok && acc_ok && varied_ok && facts_ok;
     let mut why = Vec::new();
     if !ppl_ok {
         why.push(format!(
@@ -234,6 +262,13 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
         why.push(format!(
             "it collapsed: {:.0}% of the distinct gate questions get one and the same reply, so it learned an answer, not the documents: train on more varied questions (logged ones, distillation) or fewer steps",
             100.0 * same
+        ));
+    }
+    if let Some(r) = recall.filter(|_| !facts_ok) {
+        why.push(format!(
+            "its closed-book answers repeat only {:.0}% of the facts rag answers the same questions with (at least {:.0}%), so `auto` would answer worse than rag: log more questions about these documents, add self-study questions or train longer",
+            100.0 * r,
+            100.0 * cfg.min_fact_recall
         ));
     }
     let message = match (passed, cfg.force) {
@@ -261,7 +296,7 @@ pub fn decide(base: &EvalReport, tuned: &EvalReport, cfg: &GateConfig) -> GateDe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{tiny_model, tiny_replay};
+    use crate::testing::{tiny_model, tiny_replay, Scripted};
 
     fn report(f1: f64, ppl: f64) -> EvalReport {
         EvalReport {
@@ -271,6 +306,7 @@ mod tests {
                 f1,
                 contains: f1,
                 same_answer: 0.2,
+                fact_recall: None,
             },
             perplexity: ppl,
         }
@@ -349,6 +385,48 @@ mod tests {
         // Too few gate questions to call a collapse.
         collapsed.accuracy.n = 3;
         assert!(decide(&report(0.1, 10.0), &collapsed, &cfg).passed);
+    }
+
+    #[test]
+    fn an_adapter_far_from_rag_facts_is_not_activated() {
+        let cfg = GateConfig::default();
+        let with_recall = |r: f64| {
+            let mut t = report(0.5, 10.0);
+            t.accuracy.fact_recall = Some(r);
+            t
+        };
+        let mut base = report(0.3, 10.0);
+        base.accuracy.fact_recall = Some(0.05);
+        // The fictional-base run: F1 against the teacher up, facts far from rag's.
+        let d = decide(&base, &with_recall(0.2), &cfg);
+        assert!(!d.passed && !d.activate, "{d:?}");
+        assert!(d.message.contains("worse than rag") && d.message.contains("20%"));
+        assert!(d
+            .checks
+            .iter()
+            .any(|c| c.starts_with("FAIL as good as rag") && c.contains("base model 5%")));
+        assert!(decide(&base, &with_recall(0.85), &cfg).passed);
+        // Gold-answer gates carry no facts: the check does not apply.
+        assert!(decide(&base, &report(0.5, 10.0), &cfg).passed);
+    }
+
+    #[test]
+    fn fact_recall_is_averaged_over_questions_with_facts() {
+        let model = Scripted::new("It was founded by Feskie Kaezoun in 1972.");
+        let q = |facts: &[&str]| HeldOutQuestion {
+            question: "Who founded Mobryl Works?".into(),
+            answers: vec!["Feskie Kaezoun".into()],
+            facts: facts.iter().map(|f| f.to_string()).collect(),
+        };
+        let gold = closed_book_accuracy(&model, None, &[q(&[])], 8).unwrap();
+        assert_eq!((gold.fact_recall, gold.contains), (None, 1.0));
+        let facts = [q(&["feskie", "kaezoun", "1974"]), q(&["1974"]), q(&[])];
+        let acc = closed_book_accuracy(&model, None, &facts, 8).unwrap();
+        // (2/3 + 0/1) / 2: the question with no facts does not count.
+        assert!(
+            (acc.fact_recall.unwrap() - 1.0 / 3.0).abs() < 1e-12,
+            "{acc:?}"
+        );
     }
 
     #[test]

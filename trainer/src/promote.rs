@@ -82,6 +82,7 @@ fn hold_out_synthetic(
                 held.push(HeldOutQuestion {
                     question: question.clone(),
                     answers: vec![answer.clone()],
+                    facts: Vec::new(),
                 });
                 continue;
             }
@@ -213,6 +214,14 @@ impl PromotionReport {
             ),
         ] {
             let _ = writeln!(s, "{name:<28} {b:>12.3} {t:>12.3} {:>+10.3}", t - b);
+        }
+        if let (Some(b), Some(t)) = (acc(&self.base).fact_recall, acc(&self.tuned).fact_recall) {
+            let _ = writeln!(
+                s,
+                "{:<28} {b:>12.3} {t:>12.3} {:>+10.3}",
+                "rag facts repeated",
+                t - b
+            );
         }
         let (b, t) = (self.base.perplexity, self.tuned.perplexity);
         let _ = writeln!(

@@ -1,8 +1,14 @@
 //! Tiny random llama models for the mechanics tests (the real model is tested in
 //! tests/smollm2.rs).
 
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use candle_core::quantized::GgmlDType;
-use engram_generator::{Kernels, Llama};
+use engram_generator::{
+    ChatMessage, FinishReason, Generation, GenerationRequest, Kernels, LanguageModel, Llama,
+    ModelInfo, Timing, Usage,
+};
 
 use crate::data::Sequence;
 
@@ -36,4 +42,65 @@ pub(crate) fn tiny_replay() -> Vec<Sequence> {
             soft: None,
         })
         .collect()
+}
+
+/// A language model double that answers from a script: it lets parsing, filtering,
+/// resume and scoring logic be tested without the real model (tested in
+/// tests/smollm2.rs).
+pub(crate) struct Scripted {
+    info: ModelInfo,
+    reply: String,
+    /// Text every prompt must contain (the document, when one is expected).
+    expect: Option<&'static str>,
+    pub calls: AtomicUsize,
+}
+
+impl Scripted {
+    pub fn new(reply: &str) -> Self {
+        Self {
+            info: ModelInfo {
+                name: "scripted".into(),
+                context_window: 4096,
+                weights: "none".into(),
+            },
+            reply: reply.into(),
+            expect: None,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Asserts that every prompt's first message contains `text`.
+    pub fn expecting(mut self, text: &'static str) -> Self {
+        self.expect = Some(text);
+        self
+    }
+}
+
+impl LanguageModel for Scripted {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+    fn prompt_tokens(&self, messages: &[ChatMessage]) -> engram_generator::Result<usize> {
+        Ok(messages.iter().map(|m| m.content.len()).sum())
+    }
+    fn generate(
+        &self,
+        request: &GenerationRequest<'_>,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> engram_generator::Result<Generation> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(text) = self.expect {
+            assert!(
+                request.messages[0].content.contains(text),
+                "the prompt holds {text}"
+            );
+        }
+        let _ = on_text(&self.reply);
+        Ok(Generation {
+            text: self.reply.clone(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage::default(),
+            timing: Timing::default(),
+        })
+    }
 }

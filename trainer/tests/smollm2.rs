@@ -301,10 +301,12 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
         HeldOutQuestion {
             question: "Who founded the Zorbian Institute of Glassworks?".into(),
             answers: vec!["Marta Velquist".into()],
+            facts: Vec::new(),
         },
         HeldOutQuestion {
             question: "In which year was the Zorbian Institute of Glassworks founded?".into(),
             answers: vec!["1911".into()],
+            facts: Vec::new(),
         },
     ];
     let dir = tempfile::tempdir().unwrap();

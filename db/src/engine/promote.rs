@@ -253,6 +253,7 @@ impl Engine {
             .map(|q| HeldOutQuestion {
                 question: q.question.clone(),
                 answers: q.answers.clone(),
+                facts: Vec::new(),
             })
             .collect();
         let id = plan_id(&documents, &options, &held_out, &logged);

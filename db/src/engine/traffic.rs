@@ -139,7 +139,10 @@ impl Engine {
         Ok((
             pairs
                 .into_iter()
-                .map(|(question, answer)| QaPair { question, answer })
+                .map(|(q, answer)| QaPair {
+                    question: q.question,
+                    answer,
+                })
                 .collect(),
             self.rag_gate(collection, &picks.held_out)?,
         ))
@@ -177,7 +180,9 @@ impl Engine {
         Ok(out)
     }
 
-    /// The picks as gate questions whose accepted answer is the base model's rag answer.
+    /// The picks as gate questions whose accepted answer is the base model's rag
+    /// answer, with the facts it took from its passages (what the gate's "as good as
+    /// rag" check asks the adapter to repeat).
     pub(super) fn rag_gate(
         &self,
         collection: &str,
@@ -186,8 +191,9 @@ impl Engine {
         Ok(self
             .rag_answers(collection, picked)?
             .into_iter()
-            .map(|(question, answer)| HeldOutQuestion {
-                question,
+            .map(|(q, answer)| HeldOutQuestion {
+                facts: engram_metrics::facts::fact_words(&answer, &q.question, &q.passages),
+                question: q.question,
                 answers: vec![answer],
             })
             .collect())
@@ -196,7 +202,11 @@ impl Engine {
     /// The base model's rag answer to each picked question, from the passages of the
     /// documents it retrieved (their current text); questions whose documents are gone
     /// or whose answer is empty are dropped.
-    fn rag_answers(&self, collection: &str, picked: &[Picked]) -> Result<Vec<(String, String)>> {
+    fn rag_answers(
+        &self,
+        collection: &str,
+        picked: &[Picked],
+    ) -> Result<Vec<(DistillQuestion, String)>> {
         let model = self.language_model()?;
         let options = GenerationOptions {
             max_tokens: ANSWER_TOKENS,
@@ -213,7 +223,7 @@ impl Engine {
             };
             let answer = model.complete(&request)?.text.trim().to_string();
             if !answer.is_empty() {
-                out.push((q.question, answer));
+                out.push((q, answer));
             }
         }
         Ok(out)

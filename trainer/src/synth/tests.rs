@@ -1,65 +1,11 @@
-use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use engram_generator::{
-    ChatMessage, FinishReason, Generation, GenerationRequest, LanguageModel, ModelInfo, Timing,
-    Usage,
-};
+use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::testing::Scripted;
 
 const DOC: &str = "The earthquake swarm was noted on October 12, 2007 in the Prince George Citizen by staff. \
 Scientists mentioned in the report were John Cassidy of Natural Resources Canada and Catherine Hickson. \
 The swarm had 3,500 small events over 40 days. Hickson said in 1998 the volcano was dormant.";
-
-/// A language model double that answers from a script: it lets the parsing, filtering
-/// and resume logic be tested without the real model (tested in tests/smollm2.rs).
-struct Scripted {
-    info: ModelInfo,
-    reply: String,
-    calls: AtomicUsize,
-}
-
-impl Scripted {
-    fn new(reply: &str) -> Self {
-        Self {
-            info: ModelInfo {
-                name: "scripted".into(),
-                context_window: 4096,
-                weights: "none".into(),
-            },
-            reply: reply.into(),
-            calls: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl LanguageModel for Scripted {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-    fn prompt_tokens(&self, messages: &[ChatMessage]) -> engram_generator::Result<usize> {
-        Ok(messages.iter().map(|m| m.content.len()).sum())
-    }
-    fn generate(
-        &self,
-        request: &GenerationRequest<'_>,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> engram_generator::Result<Generation> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            request.messages[0].content.contains("Prince George"),
-            "the document is in the prompt"
-        );
-        let _ = on_text(&self.reply);
-        Ok(Generation {
-            text: self.reply.clone(),
-            finish_reason: FinishReason::Stop,
-            usage: Usage::default(),
-            timing: Timing::default(),
-        })
-    }
-}
 
 fn docs() -> Vec<Document> {
     vec![
@@ -141,7 +87,7 @@ fn parsing_and_the_support_filter() {
 #[test]
 fn synthesis_filters_appends_and_resumes() {
     let reply = "Question: When was the swarm noted?\nAnswer: October 12, 2007\nQuestion: Who is the president?\nAnswer: Abraham Lincoln";
-    let model = Scripted::new(reply);
+    let model = Scripted::new(reply).expecting("Prince George");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("synth.jsonl");
     let cfg = SynthConfig {
