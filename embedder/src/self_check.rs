@@ -490,8 +490,7 @@ mod tests {
 
     #[test]
     fn with_the_pair_route_centring_alone_may_go_live_on_the_pair_queries() {
-        // Center loses on the cut kinds (bound and a kind below 0) but its bound on the
-        // pair queries (gain 0.03, bound 0.02) is above the margin.
+        // Center loses on the cut kinds, but its pair bound (0.02) is above the margin.
         let center = scored(-0.01, &[0.01, -0.02, 0.0, 0.03]);
         let alone = [(Variant::Center, center.clone())];
         assert_eq!(decide(&alone, 0.0, true), Some(Variant::Center));
