@@ -2,7 +2,9 @@
 """Replays the self-check's decision under other rules from an `engram eval
 contextual-sizes --out` file (issue 23): for each candidate list, with and without the
 every-kind rule, and for several z, which variant would have gone live on each
-collection and what that gains over MiniLM on the real queries.
+collection and what that gains over MiniLM on the real queries. Files written from the
+sixth session on also hold the pair queries: centring goes live on their bound alone
+when no candidate passes on the cut kinds (`embedder/src/self_check.rs`).
 
 The file records each variant's mean gain on the pseudo-queries and its lower bound at
 the run's z, so the bound at any other z follows. Used on the TUNING corpora only:
@@ -18,18 +20,27 @@ CANDIDATES = {
 }
 
 
-def live(figure, z, run_z, candidates, every_kind):
-    best = None
+def at_z(gain, lower_bound, z, run_z):
+    return gain - z * (gain - lower_bound) / run_z
+
+
+def live(figure, z, run_z, candidates, every_kind, pair_route=True):
+    """What goes live: the best bound of the candidates passing on the cut kinds; else
+    (files from the sixth session on, which hold pair queries) center on its pair bound."""
+    best, pair = None, None
     for s in figure["pseudo_query_scores"]:
         name = s["encoder"].removeprefix("contextual-")
         if candidates is not None and name not in candidates:
             continue
-        se = (s["gain"] - s["lower_bound"]) / run_z
-        bound = s["gain"] - z * se
-        if bound > 0 and (not every_kind or all(k["gain"] >= 0 for k in s["by_kind"])):
+        bound = at_z(s["gain"], s["lower_bound"], z, run_z)
+        cut = [k for k in s["by_kind"] if k["kind"] != "pair"]
+        if bound > 0 and (not every_kind or all(k["gain"] >= 0 for k in cut)):
             if best is None or bound > best[1]:
                 best = (name, bound)
-    return best and best[0]
+        for k in s["by_kind"]:
+            if name == "center" and k["kind"] == "pair" and at_z(k["gain"], k["lower_bound"], z, run_z) > 0:
+                pair = name
+    return best[0] if best else (pair if pair_route else None)
 
 
 def real(figure, name):

@@ -19,6 +19,21 @@
 //! margin on the mean (the first rule) had to be wide enough for the noisiest
 //! collection, so it refused the small steady gains of centring everywhere; the bound
 //! narrows with the number of pseudo-queries and with how consistent the gain is.
+//!
+//! The [`Kind::Pair`] queries (an entity-like and a topic-like word, every document
+//! holding both relevant) are asked too and reported apart, and with
+//! [`SelfCheckOptions::pair_route`] they are a second way live, for centring only:
+//! its bound on them alone above the margin, when no candidate passed the first
+//! rule. Why it was tried: on the templated niche corpora the cut kinds disagree in
+//! sign with the real queries about centring, and of nine kinds tried on the tuning
+//! corpora (`scripts/pseudo_query_agreement.py`,
+//! `benches/results/pseudo_query_agreement_tuning.json`) only the pair's bound put
+//! centring live where it gained and nowhere it lost (the phone collections at 50,
+//! 100 and 240 documents). Why it is off: on the held-out carmaker corpus it put
+//! centring live on 50 and 300 documents, where it lost 0.5 and 0.8 points to MiniLM
+//! (`benches/results/eval_contextual_sizes_heldout_pairs.json`): never worse would
+//! not hold.
+//!
 //! The check costs one extra stage-one pass over (at most
 //! [`SelfCheckOptions::documents`] of) the sample, at build time only: embedding
 //! documents and queries afterwards costs what the chosen encoder costs.
@@ -48,6 +63,10 @@ pub struct SelfCheckOptions {
     pub z: f64,
     /// Seed of the cutting and word dropping, so a check is reproducible.
     pub seed: u64,
+    /// Whether centring may also go live on its bound on the pair queries alone (off:
+    /// it broke "never worse" on held-out collections; see the module docs).
+    #[serde(default)]
+    pub pair_route: bool,
 }
 
 impl Default for SelfCheckOptions {
@@ -66,6 +85,7 @@ impl Default for SelfCheckOptions {
             margin: 0.0,
             z: 1.5,
             seed: 23,
+            pair_route: false,
         }
     }
 }
@@ -85,6 +105,9 @@ pub struct KindGain {
     pub kind: Kind,
     pub queries: usize,
     pub gain: f64,
+    /// Lower confidence bound of `gain` (0 in checks stored before it was kept).
+    #[serde(default)]
+    pub lower_bound: f64,
 }
 
 /// One candidate's score in a self-check.
@@ -92,8 +115,10 @@ pub struct KindGain {
 pub struct VariantScore {
     /// `contextual-<name>`.
     pub encoder: String,
+    /// Over the cut kinds (title, sentence, span).
     pub ndcg_at_10: f64,
-    /// Mean per-query gain over stage one, and its lower confidence bound.
+    /// Mean per-query gain over stage one on the cut kinds, and its lower confidence
+    /// bound ([`Kind::Pair`] is weighed apart, in `by_kind`).
     #[serde(default)]
     pub gain: f64,
     #[serde(default)]
@@ -106,10 +131,13 @@ pub struct VariantScore {
 /// collection's info).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelfCheck {
-    /// Sampled documents searched, and pseudo-queries asked.
+    /// Sampled documents searched, pseudo-queries of the cut kinds asked, and
+    /// [`Kind::Pair`] queries asked (0 in checks stored before them).
     pub documents: usize,
     pub queries: usize,
-    /// Stage one's (plain MiniLM's) nDCG@10 on the pseudo-queries.
+    #[serde(default)]
+    pub pair_queries: usize,
+    /// Stage one's (plain MiniLM's) nDCG@10 on the pseudo-queries of the cut kinds.
     pub stage_one: f64,
     /// Every candidate's nDCG@10.
     pub variants: Vec<VariantScore>,
@@ -117,6 +145,9 @@ pub struct SelfCheck {
     /// Standard errors of the bound (0 in checks stored before the bound).
     #[serde(default)]
     pub z: f64,
+    /// Whether the pair route was open ([`SelfCheckOptions::pair_route`]).
+    #[serde(default)]
+    pub pair_route: bool,
     /// The variant that went live; `None`: stage one was kept.
     pub chosen: Option<Variant>,
     /// The decision in words.
@@ -145,31 +176,36 @@ fn score_variant(
     kinds: &[Kind],
     z: f64,
 ) -> VariantScore {
+    let of = |keep: &dyn Fn(Kind) -> bool, x: &[f64]| -> Vec<f64> {
+        x.iter()
+            .zip(kinds)
+            .filter(|(_, k)| keep(**k))
+            .map(|(v, _)| *v)
+            .collect()
+    };
     let diffs: Vec<f64> = per_query
         .iter()
         .zip(stage_one)
         .map(|(v, s)| v - s)
         .collect();
-    let (gain, lower_bound) = paired_bound(&diffs, z);
+    let cut = |k: Kind| k != Kind::Pair;
+    let (gain, lower_bound) = paired_bound(&of(&cut, &diffs), z);
     let by_kind = Kind::ALL
         .iter()
         .filter_map(|&kind| {
-            let d: Vec<f64> = diffs
-                .iter()
-                .zip(kinds)
-                .filter(|(_, k)| **k == kind)
-                .map(|(d, _)| *d)
-                .collect();
-            (!d.is_empty()).then(|| KindGain {
+            let d = of(&|k| k == kind, &diffs);
+            let (gain, lower_bound) = paired_bound(&d, z);
+            (!d.is_empty()).then_some(KindGain {
                 kind,
                 queries: d.len(),
-                gain: d.iter().sum::<f64>() / d.len() as f64,
+                gain,
+                lower_bound,
             })
         })
         .collect();
     VariantScore {
         encoder: format!("contextual-{}", variant.name()),
-        ndcg_at_10: mean(per_query),
+        ndcg_at_10: mean(&of(&cut, per_query)),
         gain,
         lower_bound,
         by_kind,
@@ -177,16 +213,41 @@ fn score_variant(
 }
 
 /// The candidate to put live: of those whose bound exceeds `margin` and that lose on
-/// no kind of pseudo-query, the one with the highest bound (ties to the earlier).
-pub fn decide(scores: &[(Variant, VariantScore)], margin: f64) -> Option<Variant> {
+/// no cut kind of pseudo-query, the one with the highest bound (ties to the earlier);
+/// failing that, with `pair_route`, centring when its bound on the pair queries alone
+/// exceeds `margin`.
+pub fn decide(
+    scores: &[(Variant, VariantScore)],
+    margin: f64,
+    pair_route: bool,
+) -> Option<Variant> {
     scores
         .iter()
-        .filter(|(_, s)| s.lower_bound > margin && s.by_kind.iter().all(|k| k.gain >= 0.0))
+        .filter(|(_, s)| {
+            s.lower_bound > margin
+                && s.by_kind
+                    .iter()
+                    .all(|k| k.kind == Kind::Pair || k.gain >= 0.0)
+        })
         .fold(None, |acc: Option<(Variant, f64)>, (v, s)| match acc {
             Some((_, b)) if b >= s.lower_bound => acc,
             _ => Some((*v, s.lower_bound)),
         })
         .map(|(v, _)| v)
+        .or_else(|| {
+            scores
+                .iter()
+                .find(|(v, s)| pair_route && *v == Variant::Center && pair_bound(s) > margin)
+                .map(|(v, _)| *v)
+        })
+}
+
+/// A score's lower bound on the pair queries (-inf without any).
+fn pair_bound(s: &VariantScore) -> f64 {
+    s.by_kind
+        .iter()
+        .find(|k| k.kind == Kind::Pair)
+        .map_or(f64::NEG_INFINITY, |k| k.lower_bound)
 }
 
 /// Up to `n` indices spread evenly over `0..len`.
@@ -201,16 +262,23 @@ fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len().max(1) as f64
 }
 
-/// nDCG@10 of each ranking where `answers[q]` is query `q`'s one relevant document.
-fn ndcg_at_10(ranked: &[Vec<usize>], answers: &[usize]) -> Vec<f64> {
+/// nDCG@10 of each ranking where `answers[q]` are query `q`'s relevant documents.
+fn ndcg_at_10(ranked: &[Vec<usize>], answers: &[Vec<usize>]) -> Vec<f64> {
+    let gain = |p: usize| 1.0 / (p as f64 + 2.0).log2();
     ranked
         .iter()
         .zip(answers)
         .map(|(r, a)| {
-            r.iter()
-                .take(10)
-                .position(|d| d == a)
-                .map_or(0.0, |p| 1.0 / (p as f64 + 2.0).log2())
+            let dcg: f64 = (r.iter().take(10).enumerate())
+                .filter(|(_, d)| a.contains(d))
+                .map(|(p, _)| gain(p))
+                .sum();
+            let ideal: f64 = (0..a.len().min(10)).map(gain).sum();
+            if ideal > 0.0 {
+                dcg / ideal
+            } else {
+                0.0
+            }
         })
         .collect()
 }
@@ -243,20 +311,28 @@ pub fn run_with(
         .collect();
     let mut rng = engram_kernels::SplitMix::new(options.seed);
     let (mut queries, mut kinds, mut answers) = (Vec::new(), Vec::new(), Vec::new());
-    for d in spread(docs.len(), options.query_documents) {
+    let from = spread(docs.len(), options.query_documents);
+    for &d in &from {
         for (kind, q) in pseudo_queries::cut(docs[d], &mut rng) {
             queries.push(q);
             kinds.push(kind);
-            answers.push(d);
+            answers.push(vec![d]);
         }
+    }
+    for (q, relevant) in pseudo_queries::pairs(&docs, &from) {
+        queries.push(q);
+        kinds.push(Kind::Pair);
+        answers.push(relevant);
     }
     let kept = |decision: String| SelfCheck {
         documents: docs.len(),
         queries: 0,
+        pair_queries: 0,
         stage_one: 0.0,
         variants: Vec::new(),
         margin: options.margin,
         z: options.z,
+        pair_route: options.pair_route,
         chosen: None,
         decision,
     };
@@ -294,13 +370,19 @@ pub fn run_with(
     } else {
         String::new()
     };
+    let cut: Vec<f64> = (stage_one.iter().zip(&kinds))
+        .filter(|(_, k)| **k != Kind::Pair)
+        .map(|(s, _)| *s)
+        .collect();
     let measured = SelfCheck {
         documents: docs.len(),
-        queries: queries.len(),
-        stage_one: mean(&stage_one),
+        queries: cut.len(),
+        pair_queries: queries.len() - cut.len(),
+        stage_one: mean(&cut),
         variants: scores.into_iter().map(|(_, s)| s).collect(),
         margin: options.margin,
         z: options.z,
+        pair_route: options.pair_route,
         chosen: None,
         decision: String::new(),
     };
@@ -322,10 +404,19 @@ pub fn conclude(mut check: SelfCheck, candidates: &[Variant], note: &str) -> Sel
         .filter_map(|s| named(s).map(|v| (v, s.clone())))
         .collect();
     let (n, z, margin, stage_one) = (check.queries, check.z, check.margin, check.stage_one);
-    check.chosen = decide(&scores, margin);
+    check.chosen = decide(&scores, margin, check.pair_route);
     check.decision = match scores.iter().find(|(v, _)| Some(*v) == check.chosen) {
+        Some((v, s)) if s.lower_bound <= margin => format!(
+            "contextual-{} goes live on {} pair queries (an entity-like and a topic-like word): gain {:+.4} with lower bound {:+.4} (z {z}) above the margin {margin:.3}; on the {n} pseudo-queries of the cut kinds no candidate passed (its own gain {:+.4}, lower bound {:+.4}){note}",
+            v.name(),
+            check.pair_queries,
+            s.by_kind.iter().find(|k| k.kind == Kind::Pair).map_or(0.0, |k| k.gain),
+            pair_bound(s),
+            s.gain,
+            s.lower_bound,
+        ),
         Some((v, s)) => format!(
-            "contextual-{} goes live: nDCG@10 {:.3} vs stage one's {stage_one:.3} on {n} pseudo-queries, gain {:+.4} with lower bound {:+.4} (z {z}) above the margin {margin:.3} and no loss on any kind{note}",
+            "contextual-{} goes live: nDCG@10 {:.3} vs stage one's {stage_one:.3} on {n} pseudo-queries, gain {:+.4} with lower bound {:+.4} (z {z}) above the margin {margin:.3} and no loss on any cut kind{note}",
             v.name(),
             s.ndcg_at_10,
             s.gain,
@@ -342,7 +433,7 @@ pub fn conclude(mut check: SelfCheck, candidates: &[Variant], note: &str) -> Sel
                     s.encoder, s.ndcg_at_10, s.gain, s.lower_bound
                 )
             });
-            format!("stage one kept: no candidate's nDCG@10 gain on {n} pseudo-queries has its lower bound above the margin {margin:.3} without a loss on some kind ({detail}){note}")
+            format!("stage one kept: no candidate's nDCG@10 gain on {n} pseudo-queries has its lower bound above the margin {margin:.3} without a loss on some kind{} ({detail}){note}", if check.pair_route { ", nor has centring's on the pair queries" } else { "" })
         }
     };
     check.variants = scores.into_iter().map(|(_, s)| s).collect();
@@ -366,6 +457,7 @@ mod tests {
                     kind,
                     queries: 10,
                     gain,
+                    lower_bound: gain - 0.01,
                 })
                 .collect(),
         }
@@ -377,19 +469,74 @@ mod tests {
             (Variant::Whiten, scored(0.001, &[0.01, 0.0, 0.02])),
             (Variant::Learned, scored(0.004, &[0.01, 0.01, 0.01])),
         ];
-        assert_eq!(decide(&scores, 0.0), Some(Variant::Learned));
-        assert_eq!(decide(&scores, 0.002), Some(Variant::Learned));
-        assert_eq!(decide(&scores, 0.004), None, "bound not above the margin");
-        assert_eq!(decide(&[], 0.0), None, "no candidate");
+        assert_eq!(decide(&scores, 0.0, false), Some(Variant::Learned));
+        assert_eq!(decide(&scores, 0.002, false), Some(Variant::Learned));
+        assert_eq!(
+            decide(&scores, 0.004, false),
+            None,
+            "bound not above the margin"
+        );
+        assert_eq!(decide(&[], 0.0, false), None, "no candidate");
         // A bound above the margin does not put live a variant that loses on a kind.
         let lopsided = [(Variant::Center, scored(0.01, &[0.05, -0.001, 0.02]))];
-        assert_eq!(decide(&lopsided, 0.0), None);
+        assert_eq!(decide(&lopsided, 0.0, false), None);
         // A tie between candidates goes to the earlier one.
         let tied = [
             (Variant::Center, scored(0.01, &[0.01])),
             (Variant::Whiten, scored(0.01, &[0.01])),
         ];
-        assert_eq!(decide(&tied, 0.0), Some(Variant::Center));
+        assert_eq!(decide(&tied, 0.0, false), Some(Variant::Center));
+    }
+
+    #[test]
+    fn with_the_pair_route_centring_alone_may_go_live_on_the_pair_queries() {
+        // Center loses on the cut kinds, but its pair bound (0.02) is above the margin.
+        let center = scored(-0.01, &[0.01, -0.02, 0.0, 0.03]);
+        let alone = [(Variant::Center, center.clone())];
+        assert_eq!(decide(&alone, 0.0, true), Some(Variant::Center));
+        assert_eq!(decide(&alone, 0.0, false), None, "the route is closed");
+        assert_eq!(decide(&alone, 0.02, true), None);
+        // Not another variant on its pair queries.
+        assert_eq!(
+            decide(&[(Variant::Whiten, center.clone())], 0.0, true),
+            None
+        );
+        // A variant that passes on the cut kinds is preferred, whatever its pair queries say.
+        let learned = scored(0.001, &[0.01, 0.01, 0.01, -0.5]);
+        let both = [(Variant::Center, center), (Variant::Learned, learned)];
+        assert_eq!(decide(&both, 0.0, true), Some(Variant::Learned));
+        // Concluded, the decision says which way it went live.
+        let check = SelfCheck {
+            documents: 20,
+            queries: 60,
+            pair_queries: 20,
+            stage_one: 0.5,
+            variants: vec![VariantScore {
+                encoder: "contextual-center".into(),
+                ..scored(-0.01, &[0.01, -0.02, 0.0, 0.03])
+            }],
+            margin: 0.0,
+            z: 1.5,
+            pair_route: true,
+            chosen: None,
+            decision: String::new(),
+        };
+        let done = conclude(check.clone(), &[Variant::Center], "");
+        assert_eq!(done.chosen, Some(Variant::Center));
+        assert!(
+            done.decision.contains("goes live on 20 pair queries"),
+            "{}",
+            done.decision
+        );
+        let kept = conclude(check.clone(), &[Variant::Whiten], "");
+        assert_eq!((kept.chosen, kept.variants.len()), (None, 0));
+        let closed = SelfCheck {
+            pair_route: false,
+            ..check
+        };
+        let kept = conclude(closed, &[Variant::Center], "");
+        assert_eq!(kept.chosen, None);
+        assert!(!kept.decision.contains("pair"), "{}", kept.decision);
     }
 
     #[test]
@@ -434,17 +581,20 @@ mod tests {
         assert!((s.by_kind[0].gain - 0.5).abs() < 1e-12);
         assert!((s.by_kind[1].gain + 0.25).abs() < 1e-12);
         assert_eq!(
-            decide(&[(Variant::Center, s)], -1.0),
+            decide(&[(Variant::Center, s)], -1.0, false),
             None,
             "loses on spans"
         );
     }
 
     #[test]
-    fn ndcg_counts_the_rank_of_the_one_relevant_document() {
-        let ranked = vec![vec![3, 1], vec![2, 0], vec![5]];
-        let got = ndcg_at_10(&ranked, &[3, 0, 4]);
-        assert_eq!(got, vec![1.0, 1.0 / 3f64.log2(), 0.0]);
+    fn ndcg_counts_the_ranks_of_the_relevant_documents() {
+        let ranked = vec![vec![3, 1], vec![2, 0], vec![5], vec![1, 7, 2]];
+        let got = ndcg_at_10(&ranked, &[vec![3], vec![0], vec![4], vec![2, 1]]);
+        assert_eq!(got[..3], [1.0, 1.0 / 3f64.log2(), 0.0]);
+        // Two relevant documents at ranks 1 and 3 of an ideal 1 and 2.
+        let ideal = 1.0 + 1.0 / 3f64.log2();
+        assert!((got[3] - (1.0 + 0.5) / ideal).abs() < 1e-12);
         assert_eq!(spread(10, 4), [0, 2, 5, 7]);
     }
 }

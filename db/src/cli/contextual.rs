@@ -124,6 +124,10 @@ pub struct EvalContextualSizesArgs {
     /// Standard errors below the mean gain the self-check's bound lies (0 to 10).
     #[arg(long, default_value_t = SelfCheckOptions::default().z)]
     pub z: f64,
+    /// Let centring also go live on its bound on the pair pseudo-queries alone (off by
+    /// default: it broke "never worse" on held-out collections; README, "Self-check").
+    #[arg(long)]
+    pub pair_route: bool,
     /// Write every figure (with each self-check) as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -166,6 +170,7 @@ pub fn eval_sizes(args: &EvalContextualSizesArgs) -> anyhow::Result<()> {
     let options = SelfCheckOptions {
         margin: args.margin,
         z: args.z,
+        pair_route: args.pair_route,
         ..SelfCheckOptions::default()
     };
     let base = engram_embedder::shared_minilm()?;
@@ -210,7 +215,7 @@ pub fn eval_sizes(args: &EvalContextualSizesArgs) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         write_json(
             out,
-            &json!({ "margin": args.margin, "z": args.z, "figures": figures }),
+            &json!({ "margin": args.margin, "z": args.z, "pair_route": args.pair_route, "figures": figures }),
         )?;
     }
     Ok(())
