@@ -329,3 +329,101 @@ fn shard_chunk_ids_rise_and_keep_their_residue() {
     }
     assert_eq!(s.shard_chunk_id(0, 1), seen + 1);
 }
+
+#[test]
+fn a_query_gathered_from_its_shards_answers_as_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for metric in [
+        crate::index::Metric::Euclidean,
+        crate::index::Metric::Cosine,
+    ] {
+        let name = format!("c{}", metric as u8);
+        let req = CreateCollection {
+            dimension: Some(4),
+            distance: Some(metric),
+            shards: Some(5),
+            ..Default::default()
+        };
+        s.create_collection(&name, req).unwrap();
+        // Distinct vectors and BM25 scores: no ties, whose order is arbitrary.
+        let docs: Vec<DocumentInput> = (0..30u32)
+            .map(|i| {
+                let f = i as f32;
+                DocumentInput {
+                    id: Some(format!("d{i}")),
+                    text: Some(format!(
+                        "{}{}end",
+                        "word1 ".repeat(i as usize % 5 + 1),
+                        "filler ".repeat(i as usize % 7)
+                    )),
+                    vector: Some(vec![f.sin(), (f * 1.3).cos(), (f * 0.37).fract(), f / 40.0]),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        s.upsert(&name, docs).unwrap();
+        let base = QueryRequest {
+            vector: Some(vec![1.0, -2.0, 0.5, 3.0]),
+            text: Some("word1 filler".into()),
+            k: Some(7),
+            ..Default::default()
+        };
+        let modes = [
+            QueryRequest {
+                text: None,
+                ..base.clone()
+            },
+            QueryRequest {
+                vector: None,
+                mode: Some(QueryMode::Keyword),
+                ..base.clone()
+            },
+            QueryRequest {
+                mode: Some(QueryMode::Hybrid),
+                ..base.clone()
+            },
+            QueryRequest {
+                mode: Some(QueryMode::Hybrid),
+                fusion: Some(crate::fusion::Fusion::Rrf { k: 60.0 }),
+                filter: Some(serde_json::json!({"not": {"key": "x", "eq": 1}})),
+                ..base.clone()
+            },
+        ];
+        for q in &modes {
+            let one = s.query(&name, q).unwrap();
+            let parts: Vec<ShardRanking> = s
+                .shard_queries(&name, q)
+                .unwrap()
+                .iter()
+                .map(|sq| s.query_shard(sq).unwrap())
+                .collect();
+            assert_eq!(parts.len(), 5);
+            assert!(
+                parts
+                    .iter()
+                    .filter(|p| !p.vector.is_empty() || !p.keyword.is_empty())
+                    .count()
+                    > 1
+            );
+            let gathered = s
+                .gather(&name, q, parts, std::time::Instant::now())
+                .unwrap();
+            let view = |r: &QueryResponse| -> Vec<(String, f32, ChunkSpan)> {
+                r.hits
+                    .iter()
+                    .map(|h| (h.id.clone(), h.score, h.chunk.clone()))
+                    .collect()
+            };
+            assert_eq!(one.hits.len(), 7, "{q:?}");
+            assert_eq!(view(&one), view(&gathered), "{metric:?} {q:?}");
+        }
+        // A replica refuses a shard the collection does not have.
+        let mut bad = s.shard_queries(&name, &modes[0]).unwrap().remove(0);
+        bad.shard = 5;
+        assert!(matches!(
+            s.query_shard(&bad),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+}
