@@ -114,6 +114,9 @@ pub struct Node {
     /// Plain NATS (queries' request/reply).
     client: async_nats::Client,
     store: Arc<dyn AsStore>,
+    /// The shards this node answers for (collection, shard), as
+    /// `scatter::serve` last subscribed; its own queries rank these in-process.
+    serving: std::sync::RwLock<std::collections::BTreeSet<(String, u32)>>,
     /// Its own runtime: the store calls in from blocking threads of any runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -139,6 +142,7 @@ impl Node {
             client: js.client(),
             js,
             store,
+            serving: Default::default(),
             runtime: Some(runtime),
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);

@@ -8,6 +8,12 @@
 //! connection, so its shards are answered by their other replicas at once. Every
 //! node recomputes the placement every [`REPLAN_EVERY`] from the heartbeats and
 //! subscribes or unsubscribes accordingly.
+//!
+//! The local fast path: the shards the asking node itself serves are ranked
+//! in-process, all of them with one walk of the graph (`Store::query_shards`),
+//! instead of one NATS round trip each; only the others are requested. The asking
+//! node has already applied up to the query's `min_seq` (`Store::shard_queries`
+//! waits for it), so its own ranking reads the same writes a replica's would.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -101,6 +107,7 @@ pub async fn serve(node: Arc<Node>) {
                         }
                     }
                 }
+                *node.serving.write().expect("lock") = serving.keys().cloned().collect();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "placement not computed; keeping the shards served")
@@ -222,8 +229,25 @@ pub(crate) async fn query(
     let queries = tokio::task::spawn_blocking(move || owner.store().shard_queries(&n, &r))
         .await
         .map_err(nats)??;
-    let asked = queries.iter().map(|q| ask(node, q));
-    let parts = futures_util::future::try_join_all(asked).await?;
+    let (local, remote): (Vec<ShardQuery>, Vec<ShardQuery>) = {
+        let serving = node.serving.read().expect("lock");
+        queries
+            .into_iter()
+            .partition(|q| serving.contains(&(q.collection.clone(), q.shard)))
+    };
+    let asked = futures_util::future::try_join_all(remote.iter().map(|q| ask(node, q)));
+    let owner = node.store.clone();
+    let ranked = async move {
+        if local.is_empty() {
+            return Ok(None);
+        }
+        let part = tokio::task::spawn_blocking(move || owner.store().query_shards(&local))
+            .await
+            .map_err(nats)??;
+        Ok::<_, Error>(Some(part))
+    };
+    let (mut parts, local) = futures_util::future::try_join(asked, ranked).await?;
+    parts.extend(local);
     let owner = node.store.clone();
     let answer =
         tokio::task::spawn_blocking(move || owner.store().gather(&name, &req, parts, started))

@@ -129,18 +129,19 @@ impl Store {
     }
 
     /// Ranks each side the query searches, `q.depth` deep, among the documents of
-    /// `shard` only when given (cluster mode's scatter; see `replicated_query`).
+    /// the shards `only` marks when given (`only[s]`: shard `s` is searched; cluster
+    /// mode's scatter, see `replicated_query`), with one walk either way.
     pub(super) fn rank(
         &self,
         coll: &Collection,
         vector: Option<&[f32]>,
         text: Option<&str>,
         q: &Search,
-        shard: Option<u32>,
+        only: Option<&[bool]>,
     ) -> Sides {
         let filter = q.filter.as_ref();
         let shards = coll.config.shards;
-        let in_shard = |id: &str| shard.is_none_or(|s| shard_of(id, shards) == s);
+        let in_shard = |id: &str| only.is_none_or(|m| m[shard_of(id, shards) as usize]);
         let (vector, cut) = match vector {
             Some(v) => vector_ranking(
                 coll,

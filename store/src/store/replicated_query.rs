@@ -88,6 +88,14 @@ fn merge(lists: Vec<Vec<ShardHit>>, depth: usize, lower_first: bool) -> Vec<Rank
         .collect()
 }
 
+/// Whether two shard queries are one query's (all but the shard alike).
+fn same_query(a: &ShardQuery, b: &ShardQuery) -> bool {
+    a == &ShardQuery {
+        shard: a.shard,
+        ..b.clone()
+    }
+}
+
 impl Store {
     /// One query per shard of the collection, validated and embedded here (and
     /// waiting for `min_seq` here: this node assembles the hits).
@@ -110,18 +118,42 @@ impl Store {
 
     /// Ranks one shard's documents (a replica's part of a query).
     pub fn query_shard(&self, q: &ShardQuery) -> Result<ShardRanking> {
+        self.query_shards(std::slice::from_ref(q))
+    }
+
+    /// Ranks the documents of several shards of one query together, with one walk
+    /// of the collection's graph filtered to those shards (unfiltered when they are
+    /// all the collection's): the asking node's own shards, which it ranks
+    /// in-process rather than over NATS. The best `depth` of the shards together is
+    /// what merging their separate rankings would keep, so [`Store::gather`]
+    /// takes this as one part among the remote shards' rankings.
+    pub fn query_shards(&self, queries: &[ShardQuery]) -> Result<ShardRanking> {
+        let Some(q) = queries.first() else {
+            return Ok(ShardRanking::default());
+        };
+        if queries.iter().any(|o| !same_query(o, q)) {
+            return Err(Error::invalid(
+                "shard query",
+                "shards ranked together must share one query",
+            ));
+        }
         if let Some(seq) = q.min_seq {
             self.wait_applied(seq)?;
         }
         let coll = self.collection(&q.collection)?;
-        if q.shard >= coll.config.shards {
-            return Err(Error::invalid(
-                "shard",
-                format!(
-                    "collection '{}' has {} shards, not shard {}",
-                    q.collection, coll.config.shards, q.shard
-                ),
-            ));
+        let shards = coll.config.shards;
+        let mut only = vec![false; shards as usize];
+        for o in queries {
+            let Some(slot) = only.get_mut(o.shard as usize) else {
+                return Err(Error::invalid(
+                    "shard",
+                    format!(
+                        "collection '{}' has {shards} shards, not shard {}",
+                        q.collection, o.shard
+                    ),
+                ));
+            };
+            *slot = true;
         }
         check(LimitKind::Ef, q.ef, self.limits.max_ef)?;
         check(
@@ -134,12 +166,13 @@ impl Store {
             ef: q.ef,
             filter: q.filter.as_ref().map(Filter::parse).transpose()?,
         };
+        let every = only.iter().all(|&s| s);
         let sides = self.rank(
             &coll,
             q.vector.as_deref(),
             q.text.as_deref(),
             &search,
-            Some(q.shard),
+            (!every).then_some(only.as_slice()),
         );
         Ok(ShardRanking {
             vector: to_wire(sides.vector),

@@ -392,12 +392,8 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
         ];
         for q in &modes {
             let one = s.query(&name, q).unwrap();
-            let parts: Vec<ShardRanking> = s
-                .shard_queries(&name, q)
-                .unwrap()
-                .iter()
-                .map(|sq| s.query_shard(sq).unwrap())
-                .collect();
+            let qs = s.shard_queries(&name, q).unwrap();
+            let parts: Vec<ShardRanking> = qs.iter().map(|sq| s.query_shard(sq).unwrap()).collect();
             assert_eq!(parts.len(), 5);
             assert!(
                 parts
@@ -406,9 +402,12 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
                     .count()
                     > 1
             );
-            let gathered = s
-                .gather(&name, q, parts, std::time::Instant::now())
-                .unwrap();
+            // The asking node's own shards (0, 2 and 3) ranked in one walk, the
+            // others as their remote replicas answer; and every shard local.
+            let local = s.query_shards(&[qs[0].clone(), qs[2].clone(), qs[3].clone()]);
+            let mut mixed = vec![local.unwrap()];
+            mixed.extend([1, 4].map(|i| s.query_shard(&qs[i]).unwrap()));
+            let all_local = vec![s.query_shards(&qs).unwrap()];
             let view = |r: &QueryResponse| -> Vec<(String, f32, ChunkSpan)> {
                 r.hits
                     .iter()
@@ -416,13 +415,25 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
                     .collect()
             };
             assert_eq!(one.hits.len(), 7, "{q:?}");
-            assert_eq!(view(&one), view(&gathered), "{metric:?} {q:?}");
+            for (how, parts) in [("remote", parts), ("mixed", mixed), ("local", all_local)] {
+                let gathered = s
+                    .gather(&name, q, parts, std::time::Instant::now())
+                    .unwrap();
+                assert_eq!(view(&one), view(&gathered), "{how} {metric:?} {q:?}");
+            }
         }
         // A replica refuses a shard the collection does not have.
         let mut bad = s.shard_queries(&name, &modes[0]).unwrap().remove(0);
         bad.shard = 5;
         assert!(matches!(
             s.query_shard(&bad),
+            Err(Error::InvalidInput { .. })
+        ));
+        // Shards ranked together must be one query's.
+        let mut qs = s.shard_queries(&name, &modes[0]).unwrap();
+        qs[1].depth += 1;
+        assert!(matches!(
+            s.query_shards(&qs),
             Err(Error::InvalidInput { .. })
         ));
     }
