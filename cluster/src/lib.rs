@@ -11,11 +11,14 @@
 //! Layout in NATS: stream `ENGRAM`, a subject per collection (`engram.c.NAME`: its
 //! creation and deletion) and per shard (`engram.c.NAME.SHARD`: its documents),
 //! replicated on up to three servers; each node's durable consumer `node-N`; the
-//! bucket `engram-nodes`.
+//! buckets `engram-nodes` (heartbeats) and `engram-placement` (overrides); query
+//! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard.
 
 pub mod follower;
 pub mod local;
 pub mod log;
+pub mod placement;
+pub mod scatter;
 pub mod shards;
 pub mod status;
 
@@ -45,6 +48,15 @@ pub enum Error {
     Nats(String),
     #[error("cluster: {0}")]
     Store(#[from] engram_store::Error),
+    /// A shard has no replica that answers (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A shard's replica did not answer in time (504).
+    #[error("{0}")]
+    Timeout(String),
+    /// A compare-and-set lost (409).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -99,7 +111,12 @@ impl ClusterConfig {
 pub struct Node {
     config: ClusterConfig,
     js: jetstream::Context,
+    /// Plain NATS (queries' request/reply).
+    client: async_nats::Client,
     store: Arc<dyn AsStore>,
+    /// The shards this node answers for (collection, shard), as
+    /// `scatter::serve` last subscribed; its own queries rank these in-process.
+    serving: std::sync::RwLock<std::collections::BTreeSet<(String, u32)>>,
     /// Its own runtime: the store calls in from blocking threads of any runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -122,8 +139,10 @@ impl Node {
         let js = runtime.block_on(connect(&config))?;
         let node = Arc::new(Node {
             config,
+            client: js.client(),
             js,
             store,
+            serving: Default::default(),
             runtime: Some(runtime),
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);
@@ -135,6 +154,7 @@ impl Node {
         );
         node.handle().spawn(follower::follow(node.clone()));
         node.handle().spawn(status::heartbeat(node.clone()));
+        node.handle().spawn(scatter::serve(node.clone()));
         Ok(node)
     }
 
@@ -152,6 +172,61 @@ impl Node {
         let node = self.clone();
         self.handle()
             .spawn(async move { status::read(&node).await })
+            .await
+            .map_err(nats)?
+    }
+
+    /// A query, answered by one replica of each shard and merged here (see
+    /// [`scatter`]); callable from any async context.
+    pub async fn query(
+        self: &Arc<Self>,
+        name: String,
+        req: engram_store::api::QueryRequest,
+    ) -> Result<engram_store::api::QueryResponse> {
+        let node = self.clone();
+        self.handle()
+            .spawn(async move { scatter::query(&node, name, req).await })
+            .await
+            .map_err(nats)?
+    }
+
+    /// Overrides the replicas of `collection`'s `shard` with `nodes` (empty: back to
+    /// rendezvous), if the override's revision is still `revision` (0: none yet).
+    /// Returns the new revision.
+    pub async fn place(
+        self: &Arc<Self>,
+        collection: String,
+        shard: u32,
+        nodes: Vec<u32>,
+        revision: u64,
+    ) -> Result<u64> {
+        let shards = self
+            .store
+            .store()
+            .collection_info(&collection)?
+            .config
+            .shards;
+        if shard >= shards {
+            return Err(engram_store::Error::invalid(
+                "shard",
+                format!("collection '{collection}' has {shards} shards (0..{shards}), not {shard}"),
+            )
+            .into());
+        }
+        let max = engram_store::collection::MAX_REPLICATION as usize;
+        if nodes.len() > max {
+            return Err(engram_store::Error::invalid(
+                "nodes",
+                format!("at most {max} nodes per shard, got {}", nodes.len()),
+            )
+            .into());
+        }
+        let node = self.clone();
+        let o = placement::Override { nodes };
+        self.handle()
+            .spawn(async move {
+                placement::write_override(&node, &collection, shard, &o, revision).await
+            })
             .await
             .map_err(nats)?
     }
@@ -175,6 +250,8 @@ async fn connect(config: &ClusterConfig) -> Result<jetstream::Context> {
         .collect();
     let client = async_nats::ConnectOptions::new()
         .name(format!("engram-node-{}", config.node_id))
+        // Queries bound their own requests (`scatter::SHARD_WAIT`).
+        .request_timeout(Some(scatter::SHARD_WAIT + Duration::from_secs(1)))
         .retry_on_initial_connect()
         .connect(addrs)
         .await

@@ -2,14 +2,16 @@
 //! `engram cluster status`, `/metrics`): per shard, the last message on its subject,
 //! and per replica how far its applied position is below it.
 //!
-//! Every live node follows the whole stream in order, so every live node is a replica
-//! of every shard (placement on a subset is not built yet) and holds all of a shard
-//! once its applied sequence reaches the shard's last message.
+//! A shard's replicas are the live nodes placement gives it (`crate::placement`):
+//! they answer its part of queries. Every live node still follows the whole stream
+//! in order (README "Cluster mode"), so a replica holds all of its shard once its
+//! applied sequence reaches the shard's last message.
 
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use engram_store::replica::Subject;
 use serde::{Deserialize, Serialize};
 
+use crate::placement::Current;
 use crate::status::NodeStatus;
 use crate::{nats, Result, SUBJECT_PREFIX};
 
@@ -32,49 +34,59 @@ pub struct ShardStatus {
     pub shard: u32,
     /// The sequence of the shard's last message (0: none yet).
     pub last_seq: u64,
-    /// Live nodes holding it, with their lag.
+    /// The live nodes placed to answer for it (rendezvous hashing, or an override),
+    /// best first, with their lag.
     pub replicas: Vec<ReplicaStatus>,
+    /// The revision of its manual placement override (0: none); a new override
+    /// must name it (compare-and-set).
+    #[serde(default)]
+    pub override_revision: u64,
 }
 
-/// The shards of `collections` (name, shard count), at most [`MAX_LISTED`], with
-/// `nodes` as their replicas.
+/// The placed shards, at most [`MAX_LISTED`], with the lag of their replicas
+/// (`nodes`: the live ones).
 pub async fn read(
     stream: &Stream,
-    collections: &[(String, u32)],
+    placement: &Current,
     nodes: &[NodeStatus],
 ) -> Result<Vec<ShardStatus>> {
     let mut out = Vec::new();
-    for (name, shards) in collections {
-        for shard in 0..*shards {
-            if out.len() == MAX_LISTED {
-                return Ok(out);
-            }
-            let subject = Subject {
-                collection: name,
-                shard: Some(shard),
-            };
-            let last = stream
-                .get_last_raw_message_by_subject(&format!("{SUBJECT_PREFIX}{}", subject.key()))
-                .await;
-            let last_seq = match last {
-                Ok(m) => m.sequence,
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
-                Err(e) => return Err(nats(e)),
-            };
-            let replicas = nodes
-                .iter()
-                .map(|n| ReplicaStatus {
-                    node_id: n.node_id,
-                    lag: last_seq.saturating_sub(n.applied_seq),
-                })
-                .collect();
-            out.push(ShardStatus {
-                collection: name.clone(),
-                shard,
-                last_seq,
-                replicas,
-            });
+    for ((name, shard), placed) in &placement.replicas {
+        let shard = *shard;
+        if out.len() == MAX_LISTED {
+            return Ok(out);
         }
+        let subject = Subject {
+            collection: name,
+            shard: Some(shard),
+        };
+        let last = stream
+            .get_last_raw_message_by_subject(&format!("{SUBJECT_PREFIX}{}", subject.key()))
+            .await;
+        let last_seq = match last {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
+            Err(e) => return Err(nats(e)),
+        };
+        let replicas = placed
+            .iter()
+            .filter_map(|id| nodes.iter().find(|n| n.node_id == *id))
+            .map(|n| ReplicaStatus {
+                node_id: n.node_id,
+                lag: last_seq.saturating_sub(n.applied_seq),
+            })
+            .collect();
+        let override_revision = placement
+            .overrides
+            .get(&(name.clone(), shard))
+            .map_or(0, |(_, rev)| *rev);
+        out.push(ShardStatus {
+            collection: name.clone(),
+            shard,
+            last_seq,
+            replicas,
+            override_revision,
+        });
     }
     Ok(out)
 }

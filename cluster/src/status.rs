@@ -49,7 +49,7 @@ pub struct ClusterStatus {
     /// Live nodes (heartbeat within `MAX_AGE`), by id.
     pub nodes: Vec<NodeStatus>,
     /// Every shard of every collection (at most `shards::MAX_LISTED`), with its
-    /// replicas and their lag.
+    /// placed replicas and their lag.
     #[serde(default)]
     pub shards: Vec<ShardStatus>,
 }
@@ -103,7 +103,24 @@ pub async fn heartbeat(node: Arc<Node>) {
     }
 }
 
-/// Reads the stream's state and every live heartbeat.
+/// Every live node, by id, as its heartbeat says (lag not set).
+pub async fn live_nodes(node: &Node) -> Result<Vec<NodeStatus>> {
+    let kv = bucket(node).await?;
+    let mut nodes = Vec::new();
+    let mut keys = kv.keys().await.map_err(nats)?;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(nats)?;
+        if let Some(bytes) = kv.get(&key).await.map_err(nats)? {
+            if let Ok(n) = serde_json::from_slice::<NodeStatus>(&bytes) {
+                nodes.push(n);
+            }
+        }
+    }
+    nodes.sort_by_key(|n| n.node_id);
+    Ok(nodes)
+}
+
+/// Reads the stream's state, every live heartbeat and the placement.
 pub async fn read(node: &Node) -> Result<ClusterStatus> {
     let mut stream = node.js.get_stream(STREAM).await.map_err(nats)?;
     let info = stream.info().await.map_err(nats)?;
@@ -112,27 +129,12 @@ pub async fn read(node: &Node) -> Result<ClusterStatus> {
         Some(c) => (c.replicas.len() + 1, c.leader.clone()),
         None => (1, None),
     };
-    let kv = bucket(node).await?;
-    let mut nodes = Vec::new();
-    let mut keys = kv.keys().await.map_err(nats)?;
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(nats)?;
-        if let Some(bytes) = kv.get(&key).await.map_err(nats)? {
-            if let Ok(mut n) = serde_json::from_slice::<NodeStatus>(&bytes) {
-                n.lag = last_seq.saturating_sub(n.applied_seq);
-                nodes.push(n);
-            }
-        }
+    let mut nodes = live_nodes(node).await?;
+    for n in &mut nodes {
+        n.lag = last_seq.saturating_sub(n.applied_seq);
     }
-    nodes.sort_by_key(|n| n.node_id);
-    let collections: Vec<(String, u32)> = node
-        .store
-        .store()
-        .list_collections()
-        .into_iter()
-        .map(|c| (c.config.name, c.config.shards))
-        .collect();
-    let shards = crate::shards::read(&stream, &collections, &nodes).await?;
+    let placement = crate::placement::current(node, &nodes).await?;
+    let shards = crate::shards::read(&stream, &placement, &nodes).await?;
     Ok(ClusterStatus {
         node_id: node.config.node_id,
         applied_seq: node.store.store().applied_seq(),

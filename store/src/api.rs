@@ -52,6 +52,10 @@ pub struct CreateCollection {
     /// for each other. One machine ignores them.
     #[schema(minimum = 1, maximum = 256)]
     pub shards: Option<u32>,
+    /// Replicas of each shard in cluster mode (default 3, at most 16; placed on that
+    /// many live nodes, all of them while fewer are alive). One machine ignores it.
+    #[schema(minimum = 1, maximum = 16)]
+    pub replication: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -72,6 +72,26 @@ pub struct CollectionConfig {
     #[serde(default = "one_shard")]
     #[schema(minimum = 1, maximum = 256)]
     pub shards: u32,
+    /// Replicas of each shard in cluster mode (placed on that many live nodes, fewer
+    /// while fewer are alive); [`DEFAULT_REPLICATION`] for one stored before it.
+    #[serde(default = "default_replication")]
+    #[schema(minimum = 1, maximum = 16)]
+    pub replication: u32,
+}
+
+fn default_replication() -> u32 {
+    DEFAULT_REPLICATION
+}
+
+/// Replicas per shard unless the creation says otherwise: three, so that one dead
+/// node leaves two copies (clamped to the live nodes when placed).
+pub const DEFAULT_REPLICATION: u32 = 3;
+/// The most replicas per shard a creation may ask for.
+pub const MAX_REPLICATION: u32 = 16;
+
+/// A creation's replication factor: the default when not given, else within bounds.
+pub fn replication_factor(asked: Option<u32>) -> Result<u32> {
+    count_within("replication", asked, DEFAULT_REPLICATION, MAX_REPLICATION)
 }
 
 fn one_shard() -> u32 {
@@ -86,11 +106,16 @@ pub const MAX_SHARDS: u32 = 256;
 
 /// A creation's shard count: the default when not given, else within bounds.
 pub fn shard_count(asked: Option<u32>) -> Result<u32> {
-    match asked.unwrap_or(DEFAULT_SHARDS) {
-        n @ 1..=MAX_SHARDS => Ok(n),
+    count_within("shards", asked, DEFAULT_SHARDS, MAX_SHARDS)
+}
+
+/// `asked`, or `default` when not given; an error naming `what` outside 1..=`max`.
+fn count_within(what: &str, asked: Option<u32>, default: u32, max: u32) -> Result<u32> {
+    match asked.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
         n => Err(Error::invalid(
-            "shards",
-            format!("shards must be between 1 and {MAX_SHARDS}, got {n}"),
+            what,
+            format!("{what} must be between 1 and {max}, got {n}"),
         )),
     }
 }
@@ -537,6 +562,22 @@ pub fn validate_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_defaults_to_three_and_is_bounded() {
+        assert_eq!(replication_factor(None).unwrap(), 3);
+        assert_eq!(replication_factor(Some(1)).unwrap(), 1);
+        assert_eq!(replication_factor(Some(16)).unwrap(), 16);
+        for bad in [0, 17] {
+            let e = replication_factor(Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("between 1 and 16"), "{e}");
+        }
+        // A collection stored before replication factors reads as the default.
+        let stored = serde_json::json!({"name": "a", "embedder": null, "dimension": 2,
+            "distance": "cosine", "durability": "sync", "hnsw": {}, "ef_search": 64});
+        let read: CollectionConfig = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.replication, DEFAULT_REPLICATION);
+    }
 
     #[test]
     fn names() {

@@ -29,4 +29,4 @@ pub mod validate;
 
 pub use context_build::ContextBuild;
 pub use error::{Error, LimitKind, Result};
-pub use store::{hybrid_depth, EncoderLoader, Store, DEFAULT_EMBEDDER};
+pub use store::{hybrid_depth, EncoderLoader, ShardQuery, ShardRanking, Store, DEFAULT_EMBEDDER};

@@ -214,6 +214,24 @@ fn throughput(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Waits until every node has applied the creation of `name` (a write to a node
+/// that has not is a 404).
+fn wait_created(nodes: &[&Engram], name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in nodes {
+        while ureq::get(&node.url(&format!("/collections/{name}")))
+            .call()
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("collection {name} did not reach {}", node.url(""));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
 /// Phase 4: concurrent writes into 1 vs 8 shards, then queries through 1, 2, 3 nodes.
 fn throughput_phases(nodes: &[Engram], args: &Args) -> Result<()> {
     let all: Vec<&Engram> = nodes.iter().collect();
@@ -224,6 +242,7 @@ fn throughput_phases(nodes: &[Engram], args: &Args) -> Result<()> {
             &format!("/collections/{name}"),
             json!({"dimension": DIM, "shards": shards}),
         )?;
+        wait_created(&all, &name)?;
         let path = format!("/collections/{name}/documents");
         let per_s = throughput(&all, args.clients, args.concurrent_writes, |node, n| {
             node.call("POST", &path, doc(n)).map(drop)

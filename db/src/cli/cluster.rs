@@ -1,6 +1,7 @@
 //! `engram cluster status`: the cluster as a running node sees it (`GET /cluster`),
 //! as text: the stream, the live nodes with their applied sequence and lag, then each
-//! shard with its last message and every replica's lag.
+//! shard with its last message and every placed replica's lag. `engram cluster
+//! place`: a manual placement of one shard (`PUT /cluster/placement/...`).
 
 use std::fmt::Write;
 
@@ -20,6 +21,19 @@ pub enum ClusterAction {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Places one shard's replicas on the given nodes by hand (compare-and-set: pass
+    /// the shard's current override revision from `cluster status`, 0 for none).
+    Place {
+        collection: String,
+        shard: u32,
+        /// Node ids, comma-separated; left out: back to rendezvous hashing.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<u32>,
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 pub fn run(action: &ClusterAction) -> anyhow::Result<()> {
@@ -32,6 +46,26 @@ pub fn run(action: &ClusterAction) -> anyhow::Result<()> {
             } else {
                 print!("{}", render(&status));
             }
+            Ok(())
+        }
+        ClusterAction::Place {
+            collection,
+            shard,
+            nodes,
+            revision,
+            remote,
+        } => {
+            let client = Client::new(&remote.url, remote.api_key.clone());
+            let body = serde_json::json!({"nodes": nodes, "revision": revision});
+            let answer: serde_json::Value = client.call(
+                "PUT",
+                &format!("/cluster/placement/{collection}/{shard}"),
+                Some(&body),
+            )?;
+            println!(
+                "shard {shard} of {collection} placed on {nodes:?}: revision {}",
+                answer["revision"]
+            );
             Ok(())
         }
     }
@@ -71,9 +105,13 @@ fn render(s: &ClusterStatus) -> String {
             .iter()
             .map(|r| format!("{}:{}", r.node_id, r.lag))
             .collect();
+        let by_hand = match sh.override_revision {
+            0 => String::new(),
+            r => format!("  (placed by hand, revision {r})"),
+        };
         let _ = writeln!(
             out,
-            "{:<20}  {:>5}  {:>10}  {}",
+            "{:<20}  {:>5}  {:>10}  {}{by_hand}",
             sh.collection,
             sh.shard,
             sh.last_seq,
@@ -112,6 +150,7 @@ mod tests {
                     ReplicaStatus { node_id: 1, lag: 0 },
                     ReplicaStatus { node_id: 2, lag: 1 },
                 ],
+                override_revision: 0,
             }],
         };
         let text = render(&s);

@@ -1,6 +1,7 @@
 //! Cluster mode in the server: starting the node (`engram serve --cluster`),
-//! `GET /cluster` (the nodes, the shards and their replicas, with their lag) and the
-//! same figures for `/metrics`.
+//! `GET /cluster` (the nodes, the shards and their replicas, with their lag), manual
+//! placement (`PUT /cluster/placement/{collection}/{shard}`), the same figures for
+//! `/metrics`, and cluster errors as HTTP answers.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use engram_store::Store;
 
 use super::auth::{Caller, Scope};
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Path};
 use super::AppState;
 use crate::config::ServerConfig;
 use crate::engine::Engine;
@@ -39,6 +41,17 @@ pub fn start_cluster(
     Ok(Some(Node::start(engine.clone(), config)?))
 }
 
+/// This server's cluster node; 404 on one machine.
+fn clustered(state: &AppState) -> ApiResult<&Arc<Node>> {
+    state.cluster.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_clustered",
+            "this server is not in cluster mode (start it with --cluster nats://... --node-id N)",
+        )
+    })
+}
+
 /// The cluster as this node sees it: the stream's last sequence and leader, and
 /// every node whose heartbeat is recent, with its applied sequence and lag.
 #[utoipa::path(get, path = "/cluster", responses((status = 200, body = ClusterStatus),
@@ -49,20 +62,64 @@ pub async fn status(
     caller: Caller,
 ) -> ApiResult<Json<ClusterStatus>> {
     caller.require(Scope::Read)?;
-    let Some(node) = &state.cluster else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_clustered",
-            "this server is not in cluster mode (start it with --cluster nats://... --node-id N)",
-        ));
+    let node = clustered(&state)?;
+    node.status().await.map(Json).map_err(api_error)
+}
+
+/// A cluster error as an HTTP answer: a store error as the store's, a shard with no
+/// live replica 503, a shard that did not answer in time 504, a lost
+/// compare-and-set 409, NATS itself 503.
+pub fn api_error(e: engram_cluster::Error) -> ApiError {
+    use engram_cluster::Error as E;
+    let (status, code) = match e {
+        E::Store(e) => return ApiError::from(e),
+        E::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "shard_timeout"),
+        E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        E::Unavailable(_) | E::Nats(_) | E::Config(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
     };
-    node.status().await.map(Json).map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-        )
-    })
+    ApiError::new(status, code, e.to_string())
+}
+
+/// A manual placement of one shard's replicas.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceRequest {
+    /// The nodes that answer for the shard (those alive); empty: back to rendezvous
+    /// hashing.
+    pub nodes: Vec<u32>,
+    /// The shard's `override_revision` in `GET /cluster` (0: no override yet): the
+    /// write is refused (409) if another was made since.
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// The revision of a stored placement.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PlaceResponse {
+    pub revision: u64,
+}
+
+/// Places one shard's replicas by hand (compare-and-set on its revision).
+#[utoipa::path(put, path = "/cluster/placement/{collection}/{shard}", request_body = PlaceRequest,
+    params(("collection" = String, Path), ("shard" = u32, Path)),
+    responses((status = 200, body = PlaceResponse), (status = 400, body = super::error::ErrorBody),
+    (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+    (status = 409, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
+pub async fn place(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((collection, shard)): Path<(String, u32)>,
+    ApiJson(req): ApiJson<PlaceRequest>,
+) -> ApiResult<Json<PlaceResponse>> {
+    caller.require(Scope::Admin)?;
+    let node = clustered(&state)?;
+    let revision = node
+        .place(collection, shard, req.nodes, req.revision)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(PlaceResponse { revision }))
 }
 
 /// A `/metrics` gauge: (name, help, labels, value), as the store's.

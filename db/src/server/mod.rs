@@ -89,6 +89,7 @@ pub struct AppState {
         adapters_api::deactivate,
         adapters_api::delete,
         cluster_api::status,
+        cluster_api::place,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&SharedResponses, &CombinationRules)
@@ -224,6 +225,10 @@ impl ServerBuilder {
             .route("/admin/backup", post(system_api::backup))
             .route("/healthz", get(system_api::healthz))
             .route("/cluster", get(cluster_api::status))
+            .route(
+                "/cluster/placement/{collection}/{shard}",
+                axum::routing::put(cluster_api::place),
+            )
             .route("/metrics", get(system_api::metrics))
             .route("/openapi.json", get(system_api::openapi))
             .fallback(|| async {

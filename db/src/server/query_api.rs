@@ -29,7 +29,14 @@ pub async fn query(
         // Raw vectors can be inverted back into text.
         caller.require(Scope::Write)?;
     }
-    let resp: QueryResponse = blocking(&state, move |e| e.store().query(&name, &req)).await?;
+    let resp: QueryResponse = match &state.cluster {
+        // Cluster mode: one replica of each shard ranks it, this node merges.
+        Some(node) => node
+            .query(name, req)
+            .await
+            .map_err(super::cluster_api::api_error)?,
+        None => blocking(&state, move |e| e.store().query(&name, &req)).await?,
+    };
     Ok(caller.scores.respond(resp, "hits"))
 }
 

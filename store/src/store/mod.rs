@@ -30,8 +30,10 @@ mod embed;
 mod graphs;
 mod query;
 mod replicated;
+mod replicated_query;
 
 pub use query::hybrid_depth;
+pub use replicated_query::{ShardHit, ShardQuery, ShardRanking};
 
 /// The default text encoder of new collections and of `/embed`.
 pub const DEFAULT_EMBEDDER: &str = "minilm";
@@ -375,6 +377,7 @@ impl Store {
             log_questions: req.log_questions.unwrap_or(true),
             question_log_size,
             shards: crate::collection::shard_count(req.shards)?,
+            replication: crate::collection::replication_factor(req.replication)?,
         };
         if self.replication.replicator().is_some() {
             return self.create_replicated(config);

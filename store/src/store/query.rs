@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::Store;
 use crate::api::{ChunkSpan, Hit, Include, QueryMode, QueryRequest, QueryResponse};
-use crate::collection::{Collection, DocumentRecord};
+use crate::collection::{shard_of, Collection, DocumentRecord};
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
 use crate::fusion::Fusion;
@@ -19,21 +19,61 @@ use crate::validate;
 
 /// A ranked document: its id, its score, and its best chunk when the vector
 /// index found it.
-struct Ranked {
-    id: Arc<str>,
-    score: f32,
-    chunk: Option<u64>,
+pub(super) struct Ranked {
+    pub(super) id: Arc<str>,
+    pub(super) score: f32,
+    pub(super) chunk: Option<u64>,
 }
 
 /// What a request asks of the indexes, once validated.
 enum Plan<'a> {
     Vector(Vec<f32>),
     Keyword(&'a str),
+    /// Both sides; the request's fusion (validated) combines them.
     Hybrid {
         vector: Vec<f32>,
         text: &'a str,
-        fusion: Fusion,
     },
+}
+
+impl Plan<'_> {
+    /// The query vector and the query text of the sides the plan searches.
+    fn sides(&self) -> (Option<&[f32]>, Option<&str>) {
+        match self {
+            Plan::Vector(v) => (Some(v), None),
+            Plan::Keyword(t) => (None, Some(t)),
+            Plan::Hybrid { vector, text } => (Some(vector), Some(text)),
+        }
+    }
+}
+
+/// How deep each side ranks and how widely the graph is walked, with the filter.
+pub(super) struct Search {
+    pub(super) depth: usize,
+    pub(super) ef: usize,
+    pub(super) filter: Option<Filter>,
+}
+
+/// A validated query: its plan and its search settings.
+pub(super) struct Prepared<'a> {
+    plan: Plan<'a>,
+    pub(super) search: Search,
+}
+
+impl Prepared<'_> {
+    /// The query vector and text of the sides to rank.
+    pub(super) fn sides(&self) -> (Option<&[f32]>, Option<&str>) {
+        self.plan.sides()
+    }
+}
+
+/// The two rankings of a query before they are combined (one side is empty unless
+/// hybrid); `cut` as in [`vector_ranking`].
+#[derive(Default)]
+pub(super) struct Sides {
+    pub(super) vector: Vec<Ranked>,
+    pub(super) keyword: Vec<Ranked>,
+    pub(super) cut: bool,
 }
 
 /// How many documents each side of a hybrid query hands to fusion: a document
@@ -42,12 +82,34 @@ pub fn hybrid_depth(k: usize) -> usize {
     (k * 3).max(30)
 }
 
+/// How deep each side of `req` ranks: k, or the hybrid depth.
+pub(super) fn side_depth(req: &QueryRequest) -> usize {
+    let k = req.k.unwrap_or(10);
+    match req.mode.unwrap_or_default() {
+        QueryMode::Hybrid => hybrid_depth(k),
+        _ => k,
+    }
+}
+
 impl Store {
     /// The best documents for a query. Vector mode: nearest chunks, a
     /// document scoring as its best chunk. Keyword mode: BM25 over document
     /// texts. Hybrid: both rankings fused. The filter applies to every mode.
     pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
         let started = Instant::now();
+        let (coll, q) = self.prepare_query(name, req)?;
+        let (vector, text) = q.sides();
+        let sides = self.rank(&coll, vector, text, &q.search, None);
+        self.respond(&coll, req, sides, started)
+    }
+
+    /// Waits for `min_seq`, validates the request against the collection and
+    /// embeds its text where the vector side needs it.
+    pub(super) fn prepare_query<'a>(
+        &self,
+        name: &str,
+        req: &'a QueryRequest,
+    ) -> Result<(Arc<Collection>, Prepared<'a>)> {
         if let Some(seq) = req.min_seq {
             self.wait_applied(seq)?;
         }
@@ -57,22 +119,73 @@ impl Store {
         let ef = req.ef.unwrap_or(coll.config.ef_search);
         check(LimitKind::Ef, ef, self.limits.max_ef)?;
         let filter = req.filter.as_ref().map(Filter::parse).transpose()?;
-        let filter = filter.as_ref();
+        let plan = self.plan(&coll, req)?;
+        let depth = side_depth(req);
+        let prepared = Prepared {
+            plan,
+            search: Search { depth, ef, filter },
+        };
+        Ok((coll, prepared))
+    }
 
-        let max_ef = self.limits.max_ef;
-        let (ranked, cut) = match self.plan(&coll, req)? {
-            Plan::Vector(q) => vector_ranking(&coll, &q, k, ef, max_ef, filter),
-            Plan::Keyword(text) => (keyword_ranking(&coll, text, k, filter), false),
-            Plan::Hybrid {
-                vector,
-                text,
-                fusion,
-            } => {
-                let depth = hybrid_depth(k);
-                let (v, cut) = vector_ranking(&coll, &vector, depth, ef, max_ef, filter);
-                let kw = keyword_ranking(&coll, text, depth, filter);
-                (fuse(fusion, coll.config.distance, &v, &kw, k), cut)
-            }
+    /// Ranks each side the query searches, `q.depth` deep, among the documents of
+    /// the shards `only` marks when given (`only[s]`: shard `s` is searched; cluster
+    /// mode's scatter, see `replicated_query`), with one walk either way.
+    pub(super) fn rank(
+        &self,
+        coll: &Collection,
+        vector: Option<&[f32]>,
+        text: Option<&str>,
+        q: &Search,
+        only: Option<&[bool]>,
+    ) -> Sides {
+        let filter = q.filter.as_ref();
+        let shards = coll.config.shards;
+        let in_shard = |id: &str| only.is_none_or(|m| m[shard_of(id, shards) as usize]);
+        let (vector, cut) = match vector {
+            Some(v) => vector_ranking(
+                coll,
+                v,
+                q.depth,
+                q.ef,
+                self.limits.max_ef,
+                filter,
+                &in_shard,
+            ),
+            None => (Vec::new(), false),
+        };
+        let keyword = text
+            .map(|t| keyword_ranking(coll, t, q.depth, filter, &in_shard))
+            .unwrap_or_default();
+        Sides {
+            vector,
+            keyword,
+            cut,
+        }
+    }
+
+    /// Combines the sides as the request's mode says (hybrid: fused) and turns the
+    /// best k into hits.
+    pub(super) fn respond(
+        &self,
+        coll: &Collection,
+        req: &QueryRequest,
+        sides: Sides,
+        started: Instant,
+    ) -> Result<QueryResponse> {
+        let name = coll.config.name.as_str();
+        let k = req.k.unwrap_or(10);
+        let cut = sides.cut;
+        let ranked = match req.mode.unwrap_or_default() {
+            QueryMode::Vector => sides.vector,
+            QueryMode::Keyword => sides.keyword,
+            QueryMode::Hybrid => fuse(
+                req.fusion.unwrap_or_default(),
+                coll.config.distance,
+                &sides.vector,
+                &sides.keyword,
+                k,
+            ),
         };
         let terms: HashSet<String> = req
             .text
@@ -80,8 +193,8 @@ impl Store {
             .map(|t| tokenize(t).into_iter().collect())
             .unwrap_or_default();
         let mut hits = Vec::with_capacity(ranked.len());
-        for r in ranked {
-            if let Some(hit) = self.hit(&coll, req, r, &terms)? {
+        for r in ranked.into_iter().take(k) {
+            if let Some(hit) = self.hit(coll, req, r, &terms)? {
                 hits.push(hit);
             }
         }
@@ -170,13 +283,8 @@ impl Store {
                         ))
                     }
                 };
-                let fusion = req.fusion.unwrap_or_default();
-                fusion.validate()?;
-                Ok(Plan::Hybrid {
-                    vector,
-                    text: t,
-                    fusion,
-                })
+                req.fusion.unwrap_or_default().validate()?;
+                Ok(Plan::Hybrid { vector, text: t })
             }
         }
     }
@@ -297,14 +405,15 @@ fn vector_ranking(
     ef: usize,
     max_ef: usize,
     filter: Option<&Filter>,
+    in_shard: &dyn Fn(&str) -> bool,
 ) -> (Vec<Ranked>, bool) {
     let index = coll.index();
     let (want, ef) = search_breadth(k, coll.chunks_per_doc(), ef, index.len(), max_ef);
     coll.with_chunks(|chunks| {
         let keep = |id: u64| match (filter, chunks.get(&id)) {
             (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(f), Some(doc)) => f.matches(&doc.metadata),
+            (None, Some(doc)) => in_shard(&doc.id),
+            (Some(f), Some(doc)) => in_shard(&doc.id) && f.matches(&doc.metadata),
         };
         let (found, cut) = index.search_filtered(query, want, ef, &keep);
         let mut seen = HashSet::new();
@@ -330,11 +439,14 @@ fn keyword_ranking(
     text: &str,
     k: usize,
     filter: Option<&Filter>,
+    in_shard: &dyn Fn(&str) -> bool,
 ) -> Vec<Ranked> {
     coll.with_documents(|docs| {
         let keep = |id: &str| {
-            docs.get(id)
-                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.doc.metadata)))
+            in_shard(id)
+                && docs
+                    .get(id)
+                    .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.doc.metadata)))
         };
         coll.keywords()
             .search(text, k, &keep)

@@ -130,26 +130,41 @@ fn two_nodes() -> Nodes {
     }
 }
 
-#[test]
-fn two_stores_writing_the_same_documents_converge_through_the_log() {
-    let Nodes {
-        log,
-        stop,
-        dirs,
-        stores,
-        followers,
-    } = two_nodes();
+impl Nodes {
+    /// Stops the followers and closes the stores; their directories stay.
+    fn finish(self) -> [tempfile::TempDir; 2] {
+        self.stop.store(true, Ordering::SeqCst);
+        for f in self.followers {
+            f.join().unwrap();
+        }
+        drop(self.stores);
+        self.dirs
+    }
+}
+
+/// Two nodes with collection "c" (4-d vectors, euclidean, `shards` shards) created
+/// through the first; the creation request, to send again.
+fn two_nodes_with_c(shards: Option<u32>) -> (Nodes, CreateCollection) {
+    let nodes = two_nodes();
     let req = CreateCollection {
         dimension: Some(4),
         distance: Some(crate::index::Metric::Euclidean),
+        shards,
         ..Default::default()
     };
-    stores[0].create_collection("c", req.clone()).unwrap();
+    nodes.stores[0].create_collection("c", req.clone()).unwrap();
+    (nodes, req)
+}
+
+#[test]
+fn two_stores_writing_the_same_documents_converge_through_the_log() {
+    let (n, req) = two_nodes_with_c(None);
     // The same settings again on the other node: the existing one.
-    stores[1].create_collection("c", req).unwrap();
+    n.stores[1].create_collection("c", req).unwrap();
     // Both nodes replace the same 40 ids at once: every write is built on the latest
     // state (a lost race is rebuilt), so no chunk is orphaned and the stats add up.
-    let writers: Vec<_> = stores
+    let writers: Vec<_> = n
+        .stores
         .iter()
         .enumerate()
         .map(|(n, s)| {
@@ -165,22 +180,22 @@ fn two_stores_writing_the_same_documents_converge_through_the_log() {
     for w in writers {
         w.join().unwrap();
     }
-    let last = log.entries.lock().unwrap().len() as u64;
+    let last = n.log.entries.lock().unwrap().len() as u64;
     assert_eq!(last, 1 + 300, "one creation and 300 writes");
     assert!(
-        log.conflicts.load(Ordering::SeqCst) > 0,
+        n.log.conflicts.load(Ordering::SeqCst) > 0,
         "the race was exercised"
     );
-    stores[1].delete_document("c", "d3").unwrap();
+    n.stores[1].delete_document("c", "d3").unwrap();
     let last = last + 1;
-    for s in &stores {
+    for s in &n.stores {
         s.wait_applied(last).unwrap();
     }
-    let (a, b) = (state(&stores[0]), state(&stores[1]));
+    let (a, b) = (state(&n.stores[0]), state(&n.stores[1]));
     assert_eq!(a, b);
     assert_eq!(a.0.len(), 39);
     assert_eq!(a.1.unwrap().documents, 39);
-    for s in &stores {
+    for s in &n.stores {
         let coll = s.collection("c").unwrap();
         let live: std::collections::HashSet<u64> = a.0.iter().flat_map(|d| d.2.clone()).collect();
         assert_eq!(
@@ -204,25 +219,21 @@ fn two_stores_writing_the_same_documents_converge_through_the_log() {
             .map(|h| h.id)
             .collect()
     };
-    assert_eq!(ids(&stores[0]), ids(&stores[1]));
+    assert_eq!(ids(&n.stores[0]), ids(&n.stores[1]));
     let too_far = QueryRequest {
         min_seq: Some(last + 5),
         ..q.clone()
     };
     let started = std::time::Instant::now();
-    let err = stores[0].query("c", &too_far).unwrap_err();
+    let err = n.stores[0].query("c", &too_far).unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err}");
     assert!(started.elapsed() >= crate::replica::APPLY_WAIT);
 
     // Deletion replicates; the applied sequence survives a reopen.
-    stores[0].delete_collection("c").unwrap();
-    stores[1].wait_applied(last + 1).unwrap();
-    assert!(stores[1].collection("c").is_err());
-    stop.store(true, Ordering::SeqCst);
-    for f in followers {
-        f.join().unwrap();
-    }
-    drop(stores);
+    n.stores[0].delete_collection("c").unwrap();
+    n.stores[1].wait_applied(last + 1).unwrap();
+    assert!(n.stores[1].collection("c").is_err());
+    let dirs = n.finish();
     let reopened = open(dirs[1].path());
     let log2 = Arc::new(MemLog::default());
     assert_eq!(reopened.attach_replicator(log2).unwrap(), last + 1);
@@ -230,27 +241,15 @@ fn two_stores_writing_the_same_documents_converge_through_the_log() {
 
 #[test]
 fn batches_spanning_shards_publish_one_message_per_shard_and_converge() {
-    let Nodes {
-        log,
-        stop,
-        dirs,
-        stores,
-        followers,
-    } = two_nodes();
-    let req = CreateCollection {
-        dimension: Some(4),
-        distance: Some(crate::index::Metric::Euclidean),
-        shards: Some(4),
-        ..Default::default()
-    };
-    stores[0].create_collection("c", req).unwrap();
+    let (n, _) = two_nodes_with_c(Some(4));
     let shards_of = |ids: &[String]| -> std::collections::BTreeSet<u32> {
         ids.iter()
             .map(|id| crate::collection::shard_of(id, 4))
             .collect()
     };
     // Batches of 6 documents: the two nodes overlap on half their ids.
-    let writers: Vec<_> = stores
+    let writers: Vec<_> = n
+        .stores
         .iter()
         .enumerate()
         .map(|(n, s)| {
@@ -272,7 +271,7 @@ fn batches_spanning_shards_publish_one_message_per_shard_and_converge() {
         .map(|w| w.join().unwrap())
         .max()
         .unwrap();
-    let messages = log.entries.lock().unwrap().clone();
+    let messages = n.log.entries.lock().unwrap().clone();
     assert!(
         messages
             .iter()
@@ -286,10 +285,10 @@ fn batches_spanning_shards_publish_one_message_per_shard_and_converge() {
         "{} messages for 50 batches",
         messages.len()
     );
-    for s in &stores {
+    for s in &n.stores {
         s.wait_applied(last).unwrap();
     }
-    let (a, b) = (state(&stores[0]), state(&stores[1]));
+    let (a, b) = (state(&n.stores[0]), state(&n.stores[1]));
     assert_eq!(a, b);
     assert_eq!(a.1.unwrap().documents, a.0.len() as u64);
     // Chunk ids never collide across shards: one owner per id.
@@ -302,21 +301,17 @@ fn batches_spanning_shards_publish_one_message_per_shard_and_converge() {
     }
 
     // A shard's write for an earlier incarnation of the collection is skipped.
-    let seq = log.entries.lock().unwrap().len() as u64 + 1;
-    let stale = stores[1].storage.batch();
-    stores[1]
+    let seq = n.log.entries.lock().unwrap().len() as u64 + 1;
+    let stale = n.stores[1].storage.batch();
+    n.stores[1]
         .apply_replicated(seq, "c.1", 12345, stale)
         .unwrap();
-    assert!(stores[1].replication.was_skipped(seq));
-    assert_eq!(stores[1].applied_seq(), seq);
+    assert!(n.stores[1].replication.was_skipped(seq));
+    assert_eq!(n.stores[1].applied_seq(), seq);
 
-    stop.store(true, Ordering::SeqCst);
-    for f in followers {
-        f.join().unwrap();
-    }
+    let dirs = n.finish();
     // Reopened, each node's keyword index agrees with its stored stats (opening
     // checks it) and with the other node's.
-    drop(stores);
     let reopened = [open(dirs[0].path()), open(dirs[1].path())];
     assert_eq!(state(&reopened[0]), state(&reopened[1]));
 }
@@ -333,4 +328,113 @@ fn shard_chunk_ids_rise_and_keep_their_residue() {
         seen = id;
     }
     assert_eq!(s.shard_chunk_id(0, 1), seen + 1);
+}
+
+#[test]
+fn a_query_gathered_from_its_shards_answers_as_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for metric in [
+        crate::index::Metric::Euclidean,
+        crate::index::Metric::Cosine,
+    ] {
+        let name = format!("c{}", metric as u8);
+        let req = CreateCollection {
+            dimension: Some(4),
+            distance: Some(metric),
+            shards: Some(5),
+            ..Default::default()
+        };
+        s.create_collection(&name, req).unwrap();
+        // Distinct vectors and BM25 scores: no ties, whose order is arbitrary.
+        let docs: Vec<DocumentInput> = (0..30u32)
+            .map(|i| {
+                let f = i as f32;
+                DocumentInput {
+                    id: Some(format!("d{i}")),
+                    text: Some(format!(
+                        "{}{}end",
+                        "word1 ".repeat(i as usize % 5 + 1),
+                        "filler ".repeat(i as usize % 7)
+                    )),
+                    vector: Some(vec![f.sin(), (f * 1.3).cos(), (f * 0.37).fract(), f / 40.0]),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        s.upsert(&name, docs).unwrap();
+        let base = QueryRequest {
+            vector: Some(vec![1.0, -2.0, 0.5, 3.0]),
+            text: Some("word1 filler".into()),
+            k: Some(7),
+            ..Default::default()
+        };
+        let modes = [
+            QueryRequest {
+                text: None,
+                ..base.clone()
+            },
+            QueryRequest {
+                vector: None,
+                mode: Some(QueryMode::Keyword),
+                ..base.clone()
+            },
+            QueryRequest {
+                mode: Some(QueryMode::Hybrid),
+                ..base.clone()
+            },
+            QueryRequest {
+                mode: Some(QueryMode::Hybrid),
+                fusion: Some(crate::fusion::Fusion::Rrf { k: 60.0 }),
+                filter: Some(serde_json::json!({"not": {"key": "x", "eq": 1}})),
+                ..base.clone()
+            },
+        ];
+        for q in &modes {
+            let one = s.query(&name, q).unwrap();
+            let qs = s.shard_queries(&name, q).unwrap();
+            let parts: Vec<ShardRanking> = qs.iter().map(|sq| s.query_shard(sq).unwrap()).collect();
+            assert_eq!(parts.len(), 5);
+            assert!(
+                parts
+                    .iter()
+                    .filter(|p| !p.vector.is_empty() || !p.keyword.is_empty())
+                    .count()
+                    > 1
+            );
+            // The asking node's own shards (0, 2 and 3) ranked in one walk, the
+            // others as their remote replicas answer; and every shard local.
+            let local = s.query_shards(&[qs[0].clone(), qs[2].clone(), qs[3].clone()]);
+            let mut mixed = vec![local.unwrap()];
+            mixed.extend([1, 4].map(|i| s.query_shard(&qs[i]).unwrap()));
+            let all_local = vec![s.query_shards(&qs).unwrap()];
+            let view = |r: &QueryResponse| -> Vec<(String, f32, ChunkSpan)> {
+                r.hits
+                    .iter()
+                    .map(|h| (h.id.clone(), h.score, h.chunk.clone()))
+                    .collect()
+            };
+            assert_eq!(one.hits.len(), 7, "{q:?}");
+            for (how, parts) in [("remote", parts), ("mixed", mixed), ("local", all_local)] {
+                let gathered = s
+                    .gather(&name, q, parts, std::time::Instant::now())
+                    .unwrap();
+                assert_eq!(view(&one), view(&gathered), "{how} {metric:?} {q:?}");
+            }
+        }
+        // A replica refuses a shard the collection does not have.
+        let mut bad = s.shard_queries(&name, &modes[0]).unwrap().remove(0);
+        bad.shard = 5;
+        assert!(matches!(
+            s.query_shard(&bad),
+            Err(Error::InvalidInput { .. })
+        ));
+        // Shards ranked together must be one query's.
+        let mut qs = s.shard_queries(&name, &modes[0]).unwrap();
+        qs[1].depth += 1;
+        assert!(matches!(
+            s.query_shards(&qs),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
 }

@@ -1,0 +1,257 @@
+//! Scatter/gather queries: the node a query reaches sends one NATS request per
+//! shard, on subject `engram.q.NAME.SHARD`, and merges the answers
+//! (`Store::gather`: the same merge and fusion as one machine).
+//!
+//! Each replica of a shard (placement: `crate::placement`) subscribes to the
+//! shard's subject in a queue group named after the shard, so NATS hands each
+//! request to one live replica; a dead node's subscriptions end with its
+//! connection, so its shards are answered by their other replicas at once. Every
+//! node recomputes the placement every [`REPLAN_EVERY`] from the heartbeats and
+//! subscribes or unsubscribes accordingly.
+//!
+//! The local fast path: the shards the asking node itself serves are ranked
+//! in-process, all of them with one walk of the graph (`Store::query_shards`),
+//! instead of one NATS round trip each; only the others are requested. The asking
+//! node has already applied up to the query's `min_seq` (`Store::shard_queries`
+//! waits for it), so its own ranking reads the same writes a replica's would.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{RequestErrorKind, Subscriber};
+use engram_store::api::{QueryRequest, QueryResponse};
+use engram_store::replica::APPLY_WAIT;
+use engram_store::{ShardQuery, ShardRanking};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::{nats, Error, Node, Result};
+
+/// Query subjects: `engram.q.` and the shard's `NAME.SHARD`.
+pub const QUERY_PREFIX: &str = "engram.q.";
+/// How often a node recomputes which shards it answers for.
+pub const REPLAN_EVERY: Duration = Duration::from_secs(2);
+/// How long a shard may take: a replica waits up to `APPLY_WAIT` for `min_seq`
+/// and answers 503 then, so the request outlives that by a margin.
+pub const SHARD_WAIT: Duration = Duration::from_secs(APPLY_WAIT.as_secs() + 2);
+/// How long a shard with no replica subscribed is asked again (a collection just
+/// created is placed within [`REPLAN_EVERY`]).
+const NO_REPLICA_WAIT: Duration = Duration::from_secs(3);
+
+/// The subject (and queue group) of a shard's queries.
+pub fn subject(collection: &str, shard: u32) -> String {
+    format!("{QUERY_PREFIX}{collection}.{shard}")
+}
+
+/// A replica's answer on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Ranking(ShardRanking),
+    /// The replica's error: its HTTP-like kind and message.
+    Failed {
+        node: u32,
+        kind: FailKind,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum FailKind {
+    NotFound,
+    Invalid,
+    Unavailable,
+}
+
+impl FailKind {
+    fn of(e: &engram_store::Error) -> Self {
+        use engram_store::Error as E;
+        match e {
+            E::CollectionNotFound(_) => FailKind::NotFound,
+            E::InvalidInput { .. } | E::LimitExceeded { .. } | E::InvalidFilter(_) => {
+                FailKind::Invalid
+            }
+            _ => FailKind::Unavailable,
+        }
+    }
+}
+
+/// Keeps this node's shard subscriptions in line with the placement, for as long
+/// as the node runs.
+pub async fn serve(node: Arc<Node>) {
+    let mut serving: HashMap<(String, u32), JoinHandle<()>> = HashMap::new();
+    loop {
+        match mine(&node).await {
+            Ok(mine) => {
+                serving.retain(|key, task| {
+                    let keep = mine.contains(key) && !task.is_finished();
+                    if !keep {
+                        // Dropping the subscriber unsubscribes.
+                        task.abort();
+                    }
+                    keep
+                });
+                for (name, shard) in mine {
+                    if serving.contains_key(&(name.clone(), shard)) {
+                        continue;
+                    }
+                    let s = subject(&name, shard);
+                    match node.client.queue_subscribe(s.clone(), s).await {
+                        Ok(sub) => {
+                            let task = tokio::spawn(answer(node.clone(), sub));
+                            serving.insert((name, shard), task);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot subscribe to a shard's queries")
+                        }
+                    }
+                }
+                *node.serving.write().expect("lock") = serving.keys().cloned().collect();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "placement not computed; keeping the shards served")
+            }
+        }
+        tokio::time::sleep(REPLAN_EVERY).await;
+    }
+}
+
+/// The shards placed on this node.
+async fn mine(node: &Node) -> Result<BTreeSet<(String, u32)>> {
+    let nodes = crate::status::live_nodes(node).await?;
+    let me = node.config.node_id;
+    let placement = crate::placement::current(node, &nodes).await?;
+    Ok(placement
+        .replicas
+        .into_iter()
+        .filter(|(_, r)| r.contains(&me))
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// Answers one shard's queries, each in its own task (the store's blocking pool
+/// bounds the work).
+async fn answer(node: Arc<Node>, mut sub: Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let me = node.config.node_id;
+            let ranked = match serde_json::from_slice::<ShardQuery>(&msg.payload) {
+                Ok(q) => {
+                    let owner = node.store.clone();
+                    tokio::task::spawn_blocking(move || owner.store().query_shard(&q))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(engram_store::Error::Unavailable(format!("worker: {e}")))
+                        })
+                }
+                Err(e) => Err(engram_store::Error::invalid(
+                    "shard query",
+                    format!("not a shard query: {e}"),
+                )),
+            };
+            let reply = match ranked {
+                Ok(r) => Reply::Ranking(r),
+                Err(e) => Reply::Failed {
+                    node: me,
+                    kind: FailKind::of(&e),
+                    message: e.to_string(),
+                },
+            };
+            let bytes = serde_json::to_vec(&reply).expect("serialises");
+            if let Err(e) = node.client.publish(reply_to, bytes.into()).await {
+                tracing::warn!(error = %e, "a shard's answer was not sent");
+            }
+        });
+    }
+}
+
+/// Asks one replica of `q`'s shard, bounded by [`SHARD_WAIT`].
+async fn ask(node: &Node, q: &ShardQuery) -> Result<ShardRanking> {
+    let subject = subject(&q.collection, q.shard);
+    let payload = bytes::Bytes::from(serde_json::to_vec(q).expect("serialises"));
+    let started = Instant::now();
+    let name = &q.collection;
+    let shard = q.shard;
+    let msg = loop {
+        let left = SHARD_WAIT.saturating_sub(started.elapsed());
+        let asked = node.client.request(subject.clone(), payload.clone());
+        match tokio::time::timeout(left, asked).await {
+            Ok(Ok(msg)) => break msg,
+            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
+                if started.elapsed() >= NO_REPLICA_WAIT {
+                    return Err(Error::Unavailable(format!(
+                        "shard {shard} of collection '{name}' has no live replica answering (none for {:.1} s); see GET /cluster",
+                        started.elapsed().as_secs_f64()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(Err(e)) if e.kind() != RequestErrorKind::TimedOut => return Err(nats(e)),
+            _ => {
+                return Err(Error::Timeout(format!(
+                    "shard {shard} of collection '{name}' did not answer within {} s",
+                    SHARD_WAIT.as_secs()
+                )))
+            }
+        }
+    };
+    match serde_json::from_slice::<Reply>(&msg.payload).map_err(nats)? {
+        Reply::Ranking(r) => Ok(r),
+        Reply::Failed {
+            node,
+            kind,
+            message,
+        } => Err(match kind {
+            FailKind::NotFound => engram_store::Error::CollectionNotFound(name.clone()).into(),
+            FailKind::Invalid => engram_store::Error::invalid("query", message).into(),
+            FailKind::Unavailable => Error::Unavailable(format!(
+                "shard {shard} of collection '{name}' (node {node}): {message}"
+            )),
+        }),
+    }
+}
+
+/// Answers `req` on `name` from every shard's replicas.
+pub(crate) async fn query(
+    node: &Arc<Node>,
+    name: String,
+    req: QueryRequest,
+) -> Result<QueryResponse> {
+    let started = Instant::now();
+    let req = Arc::new(req);
+    let owner = node.store.clone();
+    let (n, r) = (name.clone(), req.clone());
+    let queries = tokio::task::spawn_blocking(move || owner.store().shard_queries(&n, &r))
+        .await
+        .map_err(nats)??;
+    let (local, remote): (Vec<ShardQuery>, Vec<ShardQuery>) = {
+        let serving = node.serving.read().expect("lock");
+        queries
+            .into_iter()
+            .partition(|q| serving.contains(&(q.collection.clone(), q.shard)))
+    };
+    let asked = futures_util::future::try_join_all(remote.iter().map(|q| ask(node, q)));
+    let owner = node.store.clone();
+    let ranked = async move {
+        if local.is_empty() {
+            return Ok(None);
+        }
+        let part = tokio::task::spawn_blocking(move || owner.store().query_shards(&local))
+            .await
+            .map_err(nats)??;
+        Ok::<_, Error>(Some(part))
+    };
+    let (mut parts, local) = futures_util::future::try_join(asked, ranked).await?;
+    parts.extend(local);
+    let owner = node.store.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || owner.store().gather(&name, &req, parts, started))
+            .await
+            .map_err(nats)??;
+    Ok(answer)
+}

@@ -1,0 +1,234 @@
+//! Cluster mode's queries, split by shard (scatter/gather). The node a query
+//! reaches validates it and embeds its text once ([`Store::shard_queries`]); one
+//! replica of each shard ranks that shard's documents ([`Store::query_shard`]); the
+//! first node merges the shards' rankings into the collection's and answers
+//! ([`Store::gather`]) with the same combining, fusion and hit assembly as a query on
+//! one machine (`query::Store::respond`), so a sharded answer is the one-machine
+//! answer.
+//!
+//! Why the first node assembles the hits itself: every node applies every shard's
+//! writes (see `crate::replica`), so it holds the documents; the shards send only
+//! ids, scores and chunk ids.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::query::{side_depth, Ranked, Search, Sides};
+use super::Store;
+use crate::api::{QueryRequest, QueryResponse};
+use crate::error::{Error, LimitKind, Result};
+use crate::filter::Filter;
+use crate::index::Metric;
+use crate::limits::check;
+
+/// One shard's part of a query, as the first node sends it to a replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardQuery {
+    pub collection: String,
+    pub shard: u32,
+    /// The vector side's query (text already embedded), if the mode has one.
+    pub vector: Option<Vec<f32>>,
+    /// The keyword side's query text, if the mode has one.
+    pub text: Option<String>,
+    /// Documents per side.
+    pub depth: usize,
+    pub ef: usize,
+    pub filter: Option<serde_json::Value>,
+    /// Read-your-writes: the replica answers once it has applied this write.
+    pub min_seq: Option<u64>,
+}
+
+/// A ranked document on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardHit {
+    pub id: String,
+    pub score: f32,
+    pub chunk: Option<u64>,
+}
+
+/// One shard's rankings, best first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShardRanking {
+    pub vector: Vec<ShardHit>,
+    pub keyword: Vec<ShardHit>,
+    /// A filtered vector walk stopped at its work limit (see `QueryResponse::exhaustive`).
+    pub cut: bool,
+}
+
+fn to_wire(list: Vec<Ranked>) -> Vec<ShardHit> {
+    list.into_iter()
+        .map(|r| ShardHit {
+            id: r.id.to_string(),
+            score: r.score,
+            chunk: r.chunk,
+        })
+        .collect()
+}
+
+/// The best `depth` of several shards' lists (documents are in one shard each),
+/// `lower_first` for euclidean distances; ties by id, so every node merges alike.
+fn merge(lists: Vec<Vec<ShardHit>>, depth: usize, lower_first: bool) -> Vec<Ranked> {
+    let mut all: Vec<ShardHit> = lists.into_iter().flatten().collect();
+    all.sort_by(|a, b| {
+        let by_score = if lower_first {
+            a.score.total_cmp(&b.score)
+        } else {
+            b.score.total_cmp(&a.score)
+        };
+        by_score.then_with(|| a.id.cmp(&b.id))
+    });
+    all.into_iter()
+        .take(depth)
+        .map(|h| Ranked {
+            id: h.id.into(),
+            score: h.score,
+            chunk: h.chunk,
+        })
+        .collect()
+}
+
+/// Whether two shard queries are one query's (all but the shard alike).
+fn same_query(a: &ShardQuery, b: &ShardQuery) -> bool {
+    a == &ShardQuery {
+        shard: a.shard,
+        ..b.clone()
+    }
+}
+
+impl Store {
+    /// One query per shard of the collection, validated and embedded here (and
+    /// waiting for `min_seq` here: this node assembles the hits).
+    pub fn shard_queries(&self, name: &str, req: &QueryRequest) -> Result<Vec<ShardQuery>> {
+        let (coll, q) = self.prepare_query(name, req)?;
+        let (vector, text) = q.sides();
+        Ok((0..coll.config.shards)
+            .map(|shard| ShardQuery {
+                collection: name.to_string(),
+                shard,
+                vector: vector.map(<[f32]>::to_vec),
+                text: text.map(str::to_string),
+                depth: q.search.depth,
+                ef: q.search.ef,
+                filter: req.filter.clone(),
+                min_seq: req.min_seq,
+            })
+            .collect())
+    }
+
+    /// Ranks one shard's documents (a replica's part of a query).
+    pub fn query_shard(&self, q: &ShardQuery) -> Result<ShardRanking> {
+        self.query_shards(std::slice::from_ref(q))
+    }
+
+    /// Ranks the documents of several shards of one query together, with one walk
+    /// of the collection's graph filtered to those shards (unfiltered when they are
+    /// all the collection's): the asking node's own shards, which it ranks
+    /// in-process rather than over NATS. The best `depth` of the shards together is
+    /// what merging their separate rankings would keep, so [`Store::gather`]
+    /// takes this as one part among the remote shards' rankings.
+    pub fn query_shards(&self, queries: &[ShardQuery]) -> Result<ShardRanking> {
+        let Some(q) = queries.first() else {
+            return Ok(ShardRanking::default());
+        };
+        if queries.iter().any(|o| !same_query(o, q)) {
+            return Err(Error::invalid(
+                "shard query",
+                "shards ranked together must share one query",
+            ));
+        }
+        if let Some(seq) = q.min_seq {
+            self.wait_applied(seq)?;
+        }
+        let coll = self.collection(&q.collection)?;
+        let shards = coll.config.shards;
+        let mut only = vec![false; shards as usize];
+        for o in queries {
+            let Some(slot) = only.get_mut(o.shard as usize) else {
+                return Err(Error::invalid(
+                    "shard",
+                    format!(
+                        "collection '{}' has {shards} shards, not shard {}",
+                        q.collection, o.shard
+                    ),
+                ));
+            };
+            *slot = true;
+        }
+        check(LimitKind::Ef, q.ef, self.limits.max_ef)?;
+        check(
+            LimitKind::TopK,
+            q.depth,
+            crate::store::hybrid_depth(self.limits.max_k),
+        )?;
+        let search = Search {
+            depth: q.depth,
+            ef: q.ef,
+            filter: q.filter.as_ref().map(Filter::parse).transpose()?,
+        };
+        let every = only.iter().all(|&s| s);
+        let sides = self.rank(
+            &coll,
+            q.vector.as_deref(),
+            q.text.as_deref(),
+            &search,
+            (!every).then_some(only.as_slice()),
+        );
+        Ok(ShardRanking {
+            vector: to_wire(sides.vector),
+            keyword: to_wire(sides.keyword),
+            cut: sides.cut,
+        })
+    }
+
+    /// Merges every shard's rankings of `req` and answers it as one machine would.
+    pub fn gather(
+        &self,
+        name: &str,
+        req: &QueryRequest,
+        parts: Vec<ShardRanking>,
+        started: Instant,
+    ) -> Result<QueryResponse> {
+        let coll = self.collection(name)?;
+        let depth = side_depth(req);
+        let cut = parts.iter().any(|p| p.cut);
+        let (vector, keyword): (Vec<_>, Vec<_>) =
+            parts.into_iter().map(|p| (p.vector, p.keyword)).unzip();
+        let sides = Sides {
+            vector: merge(vector, depth, coll.config.distance == Metric::Euclidean),
+            keyword: merge(keyword, depth, false),
+            cut,
+        };
+        self.respond(&coll, req, sides, started)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str, score: f32) -> ShardHit {
+        ShardHit {
+            id: id.into(),
+            score,
+            chunk: None,
+        }
+    }
+
+    #[test]
+    fn shards_merge_by_score_in_the_metric_s_direction() {
+        let lists = || vec![vec![hit("a", 0.9), hit("c", 0.2)], vec![hit("b", 0.5)]];
+        let ids = |r: Vec<Ranked>| r.into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(merge(lists(), 2, false)), ["a", "b"]);
+        assert_eq!(ids(merge(lists(), 5, true)), ["c", "b", "a"]);
+        // Ties: by id.
+        assert_eq!(
+            ids(merge(
+                vec![vec![hit("z", 1.0)], vec![hit("y", 1.0)]],
+                2,
+                false
+            )),
+            ["y", "z"]
+        );
+    }
+}
