@@ -138,12 +138,13 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
 /// The conflicting update: a fact the adapter learned changes; `auto` answers it by
 /// rag; `promote --continue` retrains the active adapter on the changed document from
 /// its own weights; the new version is listed as continued, is current again, and
-/// `auto` answers from it. Real MiniLM and SmolLM2, 40 steps per promotion. The
+/// `auto` answers from it. Real MiniLM and SmolLM2, 15 steps per promotion (through
+/// the CLI, which waits for the job). The
 /// mechanics are asserted; whether the weights learned the new value is measured and
 /// printed (`--nocapture`), as is each promotion's wall time.
 #[test]
 fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
-    const STEPS: &str = "40";
+    const STEPS: &str = "15";
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
     let r = server.call("PUT", "/collections/firm", Some(json!({})), ADMIN);
@@ -156,15 +157,28 @@ fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
             ADMIN,
         )
     };
-    write("staff", "Varnholt Instruments, a maker of tide gauges in Tromsø, employs 240 people.");
-    write("chief", "The chief executive of Varnholt Instruments is Ingrid Salvesen.");
-    write("product", "Varnholt Instruments sells its tide gauges to harbours in Norway and Chile.");
+    write(
+        "staff",
+        "Varnholt Instruments, a maker of tide gauges in Tromsø, employs 240 people.",
+    );
+    write(
+        "chief",
+        "The chief executive of Varnholt Instruments is Ingrid Salvesen.",
+    );
+    write(
+        "product",
+        "Varnholt Instruments sells its tide gauges to harbours in Norway and Chile.",
+    );
     let promote = |body: serde_json::Value| {
         server.call("POST", "/collections/firm/promote", Some(body), ADMIN)
     };
     let r = promote(json!({"continue": true}));
     assert_eq!(r.status, 400, "{:?}", r.body);
-    assert!(r.error_message().contains("promote it first"), "{:?}", r.body);
+    assert!(
+        r.error_message().contains("promote it first"),
+        "{:?}",
+        r.body
+    );
 
     // Users ask about the head count (logged: the promotion distills them).
     let question = "How many people does Varnholt Instruments employ?";
@@ -180,15 +194,20 @@ fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
         server.call_ok("POST", "/collections/firm/answer", Some(a), READER);
     }
     let started = std::time::Instant::now();
-    let r = promote(json!({"all": true, "steps": 40, "force": true}));
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let first = wait_for(&server, "firm", r.body["id"].as_str().unwrap());
+    let out = server.cli(
+        &["promote", "firm", "--all", "--steps", STEPS, "--force"],
+        ADMIN,
+    );
     let first_s = started.elapsed().as_secs_f64();
-    assert_eq!(first["state"], "done", "{first:?}");
-    eprintln!("{}", first["summary"].as_str().unwrap_or_default());
+    eprintln!("{out}");
+    assert!(out.contains("-> version 1 (active)"), "{out}");
     let r = promote(json!({"continue": true}));
     assert_eq!(r.status, 400, "{:?}", r.body);
-    assert!(r.error_message().contains("nothing changed since"), "{:?}", r.body);
+    assert!(
+        r.error_message().contains("nothing changed since"),
+        "{:?}",
+        r.body
+    );
 
     let answer = |q: &str, mode: &str| {
         let a = json!({"question": q, "mode": mode, "max_tokens": 16});
@@ -210,7 +229,10 @@ fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
     outcome("after the first promotion");
 
     // The fact changes: the adapter is stale for it, auto answers by rag.
-    write("staff", "Varnholt Instruments, a maker of tide gauges in Tromsø, employs 310 people.");
+    write(
+        "staff",
+        "Varnholt Instruments, a maker of tide gauges in Tromsø, employs 310 people.",
+    );
     let r = answer(question, "auto");
     assert_eq!(r["mode_used"], "rag", "{r}");
     assert!(r["mode_reason"].as_str().unwrap().contains("staff"), "{r}");
@@ -218,7 +240,11 @@ fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
     outcome("after the update, before continued training");
     let r = promote(json!({"continue": true, "adapter": "prefix"}));
     assert_eq!(r.status, 400, "{:?}", r.body);
-    assert!(r.error_message().contains("is a lora adapter"), "{:?}", r.body);
+    assert!(
+        r.error_message().contains("is a lora adapter"),
+        "{:?}",
+        r.body
+    );
     let r = promote(json!({"continue": true, "all": true}));
     assert_eq!(r.status, 400, "{:?}", r.body);
 
@@ -245,7 +271,10 @@ fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
         json!({"learned_documents": 3, "stale_documents": 0, "stale_ids": []}),
         "{list}"
     );
-    assert_eq!(list["adapters"][0]["staleness"]["stale_ids"], json!(["staff"]));
+    assert_eq!(
+        list["adapters"][0]["staleness"]["stale_ids"],
+        json!(["staff"])
+    );
     let seq = |v: &serde_json::Value| v["manifest"]["document_seqs"]["staff"].as_u64().unwrap();
     assert!(seq(v2) > seq(&list["adapters"][0]), "{list}");
     let cli = server.cli(&["adapters", "list", "firm"], ADMIN);
@@ -254,6 +283,9 @@ fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
     let r = answer(question, "auto");
     assert_eq!(r["mode_used"], "weights", "{r}");
     let reason = r["mode_reason"].as_str().unwrap();
-    assert!(reason.contains("version 2") && !reason.contains("changed since"), "{reason}");
+    assert!(
+        reason.contains("version 2") && !reason.contains("changed since"),
+        "{reason}"
+    );
     outcome("after continued training");
 }

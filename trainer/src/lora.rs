@@ -311,23 +311,20 @@ mod tests {
 
     use super::*;
     use crate::continuation::Continuation;
-    use crate::testing::{max_diff, tiny_examples, tiny_model};
+    use crate::testing::{max_diff, tiny_examples, tiny_model, tiny_train_config};
     use crate::{train, TrainOutcome};
 
+    /// The tiny run without dropout or replay, long enough for the loss to halve.
     fn config() -> TrainConfig {
+        let base = tiny_train_config();
         TrainConfig {
             lora: LoraConfig {
-                rank: 4,
-                alpha: 8.0,
                 dropout: 0.0,
-                ..Default::default()
+                ..base.lora.clone()
             },
-            learning_rate: 1e-2,
-            warmup_steps: 2,
             steps: 30,
-            grad_accum: 2,
             replay_ratio: 0.0,
-            ..Default::default()
+            ..base
         }
     }
 

@@ -393,26 +393,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::testing::tiny_train_config as config;
     use crate::testing::{max_diff, tiny_examples, tiny_model, tiny_replay};
-
-    fn config() -> TrainConfig {
-        TrainConfig {
-            lora: LoraConfig {
-                rank: 4,
-                alpha: 8.0,
-                dropout: 0.1,
-                ..Default::default()
-            },
-            learning_rate: 1e-2,
-            warmup_steps: 2,
-            steps: 12,
-            grad_accum: 2,
-            replay_ratio: 0.3,
-            checkpoint_every: 3,
-            seed: 7,
-            ..Default::default()
-        }
-    }
 
     fn weights(o: &TrainOutcome) -> HashMap<String, Tensor> {
         o.vars.named()

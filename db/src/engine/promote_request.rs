@@ -270,6 +270,7 @@ mod tests {
         assert_eq!(max("learning_rate"), MAX_LEARNING_RATE);
         assert_eq!(props["held_out"]["maxItems"], MAX_HELD_OUT);
         assert_eq!(props["train_pairs"]["maxItems"], MAX_TRAIN_PAIRS);
+        assert_eq!(props["continue"]["type"], "boolean", "{props}");
     }
 
     #[test]
