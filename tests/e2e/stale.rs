@@ -134,3 +134,158 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     assert_eq!(r["mode_used"], "weights");
     assert!(r.get("mode_reason").is_none(), "{r}");
 }
+
+/// The conflicting update: a fact the adapter learned changes; `auto` answers it by
+/// rag; `promote --continue` retrains the active adapter on the changed document from
+/// its own weights; the new version is listed as continued, is current again, and
+/// `auto` answers from it. Real MiniLM and SmolLM2, 15 steps per promotion (through
+/// the CLI, which waits for the job). The
+/// mechanics are asserted; whether the weights learned the new value is measured and
+/// printed (`--nocapture`), as is each promotion's wall time.
+#[test]
+fn continued_training_retrains_a_changed_fact_from_the_active_adapter() {
+    const STEPS: &str = "15";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--api-keys", KEYS], &[]);
+    let r = server.call("PUT", "/collections/firm", Some(json!({})), ADMIN);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let write = |id: &str, text: &str| {
+        server.call_ok(
+            "POST",
+            "/collections/firm/documents",
+            Some(json!({"documents": [{"id": id, "text": text}]})),
+            ADMIN,
+        )
+    };
+    write(
+        "staff",
+        "Varnholt Instruments, a maker of tide gauges in Tromsø, employs 240 people.",
+    );
+    write(
+        "chief",
+        "The chief executive of Varnholt Instruments is Ingrid Salvesen.",
+    );
+    write(
+        "product",
+        "Varnholt Instruments sells its tide gauges to harbours in Norway and Chile.",
+    );
+    let promote = |body: serde_json::Value| {
+        server.call("POST", "/collections/firm/promote", Some(body), ADMIN)
+    };
+    let r = promote(json!({"continue": true}));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.error_message().contains("promote it first"),
+        "{:?}",
+        r.body
+    );
+
+    // Users ask about the head count (logged: the promotion distills them).
+    let question = "How many people does Varnholt Instruments employ?";
+    let unlogged = "What is the number of employees at Varnholt Instruments?";
+    for q in [
+        question,
+        "How many employees does Varnholt Instruments have?",
+        "What is the head count of Varnholt Instruments?",
+        "How large is the staff of Varnholt Instruments?",
+        "How many people work at Varnholt Instruments?",
+    ] {
+        let a = json!({"question": q, "mode": "rag", "max_tokens": 2});
+        server.call_ok("POST", "/collections/firm/answer", Some(a), READER);
+    }
+    let started = std::time::Instant::now();
+    let out = server.cli(
+        &["promote", "firm", "--all", "--steps", STEPS, "--force"],
+        ADMIN,
+    );
+    let first_s = started.elapsed().as_secs_f64();
+    eprintln!("{out}");
+    assert!(out.contains("-> version 1 (active)"), "{out}");
+    let r = promote(json!({"continue": true}));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.error_message().contains("nothing changed since"),
+        "{:?}",
+        r.body
+    );
+
+    let answer = |q: &str, mode: &str| {
+        let a = json!({"question": q, "mode": mode, "max_tokens": 16});
+        server.call_ok("POST", "/collections/firm/answer", Some(a), READER)
+    };
+    let outcome = |when: &str| {
+        for q in [question, unlogged] {
+            let text = answer(q, "weights")["answer"].as_str().unwrap().to_string();
+            let has = |v: &str| text.contains(v);
+            let verdict = match (has("310"), has("240")) {
+                (true, true) => "both values",
+                (true, false) => "the NEW value (310)",
+                (false, true) => "the OLD value (240)",
+                _ => "neither value",
+            };
+            eprintln!("MEASURE {when}: weights answer to {q:?} = {text:?}: {verdict}");
+        }
+    };
+    outcome("after the first promotion");
+
+    // The fact changes: the adapter is stale for it, auto answers by rag.
+    write(
+        "staff",
+        "Varnholt Instruments, a maker of tide gauges in Tromsø, employs 310 people.",
+    );
+    let r = answer(question, "auto");
+    assert_eq!(r["mode_used"], "rag", "{r}");
+    assert!(r["mode_reason"].as_str().unwrap().contains("staff"), "{r}");
+    eprintln!("MEASURE auto (rag) after the update: {:?}", r["answer"]);
+    outcome("after the update, before continued training");
+    let r = promote(json!({"continue": true, "adapter": "prefix"}));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.error_message().contains("is a lora adapter"),
+        "{:?}",
+        r.body
+    );
+    let r = promote(json!({"continue": true, "all": true}));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    let started = std::time::Instant::now();
+    let out = server.cli(
+        &["promote", "firm", "--continue", "--steps", STEPS, "--force"],
+        ADMIN,
+    );
+    let continued_s = started.elapsed().as_secs_f64();
+    eprintln!("{out}");
+    assert!(out.contains("-> version 2 (active)"), "{out}");
+    assert!(out.contains("continued from version 1"), "{out}");
+    eprintln!(
+        "MEASURE wall time: first promotion (3 documents) {first_s:.1} s, continued (1 changed document) {continued_s:.1} s"
+    );
+
+    let list = server.call_ok("GET", "/collections/firm/adapters", None, ADMIN);
+    let v2 = &list["adapters"][1];
+    assert_eq!(v2["version"], 2, "{list}");
+    assert_eq!(v2["active"], true, "{list}");
+    assert_eq!(v2["manifest"]["continued_from"], 1, "{list}");
+    assert_eq!(
+        v2["staleness"],
+        json!({"learned_documents": 3, "stale_documents": 0, "stale_ids": []}),
+        "{list}"
+    );
+    assert_eq!(
+        list["adapters"][0]["staleness"]["stale_ids"],
+        json!(["staff"])
+    );
+    let seq = |v: &serde_json::Value| v["manifest"]["document_seqs"]["staff"].as_u64().unwrap();
+    assert!(seq(v2) > seq(&list["adapters"][0]), "{list}");
+    let cli = server.cli(&["adapters", "list", "firm"], ADMIN);
+    assert!(cli.contains("continued from version 1"), "{cli}");
+
+    let r = answer(question, "auto");
+    assert_eq!(r["mode_used"], "weights", "{r}");
+    let reason = r["mode_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("answered by the active adapter (version 2)"),
+        "{reason}"
+    );
+    outcome("after continued training");
+}

@@ -17,6 +17,8 @@
 //!   adapter closed-book; KL to the teacher's top-k logits per answer position).
 //! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
 //! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
+//! - [`continuation`]: continued training from a stored version on changed
+//!   documents ([`TrainConfig::continue_from`], the manifest's carried-over records).
 //! - [`promote`]: the whole pipeline, [`promote::run`]: it writes the adapter's PEFT
 //!   files and manifest and registers the version in an
 //!   [`AdapterRegistry`](engram_generator::AdapterRegistry).
@@ -42,6 +44,7 @@
 //! rest 500.
 
 pub mod checkpoint;
+pub mod continuation;
 pub mod data;
 pub mod distill;
 mod error;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
+use engram_generator::adapters::peft;
 use engram_generator::{Llama, LlamaConfig, LoraAdapter, LoraTarget};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::prefix::{PrefixConfig, PrefixVars};
+use crate::TrainConfig;
 
 /// Which projections get a low-rank pair and how big it is (PEFT's `LoraConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +82,11 @@ impl LoraConfig {
         }
         Ok(())
     }
+}
+
+/// A pair's checkpoint name stem (`{layer}.{target}`).
+fn pair_key(layer: usize, target: LoraTarget) -> String {
+    format!("{layer}.{target:?}")
 }
 
 /// One trainable pair.
@@ -149,6 +156,82 @@ impl AdapterVars {
         })
     }
 
+    /// The variables `cfg` trains, as at step 0: fresh (LoRA: [`AdapterVars::init`];
+    /// prefix: the KV cache of `cfg.prefix.init`), or, continuing (`cfg.continue_from`),
+    /// the stored adapter's own weights, read by the registry's loader and set with
+    /// [`AdapterVars::restore`]. A stored adapter of another kind or shape is refused.
+    pub fn for_training(llama: &Llama, cfg: &TrainConfig) -> Result<Self> {
+        let Some(dir) = cfg.continue_from.as_ref().map(|c| &c.dir) else {
+            return match &cfg.prefix {
+                Some(prefix) => Self::init_prefix(llama, &cfg.lora, prefix),
+                None => Self::init(llama.config(), &cfg.lora, cfg.seed),
+            };
+        };
+        let start = peft::load(dir, llama.config(), "start")?;
+        let refuse = |why: String| {
+            Error::InvalidConfig(format!(
+                "cannot continue from the adapter in {}: {why}",
+                dir.display()
+            ))
+        };
+        match (&cfg.prefix, start.prefix()) {
+            (Some(p), Some(kv)) if kv.len() == p.tokens => Ok(Self {
+                cfg: llama.config().clone(),
+                lora: cfg.lora.clone(),
+                pairs: Vec::new(),
+                prefix: Some(PrefixVars::from_prefix(llama.config(), kv)?),
+            }),
+            (Some(p), Some(kv)) => Err(refuse(format!(
+                "it has {} prefix positions, training asks for {}",
+                kv.len(),
+                p.tokens
+            ))),
+            (None, None) => {
+                let scale = cfg.lora.alpha / cfg.lora.rank as f64;
+                if start.rank() != cfg.lora.rank || (start.scale() - scale).abs() > 1e-9 {
+                    return Err(refuse(format!(
+                        "it is rank {} with scale {}, training asks for rank {} with scale {scale}",
+                        start.rank(),
+                        start.scale(),
+                        cfg.lora.rank
+                    )));
+                }
+                let vars = Self::init(llama.config(), &cfg.lora, cfg.seed)?;
+                let named = Self::named_of(&start);
+                if named.len() != vars.named_vars().len() {
+                    return Err(refuse(format!(
+                        "it has {} LoRA matrices, training asks for {}",
+                        named.len(),
+                        vars.named_vars().len()
+                    )));
+                }
+                vars.restore(&named).map_err(|e| refuse(e.to_string()))?;
+                Ok(vars)
+            }
+            (Some(_), None) => Err(refuse(
+                "it is a LoRA adapter, training asks for a prefix".into(),
+            )),
+            (None, Some(_)) => Err(refuse(
+                "it is a prefix adapter, training asks for LoRA".into(),
+            )),
+        }
+    }
+
+    /// A LoRA adapter's matrices under the names [`AdapterVars::named_vars`] gives
+    /// them (what [`AdapterVars::restore`] reads).
+    pub fn named_of(adapter: &LoraAdapter) -> HashMap<String, Tensor> {
+        adapter
+            .targets()
+            .into_iter()
+            .filter_map(|(layer, target)| {
+                let (a, b) = adapter.pair(layer, target)?;
+                let key = pair_key(layer, target);
+                Some([(format!("{key}.A"), a), (format!("{key}.B"), b)])
+            })
+            .flatten()
+            .collect()
+    }
+
     /// The pairs.
     pub fn pairs(&self) -> &[PairVars] {
         &self.pairs
@@ -173,7 +256,7 @@ impl AdapterVars {
         self.pairs
             .iter()
             .flat_map(|p| {
-                let key = format!("{}.{:?}", p.layer, p.target);
+                let key = pair_key(p.layer, p.target);
                 [
                     (format!("{key}.A"), p.a.clone()),
                     (format!("{key}.B"), p.b.clone()),
@@ -218,5 +301,94 @@ impl AdapterVars {
             var.set(t)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+    use std::path::Path;
+
+    use super::*;
+    use crate::continuation::Continuation;
+    use crate::testing::{max_diff, tiny_examples, tiny_model, tiny_train_config};
+    use crate::{train, TrainOutcome};
+
+    /// The tiny run without dropout or replay, long enough for the loss to halve.
+    fn config() -> TrainConfig {
+        let base = tiny_train_config();
+        TrainConfig {
+            lora: LoraConfig {
+                dropout: 0.0,
+                ..base.lora.clone()
+            },
+            steps: 30,
+            replay_ratio: 0.0,
+            ..base
+        }
+    }
+
+    fn continuing(dir: &Path, cfg: TrainConfig) -> TrainConfig {
+        let continue_from = Continuation {
+            version: 1,
+            dir: dir.to_path_buf(),
+            document_ids: Vec::new(),
+            document_seqs: Default::default(),
+            deleted: Vec::new(),
+        };
+        TrainConfig {
+            continue_from: Some(continue_from),
+            ..cfg
+        }
+    }
+
+    fn first_losses(o: &TrainOutcome) -> f64 {
+        o.losses[..3].iter().map(|l| l.loss).sum::<f64>() / 3.0
+    }
+
+    /// The stored adapter (PEFT files, read back by the registry's loader) is where a
+    /// continued run starts: same matrices at step 0, and its first losses are the
+    /// trained adapter's, not the base model's.
+    #[test]
+    fn continued_training_starts_from_the_stored_adapter_and_refuses_another_shape() {
+        let model = tiny_model();
+        let examples = tiny_examples();
+        let run = |cfg: &TrainConfig| {
+            train(&model, &examples, &[], cfg, None, &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap()
+        };
+        let first = run(&config());
+        let dir = tempfile::tempdir().unwrap();
+        peft::save(&first.adapter("v1").unwrap(), 0.0, "tiny", dir.path()).unwrap();
+        let cfg = continuing(dir.path(), config());
+        let start = AdapterVars::for_training(&model, &cfg).unwrap();
+        let (saved, loaded) = (first.vars.named(), start.named());
+        assert_eq!(saved.len(), 2 * 7 * 2);
+        assert_eq!(saved.len(), loaded.len());
+        for (name, t) in &saved {
+            assert!(max_diff(t, &loaded[name]) < 1e-6, "{name} differs");
+        }
+        let continued = run(&cfg);
+        let (fresh, cont) = (first_losses(&first), first_losses(&continued));
+        assert!(
+            cont < 0.6 * fresh,
+            "a continued run starts where the first ended: first losses {fresh} (fresh) vs {cont} (continued)"
+        );
+
+        let prefix = TrainConfig {
+            prefix: Some(PrefixConfig {
+                tokens: 4,
+                init: Vec::new(),
+            }),
+            ..cfg.clone()
+        };
+        let err = AdapterVars::for_training(&model, &prefix).unwrap_err();
+        assert!(err.to_string().contains("it is a LoRA adapter"), "{err}");
+        let mut rank8 = cfg.clone();
+        rank8.lora.rank = 8;
+        let err = AdapterVars::for_training(&model, &rank8).unwrap_err();
+        assert!(err.to_string().contains("it is rank 4"), "{err}");
     }
 }

@@ -53,14 +53,16 @@ impl PrefixConfig {
 
 /// `train` with its prefix's init tokens filled from the documents' text (in order,
 /// until there are as many as prefix positions) when it trains a prefix with none
-/// given; otherwise `train` unchanged.
+/// given and does not continue from a stored adapter; otherwise `train` unchanged.
 pub fn with_document_init(
     train: &TrainConfig,
     model: &TrainableModel,
     documents: &[Document],
 ) -> Result<TrainConfig> {
     let mut out = train.clone();
-    if let Some(prefix) = out.prefix.as_mut().filter(|p| p.init.is_empty()) {
+    // Continued training starts from the stored prefix: no init tokens needed.
+    let fresh = train.continue_from.is_none();
+    if let Some(prefix) = out.prefix.as_mut().filter(|p| p.init.is_empty() && fresh) {
         for doc in documents {
             if prefix.init.len() >= prefix.tokens {
                 break;
@@ -97,14 +99,20 @@ impl PrefixVars {
             )));
         }
         let cache = KvPrefix::from_tokens(llama, &prefix.init[..prefix.tokens])?;
-        let layers = (0..cache.n_layer())
+        Self::from_prefix(llama.config(), &cache)
+    }
+
+    /// Variables holding a copy of `kv`'s keys and values: a fresh prefix's KV cache,
+    /// or a stored prefix adapter's when training continues from it.
+    pub fn from_prefix(cfg: &LlamaConfig, kv: &KvPrefix) -> Result<Self> {
+        let layers = (0..kv.n_layer())
             .map(|i| {
-                let (k, v) = cache.layer(i);
+                let (k, v) = kv.layer(i);
                 Ok((Var::from_tensor(k)?, Var::from_tensor(v)?))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            cfg: llama.config().clone(),
+            cfg: cfg.clone(),
             layers,
         })
     }

@@ -16,6 +16,7 @@ use engram_generator::adapters::{peft, AdapterRegistry, AdapterVersion, BaseMode
 use engram_generator::LanguageModel;
 use serde::{Deserialize, Serialize};
 
+use crate::continuation;
 use crate::data::{QaPair, Sequence, TrainableModel};
 use crate::distill::{self, DistillConfig, DistillCounts, DistillQuestion, PromptBuilder};
 use crate::error::{Error, Result};
@@ -389,10 +390,13 @@ pub fn run(
         ),
         None => "question-answer pairs (synthetic and given)".to_string(),
     };
-    let method = match &options.train.prefix {
+    let mut method = match &options.train.prefix {
         Some(p) => format!("{method}, into a {}-position KV prefix", p.tokens),
         None => method,
     };
+    if let Some(c) = &options.train.continue_from {
+        method.push_str(&continuation::describe(c));
+    }
     if examples.is_empty() {
         return Err(Error::NoData("synthesis kept no training item: try another strategy (cloze always works on text with names, numbers or dates)".into()));
     }
@@ -497,15 +501,14 @@ pub fn run(
     ] {
         metrics.insert(k.to_string(), v);
     }
+    let (document_ids, document_seqs) =
+        continuation::learned(documents, options.train.continue_from.as_ref());
     let manifest = Manifest {
         collection: options.collection.clone(),
         cluster: options.cluster.clone(),
-        document_ids: documents.iter().map(|d| d.id.clone()).collect(),
-        document_seqs: documents
-            .iter()
-            .filter(|d| d.seq > 0)
-            .map(|d| (d.id.clone(), d.seq))
-            .collect(),
+        document_ids,
+        document_seqs,
+        continued_from: options.train.continue_from.as_ref().map(|c| c.version),
         base_model: BaseModel {
             name: models.chat.info().name.clone(),
             sha256: tm.base_sha256().to_string(),

@@ -11,6 +11,7 @@ use engram_generator::{
 };
 
 use crate::data::Sequence;
+use crate::{LoraConfig, TrainConfig};
 
 pub(crate) use engram_generator::testing::{max_diff, tiny_config};
 
@@ -102,5 +103,26 @@ impl LanguageModel for Scripted {
             usage: Usage::default(),
             timing: Timing::default(),
         })
+    }
+}
+
+/// A small training run for the tiny model: rank 4, 12 steps of 2 sequences,
+/// checkpoints every 3 steps, some dropout and replay.
+pub(crate) fn tiny_train_config() -> TrainConfig {
+    TrainConfig {
+        lora: LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.1,
+            ..Default::default()
+        },
+        learning_rate: 1e-2,
+        warmup_steps: 2,
+        steps: 12,
+        grad_accum: 2,
+        replay_ratio: 0.3,
+        checkpoint_every: 3,
+        seed: 7,
+        ..Default::default()
     }
 }

@@ -40,6 +40,12 @@ pub struct TrainConfig {
     /// Left out of the JSON when None, so LoRA runs keep their fingerprints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<PrefixConfig>,
+    /// Continued training: start from a stored adapter version (its PEFT files in
+    /// `continue_from.dir`) instead of a fresh initialisation; its kind and shape must
+    /// be the ones `lora` / `prefix` describe. Left out of the JSON when None
+    /// (fingerprints of fresh runs unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continue_from: Option<crate::continuation::Continuation>,
     /// Peak learning rate.
     pub learning_rate: f64,
     /// Final learning rate as a fraction of the peak (cosine floor).
@@ -69,6 +75,7 @@ impl Default for TrainConfig {
         Self {
             lora: LoraConfig::default(),
             prefix: None,
+            continue_from: None,
             learning_rate: 1e-3,
             min_lr_ratio: 0.1,
             weight_decay: 0.0,
@@ -276,10 +283,7 @@ pub fn train(
             cfg.max_seq_len
         )));
     }
-    let vars = match &cfg.prefix {
-        Some(prefix) => AdapterVars::init_prefix(llama, &cfg.lora, prefix)?,
-        None => AdapterVars::init(llama.config(), &cfg.lora, cfg.seed)?,
-    };
+    let vars = AdapterVars::for_training(llama, cfg)?;
     let params = ParamsAdamW {
         lr: cfg.learning_rate,
         weight_decay: cfg.weight_decay,
@@ -389,26 +393,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::testing::tiny_train_config as config;
     use crate::testing::{max_diff, tiny_examples, tiny_model, tiny_replay};
-
-    fn config() -> TrainConfig {
-        TrainConfig {
-            lora: LoraConfig {
-                rank: 4,
-                alpha: 8.0,
-                dropout: 0.1,
-                ..Default::default()
-            },
-            learning_rate: 1e-2,
-            warmup_steps: 2,
-            steps: 12,
-            grad_accum: 2,
-            replay_ratio: 0.3,
-            checkpoint_every: 3,
-            seed: 7,
-            ..Default::default()
-        }
-    }
 
     fn weights(o: &TrainOutcome) -> HashMap<String, Tensor> {
         o.vars.named()

@@ -63,6 +63,11 @@ pub struct PromoteArgs {
     /// Positions of a prefix adapter (1-2048) [default: 256].
     #[arg(long)]
     pub prefix_tokens: Option<usize>,
+    /// Retrain the active adapter, from its weights, on the documents written since it
+    /// learned them (the stale ones shown by `engram adapters list`); deleted ones
+    /// cannot be trained away and stay stale.
+    #[arg(long = "continue", conflicts_with_all = ["cluster", "all", "top", "max_documents"])]
+    pub continue_training: bool,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -154,6 +159,9 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
         "max_documents",
         args.max_documents.map(|c| json!(c)),
     );
+    if args.continue_training {
+        body["continue"] = json!(true);
+    }
     if !args.strategy.is_empty() {
         body["strategies"] = json!(args.strategy);
     }
@@ -230,6 +238,9 @@ fn print_versions(reply: &Value) {
             stale,
             v["manifest"]["created_unix"]
         );
+        if let Some(from) = v["manifest"]["continued_from"].as_u64() {
+            println!("        continued from version {from}");
+        }
         let ids = s["stale_ids"].as_array().into_iter().flatten();
         let ids: Vec<&str> = ids.filter_map(Value::as_str).collect();
         if !ids.is_empty() {

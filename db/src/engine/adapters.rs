@@ -247,7 +247,7 @@ impl Engine {
 
     /// The registry for an operation on `name`'s adapters, or None when the live
     /// collection has none (never promoted, or only an earlier one of its name was).
-    fn registry_of(&self, name: &str) -> Result<Option<Arc<AdapterRegistry>>> {
+    pub(super) fn registry_of(&self, name: &str) -> Result<Option<Arc<AdapterRegistry>>> {
         let incarnation = self.store().incarnation(name)?;
         let store = self.adapter_store()?;
         if !store.promoted(name, incarnation) {

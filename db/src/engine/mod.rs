@@ -16,6 +16,7 @@ pub mod adapters;
 mod audit;
 mod backup;
 mod promote;
+mod promote_continue;
 mod promote_request;
 pub mod staleness;
 mod traffic;

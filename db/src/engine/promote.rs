@@ -133,10 +133,26 @@ impl Engine {
         self.dir.join("promotions").join(name)
     }
 
-    /// Chooses the documents and builds the trainer's options for `req`.
-    pub fn plan_promotion(&self, name: &str, req: &PromoteRequest) -> Result<PromotionPlan> {
-        self.store().collection(name)?;
-        check_bounds(req)?;
+    /// A document as a promotion learns it (None: gone, or no text).
+    pub(super) fn learnable(&self, name: &str, id: &str) -> Result<Option<Document>> {
+        let rec: Option<engram_store::collection::DocumentRecord> =
+            self.store().storage().get_document(name, id)?;
+        Ok(rec.and_then(|r| {
+            let text = r.text.filter(|t| !t.trim().is_empty())?;
+            Some(Document {
+                id: id.to_string(),
+                text,
+                seq: r.seq,
+            })
+        }))
+    }
+
+    /// The documents `req` picks (a cluster, or all) and the cluster's rank.
+    fn chosen_documents(
+        &self,
+        name: &str,
+        req: &PromoteRequest,
+    ) -> Result<(Vec<Document>, Option<String>)> {
         let max_docs = req.max_documents.unwrap_or(DEFAULT_MAX_DOCUMENTS);
         let (ids, cluster) = if req.all {
             let mut ids = Vec::new();
@@ -165,13 +181,7 @@ impl Engine {
         };
         let mut documents = Vec::new();
         for id in ids.into_iter().take(max_docs) {
-            let rec: Option<engram_store::collection::DocumentRecord> =
-                self.store().storage().get_document(name, &id)?;
-            let Some(rec) = rec else { continue };
-            if let Some(text) = rec.text.filter(|t| !t.trim().is_empty()) {
-                let seq = rec.seq;
-                documents.push(Document { id, text, seq });
-            }
+            documents.extend(self.learnable(name, &id)?);
         }
         if documents.is_empty() {
             return Err(Error::invalid(
@@ -179,6 +189,22 @@ impl Engine {
                 format!("collection '{name}' has no documents with text to learn from; promotion trains on text"),
             ));
         }
+        Ok((documents, cluster))
+    }
+
+    /// Chooses the documents and builds the trainer's options for `req`.
+    pub fn plan_promotion(&self, name: &str, req: &PromoteRequest) -> Result<PromotionPlan> {
+        self.store().collection(name)?;
+        check_bounds(req)?;
+        let continued = if req.continue_training {
+            Some(self.plan_continuation(name, req)?)
+        } else {
+            None
+        };
+        let (documents, cluster) = match &continued {
+            Some(c) => (c.documents.clone(), None),
+            None => self.chosen_documents(name, req)?,
+        };
         let seed = req.seed.unwrap_or(0);
         let (distill, logged) = self.plan_method(name, req, &documents, seed)?;
         let strategies = match (&distill, &req.strategies) {
@@ -188,7 +214,10 @@ impl Engine {
             _ => parse_strategies(req.strategies.as_deref())?,
         };
         let rank = req.rank.unwrap_or(16);
-        let kind = adapter_kind(req, self.promotions.default_adapter)?;
+        let kind = match &continued {
+            Some(c) => c.start.kind,
+            None => adapter_kind(req, self.promotions.default_adapter)?,
+        };
         let prefix = (kind == AdapterKind::Prefix).then(|| PrefixConfig {
             tokens: req.prefix_tokens.unwrap_or(DEFAULT_PREFIX_TOKENS),
             init: Vec::new(),
@@ -199,7 +228,7 @@ impl Engine {
             AdapterKind::Lora => 1e-3,
             AdapterKind::Prefix => 1e-2,
         };
-        let train = TrainConfig {
+        let mut train = TrainConfig {
             prefix,
             lora: LoraConfig {
                 rank,
@@ -216,7 +245,14 @@ impl Engine {
             seed: req.seed.unwrap_or(0),
             ..Default::default()
         };
-        let (replay_texts, eval_texts) = engram_trainer::data::general_text();
+        let (mut replay_texts, eval_texts) = engram_trainer::data::general_text();
+        if let Some(c) = continued {
+            // The adapter's shape, its weights to start from, its records to carry
+            // over, and its unchanged documents replayed so it keeps them.
+            (train.lora, train.prefix) = (c.start.lora, c.start.prefix);
+            train.continue_from = Some(c.start.continuation);
+            replay_texts.extend(c.kept_texts);
+        }
         let options = PromoteOptions {
             collection: name.to_string(),
             cluster,

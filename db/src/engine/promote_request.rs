@@ -109,6 +109,16 @@ pub struct PromoteRequest {
     /// Positions of a prefix adapter (default 256, 1-2048); only with `adapter: prefix`.
     #[schema(minimum = 1, maximum = 2048)]
     pub prefix_tokens: Option<usize>,
+    /// Continued training: retrain the active adapter, starting from its weights, on
+    /// the learned documents written since it learned them (the stale ones), by the
+    /// method a promotion would choose for them, replaying its other documents. The
+    /// new version records the old one's documents with the retrained ones' new write
+    /// sequences and the version it continued from. Deleted documents cannot be
+    /// trained out of an adapter: they stay stale (promote without `continue` to drop
+    /// them). 400 with no active adapter, when nothing was written since, with
+    /// `all`, `cluster` or `max_documents`, or with another adapter kind or shape.
+    #[serde(rename = "continue")]
+    pub continue_training: bool,
 }
 
 /// The adapter kind `req` asks for (`default` when it names none), or a 400.
@@ -260,6 +270,7 @@ mod tests {
         assert_eq!(max("learning_rate"), MAX_LEARNING_RATE);
         assert_eq!(props["held_out"]["maxItems"], MAX_HELD_OUT);
         assert_eq!(props["train_pairs"]["maxItems"], MAX_TRAIN_PAIRS);
+        assert_eq!(props["continue"]["type"], "boolean", "{props}");
     }
 
     #[test]

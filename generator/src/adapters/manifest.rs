@@ -45,6 +45,12 @@ pub struct Manifest {
     /// made before it was recorded.
     #[serde(default)]
     pub document_seqs: BTreeMap<String, u64>,
+    /// The version this one's training started from (continued training on the
+    /// documents changed since that version learned them), None when trained from
+    /// scratch. Its learned documents are carried over, with the retrained ones' new
+    /// sequences, into `document_ids` and `document_seqs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continued_from: Option<u32>,
     /// The base model.
     pub base_model: BaseModel,
     /// Synthetic-data strategies used ("self_qa", "rephrase", "cloze").
