@@ -343,6 +343,10 @@ pub struct EvalWeightsArgs {
     /// the adapter: take them from another run with the same passages and seed).
     #[arg(long)]
     pub adapter_modes_only: bool,
+    /// Score only the weights mode: a lever sweep's one figure, at a quarter of the
+    /// answering time (implies --adapter-modes-only).
+    #[arg(long)]
+    pub weights_only: bool,
     /// With --distill: train on no logged question (the gate keeps its fifth), only
     /// on the --self-study questions.
     #[arg(long)]

@@ -59,6 +59,8 @@ pub struct WeightsSpec {
     /// (no context, rag) do not depend on the adapter, so an A/B of training settings
     /// reuses them from one run.
     pub adapter_modes_only: bool,
+    /// Score only the weights mode (a lever sweep compares adapters by it alone).
+    pub weights_only: bool,
     /// Distillation's levers (defaults: the promotion's own).
     pub levers: DistillLevers,
 }
@@ -333,7 +335,12 @@ pub fn run_weights(
         ),
     ]
     .into_iter()
-    .skip(if spec.adapter_modes_only { 2 } else { 0 })
+    .skip(if spec.adapter_modes_only || spec.weights_only {
+        2
+    } else {
+        0
+    })
+    .take(if spec.weights_only { 1 } else { 4 })
     {
         let (score, mut some) =
             score_mode(engine, &label, mode, k, &asked, spec.max_tokens, progress)?;
@@ -405,6 +412,7 @@ mod tests {
             distill: None,
             self_study: Vec::new(),
             adapter_modes_only: false,
+            weights_only: false,
             levers: DistillLevers::default(),
         };
         assert_eq!(data_label(&spec, 0, 0.0), "strategies cloze+person_qa");
