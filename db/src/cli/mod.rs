@@ -347,6 +347,10 @@ pub struct EvalWeightsArgs {
     /// answering time (implies --adapter-modes-only).
     #[arg(long)]
     pub weights_only: bool,
+    /// Also score full context (every passage in the prompt, 422 past the model's
+    /// window): latency of weights vs rag vs full context on the same collection.
+    #[arg(long)]
+    pub full_context: bool,
     /// With --distill: train on no logged question (the gate keeps its fifth), only
     /// on the --self-study questions.
     #[arg(long)]
