@@ -116,9 +116,14 @@ impl Engram {
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> Result<Value> {
-        Ok(ureq::request(method, &self.url(path))
-            .send_json(body)?
-            .into_json()?)
+        match ureq::request(method, &self.url(path)).send_json(body) {
+            Ok(r) => Ok(r.into_json()?),
+            // The server's error message says why.
+            Err(ureq::Error::Status(code, r)) => {
+                bail!("{path}: {code}: {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn kill9(&mut self) {
