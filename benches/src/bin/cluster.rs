@@ -191,6 +191,24 @@ fn cluster_node(
     Engram::start(bin, dir.path(), &extra)
 }
 
+/// Writes documents 0..`count` into collection `name` through `node`, 100 a
+/// request (one message per shard each); the last write's sequence.
+fn load(node: &Engram, name: &str, count: u64) -> Result<u64> {
+    let mut last = 0;
+    for first in (0..count).step_by(100) {
+        let docs: Vec<Value> = (first..(first + 100).min(count))
+            .map(|n| doc(n)["documents"][0].clone())
+            .collect();
+        let r = node.call(
+            "POST",
+            &format!("/collections/{name}/documents"),
+            json!({ "documents": docs }),
+        )?;
+        last = r["seq"].as_u64().context("seq")?;
+    }
+    Ok(last)
+}
+
 /// Waits until `node` has applied `last` (polling its `GET /cluster`); the seconds
 /// since `started`.
 fn until_applied(node: &Engram, last: u64, started: Instant) -> Result<f64> {
@@ -238,18 +256,7 @@ fn bootstrap_phase(bin: &Path, docs: u64) -> Result<()> {
     let nodes = (0..3).map(node).collect::<Result<Vec<_>>>()?;
     create(&nodes[0])?;
     wait_created(&nodes.iter().collect::<Vec<_>>(), "bench")?;
-    let mut last = 0;
-    for first in (0..docs).step_by(100) {
-        let batch: Vec<Value> = (first..(first + 100).min(docs))
-            .map(|n| doc(n)["documents"][0].clone())
-            .collect();
-        let r = nodes[0].call(
-            "POST",
-            "/collections/bench/documents",
-            json!({ "documents": batch }),
-        )?;
-        last = r["seq"].as_u64().context("seq")?;
-    }
+    let last = load(&nodes[0], "bench", docs)?;
     let fresh = |i: usize, mode: &str, extra: Value| -> Result<()> {
         let started = Instant::now();
         let n = node(i)?;
@@ -348,18 +355,7 @@ fn throughput_phases(nodes: &[Engram], args: &Args) -> Result<()> {
                 "nodes": 3, "writes": args.concurrent_writes, "writes_per_s": per_s})
         );
     }
-    let mut last = 0;
-    for first in (0..args.query_docs).step_by(100) {
-        let docs: Vec<Value> = (first..(first + 100).min(args.query_docs))
-            .map(|n| doc(n)["documents"][0].clone())
-            .collect();
-        let r = all[0].call(
-            "POST",
-            "/collections/shards8/documents",
-            json!({ "documents": docs }),
-        )?;
-        last = r["seq"].as_u64().context("seq")?;
-    }
+    let last = load(all[0], "shards8", args.query_docs)?;
     for n in 1..=3 {
         let query = |node: &Engram, i: u64| {
             let v = doc(i * 7919)["documents"][0]["vector"].clone();
