@@ -236,10 +236,12 @@ pub(crate) async fn fetch(
     Ok((bytes, archive::hex(hash)))
 }
 
-/// The writer's lease, held while one snapshot is written.
+/// The writer's lease, held while one snapshot is written; its entry's revision,
+/// moved on by each renewal, is what releasing it must match (a lease that expired
+/// and was taken by another node is not deleted by this one).
 struct Lease {
     kv: kv::Store,
-    revision: u64,
+    revision: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Lease {
@@ -257,7 +259,10 @@ impl Lease {
         .await?;
         let me = node.config.node_id.to_string();
         match kv.create(LEASE_KEY, me.into()).await {
-            Ok(revision) => Ok(Lease { kv, revision }),
+            Ok(revision) => Ok(Lease {
+                kv,
+                revision: Arc::new(revision.into()),
+            }),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
                 let holder = kv.get(LEASE_KEY).await.ok().flatten();
                 let holder = holder.map_or("another node".into(), |h| {
@@ -273,11 +278,15 @@ impl Lease {
     }
 
     /// Renews the lease every third of its age until the task is aborted.
-    async fn keep(kv: kv::Store, mut revision: u64, me: String) {
+    async fn keep(kv: kv::Store, revision: Arc<std::sync::atomic::AtomicU64>, me: String) {
+        use std::sync::atomic::Ordering::SeqCst;
         loop {
             tokio::time::sleep(LEASE_TTL / 3).await;
-            match kv.update(LEASE_KEY, me.clone().into(), revision).await {
-                Ok(r) => revision = r,
+            match kv
+                .update(LEASE_KEY, me.clone().into(), revision.load(SeqCst))
+                .await
+            {
+                Ok(r) => revision.store(r, SeqCst),
                 Err(e) => {
                     tracing::warn!(error = %e, "the snapshot lease was not renewed");
                     return;
@@ -314,13 +323,18 @@ async fn take(node: &Arc<Node>, only_if: Option<Policy>) -> Result<Option<Taken>
     let lease = Lease::acquire(node).await?;
     let renew = node.handle().spawn(Lease::keep(
         lease.kv.clone(),
-        lease.revision,
+        lease.revision.clone(),
         node.config.node_id.to_string(),
     ));
     let written = write_if_due(node, only_if).await;
     renew.abort();
-    // Released now (or expired by its max age if this fails).
-    if let Err(e) = lease.kv.delete(LEASE_KEY).await {
+    // Released now, if still ours (or expired by its max age if this fails).
+    let revision = lease.revision.load(std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = lease
+        .kv
+        .delete_expect_revision(LEASE_KEY, Some(revision))
+        .await
+    {
         tracing::warn!(error = %e, "the snapshot lease was not released; it expires on its own");
     }
     written

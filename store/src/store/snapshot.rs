@@ -47,10 +47,9 @@ impl Store {
     /// applied sequence is read back from it.
     pub fn snapshot(&self) -> Result<LocalSnapshot> {
         let n = TAKEN.fetch_add(1, Ordering::SeqCst);
-        let dir = self
-            .dumps
-            .data_dir()
-            .join(format!(".snapshot-{}-{n}", std::process::id()));
+        let data_dir = self.dumps.data_dir();
+        sweep_leftovers(data_dir);
+        let dir = data_dir.join(format!(".snapshot-{}-{n}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
@@ -77,6 +76,30 @@ impl Store {
             std::fs::copy(self.dumps.path(&name), to)?;
         }
         Ok(snapshot)
+    }
+}
+
+/// Removes the snapshot directories and archives of earlier processes (one killed
+/// while it wrote a snapshot), best effort.
+fn sweep_leftovers(data_dir: &Path) {
+    let ours = format!(".snapshot-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".snapshot-") || name.starts_with(&ours) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(e) = removed {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot");
+        }
     }
 }
 
@@ -177,7 +200,10 @@ mod tests {
         let applied = store.applied_seq();
         assert!(applied > 1);
 
+        let leftover = root.path().join("db/.snapshot-1-0");
+        std::fs::create_dir_all(&leftover).unwrap();
         let snap = store.snapshot().unwrap();
+        assert!(!leftover.exists(), "an earlier process's snapshot is swept");
         assert_eq!(snap.seq, applied);
         assert!(GraphDumps::file_in(&snap.dir, "v").is_file());
         assert_eq!(applied_seq_in(&snap.dir).unwrap(), applied);
