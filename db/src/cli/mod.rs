@@ -210,6 +210,14 @@ pub struct ServeArgs {
     /// This node's id in the cluster (unique per node; needed with --cluster).
     #[arg(long, env = "ENGRAM_NODE_ID")]
     pub node_id: Option<u32>,
+    /// Cluster mode: snapshot after this many stream messages since the newest
+    /// snapshot, then trim the stream (0: never by count) [default: 100000].
+    #[arg(long, env = "ENGRAM_SNAPSHOT_EVERY_WRITES")]
+    pub snapshot_every_writes: Option<u64>,
+    /// Cluster mode: snapshot after this many seconds if anything was written (0:
+    /// never by time) [default: 3600].
+    #[arg(long, env = "ENGRAM_SNAPSHOT_EVERY_SECS")]
+    pub snapshot_every_secs: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
