@@ -12,8 +12,12 @@
 //! creation and deletion) and per shard (`engram.c.NAME.SHARD`: its documents),
 //! replicated on up to three servers; each node's durable consumer `node-N`; the
 //! buckets `engram-nodes` (heartbeats) and `engram-placement` (overrides); query
-//! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard.
+//! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard. Heavy
+//! jobs: the work-queue stream `ENGRAM-JOBS` and status bucket `engram-jobs`
+//! ([`work_queue`]); adapters: object store `engram-adapters` and registry bucket
+//! `engram-adapter-registry` ([`adapter_bucket`]).
 
+pub mod adapter_bucket;
 pub mod follower;
 pub mod local;
 pub mod log;
@@ -21,6 +25,7 @@ pub mod placement;
 pub mod scatter;
 pub mod shards;
 pub mod status;
+pub mod work_queue;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

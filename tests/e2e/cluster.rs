@@ -30,7 +30,7 @@ fn vector_for(n: u64) -> Vec<f32> {
 }
 
 /// Starts engram node `id` of the cluster on `dir`.
-fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
+pub(crate) fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
     let id = id.to_string();
     Server::start(
         dir,
