@@ -3,10 +3,9 @@
 //! refused. The sink is a stand-in that records what it is asked.
 
 use std::sync::Mutex;
-use std::time::Instant;
 
 use super::*;
-use crate::local::NatsCluster;
+use crate::work_queue::tests::until;
 
 fn file(name: &str, sha: &str) -> AdapterFile {
     AdapterFile {
@@ -90,11 +89,14 @@ fn entries_merge_versions_and_keep_deletions() {
     );
 }
 
+/// An installed version: its number and its files' names and bytes.
+type Installed = (u32, Vec<(String, Vec<u8>)>);
+
 /// Records installs (with the files' contents) and settles.
 #[derive(Default)]
 struct Sink {
     incarnation: Mutex<Option<u64>>,
-    installed: Mutex<Vec<(u32, Vec<(String, Vec<u8>)>)>>,
+    installed: Mutex<Vec<Installed>>,
     settled: Mutex<Vec<(Option<u32>, Vec<u32>)>>,
 }
 
@@ -146,23 +148,9 @@ impl AdapterSink for Sink {
     }
 }
 
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_published_version_is_fetched_checked_and_activated_by_a_follower() {
-    let nats = NatsCluster::start(3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let js = crate::work_queue::tests::jetstream(&nats, &rt);
+    let (_nats, rt, js) = crate::work_queue::tests::setup();
     let dir = tempfile::tempdir().unwrap();
     let v1 = dir.path().join("v0001");
     std::fs::create_dir_all(&v1).unwrap();
@@ -188,7 +176,7 @@ fn a_published_version_is_fetched_checked_and_activated_by_a_follower() {
     assert!(sink.installed.lock().unwrap().is_empty());
     // ...until it does (its write log caught up): then the version is fetched.
     *sink.incarnation.lock().unwrap() = Some(5);
-    until("installed", || !sink.settled.lock().unwrap().is_empty());
+    until("installed", 20, || !sink.settled.lock().unwrap().is_empty());
     let installed = sink.installed.lock().unwrap().clone();
     assert_eq!(installed.len(), 1);
     assert_eq!(installed[0].0, 1);

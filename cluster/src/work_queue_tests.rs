@@ -54,8 +54,8 @@ impl JobRunner for Fake {
 }
 
 /// A JetStream context on `nats` once its JetStream answers (a new server elects
-/// its meta leader first); shared with the adapter bucket's tests.
-pub(crate) fn jetstream(nats: &NatsCluster, rt: &tokio::runtime::Runtime) -> Context {
+/// its meta leader first).
+fn jetstream(nats: &NatsCluster, rt: &tokio::runtime::Runtime) -> Context {
     let urls: Vec<async_nats::ServerAddr> =
         nats.urls().split(',').map(|u| u.parse().unwrap()).collect();
     rt.block_on(async {
@@ -75,7 +75,20 @@ pub(crate) fn jetstream(nats: &NatsCluster, rt: &tokio::runtime::Runtime) -> Con
     })
 }
 
-fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+/// Three NATS servers, a runtime, and a JetStream context once it answers.
+pub(crate) fn setup() -> (NatsCluster, tokio::runtime::Runtime, Context) {
+    let nats = NatsCluster::start(3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let js = jetstream(&nats, &rt);
+    (nats, rt, js)
+}
+
+/// Polls `done` until it holds, for at most `secs`.
+pub(crate) fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(Instant::now() < deadline, "{what}: not within {secs} s");
@@ -85,13 +98,7 @@ fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_job_runs_on_one_worker_and_moves_to_another_when_its_worker_stops() {
-    let nats = NatsCluster::start(3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let js = jetstream(&nats, &rt);
+    let (_nats, rt, js) = setup();
     let queue = |node| Queue {
         ack_wait: Duration::from_secs(2),
         progress_every: Duration::from_millis(300),

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::node;
+use crate::cluster::three_nodes;
 use crate::support::{quoref_docs, Server};
-use engram_cluster::local::NatsCluster;
 
 fn promotion(server: &Server, id: &str) -> Value {
     let r = server.get(&format!("/collections/facts/promotions/{id}"));
@@ -67,12 +66,7 @@ fn active(server: &Server) -> Option<u64> {
 #[test]
 fn a_queued_promotion_runs_once_moves_off_a_killed_worker_and_serves_from_every_node() {
     let test_started = Instant::now();
-    let nats = NatsCluster::start(3);
-    let urls = nats.urls();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Server> = (0..3)
-        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1))
-        .collect();
+    let (nats, _dirs, mut nodes) = three_nodes();
     let r = nodes[0].put("/collections/facts", json!({}));
     assert_eq!(r.status, 200, "{:?}", r.body);
     let docs = quoref_docs(2, 700);
