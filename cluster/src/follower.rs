@@ -4,8 +4,9 @@
 //!
 //! Resuming: the store's applied sequence is the truth, so at every (re)start the
 //! consumer is made again to deliver from the message after it. A message at or
-//! below it is a repeat and skipped; one beyond the next is a gap (the stream is
-//! never trimmed yet, so a gap means lost delivery) and restarts the consumer.
+//! below it is a repeat and skipped; one beyond the next is a gap (lost delivery,
+//! or a trim past this node: `crate::snapshot` keeps what live nodes still need) and
+//! restarts the consumer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +80,7 @@ async fn follow_once(node: &Arc<Node>) -> Result<()> {
         }
         if seq != applied + 1 {
             return Err(Error::Nats(format!(
-                "message {seq} arrived after {applied}: a gap; following again from {}",
+                "message {seq} arrived after {applied}: a gap; following again from {} (if a snapshot trimmed the stream past this node, restart it: it bootstraps from the snapshot)",
                 applied + 1
             )));
         }

@@ -12,18 +12,23 @@
 //! creation and deletion) and per shard (`engram.c.NAME.SHARD`: its documents),
 //! replicated on up to three servers; each node's durable consumer `node-N`; the
 //! buckets `engram-nodes` (heartbeats) and `engram-placement` (overrides); query
-//! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard. Heavy
-//! jobs: the work-queue stream `ENGRAM-JOBS` and status bucket `engram-jobs`
-//! ([`work_queue`]); adapters: object store `engram-adapters` and registry bucket
-//! `engram-adapter-registry` ([`adapter_bucket`]).
+//! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard; the
+//! object store `engram-snapshots` and the lease bucket `engram-snapshot-lease`
+//! ([`snapshot`], [`bootstrap`]). Heavy jobs: the work-queue stream `ENGRAM-JOBS`
+//! and status bucket `engram-jobs` ([`work_queue`]); adapters: object store
+//! `engram-adapters` and registry bucket `engram-adapter-registry`
+//! ([`adapter_bucket`]).
 
 pub mod adapter_bucket;
+pub mod archive;
+pub mod bootstrap;
 pub mod follower;
 pub mod local;
 pub mod log;
 pub mod placement;
 pub mod scatter;
 pub mod shards;
+pub mod snapshot;
 pub mod status;
 pub mod work_queue;
 
@@ -62,6 +67,9 @@ pub enum Error {
     /// A compare-and-set lost (409).
     #[error("{0}")]
     Conflict(String),
+    /// A snapshot could not be written, read or used.
+    #[error("cluster: {0}")]
+    Snapshot(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -79,6 +87,8 @@ pub struct ClusterConfig {
     pub node_id: u32,
     /// The node's HTTP address, shown to others in `GET /cluster`.
     pub advertise: String,
+    /// When this node takes snapshots unasked ([`snapshot::Policy`]).
+    pub snapshots: snapshot::Policy,
 }
 
 impl ClusterConfig {
@@ -103,7 +113,14 @@ impl ClusterConfig {
             servers,
             node_id,
             advertise,
+            snapshots: Default::default(),
         })
+    }
+
+    /// The same, taking snapshots by `policy`.
+    pub fn with_snapshots(mut self, policy: snapshot::Policy) -> Self {
+        self.snapshots = policy;
+        self
     }
 
     /// Replicas of the stream and bucket: three where three servers run.
@@ -160,6 +177,7 @@ impl Node {
         node.handle().spawn(follower::follow(node.clone()));
         node.handle().spawn(status::heartbeat(node.clone()));
         node.handle().spawn(scatter::serve(node.clone()));
+        node.handle().spawn(snapshot::periodic(node.clone()));
         Ok(node)
     }
 

@@ -2,7 +2,8 @@
 //! `engram.c.NAME`, or one of its shards' `engram.c.NAME.SHARD`), with the
 //! collection's incarnation in header [`INCARNATION`], a message id (a publish retried after a lost answer is stored once) and the
 //! subject's expected last sequence (see `engram_store::replica`). Answers once a
-//! quorum of the stream's servers has it.
+//! quorum of the stream's servers has it. After a snapshot trimmed the stream
+//! (`crate::snapshot`), a subject whose last message was purged expects none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -56,12 +57,26 @@ impl JetStreamLog {
         Some(last.sequence)
     }
 
+    /// Whether `subject`'s last message, `expected`, was trimmed away with the rest
+    /// of the stream below a snapshot: the subject then has no message, and the
+    /// stream begins after `expected` (a newer message would still be there).
+    async fn trimmed_past(&self, subject: &str, expected: u64) -> bool {
+        let Ok(mut stream) = self.js.get_stream(STREAM).await else {
+            return false;
+        };
+        let first = match stream.info().await {
+            Ok(info) => info.state.first_sequence,
+            Err(_) => return false,
+        };
+        expected > 0 && first > expected && self.last_on(subject).await.is_none()
+    }
+
     async fn publish_async(
         &self,
         subject: String,
         id: String,
         incarnation: u64,
-        expected: u64,
+        mut expected: u64,
         payload: Bytes,
     ) -> engram_store::Result<Published> {
         let mut last = String::new();
@@ -75,7 +90,13 @@ impl JetStreamLog {
             match tokio::time::timeout(ACK_WAIT, sent).await {
                 Ok(Ok(ack)) => return Ok(Published::Seq(ack.sequence)),
                 Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    return Ok(Published::Conflict(self.last_on(&subject).await))
+                    if self.trimmed_past(&subject, expected).await {
+                        // JetStream compares with the subject's last stored message,
+                        // none now: expect none (another writer's newer message wins).
+                        expected = 0;
+                        continue;
+                    }
+                    return Ok(Published::Conflict(self.last_on(&subject).await));
                 }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("no acknowledgment within {} s", ACK_WAIT.as_secs()),

@@ -40,6 +40,14 @@ pub struct ClusterSettings {
     /// NATS server URLs, comma-separated: "nats://h1:4222,nats://h2:4222".
     pub servers: String,
     pub node_id: u32,
+    /// Snapshot after this many messages since the newest one (0: never by count)
+    /// [default: 100000].
+    #[serde(default)]
+    pub snapshot_every_writes: Option<u64>,
+    /// Snapshot after this many seconds, if anything was written (0: never by
+    /// time) [default: 3600].
+    #[serde(default)]
+    pub snapshot_every_secs: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +75,8 @@ pub struct Overrides {
     pub api_keys: Option<String>,
     pub cluster: Option<String>,
     pub node_id: Option<u32>,
+    pub snapshot_every_writes: Option<u64>,
+    pub snapshot_every_secs: Option<u64>,
 }
 
 impl ServerConfig {
@@ -99,8 +109,14 @@ impl ServerConfig {
             cfg.api_keys = parse_keys(&k).map_err(|e| anyhow::anyhow!("ENGRAM_API_KEYS: {e}"))?;
         }
         match (overrides.cluster, overrides.node_id, &mut cfg.cluster) {
-            (Some(servers), Some(node_id), _) => {
-                cfg.cluster = Some(ClusterSettings { servers, node_id })
+            (Some(servers), Some(node_id), c) => {
+                let file = c.take();
+                cfg.cluster = Some(ClusterSettings {
+                    servers,
+                    node_id,
+                    snapshot_every_writes: file.as_ref().and_then(|f| f.snapshot_every_writes),
+                    snapshot_every_secs: file.and_then(|f| f.snapshot_every_secs),
+                })
             }
             (Some(servers), None, Some(c)) => c.servers = servers,
             (None, Some(node_id), Some(c)) => c.node_id = node_id,
@@ -111,6 +127,20 @@ impl ServerConfig {
                 anyhow::bail!("--node-id is for cluster mode: give --cluster nats://... too")
             }
             (None, None, _) => {}
+        }
+        let snapshots = (
+            overrides.snapshot_every_writes,
+            overrides.snapshot_every_secs,
+        );
+        match (&mut cfg.cluster, snapshots) {
+            (_, (None, None)) => {}
+            (Some(c), (writes, secs)) => {
+                c.snapshot_every_writes = writes.or(c.snapshot_every_writes);
+                c.snapshot_every_secs = secs.or(c.snapshot_every_secs);
+            }
+            (None, _) => anyhow::bail!(
+                "--snapshot-every-* are for cluster mode: give --cluster nats://... too"
+            ),
         }
         cfg.generation
             .validate()
@@ -184,11 +214,12 @@ mod tests {
         // Cluster mode from the file, the node id from the command line.
         std::fs::write(
             &file,
-            "[cluster]\nservers = \"nats://127.0.0.1:4222\"\nnode_id = 1\n",
+            "[cluster]\nservers = \"nats://127.0.0.1:4222\"\nnode_id = 1\nsnapshot_every_writes = 50\n",
         )
         .unwrap();
         let over = Overrides {
             node_id: Some(3),
+            snapshot_every_secs: Some(9),
             ..Default::default()
         };
         let cfg = ServerConfig::load(Some(&file), over).unwrap();
@@ -197,6 +228,15 @@ mod tests {
             (cluster.servers.as_str(), cluster.node_id),
             ("nats://127.0.0.1:4222", 3)
         );
+        assert_eq!(
+            (cluster.snapshot_every_writes, cluster.snapshot_every_secs),
+            (Some(50), Some(9))
+        );
+        let alone = Overrides {
+            snapshot_every_writes: Some(5),
+            ..Default::default()
+        };
+        assert!(ServerConfig::load(None, alone).is_err());
         let half = Overrides {
             cluster: Some("nats://127.0.0.1:4222".into()),
             ..Default::default()

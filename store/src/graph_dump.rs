@@ -79,6 +79,11 @@ impl GraphDumps {
         }
     }
 
+    /// The data directory the dumps live in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// The dump file of collection `name` (names are plain: see `validate_name`).
     pub fn path(&self, name: &str) -> PathBuf {
         Self::file_in(&self.data_dir, name)
@@ -280,6 +285,12 @@ impl GraphDumps {
     /// was deleted meanwhile.
     pub fn write(&self, coll: &Collection) -> Result<bool> {
         let _one_writer = coll.dump_lock.lock().expect("lock");
+        self.write_holding_lock(coll)
+    }
+
+    /// [`GraphDumps::write`] by a caller that holds `coll.dump_lock` (a snapshot
+    /// holds it until it has copied the file, so no newer dump replaces it first).
+    pub(crate) fn write_holding_lock(&self, coll: &Collection) -> Result<bool> {
         let started = Instant::now();
         let (bytes, seq) = {
             let _writer = coll.lock_writes();

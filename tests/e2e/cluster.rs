@@ -20,11 +20,11 @@ use crate::support::Server;
 use engram_cluster::local::NatsCluster;
 use engram_cluster::scatter;
 
-const DIM: usize = 16;
+pub(crate) const DIM: usize = 16;
 /// Writes per writer thread at most (each waits for its answer).
 const MAX_WRITES: u64 = 400;
 
-fn vector_for(n: u64) -> Vec<f32> {
+pub(crate) fn vector_for(n: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(n);
     (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()
 }
@@ -51,7 +51,7 @@ pub(crate) fn three_nodes() -> (NatsCluster, Vec<tempfile::TempDir>, Vec<Server>
 }
 
 /// Writes one document through `server`; its sequence when acknowledged.
-fn write(server: &Server, n: u64) -> Option<u64> {
+pub(crate) fn write(server: &Server, n: u64) -> Option<u64> {
     let doc =
         json!({"id": format!("d{n}"), "vector": vector_for(n), "text": format!("token{n} words")});
     let r = server.call(
@@ -67,7 +67,7 @@ fn write(server: &Server, n: u64) -> Option<u64> {
 /// answers 503 after waiting 10 s; on the loaded 2-core machine of the full suite a
 /// node restarted next to a killed stream leader was measured 50 writes behind after
 /// that wait, so the read is retried for up to two minutes before it counts as lost.
-fn top10(server: &Server, q: u64, min_seq: u64) -> Vec<String> {
+pub(crate) fn top10(server: &Server, q: u64, min_seq: u64) -> Vec<String> {
     let body = json!({"vector": vector_for(q), "k": 10, "ef": 400, "min_seq": min_seq});
     let started = Instant::now();
     let mut r = server.post("/collections/vecs/query", body.clone());

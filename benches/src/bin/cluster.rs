@@ -20,6 +20,10 @@
 //!    3 nodes. On one 2-core machine this is not a scale-out figure: every process
 //!    shares the same cores, and every node holds every shard.
 //!
+//! 5. With `--bootstrap-docs N` (this phase alone): N documents in batches of 100,
+//!    then a new node (empty data directory) replaying the whole stream, against a
+//!    new node started from a snapshot taken after them (README "Cluster mode").
+//!
 //! Prints one JSON line per phase. Run:
 //!   cargo build --release --workspace
 //!   $CARGO_TARGET_DIR/release/cluster --writes 1000 --catch-up 5000 --clients 4
@@ -57,6 +61,10 @@ struct Args {
     /// Queries per node count in the query-throughput phase.
     #[arg(long, default_value_t = 2000)]
     queries: u64,
+    /// Run only the bootstrap phase: a new node's start by full replay vs from a
+    /// snapshot, over this many documents (0: skip it).
+    #[arg(long, default_value_t = 0)]
+    bootstrap_docs: u64,
     /// The `engram` binary [default: next to this one].
     #[arg(long)]
     engram: Option<PathBuf>,
@@ -108,9 +116,14 @@ impl Engram {
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> Result<Value> {
-        Ok(ureq::request(method, &self.url(path))
-            .send_json(body)?
-            .into_json()?)
+        match ureq::request(method, &self.url(path)).send_json(body) {
+            Ok(r) => Ok(r.into_json()?),
+            // The server's error message says why.
+            Err(ureq::Error::Status(code, r)) => {
+                bail!("{path}: {code}: {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn kill9(&mut self) {
@@ -176,6 +189,95 @@ fn cluster_node(
     let id = (i + 1).to_string();
     let extra = ["--cluster".to_string(), nats.urls(), "--node-id".into(), id];
     Engram::start(bin, dir.path(), &extra)
+}
+
+/// Writes documents 0..`count` into collection `name` through `node`, 100 a
+/// request (one message per shard each); the last write's sequence.
+fn load(node: &Engram, name: &str, count: u64) -> Result<u64> {
+    let mut last = 0;
+    for first in (0..count).step_by(100) {
+        let docs: Vec<Value> = (first..(first + 100).min(count))
+            .map(|n| doc(n)["documents"][0].clone())
+            .collect();
+        let r = node.call(
+            "POST",
+            &format!("/collections/{name}/documents"),
+            json!({ "documents": docs }),
+        )?;
+        last = r["seq"].as_u64().context("seq")?;
+    }
+    Ok(last)
+}
+
+/// Waits until `node` has applied `last` (polling its `GET /cluster`); the seconds
+/// since `started`.
+fn until_applied(node: &Engram, last: u64, started: Instant) -> Result<f64> {
+    loop {
+        let status = node.call("GET", "/cluster", Value::Null);
+        let applied = status
+            .ok()
+            .and_then(|s| s["applied_seq"].as_u64())
+            .unwrap_or(0);
+        if applied >= last {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the node did not catch up (applied {applied} of {last})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Phase 5 (`--bootstrap-docs N`, run alone): N documents written in batches of 100
+/// (a message per shard each) with no snapshot; a new node with an empty data
+/// directory starts and replays the whole stream; then a snapshot is taken (and the
+/// stream trimmed), and another new node starts from it. Each: seconds to healthy
+/// (a bootstrap happens before the node listens) and to having applied the last
+/// write.
+fn bootstrap_phase(bin: &Path, docs: u64) -> Result<()> {
+    let dirs: Vec<tempfile::TempDir> = (0..5)
+        .map(|_| tempfile::tempdir())
+        .collect::<std::io::Result<_>>()?;
+    let nats = NatsCluster::start(3);
+    // Snapshots only when asked: the full replay must find the whole stream.
+    let node = |i: usize| {
+        let extra = [
+            "--cluster".to_string(),
+            nats.urls(),
+            "--node-id".into(),
+            (i + 1).to_string(),
+            "--snapshot-every-writes".into(),
+            "0".into(),
+            "--snapshot-every-secs".into(),
+            "0".into(),
+        ];
+        Engram::start(bin, dirs[i].path(), &extra)
+    };
+    let nodes = (0..3).map(node).collect::<Result<Vec<_>>>()?;
+    create(&nodes[0])?;
+    wait_created(&nodes.iter().collect::<Vec<_>>(), "bench")?;
+    let last = load(&nodes[0], "bench", docs)?;
+    let fresh = |i: usize, mode: &str, extra: Value| -> Result<()> {
+        let started = Instant::now();
+        let n = node(i)?;
+        let healthy = started.elapsed().as_secs_f64();
+        let caught_up = until_applied(&n, last, started)?;
+        let mut line = json!({"mode": mode, "documents": docs, "messages": last,
+            "seconds_to_healthy": healthy, "seconds_to_caught_up": caught_up});
+        line.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        println!("{line}");
+        Ok(())
+    };
+    fresh(3, "new node, full replay", json!({}))?;
+    let t = nodes[0].call("POST", "/cluster/snapshot", json!({}))?;
+    fresh(
+        4,
+        "new node, from a snapshot",
+        json!({"snapshot_bytes": t["snapshot"]["bytes"], "snapshot_seconds": t["seconds"],
+            "stream_first_seq": t["stream_first_seq"]}),
+    )
 }
 
 /// Creates the collection through `node` and reports the timed writes.
@@ -253,18 +355,7 @@ fn throughput_phases(nodes: &[Engram], args: &Args) -> Result<()> {
                 "nodes": 3, "writes": args.concurrent_writes, "writes_per_s": per_s})
         );
     }
-    let mut last = 0;
-    for first in (0..args.query_docs).step_by(100) {
-        let docs: Vec<Value> = (first..(first + 100).min(args.query_docs))
-            .map(|n| doc(n)["documents"][0].clone())
-            .collect();
-        let r = all[0].call(
-            "POST",
-            "/collections/shards8/documents",
-            json!({ "documents": docs }),
-        )?;
-        last = r["seq"].as_u64().context("seq")?;
-    }
+    let last = load(all[0], "shards8", args.query_docs)?;
     for n in 1..=3 {
         let query = |node: &Engram, i: u64| {
             let v = doc(i * 7919)["documents"][0]["vector"].clone();
@@ -289,6 +380,9 @@ fn main() -> Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("engram"),
     };
+    if args.bootstrap_docs > 0 {
+        return bootstrap_phase(&bin, args.bootstrap_docs);
+    }
     let dirs: Vec<tempfile::TempDir> = (0..7)
         .map(|_| tempfile::tempdir())
         .collect::<std::io::Result<_>>()?;
@@ -319,21 +413,7 @@ fn main() -> Result<()> {
     let started = Instant::now();
     nodes[2] = cluster_node(&bin, &nats, &dirs[2], 2)?;
     let healthy = started.elapsed().as_secs_f64();
-    loop {
-        let status = nodes[2].call("GET", "/cluster", Value::Null);
-        let applied = status
-            .ok()
-            .and_then(|s| s["applied_seq"].as_u64())
-            .unwrap_or(0);
-        if applied >= last {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("node 3 did not catch up (applied {applied} of {last})");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = until_applied(&nodes[2], last, started)?;
     println!(
         "{}",
         json!({"mode": "catch-up", "messages": args.catch_up, "seconds_to_healthy": healthy,

@@ -1,7 +1,8 @@
 //! `engram cluster status`: the cluster as a running node sees it (`GET /cluster`),
 //! as text: the stream, the live nodes with their applied sequence and lag, then each
 //! shard with its last message and every placed replica's lag. `engram cluster
-//! place`: a manual placement of one shard (`PUT /cluster/placement/...`).
+//! place`: a manual placement of one shard (`PUT /cluster/placement/...`). `engram
+//! cluster snapshot`: a snapshot now, and the stream trimmed below it.
 
 use std::fmt::Write;
 
@@ -31,6 +32,12 @@ pub enum ClusterAction {
         nodes: Vec<u32>,
         #[arg(long, default_value_t = 0)]
         revision: u64,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Snapshots the database of the node at --url to the object store now and
+    /// trims the stream below it (admin; `POST /cluster/snapshot`).
+    Snapshot {
         #[command(flatten)]
         remote: Remote,
     },
@@ -65,6 +72,17 @@ pub fn run(action: &ClusterAction) -> anyhow::Result<()> {
             println!(
                 "shard {shard} of {collection} placed on {nodes:?}: revision {}",
                 answer["revision"]
+            );
+            Ok(())
+        }
+        ClusterAction::Snapshot { remote } => {
+            let client = Client::new(&remote.url, remote.api_key.clone());
+            let t: engram_cluster::snapshot::Taken =
+                client.call("POST", "/cluster/snapshot", None::<&()>)?;
+            println!(
+                "snapshot {} at sequence {} ({} bytes, by node {}) in {:.2} s; the stream now begins at {} ({} messages purged)",
+                t.snapshot.name, t.snapshot.seq, t.snapshot.bytes, t.snapshot.node_id, t.seconds,
+                t.stream_first_seq, t.purged
             );
             Ok(())
         }

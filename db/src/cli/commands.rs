@@ -159,8 +159,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api_keys: args.api_keys,
             cluster: args.cluster,
             node_id: args.node_id,
+            snapshot_every_writes: args.snapshot_every_writes,
+            snapshot_every_secs: args.snapshot_every_secs,
         },
     )?;
+    // Cluster mode: a node behind the stream's trim (or new) starts from a snapshot.
+    crate::server::bootstrap_cluster(&cfg)?;
     tracing::info!(data_dir = %cfg.data_dir.display(), "opening the database");
     let engine = Arc::new(
         Engine::open(&cfg.data_dir, cfg.limits.clone())

@@ -192,6 +192,8 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         distill: args.distill.clone(),
         self_study: args.self_study.clone(),
         adapter_modes_only: args.adapter_modes_only,
+        weights_only: args.weights_only,
+        full_context: args.full_context,
         levers: DistillLevers {
             logged_gate_only: args.logged_gate_only,
             teacher_samples: args.teacher_samples,

@@ -210,6 +210,14 @@ pub struct ServeArgs {
     /// This node's id in the cluster (unique per node; needed with --cluster).
     #[arg(long, env = "ENGRAM_NODE_ID")]
     pub node_id: Option<u32>,
+    /// Cluster mode: snapshot after this many stream messages since the newest
+    /// snapshot, then trim the stream (0: never by count) [default: 100000].
+    #[arg(long, env = "ENGRAM_SNAPSHOT_EVERY_WRITES")]
+    pub snapshot_every_writes: Option<u64>,
+    /// Cluster mode: snapshot after this many seconds if anything was written (0:
+    /// never by time) [default: 3600].
+    #[arg(long, env = "ENGRAM_SNAPSHOT_EVERY_SECS")]
+    pub snapshot_every_secs: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -343,6 +351,14 @@ pub struct EvalWeightsArgs {
     /// the adapter: take them from another run with the same passages and seed).
     #[arg(long)]
     pub adapter_modes_only: bool,
+    /// Score only the weights mode: a lever sweep's one figure, at a quarter of the
+    /// answering time (implies --adapter-modes-only).
+    #[arg(long)]
+    pub weights_only: bool,
+    /// Also score full context (every passage in the prompt, 422 past the model's
+    /// window): latency of weights vs rag vs full context on the same collection.
+    #[arg(long)]
+    pub full_context: bool,
     /// With --distill: train on no logged question (the gate keeps its fifth), only
     /// on the --self-study questions.
     #[arg(long)]

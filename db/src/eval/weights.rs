@@ -59,6 +59,11 @@ pub struct WeightsSpec {
     /// (no context, rag) do not depend on the adapter, so an A/B of training settings
     /// reuses them from one run.
     pub adapter_modes_only: bool,
+    /// Score only the weights mode (a lever sweep compares adapters by it alone).
+    pub weights_only: bool,
+    /// Also score full context (every passage in the prompt): the cost table's third
+    /// column, for collections that fit the model's window.
+    pub full_context: bool,
     /// Distillation's levers (defaults: the promotion's own).
     pub levers: DistillLevers,
 }
@@ -322,29 +327,24 @@ pub fn run_weights(
         .collect();
     let mut scores = Vec::new();
     let mut samples = Vec::new();
-    for (label, mode, k) in [
-        ("no context".to_string(), AnswerMode::None, None),
-        (format!("rag k={}", spec.k), AnswerMode::Rag, Some(spec.k)),
-        ("weights".to_string(), AnswerMode::Weights, None),
-        (
-            format!("weights + rag k={}", spec.k),
-            AnswerMode::WeightsRag,
-            Some(spec.k),
-        ),
-    ]
-    .into_iter()
-    .skip(if spec.adapter_modes_only { 2 } else { 0 })
-    {
+    for (label, mode, k) in scored_modes(spec) {
         let (score, mut some) =
             score_mode(engine, &label, mode, k, &asked, spec.max_tokens, progress)?;
-        scores.push(score);
+        scores.push((mode, score));
         samples.append(&mut some);
     }
     // Shares of rag's gain need the base model's rows (NaN without them).
-    let share = |f: fn(&ModeScore) -> f64| match scores.as_slice() {
-        [none, rag, weights, ..] => ratio(f(weights) - f(none), f(rag) - f(none)),
+    let row = |m: AnswerMode| scores.iter().find(|(mode, _)| *mode == m).map(|(_, s)| s);
+    let share = |f: fn(&ModeScore) -> f64| match (
+        row(AnswerMode::None),
+        row(AnswerMode::Rag),
+        row(AnswerMode::Weights),
+    ) {
+        (Some(none), Some(rag), Some(weights)) => ratio(f(weights) - f(none), f(rag) - f(none)),
         _ => f64::NAN,
     };
+    let (share_f1, share_contains) = (share(|s| s.token_f1), share(|s| s.contains));
+    let scores: Vec<ModeScore> = scores.into_iter().map(|(_, s)| s).collect();
     let distilled = promotion.distill.clone().unwrap_or_default();
     Ok(WeightsReport {
         spec: spec.clone(),
@@ -354,13 +354,37 @@ pub fn run_weights(
         self_study_questions: distilled.questions.saturating_sub(logged_trained),
         teacher_tokens_per_document: distilled.answer_tokens as f64 / passages.len().max(1) as f64,
         held_out_questions: held_out.len(),
-        share_of_rag_gain_f1: share(|s| s.token_f1),
-        share_of_rag_gain_contains: share(|s| s.contains),
+        share_of_rag_gain_f1: share_f1,
+        share_of_rag_gain_contains: share_contains,
         forgetting_percent: 100.0 * (promotion.tuned.perplexity / promotion.base.perplexity - 1.0),
         scores,
         promotion,
         samples,
     })
+}
+
+/// The answer modes a run scores, in the report's order, with their labels and rag
+/// depth: the base model's rows (no context, rag, and full context when asked) unless
+/// only the adapter's are wanted, then weights and weights + rag.
+fn scored_modes(spec: &WeightsSpec) -> Vec<(String, AnswerMode, Option<usize>)> {
+    let rag = format!("rag k={}", spec.k);
+    let mut modes = Vec::new();
+    if !(spec.adapter_modes_only || spec.weights_only) {
+        modes.push(("no context".to_string(), AnswerMode::None, None));
+        modes.push((rag.clone(), AnswerMode::Rag, Some(spec.k)));
+        if spec.full_context {
+            modes.push(("full context".to_string(), AnswerMode::Context, None));
+        }
+    }
+    modes.push(("weights".to_string(), AnswerMode::Weights, None));
+    if !spec.weights_only {
+        modes.push((
+            format!("weights + {rag}"),
+            AnswerMode::WeightsRag,
+            Some(spec.k),
+        ));
+    }
+    modes
 }
 
 #[cfg(test)]
@@ -405,6 +429,8 @@ mod tests {
             distill: None,
             self_study: Vec::new(),
             adapter_modes_only: false,
+            weights_only: false,
+            full_context: false,
             levers: DistillLevers::default(),
         };
         assert_eq!(data_label(&spec, 0, 0.0), "strategies cloze+person_qa");
@@ -415,6 +441,17 @@ mod tests {
             data_label(&spec, 9, 41.6),
             "self-study self_qa (9 questions, 42 teacher tokens per passage)"
         );
+        let labels = |spec: &WeightsSpec| -> Vec<String> {
+            scored_modes(spec).into_iter().map(|m| m.0).collect()
+        };
+        let all = ["no context", "rag k=1", "weights", "weights + rag k=1"];
+        assert_eq!(labels(&spec), all);
+        spec.full_context = true;
+        assert_eq!(labels(&spec)[2], "full context");
+        spec.adapter_modes_only = true;
+        assert_eq!(labels(&spec), all[2..]);
+        spec.weights_only = true;
+        assert_eq!(labels(&spec), ["weights"]);
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Cluster mode in the server: starting the node (`engram serve --cluster`),
-//! `GET /cluster` (the nodes, the shards and their replicas, with their lag), manual
-//! placement (`PUT /cluster/placement/{collection}/{shard}`), the same figures for
-//! `/metrics`, and cluster errors as HTTP answers.
+//! Cluster mode in the server: starting the node (`engram serve --cluster`, after a
+//! bootstrap from a snapshot where needed), `GET /cluster` (the nodes, the shards and
+//! their replicas, with their lag), manual placement (`PUT
+//! /cluster/placement/{collection}/{shard}`), snapshots (`POST /cluster/snapshot`,
+//! `GET /cluster/snapshots`), the same figures for `/metrics`, and cluster errors as
+//! HTTP answers.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use engram_cluster::snapshot::{Policy, SnapshotInfo, Taken};
 use engram_cluster::{AsStore, ClusterConfig, ClusterStatus, Node};
 use engram_store::Store;
 
@@ -24,19 +27,46 @@ impl AsStore for Engine {
     }
 }
 
-/// Joins the cluster when the configuration names one (`None`: one machine).
-pub fn start_cluster(
-    engine: &Arc<Engine>,
-    cfg: &ServerConfig,
-) -> anyhow::Result<Option<Arc<Node>>> {
+/// The cluster configuration the server's names (`None`: one machine).
+fn cluster_config(cfg: &ServerConfig) -> anyhow::Result<Option<ClusterConfig>> {
     let Some(settings) = &cfg.cluster else {
         return Ok(None);
+    };
+    let defaults = Policy::default();
+    let policy = Policy {
+        every_writes: settings
+            .snapshot_every_writes
+            .unwrap_or(defaults.every_writes),
+        every: settings
+            .snapshot_every_secs
+            .map_or(defaults.every, std::time::Duration::from_secs),
     };
     let config = ClusterConfig::parse(
         &settings.servers,
         settings.node_id,
         format!("http://{}", cfg.addr()),
     )?;
+    Ok(Some(config.with_snapshots(policy)))
+}
+
+/// Before the database opens, in cluster mode: a node the stream was trimmed past,
+/// or one with no database while a snapshot exists, starts from the newest snapshot.
+pub fn bootstrap_cluster(cfg: &ServerConfig) -> anyhow::Result<()> {
+    if let Some(config) = cluster_config(cfg)? {
+        let done = engram_cluster::bootstrap::prepare(&config, &cfg.data_dir)?;
+        tracing::info!(?done, "cluster start-up: data directory ready");
+    }
+    Ok(())
+}
+
+/// Joins the cluster when the configuration names one (`None`: one machine).
+pub fn start_cluster(
+    engine: &Arc<Engine>,
+    cfg: &ServerConfig,
+) -> anyhow::Result<Option<Arc<Node>>> {
+    let Some(config) = cluster_config(cfg)? else {
+        return Ok(None);
+    };
     tracing::info!(servers = ?config.servers, node = config.node_id, "joining the cluster");
     let node = Node::start(engine.clone(), config)?;
     engine.join_cluster(node.clone());
@@ -80,6 +110,7 @@ pub fn api_error(e: engram_cluster::Error) -> ApiError {
         E::Unavailable(_) | E::Nats(_) | E::Config(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
+        E::Snapshot(_) => (StatusCode::INTERNAL_SERVER_ERROR, "snapshot_failed"),
     };
     ApiError::new(status, code, e.to_string())
 }
@@ -122,6 +153,36 @@ pub async fn place(
         .await
         .map_err(api_error)?;
     Ok(Json(PlaceResponse { revision }))
+}
+
+/// Takes a snapshot of this node's database now, uploads it to the object store
+/// and trims the stream below it (admin). 409 while another node writes one.
+#[utoipa::path(post, path = "/cluster/snapshot",
+    responses((status = 200, body = Taken), (status = 401, body = super::error::ErrorBody),
+    (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+    (status = 409, body = super::error::ErrorBody), (status = 500, body = super::error::ErrorBody),
+    (status = 503, body = super::error::ErrorBody)))]
+pub async fn snapshot(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Taken>> {
+    caller.require(Scope::Admin)?;
+    let node = clustered(&state)?;
+    node.snapshot().await.map(Json).map_err(api_error)
+}
+
+/// The stored snapshots, newest first (admin).
+#[utoipa::path(get, path = "/cluster/snapshots",
+    responses((status = 200, body = Vec<SnapshotInfo>), (status = 401, body = super::error::ErrorBody),
+    (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+    (status = 503, body = super::error::ErrorBody)))]
+pub async fn snapshots(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<SnapshotInfo>>> {
+    caller.require(Scope::Admin)?;
+    let node = clustered(&state)?;
+    node.snapshots().await.map(Json).map_err(api_error)
 }
 
 /// A `/metrics` gauge: (name, help, labels, value), as the store's.

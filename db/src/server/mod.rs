@@ -29,7 +29,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 pub use auth::{parse_keys, validate_keys, ApiKey, Scope};
-pub use cluster_api::start_cluster;
+pub use cluster_api::{bootstrap_cluster, start_cluster};
 pub use scores::ScoreView;
 pub use system_api::{BackupRequest, BackupResponse};
 
@@ -90,6 +90,8 @@ pub struct AppState {
         adapters_api::delete,
         cluster_api::status,
         cluster_api::place,
+        cluster_api::snapshot,
+        cluster_api::snapshots,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&SharedResponses, &CombinationRules)
@@ -229,6 +231,8 @@ impl ServerBuilder {
                 "/cluster/placement/{collection}/{shard}",
                 axum::routing::put(cluster_api::place),
             )
+            .route("/cluster/snapshot", post(cluster_api::snapshot))
+            .route("/cluster/snapshots", get(cluster_api::snapshots))
             .route("/metrics", get(system_api::metrics))
             .route("/openapi.json", get(system_api::openapi))
             .fallback(|| async {

@@ -10,7 +10,7 @@ use crate::graph_dump::GraphDumps;
 
 impl Store {
     /// Every live collection, for work that visits each without holding the map.
-    fn all_collections(&self) -> Vec<Arc<Collection>> {
+    pub(super) fn all_collections(&self) -> Vec<Arc<Collection>> {
         let collections = self.collections.read().expect("lock");
         collections.values().cloned().collect()
     }

@@ -31,9 +31,11 @@ mod graphs;
 mod query;
 mod replicated;
 mod replicated_query;
+mod snapshot;
 
 pub use query::hybrid_depth;
 pub use replicated_query::{ShardHit, ShardQuery, ShardRanking};
+pub use snapshot::{applied_seq_in, LocalSnapshot};
 
 /// The default text encoder of new collections and of `/embed`.
 pub const DEFAULT_EMBEDDER: &str = "minilm";

@@ -131,6 +131,25 @@ fn two_nodes() -> Nodes {
 }
 
 impl Nodes {
+    /// Runs `work(node index, store)` on every node in its own thread at once (the
+    /// writers race, which is what the convergence tests need); their results in
+    /// node order.
+    fn on_each_at_once<T: Send + 'static>(
+        &self,
+        work: impl Fn(usize, Arc<Store>) -> T + Send + Clone + 'static,
+    ) -> Vec<T> {
+        let threads: Vec<_> = self
+            .stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (s, work) = (s.clone(), work.clone());
+                std::thread::spawn(move || work(i, s))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
     /// Stops the followers and closes the stores; their directories stay.
     fn finish(self) -> [tempfile::TempDir; 2] {
         self.stop.store(true, Ordering::SeqCst);
@@ -163,23 +182,12 @@ fn two_stores_writing_the_same_documents_converge_through_the_log() {
     n.stores[1].create_collection("c", req).unwrap();
     // Both nodes replace the same 40 ids at once: every write is built on the latest
     // state (a lost race is rebuilt), so no chunk is orphaned and the stats add up.
-    let writers: Vec<_> = n
-        .stores
-        .iter()
-        .enumerate()
-        .map(|(n, s)| {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                for i in 0..150u64 {
-                    let r = s.upsert("c", vec![doc(i, n as u64)]).unwrap();
-                    assert!(r.seq > 0);
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
+    n.on_each_at_once(|n, s| {
+        for i in 0..150u64 {
+            let r = s.upsert("c", vec![doc(i, n as u64)]).unwrap();
+            assert!(r.seq > 0);
+        }
+    });
     let last = n.log.entries.lock().unwrap().len() as u64;
     assert_eq!(last, 1 + 300, "one creation and 300 writes");
     assert!(
@@ -248,27 +256,18 @@ fn batches_spanning_shards_publish_one_message_per_shard_and_converge() {
             .collect()
     };
     // Batches of 6 documents: the two nodes overlap on half their ids.
-    let writers: Vec<_> = n
-        .stores
-        .iter()
-        .enumerate()
-        .map(|(n, s)| {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                let mut last = 0;
-                for round in 0..25u64 {
-                    let docs: Vec<DocumentInput> = (0..6)
-                        .map(|j| doc(round * 6 + j + n as u64 * 3, round))
-                        .collect();
-                    last = s.upsert("c", docs).unwrap().seq;
-                }
-                last
-            })
+    let last = n
+        .on_each_at_once(|n, s| {
+            let mut last = 0;
+            for round in 0..25u64 {
+                let docs: Vec<DocumentInput> = (0..6)
+                    .map(|j| doc(round * 6 + j + n as u64 * 3, round))
+                    .collect();
+                last = s.upsert("c", docs).unwrap().seq;
+            }
+            last
         })
-        .collect();
-    let last = writers
         .into_iter()
-        .map(|w| w.join().unwrap())
         .max()
         .unwrap();
     let messages = n.log.entries.lock().unwrap().clone();
