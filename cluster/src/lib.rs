@@ -14,8 +14,12 @@
 //! buckets `engram-nodes` (heartbeats) and `engram-placement` (overrides); query
 //! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard; the
 //! object store `engram-snapshots` and the lease bucket `engram-snapshot-lease`
-//! ([`snapshot`], [`bootstrap`]).
+//! ([`snapshot`], [`bootstrap`]). Heavy jobs: the work-queue stream `ENGRAM-JOBS`
+//! and status bucket `engram-jobs` ([`work_queue`]); adapters: object store
+//! `engram-adapters` and registry bucket `engram-adapter-registry`
+//! ([`adapter_bucket`]).
 
+pub mod adapter_bucket;
 pub mod archive;
 pub mod bootstrap;
 pub mod follower;
@@ -26,6 +30,7 @@ pub mod scatter;
 pub mod shards;
 pub mod snapshot;
 pub mod status;
+pub mod work_queue;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

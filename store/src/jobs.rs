@@ -70,6 +70,24 @@ pub struct JobStatus {
     /// Why it failed or was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Cluster mode: the node that runs (or ran) the job from the work queue, and
+    /// that delivery's number (more than 1: an earlier node died running it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<i64>,
+    /// Cluster mode: every delivery so far, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<JobRun>,
+}
+
+/// One delivery of a queued job (cluster mode): the node that ran it, the
+/// delivery's number, and when it started (Unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobRun {
+    pub node: u32,
+    pub delivery: i64,
+    pub started_ms: u64,
 }
 
 impl JobStatus {
@@ -90,6 +108,9 @@ impl JobStatus {
             created_unix: created,
             created_ms,
             error: None,
+            node: None,
+            delivery: None,
+            runs: Vec::new(),
         }
     }
 }

@@ -39,6 +39,17 @@ fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
     )
 }
 
+/// Three NATS servers and three engram nodes (ids 1-3) on their own data dirs.
+pub(crate) fn three_nodes() -> (NatsCluster, Vec<tempfile::TempDir>, Vec<Server>) {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = (0..3)
+        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1))
+        .collect();
+    (nats, dirs, nodes)
+}
+
 /// Writes one document through `server`; its sequence when acknowledged.
 pub(crate) fn write(server: &Server, n: u64) -> Option<u64> {
     let doc =
@@ -405,12 +416,7 @@ fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
 #[test]
 fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
     let test_started = Instant::now();
-    let nats = NatsCluster::start(3);
-    let urls = nats.urls();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Server> = (0..3)
-        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1))
-        .collect();
+    let (_nats, _dirs, mut nodes) = three_nodes();
     let create = |replication: Value| {
         nodes[0].put(
             "/collections/placed",

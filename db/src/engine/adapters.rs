@@ -80,7 +80,7 @@ impl AdapterStore {
 
     /// The incarnation `collection`'s adapters belong to (None: no adapters, or
     /// ones no finished promotion of a live collection claimed).
-    fn owner(&self, collection: &str) -> Option<u64> {
+    pub(super) fn owner(&self, collection: &str) -> Option<u64> {
         let text = std::fs::read_to_string(self.root.join(collection).join(INCARNATION_FILE));
         text.ok()?.trim().parse().ok()
     }
@@ -271,6 +271,7 @@ impl Engine {
             .registry_of(name)?
             .ok_or_else(|| Self::no_adapters(name, format!("version {version}")))?;
         registry.activate(name, version)?;
+        self.share_adapters(name, None)?;
         self.adapter_versions(name)
     }
 
@@ -280,6 +281,7 @@ impl Engine {
             Self::no_adapters(name, "earlier active version to roll back to".into())
         })?;
         registry.rollback(name)?;
+        self.share_adapters(name, None)?;
         self.adapter_versions(name)
     }
 
@@ -289,6 +291,7 @@ impl Engine {
     pub fn deactivate_adapter(&self, name: &str) -> Result<Vec<AdapterEntry>> {
         if let Some(registry) = self.registry_of(name)? {
             registry.deactivate(name)?;
+            self.share_adapters(name, None)?;
         }
         self.adapter_versions(name)
     }
@@ -299,6 +302,7 @@ impl Engine {
             .registry_of(name)?
             .ok_or_else(|| Self::no_adapters(name, format!("version {version}")))?;
         registry.delete(name, version)?;
+        self.share_adapters(name, Some(version))?;
         self.adapter_versions(name)
     }
 

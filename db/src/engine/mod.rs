@@ -15,6 +15,7 @@ use crate::limits::Limits;
 pub mod adapters;
 mod audit;
 mod backup;
+mod cluster;
 mod promote;
 mod promote_continue;
 mod promote_request;
@@ -36,6 +37,9 @@ pub struct Engine {
     adapters: Option<Arc<adapters::AdapterStore>>,
     audits: audit::AuditJobs,
     promotions: promote::PromotionJobs,
+    /// Cluster mode: the node promotions are queued through and adapters shared by
+    /// (`cluster.rs`); unset on one machine.
+    cluster: std::sync::OnceLock<Arc<engram_cluster::Node>>,
 }
 
 impl Engine {
@@ -56,6 +60,7 @@ impl Engine {
             adapters: Some(Arc::new(adapters::AdapterStore::new(dir.join("adapters")))),
             audits,
             promotions,
+            cluster: std::sync::OnceLock::new(),
         };
         engine.sweep_adapters();
         engine

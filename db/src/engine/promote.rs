@@ -62,7 +62,7 @@ pub struct PromotionStatus {
 engram_store::job_kind!(PromotionStatus, "promotion");
 
 impl PromotionStatus {
-    fn new(job: JobStatus, documents: usize) -> Self {
+    pub(super) fn new(job: JobStatus, documents: usize) -> Self {
         Self {
             job,
             loss: None,
@@ -75,7 +75,7 @@ impl PromotionStatus {
 
 /// The promotion jobs.
 pub(super) struct PromotionJobs {
-    jobs: Jobs<PromotionStatus>,
+    pub(super) jobs: Jobs<PromotionStatus>,
     /// The adapter kind of requests that name none ([`Engine::with_default_adapter`]).
     default_adapter: AdapterKind,
 }
@@ -404,10 +404,22 @@ impl Engine {
         req: &PromoteRequest,
     ) -> Result<PromotionStatus> {
         let plan = self.plan_promotion(name, req)?;
+        if let Some(node) = self.cluster_node() {
+            return self.queue_promotion(node, &plan, req);
+        }
         if let Some(other) = self.promotions.jobs.running().first() {
             return Err(Error::PromotionRunning(other.job.collection.clone()));
         }
-        let mut job = JobStatus::start(name, "starting");
+        self.spawn_promotion(plan)
+    }
+
+    /// Runs `plan` as a job on this machine, in the background.
+    pub(super) fn spawn_promotion(
+        self: &Arc<Self>,
+        plan: PromotionPlan,
+    ) -> Result<PromotionStatus> {
+        let name = plan.options.collection.clone();
+        let mut job = JobStatus::start(&name, "starting");
         job.id = plan.id.clone();
         let status = PromotionStatus::new(job, plan.documents.len());
         std::fs::create_dir_all(&plan.options.work_dir)?;
@@ -449,6 +461,11 @@ impl Engine {
             }
         });
         let report = result?;
+        // Cluster mode: the new version (and the activation) reach every node.
+        if self.cluster_node().is_some() {
+            job.progress("sharing the adapter", 0, 1);
+            self.share_adapters(&plan.options.collection, None)?;
+        }
         job.update(|s| {
             s.job.stage = "done".into();
             s.summary = Some(report.summary_table());
@@ -462,6 +479,7 @@ impl Engine {
     pub fn promotions(&self, name: &str) -> Result<Vec<PromotionStatus>> {
         self.store().collection(name)?;
         let mut out = self.promotions.jobs.list(name)?;
+        self.merge_queued(name, &mut out)?;
         let known: HashSet<String> = out.iter().map(|s| s.job.id.clone()).collect();
         // Promotions from before the job framework left only their directory (and
         // a `status.json` once finished).
@@ -482,6 +500,7 @@ impl Engine {
     /// resumes it). A finished promotion is returned unchanged.
     pub fn cancel_promotion(&self, name: &str, id: &str) -> Result<PromotionStatus> {
         self.store().collection(name)?;
+        self.cancel_queued(name, id)?;
         match self.promotions.jobs.cancel(name, id)? {
             Some(status) => Ok(status),
             None => self.promotion_status(name, id),

@@ -68,7 +68,9 @@ pub fn start_cluster(
         return Ok(None);
     };
     tracing::info!(servers = ?config.servers, node = config.node_id, "joining the cluster");
-    Ok(Some(Node::start(engine.clone(), config)?))
+    let node = Node::start(engine.clone(), config)?;
+    engine.join_cluster(node.clone());
+    Ok(Some(node))
 }
 
 /// This server's cluster node; 404 on one machine.

@@ -168,7 +168,33 @@ impl AdapterRegistry {
     /// `manifest.json`) as the next version of `collection`; does not activate it. The
     /// adapter is loaded first, so a broken one is refused before it is stored.
     pub fn register(&self, collection: &str, source: &Path) -> Result<AdapterVersion> {
+        self.register_as(collection, source, None)
+    }
+
+    /// Stores the adapter in `source` as version `version` of `collection`, the number
+    /// another node gave it (cluster mode: every node holds the same versions under
+    /// the same numbers); a version already stored under that number is kept.
+    pub fn register_version(
+        &self,
+        collection: &str,
+        source: &Path,
+        version: u32,
+    ) -> Result<AdapterVersion> {
+        self.register_as(collection, source, Some(version))
+    }
+
+    fn register_as(
+        &self,
+        collection: &str,
+        source: &Path,
+        number: Option<u32>,
+    ) -> Result<AdapterVersion> {
         let dir = self.collection_dir(collection)?;
+        if let Some(v) = number {
+            if let Some(kept) = self.list(collection)?.into_iter().find(|k| k.version == v) {
+                return Ok(kept);
+            }
+        }
         peft::load(source, &self.cfg, collection)?;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
@@ -189,14 +215,14 @@ impl AdapterRegistry {
         }
         let mut state = self.state(collection)?;
         let newest = self.versions(collection)?.last().copied().unwrap_or(0);
-        let version = newest.max(state.last_version) + 1;
+        let version = number.unwrap_or(newest.max(state.last_version) + 1);
         let target = dir.join(version_dir(version));
         let tmp_path = tmp.keep();
         std::fs::rename(&tmp_path, &target).map_err(|e| Error::io("renaming into", &target, e))?;
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
-        state.last_version = version;
+        state.last_version = state.last_version.max(version);
         write_json(&dir.join(STATE_FILE), &state)?;
         Ok(AdapterVersion {
             collection: collection.into(),
@@ -468,6 +494,32 @@ mod tests {
         assert_eq!(v3.version, 3, "numbers are never reused");
         again.deactivate("docs").unwrap();
         assert!(again.active("docs").unwrap().is_none());
+    }
+
+    #[test]
+    fn versions_can_be_stored_under_given_numbers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = AdapterRegistry::open(&tmp.path().join("reg"), &tiny_config()).unwrap();
+        let three = reg
+            .register_version("docs", &adapter_dir(tmp.path(), "three", 3.0), 3)
+            .unwrap();
+        assert_eq!(three.version, 3);
+        // The same number again keeps the stored version.
+        let again = reg
+            .register_version("docs", &adapter_dir(tmp.path(), "other", 9.0), 3)
+            .unwrap();
+        assert_eq!(again.path, three.path);
+        reg.activate("docs", 3).unwrap();
+        assert_eq!(value_of(&reg.active("docs").unwrap().unwrap()), 3.0);
+        let one = reg
+            .register_version("docs", &adapter_dir(tmp.path(), "one", 1.0), 1)
+            .unwrap();
+        assert_eq!(one.version, 1);
+        // A local registration after them takes the next free number.
+        let next = reg
+            .register("docs", &adapter_dir(tmp.path(), "four", 4.0))
+            .unwrap();
+        assert_eq!(next.version, 4);
     }
 
     #[test]
