@@ -16,6 +16,8 @@ mod generation_limits;
 mod hardening_store;
 mod hot;
 mod jobs;
+mod prefix_peft;
+mod prefix_promote;
 mod promote;
 mod questions;
 mod restore;

@@ -11,8 +11,12 @@
 //! given `past_key_values` runs the prompt from position `P`: the same convention as
 //! serving here. The one difference is llama.cpp's interleaved rotary layout (see
 //! `peft.rs`): each key's `head_dim` values are un-permuted to Hugging Face's
-//! half-split order on save and permuted back on load. Not checked against Python
-//! `peft` here (it is not installed); the round trip and the layout are unit-tested.
+//! half-split order on save and permuted back on load. The round trip and the layout
+//! are unit-tested here; the end-to-end test `prefix_peft` checks both directions
+//! against Python `peft` 0.21.2 on transformers 5.25.0 (our files load with
+//! `PeftModel.from_pretrained` and give our logits; `peft`'s `save_pretrained` files load
+//! here and give its logits). `peft` itself derives the same `token_dim` and
+//! `num_attention_heads` for a grouped-query model, so its files and ours agree.
 
 use std::collections::HashMap;
 use std::path::Path;
