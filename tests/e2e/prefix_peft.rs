@@ -71,6 +71,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 #[test]
+#[ignore = "installs torch with its CUDA wheels (~3 GB download, 5.6 GB venv) on first run: not yet sized for CI; run with --ignored (passed 2026-12-06, README)"]
 fn engram_prefix_adapters_load_in_peft_and_peft_prefixes_load_in_engram() {
     let python =
         crate::support::python_venv("peft-check", PINS, "import torch, transformers, peft, gguf")
