@@ -412,7 +412,20 @@ pub(crate) async fn upload(
         .await
         .map_err(|e| Error::Snapshot(format!("cannot read the archive: {e}")))?;
     store.put(meta, &mut reader).await.map_err(nats)?;
-    let (read, hash) = fetch(store, &info.name, None).await?;
+    // A just-written object can be missing for a moment where the read is served by
+    // a replica that lags the put (seen under load as "object not found"): retry
+    // briefly before calling the snapshot failed.
+    let mut tries = 0;
+    let (read, hash) = loop {
+        match fetch(store, &info.name, None).await {
+            Ok(read) => break read,
+            Err(e) if tries < 20 && e.to_string().contains("not found") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     if read != bytes || hash != info.sha256 {
         return Err(Error::Snapshot(format!(
             "snapshot {} read back as {read} bytes with SHA-256 {hash}, written as {bytes} with {}; the stream is not trimmed",
@@ -451,8 +464,13 @@ async fn trim(node: &Node, seq: u64) -> Result<(u64, u64)> {
 async fn prune(store: &ObjectStore) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for old in list_in(store).await?.into_iter().skip(KEEP) {
-        store.delete(&old.name).await.map_err(nats)?;
-        removed.push(old.name);
+        match store.delete(&old.name).await {
+            Ok(()) => removed.push(old.name),
+            // Already gone (a listing can still show an object being replaced or
+            // removed): what pruning wants, not a failed snapshot.
+            Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => {}
+            Err(e) => return Err(nats(e)),
+        }
     }
     Ok(removed)
 }

@@ -95,9 +95,25 @@ fn snapshot_and_trim_then_a_fresh_node_bootstraps_and_answers_like_its_peers() {
     for s in &nodes {
         top10(s, 0, last);
     }
-    // Heartbeats (every 2 s) now say every node applied `last`: the trim keeps
-    // nothing a live node still needs, and nothing more.
-    std::thread::sleep(Duration::from_secs(3));
+    // Wait until the heartbeats (every 2 s) say every node applied `last`: then the
+    // trim keeps nothing a live node still needs, and nothing more. Polled, not slept:
+    // on a loaded machine a heartbeat can be late.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = nodes[1].get("/cluster");
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let heard = r.body["nodes"].as_array().cloned().unwrap_or_default();
+        let applied = |n: &Value| n["applied_seq"].as_u64().unwrap_or(0) >= last;
+        if heard.len() == 3 && heard.iter().all(applied) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "heartbeats never reached {last}: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let r = snapshot_now(&nodes[1]);
     assert_eq!(r.status, 200, "{:?}", r.body);
     let seq = r.body["snapshot"]["seq"].as_u64().unwrap();
