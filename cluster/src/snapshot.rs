@@ -206,7 +206,20 @@ pub(crate) async fn fetch(
     name: &str,
     to: Option<&Path>,
 ) -> Result<(u64, String)> {
-    let mut object = store.get(name).await.map_err(nats)?;
+    // A just-written object can be missing for a moment where the read is served by
+    // a replica that lags the put (seen under load as "object not found"): retried
+    // briefly (5 s) before the object counts as missing.
+    let mut tries = 0;
+    let mut object = loop {
+        match store.get(name).await {
+            Ok(object) => break object,
+            Err(e) if tries < 20 && e.kind() == object_store::GetErrorKind::NotFound => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(nats(e)),
+        }
+    };
     let mut file = to
         .map(std::fs::File::create)
         .transpose()
@@ -412,20 +425,7 @@ pub(crate) async fn upload(
         .await
         .map_err(|e| Error::Snapshot(format!("cannot read the archive: {e}")))?;
     store.put(meta, &mut reader).await.map_err(nats)?;
-    // A just-written object can be missing for a moment where the read is served by
-    // a replica that lags the put (seen under load as "object not found"): retry
-    // briefly before calling the snapshot failed.
-    let mut tries = 0;
-    let (read, hash) = loop {
-        match fetch(store, &info.name, None).await {
-            Ok(read) => break read,
-            Err(e) if tries < 20 && e.to_string().contains("not found") => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let (read, hash) = fetch(store, &info.name, None).await?;
     if read != bytes || hash != info.sha256 {
         return Err(Error::Snapshot(format!(
             "snapshot {} read back as {read} bytes with SHA-256 {hash}, written as {bytes} with {}; the stream is not trimmed",
