@@ -170,7 +170,9 @@ impl Store {
     /// the records (with the applied sequence, in one RocksDB batch) and to memory. A
     /// message applied before (at or below the applied sequence) is skipped, and so
     /// is a shard's write to a collection this node no longer has in that incarnation
-    /// (it lost a race with the deletion; its writer is told).
+    /// (it lost a race with the deletion; its writer is told). Messages come from one
+    /// follower in log order: the applied sequence is stored with each, so two applied
+    /// at once could leave the records behind memory.
     pub fn apply_replicated(
         &self,
         seq: u64,
