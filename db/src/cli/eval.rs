@@ -166,7 +166,7 @@ pub fn retrieval(args: &EvalRetrievalArgs) -> anyhow::Result<()> {
 }
 
 pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
-    use crate::eval::weights::{run_weights, DistillLevers, WeightsSpec};
+    use crate::eval::weights::{run_weights, DistillLevers, ScoredRows, WeightsSpec};
     use engram_trainer::promote::PromoteEvent;
     let path = Dataset::Quoref.locate(args.data.as_deref())?;
     let mut passages = load(&path)?;
@@ -174,6 +174,10 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.self_study_rounds.is_none_or(|r| (1..=16).contains(&r)),
         "--self-study-rounds must be between 1 and 16"
+    );
+    anyhow::ensure!(
+        !args.full_context || args.rows == ScoredRows::All,
+        "--full-context scores a base-model row: drop --rows or give --rows all"
     );
     passages.truncate(args.limit);
     let dataset = path
@@ -191,8 +195,7 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         gold_training: !args.synthetic_only,
         distill: args.distill.clone(),
         self_study: args.self_study.clone(),
-        adapter_modes_only: args.adapter_modes_only,
-        weights_only: args.weights_only,
+        rows: args.rows,
         full_context: args.full_context,
         levers: DistillLevers {
             logged_gate_only: args.logged_gate_only,

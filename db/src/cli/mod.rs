@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use commands::run;
 
 use crate::api_types::{AnswerMode, QueryMode};
+use crate::eval::weights::ScoredRows;
 use crate::eval::Dataset;
 use engram_store::fusion::Fusion;
 use engram_store::index::Quantization;
@@ -347,16 +348,15 @@ pub struct EvalWeightsArgs {
     /// (comma-separated, e.g. self_qa), answered by the teacher from their document.
     #[arg(long, value_delimiter = ',')]
     pub self_study: Vec<String>,
-    /// Score only weights and weights + rag (the base model's rows do not depend on
-    /// the adapter: take them from another run with the same passages and seed).
-    #[arg(long)]
-    pub adapter_modes_only: bool,
-    /// Score only the weights mode: a lever sweep's one figure, at a quarter of the
-    /// answering time (implies --adapter-modes-only).
-    #[arg(long)]
-    pub weights_only: bool,
+    /// The answer modes scored: all; adapter (weights and weights + rag: the base
+    /// model's rows do not depend on the adapter, take them from another run with the
+    /// same passages and seed); weights (a lever sweep's one figure, at a quarter of
+    /// the answering time).
+    #[arg(long, value_enum, default_value_t = ScoredRows::All)]
+    pub rows: ScoredRows,
     /// Also score full context (every passage in the prompt, 422 past the model's
     /// window): latency of weights vs rag vs full context on the same collection.
+    /// Needs every row (`--rows all`).
     #[arg(long)]
     pub full_context: bool,
     /// With --distill: train on no logged question (the gate keeps its fifth), only

@@ -55,17 +55,27 @@ pub struct WeightsSpec {
     pub distill: Option<String>,
     /// With `distill`: also self-study questions of these strategies (empty: none).
     pub self_study: Vec<String>,
-    /// Score only the adapter's modes (weights, weights + rag): the base model's
-    /// (no context, rag) do not depend on the adapter, so an A/B of training settings
-    /// reuses them from one run.
-    pub adapter_modes_only: bool,
-    /// Score only the weights mode (a lever sweep compares adapters by it alone).
-    pub weights_only: bool,
+    /// Which answer modes are scored.
+    pub rows: ScoredRows,
     /// Also score full context (every passage in the prompt): the cost table's third
-    /// column, for collections that fit the model's window.
+    /// column, for collections that fit the model's window. Only with every row.
     pub full_context: bool,
     /// Distillation's levers (defaults: the promotion's own).
     pub levers: DistillLevers,
+}
+
+/// The answer modes a run scores: fewer rows make an A/B of training settings cheaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoredRows {
+    /// No context, rag (and full context when asked), weights, weights + rag.
+    #[default]
+    All,
+    /// Weights and weights + rag: the base model's rows do not depend on the
+    /// adapter, so runs that differ only in training reuse them from one run.
+    Adapter,
+    /// Weights alone: a lever sweep's one figure, at a quarter of the answering.
+    Weights,
 }
 
 /// The settings a distillation run can change from the promotion's defaults, applied
@@ -164,10 +174,17 @@ impl WeightsReport {
                 s.median_latency_ms
             ));
         }
+        let shares = if self.share_of_rag_gain_f1.is_nan() {
+            "rag's gain not computed (no base-model rows: --rows all scores them)".to_string()
+        } else {
+            format!(
+                "weights recover {:.0}% of rag's F1 gain over no context ({:.0}% by answer contained)",
+                100.0 * self.share_of_rag_gain_f1,
+                100.0 * self.share_of_rag_gain_contains
+            )
+        };
         out.push_str(&format!(
-            "\nweights recover {:.0}% of rag's F1 gain over no context ({:.0}% by answer contained); forgetting {:+.1}% perplexity on general text; training {:.1} tokens/s; promotion {:.0} s\n",
-            100.0 * self.share_of_rag_gain_f1,
-            100.0 * self.share_of_rag_gain_contains,
+            "\n{shares}; forgetting {:+.1}% perplexity on general text; training {:.1} tokens/s; promotion {:.0} s\n",
             self.forgetting_percent,
             self.promotion.train.tokens_per_s,
             self.promotion_seconds
@@ -369,7 +386,7 @@ pub fn run_weights(
 fn scored_modes(spec: &WeightsSpec) -> Vec<(String, AnswerMode, Option<usize>)> {
     let rag = format!("rag k={}", spec.k);
     let mut modes = Vec::new();
-    if !(spec.adapter_modes_only || spec.weights_only) {
+    if spec.rows == ScoredRows::All {
         modes.push(("no context".to_string(), AnswerMode::None, None));
         modes.push((rag.clone(), AnswerMode::Rag, Some(spec.k)));
         if spec.full_context {
@@ -377,7 +394,7 @@ fn scored_modes(spec: &WeightsSpec) -> Vec<(String, AnswerMode, Option<usize>)> 
         }
     }
     modes.push(("weights".to_string(), AnswerMode::Weights, None));
-    if !spec.weights_only {
+    if spec.rows != ScoredRows::Weights {
         modes.push((
             format!("weights + {rag}"),
             AnswerMode::WeightsRag,
@@ -428,8 +445,7 @@ mod tests {
             gold_training: true,
             distill: None,
             self_study: Vec::new(),
-            adapter_modes_only: false,
-            weights_only: false,
+            rows: ScoredRows::All,
             full_context: false,
             levers: DistillLevers::default(),
         };
@@ -448,9 +464,9 @@ mod tests {
         assert_eq!(labels(&spec), all);
         spec.full_context = true;
         assert_eq!(labels(&spec)[2], "full context");
-        spec.adapter_modes_only = true;
+        spec.rows = ScoredRows::Adapter;
         assert_eq!(labels(&spec), all[2..]);
-        spec.weights_only = true;
+        spec.rows = ScoredRows::Weights;
         assert_eq!(labels(&spec), ["weights"]);
     }
 
