@@ -113,7 +113,7 @@ fn context_separates_near_duplicate_domains() {
         let floor = match variant {
             Variant::Idf | Variant::IdfCenter | Variant::StageOne => continue,
             Variant::IdfWhiten | Variant::Learned => 1.1,
-            Variant::Center | Variant::Whiten => 1.4,
+            Variant::Center | Variant::Whiten | Variant::Stretch => 1.4,
         };
         assert!(
             gap > base_gap * floor,
