@@ -128,28 +128,32 @@ fn a_context_round_trips_through_bytes_and_embeds_the_same() {
     let base = base();
     let (texts, _) = card_corpus();
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    let mut context = CorpusContext::build(
-        &base,
-        &refs,
-        Chunking::default(),
-        Variant::IdfWhiten,
-        ContextOptions::default(),
-    )
-    .unwrap();
-    context.version = 3;
-    let bytes = context.to_bytes().unwrap();
-    let back = CorpusContext::from_bytes(&bytes).unwrap();
-    assert_eq!(back, context);
-    let a = ContextualEncoder::new(base.clone(), Arc::new(context));
-    let b = ContextualEncoder::new(base.clone(), Arc::new(back));
-    let query = ["Which card tier includes lounge access?"];
-    assert_eq!(a.embed(&query).unwrap(), b.embed(&query).unwrap());
-    // A document's single chunk and its query-side vector agree (same pipeline).
-    let docs = a.embed_chunked(&refs[..1], Chunking::WIDEST).unwrap();
-    let q = a.embed(&refs[..1]).unwrap();
-    assert!(dot(&docs[0][0].vector, &q[0]) > 0.9999);
-    let norm = dot(&q[0], &q[0]).sqrt();
-    assert!((norm - 1.0).abs() < 1e-4);
+    // Both kinds of spectral matrix: whitening's (idf-whiten) and the stretch's.
+    for variant in [Variant::IdfWhiten, Variant::Stretch] {
+        let mut context = CorpusContext::build(
+            &base,
+            &refs,
+            Chunking::default(),
+            variant,
+            ContextOptions::default(),
+        )
+        .unwrap();
+        assert!(context.whitening().is_some(), "{}", variant.name());
+        context.version = 3;
+        let bytes = context.to_bytes().unwrap();
+        let back = CorpusContext::from_bytes(&bytes).unwrap();
+        assert_eq!(back, context);
+        let a = ContextualEncoder::new(base.clone(), Arc::new(context));
+        let b = ContextualEncoder::new(base.clone(), Arc::new(back));
+        let query = ["Which card tier includes lounge access?"];
+        assert_eq!(a.embed(&query).unwrap(), b.embed(&query).unwrap());
+        // A document's single chunk and its query-side vector agree (same pipeline).
+        let docs = a.embed_chunked(&refs[..1], Chunking::WIDEST).unwrap();
+        let q = a.embed(&refs[..1]).unwrap();
+        assert!(dot(&docs[0][0].vector, &q[0]) > 0.9999);
+        let norm = dot(&q[0], &q[0]).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
 }
 
 #[test]
