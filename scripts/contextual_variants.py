@@ -25,6 +25,16 @@ Held out, once, the chosen variant only (after the choice):
   ~/.cache/engram/venv/bin/python scripts/contextual_variants.py --only center,stretch \\
       --out benches/results/contextual_variants_heldout.json telecoms carmakers airlines banks
 
+Other pseudo-query kinds (--kinds; the name-swap and name-topic kinds of
+`scripts/swap_queries.py`), eighth session, tuning only; --replay re-prints a run's
+summary and what a check deciding on each kind alone would have put live:
+
+  ~/.cache/engram/venv/bin/python scripts/contextual_variants.py --only center,stretch \
+      --agreement center,stretch --kinds name-topic,name-topic2 \
+      --out benches/results/contextual_variants_tuning_nametopic.json phones hotels insurers
+  ~/.cache/engram/venv/bin/python scripts/contextual_variants.py --agreement center,stretch \
+      --kinds name-topic,name-topic2 --replay benches/results/contextual_variants_tuning_nametopic.json
+
 MiniLM vectors are cached under ~/.cache/engram/ctx4/ (NAME_docs.npy, NAME_queries.npy).
 """
 import argparse
@@ -226,13 +236,20 @@ def variants():
     return V
 
 
-def agreement(colls, V, names):
-    """Per collection: real gain and the title/span/pair pseudo-query gains with bounds."""
+def cutter(kind):
+    """The pseudo-query cutter of `kind`: the swap kinds' (`swap_queries.py`) or the
+    title/span/pair/... ones (`pseudo_query_agreement.py`)."""
+    import swap_queries
     from pseudo_query_agreement import cut
+    return swap_queries.cut if kind in swap_queries.KINDS else cut
+
+
+def agreement(colls, V, names, kinds=("title", "span", "pair")):
+    """Per collection: real gain and each kind's pseudo-query gain with its bound."""
     out = []
     for name, size, D, Q, R, texts in colls:
         rng = np.random.default_rng(23)
-        pq = {k: cut(texts, k, rng) for k in ("title", "span", "pair")}
+        pq = {k: cutter(k)(texts, k, rng) for k in kinds}
         P = {k: unit(encode(v[0])) for k, v in pq.items() if v[0]}
         for vn in names:
             f = V[vn]
@@ -245,24 +262,59 @@ def agreement(colls, V, names):
             out.append(cell)
             print(f"{vn:10s} {name:9s} {size:5d} real {100 * cell['real_gain']:+5.1f} | " + " ".join(
                 f"{k} {100 * c['gain']:+.1f} (bound {100 * c['lower_bound']:+.1f})" for k, c in cell["kinds"].items()), flush=True)
+    summarise(out, names, kinds)
+    return out
+
+
+def summarise(out, names, kinds):
+    """Per variant and kind: sign agreement, rank correlation, where the bound clears 0;
+    per kind: what a self-check deciding on that kind alone would put live (of `names`,
+    the highest bound above 0, else MiniLM) and the real gain that gives."""
     for vn in names:
         cells = [c for c in out if c["variant"] == vn]
-        for k in ("title", "span", "pair"):
-            agree = sum(1 for c in cells if k in c["kinds"] and (c["kinds"][k]["gain"] > 0) == (c["real_gain"] > 0))
-            live = sum(1 for c in cells if k in c["kinds"] and c["kinds"][k]["lower_bound"] > 0)
-            print(f"{vn}: {k} sign agrees on {agree}/{len(cells)}, bound > 0 on {live}")
-    return out
+        for k in kinds:
+            have = [c for c in cells if k in c["kinds"]]
+            agree = sum(1 for c in have if (c["kinds"][k]["gain"] > 0) == (c["real_gain"] > 0))
+            live = [c["real_gain"] for c in have if c["kinds"][k]["lower_bound"] > 0]
+            rho = spearman([c["kinds"][k]["gain"] for c in have], [c["real_gain"] for c in have])
+            print(f"{vn}: {k} sign agrees on {agree}/{len(cells)} (rank correlation {rho:+.2f}); bound > 0 on "
+                  f"{len(live)}, real gain there {' '.join(f'{100 * g:+.1f}' for g in live) or '-'}")
+    rows = sorted({(c["corpus"], c["documents"]) for c in out}, key=lambda r: [(c["corpus"], c["documents"]) for c in out].index(r))
+    for k in kinds:
+        gains, picks = [], []
+        for row in rows:
+            cells = [c for c in out if (c["corpus"], c["documents"]) == row and c["variant"] in names
+                     and k in c["kinds"] and c["kinds"][k]["lower_bound"] > 0]
+            best = max(cells, key=lambda c: c["kinds"][k]["lower_bound"], default=None)
+            gains.append(best["real_gain"] if best else 0.0)
+            picks.append(best["variant"] if best else "minilm")
+        print(f"chosen on {k} alone: mean {100 * np.mean(gains):+.2f}, worst {100 * min(gains):+.1f} over {len(rows)} rows ("
+              + ", ".join(f"{r[0][:2]}{r[1]} {p}" for r, p in zip(rows, picks) if p != "minilm") + ")")
+
+
+def spearman(a, b):
+    """Rank correlation of two equal-length lists (nan below 3 items)."""
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = (np.argsort(np.argsort(x)) for x in (a, b))
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main():
     import sys
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser()
-    ap.add_argument("corpora", nargs="+", help="niche corpus names (tests/data/niche_NAME.json)")
+    ap.add_argument("corpora", nargs="*", help="niche corpus names (tests/data/niche_NAME.json)")
     ap.add_argument("--out")
     ap.add_argument("--agreement", default="", help="comma-separated variants to check pseudo-queries for")
+    ap.add_argument("--kinds", default="title,span,pair", help="pseudo-query kinds --agreement asks (swap kinds: swap_queries.py)")
+    ap.add_argument("--replay", help="only summarise the agreement in this --out file (no model, no scoring)")
     ap.add_argument("--only", default="", help="comma-separated variants to score (held-out runs: the chosen ones)")
     args = ap.parse_args()
+    if args.replay:
+        agree = json.load(open(args.replay))["agreement"]
+        summarise(agree, [a for a in args.agreement.split(",") if a], args.kinds.split(","))
+        return
     colls = list(collections(args.corpora))
     V = variants()
     if args.only:
@@ -274,7 +326,7 @@ def main():
         g = [100 * (ndcg(f(c[2], c[3]), c[4]).mean() - b) for c, b in zip(colls, base)]
         table.append({"variant": vn, "gain_points": g, "mean": float(np.mean(g)), "worst": float(min(g))})
         print(f"{vn:34s} " + " ".join(f"{x:+7.1f}" for x in g) + f"  {np.mean(g):+5.2f} {min(g):+6.1f}", flush=True)
-    agree = agreement(colls, V, [a for a in args.agreement.split(",") if a]) if args.agreement else []
+    agree = agreement(colls, V, [a for a in args.agreement.split(",") if a], args.kinds.split(",")) if args.agreement else []
     if args.out:
         json.dump({"collections": [{"corpus": c[0], "documents": c[1], "queries": len(c[3]), "minilm": float(b)}
                                    for c, b in zip(colls, base)],

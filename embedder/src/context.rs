@@ -18,6 +18,7 @@ use crate::encoder::{Chunking, TextEncoder};
 use crate::error::{Error, Result};
 use crate::minilm::MiniLm;
 use crate::self_check::SelfCheck;
+use crate::spectrum::{spectral_map, STRETCH_POWER, STRETCH_SHRINKAGE};
 
 /// Bumped when the stored layout or its meaning changes; older contexts are rebuilt,
 /// never misread. (2: idf pooling weights shrink with the sample size.)
@@ -47,17 +48,23 @@ pub enum Variant {
     /// context is when its self-check ([`crate::self_check`]) found no variant that
     /// beats MiniLM. Not in [`Variant::ALL`] and not a name a collection can ask for.
     StageOne,
+    /// Centre, then stretch the corpus's main directions: each principal direction of
+    /// the (shrunk) covariance scaled by its eigenvalue to [`STRETCH_POWER`] (whitening's
+    /// opposite, see [`crate::spectrum`]). Not a self-check candidate: its pseudo-queries
+    /// do not track its real gains (README, "Contextual embeddings").
+    Stretch,
 }
 
 impl Variant {
     /// Every variant, in the order reports list them.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Center,
         Variant::Whiten,
         Variant::Idf,
         Variant::IdfCenter,
         Variant::IdfWhiten,
         Variant::Learned,
+        Variant::Stretch,
     ];
 
     /// The name used in collection configs and reports (`contextual-<name>`).
@@ -70,6 +77,7 @@ impl Variant {
             Variant::IdfWhiten => "idf-whiten",
             Variant::Learned => "learned",
             Variant::StageOne => "stage-one",
+            Variant::Stretch => "stretch",
         }
     }
 
@@ -99,6 +107,16 @@ impl Variant {
             self,
             Variant::Whiten | Variant::IdfWhiten | Variant::Learned
         )
+    }
+
+    /// The power of the covariance's eigenvalues the context's matrix scales each
+    /// principal direction by (-1/2 whitens), for the variants that have such a matrix.
+    fn spectral_power(self) -> Option<f64> {
+        match self {
+            Variant::Stretch => Some(STRETCH_POWER),
+            v if v.whitens() => Some(-0.5),
+            _ => None,
+        }
     }
 }
 
@@ -144,7 +162,8 @@ pub struct CorpusContext {
     /// In how many sampled texts each token id occurs.
     doc_freq: HashMap<u32, u32>,
     mean: Vec<f32>,
-    /// Row-major `dim x dim` whitening matrix, for the variants that whiten.
+    /// Row-major `dim x dim` whitening matrix, for the variants that whiten (the
+    /// stretch matrix for [`Variant::Stretch`]).
     whitening: Option<Vec<f32>>,
     /// Row-major `k x dim` unit centroids of the transformed sample vectors.
     centroids: Vec<f32>,
@@ -230,7 +249,7 @@ impl CorpusContext {
             vec![0.0; dim]
         };
         self.whitening = None;
-        if self.variant.whitens() {
+        if let Some(power) = self.variant.spectral_power() {
             // A sample of n vectors spans at most n - 1 directions: whitening a small one
             // would blow its few directions up to noise. Shrink at least by d / (d + n),
             // and at least as much as Ledoit and Wolf's estimate of the intensity that
@@ -238,8 +257,13 @@ impl CorpusContext {
             // size and how spread its vectors are).
             let floor = dim as f32 / (dim + self.vectors) as f32;
             let lw = ledoit_wolf(vectors, &mean, &covariance, dim) as f32;
-            let shrinkage = self.options.shrinkage.max(floor).max(lw);
-            self.whitening = Some(whitening(&covariance, dim, shrinkage)?);
+            let shrinkage = match self.variant {
+                // A positive power shrinks small directions rather than blowing them
+                // up; a fixed, stronger pull keeps the stretch gentle at every size.
+                Variant::Stretch => STRETCH_SHRINKAGE,
+                _ => self.options.shrinkage.max(floor).max(lw),
+            };
+            self.whitening = Some(spectral_map(&covariance, dim, shrinkage, power)?);
         }
         let transformed: Vec<f32> = vectors
             .chunks(dim)
@@ -409,7 +433,7 @@ impl CorpusContext {
             || tokens.len() != counts.len()
             || whitening.as_ref().is_some_and(|w| w.len() != dim * dim)
             || !centroids.len().is_multiple_of(dim)
-            || whitening.is_some() != meta.variant.whitens()
+            || whitening.is_some() != meta.variant.spectral_power().is_some()
         {
             return Err(bad("inconsistent tensor shapes".into()));
         }
@@ -488,74 +512,9 @@ fn ledoit_wolf(x: &[f32], mean: &[f32], cov: &[f64], dim: usize) -> f64 {
     }
 }
 
-/// The symmetric (ZCA) whitening matrix `U diag(s^-1/2) U^T` of a covariance whose
-/// eigenvalues are shrunk toward their mean by `shrinkage`, which keeps directions the
-/// sample barely spans from being blown up.
-fn whitening(cov: &[f64], dim: usize, shrinkage: f32) -> Result<Vec<f32>> {
-    let c = faer::Mat::<f64>::from_fn(dim, dim, |i, j| cov[i * dim + j]);
-    let eig = c
-        .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| Error::InvalidContext(format!("covariance eigendecomposition: {e:?}")))?;
-    let (u, s) = (eig.U(), eig.S().column_vector());
-    let values: Vec<f64> = (0..dim).map(|i| s[i].max(0.0)).collect();
-    let average = values.iter().sum::<f64>() / dim as f64;
-    if average <= 0.0 {
-        return Err(Error::InvalidContext(
-            "the sample's vectors are all identical; add more varied documents".into(),
-        ));
-    }
-    let alpha = shrinkage.clamp(0.0, 1.0) as f64;
-    let scale: Vec<f64> = values
-        .iter()
-        .map(|l| ((1.0 - alpha) * l + alpha * average).max(1e-12).powf(-0.5))
-        .collect();
-    let mut w = vec![0f32; dim * dim];
-    for i in 0..dim {
-        for j in 0..dim {
-            w[i * dim + j] = (0..dim)
-                .map(|k| u[(i, k)] * scale[k] * u[(j, k)])
-                .sum::<f64>() as f32;
-        }
-    }
-    Ok(w)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn whitening_makes_the_covariance_the_identity() {
-        // Correlated 3-d data: the whitened sample must have unit, uncorrelated axes.
-        let mut x = Vec::new();
-        let mut rng = engram_kernels::SplitMix::new(1);
-        for _ in 0..4000 {
-            let (a, b, c) = (rng.unit() - 0.5, rng.unit() - 0.5, rng.unit() - 0.5);
-            x.extend([a * 3.0, a * 2.0 + b * 0.5, c * 0.1]);
-        }
-        let (mean, cov) = moments(&x, 3).unwrap();
-        let w = whitening(&cov, 3, 0.0).unwrap();
-        let white: Vec<f32> = x
-            .chunks(3)
-            .flat_map(|v| {
-                let c: Vec<f32> = v.iter().zip(&mean).map(|(a, m)| a - m).collect();
-                (0..3)
-                    .map(|i| (0..3).map(|j| w[i * 3 + j] * c[j]).sum::<f32>())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let (_, cov) = moments(&white, 3).unwrap();
-        for i in 0..3 {
-            for j in 0..3 {
-                let want = if i == j { 1.0 } else { 0.0 };
-                assert!(
-                    (cov[i * 3 + j] - want).abs() < 1e-3,
-                    "cov[{i}][{j}] = {}",
-                    cov[i * 3 + j]
-                );
-            }
-        }
-    }
 
     #[test]
     fn ledoit_wolf_shrinks_small_samples_more() {

@@ -31,6 +31,7 @@ mod error;
 mod minilm;
 pub mod pseudo_queries;
 pub mod self_check;
+pub mod spectrum;
 pub mod stage_two;
 mod stage_two_artifact;
 pub mod stage_two_eval;

@@ -16,6 +16,18 @@ fn base() -> Arc<MiniLm> {
         .clone()
 }
 
+/// The context of `variant` fitted on `refs` with the default chunking and options.
+fn context(base: &MiniLm, refs: &[&str], variant: Variant) -> CorpusContext {
+    CorpusContext::build(
+        base,
+        refs,
+        Chunking::default(),
+        variant,
+        ContextOptions::default(),
+    )
+    .unwrap()
+}
+
 /// Two card networks described by the same customer-service templates: only the
 /// brand and its own terms differ, the situation a general encoder collapses.
 fn card_corpus() -> (Vec<String>, Vec<usize>) {
@@ -86,14 +98,7 @@ fn context_separates_near_duplicate_domains() {
     eprintln!("minilm: intra {intra:.4} inter {inter:.4} gap {base_gap:.4}");
     let mut gaps = Vec::new();
     for variant in Variant::ALL {
-        let context = CorpusContext::build(
-            &base,
-            &refs,
-            Chunking::default(),
-            variant,
-            ContextOptions::default(),
-        )
-        .unwrap();
+        let context = context(&base, &refs, variant);
         let encoder = ContextualEncoder::new(base.clone(), Arc::new(context));
         let (intra, inter) = intra_inter(&encoder.embed(&refs).unwrap(), &labels);
         let gap = intra - inter;
@@ -113,7 +118,7 @@ fn context_separates_near_duplicate_domains() {
         let floor = match variant {
             Variant::Idf | Variant::IdfCenter | Variant::StageOne => continue,
             Variant::IdfWhiten | Variant::Learned => 1.1,
-            Variant::Center | Variant::Whiten => 1.4,
+            Variant::Center | Variant::Whiten | Variant::Stretch => 1.4,
         };
         assert!(
             gap > base_gap * floor,
@@ -128,28 +133,25 @@ fn a_context_round_trips_through_bytes_and_embeds_the_same() {
     let base = base();
     let (texts, _) = card_corpus();
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    let mut context = CorpusContext::build(
-        &base,
-        &refs,
-        Chunking::default(),
-        Variant::IdfWhiten,
-        ContextOptions::default(),
-    )
-    .unwrap();
-    context.version = 3;
-    let bytes = context.to_bytes().unwrap();
-    let back = CorpusContext::from_bytes(&bytes).unwrap();
-    assert_eq!(back, context);
-    let a = ContextualEncoder::new(base.clone(), Arc::new(context));
-    let b = ContextualEncoder::new(base.clone(), Arc::new(back));
-    let query = ["Which card tier includes lounge access?"];
-    assert_eq!(a.embed(&query).unwrap(), b.embed(&query).unwrap());
-    // A document's single chunk and its query-side vector agree (same pipeline).
-    let docs = a.embed_chunked(&refs[..1], Chunking::WIDEST).unwrap();
-    let q = a.embed(&refs[..1]).unwrap();
-    assert!(dot(&docs[0][0].vector, &q[0]) > 0.9999);
-    let norm = dot(&q[0], &q[0]).sqrt();
-    assert!((norm - 1.0).abs() < 1e-4);
+    // Both kinds of spectral matrix: whitening's (idf-whiten) and the stretch's.
+    for variant in [Variant::IdfWhiten, Variant::Stretch] {
+        let mut context = context(&base, &refs, variant);
+        assert!(context.whitening().is_some(), "{}", variant.name());
+        context.version = 3;
+        let bytes = context.to_bytes().unwrap();
+        let back = CorpusContext::from_bytes(&bytes).unwrap();
+        assert_eq!(back, context);
+        let a = ContextualEncoder::new(base.clone(), Arc::new(context));
+        let b = ContextualEncoder::new(base.clone(), Arc::new(back));
+        let query = ["Which card tier includes lounge access?"];
+        assert_eq!(a.embed(&query).unwrap(), b.embed(&query).unwrap());
+        // A document's single chunk and its query-side vector agree (same pipeline).
+        let docs = a.embed_chunked(&refs[..1], Chunking::WIDEST).unwrap();
+        let q = a.embed(&refs[..1]).unwrap();
+        assert!(dot(&docs[0][0].vector, &q[0]) > 0.9999);
+        let norm = dot(&q[0], &q[0]).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
 }
 
 #[test]
@@ -166,14 +168,7 @@ fn the_learned_encoder_matches_its_cached_evaluation_path() {
         "Which card tier includes lounge access?",
         "How do I freeze a lost card?",
     ];
-    let context = CorpusContext::build(
-        &base,
-        &refs,
-        Chunking::default(),
-        Variant::Learned,
-        ContextOptions::default(),
-    )
-    .unwrap();
+    let context = context(&base, &refs, Variant::Learned);
     let encoder = ContextualEncoder::new(base.clone(), Arc::new(context));
     assert_eq!(encoder.name(), "contextual-learned");
     let live_docs: Vec<Vec<f32>> = encoder
