@@ -191,26 +191,9 @@ impl CosineSearch {
             }
         }
         if let Some(lex) = &self.lexicon {
-            let residual: Vec<f32> = goal
-                .target
-                .iter()
-                .zip(&node.vector)
-                .map(|(t, v)| t - v)
-                .collect();
-            let sp = Speller {
-                lex,
-                ranker: &goal.ranker,
-                open: &|w: &str| probe.word_index(w).is_none(),
-                lacking: &|w: &str| add.contains(&w),
-            };
-            out.extend(candidates::proposals(
-                &sp,
-                w,
-                &residual,
-                &worst,
-                goal.max_words,
-                rng,
-            ));
+            out.extend(self.with_speller(lex, goal, node, &add, |sp, residual| {
+                candidates::proposals(sp, w, residual, &worst, goal.max_words, rng)
+            }));
         }
         if n >= 2 {
             for _ in 0..16 {
@@ -243,23 +226,6 @@ impl CosineSearch {
             .into_iter()
             .map(|k| probe.vocab()[k].as_str())
             .collect();
-        let residual: Vec<f32> = goal
-            .target
-            .iter()
-            .zip(&node.vector)
-            .map(|(t, v)| t - v)
-            .collect();
-        let sp = Speller {
-            lex,
-            ranker: &goal.ranker,
-            open: &|w: &str| probe.word_index(w).is_none(),
-            lacking: &|w: &str| add.contains(&w),
-        };
-        let slots = Slots {
-            sp: &sp,
-            width: self.opts.slot_width,
-            budget: self.opts.slot_budget,
-        };
         let mut order: Vec<usize> = (0..node.words.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));
@@ -271,8 +237,41 @@ impl CosineSearch {
             nodes.extend(scored);
             Ok(scores)
         };
-        slots.run(&node.words, node.score, &residual, &order, &mut score)?;
+        self.with_speller(lex, goal, node, &add, |sp, residual| {
+            let slots = Slots {
+                sp,
+                width: self.opts.slot_width,
+                budget: self.opts.slot_budget,
+            };
+            slots.run(&node.words, node.score, residual, &order, &mut score)
+        })?;
         Ok(nodes)
+    }
+
+    /// Calls `f` with the speller for `node` (`add`: the words its residual says
+    /// are missing) and its residual `target - embed(node)`.
+    fn with_speller<R>(
+        &self,
+        lex: &Lexicon,
+        goal: &Goal,
+        node: &Node,
+        add: &[&str],
+        f: impl FnOnce(&Speller, &[f32]) -> R,
+    ) -> R {
+        let residual: Vec<f32> = goal
+            .target
+            .iter()
+            .zip(&node.vector)
+            .map(|(t, v)| t - v)
+            .collect();
+        let probe = &self.probe;
+        let sp = Speller {
+            lex,
+            ranker: &goal.ranker,
+            open: &|w: &str| probe.word_index(w).is_none(),
+            lacking: &|w: &str| add.contains(&w),
+        };
+        f(&sp, &residual)
     }
 
     /// A random jump out of a local optimum: delete a few random words, insert a few
