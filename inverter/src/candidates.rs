@@ -24,7 +24,7 @@ const REPLACED_POSITIONS: usize = 3;
 const EMAILS: usize = 16;
 /// Top-level domains an address in the hypothesis may switch to (its domain's
 /// other labels are spelled piece by piece, `spelling.rs`).
-const TLDS: [&str; 7] = ["com", "org", "net", "co", "io", "info", "biz"];
+pub(crate) const TLDS: [&str; 7] = ["com", "org", "net", "co", "io", "info", "biz"];
 /// Dictionary domains (best by the residual) every e-mail guess tries.
 const DICTIONARY_DOMAINS: usize = 4;
 /// Lexicon words tried as `WORD.com` / `WORD.org` domains.
@@ -77,21 +77,15 @@ pub fn proposals(
     out
 }
 
-/// E-mail guesses. Without an address in the hypothesis: every ordered pair of its
-/// first name words (dictionary names, then other letter words the probe cannot
-/// propose: names spelled from pieces), in every local-part form, at the
-/// residual's best domains, inserted after the pair. With one: the address with
-/// another domain, another top-level domain, or another local part from the pairs,
-/// so the search can fix one part at a time.
-fn emails(
+/// E-mail local parts from every ordered pair of the first `PAIRED_NAMES` name
+/// words of `words` (dictionary names, then other letter words the probe cannot
+/// propose: names spelled from pieces), in every form, each with the position of
+/// the pair's later word.
+pub(crate) fn name_locals(
     lex: &Lexicon,
     words: &[String],
-    residual: &[f32],
-    top: &[usize],
-    max_words: usize,
     open: &dyn Fn(&str) -> bool,
-    rng: &mut SplitMix,
-) -> Vec<Vec<String>> {
+) -> Vec<(String, usize)> {
     let spelled = |w: &str| open(w) && w.bytes().all(|b| b.is_ascii_lowercase());
     let names: Vec<usize> = (0..words.len())
         .filter(|&i| lex.is_name(&words[i]))
@@ -110,6 +104,13 @@ fn emails(
             }
         }
     }
+    locals
+}
+
+/// Domains an e-mail guess tries: the dictionary's best by `residual`, then
+/// `WORD.com` / `WORD.org` for the best non-name words of `top` (lexicon indices,
+/// best first).
+pub(crate) fn domain_guesses(lex: &Lexicon, residual: &[f32], top: &[usize]) -> Vec<String> {
     let mut domains: Vec<String> = lex
         .top_domains(residual, DICTIONARY_DOMAINS)
         .into_iter()
@@ -123,6 +124,26 @@ fn emails(
         domains.push(format!("{}.com", lex.word(k)));
         domains.push(format!("{}.org", lex.word(k)));
     }
+    domains
+}
+
+/// E-mail guesses. Without an address in the hypothesis: every ordered pair of its
+/// first name words (dictionary names, then other letter words the probe cannot
+/// propose: names spelled from pieces), in every local-part form, at the
+/// residual's best domains, inserted after the pair. With one: the address with
+/// another domain, another top-level domain, or another local part from the pairs,
+/// so the search can fix one part at a time.
+fn emails(
+    lex: &Lexicon,
+    words: &[String],
+    residual: &[f32],
+    top: &[usize],
+    max_words: usize,
+    open: &dyn Fn(&str) -> bool,
+    rng: &mut SplitMix,
+) -> Vec<Vec<String>> {
+    let locals = name_locals(lex, words, open);
+    let domains = domain_guesses(lex, residual, top);
     let mut guesses: Vec<Vec<String>> = Vec::new();
     match words.iter().position(|w| w.contains('@')) {
         Some(i) => {

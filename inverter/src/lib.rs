@@ -14,7 +14,9 @@
 //!   ([`piece_rank`]).
 //! - [`fluency`]: the word-bigram prior the search adds to the cosine.
 //! - [`lm_prior`]: SmolLM2 as a language prior that re-ranks the best candidates.
-//! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction.
+//! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction
+//!   (options in `search_options.rs`); a beam over the spellings of the structured
+//!   words of the best hypothesis (`slot_beam.rs`, `structured.rs`).
 //! - [`defence`]: Gaussian noise and keyed rotation of stored vectors.
 //! - [`audit`]: sample, invert, scan for secrets, compare defences; JSON and HTML.
 //! - [`metrics`], [`secrets`], [`corpus`], [`eval`]: scores, secret scanners,
@@ -38,8 +40,11 @@ pub mod pieces;
 pub mod pii;
 pub mod probe;
 pub mod search;
+mod search_options;
 pub mod secrets;
-mod spelling;
+pub mod slot_beam;
+pub mod spelling;
+pub mod structured;
 pub mod text;
 pub mod train_probe;
 pub mod variants;

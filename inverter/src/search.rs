@@ -13,13 +13,15 @@
 //! After `patience` rounds without improvement the search jumps from its best text to
 //! perturbed copies and climbs again (at most `MAX_KICKS` times), keeping the best text
 //! seen; it stops after `steps` rounds or when the jumps are spent.
+//! With `slot_width` > 0 every step also runs a beam over the spellings of the best
+//! text's e-mail address and a digit string (`structured.rs`), at
+//! most `slot_budget` more sentences, and its fillings compete for the beam.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use engram_embedder::TextEncoder;
 use engram_kernels::SplitMix;
-use serde::{Deserialize, Serialize};
 
 use crate::candidates;
 use crate::error::{Error, Result};
@@ -29,99 +31,10 @@ use crate::lm_prior::LanguagePrior;
 use crate::metrics::cosine;
 use crate::piece_rank::PieceRanker;
 use crate::probe::Probe;
+pub use crate::search_options::{SearchOptions, MAX_BEAM, MAX_STEPS};
 use crate::spelling::Speller;
+use crate::structured::Slots;
 use crate::variants::WordVariants;
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SearchOptions {
-    /// Rounds of correction (0: the ordered probe hypothesis alone).
-    pub steps: usize,
-    /// Hypotheses kept between rounds.
-    pub beam: usize,
-    /// Candidate texts embedded per round, over the whole beam (one encoder call).
-    pub candidates: usize,
-    /// Rounds without improvement before the search jumps to a perturbed copy of its
-    /// best text (or stops, once its jumps are spent).
-    pub patience: usize,
-    pub seed: u64,
-    /// Weight of the bigram prior: candidates rank by `cosine + fluency x mean
-    /// log-probability per word` (0: cosine alone; see `fluency.rs`).
-    #[serde(default = "default_fluency")]
-    pub fluency: f32,
-    /// Weight of the language model's mean log-probability per token, added to the
-    /// score of the `lm_candidates` best candidates of every step (0: no language
-    /// model; see `lm_prior.rs`). Needs a prior given with
-    /// [`CosineSearch::with_language_prior`].
-    #[serde(default)]
-    pub lm_weight: f32,
-    /// Candidates per step the language model re-ranks (the best by cosine and bigram
-    /// prior); the rest drop out of that step.
-    #[serde(default = "default_lm_candidates")]
-    pub lm_candidates: usize,
-}
-
-fn default_lm_candidates() -> usize {
-    8
-}
-
-fn default_fluency() -> f32 {
-    0.03
-}
-
-impl Default for SearchOptions {
-    fn default() -> Self {
-        SearchOptions {
-            steps: 20,
-            beam: 2,
-            candidates: 128,
-            patience: 4,
-            seed: 4,
-            fluency: default_fluency(),
-            lm_weight: 0.0,
-            lm_candidates: default_lm_candidates(),
-        }
-    }
-}
-
-/// Upper bounds a caller may ask for (keeps a request from running for hours).
-pub const MAX_STEPS: usize = 200;
-pub const MAX_BEAM: usize = 16;
-
-impl SearchOptions {
-    pub fn validate(&self) -> Result<()> {
-        if self.steps > MAX_STEPS {
-            return Err(Error::invalid(
-                "steps",
-                format!("{} is over the limit of {MAX_STEPS}", self.steps),
-            ));
-        }
-        if self.beam == 0 || self.beam > MAX_BEAM {
-            return Err(Error::invalid(
-                "beam",
-                format!("{} is out of range; use 1 to {MAX_BEAM}", self.beam),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.fluency) {
-            return Err(Error::invalid("fluency", "use a weight from 0 to 1"));
-        }
-        if !(0.0..=1.0).contains(&self.lm_weight) {
-            return Err(Error::invalid("lm_weight", "use a weight from 0 to 1"));
-        }
-        if !(1..=self.candidates).contains(&self.lm_candidates) {
-            return Err(Error::invalid(
-                "lm_candidates",
-                "use 1 to the number of candidates per step",
-            ));
-        }
-        if !(8..=1024).contains(&self.candidates) {
-            return Err(Error::invalid(
-                "candidates",
-                "use 8 to 1024 candidates per step",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Longest hypothesis the search builds, in words.
 const MAX_WORDS: usize = 64;
@@ -278,26 +191,9 @@ impl CosineSearch {
             }
         }
         if let Some(lex) = &self.lexicon {
-            let residual: Vec<f32> = goal
-                .target
-                .iter()
-                .zip(&node.vector)
-                .map(|(t, v)| t - v)
-                .collect();
-            let sp = Speller {
-                lex,
-                ranker: &goal.ranker,
-                open: &|w: &str| probe.word_index(w).is_none(),
-                lacking: &|w: &str| add.contains(&w),
-            };
-            out.extend(candidates::proposals(
-                &sp,
-                w,
-                &residual,
-                &worst,
-                goal.max_words,
-                rng,
-            ));
+            out.extend(self.with_speller(lex, goal, node, &add, |sp, residual| {
+                candidates::proposals(sp, w, residual, &worst, goal.max_words, rng)
+            }));
         }
         if n >= 2 {
             for _ in 0..16 {
@@ -312,6 +208,70 @@ impl CosineSearch {
             out.swap(i, rng.below(i + 1));
         }
         out
+    }
+
+    /// The slot beams over `node`'s structured words (`structured.rs`): every
+    /// sentence they embedded, scored as the main beam's candidates are.
+    fn slot_beams(
+        &self,
+        lex: &Lexicon,
+        node: &Node,
+        goal: &Goal,
+        encoder: &dyn TextEncoder,
+        rng: &mut SplitMix,
+    ) -> Result<Vec<Node>> {
+        let probe = &self.probe;
+        let delta = probe.delta(goal.target, &node.vector);
+        let add: Vec<&str> = most_missing(&delta, goal.plausible)
+            .into_iter()
+            .map(|k| probe.vocab()[k].as_str())
+            .collect();
+        let mut order: Vec<usize> = (0..node.words.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut score = |cands: Vec<Vec<String>>| -> Result<Vec<f32>> {
+            let scored = self.embed_scored(encoder, goal.target, cands)?;
+            let scores = scored.iter().map(|n| n.score).collect();
+            nodes.extend(scored);
+            Ok(scores)
+        };
+        self.with_speller(lex, goal, node, &add, |sp, residual| {
+            let slots = Slots {
+                sp,
+                width: self.opts.slot_width,
+                budget: self.opts.slot_budget,
+            };
+            slots.run(&node.words, node.score, residual, &order, &mut score)
+        })?;
+        Ok(nodes)
+    }
+
+    /// Calls `f` with the speller for `node` (`add`: the words its residual says
+    /// are missing) and its residual `target - embed(node)`.
+    fn with_speller<R>(
+        &self,
+        lex: &Lexicon,
+        goal: &Goal,
+        node: &Node,
+        add: &[&str],
+        f: impl FnOnce(&Speller, &[f32]) -> R,
+    ) -> R {
+        let residual: Vec<f32> = goal
+            .target
+            .iter()
+            .zip(&node.vector)
+            .map(|(t, v)| t - v)
+            .collect();
+        let probe = &self.probe;
+        let sp = Speller {
+            lex,
+            ranker: &goal.ranker,
+            open: &|w: &str| probe.word_index(w).is_none(),
+            lacking: &|w: &str| add.contains(&w),
+        };
+        f(&sp, &residual)
     }
 
     /// A random jump out of a local optimum: delete a few random words, insert a few
@@ -346,13 +306,25 @@ impl CosineSearch {
         target: &[f32],
         cands: Vec<Vec<String>>,
     ) -> Result<Vec<Node>> {
+        let nodes = self.embed_scored(encoder, target, cands)?;
+        self.rerank(nodes)
+    }
+
+    /// The candidates embedded in one encoder call, each scored by its cosine to
+    /// `target` plus the weighted bigram prior (one node per candidate, in order).
+    fn embed_scored(
+        &self,
+        encoder: &dyn TextEncoder,
+        target: &[f32],
+        cands: Vec<Vec<String>>,
+    ) -> Result<Vec<Node>> {
         if cands.is_empty() {
             return Ok(Vec::new());
         }
         let texts: Vec<String> = cands.iter().map(|c| c.join(" ")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = encoder.embed(&refs)?;
-        let nodes = cands
+        Ok(cands
             .into_iter()
             .zip(vectors)
             .map(|(words, vector)| {
@@ -369,8 +341,7 @@ impl CosineSearch {
                     vector,
                 }
             })
-            .collect();
-        self.rerank(nodes)
+            .collect())
     }
 
     /// Keeps the `lm_candidates` best nodes and adds the weighted language-model
@@ -462,6 +433,7 @@ impl Inverter for CosineSearch {
         let mut stale = 0;
         let mut kicks_left = MAX_KICKS;
         let mut best = beam[0].clone();
+        let mut slotted_last: Option<Vec<String>> = None;
         for step in 1..=self.opts.steps {
             let per_node = (self.opts.candidates / beam.len()).max(1);
             let mut cands = Vec::new();
@@ -482,6 +454,15 @@ impl Inverter for CosineSearch {
             let best_before = beam[0].score;
             beam.extend(self.score(encoder, &target, cands)?);
             beam.sort_by(|a, b| b.score.total_cmp(&a.score));
+            // The slot beams of an unchanged best text would score the same fillings.
+            let fresh_best = slotted_last.as_ref() != Some(&beam[0].words);
+            if let (Some(lex), true) = (&self.lexicon, self.opts.slot_width > 0 && fresh_best) {
+                slotted_last = Some(beam[0].words.clone());
+                let slotted = self.slot_beams(lex, &beam[0], &goal, encoder, &mut rng)?;
+                calls += slotted.len();
+                beam.extend(slotted.into_iter().filter(|n| seen.insert(n.words.clone())));
+                beam.sort_by(|a, b| b.score.total_cmp(&a.score));
+            }
             beam.truncate(self.opts.beam);
             if beam[0].score > best.score {
                 best = beam[0].clone();

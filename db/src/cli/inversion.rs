@@ -118,6 +118,14 @@ pub struct EvalInversionArgs {
     /// continuation pieces (`--pieces false`: whole words only, the ablation).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub pieces: bool,
+    /// With the lexicon: width of the slot beam over the best hypothesis's e-mail
+    /// address and a digit string every step (0: off; see
+    /// inverter/src/slot_beam.rs).
+    #[arg(long, default_value_t = SearchOptions::default().slot_width)]
+    pub slot_width: usize,
+    /// Sentences the slot beam scores per step at most.
+    #[arg(long, default_value_t = SearchOptions::default().slot_budget)]
+    pub slot_budget: usize,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -266,6 +274,8 @@ pub fn eval_inversion(args: &EvalInversionArgs) -> anyhow::Result<()> {
         fluency: args.fluency,
         lm_weight: args.lm_weight,
         lm_candidates: args.lm_candidates,
+        slot_width: args.slot_width,
+        slot_budget: args.slot_budget,
         patience: args.patience,
         seed: args.seed,
         ..SearchOptions::default()
