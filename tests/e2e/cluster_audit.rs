@@ -7,28 +7,12 @@
 //! one node removes the job records the cluster shares: the collection made again
 //! lists no audit on any node. Every process is stopped by its pid at the end.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::cluster::three_nodes;
+use crate::cluster::{runs, three_nodes, wait};
 use crate::support::{quoref_docs, Server};
-
-/// Polls `probe` every 300 ms until it gives a value.
-fn wait<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
-            return v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn status(server: &Server, id: &str) -> Value {
     let r = server.get(&format!("/collections/private/audits/{id}/status"));
@@ -40,13 +24,6 @@ fn audits(server: &Server) -> Vec<Value> {
     let r = server.get("/collections/private/audits");
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body["audits"].as_array().unwrap().clone()
-}
-
-fn runs(status: &Value) -> Vec<u64> {
-    status["runs"]
-        .as_array()
-        .map(|r| r.iter().map(|r| r["node"].as_u64().unwrap()).collect())
-        .unwrap_or_default()
 }
 
 #[test]

@@ -234,18 +234,11 @@ impl Store {
         let name = subject.collection;
         replica::mark_applied(&mut batch, key, seq);
         if subject.shard.is_some() {
-            let coll = self
-                .collection(name)
-                .ok()
-                .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
-            match coll {
-                Some(coll) => {
-                    let _writer = self.lock_for_write(&coll)?;
-                    self.apply_documents(&coll, batch)?;
-                    self.after_commit(&coll);
-                }
-                None => self.skip_deleted(seq, key)?,
-            }
+            self.apply_to_live(seq, key, incarnation, |coll| {
+                self.apply_documents(coll, batch)?;
+                self.after_commit(coll);
+                Ok(())
+            })?;
             self.replication.advance(key, seq);
             return Ok(());
         }
@@ -285,17 +278,9 @@ impl Store {
             },
             // Records of the collection's meta range (an audit's report).
             (None, false) if batch.ops().iter().all(is_meta_put) => {
-                let coll = self
-                    .collection(name)
-                    .ok()
-                    .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
-                match coll {
-                    Some(coll) => {
-                        let _writer = self.lock_for_write(&coll)?;
-                        self.storage.commit(batch, true)?;
-                    }
-                    None => self.skip_deleted(seq, key)?,
-                }
+                self.apply_to_live(seq, key, incarnation, |_| {
+                    self.storage.commit(batch, true).map(|_| ())
+                })?;
             }
             (None, false) => {
                 return Err(Error::Corrupt(format!(
@@ -307,10 +292,26 @@ impl Store {
         Ok(())
     }
 
-    /// Marks message `seq` applied without applying it: a write to a collection this
+    /// Applies message `seq` on subject `key` with `apply`, under the collection's
+    /// write lock, when this node holds the collection as `incarnation` (0: any);
+    /// otherwise marks it applied without applying it: a write to a collection this
     /// node no longer has in that incarnation (it lost a race with the deletion; its
     /// writer is told).
-    fn skip_deleted(&self, seq: u64, key: &str) -> Result<()> {
+    fn apply_to_live(
+        &self,
+        seq: u64,
+        key: &str,
+        incarnation: u64,
+        apply: impl FnOnce(&Arc<Collection>) -> Result<()>,
+    ) -> Result<()> {
+        let coll = self
+            .collection(Subject::parse(key)?.collection)
+            .ok()
+            .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
+        if let Some(coll) = coll {
+            let _writer = self.lock_for_write(&coll)?;
+            return apply(&coll);
+        }
         tracing::info!(
             seq,
             subject = key,
