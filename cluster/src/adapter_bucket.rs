@@ -15,6 +15,9 @@
 //! versions deleted ([`SharedAdapters::deleted`]), so a node that has not fetched a
 //! version yet cannot drop it by publishing. An entry of an earlier incarnation of
 //! the collection (deleted and made again) is replaced, not merged.
+//!
+//! A deleted collection: the node asked removes its entry and its objects
+//! ([`forget`]); every node's follower sees the entry go and drops its own copies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -88,6 +91,11 @@ pub trait AdapterSink: Send + Sync + 'static {
         active: Option<u32>,
         deleted: &[u32],
     ) -> std::result::Result<(), String>;
+    /// The collection's shared registry was removed (the collection was deleted):
+    /// drops this node's adapters of it unless they belong to the live collection.
+    /// False while this node still holds the collection its adapters belong to (it
+    /// has not applied the deletion yet): asked again later.
+    fn forget(&self, collection: &str) -> std::result::Result<bool, String>;
 }
 
 /// A change of a collection's registry, as one publisher saw it.
@@ -291,6 +299,45 @@ async fn fetch(
     Ok(())
 }
 
+/// Removes what is shared of `collection` as `incarnation` (deleted): its registry
+/// entry, unless it already belongs to a later incarnation (deleted and made again
+/// meanwhile), and its objects. Every node's follower then drops its own copies
+/// ([`AdapterSink::forget`]). Returns the objects removed.
+pub async fn forget(
+    js: &Context,
+    replicas: usize,
+    collection: &str,
+    incarnation: u64,
+) -> Result<usize> {
+    let kv = registry(js, replicas).await?;
+    if let Some(entry) = kv.entry(collection).await.map_err(nats)? {
+        let shared: Option<SharedAdapters> = serde_json::from_slice(&entry.value).ok();
+        if shared.is_some_and(|s| s.incarnation == incarnation) {
+            // By revision: a publish of a new incarnation in between is kept.
+            if let Err(e) = kv
+                .purge_expect_revision(collection, Some(entry.revision))
+                .await
+            {
+                tracing::info!(collection, error = %e, "the adapter registry entry changed meanwhile; kept");
+            }
+        }
+    }
+    let store = objects(js, replicas).await?;
+    let prefix = format!("{collection}/{incarnation}/");
+    let mut list = store.list().await.map_err(nats)?;
+    let mut doomed = Vec::new();
+    while let Some(info) = list.next().await {
+        let info = info.map_err(nats)?;
+        if info.name.starts_with(&prefix) && !info.deleted {
+            doomed.push(info.name);
+        }
+    }
+    for name in &doomed {
+        store.delete(name.as_str()).await.map_err(nats)?;
+    }
+    Ok(doomed.len())
+}
+
 /// Runs blocking `f` (the sink reads and writes files, loads adapters) off the runtime.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(nats)
@@ -349,6 +396,8 @@ async fn follow_once(js: &Context, replicas: usize, sink: &Arc<dyn AdapterSink>)
     // Every key's last entry first, then each change.
     let mut watch = kv.watch_with_history(">").await.map_err(nats)?;
     let mut pending: BTreeMap<String, SharedAdapters> = BTreeMap::new();
+    // Collections whose entry was removed (deleted), to forget here.
+    let mut gone: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
             entry = watch.next() => {
@@ -356,16 +405,31 @@ async fn follow_once(js: &Context, replicas: usize, sink: &Arc<dyn AdapterSink>)
                     return Err(Error::Nats("the registry watch ended".into()));
                 };
                 let entry = entry.map_err(nats)?;
-                match serde_json::from_slice::<SharedAdapters>(&entry.value) {
-                    Ok(shared) => {
-                        pending.insert(entry.key.clone(), shared);
-                    }
-                    Err(_) => {
-                        pending.remove(&entry.key);
-                    }
+                pending.remove(&entry.key);
+                gone.remove(&entry.key);
+                if entry.operation != kv::Operation::Put {
+                    gone.insert(entry.key.clone());
+                } else if let Ok(shared) = serde_json::from_slice::<SharedAdapters>(&entry.value) {
+                    pending.insert(entry.key.clone(), shared);
                 }
             }
             _ = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+        for name in gone.clone() {
+            let sink = sink.clone();
+            let forgot = {
+                let name = name.clone();
+                blocking(move || sink.forget(&name)).await?
+            };
+            match forgot {
+                Ok(true) => {
+                    gone.remove(&name);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(collection = %name, error = %e, "cannot drop a deleted collection's adapters; retrying")
+                }
+            }
         }
         let names: Vec<String> = pending.keys().cloned().collect();
         for name in names {
@@ -387,6 +451,17 @@ impl Node {
     pub fn serve_adapters(&self, sink: Arc<dyn AdapterSink>) {
         self.handle()
             .spawn(follow(self.js.clone(), self.config.replicas(), sink));
+    }
+
+    /// Removes what is shared of a deleted collection (see [`forget`]); from a
+    /// blocking thread.
+    pub fn forget_adapters(&self, collection: &str, incarnation: u64) -> Result<usize> {
+        self.handle().block_on(forget(
+            &self.js,
+            self.config.replicas(),
+            collection,
+            incarnation,
+        ))
     }
 
     /// Publishes `change` (see [`publish`]); from a blocking thread.

@@ -98,6 +98,7 @@ struct Sink {
     incarnation: Mutex<Option<u64>>,
     installed: Mutex<Vec<Installed>>,
     settled: Mutex<Vec<(Option<u32>, Vec<u32>)>>,
+    forgotten: Mutex<Vec<String>>,
 }
 
 impl AdapterSink for Sink {
@@ -145,6 +146,11 @@ impl AdapterSink for Sink {
             .unwrap()
             .push((active, deleted.to_vec()));
         Ok(())
+    }
+
+    fn forget(&self, collection: &str) -> std::result::Result<bool, String> {
+        self.forgotten.lock().unwrap().push(collection.to_string());
+        Ok(true)
     }
 }
 
@@ -214,5 +220,36 @@ fn a_published_version_is_fetched_checked_and_activated_by_a_follower() {
         1,
         "the forged version was installed"
     );
+
+    // The collection is deleted. As an earlier incarnation: nothing of the live
+    // one is touched.
+    let names = || {
+        rt.block_on(async {
+            let store = objects(&js, 1).await.unwrap();
+            let mut list = store.list().await.unwrap();
+            let mut out = Vec::new();
+            while let Some(info) = list.next().await {
+                let info = info.unwrap();
+                if !info.deleted {
+                    out.push(info.name);
+                }
+            }
+            out.sort();
+            out
+        })
+    };
+    assert_eq!(names().len(), 3);
+    assert_eq!(rt.block_on(forget(&js, 1, "docs", 4)).unwrap(), 0);
+    let entry =
+        || rt.block_on(async { registry(&js, 1).await.unwrap().get("docs").await.unwrap() });
+    assert!(entry().is_some());
+    assert!(sink.forgotten.lock().unwrap().is_empty());
+    // As the live one: its entry and objects go, and the follower forgets it.
+    assert_eq!(rt.block_on(forget(&js, 1, "docs", 5)).unwrap(), 3);
+    assert!(entry().is_none());
+    assert!(names().is_empty(), "{:?}", names());
+    until("the follower forgets", 10, || {
+        *sink.forgotten.lock().unwrap() == vec!["docs".to_string()]
+    });
     follower.abort();
 }

@@ -18,6 +18,19 @@ use futures_util::StreamExt;
 use crate::log::INCARNATION;
 use crate::{nats, Error, Node, Result, STREAM, SUBJECT_PREFIX};
 
+/// How long the follower's JetStream API requests (stream info, consumer delete and
+/// create) wait for an answer at first; doubled after each failed attempt in a row,
+/// up to [`API_WAIT_MAX`]. Why not the connection's request timeout: that one is
+/// 13 s (sized for scatter queries, `scatter::SHARD_WAIT`), and a request that went
+/// to a server just killed, or to a consumer with no leader yet, is never answered:
+/// each one left the follower idle for the whole 13 s after the stream leader's kill
+/// (the ~17 s stall seen in the cluster e2e: ~2 s to notice the lost pull, 13 s
+/// waiting, then a retry that succeeds). A short first bound retries sooner, and the
+/// retry reaches a live server or the newly elected leader; the doubling keeps a
+/// loaded server that answers slowly from failing the follower forever.
+const API_WAIT: Duration = Duration::from_secs(2);
+/// The longest bound of one API request (see [`API_WAIT`]).
+const API_WAIT_MAX: Duration = Duration::from_secs(16);
 /// How long one pull request waits for messages before the next is sent.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How often the server says a pull request is alive while no message comes.
@@ -30,35 +43,56 @@ pub fn consumer_name(id: u32) -> String {
 
 /// Follows the stream for as long as the node runs.
 pub async fn follow(node: Arc<Node>) {
+    let mut wait = API_WAIT;
     loop {
-        if let Err(e) = follow_once(&node).await {
+        let started = node.store.store().applied_seq();
+        if let Err(e) = follow_once(&node, wait).await {
             tracing::warn!(error = %e, applied = node.store.store().applied_seq(), "following the write log stopped; resuming");
         }
+        // Progress made: the next failure is a new one.
+        wait = if node.store.store().applied_seq() > started {
+            API_WAIT
+        } else {
+            (wait * 2).min(API_WAIT_MAX)
+        };
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
-async fn follow_once(node: &Arc<Node>) -> Result<()> {
+/// `request`'s answer, or an error once `wait` has passed without one.
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    wait: Duration,
+    request: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    match tokio::time::timeout(wait, request).await {
+        Ok(answer) => answer.map_err(nats),
+        Err(_) => Err(Error::Nats(format!(
+            "{what}: no answer within {:.0} s",
+            wait.as_secs_f64()
+        ))),
+    }
+}
+
+async fn follow_once(node: &Arc<Node>, wait: Duration) -> Result<()> {
     let applied = node.store.store().applied_seq();
-    let stream = node.js.get_stream(STREAM).await.map_err(nats)?;
+    let stream = bounded("stream info", wait, node.js.get_stream(STREAM)).await?;
     let name = consumer_name(node.config.node_id);
     // Made again at the store's position (a kept one may be ahead or behind it).
-    let _ = stream.delete_consumer(&name).await;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(name),
-            deliver_policy: if applied == 0 {
-                DeliverPolicy::All
-            } else {
-                DeliverPolicy::ByStartSequence {
-                    start_sequence: applied + 1,
-                }
-            },
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
+    let _ = bounded("consumer delete", wait, stream.delete_consumer(&name)).await;
+    let create = stream.create_consumer(pull::Config {
+        durable_name: Some(name),
+        deliver_policy: if applied == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: applied + 1,
+            }
+        },
+        ack_policy: AckPolicy::None,
+        ..Default::default()
+    });
+    let consumer = bounded("consumer create", wait, create).await?;
     // Short pulls with frequent heartbeats: a pull request is lost when the server
     // that holds it dies, and the client notices only when the pull expires or a
     // heartbeat is missing for twice its period. With the library's defaults (pulls

@@ -248,6 +248,26 @@ impl Queue {
         Ok(())
     }
 
+    /// Removes every job record of `collection` (every kind, cancel requests too),
+    /// when the collection is deleted. A job still queued is then dropped when it is
+    /// delivered, and a running one stops at its next progress (its record is gone).
+    pub async fn forget_collection(&self, collection: &str) -> Result<usize> {
+        let kv = self.bucket().await?;
+        let mut keys = kv.keys().await.map_err(nats)?;
+        let mut doomed = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(nats)?;
+            // `KIND.COLLECTION.ID[.cancel]`: collection names hold no dot.
+            if k.split('.').nth(1) == Some(collection) {
+                doomed.push(k);
+            }
+        }
+        for k in &doomed {
+            kv.purge(k).await.map_err(nats)?;
+        }
+        Ok(doomed.len())
+    }
+
     /// Pulls and runs queued jobs, one at a time, for as long as the node runs.
     pub async fn work(self, runner: Arc<dyn JobRunner>) {
         loop {
@@ -309,13 +329,22 @@ impl Queue {
         let me = self.node_id;
         tracing::info!(kind = %job.kind, collection = %job.collection, id = %job.id, node = me, delivery, "running a queued job");
         let key = job.key();
-        let mut record = match read_record(kv, &key).await {
-            Ok(Some(r)) => r,
-            _ => Record {
-                status: serde_json::json!({"id": job.id, "collection": job.collection, "state": "running"}),
-                runs: Vec::new(),
-                updated_ms: 0,
-            },
+        // The record is written before the job is queued: gone means the job's
+        // collection was deleted (its records went with it), so the job is dropped.
+        let (mut record, mut revision) = match read_entry(kv, &key).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                tracing::info!(id = %job.id, collection = %job.collection, "a queued job of a deleted collection: dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, id = %job.id, "cannot read the job's record; it will be delivered again");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(self.progress_every)))
+                    .await;
+                return;
+            }
         };
         record.runs.push(Run {
             node: me,
@@ -352,8 +381,22 @@ impl Queue {
                 }
             }
             record.updated_ms = now_ms();
-            if let Err(e) = put_record(kv, &key, &record).await {
-                tracing::warn!(error = %e, id = %job.id, "cannot store the job's status");
+            match update_record(kv, &key, &record, revision).await {
+                Ok(Some(r)) => revision = r,
+                Ok(None) => {
+                    // The record was removed under the job: its collection was
+                    // deleted. The job stops here and writes nothing more.
+                    tracing::info!(id = %job.id, collection = %job.collection, "the job's record was removed (its collection deleted): stopping it");
+                    call(|r, j| {
+                        r.cancel(j);
+                        None
+                    })
+                    .await;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, id = %job.id, "cannot store the job's status")
+                }
             }
             if !is_running(&record.status) {
                 break;
@@ -384,12 +427,45 @@ async fn put_record(kv: &kv::Store, key: &str, record: &Record) -> Result<()> {
 }
 
 async fn read_record(kv: &kv::Store, key: &str) -> Result<Option<Record>> {
-    let Some(bytes) = kv.get(key).await.map_err(nats)? else {
+    Ok(read_entry(kv, key).await?.map(|(record, _)| record))
+}
+
+/// A record and its revision; None when the key is absent, deleted or purged.
+async fn read_entry(kv: &kv::Store, key: &str) -> Result<Option<(Record, u64)>> {
+    let Some(entry) = kv.entry(key).await.map_err(nats)? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::Nats(format!("job record {key} is unreadable: {e}")))
+    if entry.operation != kv::Operation::Put {
+        return Ok(None);
+    }
+    let record = serde_json::from_slice(&entry.value)
+        .map_err(|e| Error::Nats(format!("job record {key} is unreadable: {e}")))?;
+    Ok(Some((record, entry.revision)))
+}
+
+/// Writes a running job's record over revision `revision` (its own last write);
+/// returns the new revision, or None when the record was removed meanwhile (its
+/// collection deleted: [`Queue::forget_collection`]), so a job never brings back
+/// the record of a deleted collection. Another writer in between (a node thought
+/// dead that came back) is overwritten, as a plain put would.
+async fn update_record(
+    kv: &kv::Store,
+    key: &str,
+    record: &Record,
+    revision: u64,
+) -> Result<Option<u64>> {
+    let bytes = serde_json::to_vec(record).expect("records serialise");
+    if let Ok(r) = kv.update(key, bytes.clone().into(), revision).await {
+        return Ok(Some(r));
+    }
+    match kv.entry(key).await.map_err(nats)? {
+        Some(e) if e.operation == kv::Operation::Put => kv
+            .update(key, bytes.into(), e.revision)
+            .await
+            .map(Some)
+            .map_err(nats),
+        _ => Ok(None),
+    }
 }
 
 /// Marks a status failed with `error`.
@@ -424,6 +500,13 @@ impl Node {
             .block_on(self.queue().list(kind, collection))?;
         let now = now_ms();
         Ok(records.iter().map(|r| r.view(now)).collect())
+    }
+
+    /// Removes `collection`'s job records ([`Queue::forget_collection`]); from a
+    /// blocking thread.
+    pub fn forget_jobs(&self, collection: &str) -> Result<usize> {
+        self.handle()
+            .block_on(self.queue().forget_collection(collection))
     }
 
     /// Asks the node running the job to stop it; from a blocking thread.

@@ -205,6 +205,70 @@ fn a_job_runs_on_one_worker_and_moves_to_another_when_its_worker_stops() {
 }
 
 #[test]
+fn a_deleted_collections_jobs_are_forgotten_dropped_when_delivered_and_stopped_when_running() {
+    let (_nats, rt, js) = setup();
+    let queue = |node| Queue {
+        ack_wait: Duration::from_secs(2),
+        progress_every: Duration::from_millis(300),
+        ..Queue::new(js.clone(), 1, node)
+    };
+    let job = |collection: &str, id: &str| {
+        let job = QueuedJob {
+            kind: "audit".into(),
+            collection: collection.into(),
+            id: id.into(),
+            request: json!({}),
+        };
+        let first =
+            json!({"id": id, "collection": collection, "state": "running", "stage": "queued"});
+        rt.block_on(queue(3).enqueue(&job, first)).unwrap();
+    };
+    let listed = |collection: &str| rt.block_on(queue(3).list("audit", collection)).unwrap();
+    // Queued while no node pulls: one of the collection that goes, one that stays.
+    job("gone", "zzz111");
+    job("kept", "abc123");
+    rt.block_on(queue(3).request_cancel("audit", "gone", "zzz111"))
+        .unwrap();
+    let removed = rt.block_on(queue(3).forget_collection("gone")).unwrap();
+    assert_eq!(removed, 2, "the record and its cancel request");
+    assert!(listed("gone").is_empty());
+    assert_eq!(listed("kept").len(), 1);
+
+    // The deleted collection's job, first in the stream, is dropped unrun.
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let runner = Arc::new(Fake {
+        node: 1,
+        starts: starts.clone(),
+        finish: Arc::new(AtomicBool::new(false)),
+        cancelled: cancelled.clone(),
+    });
+    let worker = rt.spawn(queue(1).work(runner));
+    until("the kept job starts", 20, || {
+        !starts.lock().unwrap().is_empty()
+    });
+    assert_eq!(*starts.lock().unwrap(), vec![(1, "abc123".to_string())]);
+
+    // Its collection deleted while it runs: the job is stopped, and its record is
+    // not written back.
+    rt.block_on(queue(3).forget_collection("kept")).unwrap();
+    until("the running job is cancelled", 10, || {
+        cancelled.load(Ordering::SeqCst)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(listed("kept").is_empty(), "{:?}", listed("kept"));
+    // Nothing left on the queue, nothing ran twice.
+    until("the queue is empty", 10, || {
+        rt.block_on(async {
+            let mut s = js.get_stream(JOBS_STREAM).await.unwrap();
+            s.info().await.unwrap().state.messages
+        }) == 0
+    });
+    assert_eq!(starts.lock().unwrap().len(), 1);
+    worker.abort();
+}
+
+#[test]
 fn running_jobs_whose_node_went_quiet_read_interrupted() {
     let record = Record {
         status: json!({"id": "a", "state": "running", "stage": "training"}),

@@ -50,6 +50,30 @@ pub(crate) fn three_nodes() -> (NatsCluster, Vec<tempfile::TempDir>, Vec<Server>
     (nats, dirs, nodes)
 }
 
+/// Polls `probe` every 300 ms until it gives a value, and says how long it took.
+pub(crate) fn wait<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The nodes that ran a queued job (its status's `runs`), oldest first.
+pub(crate) fn runs(status: &Value) -> Vec<u64> {
+    status["runs"]
+        .as_array()
+        .map(|r| r.iter().map(|r| r["node"].as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
 /// Writes one document through `server`; its sequence when acknowledged.
 pub(crate) fn write(server: &Server, n: u64) -> Option<u64> {
     let doc =

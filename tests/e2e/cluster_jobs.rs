@@ -13,36 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::three_nodes;
+use crate::cluster::{runs, three_nodes, wait};
 use crate::support::{quoref_docs, Server};
 
 fn promotion(server: &Server, id: &str) -> Value {
     let r = server.get(&format!("/collections/facts/promotions/{id}"));
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body
-}
-
-/// Polls `probe` every 300 ms until it gives a value.
-fn wait<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
-            return v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn runs(status: &Value) -> Vec<u64> {
-    status["runs"]
-        .as_array()
-        .map(|r| r.iter().map(|r| r["node"].as_u64().unwrap()).collect())
-        .unwrap_or_default()
 }
 
 fn ask(server: &Server) -> crate::support::Reply {

@@ -7,6 +7,7 @@ mod api_fuzz;
 mod audit;
 mod bad_input;
 mod cluster;
+mod cluster_audit;
 mod cluster_jobs;
 mod cluster_snapshot;
 mod contextual;

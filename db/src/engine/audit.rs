@@ -2,19 +2,24 @@
 //! (`engram_store::jobs`): `start_audit` records the job and returns at once; a thread
 //! gathers the documents and runs `engram_inverter::audit::run`, then the report is
 //! stored in the collection's meta range (RocksDB, synced), so reports survive
-//! restarts and go away with the collection.
+//! restarts and go away with the collection. In cluster mode the audit is queued
+//! (`queued.rs`), one node runs it, and the report is stored through the
+//! replicated log, so every node holds and serves it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
+use engram_cluster::work_queue::QueuedJob;
 use engram_inverter::audit::{self, AuditDoc, AuditInput};
 use engram_inverter::lexicon::Lexicon;
 use engram_inverter::{AuditOptions, AuditReport, Probe};
 use engram_store::collection::{Collection, DocumentRecord};
 use engram_store::jobs::{JobStatus, Jobs};
 use engram_store::storage::Storage;
+use engram_store::Store;
 use serde::{Deserialize, Serialize};
 
+use super::queued::Queued;
 use super::Engine;
 use crate::error::{Error, Result};
 
@@ -33,6 +38,10 @@ pub struct AuditStatus {
     pub job: JobStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grade: Option<char>,
+    /// Cluster mode: the replicated log's sequence of the stored report, which a
+    /// node other than the one that ran the audit waits for before serving it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_seq: Option<u64>,
 }
 
 engram_store::job_kind!(AuditStatus, "audit");
@@ -48,7 +57,7 @@ struct AuditRecord {
 
 /// The audit jobs, and the probe (loaded once, on the first audit).
 pub(super) struct AuditJobs {
-    jobs: Jobs<AuditStatus>,
+    pub(super) jobs: Jobs<AuditStatus>,
     probe: OnceLock<Arc<Probe>>,
 }
 
@@ -69,9 +78,59 @@ impl AuditJobs {
     }
 }
 
+/// In cluster mode an audit goes on the work queue: one node inverts (minutes of a
+/// core, the probe's memory), and its report reaches every node through the
+/// replicated log.
+impl Queued for AuditStatus {
+    fn local(engine: &Engine) -> &Jobs<Self> {
+        &engine.audits.jobs
+    }
+
+    fn run(engine: &Arc<Engine>, job: &QueuedJob) -> Result<()> {
+        let opts: AuditOptions = serde_json::from_value(job.request.clone())
+            .map_err(|e| Error::invalid("request", format!("a queued audit's request: {e}")))?;
+        let coll = engine.audit_target(&job.collection, &opts)?;
+        let mut status = AuditStatus {
+            job: JobStatus::start(&job.collection, "inverting"),
+            grade: None,
+            report_seq: None,
+        };
+        status.job.id = job.id.clone();
+        engine.spawn_audit(coll, opts, status)?;
+        Ok(())
+    }
+}
+
 impl Engine {
-    /// Starts an audit of `name` in the background and returns its status (202).
+    /// Starts an audit of `name` in the background and returns its status (202); in
+    /// cluster mode it is queued (stage "queued") and one node runs it.
     pub fn start_audit(&self, name: &str, opts: AuditOptions) -> Result<AuditStatus> {
+        let coll = self.audit_target(name, &opts)?;
+        if let Some(node) = self.cluster_node() {
+            let first = AuditStatus {
+                job: JobStatus::start(name, "queued"),
+                grade: None,
+                report_seq: None,
+            };
+            let request = serde_json::to_value(&opts).expect("options serialise");
+            return self.queue_job(node, first, request);
+        }
+        if self.audits.jobs.running().len() >= MAX_RUNNING {
+            return Err(Error::Busy(format!(
+                "{MAX_RUNNING} audits are running already; wait for one to finish"
+            )));
+        }
+        let status = AuditStatus {
+            job: JobStatus::start(name, "inverting"),
+            grade: None,
+            report_seq: None,
+        };
+        self.spawn_audit(coll, opts, status)
+    }
+
+    /// The collection an audit with `opts` may run on (checked input, a known
+    /// collection of text embeddings).
+    fn audit_target(&self, name: &str, opts: &AuditOptions) -> Result<Arc<Collection>> {
         let coll = self.store().collection(name)?;
         opts.validate()?;
         if coll.config.embedder.is_none() {
@@ -80,24 +139,25 @@ impl Engine {
                 format!("collection '{name}' stores own vectors without an embedder; the audit inverts text embeddings"),
             ));
         }
-        if self.audits.jobs.running().len() >= MAX_RUNNING {
-            return Err(Error::Busy(format!(
-                "{MAX_RUNNING} audits are running already; wait for one to finish"
-            )));
-        }
+        Ok(coll)
+    }
+
+    /// Runs an audit of `coll` as a job on this node, in the background.
+    fn spawn_audit(
+        &self,
+        coll: Arc<Collection>,
+        opts: AuditOptions,
+        status: AuditStatus,
+    ) -> Result<AuditStatus> {
         let probe = self.audits.probe()?;
         let encoder = engram_embedder::shared_minilm()?;
-        let status = AuditStatus {
-            job: JobStatus::start(name, "inverting"),
-            grade: None,
-        };
-        let storage = self.store().storage().clone();
+        let store = self.store.clone();
         let keep_coll = coll.clone();
         Ok(self.audits.jobs.spawn(
             status,
             move |_| !keep_coll.is_deleted(),
             move |job| -> Result<()> {
-                let input = gather(&storage, &coll, opts.sample)?;
+                let input = gather(store.storage(), &coll, opts.sample)?;
                 let progress = |done: usize, total: usize| {
                     job.progress("inverting", done, total);
                     if job.is_cancelled() {
@@ -116,22 +176,20 @@ impl Engine {
                     &progress,
                 )?;
                 job.update(|s| s.grade = Some(report.grade));
-                let _writer = coll.lock_writes();
-                if coll.is_deleted() {
-                    return Err(
-                        engram_store::Error::CollectionNotFound(coll.config.name.clone()).into(),
-                    );
-                }
                 let id = job.status().job.id;
-                store_report(&storage, &coll.config.name, &id, report)
+                let seq = store_report(&store, &coll, &id, report)?;
+                job.update(|s| s.report_seq = seq);
+                Ok(())
             },
         )?)
     }
 
-    /// Every audit of a collection, oldest first, with live progress for running ones.
+    /// Every audit of a collection, oldest first, with live progress for running ones
+    /// (in cluster mode, as the node running each reports it).
     pub fn audits(&self, name: &str) -> Result<Vec<AuditStatus>> {
         self.store().collection(name)?;
         let mut out = self.audits.jobs.list(name)?;
+        self.merge_queued(name, &mut out)?;
         // Audits recorded before the job framework: their status is in the report record.
         let known: HashSet<String> = out.iter().map(|s| s.job.id.clone()).collect();
         self.store().storage().scan_audits(name, |id, bytes| {
@@ -150,6 +208,7 @@ impl Engine {
     /// "cancelled". A finished audit is returned unchanged.
     pub fn cancel_audit(&self, name: &str, id: &str) -> Result<AuditStatus> {
         self.store().collection(name)?;
+        self.cancel_queued::<AuditStatus>(name, id)?;
         match self.audits.jobs.cancel(name, id)? {
             Some(status) => Ok(status),
             None => self.audit_status(name, id),
@@ -169,6 +228,10 @@ impl Engine {
     /// The finished report of an audit (409 while it runs or when it failed).
     pub fn audit_report(&self, name: &str, id: &str) -> Result<AuditReport> {
         let status = self.audit_status(name, id)?;
+        // Stored through the replicated log by another node: read once applied here.
+        if let Some(seq) = status.report_seq {
+            self.store().wait_applied(seq)?;
+        }
         let mut report = None;
         self.store().storage().scan_audits(name, |key, bytes| {
             if key == id {
@@ -188,13 +251,20 @@ fn read_record(id: &str, bytes: &[u8]) -> engram_store::Result<AuditRecord> {
         .map_err(|e| engram_store::Error::Corrupt(format!("audit record {id}: {e}")))
 }
 
-fn store_report(storage: &Storage, coll: &str, id: &str, report: AuditReport) -> Result<()> {
+/// Stores the report (a 404 once the collection is deleted); returns its log
+/// sequence in cluster mode.
+fn store_report(
+    store: &Store,
+    coll: &Collection,
+    id: &str,
+    report: AuditReport,
+) -> Result<Option<u64>> {
     let record = AuditRecord {
         status: None,
         report: Some(report),
     };
     let json = serde_json::to_vec(&record).expect("audit records serialise");
-    Ok(storage.put_audit(coll, id, &json)?)
+    Ok(store.put_audit(&coll.config.name, coll.incarnation(), id, &json)?)
 }
 
 /// Up to `n` items spread evenly over `items` (sorted by id, so reproducible).

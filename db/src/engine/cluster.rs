@@ -1,9 +1,11 @@
-//! The engine in cluster mode: promotions go on the cluster's work queue (one node
-//! runs each, another takes it over if that node dies) and their status is read from
-//! the queue's status bucket on any node; adapters are shared through the registry
-//! bucket and object store, so an activated adapter serves from every node
-//! (`engram_cluster::work_queue`, `engram_cluster::adapter_bucket`). On one machine
-//! (no node joined) every function here does nothing, and promotions run as before.
+//! The engine in cluster mode: heavy jobs go on the cluster's work queue
+//! (`queued.rs`: one node runs each, another takes it over if that node dies), and
+//! adapters are shared through the registry bucket and object store, so an activated
+//! adapter serves from every node (`engram_cluster::adapter_bucket`). A deleted
+//! collection's shared state (job records, registry entry, adapter objects) is
+//! removed by the node asked; every other node drops its copies when it sees the
+//! registry entry go. On one machine (no node joined) every function here does
+//! nothing, and jobs run as before.
 //!
 //! Resuming a redelivered promotion: its id is the one queued, so its files are
 //! `promotions/<collection>/<id>` on whichever node runs it. The same node (restarted)
@@ -14,24 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engram_cluster::adapter_bucket::{AdapterSink, Change};
-use engram_cluster::work_queue::{JobRunner, QueuedJob};
+use engram_cluster::work_queue::QueuedJob;
 use engram_cluster::Node;
-use engram_store::jobs::JobStatus;
+use engram_store::jobs::Jobs;
 
-use super::promote::{PromoteRequest, PromotionPlan, PromotionStatus};
+use super::promote::{PromoteRequest, PromotionStatus};
+use super::queued::{cluster_error, Queued, Worker};
 use super::Engine;
 use crate::error::{Error, Result};
-
-/// The job kind of promotions on the queue.
-const PROMOTION: &str = "promotion";
-
-/// A cluster failure as the engine's error: the store's own, or unavailable (503).
-fn cluster_error(e: engram_cluster::Error) -> Error {
-    match e {
-        engram_cluster::Error::Store(e) => e.into(),
-        other => engram_store::Error::Unavailable(other.to_string()).into(),
-    }
-}
 
 impl Engine {
     /// Joins the cluster: queued jobs run here too, and the shared adapters are
@@ -46,59 +38,6 @@ impl Engine {
 
     pub(super) fn cluster_node(&self) -> Option<&Arc<Node>> {
         self.cluster.get()
-    }
-
-    /// Queues a planned promotion (202 with stage "queued"); refused while another
-    /// promotion of the collection is queued or running anywhere in the cluster.
-    pub(super) fn queue_promotion(
-        &self,
-        node: &Node,
-        plan: &PromotionPlan,
-        req: &PromoteRequest,
-    ) -> Result<PromotionStatus> {
-        let name = &plan.options.collection;
-        let mut listed = Vec::new();
-        self.merge_queued(name, &mut listed)?;
-        if listed.iter().any(|s| s.job.state.is_running()) {
-            return Err(Error::PromotionRunning(name.clone()));
-        }
-        let mut job = JobStatus::start(name, "queued");
-        job.id = plan.id.clone();
-        let status = PromotionStatus::new(job, plan.documents.len());
-        let queued = QueuedJob {
-            kind: PROMOTION.into(),
-            collection: name.clone(),
-            id: plan.id.clone(),
-            request: serde_json::to_value(req).expect("requests serialise"),
-        };
-        let first = serde_json::to_value(&status).expect("statuses serialise");
-        node.queue_job(&queued, first).map_err(cluster_error)?;
-        Ok(status)
-    }
-
-    /// Puts the queued promotions' statuses (from the status bucket, any node's)
-    /// over this node's own records of them in `out`.
-    pub(super) fn merge_queued(&self, name: &str, out: &mut Vec<PromotionStatus>) -> Result<()> {
-        let Some(node) = self.cluster_node() else {
-            return Ok(());
-        };
-        for value in node.jobs(PROMOTION, name).map_err(cluster_error)? {
-            let status: PromotionStatus = serde_json::from_value(value)
-                .map_err(|e| Error::corrupt(format!("a queued promotion's status: {e}")))?;
-            match out.iter_mut().find(|s| s.job.id == status.job.id) {
-                Some(slot) => *slot = status,
-                None => out.push(status),
-            }
-        }
-        Ok(())
-    }
-
-    /// Cluster mode: asks the node running the promotion to stop it.
-    pub(super) fn cancel_queued(&self, name: &str, id: &str) -> Result<()> {
-        match self.cluster_node() {
-            Some(node) => node.cancel_job(PROMOTION, name, id).map_err(cluster_error),
-            None => Ok(()),
-        }
     }
 
     /// Cluster mode: publishes `name`'s registry as this node has it (after a
@@ -122,46 +61,63 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs a promotion delivered by the queue under its queued id.
-    fn run_queued(self: &Arc<Self>, job: &QueuedJob) -> Result<()> {
-        let req: PromoteRequest = serde_json::from_value(job.request.clone())
-            .map_err(|e| Error::invalid("request", format!("a queued promotion's request: {e}")))?;
-        let mut plan = self.plan_promotion(&job.collection, &req)?;
-        // The plan is made again from this node's copy of the collection; its files
-        // live under the queued id, so a redelivery to this node finds them.
-        plan.options.work_dir = self.promotions_dir(&job.collection).join(&job.id);
-        plan.id = job.id.clone();
-        if let Some(other) = self.promotions.jobs.running().first() {
-            return Err(Error::PromotionRunning(other.job.collection.clone()));
+    /// Cluster mode, after `name` (as `incarnation`) was deleted: removes its job
+    /// records (a queued job of it is then dropped, a running one stops) and its
+    /// shared adapters (registry entry and objects). The deletion stands whatever
+    /// happens here: a failure is logged, and what was not removed stays behind.
+    pub(super) fn forget_shared(&self, name: &str, incarnation: u64) {
+        let Some(node) = self.cluster_node() else {
+            return;
+        };
+        match node.forget_jobs(name) {
+            Ok(n) => tracing::info!(
+                collection = name,
+                records = n,
+                "removed the deleted collection's job records"
+            ),
+            Err(e) => {
+                tracing::error!(collection = name, error = %e, "cannot remove the deleted collection's job records")
+            }
         }
-        self.spawn_promotion(plan)?;
-        Ok(())
+        match node.forget_adapters(name, incarnation) {
+            Ok(n) => tracing::info!(
+                collection = name,
+                objects = n,
+                "removed the deleted collection's shared adapters"
+            ),
+            Err(e) => {
+                tracing::error!(collection = name, error = %e, "cannot remove the deleted collection's shared adapters")
+            }
+        }
     }
 }
 
-/// Runs queued jobs on this node.
-struct Worker(Arc<Engine>);
+impl Queued for PromotionStatus {
+    fn local(engine: &Engine) -> &Jobs<Self> {
+        &engine.promotions.jobs
+    }
 
-impl JobRunner for Worker {
-    fn start(&self, job: &QueuedJob) -> std::result::Result<(), String> {
-        match job.kind.as_str() {
-            PROMOTION => self.0.run_queued(job).map_err(|e| e.to_string()),
-            other => Err(format!("this node cannot run jobs of kind '{other}'")),
+    /// One promotion of a collection at a time in the whole cluster.
+    fn refuse(collection: &str, listed: &[Self]) -> Result<()> {
+        if listed.iter().any(|s| s.job.state.is_running()) {
+            return Err(Error::PromotionRunning(collection.to_string()));
         }
+        Ok(())
     }
 
-    fn status(&self, job: &QueuedJob) -> Option<serde_json::Value> {
-        let status = self
-            .0
-            .promotions
-            .jobs
-            .get(&job.collection, &job.id)
-            .ok()??;
-        serde_json::to_value(status).ok()
-    }
-
-    fn cancel(&self, job: &QueuedJob) {
-        let _ = self.0.promotions.jobs.cancel(&job.collection, &job.id);
+    fn run(engine: &Arc<Engine>, job: &QueuedJob) -> Result<()> {
+        let req: PromoteRequest = serde_json::from_value(job.request.clone())
+            .map_err(|e| Error::invalid("request", format!("a queued promotion's request: {e}")))?;
+        let mut plan = engine.plan_promotion(&job.collection, &req)?;
+        // The plan is made again from this node's copy of the collection; its files
+        // live under the queued id, so a redelivery to this node finds them.
+        plan.options.work_dir = engine.promotions_dir(&job.collection).join(&job.id);
+        plan.id = job.id.clone();
+        if let Some(other) = Self::local(engine).running().first() {
+            return Err(Error::PromotionRunning(other.job.collection.clone()));
+        }
+        engine.spawn_promotion(plan)?;
+        Ok(())
     }
 }
 
@@ -175,8 +131,15 @@ impl AdapterSink for Follower {
             return None;
         }
         let store = engine.adapter_store().ok()?;
-        if store.owner(collection).is_none() {
-            return Some(Vec::new());
+        match store.owner(collection) {
+            None => return Some(Vec::new()),
+            // Left from an earlier collection of this name (deleted while this
+            // node was away): dropped, so the live one's versions can come in.
+            Some(owner) if owner != incarnation => {
+                store.keep_only(collection, incarnation, false).ok()?;
+                return Some(Vec::new());
+            }
+            Some(_) => {}
         }
         let versions = engine
             .registry_of(collection)
@@ -230,5 +193,30 @@ impl AdapterSink for Follower {
             Ok(())
         };
         settle().map_err(|e| e.to_string())
+    }
+
+    fn forget(&self, collection: &str) -> std::result::Result<bool, String> {
+        let engine = &self.0;
+        let store = engine.adapter_store().map_err(|e| e.to_string())?;
+        let forget = || -> Result<bool> {
+            match (
+                engine.store().incarnation(collection),
+                store.owner(collection),
+            ) {
+                // Not applied the deletion yet: the adapters are still the live ones.
+                (Ok(live), Some(owner)) if live == owner => Ok(false),
+                (Ok(live), _) => {
+                    store.keep_only(collection, live, false)?;
+                    Ok(true)
+                }
+                // Gone here too: its adapters and its promotions' files go.
+                (Err(_), _) => {
+                    store.forget(collection)?;
+                    engine.remove_promotion_files(collection)?;
+                    Ok(true)
+                }
+            }
+        };
+        forget().map_err(|e| e.to_string())
     }
 }

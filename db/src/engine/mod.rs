@@ -19,6 +19,7 @@ mod cluster;
 mod promote;
 mod promote_continue;
 mod promote_request;
+mod queued;
 pub mod staleness;
 mod traffic;
 
@@ -130,11 +131,19 @@ impl Engine {
 
     /// Deletes a collection with everything derived from it: its records, its
     /// adapters and its promotions' files, so a new one of the same name starts bare.
+    /// In cluster mode also what the cluster shares of it (`cluster.rs`).
     pub fn delete_collection(&self, name: &str) -> Result<()> {
+        let incarnation = self.store.incarnation(name)?;
         self.store.delete_collection(name)?;
+        self.forget_shared(name, incarnation);
         if let Some(store) = &self.adapters {
             store.forget(name)?;
         }
+        self.remove_promotion_files(name)
+    }
+
+    /// Removes a deleted collection's promotion files (checkpoints, journals).
+    pub(super) fn remove_promotion_files(&self, name: &str) -> Result<()> {
         match std::fs::remove_dir_all(self.promotions_dir(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

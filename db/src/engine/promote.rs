@@ -405,7 +405,11 @@ impl Engine {
     ) -> Result<PromotionStatus> {
         let plan = self.plan_promotion(name, req)?;
         if let Some(node) = self.cluster_node() {
-            return self.queue_promotion(node, &plan, req);
+            let mut job = JobStatus::start(name, "queued");
+            job.id = plan.id.clone();
+            let first = PromotionStatus::new(job, plan.documents.len());
+            let request = serde_json::to_value(req).expect("requests serialise");
+            return self.queue_job(node, first, request);
         }
         if let Some(other) = self.promotions.jobs.running().first() {
             return Err(Error::PromotionRunning(other.job.collection.clone()));
@@ -500,7 +504,7 @@ impl Engine {
     /// resumes it). A finished promotion is returned unchanged.
     pub fn cancel_promotion(&self, name: &str, id: &str) -> Result<PromotionStatus> {
         self.store().collection(name)?;
-        self.cancel_queued(name, id)?;
+        self.cancel_queued::<PromotionStatus>(name, id)?;
         match self.promotions.jobs.cancel(name, id)? {
             Some(status) => Ok(status),
             None => self.promotion_status(name, id),

@@ -276,13 +276,11 @@ impl Storage {
         })
     }
 
-    /// Stores a leakage audit record (JSON) under its id, synced: reports survive restarts.
-    pub fn put_audit(&self, coll: &str, id: &str, json: &[u8]) -> Result<()> {
+    /// Adds a leakage audit record (JSON) under its id to `batch`.
+    pub fn put_audit(&self, batch: &mut Batch, coll: &str, id: &str, json: &[u8]) {
         let mut k = AUDIT_PREFIX.to_vec();
         k.extend_from_slice(id.as_bytes());
-        let mut batch = self.batch();
         batch.put(Family::Meta, key(coll, &k), json.to_vec());
-        self.commit(batch, true).map(|_| ())
     }
 
     /// Every audit record of a collection: id and the stored JSON, in id order.

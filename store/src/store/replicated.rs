@@ -18,6 +18,17 @@ use crate::log::{Family, Op};
 use crate::replica::{self, Published, Replicator, Subject, APPLIED_KEY, APPLY_WAIT};
 use crate::storage::{Batch, VectorChange};
 
+/// A put into the meta family (a collection's audit reports, job records).
+fn is_meta_put(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Put {
+            family: Family::Meta,
+            ..
+        }
+    )
+}
+
 impl Store {
     /// Cluster mode from now on: every write goes through `replicator`, and the
     /// caller feeds the log's messages to [`Store::apply_replicated`]. Returns the
@@ -134,6 +145,44 @@ impl Store {
         }
     }
 
+    /// Stores a leakage audit's record (JSON) in `name`'s meta range, so it goes away
+    /// with the collection. On one machine a synced local write; in cluster mode it
+    /// is published on the collection's own subject and applied on every node (the
+    /// report is collection state: any node serves it, snapshots carry it), and its
+    /// sequence is returned so a read on another node can wait for it
+    /// ([`Store::wait_applied`]). A collection deleted (or deleted and made again:
+    /// not `incarnation` any more) is a 404 either way.
+    pub fn put_audit(
+        &self,
+        name: &str,
+        incarnation: u64,
+        id: &str,
+        json: &[u8],
+    ) -> Result<Option<u64>> {
+        let coll = self
+            .collection(name)
+            .ok()
+            .filter(|c| c.incarnation() == incarnation)
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
+        let record = || {
+            let mut batch = self.storage.batch();
+            self.storage.put_audit(&mut batch, name, id, json);
+            batch
+        };
+        if self.replication.replicator().is_none() {
+            let _writer = self.lock_for_write(&coll)?;
+            self.storage.commit(record(), true)?;
+            return Ok(None);
+        }
+        let subject = Subject {
+            collection: name,
+            shard: None,
+        };
+        self.replicate(subject, Some(&coll), coll.incarnation(), || {
+            Ok(Some(record()))
+        })
+    }
+
     /// Cluster mode's collection creation: published, then applied on every node.
     pub(super) fn create_replicated(&self, config: CollectionConfig) -> Result<CollectionInfo> {
         if let Some(Ok(EncoderKind::Contextual(_))) =
@@ -187,28 +236,11 @@ impl Store {
         let name = subject.collection;
         replica::mark_applied(&mut batch, key, seq);
         if subject.shard.is_some() {
-            let coll = self
-                .collection(name)
-                .ok()
-                .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
-            match coll {
-                Some(coll) => {
-                    let _writer = self.lock_for_write(&coll)?;
-                    self.apply_documents(&coll, batch)?;
-                    self.after_commit(&coll);
-                }
-                None => {
-                    tracing::info!(
-                        seq,
-                        subject = key,
-                        "a write to a deleted collection: skipped"
-                    );
-                    let mut marks = self.storage.batch();
-                    replica::mark_applied(&mut marks, key, seq);
-                    self.storage.commit(marks, true)?;
-                    self.replication.skip(seq);
-                }
-            }
+            self.apply_to_live(seq, key, incarnation, |coll| {
+                self.apply_documents(coll, batch)?;
+                self.after_commit(coll);
+                Ok(())
+            })?;
             self.replication.advance(key, seq);
             return Ok(());
         }
@@ -246,13 +278,51 @@ impl Store {
                     self.storage.commit(batch, true)?;
                 }
             },
+            // Records of the collection's meta range (an audit's report).
+            (None, false) if batch.ops().iter().all(is_meta_put) => {
+                self.apply_to_live(seq, key, incarnation, |_| {
+                    self.storage.commit(batch, true).map(|_| ())
+                })?;
+            }
             (None, false) => {
                 return Err(Error::Corrupt(format!(
-                    "log entry {seq} on collection '{name}' neither creates nor deletes it"
+                    "log entry {seq} on collection '{name}' neither creates nor deletes it, nor holds only its meta records"
                 )))
             }
         }
         self.replication.advance(key, seq);
+        Ok(())
+    }
+
+    /// Applies message `seq` on subject `key` with `apply`, under the collection's
+    /// write lock, when this node holds the collection as `incarnation` (0: any);
+    /// otherwise marks it applied without applying it: a write to a collection this
+    /// node no longer has in that incarnation (it lost a race with the deletion; its
+    /// writer is told).
+    fn apply_to_live(
+        &self,
+        seq: u64,
+        key: &str,
+        incarnation: u64,
+        apply: impl FnOnce(&Arc<Collection>) -> Result<()>,
+    ) -> Result<()> {
+        let coll = self
+            .collection(Subject::parse(key)?.collection)
+            .ok()
+            .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
+        if let Some(coll) = coll {
+            let _writer = self.lock_for_write(&coll)?;
+            return apply(&coll);
+        }
+        tracing::info!(
+            seq,
+            subject = key,
+            "a write to a deleted collection: skipped"
+        );
+        let mut marks = self.storage.batch();
+        replica::mark_applied(&mut marks, key, seq);
+        self.storage.commit(marks, true)?;
+        self.replication.skip(seq);
         Ok(())
     }
 

@@ -437,3 +437,43 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
         ));
     }
 }
+
+#[test]
+fn an_audit_report_stored_on_one_node_is_held_by_every_node_and_goes_with_its_collection() {
+    let (n, req) = two_nodes_with_c(None);
+    let incarnation = n.stores[0].incarnation("c").unwrap();
+    let seq = n.stores[0]
+        .put_audit("c", incarnation, "a1", br#"{"report":1}"#)
+        .unwrap()
+        .expect("cluster mode returns the report's sequence");
+    n.stores[1].wait_applied(seq).unwrap();
+    let audits = |s: &Store| {
+        let mut out = Vec::new();
+        s.storage
+            .scan_audits("c", |id, v| {
+                out.push((id.to_string(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    let want = vec![("a1".to_string(), br#"{"report":1}"#.to_vec())];
+    assert_eq!(audits(&n.stores[0]), want);
+    assert_eq!(audits(&n.stores[1]), want);
+
+    // Deleted, then made again: the report went with the first, and a report of the
+    // first (an audit that finished late) is refused, not stored in the second.
+    n.stores[1].delete_collection("c").unwrap();
+    n.stores[0].create_collection("c", req).unwrap();
+    let last = n.log.entries.lock().unwrap().len() as u64;
+    for s in &n.stores {
+        s.wait_applied(last).unwrap();
+        assert!(audits(s).is_empty());
+    }
+    let late = n.stores[1].put_audit("c", incarnation, "a2", b"{}");
+    assert!(
+        matches!(late, Err(Error::CollectionNotFound(_))),
+        "{late:?}"
+    );
+    n.finish();
+}
