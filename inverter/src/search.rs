@@ -131,6 +131,15 @@ impl CosineSearch {
         bag
     }
 
+    /// The plausible probe words a node's vector lacks most (`delta`: the probe's
+    /// residual to the goal): what both the word moves and the slot beams insert.
+    fn missing_words(&self, delta: &[f32], goal: &Goal) -> Vec<&str> {
+        most_missing(delta, goal.plausible)
+            .into_iter()
+            .map(|k| self.probe.vocab()[k].as_str())
+            .collect()
+    }
+
     /// Proposals for one beam member, in a seeded random order: delete one of the
     /// words the residual says are superfluous, insert one of the words it says are
     /// missing (anywhere), replace a superfluous word by a missing one, move a run of
@@ -142,10 +151,7 @@ impl CosineSearch {
     fn proposals(&self, node: &Node, goal: &Goal, rng: &mut SplitMix) -> Vec<Vec<String>> {
         let probe = &self.probe;
         let delta = probe.delta(goal.target, &node.vector);
-        let add: Vec<&str> = most_missing(&delta, goal.plausible)
-            .into_iter()
-            .map(|k| probe.vocab()[k].as_str())
-            .collect();
+        let add = self.missing_words(&delta, goal);
         let w = &node.words;
         let n = w.len();
         // Positions whose word the residual says is most superfluous (unknown words
@@ -220,12 +226,7 @@ impl CosineSearch {
         encoder: &dyn TextEncoder,
         rng: &mut SplitMix,
     ) -> Result<Vec<Node>> {
-        let probe = &self.probe;
-        let delta = probe.delta(goal.target, &node.vector);
-        let add: Vec<&str> = most_missing(&delta, goal.plausible)
-            .into_iter()
-            .map(|k| probe.vocab()[k].as_str())
-            .collect();
+        let add = self.missing_words(&self.probe.delta(goal.target, &node.vector), goal);
         let mut order: Vec<usize> = (0..node.words.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));
