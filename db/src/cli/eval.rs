@@ -176,6 +176,10 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
         "--self-study-rounds must be between 1 and 16"
     );
     anyhow::ensure!(
+        args.replay_ratio.is_none_or(|r| (0.0..=1.0).contains(&r)),
+        "--replay-ratio must be between 0 and 1"
+    );
+    anyhow::ensure!(
         !args.full_context || args.rows == ScoredRows::All,
         "--full-context scores a base-model row: drop --rows or give --rows all"
     );
@@ -203,6 +207,7 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
             teacher_temperature: args.teacher_temperature,
             learning_rate: args.lr,
             self_study_rounds: args.self_study_rounds,
+            replay_ratio: args.replay_ratio,
         },
     };
     let (_dir, engine) = scratch_engine()?;

@@ -375,6 +375,10 @@ pub struct EvalWeightsArgs {
     /// self_qa model calls per passage, three questions each [default: 2].
     #[arg(long)]
     pub self_study_rounds: Option<usize>,
+    /// Share of training micro-batches drawn from general text, to limit forgetting,
+    /// 0 to 1 [default: 0.2].
+    #[arg(long)]
+    pub replay_ratio: Option<f64>,
     /// Promote a lora or a prefix adapter [default: lora].
     #[arg(long, value_parser = ["lora", "prefix"])]
     pub adapter: Option<String>,

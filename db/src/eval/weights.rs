@@ -94,6 +94,8 @@ pub struct DistillLevers {
     pub learning_rate: Option<f64>,
     /// self_qa model calls per document (each asks for three questions).
     pub self_study_rounds: Option<usize>,
+    /// Share of micro-batches drawn from general text (forgetting's lever).
+    pub replay_ratio: Option<f64>,
 }
 
 impl DistillLevers {
@@ -108,6 +110,7 @@ impl DistillLevers {
         }
         let train = &mut plan.options.train;
         train.learning_rate = self.learning_rate.unwrap_or(train.learning_rate);
+        train.replay_ratio = self.replay_ratio.unwrap_or(train.replay_ratio);
         let synth = &mut plan.options.synth;
         synth.self_qa_rounds = self.self_study_rounds.unwrap_or(synth.self_qa_rounds);
     }
@@ -509,6 +512,7 @@ mod tests {
             teacher_temperature: Some(0.8),
             learning_rate: Some(2e-3),
             self_study_rounds: Some(6),
+            replay_ratio: Some(0.4),
         }
         .apply(&mut plan);
         assert!(plan.logged.train.is_empty(), "self-study alone trains");
@@ -522,6 +526,7 @@ mod tests {
         assert_eq!(cfg.top_k, DistillConfig::default().top_k);
         assert_eq!(plan.options.train.learning_rate, 2e-3);
         assert_eq!(plan.options.synth.self_qa_rounds, 6);
+        assert_eq!(plan.options.train.replay_ratio, 0.4);
     }
 
     #[test]
