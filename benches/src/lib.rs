@@ -1,5 +1,10 @@
 //! What the benchmark binaries share: reading a data set made by
-//! `scripts/ann_data.py` (meta.json and raw little-endian arrays) and medians.
+//! `scripts/ann_data.py` (meta.json and raw little-endian arrays) and medians;
+//! the cluster benches' nodes and clients (`nodes`); CPU accounting from `/proc`
+//! and the N-machine model (`cpu`).
+
+pub mod cpu;
+pub mod nodes;
 
 use std::path::Path;
 

@@ -29,11 +29,13 @@
 //!   $CARGO_TARGET_DIR/release/cluster --writes 1000 --catch-up 5000 --clients 4
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use engram_benches::nodes::{
+    cluster_node, doc, load, percentile, throughput, wait_created, Engram, DIM,
+};
 use engram_cluster::local::NatsCluster;
 use serde_json::{json, Value};
 
@@ -70,83 +72,6 @@ struct Args {
     engram: Option<PathBuf>,
 }
 
-const DIM: usize = 16;
-
-/// An `engram serve` process on a free port.
-struct Engram {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Engram {
-    fn start(bin: &Path, dir: &Path, extra: &[String]) -> Result<Engram> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--lazy-models",
-                "--port",
-                &port.to_string(),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start engram")?;
-        let e = Engram {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while ureq::get(&e.url("/healthz")).call().is_err() {
-            if Instant::now() > deadline {
-                bail!("engram did not become healthy");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(e)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn call(&self, method: &str, path: &str, body: Value) -> Result<Value> {
-        match ureq::request(method, &self.url(path)).send_json(body) {
-            Ok(r) => Ok(r.into_json()?),
-            // The server's error message says why.
-            Err(ureq::Error::Status(code, r)) => {
-                bail!("{path}: {code}: {}", r.into_string().unwrap_or_default())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
-}
-
-impl Drop for Engram {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn doc(n: u64) -> Value {
-    let v: Vec<f32> = (0..DIM)
-        .map(|i| ((n * 31 + i as u64) % 97) as f32 / 97.0 - 0.5)
-        .collect();
-    json!({"documents": [{"id": format!("d{n}"), "vector": v, "text": format!("token{n} words")}]})
-}
-
 /// Creates the collection, then times `count` single-document writes from `first`;
 /// returns the latencies (ms) and the last write's sequence.
 fn timed_writes(node: &Engram, first: u64, count: u64) -> Result<(Vec<f64>, u64)> {
@@ -161,10 +86,6 @@ fn timed_writes(node: &Engram, first: u64, count: u64) -> Result<(Vec<f64>, u64)
     Ok((ms, seq))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn report(mode: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     println!(
@@ -177,36 +98,6 @@ fn report(mode: &str, mut ms: Vec<f64>) {
 fn create(node: &Engram) -> Result<()> {
     node.call("PUT", "/collections/bench", json!({"dimension": DIM}))?;
     Ok(())
-}
-
-/// Node `i` (id i + 1) of a cluster on `nats`, its data in `dir`.
-fn cluster_node(
-    bin: &Path,
-    nats: &NatsCluster,
-    dir: &tempfile::TempDir,
-    i: usize,
-) -> Result<Engram> {
-    let id = (i + 1).to_string();
-    let extra = ["--cluster".to_string(), nats.urls(), "--node-id".into(), id];
-    Engram::start(bin, dir.path(), &extra)
-}
-
-/// Writes documents 0..`count` into collection `name` through `node`, 100 a
-/// request (one message per shard each); the last write's sequence.
-fn load(node: &Engram, name: &str, count: u64) -> Result<u64> {
-    let mut last = 0;
-    for first in (0..count).step_by(100) {
-        let docs: Vec<Value> = (first..(first + 100).min(count))
-            .map(|n| doc(n)["documents"][0].clone())
-            .collect();
-        let r = node.call(
-            "POST",
-            &format!("/collections/{name}/documents"),
-            json!({ "documents": docs }),
-        )?;
-        last = r["seq"].as_u64().context("seq")?;
-    }
-    Ok(last)
 }
 
 /// Waits until `node` has applied `last` (polling its `GET /cluster`); the seconds
@@ -288,52 +179,6 @@ fn cluster_writes(mode: &str, node: &Engram, writes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs `total` calls of `one(node, n)` from `clients` threads, thread t on node
-/// t modulo the node count; returns calls per second.
-fn throughput(
-    nodes: &[&Engram],
-    clients: usize,
-    total: u64,
-    one: impl Fn(&Engram, u64) -> Result<()> + Sync,
-) -> Result<f64> {
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        let running: Vec<_> = (0..clients)
-            .map(|t| {
-                let one = &one;
-                let node = nodes[t % nodes.len()];
-                s.spawn(move || {
-                    (t as u64..total)
-                        .step_by(clients)
-                        .try_for_each(|n| one(node, n))
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .try_for_each(|r| r.join().expect("client thread"))
-    })?;
-    Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
-/// Waits until every node has applied the creation of `name` (a write to a node
-/// that has not is a 404).
-fn wait_created(nodes: &[&Engram], name: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for node in nodes {
-        while ureq::get(&node.url(&format!("/collections/{name}")))
-            .call()
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("collection {name} did not reach {}", node.url(""));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    Ok(())
-}
-
 /// Phase 4: concurrent writes into 1 vs 8 shards, then queries through 1, 2, 3 nodes.
 fn throughput_phases(nodes: &[Engram], args: &Args) -> Result<()> {
     let all: Vec<&Engram> = nodes.iter().collect();
@@ -395,13 +240,13 @@ fn main() -> Result<()> {
         // The same writes with every NATS server fsyncing each message before its ack.
         let nats = NatsCluster::start_with(3, true);
         let nodes = (0..3)
-            .map(|i| cluster_node(&bin, &nats, &dirs[4 + i], i))
+            .map(|i| cluster_node(&bin, &nats, dirs[4 + i].path(), i))
             .collect::<Result<Vec<_>>>()?;
         cluster_writes("cluster, NATS sync_interval always", &nodes[0], args.writes)?;
     }
     let nats = NatsCluster::start(3);
     let mut nodes = (0..3)
-        .map(|i| cluster_node(&bin, &nats, &dirs[i], i))
+        .map(|i| cluster_node(&bin, &nats, dirs[i].path(), i))
         .collect::<Result<Vec<_>>>()?;
     cluster_writes("cluster (3 NATS, R3; 3 nodes)", &nodes[0], args.writes)?;
     if args.clients > 0 {
@@ -411,7 +256,7 @@ fn main() -> Result<()> {
     nodes[2].kill9();
     let (_, last) = timed_writes(&nodes[0], 2_000_000, args.catch_up)?;
     let started = Instant::now();
-    nodes[2] = cluster_node(&bin, &nats, &dirs[2], 2)?;
+    nodes[2] = cluster_node(&bin, &nats, dirs[2].path(), 2)?;
     let healthy = started.elapsed().as_secs_f64();
     let seconds = until_applied(&nodes[2], last, started)?;
     println!(
