@@ -78,6 +78,31 @@ fn nats(e: impl std::fmt::Display) -> Error {
     Error::Nats(e.to_string())
 }
 
+/// Tries a JetStream request up to three times: the first creation of a replicated
+/// stream or bucket (a new Raft group) can outlast one JetStream API request on a
+/// loaded cluster, which is worth a retry rather than a failed snapshot or job.
+/// Only for requests that are safe to repeat (creations, de-duplicated publishes).
+pub(crate) async fn made<
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = std::result::Result<T, E>>,
+>(
+    mut make: impl FnMut() -> F,
+) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match make().await {
+            Ok(t) => return Ok(t),
+            Err(e) if tries < 2 => {
+                tries += 1;
+                tracing::warn!(error = %e, tries, "a JetStream request was not answered; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(nats(e)),
+        }
+    }
+}
+
 /// Where the NATS servers are and who this node is.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {

@@ -129,33 +129,9 @@ pub fn trim_point(snapshot_seq: u64, live_applied: impl IntoIterator<Item = u64>
     live_applied.into_iter().fold(snapshot_seq, u64::min) + 1
 }
 
-/// Tries to make a bucket up to three times: the first creation of a replicated
-/// bucket (a new Raft group) can outlast one JetStream API request on a loaded
-/// cluster, which is worth a retry rather than a failed snapshot.
-async fn made<
-    T,
-    E: std::fmt::Display,
-    F: std::future::Future<Output = std::result::Result<T, E>>,
->(
-    mut make: impl FnMut() -> F,
-) -> Result<T> {
-    let mut tries = 0;
-    loop {
-        match make().await {
-            Ok(t) => return Ok(t),
-            Err(e) if tries < 2 => {
-                tries += 1;
-                tracing::warn!(error = %e, tries, "a snapshot bucket was not made; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(nats(e)),
-        }
-    }
-}
-
 /// The snapshot bucket (made if missing).
 pub(crate) async fn bucket(js: &Context, replicas: usize) -> Result<ObjectStore> {
-    made(|| {
+    crate::made(|| {
         js.create_object_store(object_store::Config {
             bucket: BUCKET.to_string(),
             description: Some(
@@ -260,7 +236,7 @@ struct Lease {
 impl Lease {
     /// Takes the lease, or says who holds it (409).
     async fn acquire(node: &Node) -> Result<Lease> {
-        let kv = made(|| {
+        let kv = crate::made(|| {
             node.js.create_key_value(kv::Config {
                 bucket: LEASE_BUCKET.to_string(),
                 history: 1,

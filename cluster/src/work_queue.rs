@@ -172,8 +172,8 @@ impl Queue {
 
     /// The stream, made if missing.
     async fn stream(&self) -> Result<stream::Stream> {
-        self.js
-            .get_or_create_stream(stream::Config {
+        crate::made(|| {
+            self.js.get_or_create_stream(stream::Config {
                 name: JOBS_STREAM.to_string(),
                 subjects: vec![format!("{JOBS_SUBJECT_PREFIX}>")],
                 retention: stream::RetentionPolicy::WorkQueue,
@@ -182,20 +182,20 @@ impl Queue {
                 max_age: MAX_AGE,
                 ..Default::default()
             })
-            .await
-            .map_err(nats)
+        })
+        .await
     }
 
     async fn bucket(&self) -> Result<kv::Store> {
-        self.js
-            .create_key_value(kv::Config {
+        crate::made(|| {
+            self.js.create_key_value(kv::Config {
                 bucket: STATUS_BUCKET.to_string(),
                 history: 1,
                 num_replicas: self.replicas,
                 ..Default::default()
             })
-            .await
-            .map_err(nats)
+        })
+        .await
     }
 
     /// Queues `job` with its first status (the kind's JSON, "running" at stage
@@ -211,15 +211,17 @@ impl Queue {
         };
         put_record(&kv, &job.key(), &record).await?;
         let payload = Bytes::from(serde_json::to_vec(job).expect("jobs serialise"));
-        let msg = PublishMessage::build()
-            .payload(payload)
-            .message_id(job.key());
-        self.js
-            .send_publish(format!("{JOBS_SUBJECT_PREFIX}{}", job.kind), msg)
-            .await
-            .map_err(nats)?
-            .await
-            .map_err(nats)?;
+        // Repeated safely: the message id makes a second copy a duplicate.
+        crate::made(|| async {
+            let msg = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(job.key());
+            self.js
+                .send_publish(format!("{JOBS_SUBJECT_PREFIX}{}", job.kind), msg)
+                .await?
+                .await
+        })
+        .await?;
         Ok(())
     }
 
