@@ -11,6 +11,12 @@
 //! write lock is held for the changes made during the build, not for the build. A
 //! crash before that commit leaves the old context and vectors intact; after it, the
 //! new ones; never a mix.
+//!
+//! Cluster mode splits the same steps in two (see `crate::store::contexts`): one node,
+//! the one the work queue gives the job, runs the self-check and the fit
+//! ([`fit_only`]) and publishes the context to the replicated log; every node, as it
+//! applies that message, re-embeds its documents under it and commits and swaps
+//! ([`install`]), with the code a build on one machine ends with.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,8 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::collection::{Collection, DocumentRecord};
 use crate::error::{Error, Result};
+use crate::index::VectorIndex;
 use crate::jobs::{JobHandle, JobStatus};
-use crate::storage::{Storage, VectorRecord};
+use crate::storage::{Batch, Storage, VectorRecord};
 
 /// Documents embedded per step (the progress granularity).
 const STEP: usize = 16;
@@ -32,7 +39,8 @@ const STEP: usize = 16;
 /// A context build as the job framework lists it: stages "checking" (the self-check:
 /// does a context beat stage one on this collection?), "building" (sampling and
 /// fitting), "embedding" (re-embedding every document) and "indexing" (building the
-/// new graph aside).
+/// new graph aside); in cluster mode also "queued" (until a node takes it) and
+/// "installing" (the context published, until this node has installed it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContextBuild {
     #[serde(flatten)]
@@ -40,9 +48,41 @@ pub struct ContextBuild {
     /// The context version it swapped in, once done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Cluster mode: the replicated log's sequence of the published context; a
+    /// query with this `min_seq` reads every node's vectors under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 crate::job_kind!(ContextBuild, "context");
+
+/// Cluster mode's request of a queued build (see [`ContextQueue`]): the context
+/// version to build and the collection's incarnation it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextRequest {
+    pub version: u64,
+    pub incarnation: u64,
+}
+
+impl ContextRequest {
+    /// The build's job id, the same on every node that asks for it (the first
+    /// context's), so that the work queue runs it once however many nodes ask at
+    /// once; the incarnation keeps a collection made again under the same name apart.
+    pub fn job_id(&self) -> String {
+        format!("{:x}-v{}", self.incarnation, self.version)
+    }
+}
+
+/// Cluster mode's way to run a context build once in the whole cluster (the
+/// server's work queue, `db/src/engine/queued.rs`). The store asks for a build;
+/// one node fits the context ([`crate::Store::run_queued_context`]) and publishes it
+/// to the replicated log; every node installs it as it applies the log.
+pub trait ContextQueue: Send + Sync {
+    /// Queues `request` with its first status `first` (stage "queued") unless a
+    /// job of the same id is listed already (queued, running or finished) or a
+    /// build of the collection is running.
+    fn queue(&self, first: ContextBuild, request: ContextRequest) -> Result<()>;
+}
 
 /// Runs a context build for `coll` to the end, reporting progress to `job`.
 pub fn run(
@@ -59,9 +99,55 @@ pub fn run(
     Ok(())
 }
 
+/// Cluster mode's half of a build that runs on one node (the one the work queue gave
+/// it): the self-check and the fit on this node's copy of the documents, as context
+/// `version`. The caller publishes it to the log; every node then installs it
+/// ([`install`]).
+pub(crate) fn fit_only(
+    storage: &Storage,
+    coll: &Collection,
+    base: Arc<MiniLm>,
+    variant: Variant,
+    version: u64,
+    job: &JobHandle<ContextBuild>,
+) -> Result<CorpusContext> {
+    job.progress("building", 0, 0);
+    let docs = sorted_documents(storage, &coll.config.name)?;
+    Ok(fit(coll, &base, variant, &docs, version, Some(job))?.0)
+}
+
+/// Cluster mode: installs `context` as the log delivers it, on every node. The
+/// applier calls it under the collection's write lock, so no document changes while
+/// every document is re-embedded under the context; the vectors, the context and
+/// `batch` (the applied sequence) are committed in one RocksDB batch and the new
+/// graph swapped in, as a build on one machine ends.
+pub(crate) fn install(
+    storage: &Storage,
+    coll: &Collection,
+    context: CorpusContext,
+    batch: Batch,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let base = engram_embedder::shared_minilm()?;
+    let docs = text_documents(storage, &coll.config.name)?;
+    let context = Arc::new(context);
+    let built = embed_all(coll, &base, &context, &docs, Pooled::new(), None)?;
+    let version = context.version;
+    commit_swap(storage, coll, base, context, built, batch)?;
+    tracing::info!(collection = %coll.config.name, version, documents = docs.len(), seconds = started.elapsed().as_secs_f64(), "corpus context from the log installed");
+    Ok(())
+}
+
+/// Reports progress when a job is watching (the applier's installs have none).
+fn progress(job: Option<&JobHandle<ContextBuild>>, stage: &str, done: usize, total: usize) {
+    if let Some(job) = job {
+        job.progress(stage, done, total);
+    }
+}
+
 /// Stops the build when a cancel was asked for or the collection was deleted.
-fn check_stop(coll: &Collection, job: &JobHandle<ContextBuild>) -> Result<()> {
-    if job.is_cancelled() {
+fn check_stop(coll: &Collection, job: Option<&JobHandle<ContextBuild>>) -> Result<()> {
+    if job.is_some_and(|j| j.is_cancelled()) {
         return Err(Error::Cancelled(format!(
             "the context build of '{}' was cancelled",
             coll.config.name
@@ -73,8 +159,15 @@ fn check_stop(coll: &Collection, job: &JobHandle<ContextBuild>) -> Result<()> {
     Ok(())
 }
 
-/// Every text document as stored: id, text and chunk ids.
-fn text_documents(storage: &Storage, coll: &str) -> Result<Vec<(String, String, Vec<u64>)>> {
+/// A text document as stored: id, text and chunk ids.
+type TextDoc = (String, String, Vec<u64>);
+
+/// Documents' chunks by document id, with the chunk ids they were embedded for:
+/// stage one's pooled vectors, then (once transformed) the context's.
+type Pooled = HashMap<String, (Vec<u64>, Vec<Chunk>)>;
+
+/// Every text document as stored.
+fn text_documents(storage: &Storage, coll: &str) -> Result<Vec<TextDoc>> {
     let mut docs = Vec::new();
     storage.scan_documents::<DocumentRecord>(coll, |id, rec| {
         if let Some(text) = rec.text {
@@ -82,6 +175,20 @@ fn text_documents(storage: &Storage, coll: &str) -> Result<Vec<(String, String, 
         }
         Ok(())
     })?;
+    Ok(docs)
+}
+
+/// Every text document, sorted by id (so the same documents always fit the same
+/// context); at least 2 of them.
+fn sorted_documents(storage: &Storage, coll: &str) -> Result<Vec<TextDoc>> {
+    let mut docs = text_documents(storage, coll)?;
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    if docs.len() < 2 {
+        return Err(Error::conflict(
+            "documents",
+            "a corpus context needs at least 2 text documents; insert more first",
+        ));
+    }
     Ok(docs)
 }
 
@@ -111,32 +218,40 @@ fn build_and_swap(
     variant: Variant,
     job: &JobHandle<ContextBuild>,
 ) -> Result<u64> {
-    let cfg = &coll.config;
     job.progress("building", 0, 0);
-    let mut docs = text_documents(storage, &cfg.name)?;
-    docs.sort_by(|a, b| a.0.cmp(&b.0));
-    if docs.len() < 2 {
-        return Err(Error::conflict(
-            "documents",
-            "a corpus context needs at least 2 text documents; insert more first",
-        ));
-    }
-    // One stage-one pass over every document serves twice: the sampled documents'
-    // pooled vectors fit the context, then every vector is transformed by it.
-    let sampled: HashSet<&str> = even_sample(&docs, cfg.context.sample.max(2))
-        .into_iter()
-        .map(|d| d.0.as_str())
-        .collect();
-    let sample_texts: Vec<&str> = docs
-        .iter()
-        .filter(|d| sampled.contains(d.0.as_str()))
-        .map(|d| d.1.as_str())
-        .collect();
-    // The self-check decides which variant goes live, or that stage one stays (a
-    // context of variant StageOne: MiniLM's own vectors, under a new version).
-    job.progress("checking", 0, 0);
+    let docs = sorted_documents(storage, &coll.config.name)?;
+    let version = coll.context_version() + 1;
+    let (context, pooled) = fit(coll, &base, variant, &docs, version, Some(job))?;
+    let context = Arc::new(context);
+    let built = embed_all(coll, &base, &context, &docs, pooled, Some(job))?;
+    drop(docs);
+    check_stop(coll, Some(job))?;
+
+    let _writer = coll.write_lock.lock().expect("lock");
+    check_stop(coll, Some(job))?;
+    commit_swap(storage, coll, base, context, built, storage.batch())?;
+    Ok(version)
+}
+
+/// The self-check (which variant goes live, or that stage one stays: a context of
+/// variant StageOne, MiniLM's own vectors under a new version), the token counts, and
+/// the transform fitted on the sampled documents' stage-one pooled vectors. Returns
+/// the context as `version`, and the sampled documents' pooled chunks, which the
+/// re-embedding reuses rather than pooling them twice.
+fn fit(
+    coll: &Collection,
+    base: &Arc<MiniLm>,
+    variant: Variant,
+    docs: &[TextDoc],
+    version: u64,
+    job: Option<&JobHandle<ContextBuild>>,
+) -> Result<(CorpusContext, Pooled)> {
+    let cfg = &coll.config;
+    let sample = even_sample(docs, cfg.context.sample.max(2));
+    let sample_texts: Vec<&str> = sample.iter().map(|d| d.1.as_str()).collect();
+    progress(job, "checking", 0, 0);
     let check = self_check::run(
-        &base,
+        base,
         &sample_texts,
         cfg.chunking,
         &candidates(variant),
@@ -146,51 +261,80 @@ fn build_and_swap(
     tracing::info!(collection = %cfg.name, decision = %check.decision, "context self-check");
     let live = check.chosen.unwrap_or(Variant::StageOne);
     let mut context =
-        CorpusContext::count_tokens(&base, &sample_texts, live, ContextOptions::default())?;
+        CorpusContext::count_tokens(base, &sample_texts, live, ContextOptions::default())?;
     context.self_check = Some(check);
-    let total = docs.len();
-    let mut embedded: HashMap<String, (Vec<u64>, Vec<Chunk>)> = HashMap::with_capacity(total);
-    for (step, batch) in docs.chunks(STEP).enumerate() {
-        job.progress("embedding", step * STEP, total);
+    // Pooling needs only the token counts, so these pooled vectors are the ones the
+    // fitted context pools too.
+    let mut pooled = Pooled::with_capacity(docs.len());
+    pool_into(coll, base, &context, &sample, &mut pooled, docs.len(), job)?;
+    // In id order, so the same documents always fit the same context.
+    let sample_vectors: Vec<f32> = sample
+        .iter()
+        .flat_map(|d| pooled[&d.0].1.iter().flat_map(|c| c.vector.iter().copied()))
+        .collect();
+    context.fit(&sample_vectors)?;
+    context.version = version;
+    Ok((context, pooled))
+}
+
+/// Pools `docs` with stage one (and `context`'s token weights) into `out`, [`STEP`]
+/// documents at a time, reporting progress out of `total`.
+fn pool_into(
+    coll: &Collection,
+    base: &MiniLm,
+    context: &CorpusContext,
+    docs: &[&TextDoc],
+    out: &mut Pooled,
+    total: usize,
+    job: Option<&JobHandle<ContextBuild>>,
+) -> Result<()> {
+    for batch in docs.chunks(STEP) {
+        progress(job, "embedding", out.len(), total);
         let texts: Vec<&str> = batch.iter().map(|d| d.1.as_str()).collect();
-        let chunks = contextual::pool_chunked(&base, &context, &texts, cfg.chunking)?;
+        let chunks = contextual::pool_chunked(base, context, &texts, coll.config.chunking)?;
         for (d, c) in batch.iter().zip(chunks) {
-            embedded.insert(d.0.clone(), (d.2.clone(), c));
+            out.insert(d.0.clone(), (d.2.clone(), c));
         }
         check_stop(coll, job)?;
     }
-    // In id order, so the same documents always fit the same context.
-    let sample_vectors: Vec<f32> = docs
-        .iter()
-        .filter(|d| sampled.contains(d.0.as_str()))
-        .flat_map(|d| {
-            embedded[&d.0]
-                .1
-                .iter()
-                .flat_map(|c| c.vector.iter().copied())
-        })
-        .collect();
-    context.fit(&sample_vectors)?;
-    context.version = coll.context_version() + 1;
-    let version = context.version;
-    for (_, chunks) in embedded.values_mut() {
-        let pooled = chunks
+    Ok(())
+}
+
+/// Every document embedded under a new context, and the graph of them built aside.
+struct Built {
+    embedded: Pooled,
+    index: VectorIndex,
+    /// Chunk ids in the new graph, whittled down (by [`commit_swap`]) to those no
+    /// live document holds any more (replaced or deleted during the build).
+    stale: HashSet<u64>,
+}
+
+/// Re-embeds every document of `docs` under `context` (pooling those `pooled` does
+/// not hold yet) and builds the new graph from them aside.
+fn embed_all(
+    coll: &Collection,
+    base: &MiniLm,
+    context: &CorpusContext,
+    docs: &[TextDoc],
+    mut pooled: Pooled,
+    job: Option<&JobHandle<ContextBuild>>,
+) -> Result<Built> {
+    let missing: Vec<&TextDoc> = docs.iter().filter(|d| !pooled.contains_key(&d.0)).collect();
+    pool_into(coll, base, context, &missing, &mut pooled, docs.len(), job)?;
+    for (_, chunks) in pooled.values_mut() {
+        let vectors = chunks
             .iter_mut()
             .map(|c| std::mem::take(&mut c.vector))
             .collect();
         for (c, v) in chunks
             .iter_mut()
-            .zip(contextual::transform_all(&context, pooled)?)
+            .zip(contextual::transform_all(context, vectors)?)
         {
             c.vector = v;
         }
     }
-    let context = Arc::new(context);
-    let encoder = ContextualEncoder::new(base, context.clone());
-    drop(sampled);
-    drop(docs);
-    job.progress("indexing", total, total);
-    let aside: Vec<(u64, Vec<f32>)> = embedded
+    progress(job, "indexing", docs.len(), docs.len());
+    let aside: Vec<(u64, Vec<f32>)> = pooled
         .values()
         .filter(|(ids, chunks)| ids.len() == chunks.len())
         .flat_map(|(ids, chunks)| {
@@ -200,14 +344,34 @@ fn build_and_swap(
         })
         .collect();
     let index = coll.build_index(&aside);
-    // What the graph holds that no live document has any more (replaced or deleted
-    // during the build): whittled down to those below.
-    let mut stale: HashSet<u64> = aside.into_iter().map(|(id, _)| id).collect();
-    check_stop(coll, job)?;
+    let stale = aside.into_iter().map(|(id, _)| id).collect();
+    Ok(Built {
+        embedded: pooled,
+        index,
+        stale,
+    })
+}
 
-    let _writer = coll.write_lock.lock().expect("lock");
-    check_stop(coll, job)?;
-    let mut batch = storage.batch();
+/// The end of a build, under the collection's write lock (the caller's): re-embeds
+/// what changed since `built` was embedded (and brings its graph up to date), commits
+/// every vector (tagged with the context's version) and the context with `batch` in
+/// one synced RocksDB batch, and swaps the context and the new graph in.
+fn commit_swap(
+    storage: &Storage,
+    coll: &Collection,
+    base: Arc<MiniLm>,
+    context: Arc<CorpusContext>,
+    built: Built,
+    mut batch: Batch,
+) -> Result<()> {
+    let cfg = &coll.config;
+    let Built {
+        mut embedded,
+        index,
+        mut stale,
+    } = built;
+    let version = context.version;
+    let encoder = ContextualEncoder::new(base, context.clone());
     let mut late: Vec<(u64, Vec<f32>)> = Vec::new();
     for (id, chunk_ids) in coll.document_chunks() {
         let (chunks, in_graph) = match embedded.remove(&*id) {
@@ -258,7 +422,7 @@ fn build_and_swap(
     // Chunks the build saw that were replaced or deleted since.
     index.remove(&stale.into_iter().collect::<Vec<_>>());
     coll.swap_context(context, index);
-    Ok(version)
+    Ok(())
 }
 
 #[cfg(test)]

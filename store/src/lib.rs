@@ -27,6 +27,6 @@ pub mod storage;
 pub mod store;
 pub mod validate;
 
-pub use context_build::ContextBuild;
+pub use context_build::{ContextBuild, ContextQueue, ContextRequest};
 pub use error::{Error, LimitKind, Result};
 pub use store::{hybrid_depth, EncoderLoader, ShardQuery, ShardRanking, Store, DEFAULT_EMBEDDER};

@@ -39,6 +39,11 @@ const SUBJECT_PREFIX: &str = "cluster.subject.";
 /// writer that lost a compare-and-set waits for the winner's message.
 pub const APPLY_WAIT: Duration = Duration::from_secs(10);
 
+/// How long the node that fitted a corpus context waits for its own install of it
+/// (every document re-embedded as the message is applied: minutes for a large
+/// collection, see `Store::run_queued_context`).
+pub const INSTALL_WAIT: Duration = Duration::from_secs(3600);
+
 /// What publishing a batch came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {

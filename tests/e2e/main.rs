@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod cluster;
 mod cluster_audit;
+mod cluster_context;
 mod cluster_jobs;
 mod cluster_snapshot;
 mod contextual;

@@ -227,7 +227,8 @@ impl Engine {
     /// and that adapter's staleness. A collection never promoted reads no adapter
     /// files and loads no model.
     pub fn collection_view(&self, name: &str) -> Result<CollectionView> {
-        let info = self.store().collection_info(name)?;
+        let mut info = self.store().collection_info(name)?;
+        self.queued_context_build(&mut info)?;
         let promoted = self
             .adapters()
             .is_some_and(|a| a.promoted(name, info.config.incarnation));

@@ -7,6 +7,10 @@
 //! registry entry go. On one machine (no node joined) every function here does
 //! nothing, and jobs run as before.
 //!
+//! A contextual collection's context builds are queued too: the node that runs one
+//! fits the context and publishes it to the replicated log, and every node installs
+//! it as it applies the log (`engram_store::store::contexts`).
+//!
 //! Resuming a redelivered promotion: its id is the one queued, so its files are
 //! `promotions/<collection>/<id>` on whichever node runs it. The same node (restarted)
 //! resumes from its synthetic-data journal and last checkpoint; another node does not
@@ -18,7 +22,9 @@ use std::sync::Arc;
 use engram_cluster::adapter_bucket::{AdapterSink, Change};
 use engram_cluster::work_queue::QueuedJob;
 use engram_cluster::Node;
-use engram_store::jobs::Jobs;
+use engram_store::api::CollectionInfo;
+use engram_store::jobs::{JobKind, Jobs};
+use engram_store::{ContextBuild, ContextQueue, ContextRequest};
 
 use super::promote::{PromoteRequest, PromotionStatus};
 use super::queued::{cluster_error, Queued, Worker};
@@ -32,12 +38,41 @@ impl Engine {
         if self.cluster.set(node.clone()).is_err() {
             return;
         }
+        self.store()
+            .set_context_queue(Arc::new(QueueContexts(node.clone())));
         node.serve_jobs(Arc::new(Worker(self.clone())));
         node.serve_adapters(Arc::new(Follower(self.clone())));
     }
 
     pub(super) fn cluster_node(&self) -> Option<&Arc<Node>> {
         self.cluster.get()
+    }
+
+    /// Starts (on one machine) or queues (in cluster mode) a build of `name`'s
+    /// corpus context; the collection's info with the build as the cluster lists it.
+    pub fn recontextualize(&self, name: &str) -> Result<CollectionInfo> {
+        let mut info = self.store().recontextualize(name)?;
+        self.queued_context_build(&mut info)?;
+        Ok(info)
+    }
+
+    /// Cluster mode: puts the latest context build the work queue lists (any node's)
+    /// in `info`, over this node's own records.
+    pub(super) fn queued_context_build(&self, info: &mut CollectionInfo) -> Result<()> {
+        let Some(context) = info.corpus_context.as_mut() else {
+            return Ok(());
+        };
+        if self.cluster_node().is_none() {
+            return Ok(());
+        }
+        let name = &info.config.name;
+        let mut builds = self.store().context_jobs().list(name)?;
+        self.merge_queued(name, &mut builds)?;
+        builds.sort_by_key(|b| (b.job.created_unix, b.job.created_ms));
+        if let Some(latest) = builds.pop() {
+            context.job = Some(latest);
+        }
+        Ok(())
     }
 
     /// Cluster mode: publishes `name`'s registry as this node has it (after a
@@ -118,6 +153,57 @@ impl Queued for PromotionStatus {
         }
         engine.spawn_promotion(plan)?;
         Ok(())
+    }
+}
+
+/// Context builds on the work queue: the node that takes one fits the context and
+/// publishes it (`Store::run_queued_context`).
+impl Queued for ContextBuild {
+    fn local(engine: &Engine) -> &Jobs<Self> {
+        engine.store().context_jobs()
+    }
+
+    fn run(engine: &Arc<Engine>, job: &QueuedJob) -> Result<()> {
+        let request: ContextRequest = serde_json::from_value(job.request.clone()).map_err(|e| {
+            Error::invalid("request", format!("a queued context build's request: {e}"))
+        })?;
+        engine
+            .store
+            .run_queued_context(&job.collection, &job.id, request)?;
+        Ok(())
+    }
+}
+
+/// The store's way to queue a context build (see [`ContextQueue`]).
+struct QueueContexts(Arc<Node>);
+
+impl ContextQueue for QueueContexts {
+    fn queue(&self, first: ContextBuild, request: ContextRequest) -> engram_store::Result<()> {
+        let unavailable = |e: engram_cluster::Error| match e {
+            engram_cluster::Error::Store(e) => e,
+            other => engram_store::Error::Unavailable(other.to_string()),
+        };
+        let name = first.job.collection.clone();
+        // The first context is asked for by every node that applied the same write:
+        // the first one queues it. One build of a collection at a time.
+        let listed = self
+            .0
+            .jobs(ContextBuild::KIND, &name)
+            .map_err(unavailable)?;
+        if listed
+            .iter()
+            .any(|s| s["id"] == first.job.id.as_str() || s["state"] == "running")
+        {
+            return Ok(());
+        }
+        let queued = QueuedJob {
+            kind: ContextBuild::KIND.into(),
+            collection: name,
+            id: first.job.id.clone(),
+            request: serde_json::to_value(request).expect("requests serialise"),
+        };
+        let status = serde_json::to_value(&first).expect("statuses serialise");
+        self.0.queue_job(&queued, status).map_err(unavailable)
     }
 }
 

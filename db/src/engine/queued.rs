@@ -1,5 +1,5 @@
 //! Cluster mode's heavy jobs on the work queue, one piece for every kind
-//! (promotions, audits): the node asked validates the request and queues it with a
+//! (promotions, audits, corpus-context builds): the node asked validates the request and queues it with a
 //! first status; whichever node takes the job runs it with the same code as on one
 //! machine, under the queued id; any node lists it from the queue's status bucket
 //! (`engram_cluster::work_queue`). A kind joins by implementing [`Queued`] and being
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use engram_cluster::work_queue::{JobRunner, QueuedJob};
 use engram_cluster::Node;
 use engram_store::jobs::{JobKind, Jobs};
+use engram_store::ContextBuild;
 use serde_json::Value;
 
 use super::audit::AuditStatus;
@@ -119,6 +120,8 @@ fn kind(name: &str) -> Option<&'static dyn Runs> {
         Some(&Kind::<PromotionStatus>(PhantomData))
     } else if name == AuditStatus::KIND {
         Some(&Kind::<AuditStatus>(PhantomData))
+    } else if name == ContextBuild::KIND {
+        Some(&Kind::<ContextBuild>(PhantomData))
     } else {
         None
     }

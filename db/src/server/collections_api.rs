@@ -85,7 +85,7 @@ pub async fn recontextualize(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<CollectionInfo>)> {
     caller.require(Scope::Admin)?;
-    let info = blocking(&state, move |e| e.store().recontextualize(&name)).await?;
+    let info = blocking(&state, move |e| e.recontextualize(&name)).await?;
     Ok((StatusCode::ACCEPTED, Json(info)))
 }
 

@@ -279,7 +279,7 @@ fn incarnations_survive_a_reopen_and_old_records_get_one() {
 
 /// A stage-one encoder for mechanics: one 8-dimensional unit vector per text, from
 /// its bytes (the first context build, which would need MiniLM, never runs here).
-struct Bytes8;
+pub(super) struct Bytes8;
 
 impl engram_embedder::TextEncoder for Bytes8 {
     fn name(&self) -> &str {

@@ -4,27 +4,29 @@
 //! them on its blocking pool.
 //!
 //! `mod.rs` holds the collections and encoders, `documents.rs` the writes and reads of
-//! documents, `query.rs` the searches, `graphs.rs` the graphs' dumps.
+//! documents, `query.rs` the searches, `graphs.rs` the graphs' dumps, `contexts.rs`
+//! the corpus-context builds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use engram_embedder::{ContextualEncoder, EncoderKind, TextEncoder};
 
 use crate::api::*;
 use crate::collection::{new_incarnation, validate_name, Collection, CollectionConfig};
-use crate::context_build::ContextBuild;
+use crate::context_build::{ContextBuild, ContextQueue};
 use crate::error::{Error, LimitKind, Result};
 use crate::graph_dump::GraphDumps;
 use crate::index::IndexParams;
-use crate::jobs::{JobStatus, Jobs};
+use crate::jobs::Jobs;
 use crate::limits::{check, Limits};
 use crate::storage::Storage;
 use crate::validate;
 
+mod contexts;
 mod documents;
 mod embed;
 mod graphs;
@@ -57,6 +59,10 @@ pub struct Store {
     /// writes from starting two builds of one collection.
     context_jobs: Jobs<ContextBuild>,
     context_start: Mutex<()>,
+    /// Cluster mode: the work queue builds go on, and the ids of the builds this
+    /// node queued (`contexts.rs`).
+    context_queue: OnceLock<Arc<dyn ContextQueue>>,
+    context_queued: Mutex<HashSet<String>>,
     /// Collections stored before incarnations existed, given one at this open.
     migrated: Vec<String>,
     /// The graphs' dumps: read at open, written in the background and at shutdown.
@@ -115,6 +121,8 @@ impl Store {
         Ok(Store {
             context_jobs: Jobs::new(storage.clone()),
             context_start: Mutex::new(()),
+            context_queue: OnceLock::new(),
+            context_queued: Mutex::default(),
             storage,
             collections: RwLock::new(collections),
             encoders: Mutex::new(HashMap::new()),
@@ -178,68 +186,6 @@ impl Store {
         }
     }
 
-    /// Starts a background build of the collection's corpus context (and the
-    /// re-embedding under it) unless one is running; returns the collection's info.
-    pub fn recontextualize(&self, name: &str) -> Result<CollectionInfo> {
-        let coll = self.collection(name)?;
-        let variant = match coll.config.embedder.as_deref().map(EncoderKind::parse) {
-            Some(Ok(EncoderKind::Contextual(v))) => v,
-            _ => {
-                return Err(Error::conflict(
-                    "embedder",
-                    format!(
-                        "collection '{name}' is not contextual; create one with \"embedder\": \"contextual\""
-                    ),
-                ))
-            }
-        };
-        if coll.document_count() < 2 {
-            return Err(Error::conflict(
-                "documents",
-                format!("collection '{name}' needs at least 2 documents to build a context"),
-            ));
-        }
-        self.start_context_job(&coll, variant)?;
-        Ok(self.info(&coll))
-    }
-
-    /// Spawns a context build unless one is already running for `coll`.
-    fn start_context_job(
-        &self,
-        coll: &Arc<Collection>,
-        variant: engram_embedder::Variant,
-    ) -> Result<()> {
-        let _starting = self.context_start.lock().expect("lock");
-        let name = &coll.config.name;
-        if self
-            .context_jobs
-            .running()
-            .iter()
-            .any(|j| &j.job.collection == name)
-        {
-            return Ok(());
-        }
-        let base = engram_embedder::shared_minilm()?;
-        let mut status = ContextBuild {
-            job: JobStatus::start(name, "building"),
-            version: None,
-        };
-        status.job.total = coll.document_count();
-        let (storage, work_coll, keep_coll) = (self.storage.clone(), coll.clone(), coll.clone());
-        let dumps = self.dumps.clone();
-        self.context_jobs.spawn(
-            status,
-            move |_| !keep_coll.is_deleted(),
-            move |job| {
-                crate::context_build::run(&storage, &work_coll, base, variant, job)?;
-                // The new context's graph replaces the dump's (which no longer matches).
-                dumps.write_in_background(&work_coll);
-                Ok::<(), Error>(())
-            },
-        )?;
-        Ok(())
-    }
-
     /// What follows a committed write (under its write lock): a compaction in the
     /// background and a contextual collection's first context. Nothing here may fail
     /// the write, which is stored: problems are logged, and a later write retries.
@@ -249,25 +195,6 @@ impl Store {
         if let Err(e) = self.maybe_start_first_context(coll) {
             tracing::error!(collection = %coll.config.name, error = %e, "cannot start the first corpus context build; recontextualize to retry");
         }
-    }
-
-    /// After a write: a contextual collection without a context builds its first one
-    /// once it holds `context.min_documents` documents (once: a failed or interrupted
-    /// first build is repeated by recontextualizing, not by every write).
-    fn maybe_start_first_context(&self, coll: &Arc<Collection>) -> Result<()> {
-        let Some(Ok(EncoderKind::Contextual(variant))) =
-            coll.config.embedder.as_deref().map(EncoderKind::parse)
-        else {
-            return Ok(());
-        };
-        let ready = coll.document_count() >= coll.config.context.min_documents.max(2);
-        if ready
-            && coll.context().is_none()
-            && self.context_jobs.list(&coll.config.name)?.is_empty()
-        {
-            self.start_context_job(coll, variant)?;
-        }
-        Ok(())
     }
 
     /// A live collection by name.
@@ -546,29 +473,6 @@ impl Store {
             note: (coll.config.durability == crate::collection::Durability::Fast).then(|| {
                 "durability is 'fast': writes are acknowledged before the disk sync and the last ones can be lost on power failure".to_string()
             }),
-        }
-    }
-
-    /// The collection's latest context build; an unreadable stored context reads
-    /// as a failed one.
-    fn latest_context_build(&self, coll: &Collection) -> Option<ContextBuild> {
-        let latest = match self.context_jobs.list(&coll.config.name) {
-            Ok(builds) => builds.into_iter().last(),
-            Err(e) => {
-                tracing::error!(collection = %coll.config.name, error = %e, "cannot read context builds");
-                None
-            }
-        };
-        let problem = coll.context_problem.lock().expect("lock").clone();
-        match (latest, problem) {
-            (Some(b), _) => Some(b),
-            (None, Some(problem)) => {
-                let mut job = JobStatus::start(&coll.config.name, "loading");
-                job.state = crate::jobs::JobState::Failed;
-                job.error = Some(problem);
-                Some(ContextBuild { job, version: None })
-            }
-            (None, None) => None,
         }
     }
 

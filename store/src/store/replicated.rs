@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use engram_embedder::EncoderKind;
+use engram_embedder::{CorpusContext, EncoderKind};
 
 use super::Store;
 use crate::api::CollectionInfo;
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::log::{Family, Op};
 use crate::replica::{self, Published, Replicator, Subject, APPLIED_KEY, APPLY_WAIT};
-use crate::storage::{Batch, VectorChange};
+use crate::storage::{Batch, VectorChange, VectorRecord};
 
 /// A put into the meta family (a collection's audit reports, job records).
 fn is_meta_put(op: &Op) -> bool {
@@ -34,14 +34,6 @@ impl Store {
     /// caller feeds the log's messages to [`Store::apply_replicated`]. Returns the
     /// last sequence applied here (the follower resumes after it).
     pub fn attach_replicator(&self, replicator: Arc<dyn Replicator>) -> Result<u64> {
-        for coll in self.list_collections() {
-            if coll.corpus_context.is_some() {
-                return Err(Error::invalid(
-                    "cluster",
-                    format!("collection '{}' is contextual; cluster mode does not replicate corpus contexts yet", coll.config.name),
-                ));
-            }
-        }
         let applied = self.storage.meta_u64(APPLIED_KEY)?;
         self.replication.attach(replicator, applied)?;
         Ok(applied)
@@ -105,11 +97,25 @@ impl Store {
         subject: Subject<'_>,
         coll: Option<&Arc<Collection>>,
         incarnation: u64,
+        build: impl FnMut() -> Result<Option<Batch>>,
+    ) -> Result<Option<u64>> {
+        self.replicate_waiting(subject, coll, incarnation, APPLY_WAIT, build)
+    }
+
+    /// [`Store::replicate`], waiting up to `wait` for the write to be applied here (a
+    /// corpus context's install takes longer than a write's).
+    pub(super) fn replicate_waiting(
+        &self,
+        subject: Subject<'_>,
+        coll: Option<&Arc<Collection>>,
+        incarnation: u64,
+        wait: std::time::Duration,
         mut build: impl FnMut() -> Result<Option<Batch>>,
     ) -> Result<Option<u64>> {
         let replicator = self.replication.replicator().expect("cluster mode").clone();
         let key = subject.key();
-        let deadline = Instant::now() + APPLY_WAIT;
+        let wait = wait.max(APPLY_WAIT);
+        let deadline = Instant::now() + wait;
         loop {
             let (expected, batch) = {
                 let _writer = coll.map(|c| self.lock_for_write(c)).transpose()?;
@@ -120,7 +126,7 @@ impl Store {
             };
             match replicator.publish(subject, incarnation, expected, &batch)? {
                 Published::Seq(seq) => {
-                    self.replication.wait_applied(seq, APPLY_WAIT)?;
+                    self.replication.wait_applied(seq, wait)?;
                     if self.replication.was_skipped(seq) {
                         return Err(Error::CollectionNotFound(subject.collection.to_string()));
                     }
@@ -138,7 +144,7 @@ impl Store {
                     return Err(Error::Unavailable(format!(
                         "collection '{}' is written through other nodes faster than this node applies their writes; not written after {} s, retry (or write through another node)",
                         subject.collection,
-                        APPLY_WAIT.as_secs()
+                        wait.as_secs()
                     )))
                 }
             }
@@ -185,14 +191,6 @@ impl Store {
 
     /// Cluster mode's collection creation: published, then applied on every node.
     pub(super) fn create_replicated(&self, config: CollectionConfig) -> Result<CollectionInfo> {
-        if let Some(Ok(EncoderKind::Contextual(_))) =
-            config.embedder.as_deref().map(EncoderKind::parse)
-        {
-            return Err(Error::invalid(
-                "embedder",
-                "cluster mode does not replicate corpus contexts yet: use \"minilm\" or your own vectors",
-            ));
-        }
         let name = config.name.clone();
         let subject = Subject {
             collection: &name,
@@ -241,6 +239,11 @@ impl Store {
                 self.after_commit(coll);
                 Ok(())
             })?;
+            self.replication.advance(key, seq);
+            return Ok(());
+        }
+        if let Some(context) = self.context_in(seq, name, &batch)? {
+            self.apply_context(seq, key, incarnation, context)?;
             self.replication.advance(key, seq);
             return Ok(());
         }
@@ -294,6 +297,51 @@ impl Store {
         Ok(())
     }
 
+    /// The corpus context message `seq` publishes for collection `name`, if it is one.
+    fn context_in(&self, seq: u64, name: &str, batch: &Batch) -> Result<Option<CorpusContext>> {
+        for op in batch.ops() {
+            if let (Some(VectorChange::Context), Op::Put { value, .. }) =
+                (self.storage.vector_change(name, op)?, op)
+            {
+                return CorpusContext::from_bytes(value).map(Some).map_err(|e| {
+                    Error::Corrupt(format!("log entry {seq}: unreadable corpus context: {e}"))
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Installs a corpus context from the log (see `contexts.rs`): every document of
+    /// the collection re-embedded under it, committed with the applied sequence, the
+    /// new graph swapped in. Synchronous, so this node applies nothing else (its
+    /// follower lags) for as long as the re-embedding takes. A version this node
+    /// holds already (a redelivered job published it twice) is skipped: every node
+    /// skips the same ones, in log order.
+    fn apply_context(
+        &self,
+        seq: u64,
+        key: &str,
+        incarnation: u64,
+        context: CorpusContext,
+    ) -> Result<()> {
+        self.apply_to_live(seq, key, incarnation, |coll| {
+            let mut marks = self.storage.batch();
+            replica::mark_applied(&mut marks, key, seq);
+            let contextual = matches!(
+                coll.config.embedder.as_deref().map(EncoderKind::parse),
+                Some(Ok(EncoderKind::Contextual(_)))
+            );
+            if !contextual || context.version <= coll.context_version() {
+                tracing::info!(seq, collection = %coll.config.name, version = context.version, "a corpus context this node holds (or cannot use): skipped");
+                self.storage.commit(marks, true)?;
+                return Ok(());
+            }
+            crate::context_build::install(&self.storage, coll, context, marks)?;
+            self.dumps.write_in_background(coll);
+            Ok(())
+        })
+    }
+
     /// Applies message `seq` on subject `key` with `apply`, under the collection's
     /// write lock, when this node holds the collection as `incarnation` (0: any);
     /// otherwise marks it applied without applying it: a write to a collection this
@@ -339,6 +387,7 @@ impl Store {
                 documents.push(change);
             }
         }
+        self.embed_stale(coll, &documents, &mut vectors, &mut batch)?;
         let mut keywords = KeywordUpdate::default();
         for (id, record) in &documents {
             let terms = record.as_ref().and_then(|r| r.text.as_deref());
@@ -370,6 +419,63 @@ impl Store {
         coll.keywords().apply(keywords);
         // Chunk ids this node hands out next stay above every id in the collection.
         self.seq.fetch_max(max_id, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Embeds again, with the collection's current context, the documents of a write
+    /// whose vectors carry an older context version: its writer embedded them before
+    /// it applied the context this node has installed. Log order decides which
+    /// context a write follows, so every node embeds the same documents again and
+    /// holds vectors of one version.
+    fn embed_stale(
+        &self,
+        coll: &Collection,
+        documents: &[(String, Option<DocumentRecord>)],
+        vectors: &mut HashMap<u64, VectorRecord>,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let current = coll.context_version();
+        let stale: Vec<(&str, &DocumentRecord, &str)> = documents
+            .iter()
+            .filter_map(|(id, rec)| {
+                let rec = rec.as_ref()?;
+                let old = rec
+                    .chunks
+                    .iter()
+                    .any(|c| vectors.get(c).is_some_and(|v| v.context < current));
+                Some((id.as_str(), rec, rec.text.as_deref().filter(|_| old)?))
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let (encoder, version) = self.text_encoder(coll)?;
+        let texts: Vec<&str> = stale.iter().map(|(_, _, t)| *t).collect();
+        let embedded = encoder.embed_chunked(&texts, coll.config.chunking)?;
+        tracing::info!(collection = %coll.config.name, documents = stale.len(), version, "a write embedded under an older context: embedded again");
+        for ((id, rec, _), chunks) in stale.into_iter().zip(embedded) {
+            if chunks.len() != rec.chunks.len() {
+                return Err(Error::Corrupt(format!(
+                    "document '{id}' has {} chunks in its write but re-embeds into {}",
+                    rec.chunks.len(),
+                    chunks.len()
+                )));
+            }
+            for (chunk_id, c) in rec.chunks.iter().zip(chunks) {
+                let v = VectorRecord {
+                    doc_id: id.to_string(),
+                    chunk_index: c.index as u32,
+                    start: c.start as u32,
+                    end: c.end as u32,
+                    vector: c.vector,
+                    context: version,
+                };
+                // After the writer's put of the same key in the batch: this one stands.
+                self.storage
+                    .put_vector(batch, &coll.config.name, *chunk_id, &v);
+                vectors.insert(*chunk_id, v);
+            }
+        }
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use super::*;
 use crate::collection::DocumentRecord;
 use crate::replica::{Published, Replicator, Subject};
 use crate::storage::Batch;
+use crate::{ContextBuild, ContextQueue};
 
 /// The log: (subject, incarnation, encoded batch) at sequence index + 1.
 #[derive(Default)]
@@ -113,6 +114,11 @@ struct Nodes {
 }
 
 fn two_nodes() -> Nodes {
+    two_nodes_opened(open)
+}
+
+/// [`two_nodes`] with stores opened by `open`.
+fn two_nodes_opened(open: impl Fn(&Path) -> Arc<Store>) -> Nodes {
     let log = Arc::new(MemLog::default());
     let stop = Arc::new(AtomicBool::new(false));
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -475,5 +481,95 @@ fn an_audit_report_stored_on_one_node_is_held_by_every_node_and_goes_with_its_co
         matches!(late, Err(Error::CollectionNotFound(_))),
         "{late:?}"
     );
+    n.finish();
+}
+
+/// The work queue as a record of the context builds asked of it.
+#[derive(Default)]
+struct Asked(Mutex<Vec<(ContextBuild, crate::ContextRequest)>>);
+
+impl ContextQueue for Asked {
+    fn queue(&self, first: ContextBuild, request: crate::ContextRequest) -> Result<()> {
+        self.0.lock().unwrap().push((first, request));
+        Ok(())
+    }
+}
+
+/// Cluster mode queues context builds rather than running them here: the write that
+/// brings the collection to `min_documents` makes every node ask for the first
+/// context once, under the id every node uses (incarnation and version 1), and
+/// later writes do not ask again; a recontextualization is queued under an id of its
+/// own; a node not joined to the queue yet says so (503) rather than building alone.
+#[test]
+fn cluster_mode_queues_context_builds_under_shared_ids() {
+    let n = two_nodes_opened(|dir| {
+        let loader: Box<EncoderLoader> = Box::new(|name| match name {
+            "minilm" => Ok(Arc::new(super::hardening_tests::Bytes8) as _),
+            other => Err(engram_embedder::Error::UnsupportedModel(other.to_string())),
+        });
+        Arc::new(Store::open_with_loader(dir, Limits::default(), loader).unwrap())
+    });
+    let req = CreateCollection {
+        embedder: Some("contextual".into()),
+        context: Some(crate::collection::ContextSettings {
+            min_documents: 3,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    n.stores[0].create_collection("ctx", req).unwrap();
+    let text = |id: &str, t: &str| DocumentInput {
+        id: Some(id.into()),
+        text: Some(t.into()),
+        ..Default::default()
+    };
+    let two = vec![
+        text("a", "The Rhine flows through Basel."),
+        text("b", "Bern is on the Aare."),
+    ];
+    n.stores[0].upsert("ctx", two).unwrap();
+    let early = n.stores[1].recontextualize("ctx").unwrap_err();
+    assert!(matches!(early, Error::Unavailable(_)), "{early}");
+
+    let asked: [Arc<Asked>; 2] = Default::default();
+    for (s, a) in n.stores.iter().zip(&asked) {
+        s.set_context_queue(a.clone());
+    }
+    let third = vec![text("c", "Geneva sits where the Rhone leaves the lake.")];
+    let seq = n.stores[1].upsert("ctx", third).unwrap().seq;
+    n.stores[0].wait_applied(seq).unwrap();
+    let want = crate::ContextRequest {
+        version: 1,
+        incarnation: n.stores[0].incarnation("ctx").unwrap(),
+    };
+    let listed = |a: &Asked| a.0.lock().unwrap().clone();
+    for a in &asked {
+        let got = listed(a);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].1, want);
+        assert_eq!(got[0].0.job.id, want.job_id());
+        assert_eq!(got[0].0.job.stage, "queued");
+        assert_eq!(got[0].0.job.total, 3);
+    }
+    let fourth = vec![text("d", "Zurich lies on the Limmat.")];
+    let seq = n.stores[0].upsert("ctx", fourth).unwrap().seq;
+    n.stores[1].wait_applied(seq).unwrap();
+    assert_eq!(listed(&asked[0]).len(), 1, "asked once");
+    assert_eq!(listed(&asked[1]).len(), 1, "asked once");
+
+    let info = n.stores[1].recontextualize("ctx").unwrap();
+    let got = listed(&asked[1]);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].1, want, "still version 1: none is installed");
+    let id = &got[1].0.job.id;
+    assert!(id.starts_with(&format!("{}-", want.job_id())), "{id}");
+    assert_ne!(id, &got[0].0.job.id);
+    assert_eq!(info.corpus_context.unwrap().version, 0);
+    for s in &n.stores {
+        assert!(
+            s.context_jobs().list("ctx").unwrap().is_empty(),
+            "nothing built here"
+        );
+    }
     n.finish();
 }
