@@ -400,15 +400,10 @@ fn commit_swap(
                 chunks.len()
             )));
         }
-        for (chunk_id, c) in chunk_ids.iter().zip(chunks) {
-            let rec = VectorRecord {
-                doc_id: id.to_string(),
-                chunk_index: c.index as u32,
-                start: c.start as u32,
-                end: c.end as u32,
-                vector: c.vector,
-                context: version,
-            };
+        for (chunk_id, rec) in chunk_ids
+            .iter()
+            .zip(VectorRecord::of_chunks(&id, chunks, version))
+        {
             storage.put_vector(&mut batch, &cfg.name, *chunk_id, &rec);
             if !in_graph {
                 late.push((*chunk_id, rec.vector));

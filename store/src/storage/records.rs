@@ -20,6 +20,27 @@ pub struct VectorRecord {
 const HAS_CONTEXT: u32 = 1 << 31;
 
 impl VectorRecord {
+    /// The records of one document's embedded chunks, in order, tagged with the
+    /// context version they were embedded under: one shape for every path that
+    /// stores vectors (writes, context builds, re-embedding at apply).
+    pub(crate) fn of_chunks(
+        doc_id: &str,
+        chunks: Vec<engram_embedder::Chunk>,
+        context: u64,
+    ) -> Vec<VectorRecord> {
+        chunks
+            .into_iter()
+            .map(|c| VectorRecord {
+                doc_id: doc_id.to_string(),
+                chunk_index: c.index as u32,
+                start: c.start as u32,
+                end: c.end as u32,
+                vector: c.vector,
+                context,
+            })
+            .collect()
+    }
+
     pub(super) fn encode(&self) -> Vec<u8> {
         let id = self.doc_id.as_bytes();
         let mut out = Vec::with_capacity(24 + id.len() + 4 * self.vector.len());

@@ -199,7 +199,7 @@ impl Store {
             .collect();
         let chunked = encoder.embed_chunked(&texts, coll.config.chunking)?;
         for (doc, chunks) in prepared.iter_mut().zip(chunked) {
-            doc.chunks = chunk_records(&doc.id, chunks, version);
+            doc.chunks = VectorRecord::of_chunks(&doc.id, chunks, version);
         }
         Ok(())
     }
@@ -264,7 +264,7 @@ impl Store {
                 encoder
                     .embed_chunked(&texts, cfg.chunking)?
                     .into_iter()
-                    .map(|chunks| chunk_records("", chunks, v))
+                    .map(|chunks| VectorRecord::of_chunks("", chunks, v))
                     .collect()
             }
             None => docs
@@ -372,23 +372,4 @@ impl Store {
         self.after_commit(&coll);
         Ok(())
     }
-}
-
-/// Storage records of a document's embedded chunks.
-fn chunk_records(
-    doc_id: &str,
-    chunks: Vec<engram_embedder::Chunk>,
-    context: u64,
-) -> Vec<VectorRecord> {
-    chunks
-        .into_iter()
-        .map(|c| VectorRecord {
-            doc_id: doc_id.to_string(),
-            chunk_index: c.index as u32,
-            start: c.start as u32,
-            end: c.end as u32,
-            vector: c.vector,
-            context,
-        })
-        .collect()
 }

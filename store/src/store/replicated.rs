@@ -461,15 +461,11 @@ impl Store {
                     chunks.len()
                 )));
             }
-            for (chunk_id, c) in rec.chunks.iter().zip(chunks) {
-                let v = VectorRecord {
-                    doc_id: id.to_string(),
-                    chunk_index: c.index as u32,
-                    start: c.start as u32,
-                    end: c.end as u32,
-                    vector: c.vector,
-                    context: version,
-                };
+            for (chunk_id, v) in rec
+                .chunks
+                .iter()
+                .zip(VectorRecord::of_chunks(id, chunks, version))
+            {
                 // After the writer's put of the same key in the batch: this one stands.
                 self.storage
                     .put_vector(batch, &coll.config.name, *chunk_id, &v);
