@@ -93,11 +93,8 @@ pub(crate) fn write(server: &Server, n: u64) -> Option<u64> {
 /// that wait, so the read is retried for up to two minutes before it counts as lost.
 pub(crate) fn top10(server: &Server, q: u64, min_seq: u64) -> Vec<String> {
     let body = json!({"vector": vector_for(q), "k": 10, "ef": 400, "min_seq": min_seq});
-    let started = Instant::now();
-    let mut r = server.post("/collections/vecs/query", body.clone());
-    while r.status == 503 && started.elapsed() < Duration::from_secs(120) {
-        r = server.post("/collections/vecs/query", body.clone());
-    }
+    let r =
+        server.post_while_unavailable("/collections/vecs/query", body, Duration::from_secs(120));
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body["hits"]
         .as_array()

@@ -37,11 +37,7 @@ fn context_done(server: &Server, version: u64) -> Value {
 /// The ids and scores of the top 5 for `text` on `server`, once it applied `min_seq`.
 fn top5(server: &Server, text: &str, min_seq: u64) -> Vec<(String, f64)> {
     let body = json!({"text": text, "k": 5, "min_seq": min_seq, "include": []});
-    let started = Instant::now();
-    let mut r = server.post("/collections/ctxc/query", body.clone());
-    while r.status == 503 && started.elapsed() < Duration::from_secs(60) {
-        r = server.post("/collections/ctxc/query", body.clone());
-    }
+    let r = server.post_while_unavailable("/collections/ctxc/query", body, Duration::from_secs(60));
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body["hits"]
         .as_array()

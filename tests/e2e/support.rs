@@ -247,6 +247,16 @@ impl Server {
     pub fn post(&self, path: &str, body: Value) -> Reply {
         self.call("POST", path, Some(body), None)
     }
+    /// [`Server::post`] again while the answer is 503 (a cluster node that has not
+    /// applied the query's `min_seq` yet), for at most `within`.
+    pub fn post_while_unavailable(&self, path: &str, body: Value, within: Duration) -> Reply {
+        let started = Instant::now();
+        let mut r = self.post(path, body.clone());
+        while r.status == 503 && started.elapsed() < within {
+            r = self.post(path, body.clone());
+        }
+        r
+    }
     pub fn put(&self, path: &str, body: Value) -> Reply {
         self.call("PUT", path, Some(body), None)
     }
