@@ -194,6 +194,10 @@ impl Node {
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);
         let applied = node.store.store().attach_replicator(Arc::new(writer))?;
+        node.store.store().attach_scatter(Arc::new(scatter::Hook {
+            node: Arc::downgrade(&node),
+            runtime: node.handle(),
+        }));
         tracing::info!(
             node = node.config.node_id,
             applied,

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use async_nats::{RequestErrorKind, Subscriber};
 use engram_store::api::{QueryRequest, QueryResponse};
 use engram_store::replica::APPLY_WAIT;
+use engram_store::shard_scope::ShardScope;
+use engram_store::store::Rescoped;
 use engram_store::{ShardQuery, ShardRanking};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -77,10 +79,13 @@ impl FailKind {
     }
 }
 
-/// Keeps this node's shard subscriptions in line with the placement, for as long
-/// as the node runs.
+/// Keeps this node's shard subscriptions and its graphs in line with the
+/// placement, for as long as the node runs. A shard is answered only once this
+/// node's graph holds it: a newly placed shard is first indexed (in the background,
+/// [`regraph`]), a shard placed elsewhere is unsubscribed before the graph drops it.
 pub async fn serve(node: Arc<Node>) {
     let mut serving: HashMap<(String, u32), JoinHandle<()>> = HashMap::new();
+    let mut rebuilding: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         match mine(&node).await {
             Ok(mine) => {
@@ -92,8 +97,18 @@ pub async fn serve(node: Arc<Node>) {
                     }
                     keep
                 });
+                rebuilding.retain(|_, task| !task.is_finished());
+                regraph(&node, &mine, &mut rebuilding);
                 for (name, shard) in mine {
                     if serving.contains_key(&(name.clone(), shard)) {
+                        continue;
+                    }
+                    let indexed = node
+                        .store
+                        .store()
+                        .indexed_shards(&name)
+                        .is_ok_and(|scope| scope.holds_shard(shard));
+                    if !indexed {
                         continue;
                     }
                     let s = subject(&name, shard);
@@ -114,6 +129,57 @@ pub async fn serve(node: Arc<Node>) {
             }
         }
         tokio::time::sleep(REPLAN_EVERY).await;
+    }
+}
+
+/// Starts, for each collection whose graph does not hold exactly the shards placed
+/// here (none running for it yet), a rebuild of its graph for them
+/// (`Store::index_shards`, aside like a compaction). A collection none of whose shards
+/// is placed here keeps an empty graph.
+fn regraph(
+    node: &Arc<Node>,
+    mine: &BTreeSet<(String, u32)>,
+    rebuilding: &mut HashMap<String, JoinHandle<()>>,
+) {
+    let mut placed: HashMap<String, BTreeSet<u32>> = node
+        .store
+        .store()
+        .list_collections()
+        .into_iter()
+        .map(|c| (c.config.name, BTreeSet::new()))
+        .collect();
+    for (name, shard) in mine {
+        placed.entry(name.clone()).or_default().insert(*shard);
+    }
+    for (name, shards) in placed {
+        if rebuilding.contains_key(&name) {
+            continue;
+        }
+        let store = node.store.clone();
+        let held = store.store().indexed_shards(&name);
+        let count = store
+            .store()
+            .collection_info(&name)
+            .map(|i| i.config.shards);
+        if let (Ok(held), Ok(count)) = (held, count) {
+            if held == ShardScope::of(&shards, count) {
+                continue;
+            }
+        }
+        let key = name.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            match store.store().index_shards(&name, &shards) {
+                Ok(Rescoped::Rebuilt) => {
+                    tracing::info!(collection = %name, shards = ?shards, seconds = started.elapsed().as_secs_f64(), "graph rebuilt for the shards placed here")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(collection = %name, error = %e, "graph not rebuilt for the shards placed here; retrying")
+                }
+            }
+        });
+        rebuilding.insert(key, task);
     }
 }
 
@@ -254,4 +320,28 @@ pub(crate) async fn query(
             .await
             .map_err(nats)??;
     Ok(answer)
+}
+
+/// The store's whole-collection queries in cluster mode (`Store::query`, used by
+/// answers and anything else that asks the store directly), sent through
+/// [`query`]: this node's graph may hold only its own shards.
+pub(crate) struct Hook {
+    pub node: std::sync::Weak<Node>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl engram_store::replica::ScatterQueries for Hook {
+    fn query(&self, name: &str, req: &QueryRequest) -> engram_store::Result<QueryResponse> {
+        let node = self.node.upgrade().ok_or_else(|| {
+            engram_store::Error::Unavailable("the cluster node is stopping".into())
+        })?;
+        let (name, req) = (name.to_string(), req.clone());
+        // Called from a blocking thread, like the write log's publish.
+        self.runtime
+            .block_on(async move { query(&node, name, req).await })
+            .map_err(|e| match e {
+                Error::Store(e) => e,
+                other => engram_store::Error::Unavailable(other.to_string()),
+            })
+    }
 }

@@ -65,6 +65,12 @@ pub struct CollectionInfo {
     pub documents: usize,
     /// Stored vectors (chunks), live ones only.
     pub vectors: usize,
+    /// Live vectors in this node's graph: all of them on one machine; in cluster mode
+    /// those of the shards placed on the node (`indexed_shards`).
+    pub indexed_vectors: usize,
+    /// Cluster mode: the shards whose vectors this node's graph holds, when not all.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub indexed_shards: Option<Vec<u32>>,
     /// Bytes of raw f32 vector data held by the index.
     pub vector_bytes: usize,
     /// Memory of the index per vector: the f32 vector, its int8 codes (when

@@ -19,6 +19,7 @@ use crate::hot::{GroupingCache, HitCounter};
 use crate::index::{IndexParams, Metric, VectorIndex};
 use crate::keyword::{DocTerms, KeywordIndex, KeywordUpdate};
 use crate::questions::QuestionLog;
+use crate::shard_scope::ShardScope;
 use crate::storage::Storage;
 
 /// How hard a write waits for the disk before it is acknowledged.
@@ -230,6 +231,9 @@ pub struct Collection {
     pub(crate) dump_lock: Mutex<()>,
     /// Set while a background dump of this collection runs.
     pub(crate) dump_running: AtomicBool,
+    /// The shards whose vectors the graph holds (cluster mode: those placed here).
+    /// Changed only under the write lock, with the graph that matches it.
+    pub(crate) scope: RwLock<ShardScope>,
 }
 
 /// A new chunk in memory, after its batch was committed.
@@ -264,6 +268,7 @@ impl Collection {
             graph_changes: AtomicUsize::new(0),
             dump_lock: Mutex::new(()),
             dump_running: AtomicBool::new(false),
+            scope: RwLock::new(ShardScope::All),
         }
     }
 
@@ -403,17 +408,15 @@ impl Collection {
         Ok(())
     }
 
-    /// A new graph over `vectors` with the collection's settings.
+    /// A new graph over those of `vectors` its scope holds, with the collection's
+    /// settings.
     pub fn build_index(&self, vectors: &[(u64, Vec<f32>)]) -> VectorIndex {
-        let index = VectorIndex::new(
-            self.config.dimension,
-            self.config.distance,
-            self.config.hnsw,
-            vectors.len(),
-        );
-        let items: Vec<(u64, &[f32])> = vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-        index.insert_batch(&items);
-        index
+        self.build_scoped_index(&self.scope(), vectors)
+    }
+
+    /// Live chunks stored (every shard's, whatever the graph holds).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.read().expect("lock").len()
     }
 
     /// Every live chunk id.
@@ -487,13 +490,10 @@ impl Collection {
         };
         let index = self.index();
         let items: Vec<(u64, &[f32])> = new_chunks.iter().map(|c| (c.id, c.vector)).collect();
-        index.insert_batch(&items);
-        let removed = old.as_ref().map_or(0, Vec::len);
-        if let Some(old) = old {
-            index.remove(&old);
-        }
+        let inserted = self.insert_in_scope(&index, &items);
+        let removed = old.map_or(0, |old| self.remove_in_scope(&index, &old));
         self.graph_changes
-            .fetch_add(items.len() + removed, Ordering::SeqCst);
+            .fetch_add(inserted + removed, Ordering::SeqCst);
         self.changed();
     }
 
@@ -511,8 +511,8 @@ impl Collection {
                 chunks.remove(c);
             }
             drop(chunks);
-            self.index().remove(&old);
-            self.graph_changes.fetch_add(old.len(), Ordering::SeqCst);
+            let removed = self.remove_in_scope(&self.index(), &old);
+            self.graph_changes.fetch_add(removed, Ordering::SeqCst);
             self.changed();
         }
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::collection::Collection;
 use crate::error::Result;
 use crate::graph_dump::GraphDumps;
+use crate::shard_scope::ShardScope;
 use crate::storage::Storage;
 
 /// Starts a background compaction of `coll` when tombstones dominate its graph and
@@ -51,13 +52,32 @@ pub fn start(storage: &Arc<Storage>, dumps: &Arc<GraphDumps>, coll: &Arc<Collect
 /// write there). Returns false when there was nothing to swap: the collection was
 /// deleted, or a new corpus context swapped in its own fresh graph meanwhile.
 pub fn compact(storage: &Storage, coll: &Collection, before_swap: impl FnOnce()) -> Result<bool> {
+    rebuild(storage, coll, coll.scope(), before_swap)
+}
+
+/// [`compact`] into a graph of the shards `scope` holds, which becomes the
+/// collection's scope at the swap: how a cluster node's graph follows its placement
+/// (`crate::shard_scope`). The same aside-build and catch-up serve both, so a
+/// change of shards never holds the write lock for longer than a compaction does.
+pub fn rebuild(
+    storage: &Storage,
+    coll: &Collection,
+    scope: ShardScope,
+    before_swap: impl FnOnce(),
+) -> Result<bool> {
     let name = &coll.config.name;
+    let shards = coll.config.shards;
     let started = std::time::Instant::now();
+    let in_scope = |ids: HashSet<u64>| -> HashSet<u64> {
+        ids.into_iter()
+            .filter(|id| scope.holds_chunk(*id, shards))
+            .collect()
+    };
     // Chunks live when the build starts are committed, and a chunk's vector never
     // changes under its id except by a new context (checked before the swap).
     let (live, context) = {
         let _writer = coll.lock_writes();
-        (coll.live_chunks(), coll.context_version())
+        (in_scope(coll.live_chunks()), coll.context_version())
     };
     let dead = coll.index().tombstone_count();
     let mut vectors = Vec::with_capacity(live.len());
@@ -68,7 +88,7 @@ pub fn compact(storage: &Storage, coll: &Collection, before_swap: impl FnOnce())
         Ok(())
     })?;
     drop(live);
-    let index = coll.build_index(&vectors);
+    let index = coll.build_scoped_index(&scope, &vectors);
     let built: HashSet<u64> = vectors.into_iter().map(|(id, _)| id).collect();
     before_swap();
 
@@ -76,7 +96,7 @@ pub fn compact(storage: &Storage, coll: &Collection, before_swap: impl FnOnce())
     if coll.is_deleted() || coll.context_version() != context {
         return Ok(false);
     }
-    let now = coll.live_chunks();
+    let now = in_scope(coll.live_chunks());
     let mut added = Vec::new();
     for id in now.difference(&built) {
         if let Some(rec) = storage.get_vector(name, *id)? {
@@ -87,10 +107,12 @@ pub fn compact(storage: &Storage, coll: &Collection, before_swap: impl FnOnce())
     index.insert_batch(&items);
     let gone: Vec<u64> = built.difference(&now).copied().collect();
     index.remove(&gone);
-    coll.swap_index(index);
+    let held = scope.to_list().map_or(shards as usize, |s| s.len());
+    coll.swap_scoped_index(scope, index);
     tracing::info!(
         collection = %name,
         dead,
+        shards = held,
         caught_up = added.len() + gone.len(),
         seconds = started.elapsed().as_secs_f64(),
         "compacted the index"

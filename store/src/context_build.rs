@@ -413,9 +413,9 @@ fn commit_swap(
     storage.put_context(&mut batch, &cfg.name, &context.to_bytes()?);
     storage.commit(batch, true)?;
     let items: Vec<(u64, &[f32])> = late.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-    index.insert_batch(&items);
+    coll.insert_in_scope(&index, &items);
     // Chunks the build saw that were replaced or deleted since.
-    index.remove(&stale.into_iter().collect::<Vec<_>>());
+    coll.remove_in_scope(&index, &stale.into_iter().collect::<Vec<_>>());
     coll.swap_context(context, index);
     Ok(())
 }

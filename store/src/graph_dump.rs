@@ -36,6 +36,7 @@ use crate::index::dump::{read_file, write_atomically};
 use crate::index::{DumpHeader, Rejected, VectorIndex};
 use crate::log::embedded::DEFAULT_RETAINED_BYTES;
 use crate::log::Batch;
+use crate::shard_scope::ShardScope;
 use crate::storage::{Storage, VectorChange};
 
 /// Vectors compared bit for bit with the records after a dump is caught up.
@@ -150,14 +151,19 @@ impl GraphDumps {
             hnsw: c.hnsw,
             context_version: coll.context_version(),
             seq,
+            shards: coll.scope().to_list(),
         }
     }
 
     /// The dump of `coll`, checked, brought up to date and checked against the records.
     fn load(&self, coll: &Collection) -> std::result::Result<(VectorIndex, u64, usize), Rejected> {
         let bytes = read_file(&self.path(&coll.config.name))?;
-        let (seq, index) = VectorIndex::from_dump(&bytes, &Self::header(coll, 0))?;
+        let (header, index) = VectorIndex::from_dump(&bytes, &Self::header(coll, 0))?;
         drop(bytes);
+        let seq = header.seq;
+        // The dump's shards (cluster mode), so that the writes replayed onto it and
+        // the check against the records cover what it holds.
+        coll.set_scope(ShardScope::from_list(header.shards.as_deref()));
         let replayed = self.catch_up(coll, &index, seq)?;
         self.verify(coll, &index)?;
         Ok((index, seq, replayed))
@@ -225,9 +231,7 @@ impl GraphDumps {
             }
         }
         let items: Vec<(u64, &[f32])> = puts.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-        index.insert_batch(&items);
-        index.remove(&deletes);
-        Ok(puts.len() + deletes.len())
+        Ok(coll.insert_in_scope(index, &items) + coll.remove_in_scope(index, &deletes))
     }
 
     /// The retained log, read once.
@@ -244,7 +248,7 @@ impl GraphDumps {
     /// The graph's live ids are exactly the stored documents' chunks, and sampled
     /// vectors are the stored ones.
     fn verify(&self, coll: &Collection, index: &VectorIndex) -> std::result::Result<(), Rejected> {
-        let live = coll.live_chunks();
+        let live = coll.live_chunks_in_scope();
         let (ids, dead) = index.ids();
         let graph_live: Vec<(usize, u64)> = ids
             .iter()

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod log;
 pub mod questions;
 pub mod replica;
+pub mod shard_scope;
 pub mod storage;
 pub mod store;
 pub mod validate;

@@ -104,6 +104,19 @@ pub trait Replicator: Send + Sync {
     ) -> Result<Published>;
 }
 
+/// Cluster mode's query of a whole collection: one replica of each shard ranks it
+/// and the asking node merges (`engram-cluster`'s scatter). What [`crate::Store`]'s
+/// own `query` hands over to once attached, because a node's graph holds only the
+/// shards placed on it (`crate::shard_scope`): a local walk would miss the others.
+/// Implementations block until the answer is merged.
+pub trait ScatterQueries: Send + Sync {
+    fn query(
+        &self,
+        name: &str,
+        req: &crate::api::QueryRequest,
+    ) -> Result<crate::api::QueryResponse>;
+}
+
 /// The meta key of a subject's applied sequence.
 pub(crate) fn subject_key(subject: &str) -> Vec<u8> {
     format!("{SUBJECT_PREFIX}{subject}").into_bytes()

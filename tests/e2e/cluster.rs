@@ -5,7 +5,8 @@
 //! -9` of the stream leader's NATS server: writes resume, nothing acknowledged is
 //! lost; `GET /cluster` lists the nodes with their lag. Placement and scatter/gather:
 //! a stopped node's shards are answered by their other replicas with the same
-//! results, and placement moves off it once its heartbeat expires. Every process is
+//! results, and placement moves off it once its heartbeat expires; each node's graph
+//! holds only the shards placed on it and follows the placement. Every process is
 //! stopped by its pid at the end (the helpers' `Drop`).
 
 use std::collections::BTreeSet;
@@ -434,6 +435,34 @@ fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
         .collect()
 }
 
+/// Waits until the graph of each of `nodes` (ids 1, 2, ... in order, `None` for a
+/// stopped one) holds exactly the shards `placed` on it (`indexed_shards`, absent
+/// when all), and checks its vector count against the shards' documents.
+fn graphs_follow(nodes: &[Option<&Server>], placed: &[Vec<u64>], what: &str) {
+    for (i, server) in nodes.iter().enumerate() {
+        let Some(server) = server else { continue };
+        let id = i as u64 + 1;
+        let mine: Vec<u64> = (0..placed.len() as u64)
+            .filter(|&s| placed[s as usize].contains(&id))
+            .collect();
+        let want = (mine.len() < placed.len()).then(|| json!(mine));
+        let info = wait(
+            &format!("node {id}'s graph holds its shards {what}"),
+            30,
+            || {
+                let info = server.get("/collections/placed").body;
+                (info.get("indexed_shards").cloned() == want).then_some(info)
+            },
+        );
+        let (indexed, vectors) = (info["indexed_vectors"].as_u64(), info["vectors"].as_u64());
+        if mine.len() < placed.len() {
+            assert!(indexed < vectors, "node {id} {what}: {info}");
+        } else {
+            assert_eq!(indexed, vectors, "node {id} {what}: {info}");
+        }
+    }
+}
+
 #[test]
 fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
     let test_started = Instant::now();
@@ -485,6 +514,12 @@ fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
             "node {id} holds no shard: {before:?}"
         );
     }
+    // Each node's graph holds only the shards placed on it (its records all of them).
+    graphs_follow(
+        &[Some(&nodes[0]), Some(&nodes[1]), Some(&nodes[2])],
+        &before,
+        "at first",
+    );
     let printed = nodes[1].cli(&["cluster", "status"], None);
     let rows: Vec<&str> = printed
         .lines()
@@ -523,6 +558,13 @@ fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
     );
     assert!(after.iter().all(|r| r == &vec![1, 2]), "{after:?}");
     assert_eq!(answers(&nodes[1], seq), want, "after the move");
+    // The shards that moved were indexed from the records each node already held.
+    graphs_follow(
+        &[Some(&nodes[0]), Some(&nodes[1]), None],
+        &after,
+        "after the move",
+    );
+    assert_eq!(answers(&nodes[0], seq), want, "from the graphs rebuilt");
 
     // A manual placement, by compare-and-set on its revision.
     let place = |body: Value| nodes[0].put("/cluster/placement/placed/0", body);
@@ -548,6 +590,18 @@ fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
         answers(&nodes[0], seq),
         want,
         "shard 0 answered by node 2 alone"
+    );
+    let mut overridden = after.clone();
+    overridden[0] = vec![2];
+    graphs_follow(
+        &[Some(&nodes[0]), Some(&nodes[1]), None],
+        &overridden,
+        "after the override",
+    );
+    assert_eq!(
+        answers(&nodes[0], seq),
+        want,
+        "node 1's graph without shard 0"
     );
 
     for s in &mut nodes {

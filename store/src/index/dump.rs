@@ -41,6 +41,11 @@ pub struct DumpHeader {
     /// The write-log sequence number the graph reflects: every batch of the collection
     /// up to it is in the graph, none after it.
     pub seq: u64,
+    /// The shards whose vectors the graph holds (`crate::shard_scope`); absent: all.
+    /// Not compared with the collection: a start-up takes the dump's and the cluster
+    /// planner moves it on from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<u32>>,
 }
 
 /// Why a dump was not used (the start-up then rebuilds the graph and logs this).
@@ -106,8 +111,8 @@ impl VectorIndex {
     }
 
     /// The index in `bytes`, when it is a sound dump built for `expected` (whose
-    /// `seq` is ignored); returns the dump's sequence number with it.
-    pub fn from_dump(bytes: &[u8], expected: &DumpHeader) -> Result<(u64, Self), Rejected> {
+    /// `seq` and `shards` are ignored); returns the dump's header with it.
+    pub fn from_dump(bytes: &[u8], expected: &DumpHeader) -> Result<(DumpHeader, Self), Rejected> {
         let corrupt = |e: String| Rejected::Corrupt(e);
         let mut r = Reader::new(bytes);
         if r.take(8, "magic").map_err(corrupt)? != MAGIC {
@@ -154,7 +159,7 @@ impl VectorIndex {
             nodes: RwLock::new(Nodes { graph, ids }),
             tombstones: RwLock::new(tombstones),
         };
-        Ok((header.seq, index))
+        Ok((header, index))
     }
 
     /// Every node's collection id and whether it is a tombstone, in node order (the
@@ -181,6 +186,7 @@ impl VectorIndex {
 fn mismatch(expected: &DumpHeader, found: &DumpHeader) -> Result<(), Rejected> {
     let same = DumpHeader {
         seq: expected.seq,
+        shards: expected.shards.clone(),
         ..found.clone()
     };
     if &same == expected {
@@ -192,7 +198,7 @@ fn mismatch(expected: &DumpHeader, found: &DumpHeader) -> Result<(), Rejected> {
         .as_object()
         .expect("an object")
         .iter()
-        .filter(|(k, v)| *k != "seq" && f.get(k.as_str()) != Some(v))
+        .filter(|(k, v)| *k != "seq" && *k != "shards" && f.get(k.as_str()) != Some(v))
         .map(|(k, v)| format!("{k} is {} in the dump, {v} now", f[k.as_str()]))
         .collect();
     Err(Rejected::Mismatch(what.join(", ")))

@@ -33,10 +33,12 @@ mod graphs;
 mod query;
 mod replicated;
 mod replicated_query;
+mod shard_index;
 mod snapshot;
 
 pub use query::hybrid_depth;
 pub use replicated_query::{ShardHit, ShardQuery, ShardRanking};
+pub use shard_index::Rescoped;
 pub use snapshot::{applied_seq_in, LocalSnapshot};
 
 /// The default text encoder of new collections and of `/embed`.
@@ -69,6 +71,9 @@ pub struct Store {
     dumps: Arc<GraphDumps>,
     /// Cluster mode's replicated log and how far this node applied it (`replicated.rs`).
     replication: crate::replica::Replication,
+    /// Cluster mode's scatter/gather, which whole-collection queries go through
+    /// (`shard_index.rs`).
+    scatter: OnceLock<Arc<dyn crate::replica::ScatterQueries>>,
 }
 
 impl Store {
@@ -132,6 +137,7 @@ impl Store {
             migrated,
             dumps,
             replication: Default::default(),
+            scatter: OnceLock::new(),
         })
     }
 
@@ -448,12 +454,14 @@ impl Store {
     /// What a collection is and holds, with its latest context build.
     fn info(&self, coll: &Collection) -> CollectionInfo {
         let index = coll.index();
-        let vectors = index.len();
+        let indexed = index.len();
         CollectionInfo {
             config: coll.config.clone(),
             documents: coll.document_count(),
-            vectors,
-            vector_bytes: vectors * coll.config.dimension * std::mem::size_of::<f32>(),
+            vectors: coll.chunk_count(),
+            indexed_vectors: indexed,
+            indexed_shards: coll.scope().to_list(),
+            vector_bytes: indexed * coll.config.dimension * std::mem::size_of::<f32>(),
             index_bytes_per_vector: (index.bytes_per_vector() * 10.0).round() / 10.0,
             quantized: index.is_quantized(),
             keyword_documents: coll.keywords().len(),
@@ -500,5 +508,7 @@ fn stage_one(embedder: &str) -> &str {
 mod hardening_tests;
 #[cfg(test)]
 mod replicated_tests;
+#[cfg(test)]
+mod shard_index_tests;
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,10 @@ impl Store {
     /// document scoring as its best chunk. Keyword mode: BM25 over document
     /// texts. Hybrid: both rankings fused. The filter applies to every mode.
     pub fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
+        if let Some(scatter) = self.scatter() {
+            // Cluster mode: this node's graph may hold only its own shards.
+            return scatter.query(name, req);
+        }
         let started = Instant::now();
         let (coll, q) = self.prepare_query(name, req)?;
         let (vector, text) = q.sides();

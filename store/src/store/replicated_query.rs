@@ -123,7 +123,7 @@ impl Store {
 
     /// Ranks the documents of several shards of one query together, with one walk
     /// of the collection's graph filtered to those shards (unfiltered when they are
-    /// all the collection's): the asking node's own shards, which it ranks
+    /// all the graph holds, see `crate::shard_scope`): the asking node's own shards, which it ranks
     /// in-process rather than over NATS. The best `depth` of the shards together is
     /// what merging their separate rankings would keep, so [`Store::gather`]
     /// takes this as one part among the remote shards' rankings.
@@ -155,6 +155,14 @@ impl Store {
             };
             *slot = true;
         }
+        let scope = coll.scope();
+        if let Some(o) = queries.iter().find(|o| !scope.holds_shard(o.shard)) {
+            // Placement moved it off this node a moment ago: ask another replica.
+            return Err(Error::Unavailable(format!(
+                "shard {} of collection '{}' is not in this node's graph (placed elsewhere now); retry",
+                o.shard, q.collection
+            )));
+        }
         check(LimitKind::Ef, q.ef, self.limits.max_ef)?;
         check(
             LimitKind::TopK,
@@ -166,7 +174,8 @@ impl Store {
             ef: q.ef,
             filter: q.filter.as_ref().map(Filter::parse).transpose()?,
         };
-        let every = only.iter().all(|&s| s);
+        // Unfiltered when the graph holds no shard beyond those asked for.
+        let every = (0..shards).all(|s| only[s as usize] || !scope.holds_shard(s));
         let sides = self.rank(
             &coll,
             q.vector.as_deref(),

@@ -47,7 +47,7 @@ impl Replicator for MemLog {
     }
 }
 
-fn open(dir: &Path) -> Arc<Store> {
+pub(super) fn open(dir: &Path) -> Arc<Store> {
     let no_models: Box<EncoderLoader> =
         Box::new(|name| Err(engram_embedder::Error::UnsupportedModel(name.to_string())));
     Arc::new(Store::open_with_loader(dir, Limits::default(), no_models).unwrap())
@@ -105,11 +105,11 @@ fn state(s: &Store) -> (Docs, Option<crate::storage::KeywordStats>) {
 }
 
 /// Two stores on one in-memory log, each followed by a thread until `stop`.
-struct Nodes {
+pub(super) struct Nodes {
     log: Arc<MemLog>,
     stop: Arc<AtomicBool>,
     dirs: [tempfile::TempDir; 2],
-    stores: [Arc<Store>; 2],
+    pub(super) stores: [Arc<Store>; 2],
     followers: Vec<JoinHandle<()>>,
 }
 
@@ -157,7 +157,7 @@ impl Nodes {
     }
 
     /// Stops the followers and closes the stores; their directories stay.
-    fn finish(self) -> [tempfile::TempDir; 2] {
+    pub(super) fn finish(self) -> [tempfile::TempDir; 2] {
         self.stop.store(true, Ordering::SeqCst);
         for f in self.followers {
             f.join().unwrap();
@@ -169,7 +169,7 @@ impl Nodes {
 
 /// Two nodes with collection "c" (4-d vectors, euclidean, `shards` shards) created
 /// through the first; the creation request, to send again.
-fn two_nodes_with_c(shards: Option<u32>) -> (Nodes, CreateCollection) {
+pub(super) fn two_nodes_with_c(shards: Option<u32>) -> (Nodes, CreateCollection) {
     let nodes = two_nodes();
     let req = CreateCollection {
         dimension: Some(4),

@@ -1,0 +1,202 @@
+//! A cluster node's graph following the shards placed on it (`shard_index.rs`), on
+//! two stores sharing the in-memory log of `replicated_tests`.
+
+use std::collections::BTreeSet;
+
+use super::replicated_tests::{open, two_nodes_with_c};
+use super::*;
+use crate::graph_dump::Opened;
+use crate::shard_scope::ShardScope;
+
+fn vector_doc(i: u32) -> DocumentInput {
+    let f = i as f32;
+    DocumentInput {
+        id: Some(format!("d{i}")),
+        vector: Some(vec![f.sin(), (f * 1.3).cos(), (f * 0.37).fract(), f / 40.0]),
+        ..Default::default()
+    }
+}
+
+fn shards(s: &[u32]) -> BTreeSet<u32> {
+    s.iter().copied().collect()
+}
+
+/// Live chunks of collection "c" on `store` whose shard (id modulo 4) is in `held`.
+fn chunks_in(store: &Store, held: &[u32]) -> usize {
+    let coll = store.collection("c").unwrap();
+    coll.live_chunks()
+        .into_iter()
+        .filter(|id| held.contains(&((id % 4) as u32)))
+        .count()
+}
+
+fn ids(r: &ShardRanking) -> Vec<(String, f32)> {
+    r.vector.iter().map(|h| (h.id.clone(), h.score)).collect()
+}
+
+#[test]
+fn a_graph_follows_the_shards_placed_on_its_node() {
+    let (n, _) = two_nodes_with_c(Some(4));
+    let [a, b] = n.stores.clone();
+    let seq = a
+        .upsert("c", (0..40).map(vector_doc).collect())
+        .unwrap()
+        .seq;
+    b.wait_applied(seq).unwrap();
+
+    // Node b keeps shards 1 and 3 in its graph; its records stay whole.
+    assert_eq!(
+        b.index_shards("c", &shards(&[1, 3])).unwrap(),
+        Rescoped::Rebuilt
+    );
+    assert_eq!(
+        b.index_shards("c", &shards(&[3, 1])).unwrap(),
+        Rescoped::Unchanged
+    );
+    let info = b.collection_info("c").unwrap();
+    assert_eq!((info.documents, info.vectors), (40, 40));
+    assert_eq!(info.indexed_shards, Some(vec![1, 3]));
+    let held = chunks_in(&b, &[1, 3]);
+    assert!(
+        held > 5 && held < 35,
+        "{held} of 40 chunks in shards 1 and 3"
+    );
+    assert_eq!(info.indexed_vectors, held);
+
+    // It ranks those shards as a node holding every shard does, and refuses others.
+    let q = QueryRequest {
+        vector: Some(vec![1.0, -2.0, 0.5, 3.0]),
+        k: Some(5),
+        ..Default::default()
+    };
+    let qs = a.shard_queries("c", &q).unwrap();
+    let pair = [qs[1].clone(), qs[3].clone()];
+    assert_eq!(
+        ids(&b.query_shards(&pair).unwrap()),
+        ids(&a.query_shards(&pair).unwrap())
+    );
+    assert!(ids(&b.query_shards(&pair).unwrap()).len() == 5);
+    assert!(matches!(b.query_shard(&qs[0]), Err(Error::Unavailable(_))));
+
+    // Writes and deletes after the change reach the graph only for its shards, and a
+    // delete elsewhere leaves no tombstone behind.
+    let seq = a
+        .upsert("c", (40..60).map(vector_doc).collect())
+        .unwrap()
+        .seq;
+    b.wait_applied(seq).unwrap();
+    let coll = b.collection("c").unwrap();
+    let doomed = ["d1", "d2", "d3", "d4"];
+    let doomed_here = doomed
+        .iter()
+        .flat_map(|id| coll.chunks_of(id))
+        .filter(|c| [1, 3].contains(&(c % 4)))
+        .count();
+    let dead_before = coll.index().tombstone_count();
+    for id in doomed {
+        a.delete_document("c", id).unwrap();
+    }
+    b.wait_applied(a.applied_seq()).unwrap();
+    let info = b.collection_info("c").unwrap();
+    assert_eq!(info.vectors, 56);
+    assert_eq!(info.indexed_vectors, chunks_in(&b, &[1, 3]));
+    assert_eq!(
+        coll.index().tombstone_count() - dead_before,
+        doomed_here,
+        "only deletes in the graph's shards leave tombstones"
+    );
+    assert_eq!(coll.index().len(), chunks_in(&b, &[1, 3]));
+
+    // Back to every shard: the one-machine graph.
+    assert_eq!(
+        b.index_shards("c", &shards(&[0, 1, 2, 3])).unwrap(),
+        Rescoped::Rebuilt
+    );
+    let info = b.collection_info("c").unwrap();
+    assert_eq!((info.indexed_shards, info.indexed_vectors), (None, 56));
+    let all: Vec<ShardQuery> = a.shard_queries("c", &q).unwrap();
+    assert_eq!(
+        ids(&b.query_shards(&all).unwrap()),
+        ids(&a.query_shards(&all).unwrap())
+    );
+
+    // A restart comes back with the shards of its dump, caught up from the log.
+    assert_eq!(
+        b.index_shards("c", &shards(&[2])).unwrap(),
+        Rescoped::Rebuilt
+    );
+    b.wait_for_graph_dumps();
+    let seq = a
+        .upsert("c", (60..70).map(vector_doc).collect())
+        .unwrap()
+        .seq;
+    b.wait_applied(seq).unwrap();
+    drop((a, b));
+    let dirs = n.finish();
+    let b = open(dirs[1].path());
+    assert!(matches!(
+        b.graph_dumps().opened("c"),
+        Some(Opened::Dump { replayed, .. }) if replayed > 0
+    ));
+    assert_eq!(
+        b.indexed_shards("c").unwrap(),
+        ShardScope::Only(shards(&[2]))
+    );
+    let info = b.collection_info("c").unwrap();
+    assert_eq!(info.vectors, 66);
+    assert_eq!(info.indexed_vectors, chunks_in(&b, &[2]));
+}
+
+/// Scatter over two stores: shards `here` ranked by `local`, the others by `other`.
+struct TwoStores {
+    local: Arc<Store>,
+    other: Arc<Store>,
+    here: Vec<u32>,
+}
+
+impl crate::replica::ScatterQueries for TwoStores {
+    fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
+        let started = std::time::Instant::now();
+        let parts = self
+            .local
+            .shard_queries(name, req)?
+            .iter()
+            .map(|q| match self.here.contains(&q.shard) {
+                true => self.local.query_shard(q),
+                false => self.other.query_shard(q),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.local.gather(name, req, parts, started)
+    }
+}
+
+#[test]
+fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
+    let (n, _) = two_nodes_with_c(Some(4));
+    let [a, b] = n.stores.clone();
+    let seq = a
+        .upsert("c", (0..40).map(vector_doc).collect())
+        .unwrap()
+        .seq;
+    b.wait_applied(seq).unwrap();
+    b.index_shards("c", &shards(&[1, 3])).unwrap();
+    let q = QueryRequest {
+        vector: Some(vec![0.5, 1.0, -0.5, 0.2]),
+        k: Some(10),
+        ..Default::default()
+    };
+    let view = |r: QueryResponse| -> Vec<(String, f32)> {
+        r.hits.into_iter().map(|h| (h.id, h.score)).collect()
+    };
+    let whole = view(a.query("c", &q).unwrap());
+    // Its own graph alone misses shards 0 and 2.
+    assert_ne!(view(b.query("c", &q).unwrap()), whole);
+    b.attach_scatter(Arc::new(TwoStores {
+        local: b.clone(),
+        other: a.clone(),
+        here: vec![1, 3],
+    }));
+    assert_eq!(view(b.query("c", &q).unwrap()), whole);
+    drop((a, b));
+    n.finish();
+}
