@@ -37,6 +37,12 @@ pub struct ShardQuery {
     pub filter: Option<serde_json::Value>,
     /// Read-your-writes: the replica answers once it has applied this write.
     pub min_seq: Option<u64>,
+    /// The corpus context version the vector side was embedded under, when the
+    /// asking node embedded the query's text: a replica holding another version (a
+    /// new context being installed node by node) would rank the shard's vectors
+    /// against a query from another space, so it refuses instead (503, retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<u64>,
 }
 
 /// A ranked document on the wire.
@@ -102,6 +108,7 @@ impl Store {
     pub fn shard_queries(&self, name: &str, req: &QueryRequest) -> Result<Vec<ShardQuery>> {
         let (coll, q) = self.prepare_query(name, req)?;
         let (vector, text) = q.sides();
+        let context = (vector.is_some() && req.vector.is_none()).then(|| coll.context_version());
         Ok((0..coll.config.shards)
             .map(|shard| ShardQuery {
                 collection: name.to_string(),
@@ -112,6 +119,7 @@ impl Store {
                 ef: q.search.ef,
                 filter: req.filter.clone(),
                 min_seq: req.min_seq,
+                context,
             })
             .collect())
     }
@@ -154,6 +162,13 @@ impl Store {
                 ));
             };
             *slot = true;
+        }
+        if let Some(asked) = q.context.filter(|&v| v != coll.context_version()) {
+            return Err(Error::Unavailable(format!(
+                "collection '{}' is embedded under corpus context {} on this node, the query under {asked}: a new context is being installed; retry",
+                q.collection,
+                coll.context_version()
+            )));
         }
         let scope = coll.scope();
         if let Some(o) = queries.iter().find(|o| !scope.holds_shard(o.shard)) {

@@ -77,6 +77,18 @@ fn a_graph_follows_the_shards_placed_on_its_node() {
     );
     assert!(ids(&b.query_shards(&pair).unwrap()).len() == 5);
     assert!(matches!(b.query_shard(&qs[0]), Err(Error::Unavailable(_))));
+    // A query embedded under another corpus context than this node's is refused.
+    let other_space = ShardQuery {
+        context: Some(7),
+        ..qs[1].clone()
+    };
+    assert!(
+        matches!(b.query_shard(&other_space), Err(Error::Unavailable(m)) if m.contains("context 0"))
+    );
+    assert_eq!(
+        qs[1].context, None,
+        "a vector of the caller's own carries none"
+    );
 
     // Writes and deletes after the change reach the graph only for its shards, and a
     // delete elsewhere leaves no tombstone behind.
@@ -125,7 +137,10 @@ fn a_graph_follows_the_shards_placed_on_its_node() {
         b.index_shards("c", &shards(&[2])).unwrap(),
         Rescoped::Rebuilt
     );
+    // As a clean shutdown would (the rebuild's background dump is skipped while an
+    // earlier one still runs).
     b.wait_for_graph_dumps();
+    b.persist_graphs();
     let seq = a
         .upsert("c", (60..70).map(vector_doc).collect())
         .unwrap()
@@ -134,10 +149,11 @@ fn a_graph_follows_the_shards_placed_on_its_node() {
     drop((a, b));
     let dirs = n.finish();
     let b = open(dirs[1].path());
-    assert!(matches!(
-        b.graph_dumps().opened("c"),
-        Some(Opened::Dump { replayed, .. }) if replayed > 0
-    ));
+    let opened = b.graph_dumps().opened("c");
+    assert!(
+        matches!(opened, Some(Opened::Dump { replayed, .. }) if replayed > 0),
+        "{opened:?}"
+    );
     assert_eq!(
         b.indexed_shards("c").unwrap(),
         ShardScope::Only(shards(&[2]))
