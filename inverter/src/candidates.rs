@@ -86,10 +86,12 @@ pub(crate) fn name_locals(
     words: &[String],
     open: &dyn Fn(&str) -> bool,
 ) -> Vec<(String, usize)> {
-    let spelled = |w: &str| open(w) && w.bytes().all(|b| b.is_ascii_lowercase());
     let names: Vec<usize> = (0..words.len())
         .filter(|&i| lex.is_name(&words[i]))
-        .chain((0..words.len()).filter(|&i| !lex.is_name(&words[i]) && spelled(&words[i])))
+        .chain(
+            (0..words.len())
+                .filter(|&i| !lex.is_name(&words[i]) && is_name_word(lex, open, &words[i])),
+        )
         .take(PAIRED_NAMES)
         .collect();
     let mut locals: Vec<(String, usize)> = Vec::new();
@@ -105,6 +107,12 @@ pub(crate) fn name_locals(
         }
     }
     locals
+}
+
+/// A word that may be a name: in the name dictionary, or a lowercase word the probe
+/// cannot propose (a name spelled from pieces).
+pub(crate) fn is_name_word(lex: &Lexicon, open: &dyn Fn(&str) -> bool, w: &str) -> bool {
+    lex.is_name(w) || (open(w) && !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// Domains an e-mail guess tries: the dictionary's best by `residual`, then

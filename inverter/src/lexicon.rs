@@ -45,6 +45,9 @@ pub struct Lexicon {
     /// `WORD.com` for a lexicon word; see `candidates.rs`).
     domains: Table,
     names: HashSet<String>,
+    /// The word list and the domains as sets, for membership tests.
+    known_words: HashSet<String>,
+    known_domains: HashSet<String>,
     /// Continuation pieces to spell words with (`pieces.rs`; absent: whole words only).
     pieces: Option<Pieces>,
     /// Words the search may not propose (see [`Lexicon::hide`]).
@@ -154,6 +157,8 @@ impl Lexicon {
         encoder: &dyn TextEncoder,
         cache: Option<&Path>,
     ) -> Result<Lexicon> {
+        let known_words = words.iter().cloned().collect();
+        let known_domains = domains.iter().cloned().collect();
         Ok(Lexicon {
             words: Table::build(
                 words,
@@ -166,6 +171,8 @@ impl Lexicon {
                 cache.map(|c| c.join("domains.bin")).as_deref(),
             )?,
             names: NAMES.lines().map(String::from).collect(),
+            known_words,
+            known_domains,
             pieces: None,
             hidden: HashSet::new(),
         })
@@ -252,6 +259,21 @@ impl Lexicon {
     /// In the name dictionary.
     pub fn is_name(&self, word: &str) -> bool {
         self.names.contains(word) && !self.hidden.contains(word)
+    }
+
+    /// In the word list (whole-word pieces and names) and not hidden.
+    pub fn knows(&self, word: &str) -> bool {
+        self.known_words.contains(word) && !self.hidden.contains(word)
+    }
+
+    /// In the e-mail domain dictionary and not hidden.
+    pub fn knows_domain(&self, domain: &str) -> bool {
+        self.known_domains.contains(domain) && !self.hidden.contains(domain)
+    }
+
+    /// One of the vocabulary's pieces (head or continuation); false without pieces.
+    pub fn is_piece(&self, piece: &str) -> bool {
+        self.pieces.as_ref().is_some_and(|p| p.vocab.knows(piece))
     }
 
     /// The `k` words whose embeddings point most along `residual`, best first,

@@ -16,7 +16,8 @@
 //! - [`lm_prior`]: SmolLM2 as a language prior that re-ranks the best candidates.
 //! - [`search`]: [`CosineSearch`], probe hypothesis + batched beam-search correction
 //!   (options in `search_options.rs`); a beam over the spellings of the structured
-//!   words of the best hypothesis (`slot_beam.rs`, `structured.rs`).
+//!   words of the best hypothesis (`slot_beam.rs`, `structured.rs`), its e-mail
+//!   fillings held to the shape of real addresses ([`address_prior`]).
 //! - [`defence`]: Gaussian noise and keyed rotation of stored vectors.
 //! - [`audit`]: sample, invert, scan for secrets, compare defences; JSON and HTML.
 //! - [`metrics`], [`secrets`], [`corpus`], [`eval`]: scores, secret scanners,
@@ -24,6 +25,7 @@
 //! - [`pii`]: the PII benchmark (planted names, e-mails, numbers) and the attack's
 //!   measured strength every report states.
 
+pub mod address_prior;
 pub mod audit;
 mod candidates;
 pub mod corpus;

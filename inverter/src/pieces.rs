@@ -74,6 +74,12 @@ impl PieceVocab {
         c
     }
 
+    /// `piece` is one of the vocabulary's pieces, a head or a continuation (a unit
+    /// the address prior, `address_prior.rs`, builds domain labels from).
+    pub fn knows(&self, piece: &str) -> bool {
+        self.heads.contains(piece) || self.continuations.contains(piece)
+    }
+
     /// WordPiece's greedy longest-match split of a letters-or-digits segment
     /// (`fairbanks` -> `fair`, `banks`); `None` when the pieces cannot spell it.
     pub fn split<'a>(&self, segment: &'a str) -> Option<Vec<&'a str>> {
@@ -155,6 +161,7 @@ mod tests {
         assert_eq!(v.split("kowalczyk"), Some(vec!["ko", "wal", "cz", "yk"]));
         assert_eq!(v.split("7955"), Some(vec!["79", "55"]));
         assert_eq!(v.split("fairx"), None);
+        assert!(v.knows("fair") && v.knows("banks") && !v.knows("##banks") && !v.knows("x"));
         assert_eq!(
             v.continuations(),
             ["55", "bank", "banks", "cz", "s", "wal", "yk"]

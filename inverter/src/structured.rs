@@ -12,7 +12,8 @@
 //! best alone, or an address that needs its local part and its domain changed
 //! together, stays reachable.
 
-use crate::candidates::{domain_guesses, name_locals, TLDS};
+use crate::address_prior::plausible_address;
+use crate::candidates::{domain_guesses, is_name_word, name_locals, TLDS};
 use crate::lexicon::Lexicon;
 use crate::pieces::{extend, is_digits, respell, segments};
 use crate::slot_beam;
@@ -62,10 +63,11 @@ impl Slots<'_> {
                 .take(DIGIT_SLOTS),
         );
         let share = self.budget / slots.len().max(1);
+        let names = name_words(sp, words);
         for &slot in &slots {
             let expand = |filling: &str| {
                 if Some(slot) == address {
-                    address_successors(sp, words, residual, filling)
+                    plausible_successors(sp, &names, words, residual, filling)
                 } else {
                     word_successors(sp, residual, filling)
                 }
@@ -86,6 +88,31 @@ impl Slots<'_> {
         }
         Ok(())
     }
+}
+
+/// The words of `words` that may be names (what a local part is built from).
+fn name_words<'w>(sp: &Speller, words: &'w [String]) -> Vec<&'w str> {
+    words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| is_name_word(sp.lex, sp.open, w))
+        .collect()
+}
+
+/// The successors of `address` (see [`address_successors`]) that the address
+/// prior allows (`address_prior.rs`): a local part built from `names`, a
+/// registrable domain. Without it the cosine alone grew domains no one registers.
+fn plausible_successors(
+    sp: &Speller,
+    names: &[&str],
+    words: &[String],
+    residual: &[f32],
+    address: &str,
+) -> Vec<String> {
+    address_successors(sp, words, residual, address)
+        .into_iter()
+        .filter(|a| plausible_address(sp.lex, names, a))
+        .collect()
 }
 
 /// `word` lengthened by its last run's best pieces (ranked with the run), then cut
