@@ -182,6 +182,36 @@ pub(crate) async fn fetch(
     name: &str,
     to: Option<&Path>,
 ) -> Result<(u64, String)> {
+    let mut stalls = 0;
+    loop {
+        match fetch_once(store, name, to).await {
+            Err(Stalled(why)) if stalls < FETCH_TRIES => {
+                stalls += 1;
+                tracing::warn!(name, stalls, "{why}; reading the snapshot again");
+            }
+            Err(Stalled(why)) => return Err(Error::Snapshot(why)),
+            Ok(read) => return read,
+        }
+    }
+}
+
+/// A read of a snapshot that got no bytes for [`READ_STALL`]: seen once when a
+/// node replaced a snapshot of the same sequence it had written itself (the
+/// object's old description, from a replica lagging the put, named chunks the put
+/// had purged, and the read waited for them forever). Read again from the start.
+struct Stalled(String);
+
+/// How long one read of a snapshot's bytes may wait for the next ones.
+const READ_STALL: Duration = Duration::from_secs(30);
+/// Reads of one snapshot started again after a stall.
+const FETCH_TRIES: u32 = 3;
+
+/// [`fetch`] once: `Err(Stalled)` when the bytes stopped coming.
+async fn fetch_once(
+    store: &ObjectStore,
+    name: &str,
+    to: Option<&Path>,
+) -> std::result::Result<Result<(u64, String)>, Stalled> {
     // A just-written object can be missing for a moment where the read is served by
     // a replica that lags the put (seen under load as "object not found"): retried
     // briefly (5 s) before the object counts as missing.
@@ -193,36 +223,49 @@ pub(crate) async fn fetch(
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            Err(e) => return Err(nats(e)),
+            Err(e) => return Ok(Err(nats(e))),
         }
     };
-    let mut file = to
-        .map(std::fs::File::create)
-        .transpose()
-        .map_err(|e| Error::Snapshot(format!("cannot write the download: {e}")))?;
+    let failed = |e: std::io::Error| {
+        Ok(Err(Error::Snapshot(format!(
+            "cannot write the download: {e}"
+        ))))
+    };
+    let mut file = match to.map(std::fs::File::create).transpose() {
+        Ok(f) => f,
+        Err(e) => return failed(e),
+    };
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
     loop {
-        let n = object
-            .read(&mut buf)
-            .await
-            .map_err(|e| Error::Snapshot(format!("download of {name}: {e}")))?;
+        let n = match tokio::time::timeout(READ_STALL, object.read(&mut buf)).await {
+            Err(_) => {
+                return Err(Stalled(format!(
+                    "the download of {name} got no bytes for {} s after {bytes}",
+                    READ_STALL.as_secs()
+                )))
+            }
+            Ok(Err(e)) => return Ok(Err(Error::Snapshot(format!("download of {name}: {e}")))),
+            Ok(Ok(n)) => n,
+        };
         if n == 0 {
             break;
         }
         hash.update(&buf[..n]);
         if let Some(f) = &mut file {
-            std::io::Write::write_all(f, &buf[..n])
-                .map_err(|e| Error::Snapshot(format!("cannot write the download: {e}")))?;
+            if let Err(e) = std::io::Write::write_all(f, &buf[..n]) {
+                return failed(e);
+            }
         }
         bytes += n as u64;
     }
     if let Some(f) = file {
-        f.sync_all()
-            .map_err(|e| Error::Snapshot(format!("cannot write the download: {e}")))?;
+        if let Err(e) = f.sync_all() {
+            return failed(e);
+        }
     }
-    Ok((bytes, archive::hex(hash)))
+    Ok(Ok((bytes, archive::hex(hash))))
 }
 
 /// The writer's lease, held while one snapshot is written; its entry's revision,

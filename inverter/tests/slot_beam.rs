@@ -65,13 +65,15 @@ fn holds(sentence: &str, secret: &str) -> bool {
 
 #[test]
 fn a_beam_spells_a_planted_domain_the_greedy_chain_misses() {
-    let original = "Refund approved for account 47513627, holder Ansel Kowalczyk, \
-                    contact ansel_kowalczyk@wingtip.org.";
+    // Written for this test: no name, number or domain of the PII benchmark's
+    // tuning or held-out texts (inverter/data/pii_*.jsonl).
+    let original = "Refund approved for account 58204719, holder Orla Brennick, \
+                    contact orla_brennick@cloudtip.org.";
     // The names and the local part are right; the domain's label lacks its last
-    // piece (`wing` + `##tip`) and the top-level domain is wrong.
+    // piece (`cloud` + `##tip`) and the top-level domain is wrong.
     let hypothesis =
-        "refund approved for account holder ansel kowalczyk contact ansel_kowalczyk@wing.com";
-    let secret = "ansel_kowalczyk@wingtip.org";
+        "refund approved for account holder orla brennick contact orla_brennick@cloud.com";
+    let secret = "orla_brennick@cloudtip.org";
     let greedy = best_after_slots(original, hypothesis, 1, 192);
     let beam = best_after_slots(original, hypothesis, 4, 192);
     println!("greedy: {greedy}\nbeam:   {beam}");

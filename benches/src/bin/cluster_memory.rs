@@ -78,7 +78,9 @@ fn until(nodes: &[Engram], secs: u64, what: &str, probe: impl Fn(&Value) -> bool
 /// One fresh cluster with the collection at `replication`: a JSON line per node.
 fn measure(bin: &Path, docs: u64, replication: u32) -> Result<Vec<Value>> {
     let nats = NatsCluster::start(3);
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
     let nodes: Vec<Engram> = (0..3)
         .map(|i| cluster_node(bin, &nats, dirs[i].path(), i))
         .collect::<Result<_>>()?;
@@ -108,7 +110,9 @@ fn measure(bin: &Path, docs: u64, replication: u32) -> Result<Vec<Value>> {
         .enumerate()
         .map(|(i, node)| {
             let info = info(node)?;
-            let indexed = info["indexed_vectors"].as_f64().context("indexed_vectors")?;
+            let indexed = info["indexed_vectors"]
+                .as_f64()
+                .context("indexed_vectors")?;
             let per_vector = info["index_bytes_per_vector"].as_f64().context("bytes")?;
             let rss = rss_mib(node.pid().context("running")?)?;
             Ok(json!({
