@@ -294,8 +294,9 @@ impl VectorIndex {
     /// inside the graph walk, so a selective filter still yields k results when
     /// enough matching vectors are reachable within [`filter_budget`] visited nodes.
     /// When the walk stops at that budget the filter is selective, so every accepted
-    /// vector is scored instead (see [`SCAN_MAX_NODES`]); the flag is true only when
-    /// that was not possible either: matches may be missing.
+    /// vector is scored instead (see [`SCAN_MAX_NODES`]); so too when the walk ran out
+    /// of nodes it could reach, short of `ef`, before it had visited all. The flag is
+    /// true only when that was not possible either: matches may be missing.
     pub fn search_filtered(
         &self,
         query: &[f32],

@@ -394,3 +394,67 @@ fn a_failure_after_the_commit_never_fails_the_write() {
     assert_eq!(r.hits.len(), 1);
     assert_eq!(r.hits[0].id, first.ids[0]);
 }
+
+/// A bring-your-own-vector collection of 3,000 16-d documents holding only 97
+/// distinct vectors (the cluster benchmark's shape): every k = 10 query at the
+/// default ef gets 10 hits, and an answer is never short and marked exhaustive.
+#[test]
+fn a_collection_of_heavily_duplicated_vectors_answers_every_query_in_full() {
+    use crate::index::{test_points, Metric};
+    const D: usize = 16;
+    let pool = test_points(97, D, 31);
+    let picks = test_points(3000, 1, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let e = store(dir.path());
+    for metric in [Metric::Cosine, Metric::Euclidean, Metric::Dot] {
+        let name = format!("{metric:?}").to_lowercase();
+        let req = CreateCollection {
+            dimension: Some(D),
+            distance: Some(metric),
+            durability: Some(Durability::Fast),
+            ..Default::default()
+        };
+        e.create_collection(&name, req).unwrap();
+        let docs: Vec<DocumentInput> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| DocumentInput {
+                id: Some(format!("d{i}")),
+                vector: Some(pool[(p[0] * 97.0) as usize % 97].clone()),
+                metadata: Some(json!({"third": i % 3})),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in docs.chunks(1000) {
+            e.upsert(&name, chunk.to_vec()).unwrap();
+        }
+        let (mut short, mut queries) = (0, 0);
+        let mut queries_of = test_points(100, D, 33);
+        queries_of.extend(pool.iter().cloned());
+        for (q, filter) in queries_of
+            .iter()
+            .flat_map(|q| [(q, None), (q, Some(json!({"key": "third", "eq": 1})))])
+        {
+            let r = e
+                .query(
+                    &name,
+                    &QueryRequest {
+                        vector: Some(q.clone()),
+                        k: Some(10),
+                        filter,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            queries += 1;
+            short += usize::from(r.hits.len() < 10);
+            assert!(
+                r.hits.len() == 10 || !r.exhaustive,
+                "{name}: {} hits marked exhaustive",
+                r.hits.len()
+            );
+        }
+        eprintln!("{name}: {short} of {queries} queries short of k = 10");
+        assert_eq!(short, 0, "{name}: short answers");
+    }
+}

@@ -213,7 +213,7 @@ impl Store {
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             exhaustive: !cut,
             warning: cut.then(|| {
-                "the filter matched few of the vectors the graph walk reached, so the walk stopped at its work limit, and too many (or the collection is too large) to score each: matching documents may be missing; raise ef, or use mode \"keyword\" with the same filter".to_string()
+                "the graph walk found fewer matching vectors than it looked for (the filter matched few of those it reached, so it stopped at its work limit, or it could reach no more), and too many (or the collection is too large) to score each: matching documents may be missing; raise ef, or use mode \"keyword\" with the same filter".to_string()
             }),
         })
     }
@@ -400,8 +400,9 @@ pub fn search_breadth(
 }
 
 /// The k nearest documents by their best chunk, filtered inside the graph walk;
-/// the flag is true when the walk stopped at its work limit (see `filter_budget`)
-/// and the filter matched too many chunks to score each (`VectorIndex::search_filtered`).
+/// the flag is true when the walk stopped at its work limit (see `filter_budget`) or
+/// could reach no more chunks, short of `ef`, and too many matched to score each
+/// (`VectorIndex::search_filtered`).
 fn vector_ranking(
     coll: &Collection,
     query: &[f32],

@@ -1,9 +1,18 @@
 //! Adding nodes: the HNSW level draw, the neighbour search and heuristic, linking
 //! (one at a time and in parallel batches).
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use rayon::prelude::*;
 
 use super::{Distance, Graph, Near};
+
+/// What a new node links to: its neighbours on each of its levels (index = level)
+/// and, when the search found an exact copy of it, that twin (whose ring it joins).
+struct Chosen {
+    levels: Vec<Vec<u32>>,
+    twin: Option<u32>,
+}
 
 /// Below this many nodes, [`Graph::insert_many`] inserts one at a time: batches
 /// would be too small to be worth the threads, and too large a share of the graph.
@@ -23,12 +32,18 @@ impl<D: Distance> Graph<D> {
     }
 
     /// The HNSW neighbour heuristic: keep a candidate only if it is nearer to the
-    /// base than to every neighbour already kept, which spreads links out.
-    fn select(&self, sorted: &[Near], limit: usize) -> Vec<u32> {
+    /// base than to every neighbour already kept, which spreads links out. Exact
+    /// copies of the base are left out: they are linked on their ring (`twins.rs`).
+    pub(super) fn select(&self, base: u32, sorted: &[Near], limit: usize) -> Vec<u32> {
+        let b = self.vector(base);
+        let own = self.distance.between(b, b);
         let mut kept: Vec<u32> = Vec::with_capacity(limit);
         for c in sorted {
             if kept.len() == limit {
                 break;
+            }
+            if self.is_twin(b, own, c) {
+                continue;
             }
             let v = self.vector(c.1);
             if kept
@@ -88,7 +103,7 @@ impl<D: Distance> Graph<D> {
                 .position(|&l| l > self.max_level)
                 .unwrap_or(batch.len());
             let entry = self.entry.expect("the graph is not empty here");
-            let chosen: Vec<(u32, Vec<Vec<u32>>)> = (start..start + together as u32)
+            let chosen: Vec<(u32, Chosen)> = (start..start + together as u32)
                 .into_par_iter()
                 .map(|node| (node, self.neighbours_of(node, entry)))
                 .collect();
@@ -103,32 +118,41 @@ impl<D: Distance> Graph<D> {
         }
     }
 
-    /// The neighbours `node` should link to on each of its levels (index = level),
-    /// found by searching the graph from `entry`; reads only.
-    fn neighbours_of(&self, node: u32, entry: u32) -> Vec<Vec<u32>> {
+    /// The neighbours `node` should link to on each of its levels, and a twin of it
+    /// if there is one, found by searching the graph from `entry`; reads only.
+    fn neighbours_of(&self, node: u32, entry: u32) -> Chosen {
         let query = self.vector(node);
         let level = self.levels[node as usize];
         let mut ep = self.descend(query, entry, level + 1);
         let top = level.min(self.max_level);
-        let mut chosen = vec![Vec::new(); top as usize + 1];
+        let mut levels = vec![Vec::new(); top as usize + 1];
+        let mut twin = None;
         for l in (0..=top).rev() {
             let found = if l == 0 {
                 self.search_layer0(query, &ep, self.ef_construction, None).0
             } else {
                 self.search_layer(query, &ep, self.ef_construction, l, None)
             };
-            chosen[l as usize] = self.select(&found, self.m);
+            levels[l as usize] = self.select(node, &found, self.m);
+            if l == 0 {
+                let own = self.distance.between(query, query);
+                twin = found
+                    .iter()
+                    .find(|c| self.is_twin(query, own, c))
+                    .map(|c| c.1);
+            }
             ep = found;
         }
-        chosen
+        Chosen { levels, twin }
     }
 
     /// Writes new nodes' links and the links back to them, each target's list
-    /// merged and, when over capacity, pruned by the heuristic (in parallel).
-    fn link(&mut self, chosen: &[(u32, Vec<Vec<u32>>)]) {
+    /// merged and, when over capacity, pruned by the heuristic (in parallel); then
+    /// puts each new node that has a twin on its ring (in node order).
+    fn link(&mut self, chosen: &[(u32, Chosen)]) {
         let mut back: Vec<(u8, u32, u32)> = Vec::new();
-        for (node, levels) in chosen {
-            for (l, neighbours) in levels.iter().enumerate() {
+        for (node, c) in chosen {
+            for (l, neighbours) in c.levels.iter().enumerate() {
                 self.set_links(*node, l as u8, neighbours);
                 back.extend(neighbours.iter().map(|&nb| (l as u8, nb, *node)));
             }
@@ -152,9 +176,32 @@ impl<D: Distance> Graph<D> {
         for (level, target, links) in merged {
             self.set_links(target, level, &links);
         }
+        // Copies within one batch did not see each other: the first one found is
+        // the twin of the rest.
+        let mut first: HashMap<Vec<u32>, u32> = HashMap::new();
+        for (node, c) in chosen {
+            let twin = c.twin.or_else(|| {
+                if chosen.len() == 1 {
+                    return None;
+                }
+                // `+ 0.0` makes -0.0 and 0.0 (equal vectors) one key.
+                let key = self.vector(*node).iter().map(|x| (x + 0.0).to_bits());
+                match first.entry(key.collect()) {
+                    Entry::Occupied(e) => Some(*e.get()),
+                    Entry::Vacant(e) => {
+                        e.insert(*node);
+                        None
+                    }
+                }
+            });
+            if let Some(twin) = twin {
+                self.join_ring(*node, twin);
+            }
+        }
     }
 
-    /// `target`'s links on `level` with `new` added, pruned to capacity.
+    /// `target`'s links on `level` with `new` added, pruned to capacity; its ring
+    /// link (layer 0) stays first.
     fn merged_links(&self, target: u32, level: u8, new: impl Iterator<Item = u32>) -> Vec<u32> {
         let cap = if level == 0 { self.m0 } else { self.m };
         let mut links = self.links(target, level).to_vec();
@@ -162,13 +209,13 @@ impl<D: Distance> Graph<D> {
         if links.len() <= cap {
             return links;
         }
-        let base = self.vector(target);
-        let mut cands: Vec<Near> = links
-            .iter()
-            .map(|&x| Near(self.distance.between(base, self.vector(x)), x))
-            .collect();
-        cands.sort();
-        self.select(&cands, cap)
+        match (level == 0).then(|| self.ring_next(target)).flatten() {
+            Some(ring) => {
+                let rest = self.pruned(target, links.split_off(1), cap - 1);
+                std::iter::once(ring).chain(rest).collect()
+            }
+            None => self.pruned(target, links, cap),
+        }
     }
 
     /// Makes `node` the entry point when it is above the current top level.

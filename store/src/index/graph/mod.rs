@@ -9,8 +9,9 @@
 //! finds are rescored with the exact f32 distance before the top k are returned.
 //!
 //! The graph's code is split by concern: this file holds the storage and its
-//! accessors, `search.rs` the walks, `build.rs` insertion, `reorder.rs` the
-//! renumbering for locality, `persist.rs` the graph as bytes.
+//! accessors, `search.rs` the walks, `build.rs` insertion, `twins.rs` the ring that
+//! links exact copies of a vector, `reorder.rs` the renumbering for locality,
+//! `persist.rs` the graph as bytes.
 
 use std::cmp::Ordering;
 
@@ -24,6 +25,7 @@ mod build;
 mod persist;
 mod reorder;
 mod search;
+mod twins;
 
 pub use search::filter_budget;
 

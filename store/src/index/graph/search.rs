@@ -51,8 +51,7 @@ impl<D: Distance> Graph<D> {
 
     /// Layer 0's search: on the int8 codes when the graph is quantized, with what
     /// the walk found rescored by the exact distance (so callers always get exact
-    /// distances, nearest first), else exact throughout. The flag is true when a
-    /// filtered walk stopped at its visit budget ([`filter_budget`]).
+    /// distances, nearest first), else exact throughout. The flag as in [`Graph::walk`].
     pub(super) fn search_layer0(
         &self,
         query: &[f32],
@@ -85,8 +84,10 @@ impl<D: Distance> Graph<D> {
 
     /// Best-first search of one layer by `distance` (to the query); returns up to
     /// `ef` nearest nodes the predicate accepts, nearest first. Rejected nodes are
-    /// still walked through, up to [`filter_budget`] visited nodes: the flag says the
-    /// walk stopped there, with fewer than `ef` accepted nodes it could still find.
+    /// still walked through, up to [`filter_budget`] visited nodes. The flag says the
+    /// walk ended with fewer than `ef` accepted nodes while some it did not visit
+    /// might be accepted: it stopped at that budget, or (layer 0) it ran out of links
+    /// to follow before it visited every node. Callers then scan, or say so.
     fn walk(
         &self,
         distance: impl Fn(u32) -> f32,
@@ -154,7 +155,10 @@ impl<D: Distance> Graph<D> {
                     }
                 }
             }
-            (results.into_sorted_vec(), cut)
+            // Out of candidates short of `ef` accepted nodes, with nodes never
+            // visited: those cannot be reached from here, and may be accepted ones.
+            let stranded = level == 0 && results.len() < ef && seen < self.len();
+            (results.into_sorted_vec(), cut || stranded)
         })
     }
 
@@ -171,8 +175,9 @@ impl<D: Distance> Graph<D> {
         self.search_bounded(query, k, ef, keep).0
     }
 
-    /// Like [`Graph::search`]; the flag is true when a filtered walk stopped at its
-    /// visit budget ([`filter_budget`]), so accepted nodes may have been missed.
+    /// Like [`Graph::search`]; the flag is true when the walk found fewer than `ef`
+    /// accepted nodes and stopped at its visit budget ([`filter_budget`]) or ran out
+    /// of reachable nodes before it visited all: accepted nodes may have been missed.
     pub fn search_bounded(
         &self,
         query: &[f32],
