@@ -276,8 +276,10 @@ pub struct Hit {
 pub struct QueryResponse {
     pub hits: Vec<Hit>,
     pub took_ms: f64,
-    /// False when a filtered vector search stopped at its work limit before it found
-    /// `ef` matching chunks: matching documents may be missing (see `warning`).
+    /// False when a vector search may have missed documents (see `warning`): a
+    /// filtered walk stopped at its work limit before it found `ef` matching chunks,
+    /// or a walk ran out of reachable nodes before `ef` while some were never visited,
+    /// and scoring every match directly was too large.
     #[serde(default = "yes")]
     pub exhaustive: bool,
     /// Why the result may be incomplete, and what to do about it.

@@ -24,7 +24,9 @@ use super::graph::Graph;
 use super::{IndexParams, Metric, Nodes, VectorIndex};
 
 /// The version of the layout this build writes and reads; any other is rejected.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: graphs built since duplicate vectors are linked on a ring (`graph/twins.rs`);
+/// a version-1 dump may hold islands of copies, so it is rebuilt once.
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"ENGRAMGR";
 
 /// What a dump was built for, and when.

@@ -58,7 +58,7 @@ pub struct ShardHit {
 pub struct ShardRanking {
     pub vector: Vec<ShardHit>,
     pub keyword: Vec<ShardHit>,
-    /// A filtered vector walk stopped at its work limit (see `QueryResponse::exhaustive`).
+    /// The shard's vector walk may have missed documents (see `QueryResponse::exhaustive`).
     pub cut: bool,
 }
 
