@@ -131,7 +131,7 @@ impl Store {
 
     /// Ranks the documents of several shards of one query together, with one walk
     /// of the collection's graph filtered to those shards (unfiltered when they are
-    /// all the graph holds, see `crate::shard_scope`): the asking node's own shards, which it ranks
+    /// all the collection's): the asking node's own shards, which it ranks
     /// in-process rather than over NATS. The best `depth` of the shards together is
     /// what merging their separate rankings would keep, so [`Store::gather`]
     /// takes this as one part among the remote shards' rankings.
@@ -189,8 +189,9 @@ impl Store {
             ef: q.ef,
             filter: q.filter.as_ref().map(Filter::parse).transpose()?,
         };
-        // Unfiltered when the graph holds no shard beyond those asked for.
-        let every = (0..shards).all(|s| only[s as usize] || !scope.holds_shard(s));
+        // Filtered unless every shard is asked for, even when the graph holds no
+        // other shard: the keyword index holds every shard's documents.
+        let every = only.iter().all(|&s| s);
         let sides = self.rank(
             &coll,
             q.vector.as_deref(),

@@ -12,6 +12,7 @@ fn vector_doc(i: u32) -> DocumentInput {
     let f = i as f32;
     DocumentInput {
         id: Some(format!("d{i}")),
+        text: Some(format!("common word{} words", i % 7)),
         vector: Some(vec![f.sin(), (f * 1.3).cos(), (f * 0.37).fract(), f / 40.0]),
         ..Default::default()
     }
@@ -30,8 +31,13 @@ fn chunks_in(store: &Store, held: &[u32]) -> usize {
         .count()
 }
 
+/// Both sides of a shard ranking: (id, score) of the vector and the keyword hits.
 fn ids(r: &ShardRanking) -> Vec<(String, f32)> {
-    r.vector.iter().map(|h| (h.id.clone(), h.score)).collect()
+    r.vector
+        .iter()
+        .chain(&r.keyword)
+        .map(|h| (h.id.clone(), h.score))
+        .collect()
 }
 
 #[test]
@@ -66,6 +72,8 @@ fn a_graph_follows_the_shards_placed_on_its_node() {
     // It ranks those shards as a node holding every shard does, and refuses others.
     let q = QueryRequest {
         vector: Some(vec![1.0, -2.0, 0.5, 3.0]),
+        text: Some("common word3".into()),
+        mode: Some(QueryMode::Hybrid),
         k: Some(5),
         ..Default::default()
     };
@@ -75,7 +83,15 @@ fn a_graph_follows_the_shards_placed_on_its_node() {
         ids(&b.query_shards(&pair).unwrap()),
         ids(&a.query_shards(&pair).unwrap())
     );
-    assert!(ids(&b.query_shards(&pair).unwrap()).len() == 5);
+    // Both sides, each only from the shards asked for (the keyword index holds
+    // every shard's documents even where the graph does not).
+    let ranked = b.query_shards(&pair).unwrap();
+    assert!(ranked.vector.len() >= 5 && ranked.keyword.len() >= 5);
+    let shard_of = |id: &str| crate::collection::shard_of(id, 4);
+    assert!(ranked
+        .keyword
+        .iter()
+        .all(|h| [1, 3].contains(&shard_of(&h.id))));
     assert!(matches!(b.query_shard(&qs[0]), Err(Error::Unavailable(_))));
     // A query embedded under another corpus context than this node's is refused.
     let other_space = ShardQuery {
