@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::replicated_tests::{open, two_nodes_with_c};
+use super::replicated_tests::{open, two_nodes_with_c, Nodes};
 use super::*;
 use crate::graph_dump::Opened;
 use crate::shard_scope::ShardScope;
@@ -40,8 +40,9 @@ fn ids(r: &ShardRanking) -> Vec<(String, f32)> {
         .collect()
 }
 
-#[test]
-fn a_graph_follows_the_shards_placed_on_its_node() {
+/// Two nodes with collection "c" in 4 shards, 40 documents written through the first
+/// (`a`) and applied on the second (`b`).
+fn two_nodes_with_40_documents() -> (Nodes, Arc<Store>, Arc<Store>) {
     let (n, _) = two_nodes_with_c(Some(4));
     let [a, b] = n.stores.clone();
     let seq = a
@@ -49,6 +50,12 @@ fn a_graph_follows_the_shards_placed_on_its_node() {
         .unwrap()
         .seq;
     b.wait_applied(seq).unwrap();
+    (n, a, b)
+}
+
+#[test]
+fn a_graph_follows_the_shards_placed_on_its_node() {
+    let (n, a, b) = two_nodes_with_40_documents();
 
     // Node b keeps shards 1 and 3 in its graph; its records stay whole.
     assert_eq!(
@@ -204,13 +211,7 @@ impl crate::replica::ScatterQueries for TwoStores {
 
 #[test]
 fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
-    let (n, _) = two_nodes_with_c(Some(4));
-    let [a, b] = n.stores.clone();
-    let seq = a
-        .upsert("c", (0..40).map(vector_doc).collect())
-        .unwrap()
-        .seq;
-    b.wait_applied(seq).unwrap();
+    let (n, a, b) = two_nodes_with_40_documents();
     b.index_shards("c", &shards(&[1, 3])).unwrap();
     let q = QueryRequest {
         vector: Some(vec![0.5, 1.0, -0.5, 0.2]),
