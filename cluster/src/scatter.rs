@@ -141,31 +141,27 @@ fn regraph(
     mine: &BTreeSet<(String, u32)>,
     rebuilding: &mut HashMap<String, JoinHandle<()>>,
 ) {
-    let mut placed: HashMap<String, BTreeSet<u32>> = node
+    // Each collection's shard count and graph scope, from the one listing.
+    let mut placed: HashMap<String, (ShardScope, u32, BTreeSet<u32>)> = node
         .store
         .store()
         .list_collections()
         .into_iter()
-        .map(|c| (c.config.name, BTreeSet::new()))
+        .map(|c| {
+            let held = ShardScope::from_list(c.indexed_shards.as_deref());
+            (c.config.name, (held, c.config.shards, BTreeSet::new()))
+        })
         .collect();
     for (name, shard) in mine {
-        placed.entry(name.clone()).or_default().insert(*shard);
+        if let Some((_, _, shards)) = placed.get_mut(name) {
+            shards.insert(*shard);
+        }
     }
-    for (name, shards) in placed {
-        if rebuilding.contains_key(&name) {
+    for (name, (held, count, shards)) in placed {
+        if rebuilding.contains_key(&name) || held == ShardScope::of(&shards, count) {
             continue;
         }
         let store = node.store.clone();
-        let held = store.store().indexed_shards(&name);
-        let count = store
-            .store()
-            .collection_info(&name)
-            .map(|i| i.config.shards);
-        if let (Ok(held), Ok(count)) = (held, count) {
-            if held == ShardScope::of(&shards, count) {
-                continue;
-            }
-        }
         let key = name.clone();
         let task = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
