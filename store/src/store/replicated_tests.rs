@@ -527,7 +527,9 @@ fn cluster_mode_queues_context_builds_under_shared_ids() {
         text("a", "The Rhine flows through Basel."),
         text("b", "Bern is on the Aare."),
     ];
-    n.stores[0].upsert("ctx", two).unwrap();
+    let seq = n.stores[0].upsert("ctx", two).unwrap().seq;
+    // Node 1 must hold both documents before it is asked (its follower may lag).
+    n.stores[1].wait_applied(seq).unwrap();
     let early = n.stores[1].recontextualize("ctx").unwrap_err();
     assert!(matches!(early, Error::Unavailable(_)), "{early}");
 
