@@ -12,7 +12,8 @@
 //! creation and deletion) and per shard (`engram.c.NAME.SHARD`: its documents),
 //! replicated on up to three servers; each node's durable consumer `node-N`; the
 //! buckets `engram-nodes` (heartbeats) and `engram-placement` (overrides); query
-//! subjects `engram.q.NAME.SHARD` ([`scatter`]), one queue group per shard; the
+//! subjects `engram.q.NAME.SHARD` ([`scatter`]) and forwarded-write subjects
+//! `engram.w.NAME.SHARD` ([`forward`]), one queue group per shard; the
 //! object store `engram-snapshots` and the lease bucket `engram-snapshot-lease`
 //! ([`snapshot`], [`bootstrap`]). Heavy jobs: the work-queue stream `ENGRAM-JOBS`
 //! and status bucket `engram-jobs` ([`work_queue`]); adapters: object store
@@ -23,9 +24,11 @@ pub mod adapter_bucket;
 pub mod archive;
 pub mod bootstrap;
 pub mod follower;
+pub mod forward;
 pub mod local;
 pub mod log;
 pub mod placement;
+mod reply;
 pub mod scatter;
 pub mod shards;
 pub mod snapshot;
@@ -39,6 +42,7 @@ use async_nats::jetstream;
 use async_nats::ServerAddr;
 use engram_store::Store;
 
+pub use forward::ForwardedWrites;
 pub use shards::{ReplicaStatus, ShardStatus};
 pub use status::{ClusterStatus, NodeStatus};
 
@@ -164,6 +168,8 @@ pub struct Node {
     /// The shards this node answers for (collection, shard), as
     /// `scatter::serve` last subscribed; its own queries rank these in-process.
     serving: std::sync::RwLock<std::collections::BTreeSet<(String, u32)>>,
+    /// Its forwarded writes, sent and taken ([`forward`]).
+    forwards: forward::Counters,
     /// Its own runtime: the store calls in from blocking threads of any runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -190,14 +196,17 @@ impl Node {
             js,
             store,
             serving: Default::default(),
+            forwards: Default::default(),
             runtime: Some(runtime),
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);
         let applied = node.store.store().attach_replicator(Arc::new(writer))?;
-        node.store.store().attach_scatter(Arc::new(scatter::Hook {
+        let hook = Arc::new(scatter::Hook {
             node: Arc::downgrade(&node),
             runtime: node.handle(),
-        }));
+        });
+        node.store.store().attach_scatter(hook.clone());
+        node.store.store().attach_forwarder(hook);
         tracing::info!(
             node = node.config.node_id,
             applied,

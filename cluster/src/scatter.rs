@@ -7,7 +7,8 @@
 //! request to one live replica; a dead node's subscriptions end with its
 //! connection, so its shards are answered by their other replicas at once. Every
 //! node recomputes the placement every [`REPLAN_EVERY`] from the heartbeats and
-//! subscribes or unsubscribes accordingly.
+//! subscribes or unsubscribes accordingly; a shard moved off a node is unsubscribed
+//! only once another node's heartbeat says it serves it ([`handed_over`]).
 //!
 //! The local fast path: the shards the asking node itself serves are ranked
 //! in-process, all of them with one walk of the graph (`Store::query_shards`),
@@ -26,9 +27,9 @@ use engram_store::shard_scope::ShardScope;
 use engram_store::store::Rescoped;
 use engram_store::{ShardQuery, ShardRanking};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::reply::{to_store_error, Reply};
 use crate::{nats, Error, Node, Result};
 
 /// Query subjects: `engram.q.` and the shard's `NAME.SHARD`.
@@ -40,43 +41,11 @@ pub const REPLAN_EVERY: Duration = Duration::from_secs(2);
 pub const SHARD_WAIT: Duration = Duration::from_secs(APPLY_WAIT.as_secs() + 2);
 /// How long a shard with no replica subscribed is asked again (a collection just
 /// created is placed within [`REPLAN_EVERY`]).
-const NO_REPLICA_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const NO_REPLICA_WAIT: Duration = Duration::from_secs(3);
 
 /// The subject (and queue group) of a shard's queries.
 pub fn subject(collection: &str, shard: u32) -> String {
     format!("{QUERY_PREFIX}{collection}.{shard}")
-}
-
-/// A replica's answer on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-enum Reply {
-    Ranking(ShardRanking),
-    /// The replica's error: its HTTP-like kind and message.
-    Failed {
-        node: u32,
-        kind: FailKind,
-        message: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-enum FailKind {
-    NotFound,
-    Invalid,
-    Unavailable,
-}
-
-impl FailKind {
-    fn of(e: &engram_store::Error) -> Self {
-        use engram_store::Error as E;
-        match e {
-            E::CollectionNotFound(_) => FailKind::NotFound,
-            E::InvalidInput { .. } | E::LimitExceeded { .. } | E::InvalidFilter(_) => {
-                FailKind::Invalid
-            }
-            _ => FailKind::Unavailable,
-        }
-    }
 }
 
 /// Keeps this node's shard subscriptions and its graphs in line with the
@@ -111,14 +80,12 @@ pub async fn serve(node: Arc<Node>) {
                     if !indexed {
                         continue;
                     }
-                    let s = subject(&name, shard);
-                    match node.client.queue_subscribe(s.clone(), s).await {
-                        Ok(sub) => {
-                            let task = tokio::spawn(answer(node.clone(), sub));
+                    match subscribe(&node, &name, shard).await {
+                        Ok(task) => {
                             serving.insert((name, shard), task);
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "cannot subscribe to a shard's queries")
+                            tracing::warn!(error = %e, "cannot subscribe to a shard's queries and writes")
                         }
                     }
                 }
@@ -130,6 +97,30 @@ pub async fn serve(node: Arc<Node>) {
         }
         tokio::time::sleep(REPLAN_EVERY).await;
     }
+}
+
+/// Subscribes to `name`'s `shard`: its queries and its forwarded writes
+/// (`crate::forward`), both answered by one task (aborting it unsubscribes both).
+async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandle<()>> {
+    let q = subject(name, shard);
+    let queries = node
+        .client
+        .queue_subscribe(q.clone(), q)
+        .await
+        .map_err(nats)?;
+    let w = crate::forward::subject(name, shard);
+    let writes = node
+        .client
+        .queue_subscribe(w.clone(), w)
+        .await
+        .map_err(nats)?;
+    let (node, name) = (node.clone(), name.to_string());
+    Ok(tokio::spawn(async move {
+        tokio::join!(
+            answer(node.clone(), queries),
+            crate::forward::take(node, writes, name, shard)
+        );
+    }))
 }
 
 /// Starts, for each collection whose graph does not hold exactly the shards placed
@@ -179,17 +170,45 @@ fn regraph(
     }
 }
 
-/// The shards placed on this node.
+/// The shards this node answers for: those placed on it, and those it answers for
+/// now that no other live node answers for yet ([`handed_over`]).
 async fn mine(node: &Node) -> Result<BTreeSet<(String, u32)>> {
     let nodes = crate::status::live_nodes(node).await?;
     let me = node.config.node_id;
     let placement = crate::placement::current(node, &nodes).await?;
-    Ok(placement
-        .replicas
-        .into_iter()
+    let others: BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| n.node_id != me)
+        .flat_map(|n| n.serving.iter().map(String::as_str))
+        .collect();
+    let now = node.serving.read().expect("lock").clone();
+    Ok(handed_over(&placement.replicas, me, &now, &others))
+}
+
+/// The shards placed on `me` by `replicas`, plus those it serves `now` that no other
+/// node serves yet (`others`: `NAME.SHARD` from their heartbeats) and that still
+/// exist. Why: a shard that placement moves off a node is answered by its new
+/// replica only once that one has indexed it; with replication 1 nobody else would
+/// answer meanwhile (503s for as long as the indexing takes), so the old node hands
+/// it over only when the new one says it serves it.
+fn handed_over(
+    replicas: &std::collections::BTreeMap<(String, u32), Vec<u32>>,
+    me: u32,
+    now: &BTreeSet<(String, u32)>,
+    others: &BTreeSet<&str>,
+) -> BTreeSet<(String, u32)> {
+    let mut mine: BTreeSet<(String, u32)> = replicas
+        .iter()
         .filter(|(_, r)| r.contains(&me))
-        .map(|(k, _)| k)
-        .collect())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in now {
+        let (name, shard) = key;
+        if replicas.contains_key(key) && !others.contains(format!("{name}.{shard}").as_str()) {
+            mine.insert(key.clone());
+        }
+    }
+    mine
 }
 
 /// Answers one shard's queries, each in its own task (the store's blocking pool
@@ -216,16 +235,8 @@ async fn answer(node: Arc<Node>, mut sub: Subscriber) {
                     format!("not a shard query: {e}"),
                 )),
             };
-            let reply = match ranked {
-                Ok(r) => Reply::Ranking(r),
-                Err(e) => Reply::Failed {
-                    node: me,
-                    kind: FailKind::of(&e),
-                    message: e.to_string(),
-                },
-            };
-            let bytes = serde_json::to_vec(&reply).expect("serialises");
-            if let Err(e) = node.client.publish(reply_to, bytes.into()).await {
+            let bytes = Reply::encode(me, ranked);
+            if let Err(e) = node.client.publish(reply_to, bytes).await {
                 tracing::warn!(error = %e, "a shard's answer was not sent");
             }
         });
@@ -262,20 +273,7 @@ async fn ask(node: &Node, q: &ShardQuery) -> Result<ShardRanking> {
             }
         }
     };
-    match serde_json::from_slice::<Reply>(&msg.payload).map_err(nats)? {
-        Reply::Ranking(r) => Ok(r),
-        Reply::Failed {
-            node,
-            kind,
-            message,
-        } => Err(match kind {
-            FailKind::NotFound => engram_store::Error::CollectionNotFound(name.clone()).into(),
-            FailKind::Invalid => engram_store::Error::invalid("query", message).into(),
-            FailKind::Unavailable => Error::Unavailable(format!(
-                "shard {shard} of collection '{name}' (node {node}): {message}"
-            )),
-        }),
-    }
+    Reply::decode(&msg.payload, name, shard, "query")
 }
 
 /// Answers `req` on `name` from every shard's replicas.
@@ -326,18 +324,49 @@ pub(crate) struct Hook {
     pub runtime: tokio::runtime::Handle,
 }
 
+impl Hook {
+    /// The node, unless it is stopping.
+    pub(crate) fn node(&self) -> engram_store::Result<Arc<Node>> {
+        self.node
+            .upgrade()
+            .ok_or_else(|| engram_store::Error::Unavailable("the cluster node is stopping".into()))
+    }
+}
+
 impl engram_store::replica::ScatterQueries for Hook {
     fn query(&self, name: &str, req: &QueryRequest) -> engram_store::Result<QueryResponse> {
-        let node = self.node.upgrade().ok_or_else(|| {
-            engram_store::Error::Unavailable("the cluster node is stopping".into())
-        })?;
+        let node = self.node()?;
         let (name, req) = (name.to_string(), req.clone());
         // Called from a blocking thread, like the write log's publish.
         self.runtime
             .block_on(async move { query(&node, name, req).await })
-            .map_err(|e| match e {
-                Error::Store(e) => e,
-                other => engram_store::Error::Unavailable(other.to_string()),
-            })
+            .map_err(to_store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_shard_moved_off_a_node_is_kept_until_another_serves_it() {
+        let key = |s: u32| ("c".to_string(), s);
+        // Shard 0 moved from node 1 to node 2; shard 1 stays on node 1.
+        let replicas = BTreeMap::from([(key(0), vec![2]), (key(1), vec![1])]);
+        let now = BTreeSet::from([key(0), key(1), ("gone".to_string(), 0)]);
+        let kept = handed_over(&replicas, 1, &now, &BTreeSet::new());
+        assert_eq!(
+            kept,
+            BTreeSet::from([key(0), key(1)]),
+            "a deleted collection's is not"
+        );
+        // Node 2 serves it now: handed over.
+        let kept = handed_over(&replicas, 1, &now, &BTreeSet::from(["c.0"]));
+        assert_eq!(kept, BTreeSet::from([key(1)]));
+        // A node that never served it does not start to.
+        let kept = handed_over(&replicas, 3, &BTreeSet::new(), &BTreeSet::new());
+        assert!(kept.is_empty());
     }
 }

@@ -33,6 +33,10 @@ pub struct NodeStatus {
     pub lag: u64,
     /// Unix milliseconds of the heartbeat.
     pub at_ms: u64,
+    /// The shards it answers for (`NAME.SHARD`), so that a node a shard moved off
+    /// keeps answering until another one does (`scatter::serve`).
+    #[serde(default)]
+    pub serving: Vec<String>,
 }
 
 /// The cluster as one node sees it.
@@ -52,6 +56,9 @@ pub struct ClusterStatus {
     /// placed replicas and their lag.
     #[serde(default)]
     pub shards: Vec<ShardStatus>,
+    /// The answering node's forwarded writes (to and from the shards' replicas).
+    #[serde(default)]
+    pub forwarded: crate::ForwardedWrites,
 }
 
 async fn bucket(node: &Node) -> Result<kv::Store> {
@@ -90,6 +97,13 @@ pub async fn heartbeat(node: Arc<Node>) {
                 applied_seq: node.store.store().applied_seq(),
                 lag: 0,
                 at_ms: now_ms(),
+                serving: node
+                    .serving
+                    .read()
+                    .expect("lock")
+                    .iter()
+                    .map(|(name, shard)| format!("{name}.{shard}"))
+                    .collect(),
             };
             let bytes = serde_json::to_vec(&beat).expect("serialises");
             if let Err(e) = store
@@ -143,5 +157,6 @@ pub async fn read(node: &Node) -> Result<ClusterStatus> {
         stream_leader,
         nodes,
         shards,
+        forwarded: node.forwards.read(),
     })
 }

@@ -104,6 +104,17 @@ pub trait Replicator: Send + Sync {
     ) -> Result<Published>;
 }
 
+/// Cluster mode's route for a write to a shard this node does not serve: to a node
+/// that does (`engram-cluster`'s forwarding, a queue group per shard like the
+/// queries'), which builds the write from its own view of the shard's documents and
+/// publishes it. Why: a shard's writes are built by the nodes placed on it, the ones
+/// that follow its documents (`crate::store`'s `forwarded.rs`). `write` is opaque to
+/// the transport; implementations block until the other node answers with the
+/// write's sequence.
+pub trait ForwardWrites: Send + Sync {
+    fn forward(&self, collection: &str, shard: u32, write: Vec<u8>) -> Result<u64>;
+}
+
 /// Cluster mode's query of a whole collection: one replica of each shard ranks it
 /// and the asking node merges (`engram-cluster`'s scatter). What [`crate::Store`]'s
 /// own `query` hands over to once attached, because a node's graph holds only the

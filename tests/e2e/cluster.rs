@@ -3,11 +3,9 @@
 //! is read on another with `min_seq`; `kill -9` of a node during writes loses no
 //! acknowledged write and the node catches up to the same top-k as its peers; `kill
 //! -9` of the stream leader's NATS server: writes resume, nothing acknowledged is
-//! lost; `GET /cluster` lists the nodes with their lag. Placement and scatter/gather:
-//! a stopped node's shards are answered by their other replicas with the same
-//! results, and placement moves off it once its heartbeat expires; each node's graph
-//! holds only the shards placed on it and follows the placement. Every process is
-//! stopped by its pid at the end (the helpers' `Drop`).
+//! lost; `GET /cluster` lists the nodes with their lag (placement, scatter/gather
+//! and forwarded writes: `cluster_placement.rs`). Every process is stopped by its
+//! pid at the end (the helpers' `Drop`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +17,6 @@ use serde_json::{json, Value};
 
 use crate::support::Server;
 use engram_cluster::local::NatsCluster;
-use engram_cluster::scatter;
 
 pub(crate) const DIM: usize = 16;
 /// Writes per writer thread at most (each waits for its answer).
@@ -139,7 +136,7 @@ fn until_acked(acked: &Mutex<Vec<(u64, u64)>>, count: usize, what: &str) {
     }
 }
 
-fn cluster_status(server: &Server) -> Value {
+pub(crate) fn cluster_status(server: &Server) -> Value {
     let r = server.get("/cluster");
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body
@@ -390,222 +387,4 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
     for s in &nodes {
         s.lock().unwrap().kill9();
     }
-}
-
-/// Each shard's placed replicas (node ids, sorted) in a `GET /cluster` answer.
-fn placement(status: &Value) -> Vec<Vec<u64>> {
-    status["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|sh| {
-            let mut r: Vec<u64> = sh["replicas"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["node_id"].as_u64().unwrap())
-                .collect();
-            r.sort_unstable();
-            r
-        })
-        .collect()
-}
-
-/// The hits (id and score) of a vector and a hybrid query, after `min_seq`.
-fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
-    let bodies = [
-        json!({"vector": vector_for(3), "k": 10, "min_seq": min_seq}),
-        json!({"mode": "hybrid", "vector": vector_for(4), "text": "token4 words", "k": 10, "min_seq": min_seq}),
-    ];
-    bodies
-        .into_iter()
-        .map(|body| {
-            let r = server.post("/collections/placed/query", body);
-            assert_eq!(r.status, 200, "{:?}", r.body);
-            r.body["hits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| {
-                    let id = h["id"].as_str().unwrap().to_string();
-                    (id, h["score"].as_f64().unwrap())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Waits until the graph of each of `nodes` (ids 1, 2, ... in order, `None` for a
-/// stopped one) holds exactly the shards `placed` on it (`indexed_shards`, absent
-/// when all), and checks its vector count against the shards' documents.
-fn graphs_follow(nodes: &[Option<&Server>], placed: &[Vec<u64>], what: &str) {
-    for (i, server) in nodes.iter().enumerate() {
-        let Some(server) = server else { continue };
-        let id = i as u64 + 1;
-        let mine: Vec<u64> = (0..placed.len() as u64)
-            .filter(|&s| placed[s as usize].contains(&id))
-            .collect();
-        let want = (mine.len() < placed.len()).then(|| json!(mine));
-        let info = wait(
-            &format!("node {id}'s graph holds its shards {what}"),
-            30,
-            || {
-                let info = server.get("/collections/placed").body;
-                (info.get("indexed_shards").cloned() == want).then_some(info)
-            },
-        );
-        let (indexed, vectors) = (info["indexed_vectors"].as_u64(), info["vectors"].as_u64());
-        if mine.len() < placed.len() {
-            assert!(indexed < vectors, "node {id} {what}: {info}");
-        } else {
-            assert_eq!(indexed, vectors, "node {id} {what}: {info}");
-        }
-    }
-}
-
-#[test]
-fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
-    let test_started = Instant::now();
-    let (_nats, _dirs, mut nodes) = three_nodes();
-    let create = |replication: Value| {
-        nodes[0].put(
-            "/collections/placed",
-            json!({"dimension": DIM, "distance": "cosine", "shards": 6, "replication": replication}),
-        )
-    };
-    for bad in [json!(0), json!(17), json!(-1)] {
-        let r = create(bad.clone());
-        assert_eq!(r.status, 400, "replication {bad}: {:?}", r.body);
-    }
-    let r = create(json!(2));
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["replication"], 2);
-    let docs: Vec<Value> = (0..60u64)
-        .map(|n| json!({"id": format!("d{n}"), "vector": vector_for(n), "text": format!("token{n} words")}))
-        .collect();
-    let r = nodes[0].post(
-        "/collections/placed/documents",
-        json!({ "documents": docs }),
-    );
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let seq = r.body["seq"].as_u64().unwrap();
-
-    // Every node answers the same, gathered from one replica of each shard.
-    let started = Instant::now();
-    let want = answers(&nodes[0], seq);
-    eprintln!(
-        "first scatter/gather answers: {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!(want[0].len(), 10);
-    assert_eq!(want[0][0].0, "d3");
-    for s in &nodes[1..] {
-        assert_eq!(answers(s, seq), want);
-    }
-
-    // Every node has applied the creation now: two replicas per shard, spread over
-    // the three nodes by rendezvous hashing.
-    let before = placement(&cluster_status(&nodes[1]));
-    assert_eq!(before.len(), 6);
-    assert!(before.iter().all(|r| r.len() == 2), "{before:?}");
-    for id in 1..=3 {
-        assert!(
-            before.iter().any(|r| r.contains(&id)),
-            "node {id} holds no shard: {before:?}"
-        );
-    }
-    // Each node's graph holds only the shards placed on it (its records all of them).
-    graphs_follow(
-        &[Some(&nodes[0]), Some(&nodes[1]), Some(&nodes[2])],
-        &before,
-        "at first",
-    );
-    let printed = nodes[1].cli(&["cluster", "status"], None);
-    let rows: Vec<&str> = printed
-        .lines()
-        .filter(|l| l.starts_with("placed "))
-        .collect();
-    assert_eq!(rows.len(), 6, "{printed}");
-    assert!(
-        rows.iter().all(|r| r.split_whitespace().count() == 5),
-        "two replicas a row:\n{printed}"
-    );
-
-    // Node 3 stops: its shards are answered by their other replica at once.
-    let stopped = Instant::now();
-    nodes[2].kill9();
-    for s in &nodes[..2] {
-        assert_eq!(answers(s, seq), want, "with node 3 down");
-    }
-    eprintln!(
-        "answers equal to before, from nodes 1 and 2, {:.2} s after node 3 stopped",
-        stopped.elapsed().as_secs_f64()
-    );
-
-    // Once its heartbeat expires, placement moves its replicas to the live nodes.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let after = loop {
-        let p = placement(&cluster_status(&nodes[0]));
-        if p.iter().all(|r| !r.contains(&3)) && p.iter().all(|r| r.len() == 2) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "placement did not move: {p:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    eprintln!(
-        "placement moved off node 3 {:.2} s after it stopped",
-        stopped.elapsed().as_secs_f64()
-    );
-    assert!(after.iter().all(|r| r == &vec![1, 2]), "{after:?}");
-    assert_eq!(answers(&nodes[1], seq), want, "after the move");
-    // The shards that moved were indexed from the records each node already held.
-    graphs_follow(
-        &[Some(&nodes[0]), Some(&nodes[1]), None],
-        &after,
-        "after the move",
-    );
-    assert_eq!(answers(&nodes[0], seq), want, "from the graphs rebuilt");
-
-    // A manual placement, by compare-and-set on its revision.
-    let place = |body: Value| nodes[0].put("/cluster/placement/placed/0", body);
-    let r = place(json!({"nodes": [2]}));
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let revision = r.body["revision"].as_u64().unwrap();
-    let stale = place(json!({"nodes": [1]}));
-    assert_eq!(stale.status, 409, "{:?}", stale.body);
-    let r = nodes[0].put("/cluster/placement/placed/6", json!({"nodes": [1]}));
-    assert_eq!(r.status, 400, "{:?}", r.body);
-    let r = nodes[0].put("/cluster/placement/nothing/0", json!({"nodes": [1]}));
-    assert_eq!(r.status, 404, "{:?}", r.body);
-    let status = cluster_status(&nodes[1]);
-    let shard0 = &status["shards"][0];
-    assert_eq!(
-        shard0["override_revision"].as_u64(),
-        Some(revision),
-        "{shard0}"
-    );
-    assert_eq!(placement(&status)[0], vec![2], "{shard0}");
-    std::thread::sleep(scatter::REPLAN_EVERY * 2);
-    assert_eq!(
-        answers(&nodes[0], seq),
-        want,
-        "shard 0 answered by node 2 alone"
-    );
-    let mut overridden = after.clone();
-    overridden[0] = vec![2];
-    graphs_follow(
-        &[Some(&nodes[0]), Some(&nodes[1]), None],
-        &overridden,
-        "after the override",
-    );
-    assert_eq!(
-        answers(&nodes[0], seq),
-        want,
-        "node 1's graph without shard 0"
-    );
-
-    for s in &mut nodes {
-        s.kill9();
-    }
-    eprintln!("test took {:.1} s", test_started.elapsed().as_secs_f64());
 }

@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_audit;
 mod cluster_context;
 mod cluster_jobs;
+mod cluster_placement;
 mod cluster_snapshot;
 mod contextual;
 mod crash;

@@ -152,6 +152,7 @@ mod tests {
             applied_seq: applied,
             lag: 9 - applied,
             at_ms: 0,
+            serving: vec![],
         };
         let s = ClusterStatus {
             node_id: 1,
@@ -170,6 +171,7 @@ mod tests {
                 ],
                 override_revision: 0,
             }],
+            forwarded: Default::default(),
         };
         let text = render(&s);
         assert!(text.contains("leader n2"), "{text}");

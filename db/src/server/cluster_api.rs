@@ -196,6 +196,18 @@ pub fn cluster_gauges(s: &ClusterStatus) -> Vec<Gauge> {
         String::new(),
         s.last_seq as f64,
     )];
+    gauges.push((
+        "engram_cluster_forwarded_writes_sent",
+        "Writes this node sent to a replica of a shard it does not serve, written there.",
+        String::new(),
+        s.forwarded.sent as f64,
+    ));
+    gauges.push((
+        "engram_cluster_forwarded_writes_taken",
+        "Writes other nodes forwarded to this node, written here.",
+        String::new(),
+        s.forwarded.taken as f64,
+    ));
     for n in &s.nodes {
         let labels = format!("{{node=\"{}\"}}", n.node_id);
         gauges.push((

@@ -41,7 +41,7 @@ impl VectorRecord {
             .collect()
     }
 
-    pub(super) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let id = self.doc_id.as_bytes();
         let mut out = Vec::with_capacity(24 + id.len() + 4 * self.vector.len());
         out.extend_from_slice(&(id.len() as u32 | HAS_CONTEXT).to_le_bytes());
@@ -56,7 +56,7 @@ impl VectorRecord {
         out
     }
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
         let corrupt = || Error::Corrupt("vector record is truncated".into());
         let u32_at = |at: usize| -> Result<u32> {
             let b = bytes.get(at..at + 4).ok_or_else(corrupt)?;

@@ -20,13 +20,13 @@ use crate::validate;
 const PUBLISHERS: usize = 8;
 
 /// A document after validation and embedding, ready to be written.
-struct PreparedDoc {
-    id: String,
-    text: Option<String>,
-    metadata: Value,
-    chunks: Vec<VectorRecord>,
+pub(super) struct PreparedDoc {
+    pub(super) id: String,
+    pub(super) text: Option<String>,
+    pub(super) metadata: Value,
+    pub(super) chunks: Vec<VectorRecord>,
     /// The text's BM25 terms (none without text).
-    terms: Option<DocTerms>,
+    pub(super) terms: Option<DocTerms>,
 }
 
 impl Store {
@@ -103,14 +103,10 @@ impl Store {
             docs.push(doc);
         }
         let publish = |shard: u32, docs: &[PreparedDoc], keywords: &KeywordUpdate| {
-            let subject = Subject {
-                collection: &coll.config.name,
-                shard: Some(shard),
-            };
-            self.replicate(subject, Some(coll), coll.incarnation(), || {
-                Ok(Some(self.upsert_batch(coll, docs, keywords, Some(shard)).0))
-            })
-            .map(Option::unwrap_or_default)
+            if self.forwards(coll, shard) {
+                return self.forward_upsert(coll, shard, docs);
+            }
+            self.publish_upsert(coll, shard, docs, keywords)
         };
         let threads = shards.len().min(PUBLISHERS);
         let work = Mutex::new(shards.into_iter());
@@ -134,6 +130,25 @@ impl Store {
                 .map(|t| t.join().expect("a publisher panicked"))
                 .try_fold(0, |highest, seq| seq.map(|s| highest.max(s)))
         })
+    }
+
+    /// Publishes one shard's documents on its subject, built from this node's view of
+    /// them (see `crate::replica`). Returns the write's sequence (0: nothing written).
+    pub(super) fn publish_upsert(
+        &self,
+        coll: &Arc<Collection>,
+        shard: u32,
+        docs: &[PreparedDoc],
+        keywords: &KeywordUpdate,
+    ) -> Result<u64> {
+        let subject = Subject {
+            collection: &coll.config.name,
+            shard: Some(shard),
+        };
+        self.replicate(subject, Some(coll), coll.incarnation(), || {
+            Ok(Some(self.upsert_batch(coll, docs, keywords, Some(shard)).0))
+        })
+        .map(Option::unwrap_or_default)
     }
 
     /// The records of an upsert (under the collection's write lock): the batch, the
@@ -206,7 +221,7 @@ impl Store {
 
     /// Validates every document and embeds the text ones (outside any lock).
     /// Returns them with the context version they were embedded under.
-    fn prepare(
+    pub(super) fn prepare(
         &self,
         coll: &Collection,
         docs: Vec<DocumentInput>,
@@ -334,6 +349,17 @@ impl Store {
 
     pub fn delete_document(&self, name: &str, id: &str) -> Result<()> {
         let coll = self.collection(name)?;
+        let shard = shard_of(id, coll.config.shards);
+        if self.replication.replicator().is_some() && self.forwards(&coll, shard) {
+            return self.forward_delete(&coll, shard, id).map(drop);
+        }
+        self.delete_here(&coll, id).map(drop)
+    }
+
+    /// [`Store::delete_document`] by this node: in cluster mode published from its
+    /// view of the document. Returns the write's sequence (0 on one machine).
+    pub(super) fn delete_here(&self, coll: &Arc<Collection>, id: &str) -> Result<u64> {
+        let name = coll.config.name.as_str();
         let mut keywords = KeywordUpdate::default();
         keywords.set(id, None);
         let build = || {
@@ -358,18 +384,18 @@ impl Store {
                 shard: Some(shard_of(id, coll.config.shards)),
             };
             return self
-                .replicate(subject, Some(&coll), coll.incarnation(), || {
+                .replicate(subject, Some(coll), coll.incarnation(), || {
                     build().map(Some)
                 })
-                .map(drop);
+                .map(Option::unwrap_or_default);
         }
-        let _writer = self.lock_for_write(&coll)?;
+        let _writer = self.lock_for_write(coll)?;
         let batch = build()?;
         let synced = coll.config.durability == crate::collection::Durability::Sync;
         self.storage.commit(batch, synced)?;
         coll.apply_delete(id);
         coll.keywords().apply(keywords);
-        self.after_commit(&coll);
-        Ok(())
+        self.after_commit(coll);
+        Ok(0)
     }
 }

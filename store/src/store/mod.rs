@@ -29,6 +29,7 @@ use crate::validate;
 mod contexts;
 mod documents;
 mod embed;
+mod forwarded;
 mod graphs;
 mod query;
 mod replicated;
@@ -74,6 +75,9 @@ pub struct Store {
     /// Cluster mode's scatter/gather, which whole-collection queries go through
     /// (`shard_index.rs`).
     scatter: OnceLock<Arc<dyn crate::replica::ScatterQueries>>,
+    /// Cluster mode's route for writes to shards this node does not serve
+    /// (`forwarded.rs`).
+    forwarder: OnceLock<Arc<dyn crate::replica::ForwardWrites>>,
 }
 
 impl Store {
@@ -138,6 +142,7 @@ impl Store {
             dumps,
             replication: Default::default(),
             scatter: OnceLock::new(),
+            forwarder: OnceLock::new(),
         })
     }
 
