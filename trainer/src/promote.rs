@@ -65,6 +65,11 @@ pub struct PromoteOptions {
     /// Questions to distill (logged questions with their rag passages).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub distill_questions: Vec<DistillQuestion>,
+    /// Replayed text is trained towards the base model's own distributions on it
+    /// (`distill::anchor_to_base`) instead of towards its tokens. Not with a
+    /// continuation, whose replay holds the adapter's kept documents.
+    #[serde(default)]
+    pub replay_base_kl: bool,
 }
 
 /// Splits synthetic items into training items and held-out questions: every
@@ -403,6 +408,13 @@ pub fn run(
     let mut replay = Vec::new();
     for t in &options.replay_texts {
         replay.extend(tm.encode_text(t, max_len)?);
+    }
+    if options.replay_base_kl {
+        if options.train.continue_from.is_some() {
+            return Err(Error::InvalidConfig("replay_base_kl pulls replayed text back to the base model, and a continuation replays the adapter's kept documents: leave it off when continuing".into()));
+        }
+        let k = options.distill.as_ref().map_or(20, |d| d.top_k);
+        crate::distill::anchor_to_base(tm.llama(), &mut replay, k)?;
     }
     let mut eval_texts = Vec::new();
     for t in &options.eval_texts {

@@ -336,6 +336,7 @@ fn promotion_synthesizes_trains_gates_registers_and_resumes() {
         hold_out_every: 0,
         distill: None,
         distill_questions: vec![],
+        replay_base_kl: false,
     };
     let models = || Models {
         chat: &chat,

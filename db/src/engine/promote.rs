@@ -281,6 +281,7 @@ impl Engine {
             hold_out_every: 0,
             distill,
             distill_questions: Vec::new(),
+            replay_base_kl: false,
         };
         options.train.validate()?;
         let held_out: Vec<HeldOutQuestion> = req

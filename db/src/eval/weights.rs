@@ -96,6 +96,8 @@ pub struct DistillLevers {
     pub self_study_rounds: Option<usize>,
     /// Share of micro-batches drawn from general text (forgetting's lever).
     pub replay_ratio: Option<f64>,
+    /// Replay trained towards the base model's distributions (`PromoteOptions::replay_base_kl`).
+    pub replay_base_kl: bool,
 }
 
 impl DistillLevers {
@@ -111,6 +113,7 @@ impl DistillLevers {
         let train = &mut plan.options.train;
         train.learning_rate = self.learning_rate.unwrap_or(train.learning_rate);
         train.replay_ratio = self.replay_ratio.unwrap_or(train.replay_ratio);
+        plan.options.replay_base_kl |= self.replay_base_kl;
         let synth = &mut plan.options.synth;
         synth.self_qa_rounds = self.self_study_rounds.unwrap_or(synth.self_qa_rounds);
     }
@@ -490,6 +493,7 @@ mod tests {
             hold_out_every: 0,
             distill: Some(DistillConfig::default()),
             distill_questions: Vec::new(),
+            replay_base_kl: false,
         };
         let mut plan = PromotionPlan {
             id: "p".into(),
@@ -513,6 +517,7 @@ mod tests {
             learning_rate: Some(2e-3),
             self_study_rounds: Some(6),
             replay_ratio: Some(0.4),
+            replay_base_kl: true,
         }
         .apply(&mut plan);
         assert!(plan.logged.train.is_empty(), "self-study alone trains");
@@ -527,6 +532,7 @@ mod tests {
         assert_eq!(plan.options.train.learning_rate, 2e-3);
         assert_eq!(plan.options.synth.self_qa_rounds, 6);
         assert_eq!(plan.options.train.replay_ratio, 0.4);
+        assert!(plan.options.replay_base_kl);
     }
 
     #[test]
