@@ -7,6 +7,8 @@
 //! 2. Three NATS servers (JetStream, the stream R3) and three `engram serve
 //!    --cluster` nodes: the same writes through node 1 (each answered once the stream
 //!    has it on a quorum and node 1 has applied it).
+//!    Then the same writes through node 1 into a collection of replication 1, split
+//!    into those whose shard node 1 serves and those forwarded to another node.
 //! 3. Node 3 stopped (`kill -9`), `--catch-up` more writes through node 1, node 3
 //!    started again: the time from its start to having applied the last write
 //!    (polling its `GET /cluster`), and the messages applied per second. The time
@@ -28,6 +30,7 @@
 //!   cargo build --release --workspace
 //!   $CARGO_TARGET_DIR/release/cluster --writes 1000 --catch-up 5000 --clients 4
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,7 @@ use engram_benches::nodes::{
     cluster_node, doc, load, percentile, throughput, wait_created, Engram, DIM,
 };
 use engram_cluster::local::NatsCluster;
+use engram_store::collection::shard_of;
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -172,6 +176,56 @@ fn bootstrap_phase(bin: &Path, docs: u64) -> Result<()> {
 }
 
 /// Creates the collection through `node` and reports the timed writes.
+/// Phase 2b: write latency through node 1 into a collection of replication 1 (8
+/// shards over the three nodes), split by where each document's shard is placed: a
+/// write to one of node 1's shards is built and published there; one to another
+/// node's shard is forwarded to that node first (README "Forwarded writes"). Both
+/// kinds alternate in one run, so they share the machine's state.
+fn forwarded_writes(nodes: &[Engram], writes: u64) -> Result<()> {
+    let all: Vec<&Engram> = nodes.iter().collect();
+    let body = json!({"dimension": DIM, "shards": 8, "replication": 1});
+    all[0].call("PUT", "/collections/solo", body)?;
+    wait_created(&all, "solo")?;
+    // Node 1's shards, once its graph holds only them.
+    let started = Instant::now();
+    let mine: BTreeSet<u32> = loop {
+        let info = all[0].call("GET", "/collections/solo", Value::Null)?;
+        if let Some(list) = info["indexed_shards"].as_array() {
+            break list
+                .iter()
+                .filter_map(|s| s.as_u64())
+                .map(|s| s as u32)
+                .collect();
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("node 1's graph never held only its shards: {info}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (mut local, mut forwarded) = (Vec::new(), Vec::new());
+    let mut n = 3_000_000;
+    while local.len() < writes as usize || forwarded.len() < writes as usize {
+        n += 1;
+        let here = mine.contains(&shard_of(&format!("d{n}"), 8));
+        let into = if here { &mut local } else { &mut forwarded };
+        if into.len() >= writes as usize {
+            continue;
+        }
+        let t = Instant::now();
+        all[0].call("POST", "/collections/solo/documents", doc(n))?;
+        into.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    report(
+        "cluster, replication 1: to a shard of the node asked",
+        local,
+    );
+    report(
+        "cluster, replication 1: forwarded to the shard's node",
+        forwarded,
+    );
+    Ok(())
+}
+
 fn cluster_writes(mode: &str, node: &Engram, writes: u64) -> Result<()> {
     create(node)?;
     timed_writes(node, 1_000_000, 20)?; // warm-up
@@ -249,6 +303,7 @@ fn main() -> Result<()> {
         .map(|i| cluster_node(&bin, &nats, dirs[i].path(), i))
         .collect::<Result<Vec<_>>>()?;
     cluster_writes("cluster (3 NATS, R3; 3 nodes)", &nodes[0], args.writes)?;
+    forwarded_writes(&nodes, args.writes)?;
     if args.clients > 0 {
         throughput_phases(&nodes, &args)?;
     }
