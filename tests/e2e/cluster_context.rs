@@ -37,19 +37,9 @@ fn context_done(server: &Server, version: u64) -> Value {
 /// The ids and scores of the top 5 for `text` on `server`, once it applied `min_seq`.
 fn top5(server: &Server, text: &str, min_seq: u64) -> Vec<(String, f64)> {
     let body = json!({"text": text, "k": 5, "min_seq": min_seq, "include": []});
-    let r = server.post_while_unavailable("/collections/ctxc/query", body, Duration::from_secs(60));
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["id"].as_str().unwrap().to_string(),
-                h["score"].as_f64().unwrap(),
-            )
-        })
-        .collect()
+    server
+        .post_while_unavailable("/collections/ctxc/query", body, Duration::from_secs(60))
+        .hit_scores()
 }
 
 /// Every node answers `queries` with the same top 5 (ids in order, scores within

@@ -41,19 +41,7 @@ fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
     ];
     bodies
         .into_iter()
-        .map(|body| {
-            let r = server.post("/collections/placed/query", body);
-            assert_eq!(r.status, 200, "{:?}", r.body);
-            r.body["hits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| {
-                    let id = h["id"].as_str().unwrap().to_string();
-                    (id, h["score"].as_f64().unwrap())
-                })
-                .collect()
-        })
+        .map(|body| server.post("/collections/placed/query", body).hit_scores())
         .collect()
 }
 

@@ -33,6 +33,22 @@ impl Reply {
             .as_str()
             .unwrap_or_else(|| panic!("no error message in {:?}", self.body))
     }
+
+    /// The (id, score) of a query's hits, in order; fails the test on any other reply.
+    pub fn hit_scores(&self) -> Vec<(String, f64)> {
+        assert_eq!(self.status, 200, "{:?}", self.body);
+        self.body["hits"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no hits in {:?}", self.body))
+            .iter()
+            .map(|h| {
+                (
+                    h["id"].as_str().unwrap().to_string(),
+                    h["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    }
 }
 
 fn free_port() -> u16 {
