@@ -2,8 +2,9 @@
 //! `engram serve --cluster` nodes on 127.0.0.1): a stopped node's shards are answered
 //! by their other replicas with the same results, and placement moves off it once its
 //! heartbeat expires; each node's graph holds only the shards placed on it and
-//! follows the placement; a write to a shard a node does not serve is forwarded to
-//! a node that does.
+//! follows the placement, and a shard that moves is served throughout (its old node
+//! hands it over once the new one serves it); a write to a shard a node does not
+//! serve is forwarded to a node that does.
 
 use std::time::{Duration, Instant};
 
@@ -215,6 +216,7 @@ fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
     );
 
     writes_follow_placement(&nodes, seq);
+    a_moving_shard_is_served_throughout(&nodes[..2]);
 
     for s in &mut nodes {
         s.kill9();
@@ -276,4 +278,62 @@ fn writes_follow_placement(nodes: &[Server], seq: u64) {
         count(&sent, "sent") + 2
     );
     assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+}
+
+/// The nodes whose heartbeat (in a `GET /cluster` answer) lists `key` (`NAME.SHARD`)
+/// among the shards they serve.
+fn served_by(status: &Value, key: &str) -> Vec<u64> {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["serving"].as_array().unwrap().iter().any(|s| s == key))
+        .map(|n| n["node_id"].as_u64().unwrap())
+        .collect()
+}
+
+/// With replication 1 a shard moved by an override has no other replica: its old
+/// node keeps serving it until the new one's heartbeat says it serves it, so at no
+/// point does no node serve it, and queries answer throughout.
+fn a_moving_shard_is_served_throughout(nodes: &[Server]) {
+    let r = nodes[0].put(
+        "/collections/solo",
+        json!({"dimension": DIM, "shards": 2, "replication": 1}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let docs: Vec<Value> = (0..40u64)
+        .map(|n| json!({"id": format!("s{n}"), "vector": vector_for(n)}))
+        .collect();
+    let r = nodes[0].post("/collections/solo/documents", json!({ "documents": docs }));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let holder = wait("shard solo.0 served by its one replica", 30, || {
+        let by = served_by(&cluster_status(&nodes[0]), "solo.0");
+        (by.len() == 1).then(|| by[0])
+    });
+    let target = if holder == 1 { 2 } else { 1 };
+    let r = nodes[0].put("/cluster/placement/solo/0", json!({"nodes": [target]}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let by = served_by(&cluster_status(&nodes[0]), "solo.0");
+        assert!(!by.is_empty(), "no node serves solo.0 after {seen:?}");
+        if seen.last() != Some(&by) {
+            seen.push(by.clone());
+        }
+        let q = json!({"vector": vector_for(1), "k": 3});
+        assert_eq!(nodes[0].post("/collections/solo/query", q).status, 200);
+        if by == vec![target] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "solo.0 not handed over: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "solo.0 handed from node {holder} to node {target} in {:.1} s: {seen:?}",
+        started.elapsed().as_secs_f64()
+    );
 }
