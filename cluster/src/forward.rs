@@ -119,6 +119,7 @@ async fn send(node: &Node, collection: &str, shard: u32, write: Vec<u8>) -> Resu
 impl ForwardWrites for Hook {
     fn forward(&self, collection: &str, shard: u32, write: Vec<u8>) -> engram_store::Result<u64> {
         let node = self.node()?;
+        crate::fits_in_one_message(&node.client, write.len())?;
         let collection = collection.to_string();
         // Called from a blocking thread, like the write log's publish.
         self.runtime

@@ -82,6 +82,36 @@ fn nats(e: impl std::fmt::Display) -> Error {
     Error::Nats(e.to_string())
 }
 
+/// Room left in a message for its headers (message id, expected sequence,
+/// incarnation: well under this).
+const HEADER_ROOM: usize = 1024;
+
+/// Refuses `bytes` of payload that the NATS servers would not take in one message
+/// (their `max_payload`, 1 MiB by default), as the request's fault (400) and before
+/// anything is sent, instead of a NATS error after it (a 503 that retrying cannot
+/// cure). Unknown before the first connection: then the server decides.
+pub(crate) fn fits_in_one_message(
+    client: &async_nats::Client,
+    bytes: usize,
+) -> engram_store::Result<()> {
+    let Some(max) = client
+        .try_server_info()
+        .map(|i| i.max_payload)
+        .filter(|&m| m > HEADER_ROOM)
+    else {
+        return Ok(());
+    };
+    let limit = max - HEADER_ROOM;
+    if bytes > limit {
+        return Err(engram_store::Error::LimitExceeded {
+            kind: engram_store::error::LimitKind::LogMessageBytes,
+            got: bytes,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Tries a JetStream request up to three times: the first creation of a replicated
 /// stream or bucket (a new Raft group) can outlast one JetStream API request on a
 /// loaded cluster, which is worth a retry rather than a failed snapshot or job.

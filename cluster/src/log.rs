@@ -122,6 +122,7 @@ impl Replicator for JetStreamLog {
         let id = format!("{}-{}-{n}", self.node_id, self.started);
         let subject = format!("{SUBJECT_PREFIX}{}", subject.key());
         let payload = Bytes::from(batch.encode());
+        crate::fits_in_one_message(&self.js.client(), payload.len())?;
         // Called from a blocking thread (the store is blocking by design).
         self.runtime
             .block_on(self.publish_async(subject, id, incarnation, expected, payload))

@@ -16,6 +16,8 @@ pub enum LimitKind {
     IdBytes,
     MetadataBytes,
     Dimension,
+    /// Cluster mode: one shard's part of a write, as one message of the replicated log.
+    LogMessageBytes,
 }
 
 impl fmt::Display for LimitKind {
@@ -28,6 +30,9 @@ impl fmt::Display for LimitKind {
             LimitKind::IdBytes => "bytes per document id",
             LimitKind::MetadataBytes => "bytes of metadata per document",
             LimitKind::Dimension => "vector dimensions",
+            LimitKind::LogMessageBytes => {
+                "bytes in one shard's part of a write, which the cluster's log takes as one message (send fewer or smaller documents per request)"
+            }
         };
         f.write_str(s)
     }

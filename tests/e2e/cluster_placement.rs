@@ -217,6 +217,7 @@ fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
 
     writes_follow_placement(&nodes, seq);
     a_moving_shard_is_served_throughout(&nodes[..2]);
+    a_shard_write_over_the_log_message_limit_is_a_400(&nodes[0]);
 
     for s in &mut nodes {
         s.kill9();
@@ -336,4 +337,37 @@ fn a_moving_shard_is_served_throughout(nodes: &[Server]) {
         "solo.0 handed from node {holder} to node {target} in {:.1} s: {seen:?}",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A write whose part for one shard would not fit in one message of the log (NATS's
+/// `max_payload`, 1 MiB by default) is refused with a 400 naming the limit, at once
+/// and with nothing written, whether the node asked publishes it or forwards it.
+fn a_shard_write_over_the_log_message_limit_is_a_400(node: &Server) {
+    let text: String = (0..140_000).map(|i| format!("w{} ", i % 997)).collect();
+    for shard in [0, 1] {
+        let docs: Vec<Value> = (0..)
+            .map(|n| format!("big{n}"))
+            .filter(|id| shard_of(id, 6) == shard)
+            .take(2)
+            .map(|id| json!({"id": id, "vector": vector_for(5), "text": text}))
+            .collect();
+        let started = Instant::now();
+        let r = node.post(
+            "/collections/placed/documents",
+            json!({ "documents": docs }),
+        );
+        assert_eq!(r.status, 400, "shard {shard}: {:?}", r.body);
+        assert!(
+            r.error_message().contains("the limit is"),
+            "{}",
+            r.error_message()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refused at once"
+        );
+        let id = docs[0]["id"].as_str().unwrap();
+        let path = format!("/collections/placed/documents/{id}");
+        assert_eq!(node.get(&path).status, 404, "nothing written");
+    }
 }
