@@ -16,7 +16,7 @@ pub enum LimitKind {
     IdBytes,
     MetadataBytes,
     Dimension,
-    /// Cluster mode: one shard's part of a write, as one message of the replicated log.
+    /// Cluster mode: one message of the replicated log (a shard's part of a write).
     LogMessageBytes,
 }
 
@@ -31,7 +31,7 @@ impl fmt::Display for LimitKind {
             LimitKind::MetadataBytes => "bytes of metadata per document",
             LimitKind::Dimension => "vector dimensions",
             LimitKind::LogMessageBytes => {
-                "bytes in one shard's part of a write, which the cluster's log takes as one message (send fewer or smaller documents per request)"
+                "bytes in one message of the cluster's log, the servers' max_payload (a write's part for one shard is one message: send fewer or smaller documents per request)"
             }
         };
         f.write_str(s)
