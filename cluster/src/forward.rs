@@ -5,17 +5,14 @@
 //! publishes it, and its answer is the write's sequence.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::{RequestErrorKind, Subscriber};
 use engram_store::replica::ForwardWrites;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::reply::{to_store_error, Reply};
-use crate::scatter::{Hook, NO_REPLICA_WAIT};
-use crate::{nats, Error, Node, Result};
+use crate::reply::{ask_replica, to_store_error, ShardRequest};
+use crate::scatter::Hook;
+use crate::{Node, Result};
 
 /// Forwarded-write subjects: `engram.w.` and the shard's `NAME.SHARD`.
 pub const WRITE_PREFIX: &str = "engram.w.";
@@ -54,66 +51,35 @@ pub fn subject(collection: &str, shard: u32) -> String {
     format!("{WRITE_PREFIX}{collection}.{shard}")
 }
 
-/// Takes the forwarded writes of `collection`'s `shard`, each in its own task.
-pub(crate) async fn take(node: Arc<Node>, mut sub: Subscriber, collection: String, shard: u32) {
-    while let Some(msg) = sub.next().await {
-        let Some(reply_to) = msg.reply.clone() else {
-            continue;
-        };
-        let (node, name) = (node.clone(), collection.clone());
-        tokio::spawn(async move {
-            let owner = node.store.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                owner.store().write_forwarded(&name, shard, &msg.payload)
-            })
-            .await
-            .unwrap_or_else(|e| Err(engram_store::Error::Unavailable(format!("worker: {e}"))));
-            if written.is_ok() {
-                node.forwards.taken.fetch_add(1, Ordering::Relaxed);
-            }
-            let bytes = Reply::encode(node.config.node_id, written);
-            if let Err(e) = node.client.publish(reply_to, bytes).await {
-                tracing::warn!(error = %e, "a forwarded write's answer was not sent");
-            }
-        });
-    }
+/// Writes one forwarded write of `collection`'s `shard` here (a replica's side of
+/// [`send`]).
+pub(crate) fn take(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    write: &[u8],
+) -> engram_store::Result<u64> {
+    let seq = node
+        .store
+        .store()
+        .write_forwarded(collection, shard, write)?;
+    node.forwards.taken.fetch_add(1, Ordering::Relaxed);
+    Ok(seq)
 }
 
 /// Sends `write` to one replica of `collection`'s `shard`; its sequence once written.
-/// A shard with no replica listening is asked again for [`NO_REPLICA_WAIT`] (nobody
-/// received the write, so asking again is safe).
 async fn send(node: &Node, collection: &str, shard: u32, write: Vec<u8>) -> Result<u64> {
-    let subject = subject(collection, shard);
+    let request = ShardRequest {
+        collection,
+        shard,
+        what: "documents",
+        wait: WRITE_WAIT,
+        on_timeout: "; it may yet be written: retry with the same ids",
+    };
     let payload = bytes::Bytes::from(write);
-    let started = Instant::now();
-    loop {
-        let request = async_nats::client::Request::new()
-            .payload(payload.clone())
-            .timeout(Some(WRITE_WAIT));
-        match node.client.send_request(subject.clone(), request).await {
-            Ok(msg) => {
-                let seq = Reply::decode(&msg.payload, collection, shard, "documents")?;
-                node.forwards.sent.fetch_add(1, Ordering::Relaxed);
-                return Ok(seq);
-            }
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => {
-                if started.elapsed() >= NO_REPLICA_WAIT {
-                    return Err(Error::Unavailable(format!(
-                        "shard {shard} of collection '{collection}' has no live replica to take the write (none for {:.1} s); retry, and see GET /cluster",
-                        started.elapsed().as_secs_f64()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) if e.kind() == RequestErrorKind::TimedOut => {
-                return Err(Error::Timeout(format!(
-                    "shard {shard} of collection '{collection}' did not take the write within {} s; it may yet be written: retry with the same ids",
-                    WRITE_WAIT.as_secs()
-                )))
-            }
-            Err(e) => return Err(nats(e)),
-        }
-    }
+    let seq = ask_replica(node, subject(collection, shard), payload, &request).await?;
+    node.forwards.sent.fetch_add(1, Ordering::Relaxed);
+    Ok(seq)
 }
 
 impl ForwardWrites for Hook {

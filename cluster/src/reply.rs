@@ -1,10 +1,102 @@
-//! What a node answers another node's request with (a shard's query, a forwarded
-//! write): the result, or the store's error by kind, so that the asking node answers
-//! its client with the status the serving node would have given.
+//! Requests between nodes about one shard (a shard's query, a forwarded write):
+//! asking one replica of the shard ([`ask_replica`]), answering them on the replica
+//! ([`answer_each`]), and the answer on the wire: the result, or the store's error by
+//! kind, so that the asking node answers its client with the status the serving
+//! node would have given.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{RequestErrorKind, Subscriber};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::{nats, Error, Result};
+use crate::{nats, Error, Node, Result};
+
+/// How long a shard with no replica listening is asked again (a collection just
+/// created is placed within `scatter::REPLAN_EVERY`); nobody received the request,
+/// so asking again is safe.
+pub(crate) const NO_REPLICA_WAIT: Duration = Duration::from_secs(3);
+
+/// One request about shard `shard` of `collection`, in the words its errors use.
+pub(crate) struct ShardRequest<'a> {
+    pub collection: &'a str,
+    pub shard: u32,
+    /// Names the request in a 400's message ("query", "documents").
+    pub what: &'a str,
+    /// The longest the answer may take, retries included.
+    pub wait: Duration,
+    /// Said after "did not answer within N s" (what the client may do then).
+    pub on_timeout: &'a str,
+}
+
+/// Sends `payload` to one replica listening on `subject` (the shard's queue group)
+/// and reads its [`Reply`].
+pub(crate) async fn ask_replica<T: for<'de> Deserialize<'de>>(
+    node: &Node,
+    subject: String,
+    payload: bytes::Bytes,
+    r: &ShardRequest<'_>,
+) -> Result<T> {
+    let (collection, shard) = (r.collection, r.shard);
+    let started = Instant::now();
+    loop {
+        let left = r.wait.saturating_sub(started.elapsed());
+        let request = async_nats::client::Request::new()
+            .payload(payload.clone())
+            .timeout(Some(left));
+        match node.client.send_request(subject.clone(), request).await {
+            Ok(msg) => return Reply::decode(&msg.payload, collection, shard, r.what),
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                if started.elapsed() >= NO_REPLICA_WAIT {
+                    return Err(Error::Unavailable(format!(
+                        "shard {shard} of collection '{collection}' has no live replica answering (none for {:.1} s); retry, and see GET /cluster",
+                        started.elapsed().as_secs_f64()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) if e.kind() == RequestErrorKind::TimedOut => {
+                return Err(Error::Timeout(format!(
+                    "shard {shard} of collection '{collection}' did not answer within {} s{}",
+                    r.wait.as_secs(),
+                    r.on_timeout
+                )))
+            }
+            Err(e) => return Err(nats(e)),
+        }
+    }
+}
+
+/// Answers each request on `sub`, in its own task: `handle` runs on a blocking
+/// thread (the store's blocking pool bounds the work) with the request's payload,
+/// and its result goes back as a [`Reply`].
+pub(crate) async fn answer_each<T, F>(node: Arc<Node>, mut sub: Subscriber, handle: F)
+where
+    T: Serialize + Send + 'static,
+    F: Fn(&Node, &[u8]) -> engram_store::Result<T> + Clone + Send + Sync + 'static,
+{
+    while let Some(msg) = sub.next().await {
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let (node, handle) = (node.clone(), handle.clone());
+        tokio::spawn(async move {
+            let me = node.config.node_id;
+            let worker = node.clone();
+            let answer = tokio::task::spawn_blocking(move || handle(&worker, &msg.payload))
+                .await
+                .unwrap_or_else(|e| Err(engram_store::Error::Unavailable(format!("worker: {e}"))));
+            if let Err(e) = node
+                .client
+                .publish(reply_to, Reply::encode(me, answer))
+                .await
+            {
+                tracing::warn!(error = %e, "an answer to another node was not sent");
+            }
+        });
+    }
+}
 
 /// An answer on the wire.
 #[derive(Debug, Serialize, Deserialize)]

@@ -20,16 +20,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{RequestErrorKind, Subscriber};
 use engram_store::api::{QueryRequest, QueryResponse};
 use engram_store::replica::APPLY_WAIT;
 use engram_store::shard_scope::ShardScope;
 use engram_store::store::Rescoped;
 use engram_store::{ShardQuery, ShardRanking};
-use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::reply::{to_store_error, Reply};
+use crate::reply::{answer_each, ask_replica, to_store_error, ShardRequest};
 use crate::{nats, Error, Node, Result};
 
 /// Query subjects: `engram.q.` and the shard's `NAME.SHARD`.
@@ -39,9 +37,6 @@ pub const REPLAN_EVERY: Duration = Duration::from_secs(2);
 /// How long a shard may take: a replica waits up to `APPLY_WAIT` for `min_seq`
 /// and answers 503 then, so the request outlives that by a margin.
 pub const SHARD_WAIT: Duration = Duration::from_secs(APPLY_WAIT.as_secs() + 2);
-/// How long a shard with no replica subscribed is asked again (a collection just
-/// created is placed within [`REPLAN_EVERY`]).
-pub(crate) const NO_REPLICA_WAIT: Duration = Duration::from_secs(3);
 
 /// The subject (and queue group) of a shard's queries.
 pub fn subject(collection: &str, shard: u32) -> String {
@@ -117,8 +112,10 @@ async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandl
     let (node, name) = (node.clone(), name.to_string());
     Ok(tokio::spawn(async move {
         tokio::join!(
-            answer(node.clone(), queries),
-            crate::forward::take(node, writes, name, shard)
+            answer_each(node.clone(), queries, rank),
+            answer_each(node, writes, move |node: &Node, write: &[u8]| {
+                crate::forward::take(node, &name, shard, write)
+            })
         );
     }))
 }
@@ -211,69 +208,25 @@ fn handed_over(
     mine
 }
 
-/// Answers one shard's queries, each in its own task (the store's blocking pool
-/// bounds the work).
-async fn answer(node: Arc<Node>, mut sub: Subscriber) {
-    while let Some(msg) = sub.next().await {
-        let Some(reply_to) = msg.reply.clone() else {
-            continue;
-        };
-        let node = node.clone();
-        tokio::spawn(async move {
-            let me = node.config.node_id;
-            let ranked = match serde_json::from_slice::<ShardQuery>(&msg.payload) {
-                Ok(q) => {
-                    let owner = node.store.clone();
-                    tokio::task::spawn_blocking(move || owner.store().query_shard(&q))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(engram_store::Error::Unavailable(format!("worker: {e}")))
-                        })
-                }
-                Err(e) => Err(engram_store::Error::invalid(
-                    "shard query",
-                    format!("not a shard query: {e}"),
-                )),
-            };
-            let bytes = Reply::encode(me, ranked);
-            if let Err(e) = node.client.publish(reply_to, bytes).await {
-                tracing::warn!(error = %e, "a shard's answer was not sent");
-            }
-        });
-    }
+/// Ranks one shard's part of a query (a replica's side of [`ask`]).
+fn rank(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRanking> {
+    let q = serde_json::from_slice::<ShardQuery>(payload).map_err(|e| {
+        engram_store::Error::invalid("shard query", format!("not a shard query: {e}"))
+    })?;
+    node.store.store().query_shard(&q)
 }
 
 /// Asks one replica of `q`'s shard, bounded by [`SHARD_WAIT`].
 async fn ask(node: &Node, q: &ShardQuery) -> Result<ShardRanking> {
-    let subject = subject(&q.collection, q.shard);
     let payload = bytes::Bytes::from(serde_json::to_vec(q).expect("serialises"));
-    let started = Instant::now();
-    let name = &q.collection;
-    let shard = q.shard;
-    let msg = loop {
-        let left = SHARD_WAIT.saturating_sub(started.elapsed());
-        let asked = node.client.request(subject.clone(), payload.clone());
-        match tokio::time::timeout(left, asked).await {
-            Ok(Ok(msg)) => break msg,
-            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
-                if started.elapsed() >= NO_REPLICA_WAIT {
-                    return Err(Error::Unavailable(format!(
-                        "shard {shard} of collection '{name}' has no live replica answering (none for {:.1} s); see GET /cluster",
-                        started.elapsed().as_secs_f64()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(Err(e)) if e.kind() != RequestErrorKind::TimedOut => return Err(nats(e)),
-            _ => {
-                return Err(Error::Timeout(format!(
-                    "shard {shard} of collection '{name}' did not answer within {} s",
-                    SHARD_WAIT.as_secs()
-                )))
-            }
-        }
+    let request = ShardRequest {
+        collection: &q.collection,
+        shard: q.shard,
+        what: "query",
+        wait: SHARD_WAIT,
+        on_timeout: "",
     };
-    Reply::decode(&msg.payload, name, shard, "query")
+    ask_replica(node, subject(&q.collection, q.shard), payload, &request).await
 }
 
 /// Answers `req` on `name` from every shard's replicas.

@@ -128,12 +128,12 @@ pub struct SoftTargets {
     pub k: usize,
     /// Token ids, row-major `(rows, k)`.
     pub ids: Vec<u32>,
-    /// Teacher logits of those ids, row-major `(rows, k)`; with `rest`, their
+    /// Teacher logits of those ids, row-major `(rows, k)`; with `with_rest`, their
     /// log-probabilities under the teacher's whole distribution.
     pub logits: Vec<f32>,
-    /// Per row, the teacher's probability outside its top `k`, when the loss is to
-    /// keep it there too ([`SoftTargets::top_k_with_rest`]).
-    pub rest: Option<Vec<f32>>,
+    /// The loss also matches the teacher's probability outside its top `k` (what
+    /// the log-probabilities leave to 1: [`SoftTargets::top_k_with_rest`]).
+    pub with_rest: bool,
 }
 
 impl SoftTargets {
@@ -162,7 +162,7 @@ impl SoftTargets {
             k,
             ids,
             logits: out,
-            rest: None,
+            with_rest: false,
         })
     }
 
@@ -176,12 +176,7 @@ impl SoftTargets {
     pub fn top_k_with_rest(logits: &Tensor, k: usize) -> Result<Self> {
         let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
         let mut soft = Self::top_k(&log_p, k)?;
-        let rest = soft
-            .logits
-            .chunks(soft.k)
-            .map(|row| (1.0 - row.iter().map(|l| l.exp()).sum::<f32>()).max(1e-12))
-            .collect();
-        soft.rest = Some(rest);
+        soft.with_rest = true;
         Ok(soft)
     }
 }
@@ -190,6 +185,8 @@ impl SoftTargets {
 /// (renormalised over those k) and q the student's full-vocabulary distribution read at
 /// the same ids. Zero exactly when the student puts the teacher's probabilities on
 /// those ids; its gradient pulls the student's logits of likely teacher tokens up.
+/// With `soft.with_rest`, p is the teacher's own top-k probabilities and the mass
+/// left to the other tokens as one more outcome (no renormalising).
 pub fn kl_loss(student_logits: &Tensor, soft: &SoftTargets) -> Result<Tensor> {
     let (rows, dev) = (student_logits.dim(0)?, student_logits.device());
     if rows != soft.rows() {
@@ -201,15 +198,15 @@ pub fn kl_loss(student_logits: &Tensor, soft: &SoftTargets) -> Result<Tensor> {
     let ids = Tensor::from_vec(soft.ids.clone(), (rows, soft.k), dev)?;
     let teacher = Tensor::from_vec(soft.logits.clone(), (rows, soft.k), dev)?;
     let log_q = candle_nn::ops::log_softmax(student_logits, D::Minus1)?.gather(&ids, 1)?;
-    let Some(rest) = &soft.rest else {
+    if !soft.with_rest {
         let log_p = candle_nn::ops::log_softmax(&teacher, D::Minus1)?;
         let kl = (log_p.exp()? * (log_p - log_q)?)?.sum(1)?;
         return Ok(kl.mean_all()?);
-    };
+    }
     // Over k + 1 outcomes: the top k (log-probabilities already) and the rest.
     let log_p = teacher;
     let top = (log_p.exp()? * (&log_p - &log_q)?)?.sum(1)?;
-    let p_rest = Tensor::from_vec(rest.clone(), rows, dev)?;
+    let p_rest = (1.0 - log_p.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
     let q_rest = (1.0 - log_q.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
     let tail = (&p_rest * (p_rest.log()? - q_rest.log()?)?)?;
     Ok((top + tail)?.mean_all()?)

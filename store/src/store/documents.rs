@@ -350,15 +350,16 @@ impl Store {
     pub fn delete_document(&self, name: &str, id: &str) -> Result<()> {
         let coll = self.collection(name)?;
         let shard = shard_of(id, coll.config.shards);
-        if self.replication.replicator().is_some() && self.forwards(&coll, shard) {
+        if self.forwards(&coll, shard) {
             return self.forward_delete(&coll, shard, id).map(drop);
         }
-        self.delete_here(&coll, id).map(drop)
+        self.delete_here(&coll, shard, id).map(drop)
     }
 
-    /// [`Store::delete_document`] by this node: in cluster mode published from its
-    /// view of the document. Returns the write's sequence (0 on one machine).
-    pub(super) fn delete_here(&self, coll: &Arc<Collection>, id: &str) -> Result<u64> {
+    /// [`Store::delete_document`] by this node (`shard` is the document's): in
+    /// cluster mode published from its view of the document. Returns the write's
+    /// sequence (0 on one machine).
+    pub(super) fn delete_here(&self, coll: &Arc<Collection>, shard: u32, id: &str) -> Result<u64> {
         let name = coll.config.name.as_str();
         let mut keywords = KeywordUpdate::default();
         keywords.set(id, None);
@@ -381,7 +382,7 @@ impl Store {
         if self.replication.replicator().is_some() {
             let subject = Subject {
                 collection: name,
-                shard: Some(shard_of(id, coll.config.shards)),
+                shard: Some(shard),
             };
             return self
                 .replicate(subject, Some(coll), coll.incarnation(), || {

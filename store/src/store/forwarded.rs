@@ -240,7 +240,7 @@ impl Store {
             Forwarded::Delete { incarnation, id } => {
                 live(incarnation)?;
                 in_shard(&id)?;
-                self.delete_here(&coll, &id)
+                self.delete_here(&coll, shard, &id)
             }
         }
     }
