@@ -208,7 +208,7 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
             learning_rate: args.lr,
             self_study_rounds: args.self_study_rounds,
             replay_ratio: args.replay_ratio,
-            replay_base_kl: args.replay_base_kl,
+            replay_base_kl: args.replay.as_deref().map(|r| r == "base-kl"),
         },
     };
     let (_dir, engine) = scratch_engine()?;

@@ -379,10 +379,11 @@ pub struct EvalWeightsArgs {
     /// 0 to 1 [default: 0.2].
     #[arg(long)]
     pub replay_ratio: Option<f64>,
-    /// Train replayed general text towards the base model's own distributions on it
-    /// (KL, as distillation does) instead of towards its tokens.
-    #[arg(long)]
-    pub replay_base_kl: bool,
+    /// What replayed general text is trained towards: the base model's own
+    /// distributions on it (KL, as distillation does) or its tokens
+    /// [default: base-kl, as promotions do].
+    #[arg(long, value_parser = ["base-kl", "text"])]
+    pub replay: Option<String>,
     /// Promote a lora or a prefix adapter [default: lora].
     #[arg(long, value_parser = ["lora", "prefix"])]
     pub adapter: Option<String>,

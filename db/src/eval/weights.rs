@@ -96,8 +96,9 @@ pub struct DistillLevers {
     pub self_study_rounds: Option<usize>,
     /// Share of micro-batches drawn from general text (forgetting's lever).
     pub replay_ratio: Option<f64>,
-    /// Replay trained towards the base model's distributions (`PromoteOptions::replay_base_kl`).
-    pub replay_base_kl: bool,
+    /// Replay trained towards the base model's distributions (true) or its tokens
+    /// (false) instead of the promotion's default (`PromoteOptions::replay_base_kl`).
+    pub replay_base_kl: Option<bool>,
 }
 
 impl DistillLevers {
@@ -113,7 +114,7 @@ impl DistillLevers {
         let train = &mut plan.options.train;
         train.learning_rate = self.learning_rate.unwrap_or(train.learning_rate);
         train.replay_ratio = self.replay_ratio.unwrap_or(train.replay_ratio);
-        plan.options.replay_base_kl |= self.replay_base_kl;
+        plan.options.replay_base_kl = self.replay_base_kl.unwrap_or(plan.options.replay_base_kl);
         let synth = &mut plan.options.synth;
         synth.self_qa_rounds = self.self_study_rounds.unwrap_or(synth.self_qa_rounds);
     }
@@ -517,7 +518,7 @@ mod tests {
             learning_rate: Some(2e-3),
             self_study_rounds: Some(6),
             replay_ratio: Some(0.4),
-            replay_base_kl: true,
+            replay_base_kl: Some(true),
         }
         .apply(&mut plan);
         assert!(plan.logged.train.is_empty(), "self-study alone trains");
