@@ -4,11 +4,10 @@
 //! `scatter::serve`, so only once their graph holds it): one live replica builds and
 //! publishes it, and its answer is the write's sequence.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use engram_store::replica::ForwardWrites;
-use serde::{Deserialize, Serialize};
 
 use crate::reply::{ask_replica, to_store_error, ShardRequest};
 use crate::scatter::Hook;
@@ -20,31 +19,6 @@ pub const WRITE_PREFIX: &str = "engram.w.";
 /// stream leader's election (`log`: up to 8 tries of 4 s), then waits for its own
 /// apply. Bounded, so a client's write never hangs on a lost node.
 pub const WRITE_WAIT: Duration = Duration::from_secs(45);
-
-/// This node's forwarded writes since it started (`GET /cluster`, `/metrics`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ForwardedWrites {
-    /// Writes to shards it does not serve, sent to a replica and written there.
-    pub sent: u64,
-    /// Writes other nodes sent it, written here.
-    pub taken: u64,
-}
-
-/// The running counts behind [`ForwardedWrites`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    sent: AtomicU64,
-    taken: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn read(&self) -> ForwardedWrites {
-        ForwardedWrites {
-            sent: self.sent.load(Ordering::Relaxed),
-            taken: self.taken.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// The subject (and queue group) of a shard's forwarded writes.
 pub fn subject(collection: &str, shard: u32) -> String {

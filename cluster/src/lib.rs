@@ -23,6 +23,7 @@
 pub mod adapter_bucket;
 pub mod archive;
 pub mod bootstrap;
+pub mod fetch;
 pub mod follower;
 pub mod forward;
 pub mod local;
@@ -42,7 +43,7 @@ use async_nats::jetstream;
 use async_nats::ServerAddr;
 use engram_store::Store;
 
-pub use forward::ForwardedWrites;
+pub use reply::ShardRequests;
 pub use shards::{ReplicaStatus, ShardStatus};
 pub use status::{ClusterStatus, NodeStatus};
 
@@ -84,7 +85,7 @@ fn nats(e: impl std::fmt::Display) -> Error {
 
 /// Room left in a message for its headers (message id, expected sequence,
 /// incarnation: well under this).
-const HEADER_ROOM: usize = 1024;
+pub(crate) const HEADER_ROOM: usize = 1024;
 
 /// Refuses `bytes` of payload that the NATS servers would not take in one message
 /// (their `max_payload`, 1 MiB by default), as the request's fault (400) and before
@@ -199,7 +200,8 @@ pub struct Node {
     /// `scatter::serve` last subscribed; its own queries rank these in-process.
     serving: std::sync::RwLock<std::collections::BTreeSet<(String, u32)>>,
     /// Its forwarded writes, sent and taken ([`forward`]).
-    forwards: forward::Counters,
+    forwards: reply::Counters,
+    fetches: reply::Counters,
     /// Its own runtime: the store calls in from blocking threads of any runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -227,6 +229,7 @@ impl Node {
             store,
             serving: Default::default(),
             forwards: Default::default(),
+            fetches: Default::default(),
             runtime: Some(runtime),
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);

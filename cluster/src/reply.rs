@@ -4,6 +4,7 @@
 //! kind, so that the asking node answers its client with the status the serving
 //! node would have given.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,31 @@ use crate::{nats, Error, Node, Result};
 /// created is placed within `scatter::REPLAN_EVERY`); nobody received the request,
 /// so asking again is safe.
 pub(crate) const NO_REPLICA_WAIT: Duration = Duration::from_secs(3);
+
+/// This node's requests of one kind since it started (`GET /cluster`, `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShardRequests {
+    /// Sent to a replica of a shard this node does not serve, and answered.
+    pub sent: u64,
+    /// Other nodes' requests answered here.
+    pub taken: u64,
+}
+
+/// The running counts behind [`ShardRequests`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) taken: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn read(&self) -> ShardRequests {
+        ShardRequests {
+            sent: self.sent.load(Ordering::Relaxed),
+            taken: self.taken.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// One request about shard `shard` of `collection`, in the words its errors use.
 pub(crate) struct ShardRequest<'a> {

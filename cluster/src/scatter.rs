@@ -20,11 +20,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engram_store::api::{QueryRequest, QueryResponse};
+use engram_store::api::{Hit, QueryRequest, QueryResponse};
 use engram_store::replica::APPLY_WAIT;
 use engram_store::shard_scope::ShardScope;
 use engram_store::store::Rescoped;
-use engram_store::{ShardQuery, ShardRanking};
+use engram_store::{HitFetch, ShardQuery, ShardRanking};
 use tokio::task::JoinHandle;
 
 use crate::reply::{answer_each, ask_replica, to_store_error, ShardRequest};
@@ -94,13 +94,20 @@ pub async fn serve(node: Arc<Node>) {
     }
 }
 
-/// Subscribes to `name`'s `shard`: its queries and its forwarded writes
-/// (`crate::forward`), both answered by one task (aborting it unsubscribes both).
+/// Subscribes to `name`'s `shard`: its queries, its hits' fetches (`crate::fetch`)
+/// and its forwarded writes (`crate::forward`), all answered by one task (aborting
+/// it unsubscribes them all).
 async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandle<()>> {
     let q = subject(name, shard);
     let queries = node
         .client
         .queue_subscribe(q.clone(), q)
+        .await
+        .map_err(nats)?;
+    let f = crate::fetch::subject(name, shard);
+    let fetches = node
+        .client
+        .queue_subscribe(f.clone(), f)
         .await
         .map_err(nats)?;
     let w = crate::forward::subject(name, shard);
@@ -113,6 +120,7 @@ async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandl
     Ok(tokio::spawn(async move {
         tokio::join!(
             answer_each(node.clone(), queries, rank),
+            answer_each(node.clone(), fetches, crate::fetch::read),
             answer_each(node, writes, move |node: &Node, write: &[u8]| {
                 crate::forward::take(node, &name, shard, write)
             })
@@ -242,12 +250,11 @@ pub(crate) async fn query(
     let queries = tokio::task::spawn_blocking(move || owner.store().shard_queries(&n, &r))
         .await
         .map_err(nats)??;
-    let (local, remote): (Vec<ShardQuery>, Vec<ShardQuery>) = {
-        let serving = node.serving.read().expect("lock");
-        queries
-            .into_iter()
-            .partition(|q| serving.contains(&(q.collection.clone(), q.shard)))
-    };
+    // One view of what this node serves for both phases.
+    let serving = node.serving.read().expect("lock").clone();
+    let (local, remote): (Vec<ShardQuery>, Vec<ShardQuery>) = queries
+        .into_iter()
+        .partition(|q| serving.contains(&(q.collection.clone(), q.shard)));
     let asked = futures_util::future::try_join_all(remote.iter().map(|q| ask(node, q)));
     let owner = node.store.clone();
     let ranked = async move {
@@ -262,11 +269,49 @@ pub(crate) async fn query(
     let (mut parts, local) = futures_util::future::try_join(asked, ranked).await?;
     parts.extend(local);
     let owner = node.store.clone();
-    let answer =
-        tokio::task::spawn_blocking(move || owner.store().gather(&name, &req, parts, started))
-            .await
-            .map_err(nats)??;
+    let (n, r) = (name.clone(), req.clone());
+    let gathered = tokio::task::spawn_blocking(move || owner.store().gather(&n, &r, parts))
+        .await
+        .map_err(nats)??;
+    let fetched = fetch_phase(node, gathered.fetches(&name, &req), &serving).await?;
+    let owner = node.store.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        owner
+            .store()
+            .answer_gathered(&name, &req, gathered, fetched, started)
+    })
+    .await
+    .map_err(nats)??;
     Ok(answer)
+}
+
+/// Each shard's winners read where its records are kept: this node's own shards
+/// (`serving`) here, the others by one of their replicas, all at once.
+async fn fetch_phase(
+    node: &Arc<Node>,
+    fetches: Vec<HitFetch>,
+    serving: &BTreeSet<(String, u32)>,
+) -> Result<Vec<(u32, Vec<Option<Hit>>)>> {
+    let (local, remote): (Vec<HitFetch>, Vec<HitFetch>) = fetches
+        .into_iter()
+        .partition(|f| serving.contains(&(f.collection.clone(), f.shard)));
+    let asked = futures_util::future::try_join_all(remote.into_iter().map(|f| async move {
+        let shard = f.shard;
+        Ok::<_, Error>((shard, crate::fetch::fetch(node, f).await?))
+    }));
+    let owner = node.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        local
+            .iter()
+            .map(|f| Ok((f.shard, owner.store().fetch_hits(f, usize::MAX)?.hits)))
+            .collect::<engram_store::Result<Vec<_>>>()
+    });
+    let (mut fetched, here) = futures_util::future::try_join(asked, async {
+        read.await.map_err(nats)?.map_err(Error::from)
+    })
+    .await?;
+    fetched.extend(here);
+    Ok(fetched)
 }
 
 /// The store's whole-collection queries in cluster mode (`Store::query`, used by
@@ -293,6 +338,19 @@ impl engram_store::replica::ScatterQueries for Hook {
         // Called from a blocking thread, like the write log's publish.
         self.runtime
             .block_on(async move { query(&node, name, req).await })
+            .map_err(to_store_error)
+    }
+
+    fn get_document(
+        &self,
+        name: &str,
+        shard: u32,
+        id: &str,
+        with_vectors: bool,
+    ) -> engram_store::Result<engram_store::api::Document> {
+        let node = self.node()?;
+        self.runtime
+            .block_on(crate::fetch::document(&node, name, shard, id, with_vectors))
             .map_err(to_store_error)
     }
 }

@@ -58,7 +58,11 @@ pub struct ClusterStatus {
     pub shards: Vec<ShardStatus>,
     /// The answering node's forwarded writes (to and from the shards' replicas).
     #[serde(default)]
-    pub forwarded: crate::ForwardedWrites,
+    pub forwarded: crate::ShardRequests,
+    /// The answering node's reads of query hits' documents (to and from the shards'
+    /// replicas: a query's fetch phase).
+    #[serde(default)]
+    pub fetched: crate::ShardRequests,
 }
 
 async fn bucket(node: &Node) -> Result<kv::Store> {
@@ -158,5 +162,6 @@ pub async fn read(node: &Node) -> Result<ClusterStatus> {
         nodes,
         shards,
         forwarded: node.forwards.read(),
+        fetched: node.fetches.read(),
     })
 }

@@ -30,4 +30,7 @@ pub mod validate;
 
 pub use context_build::{ContextBuild, ContextQueue, ContextRequest};
 pub use error::{Error, LimitKind, Result};
-pub use store::{hybrid_depth, EncoderLoader, ShardQuery, ShardRanking, Store, DEFAULT_EMBEDDER};
+pub use store::{
+    hybrid_depth, EncoderLoader, FetchedHits, Gathered, HitFetch, ShardQuery, ShardRanking, Store,
+    DEFAULT_EMBEDDER,
+};

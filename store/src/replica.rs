@@ -126,6 +126,16 @@ pub trait ScatterQueries: Send + Sync {
         name: &str,
         req: &crate::api::QueryRequest,
     ) -> Result<crate::api::QueryResponse>;
+
+    /// One document of `shard`, read by a node placed on it
+    /// (`Store::get_document_here` there).
+    fn get_document(
+        &self,
+        name: &str,
+        shard: u32,
+        id: &str,
+        with_vectors: bool,
+    ) -> Result<crate::api::Document>;
 }
 
 /// The meta key of a subject's applied sequence.

@@ -254,13 +254,24 @@ fn writes_follow_placement(nodes: &[Server], seq: u64) {
         count(&forwarded(&nodes[1]), "taken"),
         count(&taken, "taken") + 1
     );
+    let fetched = |s: &Server| cluster_status(s)["fetched"].clone();
+    let (fetches_sent, fetches_taken) = (fetched(&nodes[0]), fetched(&nodes[1]));
     let r = nodes[0].post(
         "/collections/placed/query",
         json!({"vector": vector_for(3), "k": 2}),
     );
-    // As near as d3 (the same vector): one of the two best.
+    // As near as d3 (the same vector): one of the two best, its text read by node 2
+    // (the fetch phase: shard 0's records are read where shard 0 is served).
     let hits = r.body["hits"].as_array().unwrap();
-    assert!(hits.iter().any(|h| h["id"] == json!(id)), "{:?}", r.body);
+    let hit = hits.iter().find(|h| h["id"] == json!(id));
+    assert_eq!(
+        hit.map(|h| h["text"].clone()),
+        Some(json!("forwarded words")),
+        "{:?}",
+        r.body
+    );
+    assert!(count(&fetched(&nodes[0]), "sent") > count(&fetches_sent, "sent"));
+    assert!(count(&fetched(&nodes[1]), "taken") > count(&fetches_taken, "taken"));
 
     assert_eq!(nodes[0].delete(&path).status, 204);
     assert_eq!(nodes[0].get(&path).status, 404);

@@ -172,6 +172,7 @@ mod tests {
                 override_revision: 0,
             }],
             forwarded: Default::default(),
+            fetched: Default::default(),
         };
         let text = render(&s);
         assert!(text.contains("leader n2"), "{text}");

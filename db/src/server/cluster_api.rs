@@ -208,6 +208,18 @@ pub fn cluster_gauges(s: &ClusterStatus) -> Vec<Gauge> {
         String::new(),
         s.forwarded.taken as f64,
     ));
+    gauges.push((
+        "engram_cluster_fetched_hits_sent",
+        "Queries' hit reads this node sent to a replica of a shard it does not serve.",
+        String::new(),
+        s.fetched.sent as f64,
+    ));
+    gauges.push((
+        "engram_cluster_fetched_hits_taken",
+        "Queries' hit reads other nodes sent to this node, read here.",
+        String::new(),
+        s.fetched.taken as f64,
+    ));
     for n in &s.nodes {
         let labels = format!("{{node=\"{}\"}}", n.node_id);
         gauges.push((

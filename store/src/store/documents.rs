@@ -318,7 +318,21 @@ impl Store {
         Ok((prepared, version))
     }
 
+    /// A document by id. In cluster mode one whose shard this node's graph does not
+    /// hold is read by a node placed on that shard (the nodes that keep its records).
     pub fn get_document(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
+        let coll = self.collection(name)?;
+        if let Some(scatter) = self.scatter() {
+            let shard = shard_of(id, coll.config.shards);
+            if !coll.scope().holds_shard(shard) {
+                return scatter.get_document(name, shard, id, with_vectors);
+            }
+        }
+        self.get_document_here(name, id, with_vectors)
+    }
+
+    /// A document by id from this node's own records.
+    pub fn get_document_here(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
         let coll = self.collection(name)?;
         let rec: DocumentRecord =
             self.storage

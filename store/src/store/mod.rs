@@ -34,11 +34,13 @@ mod graphs;
 mod query;
 mod replicated;
 mod replicated_query;
+mod shard_fetch;
 mod shard_index;
 mod snapshot;
 
 pub use query::hybrid_depth;
-pub use replicated_query::{ShardHit, ShardQuery, ShardRanking};
+pub use replicated_query::{Gathered, ShardHit, ShardQuery, ShardRanking};
+pub use shard_fetch::{FetchedHits, HitFetch};
 pub use shard_index::Rescoped;
 pub use snapshot::{applied_seq_in, LocalSnapshot};
 

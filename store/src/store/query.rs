@@ -177,45 +177,40 @@ impl Store {
         sides: Sides,
         started: Instant,
     ) -> Result<QueryResponse> {
-        let name = coll.config.name.as_str();
-        let k = req.k.unwrap_or(10);
         let cut = sides.cut;
-        let ranked = match req.mode.unwrap_or_default() {
-            QueryMode::Vector => sides.vector,
-            QueryMode::Keyword => sides.keyword,
-            QueryMode::Hybrid => fuse(
-                req.fusion.unwrap_or_default(),
-                coll.config.distance,
-                &sides.vector,
-                &sides.keyword,
-                k,
-            ),
-        };
-        let terms: HashSet<String> = req
-            .text
-            .as_deref()
-            .map(|t| tokenize(t).into_iter().collect())
-            .unwrap_or_default();
-        let mut hits = Vec::with_capacity(ranked.len());
-        for r in ranked.into_iter().take(k) {
-            if let Some(hit) = self.hit(coll, req, r, &terms)? {
-                hits.push(hit);
-            }
+        let terms = query_terms(req);
+        let mut hits = Vec::new();
+        for r in best(coll, req, sides) {
+            hits.extend(self.hit(coll, req, r, &terms)?);
         }
+        Ok(self.answered(coll, req, hits, cut, started))
+    }
+
+    /// The response with `hits`, counted as hits and logged as the collection's
+    /// questions (both kept where the query was asked).
+    pub(super) fn answered(
+        &self,
+        coll: &Collection,
+        req: &QueryRequest,
+        hits: Vec<Hit>,
+        cut: bool,
+        started: Instant,
+    ) -> QueryResponse {
+        let name = coll.config.name.as_str();
         coll.hits
             .record(&self.storage, name, hits.iter().map(|h| h.id.as_str()));
         if let Some(text) = &req.text {
             let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
             coll.questions.record(&self.storage, name, text, &ids);
         }
-        Ok(QueryResponse {
+        QueryResponse {
             hits,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             exhaustive: !cut,
             warning: cut.then(|| {
                 "the graph walk found fewer matching vectors than it looked for (the filter matched few of those it reached, so it stopped at its work limit, or it could reach no more), and too many (or the collection is too large) to score each: matching documents may be missing; raise ef, or use mode \"keyword\" with the same filter".to_string()
             }),
-        })
+        }
     }
 
     /// Checks that the request's fields fit its mode and the collection, and
@@ -309,7 +304,7 @@ impl Store {
     }
 
     /// Assembles one hit; `None` when the document was deleted meanwhile.
-    fn hit(
+    pub(super) fn hit(
         &self,
         coll: &Collection,
         req: &QueryRequest,
@@ -378,6 +373,32 @@ impl Store {
         }
         Ok(best.map(|(_, c)| c))
     }
+}
+
+/// The best k of the sides, combined as the request's mode says (hybrid: fused).
+pub(super) fn best(coll: &Collection, req: &QueryRequest, sides: Sides) -> Vec<Ranked> {
+    let k = req.k.unwrap_or(10);
+    let mut ranked = match req.mode.unwrap_or_default() {
+        QueryMode::Vector => sides.vector,
+        QueryMode::Keyword => sides.keyword,
+        QueryMode::Hybrid => fuse(
+            req.fusion.unwrap_or_default(),
+            coll.config.distance,
+            &sides.vector,
+            &sides.keyword,
+            k,
+        ),
+    };
+    ranked.truncate(k);
+    ranked
+}
+
+/// The query's words, which place a keyword hit on its chunk.
+pub(super) fn query_terms(req: &QueryRequest) -> HashSet<String> {
+    req.text
+        .as_deref()
+        .map(|t| tokenize(t).into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// How many chunks to ask the graph for and how wide to search: enough chunks to

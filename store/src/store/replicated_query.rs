@@ -6,17 +6,18 @@
 //! one machine (`query::Store::respond`), so a sharded answer is the one-machine
 //! answer.
 //!
-//! Why the first node assembles the hits itself: every node applies every shard's
-//! writes (see `crate::replica`), so it holds the documents; the shards send only
-//! ids, scores and chunk ids.
-
-use std::time::Instant;
+//! The shards send only ids, scores and chunk ids; the first node then reads the k
+//! winners' documents where they are kept, a fetch phase as Elasticsearch's
+//! query-then-fetch ([`Gathered::fetches`], `shard_fetch`): its own shards from its
+//! own records, the others from one of their replicas, so that a node need not
+//! hold the records of shards placed elsewhere.
 
 use serde::{Deserialize, Serialize};
 
-use super::query::{side_depth, Ranked, Search, Sides};
+use super::query::{best, side_depth, Ranked, Search, Sides};
 use super::Store;
-use crate::api::{QueryRequest, QueryResponse};
+use crate::api::QueryRequest;
+use crate::collection::shard_of;
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
 use crate::index::Metric;
@@ -60,6 +61,19 @@ pub struct ShardRanking {
     pub keyword: Vec<ShardHit>,
     /// The shard's vector walk may have missed documents (see `QueryResponse::exhaustive`).
     pub cut: bool,
+    /// The last write the ranking node had applied: reading the winners' documents
+    /// from another replica waits for it, so a document ranked is a document found.
+    #[serde(default)]
+    pub applied: u64,
+}
+
+/// A scattered query's best k, merged from every shard's rankings, before their
+/// documents are read.
+pub struct Gathered {
+    /// Best first, each with its shard.
+    pub(super) winners: Vec<(u32, Ranked)>,
+    pub(super) cut: bool,
+    pub(super) applied: u64,
 }
 
 fn to_wire(list: Vec<Ranked>) -> Vec<ShardHit> {
@@ -203,20 +217,22 @@ impl Store {
             vector: to_wire(sides.vector),
             keyword: to_wire(sides.keyword),
             cut: sides.cut,
+            applied: self.applied_seq(),
         })
     }
 
-    /// Merges every shard's rankings of `req` and answers it as one machine would.
+    /// Merges every shard's rankings of `req` into the collection's best k, as one
+    /// machine ranks and fuses them.
     pub fn gather(
         &self,
         name: &str,
         req: &QueryRequest,
         parts: Vec<ShardRanking>,
-        started: Instant,
-    ) -> Result<QueryResponse> {
+    ) -> Result<Gathered> {
         let coll = self.collection(name)?;
         let depth = side_depth(req);
         let cut = parts.iter().any(|p| p.cut);
+        let applied = parts.iter().map(|p| p.applied).max().unwrap_or(0);
         let (vector, keyword): (Vec<_>, Vec<_>) =
             parts.into_iter().map(|p| (p.vector, p.keyword)).unzip();
         let sides = Sides {
@@ -224,7 +240,16 @@ impl Store {
             keyword: merge(keyword, depth, false),
             cut,
         };
-        self.respond(&coll, req, sides, started)
+        let shards = coll.config.shards;
+        let winners = best(&coll, req, sides)
+            .into_iter()
+            .map(|r| (shard_of(&r.id, shards), r))
+            .collect();
+        Ok(Gathered {
+            winners,
+            cut,
+            applied,
+        })
     }
 }
 

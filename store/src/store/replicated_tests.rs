@@ -178,6 +178,9 @@ pub(super) fn two_nodes_with_c(shards: Option<u32>) -> (Nodes, CreateCollection)
         ..Default::default()
     };
     nodes.stores[0].create_collection("c", req.clone()).unwrap();
+    // Both hold it before the test goes on (the second applies it from the log).
+    let seq = nodes.stores[0].applied_seq();
+    nodes.stores[1].wait_applied(seq).unwrap();
     (nodes, req)
 }
 
@@ -421,9 +424,15 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
             };
             assert_eq!(one.hits.len(), 7, "{q:?}");
             for (how, parts) in [("remote", parts), ("mixed", mixed), ("local", all_local)] {
-                let gathered = s
-                    .gather(&name, q, parts, std::time::Instant::now())
-                    .unwrap();
+                // Each shard's winners read one hit a page, as a small max_payload would.
+                let gathered = super::shard_fetch::gather_with(&s, &name, q, parts, |f| {
+                    let first = HitFetch {
+                        hits: f.hits[..1].to_vec(),
+                        ..f.clone()
+                    };
+                    s.fetch_hits(&first, usize::MAX)
+                })
+                .unwrap();
                 assert_eq!(view(&one), view(&gathered), "{how} {metric:?} {q:?}");
             }
         }

@@ -195,17 +195,37 @@ struct TwoStores {
 
 impl crate::replica::ScatterQueries for TwoStores {
     fn query(&self, name: &str, req: &QueryRequest) -> Result<QueryResponse> {
-        let started = std::time::Instant::now();
         let parts = self
             .local
             .shard_queries(name, req)?
             .iter()
-            .map(|q| match self.here.contains(&q.shard) {
-                true => self.local.query_shard(q),
-                false => self.other.query_shard(q),
-            })
+            .map(|q| self.holder(q.shard).query_shard(q))
             .collect::<Result<Vec<_>>>()?;
-        self.local.gather(name, req, parts, started)
+        // Each shard's documents read where its graph is.
+        super::shard_fetch::gather_with(&self.local, name, req, parts, |f| {
+            self.holder(f.shard).fetch_hits(f, usize::MAX)
+        })
+    }
+
+    fn get_document(
+        &self,
+        name: &str,
+        shard: u32,
+        id: &str,
+        with_vectors: bool,
+    ) -> Result<crate::api::Document> {
+        assert!(!self.here.contains(&shard), "read here, not asked for");
+        self.other.get_document_here(name, id, with_vectors)
+    }
+}
+
+impl TwoStores {
+    /// The store that ranks and reads `shard`.
+    fn holder(&self, shard: u32) -> &Store {
+        match self.here.contains(&shard) {
+            true => &self.local,
+            false => &self.other,
+        }
     }
 }
 
@@ -230,6 +250,68 @@ fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
         here: vec![1, 3],
     }));
     assert_eq!(view(b.query("c", &q).unwrap()), whole);
+    // Single documents: shard 0's from `a` (the scatter), shard 1's from b's own records.
+    for id in (0..40).map(|i| format!("d{i}")) {
+        let got = b.get_document("c", &id, true).unwrap();
+        let want = a.get_document_here("c", &id, true).unwrap();
+        assert_eq!(
+            (got.id, got.text, got.vectors),
+            (want.id, want.text, want.vectors)
+        );
+    }
+    assert!(matches!(
+        b.get_document("c", "d40", false),
+        Err(Error::DocumentNotFound { .. })
+    ));
+    drop((a, b));
+    n.finish();
+}
+
+#[test]
+fn a_shards_hits_are_read_in_pages_that_fit_one_message() {
+    let (n, a, b) = two_nodes_with_40_documents();
+    let q = QueryRequest {
+        vector: Some(vec![0.5, 1.0, -0.5, 0.2]),
+        k: Some(10),
+        ..Default::default()
+    };
+    let parts: Vec<_> = a
+        .shard_queries("c", &q)
+        .unwrap()
+        .iter()
+        .map(|s| a.query_shard(s).unwrap())
+        .collect();
+    let gathered = a.gather("c", &q, parts).unwrap();
+    let f = gathered
+        .fetches("c", &q)
+        .into_iter()
+        .max_by_key(|f| f.hits.len())
+        .unwrap();
+    assert!(f.hits.len() > 1, "{f:?}");
+    let whole = b.fetch_hits(&f, usize::MAX).unwrap().hits;
+    assert_eq!(whole.len(), f.hits.len());
+    let first = serde_json::to_vec(&whole[0]).unwrap().len() + 1;
+    let page = b.fetch_hits(&f, first).unwrap().hits;
+    assert_eq!(page.len(), 1, "the next hit would not fit");
+    assert_eq!(page[0].as_ref().unwrap().id, f.hits[0].id);
+    assert!(matches!(
+        b.fetch_hits(&f, first - 1),
+        Err(Error::InvalidInput { .. })
+    ));
+    // A document of another shard is refused; a deleted one reads as None.
+    let mut wrong = f.clone();
+    wrong.shard = (f.shard + 1) % 4;
+    assert!(matches!(
+        b.fetch_hits(&wrong, usize::MAX),
+        Err(Error::InvalidInput { .. })
+    ));
+    a.delete_document("c", &f.hits[0].id).unwrap();
+    let after = HitFetch {
+        min_seq: a.applied_seq(),
+        ..f
+    };
+    let hits = b.fetch_hits(&after, usize::MAX).unwrap().hits;
+    assert!(hits[0].is_none() && hits[1..].iter().all(Option::is_some));
     drop((a, b));
     n.finish();
 }

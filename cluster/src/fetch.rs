@@ -1,0 +1,139 @@
+//! Reads of a shard's records by a node placed on it, on subject
+//! `engram.f.NAME.SHARD` (a queue group subscribed with the shard's queries by
+//! `scatter::serve`): a scattered query's fetch phase (the k winners of shards this
+//! node does not serve, `Store::fetch_hits`) and `GET` of one document
+//! (`Store::get_document_here`). So a hit's text and a document come from a node
+//! that keeps the shard's records. An answer is one message: a replica reads as many
+//! hits as fit under the servers' `max_payload` and the asking node asks again for
+//! the rest.
+
+use std::sync::atomic::Ordering;
+
+use engram_store::api::{Document, Hit};
+use engram_store::{FetchedHits, HitFetch};
+use serde::{Deserialize, Serialize};
+
+use crate::reply::{ask_replica, ShardRequest};
+use crate::scatter::SHARD_WAIT;
+use crate::{nats, Node, Result, HEADER_ROOM};
+
+/// Hit-fetch subjects: `engram.f.` and the shard's `NAME.SHARD`.
+pub const FETCH_PREFIX: &str = "engram.f.";
+
+/// The subject (and queue group) of a shard's hit fetches.
+pub fn subject(collection: &str, shard: u32) -> String {
+    format!("{FETCH_PREFIX}{collection}.{shard}")
+}
+
+/// What a node asks of a shard's records.
+#[derive(Debug, Serialize, Deserialize)]
+enum ShardRead {
+    Hits(HitFetch),
+    Document {
+        collection: String,
+        id: String,
+        with_vectors: bool,
+    },
+}
+
+/// Its answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ShardRecords {
+    Hits(FetchedHits),
+    Document(Document),
+}
+
+/// Reads what one request asks for here (a replica's side of [`fetch`] and
+/// [`document`]), as much as one answer holds.
+pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRecords> {
+    let asked = serde_json::from_slice::<ShardRead>(payload).map_err(|e| {
+        engram_store::Error::invalid("shard read", format!("not a shard read: {e}"))
+    })?;
+    let room = node
+        .client
+        .try_server_info()
+        .map_or(usize::MAX, |i| i.max_payload.saturating_sub(HEADER_ROOM));
+    let store = node.store.store();
+    let answer = match asked {
+        ShardRead::Hits(f) => ShardRecords::Hits(store.fetch_hits(&f, room)?),
+        ShardRead::Document {
+            collection,
+            id,
+            with_vectors,
+        } => {
+            let doc = store.get_document_here(&collection, &id, with_vectors)?;
+            let size = serde_json::to_vec(&doc).map_or(0, |b| b.len());
+            if size > room {
+                return Err(engram_store::Error::invalid(
+                    "with_vectors",
+                    format!("document '{id}' with its vectors takes {size} bytes, more than one message between nodes holds ({room}): read it without vectors, or raise the NATS servers' max_payload"),
+                ));
+            }
+            ShardRecords::Document(doc)
+        }
+    };
+    node.fetches.taken.fetch_add(1, Ordering::Relaxed);
+    Ok(answer)
+}
+
+/// Asks one replica of `collection`'s `shard` to read `what`.
+async fn ask(node: &Node, collection: &str, shard: u32, what: &ShardRead) -> Result<ShardRecords> {
+    let request = ShardRequest {
+        collection,
+        shard,
+        what: "shard read",
+        wait: SHARD_WAIT,
+        on_timeout: "",
+    };
+    let payload = bytes::Bytes::from(serde_json::to_vec(what).map_err(nats)?);
+    let answer = ask_replica(node, subject(collection, shard), payload, &request).await?;
+    node.fetches.sent.fetch_add(1, Ordering::Relaxed);
+    Ok(answer)
+}
+
+/// Document `id` of `collection`'s `shard`, read by one replica of the shard.
+pub(crate) async fn document(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    id: &str,
+    with_vectors: bool,
+) -> Result<Document> {
+    let what = ShardRead::Document {
+        collection: collection.to_string(),
+        id: id.to_string(),
+        with_vectors,
+    };
+    match ask(node, collection, shard, &what).await? {
+        ShardRecords::Document(doc) => Ok(doc),
+        ShardRecords::Hits(_) => Err(unexpected(collection, shard)),
+    }
+}
+
+fn unexpected(collection: &str, shard: u32) -> crate::Error {
+    crate::Error::Unavailable(format!(
+        "shard {shard} of collection '{collection}' answered another read than asked; retry"
+    ))
+}
+
+/// The hits of `f` read by one replica of its shard, page by page, in order.
+pub(crate) async fn fetch(node: &Node, mut f: HitFetch) -> Result<Vec<Option<Hit>>> {
+    let (collection, shard) = (f.collection.clone(), f.shard);
+    let mut hits = Vec::with_capacity(f.hits.len());
+    while !f.hits.is_empty() {
+        let asked = f.hits.len();
+        let page = match ask(node, &collection, shard, &ShardRead::Hits(f.clone())).await? {
+            ShardRecords::Hits(page) => page.hits,
+            ShardRecords::Document(_) => return Err(unexpected(&collection, shard)),
+        };
+        if page.is_empty() || page.len() > asked {
+            return Err(crate::Error::Unavailable(format!(
+                "shard {shard} of collection '{collection}' answered {} hits for {asked}; retry",
+                page.len()
+            )));
+        }
+        f.hits.drain(..page.len());
+        hits.extend(page);
+    }
+    Ok(hits)
+}
