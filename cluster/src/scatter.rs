@@ -255,6 +255,12 @@ pub(crate) async fn query(
     let (local, remote): (Vec<ShardQuery>, Vec<ShardQuery>) = queries
         .into_iter()
         .partition(|q| serving.contains(&(q.collection.clone(), q.shard)));
+    // This node reads its own shards' winners after the merge; only a replica reads
+    // ahead, to spare the fetch phase's round trip.
+    let local: Vec<ShardQuery> = local
+        .into_iter()
+        .map(|q| ShardQuery { prefetch: 0, ..q })
+        .collect();
     let asked = futures_util::future::try_join_all(remote.iter().map(|q| ask(node, q)));
     let owner = node.store.clone();
     let ranked = async move {

@@ -252,7 +252,7 @@ pub struct ChunkSpan {
     pub end: u32,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq)]
 pub struct Hit {
     pub id: String,
     /// Vector mode: cosine similarity or dot product (higher is nearer), or

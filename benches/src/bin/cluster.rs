@@ -8,7 +8,11 @@
 //!    --cluster` nodes: the same writes through node 1 (each answered once the stream
 //!    has it on a quorum and node 1 has applied it).
 //!    Then the same writes through node 1 into a collection of replication 1, split
-//!    into those whose shard node 1 serves and those forwarded to another node.
+//!    into those whose shard node 1 serves and those forwarded to another node; and
+//!    as many vector queries (k 10, with text) through node 1 of each collection:
+//!    replication 3 (every shard ranked and read on node 1) against replication 1
+//!    (the other nodes' shards ranked by them, and their winners' documents read by
+//!    them in the fetch phase).
 //! 3. Node 3 stopped (`kill -9`), `--catch-up` more writes through node 1, node 3
 //!    started again: the time from its start to having applied the last write
 //!    (polling its `GET /cluster`), and the messages applied per second. The time
@@ -90,13 +94,36 @@ fn timed_writes(node: &Engram, first: u64, count: u64) -> Result<(Vec<f64>, u64)
     Ok((ms, seq))
 }
 
-fn report(mode: &str, mut ms: Vec<f64>) {
+fn report(mode: &str, ms: Vec<f64>) {
+    report_timings(mode, "writes", ms);
+}
+
+/// One JSON line: `count` (what was timed: "writes", "queries") and the latencies'
+/// median, p99 and maximum.
+fn report_timings(mode: &str, count: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     println!(
         "{}",
-        json!({"mode": mode, "writes": ms.len(), "p50_ms": percentile(&ms, 0.5),
+        json!({"mode": mode, count: ms.len(), "p50_ms": percentile(&ms, 0.5),
             "p99_ms": percentile(&ms, 0.99), "max_ms": ms[ms.len() - 1]})
     );
+}
+
+/// `count` vector queries (k 10, text and metadata included) of `collection`
+/// through `node`, one at a time: the latency of each, client side.
+fn timed_queries(node: &Engram, collection: &str, count: u64) -> Result<Vec<f64>> {
+    let path = format!("/collections/{collection}/query");
+    let mut ms = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let v = doc(i * 7919)["documents"][0]["vector"].clone();
+        let t = Instant::now();
+        let r = node.call("POST", &path, json!({"vector": v, "k": 10}))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if r["hits"].as_array().is_none_or(|h| h.is_empty()) {
+            bail!("a query of {collection} found nothing: {r}");
+        }
+    }
+    Ok(ms)
 }
 
 fn create(node: &Engram) -> Result<()> {
@@ -223,6 +250,21 @@ fn forwarded_writes(nodes: &[Engram], writes: u64) -> Result<()> {
         "cluster, replication 1: forwarded to the shard's node",
         forwarded,
     );
+    // Queries through node 1: every shard local (replication 3) against most shards
+    // ranked, and their winners' documents read, by another node (replication 1).
+    for (mode, collection) in [
+        (
+            "query, replication 3: every shard on the node asked",
+            "bench",
+        ),
+        (
+            "query, replication 1: other shards ranked and fetched remotely",
+            "solo",
+        ),
+    ] {
+        timed_queries(all[0], collection, 20)?; // warm-up
+        report_timings(mode, "queries", timed_queries(all[0], collection, writes)?);
+    }
     Ok(())
 }
 

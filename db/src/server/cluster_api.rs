@@ -196,30 +196,14 @@ pub fn cluster_gauges(s: &ClusterStatus) -> Vec<Gauge> {
         String::new(),
         s.last_seq as f64,
     )];
-    gauges.push((
-        "engram_cluster_forwarded_writes_sent",
-        "Writes this node sent to a replica of a shard it does not serve, written there.",
-        String::new(),
-        s.forwarded.sent as f64,
-    ));
-    gauges.push((
-        "engram_cluster_forwarded_writes_taken",
-        "Writes other nodes forwarded to this node, written here.",
-        String::new(),
-        s.forwarded.taken as f64,
-    ));
-    gauges.push((
-        "engram_cluster_fetched_hits_sent",
-        "Queries' hit reads this node sent to a replica of a shard it does not serve.",
-        String::new(),
-        s.fetched.sent as f64,
-    ));
-    gauges.push((
-        "engram_cluster_fetched_hits_taken",
-        "Queries' hit reads other nodes sent to this node, read here.",
-        String::new(),
-        s.fetched.taken as f64,
-    ));
+    // This node's requests to and from the replicas of shards: (gauge, help, count).
+    let requests = [
+        ("engram_cluster_forwarded_writes_sent", "Writes this node sent to a replica of a shard it does not serve, written there.", s.forwarded.sent),
+        ("engram_cluster_forwarded_writes_taken", "Writes other nodes forwarded to this node, written here.", s.forwarded.taken),
+        ("engram_cluster_fetches_sent", "Reads of query hits and documents this node sent to a replica of a shard it does not serve.", s.fetched.sent),
+        ("engram_cluster_fetches_taken", "Reads of query hits and documents other nodes sent to this node, read here.", s.fetched.taken),
+    ];
+    gauges.extend(requests.map(|(name, help, n)| (name, help, String::new(), n as f64)));
     for n in &s.nodes {
         let labels = format!("{{node=\"{}\"}}", n.node_id);
         gauges.push((

@@ -12,11 +12,13 @@
 //! own records, the others from one of their replicas, so that a node need not
 //! hold the records of shards placed elsewhere.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::query::{best, side_depth, Ranked, Search, Sides};
 use super::Store;
-use crate::api::QueryRequest;
+use crate::api::{Hit, Include, QueryRequest};
 use crate::collection::shard_of;
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
@@ -44,7 +46,20 @@ pub struct ShardQuery {
     /// against a query from another space, so it refuses instead (503, retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<u64>,
+    /// The replica also reads the documents of its best `prefetch` of each side
+    /// (0: none), as many as [`PREFETCH_BYTES`] holds, with the query's `include`:
+    /// a shard's winners are among them, so the fetch phase's second round trip is
+    /// needed only for what did not fit.
+    #[serde(default)]
+    pub prefetch: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<Include>>,
 }
+
+/// The most bytes (as JSON) of documents a replica reads ahead with its ranking: a
+/// quarter of NATS's default `max_payload`, so that the ranking's answer fits one
+/// message beside them.
+pub const PREFETCH_BYTES: usize = 256 * 1024;
 
 /// A ranked document on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +80,17 @@ pub struct ShardRanking {
     /// from another replica waits for it, so a document ranked is a document found.
     #[serde(default)]
     pub applied: u64,
+    /// The documents read ahead (`ShardQuery::prefetch`), best first; a document
+    /// deleted meanwhile is left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hits: Vec<ReadAhead>,
+}
+
+/// A document read ahead, as a hit at the chunk it was ranked with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadAhead {
+    pub chunk: Option<u64>,
+    pub hit: Hit,
 }
 
 /// A scattered query's best k, merged from every shard's rankings, before their
@@ -74,6 +100,20 @@ pub struct Gathered {
     pub(super) winners: Vec<(u32, Ranked)>,
     pub(super) cut: bool,
     pub(super) applied: u64,
+    /// The shards' documents read ahead, by id.
+    pub(super) prefetched: HashMap<String, ReadAhead>,
+}
+
+impl Gathered {
+    /// Winner `r`'s hit if it was read ahead at the chunk it won with (hybrid
+    /// fusion may place it elsewhere), with its score in the collection's ranking.
+    pub(super) fn read_ahead(&self, r: &Ranked) -> Option<Hit> {
+        let ahead = self.prefetched.get(&*r.id)?;
+        (ahead.chunk == r.chunk).then(|| Hit {
+            score: r.score,
+            ..ahead.hit.clone()
+        })
+    }
 }
 
 fn to_wire(list: Vec<Ranked>) -> Vec<ShardHit> {
@@ -134,6 +174,8 @@ impl Store {
                 filter: req.filter.clone(),
                 min_seq: req.min_seq,
                 context,
+                prefetch: req.k.unwrap_or(10),
+                include: req.include.clone(),
             })
             .collect())
     }
@@ -213,11 +255,13 @@ impl Store {
             &search,
             (!every).then_some(only.as_slice()),
         );
+        let hits = self.read_ahead(&coll, q, &sides)?;
         Ok(ShardRanking {
             vector: to_wire(sides.vector),
             keyword: to_wire(sides.keyword),
             cut: sides.cut,
             applied: self.applied_seq(),
+            hits,
         })
     }
 
@@ -227,12 +271,17 @@ impl Store {
         &self,
         name: &str,
         req: &QueryRequest,
-        parts: Vec<ShardRanking>,
+        mut parts: Vec<ShardRanking>,
     ) -> Result<Gathered> {
         let coll = self.collection(name)?;
         let depth = side_depth(req);
         let cut = parts.iter().any(|p| p.cut);
         let applied = parts.iter().map(|p| p.applied).max().unwrap_or(0);
+        let prefetched = parts
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.hits))
+            .map(|h| (h.hit.id.clone(), h))
+            .collect();
         let (vector, keyword): (Vec<_>, Vec<_>) =
             parts.into_iter().map(|p| (p.vector, p.keyword)).unzip();
         let sides = Sides {
@@ -249,6 +298,7 @@ impl Store {
             winners,
             cut,
             applied,
+            prefetched,
         })
     }
 }

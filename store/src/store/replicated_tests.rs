@@ -416,6 +416,19 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
             let mut mixed = vec![local.unwrap()];
             mixed.extend([1, 4].map(|i| s.query_shard(&qs[i]).unwrap()));
             let all_local = vec![s.query_shards(&qs).unwrap()];
+            // Nothing read ahead: every winner is fetched.
+            let unread: Vec<ShardRanking> = qs
+                .iter()
+                .map(|sq| {
+                    let sq = ShardQuery {
+                        prefetch: 0,
+                        ..sq.clone()
+                    };
+                    s.query_shard(&sq).unwrap()
+                })
+                .collect();
+            assert!(unread.iter().all(|p| p.hits.is_empty()));
+            assert!(parts.iter().any(|p| !p.hits.is_empty()), "read ahead");
             let view = |r: &QueryResponse| -> Vec<(String, f32, ChunkSpan)> {
                 r.hits
                     .iter()
@@ -423,7 +436,13 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
                     .collect()
             };
             assert_eq!(one.hits.len(), 7, "{q:?}");
-            for (how, parts) in [("remote", parts), ("mixed", mixed), ("local", all_local)] {
+            let ways = [
+                ("remote", parts),
+                ("remote, nothing read ahead", unread),
+                ("mixed", mixed),
+                ("local", all_local),
+            ];
+            for (how, parts) in ways {
                 // Each shard's winners read one hit a page, as a small max_payload would.
                 let gathered = super::shard_fetch::gather_with(&s, &name, q, parts, |f| {
                     let first = HitFetch {

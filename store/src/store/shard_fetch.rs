@@ -5,16 +5,16 @@
 //! ([`Store::answer_gathered`]). Only the k winners travel, as in Elasticsearch's
 //! query-then-fetch, not every shard's candidates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::query::{query_terms, Ranked};
-use super::replicated_query::{Gathered, ShardHit};
+use super::query::{query_terms, Ranked, Sides};
+use super::replicated_query::{Gathered, ReadAhead, ShardHit, ShardQuery, PREFETCH_BYTES};
 use super::Store;
 use crate::api::{Hit, Include, QueryRequest, QueryResponse};
-use crate::collection::shard_of;
+use crate::collection::{shard_of, Collection};
 use crate::error::{Error, Result};
 use crate::limits::check;
 
@@ -41,11 +41,15 @@ pub struct FetchedHits {
 }
 
 impl Gathered {
-    /// One fetch per shard holding winners, each listing that shard's winners best
-    /// first.
+    /// One fetch per shard holding winners not read ahead, each listing that shard's
+    /// winners best first.
     pub fn fetches(&self, name: &str, req: &QueryRequest) -> Vec<HitFetch> {
         let mut by_shard: Vec<HitFetch> = Vec::new();
-        for (shard, r) in &self.winners {
+        let unread = self
+            .winners
+            .iter()
+            .filter(|(_, r)| self.read_ahead(r).is_none());
+        for (shard, r) in unread {
             let hit = ShardHit {
                 id: r.id.to_string(),
                 score: r.score,
@@ -93,27 +97,78 @@ impl Store {
             include: f.include.clone(),
             ..Default::default()
         };
-        let terms = query_terms(&req);
-        let (mut out, mut bytes) = (FetchedHits::default(), 0);
-        for h in &f.hits {
+        let hits = self.read_hits(&coll, &req, &f.hits, max_bytes)?;
+        if let (true, Some(h)) = (hits.is_empty(), f.hits.first()) {
+            return Err(Error::invalid(
+                "include",
+                format!("the hit of document '{}' takes more bytes than one message between nodes holds ({max_bytes}): leave \"text\" out of include, or raise the NATS servers' max_payload", h.id),
+            ));
+        }
+        Ok(FetchedHits { hits })
+    }
+
+    /// The documents of a shard's best `q.prefetch` of each side, read with its
+    /// ranking (`ShardQuery::prefetch`), as many as [`PREFETCH_BYTES`] holds.
+    pub(super) fn read_ahead(
+        &self,
+        coll: &Collection,
+        q: &ShardQuery,
+        sides: &Sides,
+    ) -> Result<Vec<ReadAhead>> {
+        let mut seen = HashSet::new();
+        let candidates: Vec<ShardHit> = sides
+            .vector
+            .iter()
+            .take(q.prefetch)
+            .chain(sides.keyword.iter().take(q.prefetch))
+            .filter(|r| seen.insert(r.id.clone()))
+            .map(|r| ShardHit {
+                id: r.id.to_string(),
+                score: r.score,
+                chunk: r.chunk,
+            })
+            .collect();
+        let req = QueryRequest {
+            text: q.text.clone(),
+            include: q.include.clone(),
+            ..Default::default()
+        };
+        let hits = self.read_hits(coll, &req, &candidates, PREFETCH_BYTES)?;
+        Ok(candidates
+            .into_iter()
+            .zip(hits)
+            .filter_map(|(c, hit)| {
+                Some(ReadAhead {
+                    chunk: c.chunk,
+                    hit: hit?,
+                })
+            })
+            .collect())
+    }
+
+    /// `hits` read in order into hits (`None`: deleted meanwhile) until the next
+    /// would take the answer past `max_bytes` (as JSON).
+    fn read_hits(
+        &self,
+        coll: &Collection,
+        req: &QueryRequest,
+        hits: &[ShardHit],
+        max_bytes: usize,
+    ) -> Result<Vec<Option<Hit>>> {
+        let terms = query_terms(req);
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        for h in hits {
             let ranked = Ranked {
                 id: h.id.as_str().into(),
                 score: h.score,
                 chunk: h.chunk,
             };
-            let hit = self.hit(&coll, &req, ranked, &terms)?;
-            let size = serde_json::to_vec(&hit).map_or(0, |b| b.len()) + 1;
-            if bytes + size > max_bytes {
-                if out.hits.is_empty() {
-                    return Err(Error::invalid(
-                        "include",
-                        format!("the hit of document '{}' takes {size} bytes, more than one message between nodes holds ({max_bytes}): leave \"text\" out of include, or raise the NATS servers' max_payload", h.id),
-                    ));
-                }
+            let hit = self.hit(coll, req, ranked, &terms)?;
+            bytes += serde_json::to_vec(&hit).map_or(0, |b| b.len()) + 1;
+            if bytes > max_bytes {
                 break;
             }
-            bytes += size;
-            out.hits.push(hit);
+            out.push(hit);
         }
         Ok(out)
     }
@@ -135,6 +190,10 @@ impl Store {
             .collect();
         let mut hits = Vec::with_capacity(gathered.winners.len());
         for (shard, r) in &gathered.winners {
+            if let Some(hit) = gathered.read_ahead(r) {
+                hits.push(hit);
+                continue;
+            }
             let hit = by_shard.get_mut(shard).and_then(Iterator::next).flatten();
             match hit {
                 Some(hit) if hit.id == *r.id => hits.push(hit),

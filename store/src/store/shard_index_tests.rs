@@ -275,11 +275,12 @@ fn a_shards_hits_are_read_in_pages_that_fit_one_message() {
         k: Some(10),
         ..Default::default()
     };
+    // Nothing read ahead with the rankings: every winner is fetched.
     let parts: Vec<_> = a
         .shard_queries("c", &q)
         .unwrap()
-        .iter()
-        .map(|s| a.query_shard(s).unwrap())
+        .into_iter()
+        .map(|s| a.query_shard(&ShardQuery { prefetch: 0, ..s }).unwrap())
         .collect();
     let gathered = a.gather("c", &q, parts).unwrap();
     let f = gathered
