@@ -256,10 +256,21 @@ pub(crate) async fn query(
         .into_iter()
         .partition(|q| serving.contains(&(q.collection.clone(), q.shard)));
     // This node reads its own shards' winners after the merge; only a replica reads
-    // ahead, to spare the fetch phase's round trip.
+    // ahead, to spare the fetch phase's round trip, within a quarter of a message.
     let local: Vec<ShardQuery> = local
         .into_iter()
         .map(|q| ShardQuery { prefetch: 0, ..q })
+        .collect();
+    let room = node
+        .client
+        .try_server_info()
+        .map_or(usize::MAX, |i| i.max_payload / 4);
+    let remote: Vec<ShardQuery> = remote
+        .into_iter()
+        .map(|q| ShardQuery {
+            prefetch_bytes: q.prefetch_bytes.min(room),
+            ..q
+        })
         .collect();
     let asked = futures_util::future::try_join_all(remote.iter().map(|q| ask(node, q)));
     let owner = node.store.clone();

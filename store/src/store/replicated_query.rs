@@ -47,18 +47,20 @@ pub struct ShardQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<u64>,
     /// The replica also reads the documents of its best `prefetch` of each side
-    /// (0: none), as many as [`PREFETCH_BYTES`] holds, with the query's `include`:
-    /// a shard's winners are among them, so the fetch phase's second round trip is
-    /// needed only for what did not fit.
+    /// (0: none), as many as `prefetch_bytes` (as JSON) holds, with the query's
+    /// `include`: a shard's winners are among them, so the fetch phase's second
+    /// round trip is needed only for what did not fit.
     #[serde(default)]
     pub prefetch: usize,
+    #[serde(default)]
+    pub prefetch_bytes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<Include>>,
 }
 
-/// The most bytes (as JSON) of documents a replica reads ahead with its ranking: a
-/// quarter of NATS's default `max_payload`, so that the ranking's answer fits one
-/// message beside them.
+/// The most bytes (as JSON) of documents a replica reads ahead with its ranking by
+/// default: a quarter of NATS's default `max_payload`, so that the ranking's answer
+/// fits one message beside them (the cluster lowers it under a smaller one).
 pub const PREFETCH_BYTES: usize = 256 * 1024;
 
 /// A ranked document on the wire.
@@ -175,6 +177,7 @@ impl Store {
                 min_seq: req.min_seq,
                 context,
                 prefetch: req.k.unwrap_or(10),
+                prefetch_bytes: PREFETCH_BYTES,
                 include: req.include.clone(),
             })
             .collect())

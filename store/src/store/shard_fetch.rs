@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::query::{query_terms, Ranked, Sides};
-use super::replicated_query::{Gathered, ReadAhead, ShardHit, ShardQuery, PREFETCH_BYTES};
+use super::replicated_query::{Gathered, ReadAhead, ShardHit, ShardQuery};
 use super::Store;
 use crate::api::{Hit, Include, QueryRequest, QueryResponse};
 use crate::collection::{shard_of, Collection};
@@ -108,7 +108,7 @@ impl Store {
     }
 
     /// The documents of a shard's best `q.prefetch` of each side, read with its
-    /// ranking (`ShardQuery::prefetch`), as many as [`PREFETCH_BYTES`] holds.
+    /// ranking (`ShardQuery::prefetch`), as many as `q.prefetch_bytes` holds.
     pub(super) fn read_ahead(
         &self,
         coll: &Collection,
@@ -133,7 +133,7 @@ impl Store {
             include: q.include.clone(),
             ..Default::default()
         };
-        let hits = self.read_hits(coll, &req, &candidates, PREFETCH_BYTES)?;
+        let hits = self.read_hits(coll, &req, &candidates, q.prefetch_bytes)?;
         Ok(candidates
             .into_iter()
             .zip(hits)
