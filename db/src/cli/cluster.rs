@@ -100,6 +100,11 @@ fn render(s: &ClusterStatus) -> String {
     );
     let _ = writeln!(
         out,
+        "node {}'s requests to shards' replicas: writes forwarded {} sent / {} taken, reads {} sent / {} taken",
+        s.node_id, s.forwarded.sent, s.forwarded.taken, s.fetched.sent, s.fetched.taken
+    );
+    let _ = writeln!(
+        out,
         "\n{:>6}  {:>10}  {:>8}  address",
         "node", "applied", "lag"
     );
@@ -172,9 +177,10 @@ mod tests {
                 override_revision: 0,
             }],
             forwarded: Default::default(),
-            fetched: Default::default(),
+            fetched: engram_cluster::ShardRequests { sent: 4, taken: 2 },
         };
         let text = render(&s);
+        assert!(text.contains("reads 4 sent / 2 taken"), "{text}");
         assert!(text.contains("leader n2"), "{text}");
         assert!(text.contains("http://127.0.0.1:2"), "{text}");
         let row = text.lines().find(|l| l.starts_with("docs")).unwrap();
