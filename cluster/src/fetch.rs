@@ -1,8 +1,9 @@
 //! Reads of a shard's records by a node placed on it, on subject
 //! `engram.f.NAME.SHARD` (a queue group subscribed with the shard's queries by
 //! `scatter::serve`): a scattered query's fetch phase (the k winners of shards this
-//! node does not serve, `Store::fetch_hits`) and `GET` of one document
-//! (`Store::get_document_here`). So a hit's text and a document come from a node
+//! node does not serve, `Store::fetch_hits`), `GET` of one document
+//! (`Store::get_document_here`) and a job's read of a document's record
+//! (`Store::document_record`). So a hit's text and a document come from a node
 //! that keeps the shard's records. An answer is one message: a replica reads as many
 //! hits as fit under the servers' `max_payload` and the asking node asks again for
 //! the rest.
@@ -10,6 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use engram_store::api::{Document, Hit};
+use engram_store::collection::DocumentRecord;
 use engram_store::{FetchedHits, HitFetch};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,10 @@ enum ShardRead {
         id: String,
         with_vectors: bool,
     },
+    Record {
+        collection: String,
+        id: String,
+    },
 }
 
 /// Its answer.
@@ -41,6 +47,7 @@ enum ShardRead {
 pub(crate) enum ShardRecords {
     Hits(FetchedHits),
     Document(Document),
+    Record(Option<DocumentRecord>),
 }
 
 /// Reads what one request asks for here (a replica's side of [`fetch`] and
@@ -70,6 +77,11 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
                 ));
             }
             ShardRecords::Document(doc)
+        }
+        ShardRead::Record { collection, id } => {
+            // A record with no vectors is smaller than the write that stored it,
+            // which fitted one message.
+            ShardRecords::Record(store.storage().get_document(&collection, &id)?)
         }
     };
     node.fetches.taken.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +118,25 @@ pub(crate) async fn document(
     };
     match ask(node, collection, shard, &what).await? {
         ShardRecords::Document(doc) => Ok(doc),
-        ShardRecords::Hits(_) => Err(unexpected(collection, shard)),
+        _ => Err(unexpected(collection, shard)),
+    }
+}
+
+/// The record of document `id` of `collection`'s `shard`, read by one replica of the
+/// shard (None: not there).
+pub(crate) async fn record(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    id: &str,
+) -> Result<Option<DocumentRecord>> {
+    let what = ShardRead::Record {
+        collection: collection.to_string(),
+        id: id.to_string(),
+    };
+    match ask(node, collection, shard, &what).await? {
+        ShardRecords::Record(rec) => Ok(rec),
+        _ => Err(unexpected(collection, shard)),
     }
 }
 
@@ -124,7 +154,7 @@ pub(crate) async fn fetch(node: &Node, mut f: HitFetch) -> Result<Vec<Option<Hit
         let asked = f.hits.len();
         let page = match ask(node, &collection, shard, &ShardRead::Hits(f.clone())).await? {
             ShardRecords::Hits(page) => page.hits,
-            ShardRecords::Document(_) => return Err(unexpected(&collection, shard)),
+            _ => return Err(unexpected(&collection, shard)),
         };
         if page.is_empty() || page.len() > asked {
             return Err(crate::Error::Unavailable(format!(

@@ -370,6 +370,18 @@ impl engram_store::replica::ScatterQueries for Hook {
             .block_on(crate::fetch::document(&node, name, shard, id, with_vectors))
             .map_err(to_store_error)
     }
+
+    fn document_record(
+        &self,
+        name: &str,
+        shard: u32,
+        id: &str,
+    ) -> engram_store::Result<Option<engram_store::collection::DocumentRecord>> {
+        let node = self.node()?;
+        self.runtime
+            .block_on(crate::fetch::record(&node, name, shard, id))
+            .map_err(to_store_error)
+    }
 }
 
 #[cfg(test)]

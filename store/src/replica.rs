@@ -136,6 +136,15 @@ pub trait ScatterQueries: Send + Sync {
         id: &str,
         with_vectors: bool,
     ) -> Result<crate::api::Document>;
+
+    /// One document's record of `shard`, read by a node placed on it (None: not
+    /// there).
+    fn document_record(
+        &self,
+        name: &str,
+        shard: u32,
+        id: &str,
+    ) -> Result<Option<crate::collection::DocumentRecord>>;
 }
 
 /// The meta key of a subject's applied sequence.

@@ -136,7 +136,7 @@ impl Engine {
     /// A document as a promotion learns it (None: gone, or no text).
     pub(super) fn learnable(&self, name: &str, id: &str) -> Result<Option<Document>> {
         let rec: Option<engram_store::collection::DocumentRecord> =
-            self.store().storage().get_document(name, id)?;
+            self.store().document_record(name, id)?;
         Ok(rec.and_then(|r| {
             let text = r.text.filter(|t| !t.trim().is_empty())?;
             Some(Document {

@@ -127,7 +127,7 @@ fn shown(ids: &[&str]) -> String {
 impl Engine {
     /// A document's write sequence now (None: not there).
     pub(crate) fn document_seq(&self, collection: &str, id: &str) -> Result<Option<u64>> {
-        let rec: Option<DocumentRecord> = self.store().storage().get_document(collection, id)?;
+        let rec: Option<DocumentRecord> = self.store().document_record(collection, id)?;
         Ok(rec.map(|r| r.seq))
     }
 

@@ -153,8 +153,7 @@ impl Engine {
     fn picked_passages(&self, collection: &str, p: &Picked) -> Result<Vec<String>> {
         let mut texts = Vec::new();
         for id in &p.ids {
-            let rec: Option<DocumentRecord> =
-                self.store().storage().get_document(collection, id)?;
+            let rec: Option<DocumentRecord> = self.store().document_record(collection, id)?;
             texts.extend(rec.and_then(|r| r.text));
         }
         Ok(texts)

@@ -331,6 +331,26 @@ impl Store {
         self.get_document_here(name, id, with_vectors)
     }
 
+    /// A document's record (text, metadata, chunk ids, write sequence), for the jobs
+    /// that read documents by id (a promotion's documents, a logged question's
+    /// passages, an adapter's staleness); None when it is not there, or the
+    /// collection is not. In cluster mode one whose shard this node's graph does not
+    /// hold is read by a node placed on that shard, as [`Store::get_document`].
+    pub fn document_record(&self, name: &str, id: &str) -> Result<Option<DocumentRecord>> {
+        let coll = match self.collection(name) {
+            Ok(coll) => coll,
+            Err(Error::CollectionNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(scatter) = self.scatter() {
+            let shard = shard_of(id, coll.config.shards);
+            if !coll.scope().holds_shard(shard) {
+                return scatter.document_record(name, shard, id);
+            }
+        }
+        self.storage.get_document(name, id)
+    }
+
     /// A document by id from this node's own records.
     pub fn get_document_here(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
         let coll = self.collection(name)?;

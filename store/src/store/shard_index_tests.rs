@@ -217,6 +217,16 @@ impl crate::replica::ScatterQueries for TwoStores {
         assert!(!self.here.contains(&shard), "read here, not asked for");
         self.other.get_document_here(name, id, with_vectors)
     }
+
+    fn document_record(
+        &self,
+        name: &str,
+        shard: u32,
+        id: &str,
+    ) -> Result<Option<crate::collection::DocumentRecord>> {
+        assert!(!self.here.contains(&shard), "read here, not asked for");
+        self.other.storage.get_document(name, id)
+    }
 }
 
 impl TwoStores {
@@ -263,6 +273,15 @@ fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
         b.get_document("c", "d40", false),
         Err(Error::DocumentNotFound { .. })
     ));
+    // Records (what jobs read), the same way; a missing one is None.
+    for id in (0..40).map(|i| format!("d{i}")) {
+        let got = b.document_record("c", &id).unwrap().unwrap();
+        let want: crate::collection::DocumentRecord =
+            a.storage.get_document("c", &id).unwrap().unwrap();
+        assert_eq!((got.text, got.seq), (want.text, want.seq));
+    }
+    assert!(b.document_record("c", "d40").unwrap().is_none());
+    assert!(b.document_record("gone", "d1").unwrap().is_none());
     drop((a, b));
     n.finish();
 }
