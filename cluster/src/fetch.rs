@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::reply::{ask_replica, ShardRequest};
 use crate::scatter::SHARD_WAIT;
-use crate::{nats, Node, Result, HEADER_ROOM};
+use crate::{nats, Node, Result};
 
 /// Hit-fetch subjects: `engram.f.` and the shard's `NAME.SHARD`.
 pub const FETCH_PREFIX: &str = "engram.f.";
@@ -56,10 +56,7 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
     let asked = serde_json::from_slice::<ShardRead>(payload).map_err(|e| {
         engram_store::Error::invalid("shard read", format!("not a shard read: {e}"))
     })?;
-    let room = node
-        .client
-        .try_server_info()
-        .map_or(usize::MAX, |i| i.max_payload.saturating_sub(HEADER_ROOM));
+    let room = crate::message_room(&node.client);
     let store = node.store.store();
     let answer = match asked {
         ShardRead::Hits(f) => ShardRecords::Hits(store.fetch_hits(&f, room)?),

@@ -85,7 +85,17 @@ fn nats(e: impl std::fmt::Display) -> Error {
 
 /// Room left in a message for its headers (message id, expected sequence,
 /// incarnation: well under this).
-pub(crate) const HEADER_ROOM: usize = 1024;
+const HEADER_ROOM: usize = 1024;
+
+/// The payload one message may carry: the servers' `max_payload` less
+/// [`HEADER_ROOM`]; unbounded before the first connection (then the server decides).
+pub(crate) fn message_room(client: &async_nats::Client) -> usize {
+    client
+        .try_server_info()
+        .map(|i| i.max_payload)
+        .filter(|&m| m > HEADER_ROOM)
+        .map_or(usize::MAX, |m| m - HEADER_ROOM)
+}
 
 /// Refuses `bytes` of payload that the NATS servers would not take in one message
 /// (their `max_payload`, 1 MiB by default), as the request's fault (400) and before
@@ -95,14 +105,7 @@ pub(crate) fn fits_in_one_message(
     client: &async_nats::Client,
     bytes: usize,
 ) -> engram_store::Result<()> {
-    let Some(max) = client
-        .try_server_info()
-        .map(|i| i.max_payload)
-        .filter(|&m| m > HEADER_ROOM)
-    else {
-        return Ok(());
-    };
-    let limit = max - HEADER_ROOM;
+    let limit = message_room(client);
     if bytes > limit {
         return Err(engram_store::Error::LimitExceeded {
             kind: engram_store::error::LimitKind::LogMessageBytes,

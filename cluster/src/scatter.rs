@@ -98,22 +98,13 @@ pub async fn serve(node: Arc<Node>) {
 /// and its forwarded writes (`crate::forward`), all answered by one task (aborting
 /// it unsubscribes them all).
 async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandle<()>> {
-    let q = subject(name, shard);
-    let queries = node
-        .client
-        .queue_subscribe(q.clone(), q)
+    // Each subject is its own queue group: one live replica takes each request.
+    let queue = |subject: String| node.client.queue_subscribe(subject.clone(), subject);
+    let queries = queue(subject(name, shard)).await.map_err(nats)?;
+    let fetches = queue(crate::fetch::subject(name, shard))
         .await
         .map_err(nats)?;
-    let f = crate::fetch::subject(name, shard);
-    let fetches = node
-        .client
-        .queue_subscribe(f.clone(), f)
-        .await
-        .map_err(nats)?;
-    let w = crate::forward::subject(name, shard);
-    let writes = node
-        .client
-        .queue_subscribe(w.clone(), w)
+    let writes = queue(crate::forward::subject(name, shard))
         .await
         .map_err(nats)?;
     let (node, name) = (node.clone(), name.to_string());
@@ -261,10 +252,7 @@ pub(crate) async fn query(
         .into_iter()
         .map(|q| ShardQuery { prefetch: 0, ..q })
         .collect();
-    let room = node
-        .client
-        .try_server_info()
-        .map_or(usize::MAX, |i| i.max_payload / 4);
+    let room = crate::message_room(&node.client) / 4;
     let remote: Vec<ShardQuery> = remote
         .into_iter()
         .map(|q| ShardQuery {
@@ -319,8 +307,10 @@ async fn fetch_phase(
     let owner = node.store.clone();
     let read = tokio::task::spawn_blocking(move || {
         local
-            .iter()
-            .map(|f| Ok((f.shard, owner.store().fetch_hits(f, usize::MAX)?.hits)))
+            .into_iter()
+            // Ranked here, so held here: no write to wait for.
+            .map(|f| HitFetch { min_seq: 0, ..f })
+            .map(|f| Ok((f.shard, owner.store().fetch_hits(&f, usize::MAX)?.hits)))
             .collect::<engram_store::Result<Vec<_>>>()
     });
     let (mut fetched, here) = futures_util::future::try_join(asked, async {

@@ -322,11 +322,8 @@ impl Store {
     /// hold is read by a node placed on that shard (the nodes that keep its records).
     pub fn get_document(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
         let coll = self.collection(name)?;
-        if let Some(scatter) = self.scatter() {
-            let shard = shard_of(id, coll.config.shards);
-            if !coll.scope().holds_shard(shard) {
-                return scatter.get_document(name, shard, id, with_vectors);
-            }
+        if let Some((scatter, shard)) = self.read_elsewhere(&coll, id) {
+            return scatter.get_document(name, shard, id, with_vectors);
         }
         self.get_document_here(name, id, with_vectors)
     }
@@ -342,11 +339,8 @@ impl Store {
             Err(Error::CollectionNotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if let Some(scatter) = self.scatter() {
-            let shard = shard_of(id, coll.config.shards);
-            if !coll.scope().holds_shard(shard) {
-                return scatter.document_record(name, shard, id);
-            }
+        if let Some((scatter, shard)) = self.read_elsewhere(&coll, id) {
+            return scatter.document_record(name, shard, id);
         }
         self.storage.get_document(name, id)
     }

@@ -115,6 +115,9 @@ impl Store {
         q: &ShardQuery,
         sides: &Sides,
     ) -> Result<Vec<ReadAhead>> {
+        if q.prefetch == 0 {
+            return Ok(Vec::new());
+        }
         let mut seen = HashSet::new();
         let candidates: Vec<ShardHit> = sides
             .vector
@@ -147,7 +150,8 @@ impl Store {
     }
 
     /// `hits` read in order into hits (`None`: deleted meanwhile) until the next
-    /// would take the answer past `max_bytes` (as JSON).
+    /// would take the answer past `max_bytes` (as JSON; not measured when
+    /// `usize::MAX`, a read for this node itself).
     fn read_hits(
         &self,
         coll: &Collection,
@@ -164,9 +168,11 @@ impl Store {
                 chunk: h.chunk,
             };
             let hit = self.hit(coll, req, ranked, &terms)?;
-            bytes += serde_json::to_vec(&hit).map_or(0, |b| b.len()) + 1;
-            if bytes > max_bytes {
-                break;
+            if max_bytes < usize::MAX {
+                bytes += serde_json::to_vec(&hit).map_or(0, |b| b.len()) + 1;
+                if bytes > max_bytes {
+                    break;
+                }
             }
             out.push(hit);
         }

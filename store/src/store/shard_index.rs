@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Store;
+use crate::collection::{shard_of, Collection};
 use crate::error::Result;
 use crate::replica::ScatterQueries;
 use crate::shard_scope::ShardScope;
@@ -65,5 +66,18 @@ impl Store {
     /// The cluster's scatter/gather, once attached.
     pub(super) fn scatter(&self) -> Option<&Arc<dyn ScatterQueries>> {
         self.scatter.get()
+    }
+
+    /// Where a read of document `id` of `coll` goes: the scatter and the document's
+    /// shard when this node's graph does not hold that shard (its records are read by
+    /// the nodes placed on it, as `forwards` sends its writes there); None: here.
+    pub(super) fn read_elsewhere(
+        &self,
+        coll: &Collection,
+        id: &str,
+    ) -> Option<(&Arc<dyn ScatterQueries>, u32)> {
+        let scatter = self.scatter()?;
+        let shard = shard_of(id, coll.config.shards);
+        (!coll.scope().holds_shard(shard)).then_some((scatter, shard))
     }
 }
