@@ -3,8 +3,10 @@
 //! `scatter::serve`): a scattered query's fetch phase (the k winners of shards this
 //! node does not serve, `Store::fetch_hits`), `GET` of one document
 //! (`Store::get_document_here`) and a job's read of a document's record
-//! (`Store::document_record`). So a hit's text and a document come from a node
-//! that keeps the shard's records. An answer is one message: a replica reads as many
+//! (`Store::document_record`) and a keyword query's first round, the shard's BM25
+//! counts for the query's terms (`Store::term_stats`, summed by [`term_stats`]). So
+//! a hit's text, a document and BM25's statistics come from a node that keeps the
+//! shard's records. An answer is one message: a replica reads as many
 //! hits as fit under the servers' `max_payload` and the asking node asks again for
 //! the rest.
 
@@ -12,6 +14,7 @@ use std::sync::atomic::Ordering;
 
 use engram_store::api::{Document, Hit};
 use engram_store::collection::DocumentRecord;
+use engram_store::keyword::TermStats;
 use engram_store::{FetchedHits, HitFetch};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +43,12 @@ enum ShardRead {
         collection: String,
         id: String,
     },
+    TermStats {
+        collection: String,
+        shard: u32,
+        text: String,
+        min_seq: Option<u64>,
+    },
 }
 
 /// Its answer.
@@ -48,6 +57,7 @@ pub(crate) enum ShardRecords {
     Hits(FetchedHits),
     Document(Document),
     Record(Option<DocumentRecord>),
+    TermStats(TermStats),
 }
 
 /// Reads what one request asks for here (a replica's side of [`fetch`] and
@@ -80,6 +90,12 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
             // which fitted one message.
             ShardRecords::Record(store.storage().get_document(&collection, &id)?)
         }
+        ShardRead::TermStats {
+            collection,
+            shard,
+            text,
+            min_seq,
+        } => ShardRecords::TermStats(store.term_stats(&collection, &text, &[shard], min_seq)?),
     };
     node.fetches.taken.fetch_add(1, Ordering::Relaxed);
     Ok(answer)
@@ -135,6 +151,42 @@ pub(crate) async fn record(
         ShardRecords::Record(rec) => Ok(rec),
         _ => Err(unexpected(collection, shard)),
     }
+}
+
+/// The collection's BM25 counts for `text`: `local` shards counted here, each of
+/// `remote` by one of its replicas, all at once, summed.
+pub(crate) async fn term_stats(
+    node: &std::sync::Arc<Node>,
+    collection: &str,
+    text: &str,
+    local: Vec<u32>,
+    remote: Vec<u32>,
+    min_seq: Option<u64>,
+) -> Result<TermStats> {
+    let asked = futures_util::future::try_join_all(remote.into_iter().map(|shard| async move {
+        let what = ShardRead::TermStats {
+            collection: collection.to_string(),
+            shard,
+            text: text.to_string(),
+            min_seq,
+        };
+        match ask(node, collection, shard, &what).await? {
+            ShardRecords::TermStats(stats) => Ok(stats),
+            _ => Err(unexpected(collection, shard)),
+        }
+    }));
+    let owner = node.store.clone();
+    let (c, t) = (collection.to_string(), text.to_string());
+    // Counted here without waiting for `min_seq`: the query waited for it already.
+    let here = tokio::task::spawn_blocking(move || owner.store().term_stats(&c, &t, &local, None));
+    let (parts, mut sum) = futures_util::future::try_join(asked, async {
+        here.await.map_err(nats)?.map_err(crate::Error::from)
+    })
+    .await?;
+    for part in &parts {
+        sum.add(part);
+    }
+    Ok(sum)
 }
 
 fn unexpected(collection: &str, shard: u32) -> crate::Error {

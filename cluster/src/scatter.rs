@@ -246,17 +246,39 @@ pub(crate) async fn query(
     let (local, remote): (Vec<ShardQuery>, Vec<ShardQuery>) = queries
         .into_iter()
         .partition(|q| serving.contains(&(q.collection.clone(), q.shard)));
+    // A keyword side is scored with the collection's BM25 counts, gathered from
+    // every shard first (one more round trip), not with the counts of whatever
+    // records each replica keeps.
+    let term_stats = match remote.first().and_then(|q| q.text.clone()) {
+        Some(text) => Some(
+            crate::fetch::term_stats(
+                node,
+                &name,
+                &text,
+                local.iter().map(|q| q.shard).collect(),
+                remote.iter().map(|q| q.shard).collect(),
+                req.min_seq,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     // This node reads its own shards' winners after the merge; only a replica reads
     // ahead, to spare the fetch phase's round trip, within a quarter of a message.
     let local: Vec<ShardQuery> = local
         .into_iter()
-        .map(|q| ShardQuery { prefetch: 0, ..q })
+        .map(|q| ShardQuery {
+            prefetch: 0,
+            term_stats: term_stats.clone(),
+            ..q
+        })
         .collect();
     let room = crate::message_room(&node.client) / 4;
     let remote: Vec<ShardQuery> = remote
         .into_iter()
         .map(|q| ShardQuery {
             prefetch_bytes: q.prefetch_bytes.min(room),
+            term_stats: term_stats.clone(),
             ..q
         })
         .collect();

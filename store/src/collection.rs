@@ -250,6 +250,7 @@ impl Collection {
     fn with_keywords(config: CollectionConfig, keywords: KeywordIndex) -> Self {
         let index = VectorIndex::new(config.dimension, config.distance, config.hnsw, 1024);
         let questions = QuestionLog::new(config.question_log_size, config.log_questions);
+        let keywords = keywords.with_shards(config.shards);
         Collection {
             config,
             index: RwLock::new(Arc::new(index)),

@@ -15,7 +15,8 @@
 //! the student's sequence ([`SoftTargets`]), so the teacher runs once per example and
 //! training never needs it again. The loss ([`kl_loss`]) is KL(teacher top-k,
 //! renormalised || student); [`DistillLoss::NextToken`] trains the same tokens with
-//! cross-entropy instead (the A/B).
+//! cross-entropy instead (the A/B), and [`DistillLoss::KlNextToken`] adds the two (soft
+//! and hard targets, as Hinton et al. train a distilled student).
 
 use std::sync::Arc;
 
@@ -38,6 +39,11 @@ pub enum DistillLoss {
     Kl,
     /// Cross-entropy on the teacher's sampled tokens (plain fine-tuning on them).
     NextToken,
+    /// Both: the KL term plus the cross-entropy of the sampled tokens. Why: KL alone
+    /// spreads the student over the teacher's alternatives at every position, and on
+    /// long passages (Quoref) the student learned the teacher's sentence but not the
+    /// name in it; the hard term puts the weight on the token the teacher chose.
+    KlNextToken,
 }
 
 impl DistillLoss {
@@ -46,6 +52,7 @@ impl DistillLoss {
         match name {
             "kl" => Some(Self::Kl),
             "next-token" | "next_token" => Some(Self::NextToken),
+            "kl+next-token" | "kl+next_token" => Some(Self::KlNextToken),
             _ => None,
         }
     }
@@ -55,6 +62,7 @@ impl DistillLoss {
         match self {
             Self::Kl => "kl",
             Self::NextToken => "next-token",
+            Self::KlNextToken => "kl+next-token",
         }
     }
 }
@@ -134,6 +142,9 @@ pub struct SoftTargets {
     /// The loss also matches the teacher's probability outside its top `k` (what
     /// the log-probabilities leave to 1: [`SoftTargets::top_k_with_rest`]).
     pub with_rest: bool,
+    /// Weight of the cross-entropy on the sequence's own tokens added to the KL term
+    /// (0: KL alone).
+    pub hard_weight: f32,
 }
 
 impl SoftTargets {
@@ -163,6 +174,7 @@ impl SoftTargets {
             ids,
             logits: out,
             with_rest: false,
+            hard_weight: 0.0,
         })
     }
 
@@ -227,7 +239,13 @@ pub fn sequence_kl(
         adapter,
         from - 1,
     )?;
-    kl_loss(&rows, soft)
+    let kl = kl_loss(&rows, soft)?;
+    if soft.hard_weight <= 0.0 {
+        return Ok(kl);
+    }
+    let targets = Tensor::new(&seq.tokens[from..], rows.device())?;
+    let hard = candle_nn::loss::cross_entropy(&rows, &targets)?;
+    Ok((kl + (hard * soft.hard_weight as f64)?)?)
 }
 
 /// The teacher's top-k logits for `answer` after `teacher_prompt`: one forward pass.
@@ -349,13 +367,15 @@ pub fn build_examples(
                 continue;
             }
             let soft = match cfg.loss {
-                DistillLoss::Kl => Some(Arc::new(teacher_targets(
-                    trainable.llama(),
-                    &teacher,
-                    &answer,
-                    cfg.top_k,
-                )?)),
                 DistillLoss::NextToken => None,
+                loss => {
+                    let mut soft =
+                        teacher_targets(trainable.llama(), &teacher, &answer, cfg.top_k)?;
+                    if loss == DistillLoss::KlNextToken {
+                        soft.hard_weight = 1.0;
+                    }
+                    Some(Arc::new(soft))
+                }
             };
             counts.answer_tokens += answer.len();
             let mut tokens = student.clone();
@@ -490,6 +510,29 @@ mod tests {
     }
 
     #[test]
+    fn the_mixed_loss_is_kl_plus_the_weighted_cross_entropy_of_the_sampled_tokens() {
+        let model = tiny_model();
+        let seq = &tiny_examples()[0];
+        let answer = &seq.tokens[seq.loss_from..];
+        let mut teacher_prompt = vec![7, 8, 9];
+        teacher_prompt.extend_from_slice(&seq.tokens[..seq.loss_from]);
+        let mut soft = teacher_targets(&model, &teacher_prompt, answer, 8).unwrap();
+        let kl = scalar(&sequence_kl(&model, seq, &soft, None).unwrap());
+        let ce = scalar(
+            &model
+                .next_token_loss(&seq.tokens, seq.loss_from, None)
+                .unwrap(),
+        );
+        soft.hard_weight = 0.5;
+        let mixed = scalar(&sequence_kl(&model, seq, &soft, None).unwrap());
+        assert!(kl > 0.0 && ce > 0.0, "{kl} {ce}");
+        assert!(
+            (mixed - (kl + 0.5 * ce)).abs() < 1e-4,
+            "{mixed} vs {kl} + 0.5 * {ce}"
+        );
+    }
+
+    #[test]
     fn a_tiny_student_trained_by_kl_moves_towards_its_teacher() {
         let model = tiny_model();
         let seq = &tiny_examples()[0];
@@ -533,6 +576,7 @@ mod tests {
             scalar(&sequence_kl(&model, &seq, seq.soft.as_ref().unwrap(), Some(&adapter)).unwrap());
         assert!(before > 0.0 && after < 0.5 * before, "{before} -> {after}");
         assert!(DistillLoss::parse("next-token") == Some(DistillLoss::NextToken));
+        assert!(DistillLoss::parse("kl+next-token") == Some(DistillLoss::KlNextToken));
         assert!(DistillConfig {
             top_k: 0,
             ..Default::default()

@@ -241,6 +241,7 @@ fn fingerprint(
                 h.update(t.to_le_bytes());
             }
             if let Some(soft) = &s.soft {
+                h.update(soft.hard_weight.to_le_bytes());
                 for (id, l) in soft.ids.iter().zip(&soft.logits) {
                     h.update(id.to_le_bytes());
                     h.update(l.to_le_bytes());

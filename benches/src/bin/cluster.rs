@@ -111,13 +111,20 @@ fn report_timings(mode: &str, count: &str, mut ms: Vec<f64>) {
 
 /// `count` vector queries (k 10, text and metadata included) of `collection`
 /// through `node`, one at a time: the latency of each, client side.
-fn timed_queries(node: &Engram, collection: &str, count: u64) -> Result<Vec<f64>> {
+/// `count` timed queries of `collection` through `node`: by vector, or hybrid (the
+/// vector and a document's words: BM25's counts gathered from every shard first).
+fn timed_queries(node: &Engram, collection: &str, count: u64, hybrid: bool) -> Result<Vec<f64>> {
     let path = format!("/collections/{collection}/query");
     let mut ms = Vec::with_capacity(count as usize);
     for i in 0..count {
-        let v = doc(i * 7919)["documents"][0]["vector"].clone();
+        let d = doc(i * 7919)["documents"][0].clone();
+        let body = if hybrid {
+            json!({"vector": d["vector"], "text": d["text"], "mode": "hybrid", "k": 10})
+        } else {
+            json!({"vector": d["vector"], "k": 10})
+        };
         let t = Instant::now();
-        let r = node.call("POST", &path, json!({"vector": v, "k": 10}))?;
+        let r = node.call("POST", &path, body)?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
         if r["hits"].as_array().is_none_or(|h| h.is_empty()) {
             bail!("a query of {collection} found nothing: {r}");
@@ -252,18 +259,32 @@ fn forwarded_writes(nodes: &[Engram], writes: u64) -> Result<()> {
     );
     // Queries through node 1: every shard local (replication 3) against most shards
     // ranked, and their winners' documents read, by another node (replication 1).
-    for (mode, collection) in [
+    // Hybrid queries add, with remote shards, the round that gathers BM25's counts.
+    for (mode, collection, hybrid) in [
         (
             "query, replication 3: every shard on the node asked",
             "bench",
+            false,
         ),
         (
             "query, replication 1: other shards ranked and fetched remotely",
             "solo",
+            false,
+        ),
+        (
+            "hybrid query, replication 3: every shard on the node asked",
+            "bench",
+            true,
+        ),
+        (
+            "hybrid query, replication 1: BM25 counts gathered, shards ranked and fetched remotely",
+            "solo",
+            true,
         ),
     ] {
-        timed_queries(all[0], collection, 20)?; // warm-up
-        report_timings(mode, "queries", timed_queries(all[0], collection, writes)?);
+        timed_queries(all[0], collection, 20, hybrid)?; // warm-up
+        let ms = timed_queries(all[0], collection, writes, hybrid)?;
+        report_timings(mode, "queries", ms);
     }
     Ok(())
 }

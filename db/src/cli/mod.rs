@@ -339,9 +339,9 @@ pub struct EvalWeightsArgs {
     /// (the held-out half stays the same).
     #[arg(long)]
     pub synthetic_only: bool,
-    /// Context distillation instead of gold pairs, with this loss (kl or next-token):
-    /// the even-numbered questions are asked through rag (logged), their gold answers
-    /// never used; the gate holds out a seeded fifth of them.
+    /// Context distillation instead of gold pairs, with this loss (kl, next-token or
+    /// kl+next-token): the even-numbered questions are asked through rag (logged), their
+    /// gold answers never used; the gate holds out a seeded fifth of them.
     #[arg(long)]
     pub distill: Option<String>,
     /// With --distill: also self-study questions written by these strategies

@@ -49,9 +49,9 @@ pub struct PromoteArgs {
     /// two or more logged questions retrieved these documents, else pairs].
     #[arg(long, value_parser = ["distill", "pairs"])]
     pub method: Option<String>,
-    /// Distillation's loss: kl (to the teacher's top-k distributions) or next-token
-    /// [default: kl].
-    #[arg(long, value_parser = ["kl", "next-token"])]
+    /// Distillation's loss: kl (to the teacher's top-k distributions), next-token or
+    /// kl+next-token (both summed) [default: kl].
+    #[arg(long, value_parser = ["kl", "next-token", "kl+next-token"])]
     pub loss: Option<String>,
     /// Teacher logits kept per answer position [default: 20].
     #[arg(long)]

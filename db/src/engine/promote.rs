@@ -323,7 +323,10 @@ impl Engine {
         let loss = match req.loss.as_deref() {
             None => DistillLoss::Kl,
             Some(l) => DistillLoss::parse(l).ok_or_else(|| {
-                Error::invalid("loss", format!("unknown loss '{l}'; use kl or next-token"))
+                Error::invalid(
+                    "loss",
+                    format!("unknown loss '{l}'; use kl, next-token or kl+next-token"),
+                )
             })?,
         };
         let config = DistillConfig {

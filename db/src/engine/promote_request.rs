@@ -95,7 +95,8 @@ pub struct PromoteRequest {
     /// `pairs`.
     pub method: Option<String>,
     /// Distillation's loss: `kl` (to the teacher's top-k distribution, the default)
-    /// or `next-token` (cross-entropy on the teacher's sampled answer).
+    /// `next-token` (cross-entropy on the teacher's sampled answer) or `kl+next-token`
+    /// (their sum).
     pub loss: Option<String>,
     /// Teacher logits kept per answer position (default 20, 1-256).
     #[schema(minimum = 1, maximum = 256)]

@@ -50,8 +50,8 @@ pub struct WeightsSpec {
     pub seed: u64,
     /// Train on the even-numbered gold questions too (else synthetic data only).
     pub gold_training: bool,
-    /// Context distillation with this loss (`kl`, `next-token`) from the even-numbered
-    /// questions asked through rag (their gold answers unused); None: pairs.
+    /// Context distillation with this loss (`kl`, `next-token`, `kl+next-token`) from the
+    /// even-numbered questions asked through rag (their gold answers unused); None: pairs.
     pub distill: Option<String>,
     /// With `distill`: also self-study questions of these strategies (empty: none).
     pub self_study: Vec<String>,

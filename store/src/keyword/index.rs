@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use super::bm25::Bm25;
+use super::term_stats::{query_terms, TermStats};
 use super::tokenizer::tokenize;
+use crate::collection::shard_of;
 use crate::error::{Error, Result};
 use crate::storage::{Batch, KeywordRecord, KeywordStats, Storage};
 
@@ -73,6 +75,10 @@ struct Inverted {
     postings: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
     docs: HashMap<Arc<str>, Indexed>,
     total_len: u64,
+    /// The collection's shard count (0 until set: one shard).
+    shards: u32,
+    /// Documents and their total length per shard, for [`KeywordIndex::term_stats`].
+    per_shard: Vec<(u64, u64)>,
 }
 
 /// The BM25 index of one collection.
@@ -102,11 +108,23 @@ impl Inverted {
         }
     }
 
+    /// Counts a document of `len` terms in (`sign` 1) or out (-1) of its shard's totals.
+    fn count_in_shard(&mut self, doc: &str, len: u32, sign: i64) {
+        let shard = shard_of(doc, self.shards) as usize;
+        if self.per_shard.len() <= shard {
+            self.per_shard.resize(shard + 1, (0, 0));
+        }
+        let (docs, terms) = &mut self.per_shard[shard];
+        *docs = docs.wrapping_add_signed(sign);
+        *terms = terms.wrapping_add_signed(sign * i64::from(len));
+    }
+
     fn remove(&mut self, doc: &str) {
         let Some(old) = self.docs.remove(doc) else {
             return;
         };
         self.total_len -= u64::from(old.len);
+        self.count_in_shard(doc, old.len, -1);
         for (term, _) in &old.terms {
             if let Some(p) = self.postings.get_mut(term) {
                 p.remove(doc);
@@ -135,6 +153,21 @@ impl KeywordIndex {
     /// An empty index (a new collection).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The index with per-shard totals for a collection of `shards` shards.
+    pub fn with_shards(self, shards: u32) -> Self {
+        {
+            let mut inv = self.inner.write().expect("lock");
+            inv.shards = shards;
+            inv.per_shard = vec![(0, 0); shards.max(1) as usize];
+            let lens: Vec<(Arc<str>, u32)> =
+                inv.docs.iter().map(|(d, i)| (d.clone(), i.len)).collect();
+            for (doc, len) in lens {
+                inv.count_in_shard(&doc, len, 1);
+            }
+        }
+        self
     }
 
     /// Loads a collection's index from storage; `None` when the collection has
@@ -234,6 +267,7 @@ impl KeywordIndex {
             if let Some(new) = new {
                 let doc: Arc<str> = doc.into();
                 inv.total_len += u64::from(new.len);
+                inv.count_in_shard(&doc, new.len, 1);
                 let indexed = Indexed {
                     terms: Vec::with_capacity(new.terms.len()),
                     len: new.len,
@@ -255,30 +289,75 @@ impl KeywordIndex {
         self.len() == 0
     }
 
+    /// BM25's statistics for `query` over the documents of `shards` (`shards[s]`:
+    /// shard `s` counts; None: every document here).
+    pub fn term_stats(&self, query: &str, shards: Option<&[bool]>) -> TermStats {
+        let inv = self.inner.read().expect("lock");
+        let Some(only) = shards else {
+            return TermStats {
+                documents: inv.docs.len() as u64,
+                total_terms: inv.total_len,
+                df: query_terms(query)
+                    .iter()
+                    .map(|t| inv.postings.get(t.as_str()).map_or(0, |p| p.len() as u64))
+                    .collect(),
+            };
+        };
+        let counts = |s: usize| only.get(s).copied().unwrap_or(false);
+        let (documents, total_terms) = inv
+            .per_shard
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| counts(*s))
+            .fold((0, 0), |(d, t), (_, (sd, st))| (d + sd, t + st));
+        let df = query_terms(query)
+            .iter()
+            .map(|t| {
+                inv.postings.get(t.as_str()).map_or(0, |p| {
+                    p.keys()
+                        .filter(|d| counts(shard_of(d, inv.shards) as usize))
+                        .count() as u64
+                })
+            })
+            .collect();
+        TermStats {
+            documents,
+            total_terms,
+            df,
+        }
+    }
+
     /// The `k` best documents for `query` by BM25 among those `keep` accepts,
     /// best first (ties broken by id, so results are deterministic). Documents
-    /// sharing no term with the query are not returned.
+    /// sharing no term with the query are not returned. With `stats` (the
+    /// collection's, summed over shards), documents are scored with those counts
+    /// instead of this index's own, as one machine holding every shard would.
     pub fn search(
         &self,
         query: &str,
         k: usize,
         keep: &dyn Fn(&str) -> bool,
+        stats: Option<&TermStats>,
     ) -> Vec<(Arc<str>, f32)> {
         let inv = self.inner.read().expect("lock");
-        let n = inv.docs.len();
+        let terms = query_terms(query);
+        let (n, total) = match stats {
+            Some(s) => (s.documents as usize, s.total_terms),
+            None => (inv.docs.len(), inv.total_len),
+        };
         if n == 0 || k == 0 {
             return Vec::new();
         }
-        let avg_len = inv.total_len as f32 / n as f32;
-        let mut terms = tokenize(query);
-        terms.sort_unstable();
-        terms.dedup();
+        let avg_len = total as f32 / n as f32;
         let mut scores: HashMap<&Arc<str>, f32> = HashMap::new();
-        for term in &terms {
+        for (i, term) in terms.iter().enumerate() {
             let Some(postings) = inv.postings.get(term.as_str()) else {
                 continue;
             };
-            let idf = self.bm25.idf(n, postings.len());
+            let df = stats
+                .and_then(|s| s.df.get(i))
+                .map_or(postings.len(), |&d| (d as usize).max(1));
+            let idf = self.bm25.idf(n, df);
             for (doc, tf) in postings {
                 let len = inv.docs.get(doc).map_or(0, |d| d.len);
                 *scores.entry(doc).or_default() += self.bm25.term_score(idf, *tf, len, avg_len);
@@ -343,7 +422,7 @@ mod tests {
             ("b", "green apple"),
             ("c", "blue sky blue sea"),
         ]);
-        let hits = index.search("red apple", 10, &all);
+        let hits = index.search("red apple", 10, &all, None);
         // idf(red) = ln(1 + 2.5/1.5) = 0.980829; idf(apple) = ln(1 + 1.5/2.5) = 0.470004
         // a (|d| = avgdl, so the length norm is 1): red tf 2 -> 0.980829 * 4.4 / 3.2 = 1.348640;
         //    apple tf 1 -> 0.470004 * 2.2 / 2.2 = 0.470004; total 1.818644
@@ -354,7 +433,7 @@ mod tests {
         assert_eq!(&*hits[1].0, "b");
         assert!((hits[1].1 - 0.544_215).abs() < 1e-4, "{}", hits[1].1);
         // Repeated query terms count once; unknown terms add nothing.
-        let again = index.search("red red apple zebra", 10, &all);
+        let again = index.search("red red apple zebra", 10, &all, None);
         assert_eq!(again, hits);
     }
 
@@ -362,12 +441,12 @@ mod tests {
     fn filters_and_k_cut_the_ranking() {
         let index = index_of(&[("a", "x x x"), ("b", "x x"), ("c", "x")]);
         let top: Vec<String> = index
-            .search("x", 2, &all)
+            .search("x", 2, &all, None)
             .into_iter()
             .map(|h| h.0.to_string())
             .collect();
         assert_eq!(top, ["a", "b"]);
-        let no_a = index.search("x", 10, &|d| d != "a");
+        let no_a = index.search("x", 10, &|d| d != "a", None);
         assert_eq!(no_a.iter().map(|h| &*h.0).collect::<Vec<_>>(), ["b", "c"]);
     }
 
@@ -377,10 +456,10 @@ mod tests {
         let mut up = KeywordUpdate::default();
         up.set("a", Some(DocTerms::from_text("delta")));
         index.apply(up);
-        assert!(index.search("alpha", 10, &all).is_empty());
-        assert_eq!(&*index.search("delta", 10, &all)[0].0, "a");
+        assert!(index.search("alpha", 10, &all, None).is_empty());
+        assert_eq!(&*index.search("delta", 10, &all, None)[0].0, "a");
         let beta: Vec<String> = index
-            .search("beta", 10, &all)
+            .search("beta", 10, &all, None)
             .into_iter()
             .map(|h| h.0.to_string())
             .collect();
@@ -389,7 +468,7 @@ mod tests {
         let mut up = KeywordUpdate::default();
         up.set("b", None);
         index.apply(up);
-        assert!(index.search("beta gamma", 10, &all).is_empty());
+        assert!(index.search("beta gamma", 10, &all, None).is_empty());
         let inv = index.inner.read().unwrap();
         assert_eq!(
             inv.stats(),
@@ -437,7 +516,11 @@ mod tests {
                 "six",
                 "five six three",
             ] {
-                assert_eq!(loaded.search(q, 10, &all), index.search(q, 10, &all), "{q}");
+                assert_eq!(
+                    loaded.search(q, 10, &all, None),
+                    index.search(q, 10, &all, None),
+                    "{q}"
+                );
             }
             assert_eq!(
                 loaded.inner.read().unwrap().stats(),

@@ -12,7 +12,7 @@ use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
 use crate::fusion::Fusion;
 use crate::index::Metric;
-use crate::keyword::tokenize;
+use crate::keyword::{tokenize, TermStats};
 use crate::limits::check;
 use crate::storage::VectorRecord;
 use crate::validate;
@@ -52,6 +52,9 @@ pub(super) struct Search {
     pub(super) depth: usize,
     pub(super) ef: usize,
     pub(super) filter: Option<Filter>,
+    /// BM25's collection statistics when they come from elsewhere (a scattered
+    /// query's shards, summed); None: the keyword index's own.
+    pub(super) term_stats: Option<TermStats>,
 }
 
 /// A validated query: its plan and its search settings.
@@ -127,7 +130,12 @@ impl Store {
         let depth = side_depth(req);
         let prepared = Prepared {
             plan,
-            search: Search { depth, ef, filter },
+            search: Search {
+                depth,
+                ef,
+                filter,
+                term_stats: None,
+            },
         };
         Ok((coll, prepared))
     }
@@ -159,7 +167,7 @@ impl Store {
             None => (Vec::new(), false),
         };
         let keyword = text
-            .map(|t| keyword_ranking(coll, t, q.depth, filter, &in_shard))
+            .map(|t| keyword_ranking(coll, t, q, &in_shard))
             .unwrap_or_default();
         Sides {
             vector,
@@ -459,14 +467,14 @@ fn vector_ranking(
     })
 }
 
-/// The k best documents by BM25 among the live ones the filter accepts.
+/// The `q.depth` best documents by BM25 among the live ones `q`'s filter accepts.
 fn keyword_ranking(
     coll: &Collection,
     text: &str,
-    k: usize,
-    filter: Option<&Filter>,
+    q: &Search,
     in_shard: &dyn Fn(&str) -> bool,
 ) -> Vec<Ranked> {
+    let filter = q.filter.as_ref();
     coll.with_documents(|docs| {
         let keep = |id: &str| {
             in_shard(id)
@@ -475,7 +483,7 @@ fn keyword_ranking(
                     .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.doc.metadata)))
         };
         coll.keywords()
-            .search(text, k, &keep)
+            .search(text, q.depth, &keep, q.term_stats.as_ref())
             .into_iter()
             .map(|(id, score)| Ranked {
                 id,

@@ -23,6 +23,7 @@ use crate::collection::shard_of;
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
 use crate::index::Metric;
+use crate::keyword::TermStats;
 use crate::limits::check;
 
 /// One shard's part of a query, as the first node sends it to a replica.
@@ -56,6 +57,10 @@ pub struct ShardQuery {
     pub prefetch_bytes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<Include>>,
+    /// The collection's BM25 statistics for the text, summed over every shard by
+    /// the asking node ([`Store::term_stats`]); None: the replica's own counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_stats: Option<TermStats>,
 }
 
 /// The most bytes (as JSON) of documents a replica reads ahead with its ranking by
@@ -179,6 +184,7 @@ impl Store {
                 prefetch: req.k.unwrap_or(10),
                 prefetch_bytes: PREFETCH_BYTES,
                 include: req.include.clone(),
+                term_stats: None,
             })
             .collect())
     }
@@ -247,6 +253,7 @@ impl Store {
             depth: q.depth,
             ef: q.ef,
             filter: q.filter.as_ref().map(Filter::parse).transpose()?,
+            term_stats: q.term_stats.clone(),
         };
         // Filtered unless every shard is asked for, even when the graph holds no
         // other shard: the keyword index holds every shard's documents.
@@ -266,6 +273,36 @@ impl Store {
             applied: self.applied_seq(),
             hits,
         })
+    }
+
+    /// BM25's counts for `text` over `shards` of collection `name` (a scattered
+    /// keyword query's first round, see `crate::keyword::TermStats`), once this node
+    /// has applied `min_seq`.
+    pub fn term_stats(
+        &self,
+        name: &str,
+        text: &str,
+        shards: &[u32],
+        min_seq: Option<u64>,
+    ) -> Result<TermStats> {
+        if let Some(seq) = min_seq {
+            self.wait_applied(seq)?;
+        }
+        let coll = self.collection(name)?;
+        let mut only = vec![false; coll.config.shards as usize];
+        for &s in shards {
+            let Some(slot) = only.get_mut(s as usize) else {
+                return Err(Error::invalid(
+                    "shard",
+                    format!(
+                        "collection '{name}' has {} shards, not shard {s}",
+                        coll.config.shards
+                    ),
+                ));
+            };
+            *slot = true;
+        }
+        Ok(coll.keywords().term_stats(text, Some(&only)))
     }
 
     /// Merges every shard's rankings of `req` into the collection's best k, as one

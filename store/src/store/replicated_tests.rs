@@ -428,6 +428,24 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
                 })
                 .collect();
             assert!(unread.iter().all(|p| p.hits.is_empty()));
+            // BM25's counts gathered shard by shard first (the keyword round).
+            let counted: Vec<ShardRanking> = qs
+                .iter()
+                .map(|sq| {
+                    let stats = sq.text.as_deref().map(|t| {
+                        let mut sum = crate::keyword::TermStats::default();
+                        for shard in 0..5 {
+                            sum.add(&s.term_stats(&name, t, &[shard], None).unwrap());
+                        }
+                        sum
+                    });
+                    let sq = ShardQuery {
+                        term_stats: stats,
+                        ..sq.clone()
+                    };
+                    s.query_shard(&sq).unwrap()
+                })
+                .collect();
             assert!(parts.iter().any(|p| !p.hits.is_empty()), "read ahead");
             let view = |r: &QueryResponse| -> Vec<(String, f32, ChunkSpan)> {
                 r.hits
@@ -439,6 +457,7 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
             let ways = [
                 ("remote", parts),
                 ("remote, nothing read ahead", unread),
+                ("remote, with the collection's BM25 counts", counted),
                 ("mixed", mixed),
                 ("local", all_local),
             ];
@@ -456,6 +475,7 @@ fn a_query_gathered_from_its_shards_answers_as_one_machine() {
             }
         }
         // A replica refuses a shard the collection does not have.
+        assert!(s.term_stats(&name, "x", &[5], None).is_err());
         let mut bad = s.shard_queries(&name, &modes[0]).unwrap().remove(0);
         bad.shard = 5;
         assert!(matches!(
