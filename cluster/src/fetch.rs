@@ -3,7 +3,8 @@
 //! `scatter::serve`): a scattered query's fetch phase (the k winners of shards this
 //! node does not serve, `Store::fetch_hits`), `GET` of one document
 //! (`Store::get_document_here`) and a job's read of a document's record
-//! (`Store::document_record`) and a keyword query's first round, the shard's BM25
+//! (`Store::document_record`), a page of the shard's documents for a job that reads
+//! the whole collection (`Store::shard_documents`) and a keyword query's first round, the shard's BM25
 //! counts for the query's terms (`Store::term_stats`, summed by [`term_stats`]). So
 //! a hit's text, a document and BM25's statistics come from a node that keeps the
 //! shard's records. An answer is one message: a replica reads as many
@@ -15,7 +16,7 @@ use std::sync::atomic::Ordering;
 use engram_store::api::{Document, Hit};
 use engram_store::collection::DocumentRecord;
 use engram_store::keyword::TermStats;
-use engram_store::{FetchedHits, HitFetch};
+use engram_store::{FetchedHits, HitFetch, ShardPage, ShardScan};
 use serde::{Deserialize, Serialize};
 
 use crate::reply::{ask_replica, ShardRequest};
@@ -49,6 +50,7 @@ enum ShardRead {
         text: String,
         min_seq: Option<u64>,
     },
+    Documents(ShardScan),
 }
 
 /// Its answer.
@@ -58,6 +60,7 @@ pub(crate) enum ShardRecords {
     Document(Document),
     Record(Option<DocumentRecord>),
     TermStats(TermStats),
+    Documents(ShardPage),
 }
 
 /// Reads what one request asks for here (a replica's side of [`fetch`] and
@@ -96,6 +99,7 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
             text,
             min_seq,
         } => ShardRecords::TermStats(store.term_stats(&collection, &text, &[shard], min_seq)?),
+        ShardRead::Documents(scan) => ShardRecords::Documents(store.shard_documents(&scan, room)?),
     };
     node.fetches.taken.fetch_add(1, Ordering::Relaxed);
     Ok(answer)
@@ -150,6 +154,15 @@ pub(crate) async fn record(
     match ask(node, collection, shard, &what).await? {
         ShardRecords::Record(rec) => Ok(rec),
         _ => Err(unexpected(collection, shard)),
+    }
+}
+
+/// A page of `scan`'s shard, read by one of its replicas.
+pub(crate) async fn documents(node: &Node, scan: ShardScan) -> Result<ShardPage> {
+    let (collection, shard) = (scan.collection.clone(), scan.shard);
+    match ask(node, &collection, shard, &ShardRead::Documents(scan)).await? {
+        ShardRecords::Documents(page) => Ok(page),
+        _ => Err(unexpected(&collection, shard)),
     }
 }
 

@@ -394,6 +394,16 @@ impl engram_store::replica::ScatterQueries for Hook {
             .block_on(crate::fetch::record(&node, name, shard, id))
             .map_err(to_store_error)
     }
+
+    fn shard_documents(
+        &self,
+        scan: &engram_store::ShardScan,
+    ) -> engram_store::Result<engram_store::ShardPage> {
+        let node = self.node()?;
+        self.runtime
+            .block_on(crate::fetch::documents(&node, scan.clone()))
+            .map_err(to_store_error)
+    }
 }
 
 #[cfg(test)]

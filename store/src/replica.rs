@@ -145,6 +145,10 @@ pub trait ScatterQueries: Send + Sync {
         shard: u32,
         id: &str,
     ) -> Result<Option<crate::collection::DocumentRecord>>;
+
+    /// A page of one shard's documents, read by a node placed on it
+    /// (`Store::shard_documents` there).
+    fn shard_documents(&self, scan: &crate::ShardScan) -> Result<crate::ShardPage>;
 }
 
 /// The meta key of a subject's applied sequence.

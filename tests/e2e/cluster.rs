@@ -136,8 +136,10 @@ fn until_acked(acked: &Mutex<Vec<(u64, u64)>>, count: usize, what: &str) {
     }
 }
 
+/// `GET /cluster`, asked again while it is a 503: right after a NATS server is
+/// killed, JetStream's buckets answer only once a new leader is elected.
 pub(crate) fn cluster_status(server: &Server) -> Value {
-    let r = server.get("/cluster");
+    let r = server.get_while_unavailable("/cluster", Duration::from_secs(60));
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body
 }

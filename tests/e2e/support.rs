@@ -265,6 +265,16 @@ impl Server {
     }
     /// [`Server::post`] again while the answer is 503 (a cluster node that has not
     /// applied the query's `min_seq` yet), for at most `within`.
+    /// GET `path` again while it answers 503 (the node says "retry"), up to `within`.
+    pub fn get_while_unavailable(&self, path: &str, within: Duration) -> Reply {
+        let started = Instant::now();
+        let mut r = self.get(path);
+        while r.status == 503 && started.elapsed() < within {
+            std::thread::sleep(Duration::from_millis(50));
+            r = self.get(path);
+        }
+        r
+    }
     pub fn post_while_unavailable(&self, path: &str, body: Value, within: Duration) -> Reply {
         let started = Instant::now();
         let mut r = self.post(path, body.clone());

@@ -157,7 +157,7 @@ impl Engine {
             status,
             move |_| !keep_coll.is_deleted(),
             move |job| -> Result<()> {
-                let input = gather(store.storage(), &coll, opts.sample)?;
+                let input = gather(&store, &coll, opts.sample)?;
                 let progress = |done: usize, total: usize| {
                     job.progress("inverting", done, total);
                     if job.is_cancelled() {
@@ -277,11 +277,14 @@ fn even<T: Clone>(items: &[T], n: usize) -> Vec<T> {
 
 /// The audit's input: `sample` documents' first stored chunk (the text behind the
 /// vector an attacker would hold), and up to [`MAX_CORPUS`] whole documents with
-/// known-item queries for the retrieval side.
-fn gather(storage: &Storage, coll: &Collection, sample: usize) -> Result<AuditInput> {
+/// known-item queries for the retrieval side. The documents are listed shard by
+/// shard where each is kept (`Store::each_document`); a chunk's span is read from
+/// this node's vectors, the whole text where they are not here.
+fn gather(store: &Store, coll: &Collection, sample: usize) -> Result<AuditInput> {
     let name = &coll.config.name;
+    let storage = store.storage();
     let mut docs: Vec<(String, String, Vec<u64>)> = Vec::new();
-    storage.scan_documents::<DocumentRecord>(name, |id, rec| {
+    store.each_document(name, |id, rec: DocumentRecord| {
         if let Some(text) = rec.text.filter(|t| !t.trim().is_empty()) {
             docs.push((id.to_string(), text, rec.chunks));
         }

@@ -155,13 +155,13 @@ impl Engine {
     ) -> Result<(Vec<Document>, Option<String>)> {
         let max_docs = req.max_documents.unwrap_or(DEFAULT_MAX_DOCUMENTS);
         let (ids, cluster) = if req.all {
+            // Listed shard by shard where each is kept; in id order, as before.
             let mut ids = Vec::new();
-            self.store()
-                .storage()
-                .scan_documents::<engram_store::collection::DocumentRecord>(name, |id, _| {
-                    ids.push(id.to_string());
-                    Ok(())
-                })?;
+            self.store().each_document(name, |id, _| {
+                ids.push(id);
+                Ok(())
+            })?;
+            ids.sort_unstable();
             (ids, None)
         } else {
             let rank = req.cluster.unwrap_or(0);

@@ -25,6 +25,7 @@ mod records;
 use records::{collection_range, key, length_key, posting_key, KW_STATS};
 pub use records::{KeywordRecord, KeywordStats, VectorRecord};
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use std::sync::Arc;
@@ -426,6 +427,27 @@ impl Storage {
         })
     }
 
+    /// A collection's documents after id `after` (from the first with None), in id
+    /// order, until `each` breaks: a page of a listing that resumes where it stopped.
+    pub fn scan_documents_after<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        after: Option<&str>,
+        mut each: impl FnMut(String, T) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        // The first key past `after`'s: the same bytes and one more (a zero).
+        let from = after.map(|a| {
+            let mut k = key(coll, a.as_bytes());
+            k.push(0);
+            k
+        });
+        self.scan_from(Family::Documents, coll, from, |rest, v| {
+            let id = String::from_utf8(rest.to_vec())
+                .map_err(|_| Error::Corrupt("document id is not UTF-8".into()))?;
+            each(id, decode_json(v)?)
+        })
+    }
+
     /// Every chunk vector of a collection (used to rebuild the index).
     pub fn scan_vectors(
         &self,
@@ -443,16 +465,34 @@ impl Storage {
         coll: &str,
         mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
+        self.scan_from(cf, coll, None, |k, v| {
+            each(k, v)?;
+            Ok(ControlFlow::Continue(()))
+        })
+    }
+
+    /// The keys of `coll` in `cf` from key `from` (the collection's first with None)
+    /// until `each` breaks; `each` sees each key without the collection's prefix.
+    fn scan_from(
+        &self,
+        cf: Family,
+        coll: &str,
+        from: Option<Vec<u8>>,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         let (start, end) = collection_range(coll);
+        let first = from.unwrap_or_else(|| start.clone());
         let iter = self
             .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(&start, Direction::Forward));
+            .iterator_cf(self.cf(cf), IteratorMode::From(&first, Direction::Forward));
         for item in iter {
             let (k, v) = item?;
             if k.as_ref() >= end.as_slice() {
                 break;
             }
-            each(&k[start.len()..], &v)?;
+            if each(&k[start.len()..], &v)?.is_break() {
+                break;
+            }
         }
         Ok(())
     }

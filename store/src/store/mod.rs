@@ -36,12 +36,14 @@ mod replicated;
 mod replicated_query;
 mod shard_fetch;
 mod shard_index;
+mod shard_scan;
 mod snapshot;
 
 pub use query::hybrid_depth;
 pub use replicated_query::{Gathered, ShardHit, ShardQuery, ShardRanking};
 pub use shard_fetch::{FetchedHits, HitFetch};
 pub use shard_index::Rescoped;
+pub use shard_scan::{ShardPage, ShardScan};
 pub use snapshot::{applied_seq_in, LocalSnapshot};
 
 /// The default text encoder of new collections and of `/embed`.

@@ -227,6 +227,15 @@ impl crate::replica::ScatterQueries for TwoStores {
         assert!(!self.here.contains(&shard), "read here, not asked for");
         self.other.storage.get_document(name, id)
     }
+
+    fn shard_documents(&self, scan: &crate::ShardScan) -> Result<crate::ShardPage> {
+        assert!(
+            !self.here.contains(&scan.shard),
+            "listed here, not asked for"
+        );
+        // Small pages, as a small max_payload would make them.
+        self.other.shard_documents(scan, 300)
+    }
 }
 
 impl TwoStores {
@@ -282,6 +291,20 @@ fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
     }
     assert!(b.document_record("c", "d40").unwrap().is_none());
     assert!(b.document_record("gone", "d1").unwrap().is_none());
+    // The whole collection (what promote --all and an audit list): shards 1 and 3
+    // from b's records, 0 and 2 from a's pages.
+    let listed = |s: &Store| {
+        let mut all = Vec::new();
+        s.each_document("c", |id, rec| {
+            all.push((id, rec.text, rec.seq));
+            Ok(())
+        })
+        .unwrap();
+        all.sort();
+        all
+    };
+    assert_eq!(listed(&b).len(), 40);
+    assert_eq!(listed(&b), listed(&a));
     drop((a, b));
     n.finish();
 }

@@ -1,0 +1,194 @@
+//! A collection's documents listed shard by shard where each shard's records are
+//! kept: the jobs that read a whole collection (`promote --all`'s documents, an
+//! audit's sample) go through [`Store::each_document`], which reads the shards this
+//! node's graph holds from its own records and asks a replica of every other shard
+//! for its documents page by page ([`Store::shard_documents`] there). Why: a node
+//! need not keep the records of shards placed elsewhere; the same paged read is what
+//! a node newly placed on a shard can copy it with.
+
+use std::ops::ControlFlow;
+
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use crate::collection::{shard_of, DocumentRecord};
+use crate::error::{Error, Result};
+
+/// A page of one shard's documents, asked of a node that keeps them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardScan {
+    pub collection: String,
+    pub shard: u32,
+    /// Resume after this id (the previous page's `next`); None: from the first.
+    pub after: Option<String>,
+}
+
+/// Documents of one shard in id order, as many as one answer holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardPage {
+    pub documents: Vec<(String, DocumentRecord)>,
+    /// Where the next page starts (ask again with it as `after`); None: the last page.
+    pub next: Option<String>,
+}
+
+impl Store {
+    /// A page of `scan`'s shard: its documents after `scan.after`, in id order, as
+    /// many as `max_bytes` (as JSON) holds, at least one.
+    pub fn shard_documents(&self, scan: &ShardScan, max_bytes: usize) -> Result<ShardPage> {
+        let coll = self.collection(&scan.collection)?;
+        let shards = coll.config.shards;
+        if scan.shard >= shards {
+            return Err(Error::invalid(
+                "shard",
+                format!(
+                    "collection '{}' has {shards} shards, not shard {}",
+                    scan.collection, scan.shard
+                ),
+            ));
+        }
+        let mut page = ShardPage::default();
+        let mut bytes = 0;
+        self.storage.scan_documents_after::<DocumentRecord>(
+            &scan.collection,
+            scan.after.as_deref(),
+            |id, rec| {
+                if shard_of(&id, shards) != scan.shard {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                // Its id and record, with room for the JSON around them.
+                let size = id.len() + serde_json::to_vec(&rec).map_or(0, |b| b.len()) + 8;
+                if !page.documents.is_empty() && bytes + size > max_bytes {
+                    page.next = page.documents.last().map(|(id, _)| id.clone());
+                    return Ok(ControlFlow::Break(()));
+                }
+                bytes += size;
+                page.documents.push((id, rec));
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
+        Ok(page)
+    }
+
+    /// Every document of collection `name` with its record, shard by shard: those of
+    /// the shards this node's graph holds from its own records, each other shard's
+    /// read from one of its replicas (cluster mode), page by page.
+    pub fn each_document(
+        &self,
+        name: &str,
+        mut each: impl FnMut(String, DocumentRecord) -> Result<()>,
+    ) -> Result<()> {
+        let coll = self.collection(name)?;
+        let shards = coll.config.shards;
+        let scope = coll.scope();
+        let scatter = self.scatter();
+        // Without a cluster, or holding every shard, this node's records are the list.
+        let here = |shard: u32| scatter.is_none() || scope.holds_shard(shard);
+        self.storage
+            .scan_documents::<DocumentRecord>(name, |id, rec| {
+                if here(shard_of(&id, shards)) {
+                    each(id, rec)?;
+                }
+                Ok(())
+            })?;
+        let Some(scatter) = scatter else {
+            return Ok(());
+        };
+        for shard in (0..shards).filter(|&s| !here(s)) {
+            let mut scan = ShardScan {
+                collection: name.to_string(),
+                shard,
+                after: None,
+            };
+            loop {
+                let page = scatter.shard_documents(&scan)?;
+                let last = page.documents.last().map(|(id, _)| id.clone());
+                for (id, rec) in page.documents {
+                    each(id, rec)?;
+                }
+                match page.next {
+                    Some(next) if Some(&next) == last.as_ref() => scan.after = Some(next),
+                    Some(_) => {
+                        return Err(Error::Unavailable(format!(
+                            "shard {shard} of collection '{name}' answered a page that does not end where it says; retry"
+                        )))
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CreateCollection, DocumentInput};
+
+    #[test]
+    fn a_shard_is_listed_page_by_page_in_id_order_and_its_pages_make_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = super::super::replicated_tests::open(dir.path());
+        let shards = 4;
+        let req = CreateCollection {
+            dimension: Some(2),
+            shards: Some(shards),
+            ..Default::default()
+        };
+        s.create_collection("c", req).unwrap();
+        let docs: Vec<DocumentInput> = (0..40u32)
+            .map(|i| DocumentInput {
+                id: Some(format!("d{i}")),
+                text: Some(format!("text of {i}")),
+                vector: Some(vec![1.0, i as f32]),
+                ..Default::default()
+            })
+            .collect();
+        s.upsert("c", docs).unwrap();
+        let mut whole = Vec::new();
+        s.each_document("c", |id, _| {
+            whole.push(id);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(whole.len(), 40);
+        let mut paged = Vec::new();
+        for shard in 0..shards {
+            let mut scan = ShardScan {
+                collection: "c".into(),
+                shard,
+                after: None,
+            };
+            let mut pages = 0;
+            loop {
+                // A small budget: one or two documents a page.
+                let page = s.shard_documents(&scan, 150).unwrap();
+                assert!(!page.documents.is_empty());
+                assert!(page
+                    .documents
+                    .iter()
+                    .all(|(id, _)| shard_of(id, shards) == shard));
+                assert!(page.documents.windows(2).all(|w| w[0].0 < w[1].0));
+                paged.extend(page.documents.iter().map(|(id, _)| id.clone()));
+                pages += 1;
+                match page.next {
+                    Some(n) => scan.after = Some(n),
+                    None => break,
+                }
+            }
+            assert!(pages > 1, "shard {shard} in one page");
+        }
+        paged.sort();
+        whole.sort();
+        assert_eq!(paged, whole);
+        let bad = ShardScan {
+            collection: "c".into(),
+            shard: 4,
+            after: None,
+        };
+        assert!(matches!(
+            s.shard_documents(&bad, 1 << 20),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+}
