@@ -2,21 +2,21 @@
 //! `engram.f.NAME.SHARD` (a queue group subscribed with the shard's queries by
 //! `scatter::serve`): a scattered query's fetch phase (the k winners of shards this
 //! node does not serve, `Store::fetch_hits`), `GET` of one document
-//! (`Store::get_document_here`) and a job's read of a document's record
+//! (`Store::get_document_here`), a job's read of a document's record
 //! (`Store::document_record`), a page of the shard's documents for a job that reads
-//! the whole collection (`Store::shard_documents`) and a keyword query's first round, the shard's BM25
+//! the whole collection (`Store::shard_documents`), the shard's counts
+//! (`Store::shard_counts`) and a keyword query's first round, the shard's BM25
 //! counts for the query's terms (`Store::term_stats`, summed by [`term_stats`]). So
-//! a hit's text, a document and BM25's statistics come from a node that keeps the
-//! shard's records. An answer is one message: a replica reads as many
-//! hits as fit under the servers' `max_payload` and the asking node asks again for
-//! the rest.
+//! hits, documents and counts come from a node that keeps the shard's records. An
+//! answer is one message: a replica reads as many hits (or documents) as fit under
+//! the servers' `max_payload` and the asking node asks again for the rest.
 
 use std::sync::atomic::Ordering;
 
 use engram_store::api::{Document, Hit};
 use engram_store::collection::DocumentRecord;
 use engram_store::keyword::TermStats;
-use engram_store::{FetchedHits, HitFetch, ShardPage, ShardScan};
+use engram_store::{FetchedHits, HitFetch, ShardCounts, ShardPage, ShardScan};
 use serde::{Deserialize, Serialize};
 
 use crate::reply::{ask_replica, ShardRequest};
@@ -51,6 +51,10 @@ enum ShardRead {
         min_seq: Option<u64>,
     },
     Documents(ShardScan),
+    Counts {
+        collection: String,
+        shard: u32,
+    },
 }
 
 /// Its answer.
@@ -61,6 +65,7 @@ pub(crate) enum ShardRecords {
     Record(Option<DocumentRecord>),
     TermStats(TermStats),
     Documents(ShardPage),
+    Counts(ShardCounts),
 }
 
 /// Reads what one request asks for here (a replica's side of [`fetch`] and
@@ -100,6 +105,9 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
             min_seq,
         } => ShardRecords::TermStats(store.term_stats(&collection, &text, &[shard], min_seq)?),
         ShardRead::Documents(scan) => ShardRecords::Documents(store.shard_documents(&scan, room)?),
+        ShardRead::Counts { collection, shard } => {
+            ShardRecords::Counts(store.shard_counts(&collection, &[shard])?)
+        }
     };
     node.fetches.taken.fetch_add(1, Ordering::Relaxed);
     Ok(answer)
@@ -163,6 +171,18 @@ pub(crate) async fn documents(node: &Node, scan: ShardScan) -> Result<ShardPage>
     match ask(node, &collection, shard, &ShardRead::Documents(scan)).await? {
         ShardRecords::Documents(page) => Ok(page),
         _ => Err(unexpected(&collection, shard)),
+    }
+}
+
+/// What `collection`'s `shard` holds, counted by one of its replicas.
+pub(crate) async fn counts(node: &Node, collection: &str, shard: u32) -> Result<ShardCounts> {
+    let what = ShardRead::Counts {
+        collection: collection.to_string(),
+        shard,
+    };
+    match ask(node, collection, shard, &what).await? {
+        ShardRecords::Counts(counts) => Ok(counts),
+        _ => Err(unexpected(collection, shard)),
     }
 }
 

@@ -404,6 +404,17 @@ impl engram_store::replica::ScatterQueries for Hook {
             .block_on(crate::fetch::documents(&node, scan.clone()))
             .map_err(to_store_error)
     }
+
+    fn shard_counts(
+        &self,
+        name: &str,
+        shard: u32,
+    ) -> engram_store::Result<engram_store::ShardCounts> {
+        let node = self.node()?;
+        self.runtime
+            .block_on(crate::fetch::counts(&node, name, shard))
+            .map_err(to_store_error)
+    }
 }
 
 #[cfg(test)]

@@ -149,6 +149,9 @@ pub trait ScatterQueries: Send + Sync {
     /// A page of one shard's documents, read by a node placed on it
     /// (`Store::shard_documents` there).
     fn shard_documents(&self, scan: &crate::ShardScan) -> Result<crate::ShardPage>;
+
+    /// What one shard holds, counted by a node placed on it (`Store::shard_counts`).
+    fn shard_counts(&self, name: &str, shard: u32) -> Result<crate::ShardCounts>;
 }
 
 /// The meta key of a subject's applied sequence.

@@ -65,6 +65,10 @@ fn graphs_follow(nodes: &[Option<&Server>], placed: &[Vec<u64>], what: &str) {
                 (info.get("indexed_shards").cloned() == want).then_some(info)
             },
         );
+        // The collection's counts are the whole collection's, the shards this node's
+        // graph does not hold counted by their replicas.
+        assert_eq!(info["documents"], 60, "node {id} {what}: {info}");
+        assert_eq!(info["keyword_documents"], 60, "node {id} {what}: {info}");
         let (indexed, vectors) = (info["indexed_vectors"].as_u64(), info["vectors"].as_u64());
         if mine.len() < placed.len() {
             assert!(indexed < vectors, "node {id} {what}: {info}");

@@ -227,7 +227,7 @@ impl Engine {
     /// and that adapter's staleness. A collection never promoted reads no adapter
     /// files and loads no model.
     pub fn collection_view(&self, name: &str) -> Result<CollectionView> {
-        let mut info = self.store().collection_info(name)?;
+        let mut info = self.store().collection_info_all_shards(name)?;
         self.queued_context_build(&mut info)?;
         let promoted = self
             .adapters()

@@ -42,7 +42,7 @@ pub async fn list(
     caller: Caller,
 ) -> ApiResult<Json<CollectionList>> {
     caller.require(Scope::Read)?;
-    let collections = state.engine.store().list_collections();
+    let collections = blocking(&state, |e| e.store().list_collections_all_shards()).await?;
     Ok(Json(CollectionList { collections }))
 }
 

@@ -43,7 +43,7 @@ pub use query::hybrid_depth;
 pub use replicated_query::{Gathered, ShardHit, ShardQuery, ShardRanking};
 pub use shard_fetch::{FetchedHits, HitFetch};
 pub use shard_index::Rescoped;
-pub use shard_scan::{ShardPage, ShardScan};
+pub use shard_scan::{ShardCounts, ShardPage, ShardScan};
 pub use snapshot::{applied_seq_in, LocalSnapshot};
 
 /// The default text encoder of new collections and of `/embed`.

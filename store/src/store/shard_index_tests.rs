@@ -236,6 +236,11 @@ impl crate::replica::ScatterQueries for TwoStores {
         // Small pages, as a small max_payload would make them.
         self.other.shard_documents(scan, 300)
     }
+
+    fn shard_counts(&self, name: &str, shard: u32) -> Result<crate::ShardCounts> {
+        assert!(!self.here.contains(&shard), "counted here, not asked for");
+        self.other.shard_counts(name, &[shard])
+    }
 }
 
 impl TwoStores {
@@ -305,6 +310,24 @@ fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
     };
     assert_eq!(listed(&b).len(), 40);
     assert_eq!(listed(&b), listed(&a));
+    // The collection's counts: shards 1 and 3 counted here, 0 and 2 by `a`.
+    let counts = |i: crate::api::CollectionInfo| (i.documents, i.vectors, i.keyword_documents);
+    let whole = counts(a.collection_info("c").unwrap());
+    assert_eq!(whole.0, 40);
+    assert_eq!(counts(b.collection_info_all_shards("c").unwrap()), whole);
+    let parts: Vec<crate::ShardCounts> =
+        (0..4).map(|s| a.shard_counts("c", &[s]).unwrap()).collect();
+    assert!(parts.iter().all(|p| p.documents > 0 && p.documents < 40));
+    assert_eq!(
+        parts.iter().map(|p| p.documents as usize).sum::<usize>(),
+        whole.0
+    );
+    assert_eq!(
+        parts.iter().map(|p| p.vectors as usize).sum::<usize>(),
+        whole.1
+    );
+    assert_eq!(b.list_collections_all_shards().unwrap().len(), 1);
+    assert!(b.shard_counts("c", &[4]).is_err());
     drop((a, b));
     n.finish();
 }

@@ -2,17 +2,21 @@
 //! kept: the jobs that read a whole collection (`promote --all`'s documents, an
 //! audit's sample) go through [`Store::each_document`], which reads the shards this
 //! node's graph holds from its own records and asks a replica of every other shard
-//! for its documents page by page ([`Store::shard_documents`] there). Why: a node
-//! need not keep the records of shards placed elsewhere; the same paged read is what
-//! a node newly placed on a shard can copy it with.
+//! for its documents page by page ([`Store::shard_documents`] there); the
+//! collection's counts (`GET /collections/NAME`) are summed the same way
+//! ([`Store::collection_info_all_shards`]). Why: a node need not keep the records of
+//! shards placed elsewhere; the same paged read is what a node newly placed on a
+//! shard can copy it with.
 
 use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 
 use super::Store;
+use crate::api::CollectionInfo;
 use crate::collection::{shard_of, DocumentRecord};
 use crate::error::{Error, Result};
+use crate::shard_scope::ShardScope;
 
 /// A page of one shard's documents, asked of a node that keeps them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,7 +35,91 @@ pub struct ShardPage {
     pub next: Option<String>,
 }
 
+/// What some shards of a collection hold.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardCounts {
+    pub documents: u64,
+    /// Live chunks (vectors).
+    pub vectors: u64,
+    /// Documents with text (in the keyword index).
+    pub keyword_documents: u64,
+}
+
+impl ShardCounts {
+    fn add(&mut self, other: &ShardCounts) {
+        self.documents += other.documents;
+        self.vectors += other.vectors;
+        self.keyword_documents += other.keyword_documents;
+    }
+}
+
 impl Store {
+    /// What `shards` of collection `name` hold here (one pass over its documents and
+    /// chunks).
+    pub fn shard_counts(&self, name: &str, shards: &[u32]) -> Result<ShardCounts> {
+        let coll = self.collection(name)?;
+        let count = coll.config.shards;
+        let mut only = vec![false; count as usize];
+        for &s in shards {
+            match only.get_mut(s as usize) {
+                Some(slot) => *slot = true,
+                None => {
+                    return Err(Error::invalid(
+                        "shard",
+                        format!("collection '{name}' has {count} shards, not shard {s}"),
+                    ))
+                }
+            }
+        }
+        let documents = coll.with_documents(|docs| {
+            docs.keys()
+                .filter(|id| only[shard_of(id, count) as usize])
+                .count() as u64
+        });
+        // A chunk's shard is its id modulo the shard count (`Store::shard_chunk_id`).
+        let vectors = coll.with_chunks(|chunks| {
+            chunks
+                .keys()
+                .filter(|&&c| only[(c % u64::from(count.max(1))) as usize])
+                .count() as u64
+        });
+        let keyword_documents = coll.keywords().term_stats("", Some(&only)).documents;
+        Ok(ShardCounts {
+            documents,
+            vectors,
+            keyword_documents,
+        })
+    }
+
+    /// [`Store::collection_info`] with the whole collection's counts: in cluster mode,
+    /// the shards this node's graph does not hold are counted by one of their
+    /// replicas. What `GET /collections/NAME` shows.
+    pub fn collection_info_all_shards(&self, name: &str) -> Result<CollectionInfo> {
+        let coll = self.collection(name)?;
+        let mut info = self.collection_info(name)?;
+        let (Some(scatter), ShardScope::Only(held)) = (self.scatter(), coll.scope()) else {
+            return Ok(info);
+        };
+        let held: Vec<u32> = held.into_iter().collect();
+        let mut total = self.shard_counts(name, &held)?;
+        for shard in (0..coll.config.shards).filter(|s| !held.contains(s)) {
+            total.add(&scatter.shard_counts(name, shard)?);
+        }
+        info.documents = total.documents as usize;
+        info.vectors = total.vectors as usize;
+        info.keyword_documents = total.keyword_documents as usize;
+        Ok(info)
+    }
+
+    /// Every collection's [`Store::collection_info_all_shards`], by name.
+    pub fn list_collections_all_shards(&self) -> Result<Vec<CollectionInfo>> {
+        self.list_collections()
+            .iter()
+            .map(|c| self.collection_info_all_shards(&c.config.name))
+            .filter(|r| !matches!(r, Err(Error::CollectionNotFound(_))))
+            .collect()
+    }
+
     /// A page of `scan`'s shard: its documents after `scan.after`, in id order, as
     /// many as `max_bytes` (as JSON) holds, at least one.
     pub fn shard_documents(&self, scan: &ShardScan, max_bytes: usize) -> Result<ShardPage> {
