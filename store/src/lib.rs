@@ -31,6 +31,7 @@ pub mod validate;
 pub use context_build::{ContextBuild, ContextQueue, ContextRequest};
 pub use error::{Error, LimitKind, Result};
 pub use store::{
-    hybrid_depth, EncoderLoader, FetchedHits, Gathered, HitFetch, ShardCounts, ShardPage,
-    ShardQuery, ShardRanking, ShardScan, Store, DEFAULT_EMBEDDER,
+    hybrid_depth, EncoderLoader, FetchedHits, Gathered, HitFetch, ShardChunk, ShardCounts,
+    ShardDocument, ShardExport, ShardPage, ShardQuery, ShardRanking, ShardScan, Store,
+    DEFAULT_EMBEDDER,
 };

@@ -34,6 +34,7 @@ mod graphs;
 mod query;
 mod replicated;
 mod replicated_query;
+mod shard_copy;
 mod shard_fetch;
 mod shard_index;
 mod shard_scan;
@@ -41,6 +42,7 @@ mod snapshot;
 
 pub use query::hybrid_depth;
 pub use replicated_query::{Gathered, ShardHit, ShardQuery, ShardRanking};
+pub use shard_copy::{ShardChunk, ShardDocument, ShardExport};
 pub use shard_fetch::{FetchedHits, HitFetch};
 pub use shard_index::Rescoped;
 pub use shard_scan::{ShardCounts, ShardPage, ShardScan};
