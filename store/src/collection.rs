@@ -234,6 +234,9 @@ pub struct Collection {
     /// The shards whose vectors the graph holds (cluster mode: those placed here).
     /// Changed only under the write lock, with the graph that matches it.
     pub(crate) scope: RwLock<ShardScope>,
+    /// The shards whose records this node keeps and applies (`crate::shard_scope`):
+    /// every shard unless cluster mode narrowed it.
+    pub(crate) records: RwLock<ShardScope>,
 }
 
 /// A new chunk in memory, after its batch was committed.
@@ -270,6 +273,7 @@ impl Collection {
             dump_lock: Mutex::new(()),
             dump_running: AtomicBool::new(false),
             scope: RwLock::new(ShardScope::All),
+            records: RwLock::new(ShardScope::All),
         }
     }
 
@@ -332,6 +336,8 @@ impl Collection {
         let mut missing = stored.is_none().then(KeywordUpdate::default);
         let mut coll = Collection::with_keywords(config, stored.unwrap_or_default());
         coll.hits = HitCounter::load(storage, &name)?;
+        *coll.records.write().expect("lock") =
+            ShardScope::from_list(storage.get_record_shards(&name)?.as_deref());
         coll.questions = QuestionLog::load(
             storage,
             &name,

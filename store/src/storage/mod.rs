@@ -42,6 +42,9 @@ use crate::log::{EmbeddedLog, Family, Op, WriteLog};
 const SEQ_KEY: &[u8] = b"seq";
 /// Meta key (inside a collection's range) of its corpus context.
 const CONTEXT_KEY: &[u8] = b"context";
+/// Meta key (inside a collection's range) of the shards whose records a cluster node
+/// keeps, when not all (a JSON list).
+const RECORD_SHARDS_KEY: &[u8] = b"record_shards";
 /// Meta key prefix (inside a collection's range) of per-document hit counts.
 const HITS_PREFIX: &[u8] = b"hits\0";
 /// Meta key prefix (inside a collection's range) of the question log: then the
@@ -214,6 +217,29 @@ impl Storage {
     /// Stores a collection's corpus context (serialised), replacing the previous one.
     pub fn put_context(&self, batch: &mut Batch, coll: &str, bytes: &[u8]) {
         batch.put(Family::Meta, key(coll, CONTEXT_KEY), bytes.to_vec());
+    }
+
+    /// Stores the shards whose records this node keeps (None: all of them).
+    pub fn put_record_shards(&self, batch: &mut Batch, coll: &str, shards: Option<&[u32]>) {
+        match shards {
+            Some(list) => batch.put(
+                Family::Meta,
+                key(coll, RECORD_SHARDS_KEY),
+                serde_json::to_vec(list).expect("a list of numbers serialises"),
+            ),
+            None => batch.delete(Family::Meta, key(coll, RECORD_SHARDS_KEY)),
+        }
+    }
+
+    /// The shards whose records this node keeps, if not all.
+    pub fn get_record_shards(&self, coll: &str) -> Result<Option<Vec<u32>>> {
+        self.db
+            .get_cf(self.cf(Family::Meta), key(coll, RECORD_SHARDS_KEY))?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Corrupt(format!("record shards of '{coll}': {e}")))
+            })
+            .transpose()
     }
 
     /// The collection's stored corpus context, if it has one.

@@ -232,6 +232,20 @@ impl Store {
         }
         let subject = Subject::parse(key)?;
         let name = subject.collection;
+        if let Some(shard) = subject.shard {
+            let kept = self
+                .collection(name)
+                .map_or(true, |c| c.records.read().expect("lock").holds_shard(shard));
+            if !kept {
+                // A shard whose records live on other nodes: only the position moves.
+                let mut marks = self.storage.batch();
+                replica::mark_applied(&mut marks, key, seq);
+                // Not synced, as applied writes are not: a crash only skips it again.
+                self.storage.commit(marks, false)?;
+                self.replication.advance(key, seq);
+                return Ok(());
+            }
+        }
         replica::mark_applied(&mut batch, key, seq);
         if subject.shard.is_some() {
             self.apply_to_live(seq, key, incarnation, |coll| {

@@ -1,5 +1,7 @@
 //! One shard of a collection copied whole from a node that keeps it to a node newly
-//! placed on it, and a shard's records dropped from a node it moved away from.
+//! placed on it, a shard's records dropped from a node it moved away from, and the
+//! shards whose records a node keeps ([`Store::keep_shard_records`]: the follower
+//! applies only their writes, `replicated.rs`).
 //!
 //! Why: once a node keeps only the records of the shards placed on it, a shard that
 //! placement moves to a node must arrive with its records, and the node it left
@@ -11,6 +13,7 @@
 //! the texts; keyword postings are computed again from the texts, as every replica
 //! computes them when it applies a write.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,7 @@ use crate::collection::{shard_of, DocumentRecord, NewChunk};
 use crate::error::{Error, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::replica::APPLIED_KEY;
+use crate::shard_scope::ShardScope;
 use crate::storage::VectorRecord;
 
 /// A document of an exported shard with its chunks' vectors.
@@ -186,6 +190,29 @@ impl Store {
         self.seq.fetch_max(max_id, Ordering::SeqCst);
         self.after_commit(&coll);
         Ok(())
+    }
+
+    /// From now on this node keeps and applies the records of `shards` of collection
+    /// `name` alone (all of them when `shards` covers every shard); the log's writes
+    /// to other shards only advance its applied sequence. Stored, so a restart keeps
+    /// it. The caller moves the records: it copies a shard in
+    /// ([`Store::import_shard`]) before adding it, and drops one
+    /// ([`Store::drop_shard_records`]) after taking it out.
+    pub fn keep_shard_records(&self, name: &str, shards: &BTreeSet<u32>) -> Result<()> {
+        let coll = self.collection(name)?;
+        let scope = ShardScope::of(shards, coll.config.shards);
+        let _writer = self.lock_for_write(&coll)?;
+        let mut batch = self.storage.batch();
+        self.storage
+            .put_record_shards(&mut batch, name, scope.to_list().as_deref());
+        self.storage.commit(batch, true)?;
+        *coll.records.write().expect("lock") = scope;
+        Ok(())
+    }
+
+    /// The shards whose records this node keeps of collection `name`.
+    pub fn record_shards(&self, name: &str) -> Result<ShardScope> {
+        Ok(self.collection(name)?.records.read().expect("lock").clone())
     }
 
     /// Removes every record of `shard` of collection `name` from this node (a shard

@@ -501,3 +501,43 @@ fn a_shard_dropped_from_a_node_comes_back_whole_from_another_nodes_copy() {
     drop((a, b));
     n.finish();
 }
+
+#[test]
+fn a_node_keeps_and_applies_only_the_shards_it_is_told_to_keep() {
+    let (n, _) = two_nodes_with_c(Some(4));
+    let [a, b] = n.stores.clone();
+    b.keep_shard_records("c", &shards(&[1, 3])).unwrap();
+    assert_eq!(
+        b.record_shards("c").unwrap(),
+        ShardScope::Only(shards(&[1, 3]))
+    );
+    let seq = a
+        .upsert("c", (0..40).map(vector_doc).collect())
+        .unwrap()
+        .seq;
+    b.wait_applied(seq).unwrap();
+    assert_eq!(b.applied_seq(), a.applied_seq());
+    let (kept, skipped) = (
+        b.shard_counts("c", &[1, 3]).unwrap(),
+        b.shard_counts("c", &[0, 2]).unwrap(),
+    );
+    assert_eq!(kept, a.shard_counts("c", &[1, 3]).unwrap());
+    assert!(kept.documents > 0);
+    assert_eq!(skipped, crate::ShardCounts::default());
+    // Kept across a restart.
+    drop((a, b));
+    let dirs = n.finish();
+    let b = open(dirs[1].path());
+    assert_eq!(
+        b.record_shards("c").unwrap(),
+        ShardScope::Only(shards(&[1, 3]))
+    );
+    assert_eq!(
+        b.shard_counts("c", &[0, 2]).unwrap(),
+        crate::ShardCounts::default()
+    );
+    // Every shard again: stored as "all".
+    b.keep_shard_records("c", &shards(&[0, 1, 2, 3])).unwrap();
+    assert_eq!(b.record_shards("c").unwrap(), ShardScope::All);
+    assert_eq!(b.storage.get_record_shards("c").unwrap(), None);
+}
