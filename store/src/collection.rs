@@ -132,6 +132,26 @@ pub fn shard_of(id: &str, shards: u32) -> u32 {
     (h % u64::from(shards.max(1))) as u32
 }
 
+/// `mask[s]` is true for each of `shards` of collection `name`, which has `count`
+/// shards; a shard it does not have is refused (400), naming the range.
+pub(crate) fn shard_mask(
+    name: &str,
+    count: u32,
+    shards: impl IntoIterator<Item = u32>,
+) -> Result<Vec<bool>> {
+    let mut mask = vec![false; count as usize];
+    for s in shards {
+        let Some(slot) = mask.get_mut(s as usize) else {
+            return Err(Error::invalid(
+                "shard",
+                format!("collection '{name}' has {count} shards (0..{count}), not shard {s}"),
+            ));
+        };
+        *slot = true;
+    }
+    Ok(mask)
+}
+
 fn yes() -> bool {
     true
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::query::{best, side_depth, Ranked, Search, Sides};
 use super::Store;
 use crate::api::{Hit, Include, QueryRequest};
-use crate::collection::shard_of;
+use crate::collection::{shard_mask, shard_of};
 use crate::error::{Error, LimitKind, Result};
 use crate::filter::Filter;
 use crate::index::Metric;
@@ -215,19 +215,7 @@ impl Store {
         }
         let coll = self.collection(&q.collection)?;
         let shards = coll.config.shards;
-        let mut only = vec![false; shards as usize];
-        for o in queries {
-            let Some(slot) = only.get_mut(o.shard as usize) else {
-                return Err(Error::invalid(
-                    "shard",
-                    format!(
-                        "collection '{}' has {shards} shards, not shard {}",
-                        q.collection, o.shard
-                    ),
-                ));
-            };
-            *slot = true;
-        }
+        let only = shard_mask(&q.collection, shards, queries.iter().map(|o| o.shard))?;
         if let Some(asked) = q.context.filter(|&v| v != coll.context_version()) {
             return Err(Error::Unavailable(format!(
                 "collection '{}' is embedded under corpus context {} on this node, the query under {asked}: a new context is being installed; retry",
@@ -289,19 +277,7 @@ impl Store {
             self.wait_applied(seq)?;
         }
         let coll = self.collection(name)?;
-        let mut only = vec![false; coll.config.shards as usize];
-        for &s in shards {
-            let Some(slot) = only.get_mut(s as usize) else {
-                return Err(Error::invalid(
-                    "shard",
-                    format!(
-                        "collection '{name}' has {} shards, not shard {s}",
-                        coll.config.shards
-                    ),
-                ));
-            };
-            *slot = true;
-        }
+        let only = shard_mask(name, coll.config.shards, shards.iter().copied())?;
         Ok(coll.keywords().term_stats(text, Some(&only)))
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::collection::{shard_of, DocumentRecord, NewChunk};
+use crate::collection::{shard_mask, shard_of, DocumentRecord, NewChunk};
 use crate::error::{Error, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
 use crate::replica::APPLIED_KEY;
@@ -70,12 +70,7 @@ impl Store {
     ) -> Result<ShardExport> {
         let coll = self.collection(name)?;
         let shards = coll.config.shards;
-        if shard >= shards {
-            return Err(Error::invalid(
-                "shard",
-                format!("collection '{name}' has {shards} shards, not shard {shard}"),
-            ));
-        }
+        shard_mask(name, shards, [shard])?;
         let _writer = self.lock_for_write(&coll)?;
         let seq = self.storage.meta_u64(APPLIED_KEY)?;
         let mut documents = 0;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::api::CollectionInfo;
-use crate::collection::{shard_of, DocumentRecord};
+use crate::collection::{shard_mask, shard_of, DocumentRecord};
 use crate::error::{Error, Result};
 use crate::shard_scope::ShardScope;
 
@@ -59,18 +59,7 @@ impl Store {
     pub fn shard_counts(&self, name: &str, shards: &[u32]) -> Result<ShardCounts> {
         let coll = self.collection(name)?;
         let count = coll.config.shards;
-        let mut only = vec![false; count as usize];
-        for &s in shards {
-            match only.get_mut(s as usize) {
-                Some(slot) => *slot = true,
-                None => {
-                    return Err(Error::invalid(
-                        "shard",
-                        format!("collection '{name}' has {count} shards, not shard {s}"),
-                    ))
-                }
-            }
-        }
+        let only = shard_mask(name, count, shards.iter().copied())?;
         let documents = coll.with_documents(|docs| {
             docs.keys()
                 .filter(|id| only[shard_of(id, count) as usize])
@@ -125,15 +114,7 @@ impl Store {
     pub fn shard_documents(&self, scan: &ShardScan, max_bytes: usize) -> Result<ShardPage> {
         let coll = self.collection(&scan.collection)?;
         let shards = coll.config.shards;
-        if scan.shard >= shards {
-            return Err(Error::invalid(
-                "shard",
-                format!(
-                    "collection '{}' has {shards} shards, not shard {}",
-                    scan.collection, scan.shard
-                ),
-            ));
-        }
+        shard_mask(&scan.collection, shards, [scan.shard])?;
         let mut page = ShardPage::default();
         let mut bytes = 0;
         self.storage.scan_documents_after::<DocumentRecord>(
