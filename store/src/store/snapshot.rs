@@ -46,6 +46,18 @@ impl Store {
     /// node applies writes: the checkpoint is one point of the records, and its
     /// applied sequence is read back from it.
     pub fn snapshot(&self) -> Result<LocalSnapshot> {
+        // A node keeping some shards' records only would hand a node bootstrapped from
+        // its snapshot those shards alone (README: per-shard snapshots are not built).
+        if let Some(coll) = self
+            .all_collections()
+            .into_iter()
+            .find(|c| *c.records.read().expect("lock") != crate::shard_scope::ShardScope::All)
+        {
+            return Err(Error::conflict(
+                "snapshot",
+                format!("this node keeps the records of only some shards of collection '{}', so its snapshot would not hold the others; take the snapshot on a node that keeps every shard", coll.config.name),
+            ));
+        }
         let n = TAKEN.fetch_add(1, Ordering::SeqCst);
         let data_dir = self.dumps.data_dir();
         sweep_leftovers(data_dir);
@@ -222,5 +234,9 @@ mod tests {
             applied_seq_in(root.path().join("none").as_path()).unwrap(),
             0
         );
+        // A node that keeps only some shards' records takes no whole snapshot.
+        let only: std::collections::BTreeSet<u32> = [0].into();
+        store.keep_shard_records("v", &only).unwrap();
+        assert!(matches!(store.snapshot(), Err(Error::Conflict { .. })));
     }
 }
