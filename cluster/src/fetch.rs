@@ -113,8 +113,15 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
     Ok(answer)
 }
 
-/// Asks one replica of `collection`'s `shard` to read `what`.
-async fn ask(node: &Node, collection: &str, shard: u32, what: &ShardRead) -> Result<ShardRecords> {
+/// Asks one replica of `collection`'s `shard` to read `what`; `pick` takes the
+/// answer of the kind asked (another kind is a 503, retry).
+async fn ask<T>(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    what: &ShardRead,
+    pick: impl FnOnce(ShardRecords) -> Option<T>,
+) -> Result<T> {
     let request = ShardRequest {
         collection,
         shard,
@@ -125,7 +132,7 @@ async fn ask(node: &Node, collection: &str, shard: u32, what: &ShardRead) -> Res
     let payload = bytes::Bytes::from(serde_json::to_vec(what).map_err(nats)?);
     let answer = ask_replica(node, subject(collection, shard), payload, &request).await?;
     node.fetches.sent.fetch_add(1, Ordering::Relaxed);
-    Ok(answer)
+    pick(answer).ok_or_else(|| unexpected(collection, shard))
 }
 
 /// Document `id` of `collection`'s `shard`, read by one replica of the shard.
@@ -141,10 +148,11 @@ pub(crate) async fn document(
         id: id.to_string(),
         with_vectors,
     };
-    match ask(node, collection, shard, &what).await? {
-        ShardRecords::Document(doc) => Ok(doc),
-        _ => Err(unexpected(collection, shard)),
-    }
+    ask(node, collection, shard, &what, |r| match r {
+        ShardRecords::Document(doc) => Some(doc),
+        _ => None,
+    })
+    .await
 }
 
 /// The record of document `id` of `collection`'s `shard`, read by one replica of the
@@ -159,19 +167,27 @@ pub(crate) async fn record(
         collection: collection.to_string(),
         id: id.to_string(),
     };
-    match ask(node, collection, shard, &what).await? {
-        ShardRecords::Record(rec) => Ok(rec),
-        _ => Err(unexpected(collection, shard)),
-    }
+    ask(node, collection, shard, &what, |r| match r {
+        ShardRecords::Record(rec) => Some(rec),
+        _ => None,
+    })
+    .await
 }
 
 /// A page of `scan`'s shard, read by one of its replicas.
 pub(crate) async fn documents(node: &Node, scan: ShardScan) -> Result<ShardPage> {
     let (collection, shard) = (scan.collection.clone(), scan.shard);
-    match ask(node, &collection, shard, &ShardRead::Documents(scan)).await? {
-        ShardRecords::Documents(page) => Ok(page),
-        _ => Err(unexpected(&collection, shard)),
-    }
+    ask(
+        node,
+        &collection,
+        shard,
+        &ShardRead::Documents(scan),
+        |r| match r {
+            ShardRecords::Documents(page) => Some(page),
+            _ => None,
+        },
+    )
+    .await
 }
 
 /// What `collection`'s `shard` holds, counted by one of its replicas.
@@ -180,10 +196,11 @@ pub(crate) async fn counts(node: &Node, collection: &str, shard: u32) -> Result<
         collection: collection.to_string(),
         shard,
     };
-    match ask(node, collection, shard, &what).await? {
-        ShardRecords::Counts(counts) => Ok(counts),
-        _ => Err(unexpected(collection, shard)),
-    }
+    ask(node, collection, shard, &what, |r| match r {
+        ShardRecords::Counts(counts) => Some(counts),
+        _ => None,
+    })
+    .await
 }
 
 /// The collection's BM25 counts for `text`: `local` shards counted here, each of
@@ -203,10 +220,11 @@ pub(crate) async fn term_stats(
             text: text.to_string(),
             min_seq,
         };
-        match ask(node, collection, shard, &what).await? {
-            ShardRecords::TermStats(stats) => Ok(stats),
-            _ => Err(unexpected(collection, shard)),
-        }
+        ask(node, collection, shard, &what, |r| match r {
+            ShardRecords::TermStats(stats) => Some(stats),
+            _ => None,
+        })
+        .await
     }));
     let owner = node.store.clone();
     let (c, t) = (collection.to_string(), text.to_string());
@@ -234,10 +252,17 @@ pub(crate) async fn fetch(node: &Node, mut f: HitFetch) -> Result<Vec<Option<Hit
     let mut hits = Vec::with_capacity(f.hits.len());
     while !f.hits.is_empty() {
         let asked = f.hits.len();
-        let page = match ask(node, &collection, shard, &ShardRead::Hits(f.clone())).await? {
-            ShardRecords::Hits(page) => page.hits,
-            _ => return Err(unexpected(&collection, shard)),
-        };
+        let page = ask(
+            node,
+            &collection,
+            shard,
+            &ShardRead::Hits(f.clone()),
+            |r| match r {
+                ShardRecords::Hits(page) => Some(page.hits),
+                _ => None,
+            },
+        )
+        .await?;
         if page.is_empty() || page.len() > asked {
             return Err(crate::Error::Unavailable(format!(
                 "shard {shard} of collection '{collection}' answered {} hits for {asked}; retry",

@@ -446,10 +446,9 @@ impl Storage {
         coll: &str,
         mut each: impl FnMut(String, T) -> Result<()>,
     ) -> Result<()> {
-        self.scan(Family::Documents, coll, |rest, v| {
-            let id = String::from_utf8(rest.to_vec())
-                .map_err(|_| Error::Corrupt("document id is not UTF-8".into()))?;
-            each(id, decode_json(v)?)
+        self.scan_documents_after(coll, None, |id, doc| {
+            each(id, doc)?;
+            Ok(ControlFlow::Continue(()))
         })
     }
 

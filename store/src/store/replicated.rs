@@ -237,11 +237,9 @@ impl Store {
                 .collection(name)
                 .map_or(true, |c| c.records.read().expect("lock").holds_shard(shard));
             if !kept {
-                // A shard whose records live on other nodes: only the position moves.
-                let mut marks = self.storage.batch();
-                replica::mark_applied(&mut marks, key, seq);
-                // Not synced, as applied writes are not: a crash only skips it again.
-                self.storage.commit(marks, false)?;
+                // A shard whose records live on other nodes: only the position moves
+                // (not synced, as applied writes are not: a crash only skips it again).
+                self.mark_applied_only(key, seq, false)?;
                 self.replication.advance(key, seq);
                 return Ok(());
             }
@@ -381,11 +379,16 @@ impl Store {
             subject = key,
             "a write to a deleted collection: skipped"
         );
-        let mut marks = self.storage.batch();
-        replica::mark_applied(&mut marks, key, seq);
-        self.storage.commit(marks, true)?;
+        self.mark_applied_only(key, seq, true)?;
         self.replication.skip(seq);
         Ok(())
+    }
+
+    /// Commits that message `seq` on subject `key` is applied, with nothing else.
+    fn mark_applied_only(&self, key: &str, seq: u64, synced: bool) -> Result<()> {
+        let mut marks = self.storage.batch();
+        replica::mark_applied(&mut marks, key, seq);
+        self.storage.commit(marks, synced).map(|_| ())
     }
 
     /// Commits a batch of document writes to `coll` and applies it to memory: the

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::api::CollectionInfo;
-use crate::collection::{shard_mask, shard_of, DocumentRecord};
+use crate::collection::{shard_mask, shard_of, Collection, DocumentRecord};
 use crate::error::{Error, Result};
 use crate::shard_scope::ShardScope;
 
@@ -58,8 +58,12 @@ impl Store {
     /// chunks).
     pub fn shard_counts(&self, name: &str, shards: &[u32]) -> Result<ShardCounts> {
         let coll = self.collection(name)?;
+        self.counts_in(&coll, shards)
+    }
+
+    fn counts_in(&self, coll: &Collection, shards: &[u32]) -> Result<ShardCounts> {
         let count = coll.config.shards;
-        let only = shard_mask(name, count, shards.iter().copied())?;
+        let only = shard_mask(&coll.config.name, count, shards.iter().copied())?;
         let documents = coll.with_documents(|docs| {
             docs.keys()
                 .filter(|id| only[shard_of(id, count) as usize])
@@ -85,12 +89,29 @@ impl Store {
     /// replicas. What `GET /collections/NAME` shows.
     pub fn collection_info_all_shards(&self, name: &str) -> Result<CollectionInfo> {
         let coll = self.collection(name)?;
-        let mut info = self.collection_info(name)?;
+        self.info_all_shards(&coll)
+    }
+
+    /// Every collection's [`Store::collection_info_all_shards`], by name.
+    pub fn list_collections_all_shards(&self) -> Result<Vec<CollectionInfo>> {
+        let mut collections = self.all_collections();
+        collections.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        collections
+            .iter()
+            .map(|c| self.info_all_shards(c))
+            // Deleted meanwhile (here, or on the replica asked for its counts).
+            .filter(|r| !matches!(r, Err(Error::CollectionNotFound(_))))
+            .collect()
+    }
+
+    fn info_all_shards(&self, coll: &Collection) -> Result<CollectionInfo> {
+        let mut info = self.info(coll);
         let (Some(scatter), ShardScope::Only(held)) = (self.scatter(), coll.scope()) else {
             return Ok(info);
         };
+        let name = &coll.config.name;
         let held: Vec<u32> = held.into_iter().collect();
-        let mut total = self.shard_counts(name, &held)?;
+        let mut total = self.counts_in(coll, &held)?;
         for shard in (0..coll.config.shards).filter(|s| !held.contains(s)) {
             total.add(&scatter.shard_counts(name, shard)?);
         }
@@ -98,15 +119,6 @@ impl Store {
         info.vectors = total.vectors as usize;
         info.keyword_documents = total.keyword_documents as usize;
         Ok(info)
-    }
-
-    /// Every collection's [`Store::collection_info_all_shards`], by name.
-    pub fn list_collections_all_shards(&self) -> Result<Vec<CollectionInfo>> {
-        self.list_collections()
-            .iter()
-            .map(|c| self.collection_info_all_shards(&c.config.name))
-            .filter(|r| !matches!(r, Err(Error::CollectionNotFound(_))))
-            .collect()
     }
 
     /// A page of `scan`'s shard: its documents after `scan.after`, in id order, as
