@@ -192,13 +192,7 @@ async fn registry(js: &Context, replicas: usize) -> Result<kv::Store> {
 }
 
 async fn objects(js: &Context, replicas: usize) -> Result<object_store::ObjectStore> {
-    js.create_object_store(object_store::Config {
-        bucket: OBJECTS.to_string(),
-        num_replicas: replicas,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats)
+    crate::object_bucket(js, OBJECTS, "Engram adapters' files", replicas).await
 }
 
 /// The files of `change`'s versions, with their bytes, by version (blocking).

@@ -6,7 +6,8 @@
 //! (`Store::document_record`), a page of the shard's documents for a job that reads
 //! the whole collection (`Store::shard_documents`), the shard's counts
 //! (`Store::shard_counts`) and a keyword query's first round, the shard's BM25
-//! counts for the query's terms (`Store::term_stats`, summed by [`term_stats`]). So
+//! counts for the query's terms (`Store::term_stats`, summed by [`term_stats`]), and
+//! a whole shard's copy for a node newly placed on it (`crate::shard_move`). So
 //! hits, documents and counts come from a node that keeps the shard's records. An
 //! answer is one message: a replica reads as many hits (or documents) as fit under
 //! the servers' `max_payload` and the asking node asks again for the rest.
@@ -55,6 +56,12 @@ enum ShardRead {
         collection: String,
         shard: u32,
     },
+    /// The whole shard, copied into the object store (`crate::shard_move`).
+    Export {
+        collection: String,
+        shard: u32,
+        min_seq: u64,
+    },
 }
 
 /// Its answer.
@@ -66,6 +73,7 @@ pub(crate) enum ShardRecords {
     TermStats(TermStats),
     Documents(ShardPage),
     Counts(ShardCounts),
+    Exported(crate::shard_move::Exported),
 }
 
 /// Reads what one request asks for here (a replica's side of [`fetch`] and
@@ -108,6 +116,16 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
         ShardRead::Counts { collection, shard } => {
             ShardRecords::Counts(store.shard_counts(&collection, &[shard])?)
         }
+        ShardRead::Export {
+            collection,
+            shard,
+            min_seq,
+        } => ShardRecords::Exported(crate::shard_move::export(
+            node,
+            &collection,
+            shard,
+            min_seq,
+        )?),
     };
     node.fetches.taken.fetch_add(1, Ordering::Relaxed);
     Ok(answer)
@@ -122,11 +140,23 @@ async fn ask<T>(
     what: &ShardRead,
     pick: impl FnOnce(ShardRecords) -> Option<T>,
 ) -> Result<T> {
+    ask_within(node, collection, shard, what, SHARD_WAIT, pick).await
+}
+
+/// [`ask`], waiting up to `wait` for the answer.
+async fn ask_within<T>(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    what: &ShardRead,
+    wait: std::time::Duration,
+    pick: impl FnOnce(ShardRecords) -> Option<T>,
+) -> Result<T> {
     let request = ShardRequest {
         collection,
         shard,
         what: "shard read",
-        wait: SHARD_WAIT,
+        wait,
         on_timeout: "",
     };
     let payload = bytes::Bytes::from(serde_json::to_vec(what).map_err(nats)?);
@@ -187,6 +217,29 @@ pub(crate) async fn documents(node: &Node, scan: ShardScan) -> Result<ShardPage>
             _ => None,
         },
     )
+    .await
+}
+
+/// How long a replica may take to export a shard and upload the copy.
+const EXPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `collection`'s `shard` copied by one of its replicas into the object store, at a
+/// sequence at or after `min_seq`.
+pub(crate) async fn export(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    min_seq: u64,
+) -> Result<crate::shard_move::Exported> {
+    let what = ShardRead::Export {
+        collection: collection.to_string(),
+        shard,
+        min_seq,
+    };
+    ask_within(node, collection, shard, &what, EXPORT_WAIT, |r| match r {
+        ShardRecords::Exported(e) => Some(e),
+        _ => None,
+    })
     .await
 }
 

@@ -130,6 +130,8 @@ async fn follow_once(node: &Arc<Node>, wait: Duration) -> Result<()> {
             .and_then(|v| v.as_str().parse().ok())
             .unwrap_or(0);
         let batch = Batch::decode(&message.payload)?;
+        // Held while a shard's copy is taken in at its sequence (`crate::hold`).
+        let _admitted = node.hold.admit(seq).await;
         let owner = node.store.clone();
         tokio::task::spawn_blocking(move || {
             owner

@@ -26,11 +26,13 @@ pub mod bootstrap;
 pub mod fetch;
 pub mod follower;
 pub mod forward;
+mod hold;
 pub mod local;
 pub mod log;
 pub mod placement;
 mod reply;
 pub mod scatter;
+pub mod shard_move;
 pub mod shards;
 pub mod snapshot;
 pub mod status;
@@ -141,6 +143,25 @@ pub(crate) async fn made<
     }
 }
 
+/// Object store `bucket` on file storage (made if missing, retried as [`made`] says).
+pub(crate) async fn object_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    replicas: usize,
+) -> Result<jetstream::object_store::ObjectStore> {
+    made(|| {
+        js.create_object_store(jetstream::object_store::Config {
+            bucket: bucket.to_string(),
+            description: Some(description.to_string()),
+            num_replicas: replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+    })
+    .await
+}
+
 /// Where the NATS servers are and who this node is.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -152,6 +173,8 @@ pub struct ClusterConfig {
     pub advertise: String,
     /// When this node takes snapshots unasked ([`snapshot::Policy`]).
     pub snapshots: snapshot::Policy,
+    /// Which shards' records this node keeps ([`shard_move::ShardRecords`]).
+    pub records: shard_move::ShardRecords,
 }
 
 impl ClusterConfig {
@@ -177,7 +200,14 @@ impl ClusterConfig {
             node_id,
             advertise,
             snapshots: Default::default(),
+            records: Default::default(),
         })
+    }
+
+    /// The same, keeping the records `records` says.
+    pub fn with_records(mut self, records: shard_move::ShardRecords) -> Self {
+        self.records = records;
+        self
     }
 
     /// The same, taking snapshots by `policy`.
@@ -205,6 +235,8 @@ pub struct Node {
     /// Its forwarded writes, sent and taken ([`forward`]).
     forwards: reply::Counters,
     fetches: reply::Counters,
+    /// Holds the follower while a shard's copy is taken in ([`shard_move`]).
+    hold: hold::Hold,
     /// Its own runtime: the store calls in from blocking threads of any runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -233,6 +265,7 @@ impl Node {
             serving: Default::default(),
             forwards: Default::default(),
             fetches: Default::default(),
+            hold: Default::default(),
             runtime: Some(runtime),
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);

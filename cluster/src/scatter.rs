@@ -50,6 +50,7 @@ pub fn subject(collection: &str, shard: u32) -> String {
 pub async fn serve(node: Arc<Node>) {
     let mut serving: HashMap<(String, u32), JoinHandle<()>> = HashMap::new();
     let mut rebuilding: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut moving = None;
     loop {
         match mine(&node).await {
             Ok(mine) => {
@@ -62,6 +63,7 @@ pub async fn serve(node: Arc<Node>) {
                     keep
                 });
                 rebuilding.retain(|_, task| !task.is_finished());
+                crate::shard_move::reconcile(&node, &mine, &mut moving);
                 regraph(&node, &mine, &mut rebuilding);
                 for (name, shard) in mine {
                     if serving.contains_key(&(name.clone(), shard)) {
@@ -120,31 +122,39 @@ async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandl
 }
 
 /// Starts, for each collection whose graph does not hold exactly the shards placed
-/// here (none running for it yet), a rebuild of its graph for them
-/// (`Store::index_shards`, aside like a compaction). A collection none of whose shards
-/// is placed here keeps an empty graph.
+/// here whose records it keeps (none running for it yet), a rebuild of its graph for
+/// them (`Store::index_shards`, aside like a compaction): a shard whose records are
+/// still being copied in (`crate::shard_move`) is indexed once they are here. A
+/// collection none of whose shards is placed here keeps an empty graph.
 fn regraph(
     node: &Arc<Node>,
     mine: &BTreeSet<(String, u32)>,
     rebuilding: &mut HashMap<String, JoinHandle<()>>,
 ) {
-    // Each collection's shard count and graph scope, from the one listing.
-    let mut placed: HashMap<String, (ShardScope, u32, BTreeSet<u32>)> = node
+    // Each collection's graph scope, shard count, kept records and the shards to
+    // index, from the one listing.
+    let mut placed: HashMap<String, (ShardScope, u32, ShardScope, BTreeSet<u32>)> = node
         .store
         .store()
         .list_collections()
         .into_iter()
         .map(|c| {
             let held = ShardScope::from_list(c.indexed_shards.as_deref());
-            (c.config.name, (held, c.config.shards, BTreeSet::new()))
+            let kept = ShardScope::from_list(c.record_shards.as_deref());
+            (
+                c.config.name,
+                (held, c.config.shards, kept, BTreeSet::new()),
+            )
         })
         .collect();
     for (name, shard) in mine {
-        if let Some((_, _, shards)) = placed.get_mut(name) {
-            shards.insert(*shard);
+        if let Some((_, _, kept, shards)) = placed.get_mut(name) {
+            if kept.holds_shard(*shard) {
+                shards.insert(*shard);
+            }
         }
     }
-    for (name, (held, count, shards)) in placed {
+    for (name, (held, count, _, shards)) in placed {
         if rebuilding.contains_key(&name) || held == ShardScope::of(&shards, count) {
             continue;
         }
@@ -171,6 +181,14 @@ fn regraph(
 async fn mine(node: &Node) -> Result<BTreeSet<(String, u32)>> {
     let nodes = crate::status::live_nodes(node).await?;
     let me = node.config.node_id;
+    if !nodes.iter().any(|n| n.node_id == me) {
+        // Just started: placed without itself, the node would let go of every shard
+        // (and, with `--shard-records placed`, of their records) only to take them
+        // back once its first heartbeat shows.
+        return Err(Error::Unavailable(
+            "this node's own heartbeat is not in the bucket yet".into(),
+        ));
+    }
     let placement = crate::placement::current(node, &nodes).await?;
     let others: BTreeSet<&str> = nodes
         .iter()

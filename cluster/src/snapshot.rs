@@ -131,17 +131,12 @@ pub fn trim_point(snapshot_seq: u64, live_applied: impl IntoIterator<Item = u64>
 
 /// The snapshot bucket (made if missing).
 pub(crate) async fn bucket(js: &Context, replicas: usize) -> Result<ObjectStore> {
-    crate::made(|| {
-        js.create_object_store(object_store::Config {
-            bucket: BUCKET.to_string(),
-            description: Some(
-                "Engram database snapshots (RocksDB checkpoint + graph dumps)".into(),
-            ),
-            num_replicas: replicas,
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-    })
+    crate::object_bucket(
+        js,
+        BUCKET,
+        "Engram database snapshots (RocksDB checkpoint + graph dumps)",
+        replicas,
+    )
     .await
 }
 

@@ -48,6 +48,10 @@ pub struct ClusterSettings {
     /// time) [default: 3600].
     #[serde(default)]
     pub snapshot_every_secs: Option<u64>,
+    /// Which shards' records the node keeps: "all" (every shard's, so any node can
+    /// snapshot the database) or "placed" (those placed on it) [default: all].
+    #[serde(default)]
+    pub shard_records: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ pub struct Overrides {
     pub node_id: Option<u32>,
     pub snapshot_every_writes: Option<u64>,
     pub snapshot_every_secs: Option<u64>,
+    pub shard_records: Option<String>,
 }
 
 impl ServerConfig {
@@ -115,7 +120,8 @@ impl ServerConfig {
                     servers,
                     node_id,
                     snapshot_every_writes: file.as_ref().and_then(|f| f.snapshot_every_writes),
-                    snapshot_every_secs: file.and_then(|f| f.snapshot_every_secs),
+                    snapshot_every_secs: file.as_ref().and_then(|f| f.snapshot_every_secs),
+                    shard_records: file.and_then(|f| f.shard_records),
                 })
             }
             (Some(servers), None, Some(c)) => c.servers = servers,
@@ -127,6 +133,13 @@ impl ServerConfig {
                 anyhow::bail!("--node-id is for cluster mode: give --cluster nats://... too")
             }
             (None, None, _) => {}
+        }
+        match (&mut cfg.cluster, overrides.shard_records) {
+            (_, None) => {}
+            (Some(c), records) => c.shard_records = records,
+            (None, Some(_)) => {
+                anyhow::bail!("--shard-records is for cluster mode: give --cluster nats://... too")
+            }
         }
         let snapshots = (
             overrides.snapshot_every_writes,
@@ -232,8 +245,27 @@ mod tests {
             (cluster.snapshot_every_writes, cluster.snapshot_every_secs),
             (Some(50), Some(9))
         );
+        assert_eq!(
+            cluster.shard_records, None,
+            "all shards' records by default"
+        );
+        std::fs::write(
+            &file,
+            "[cluster]\nservers = \"nats://127.0.0.1:4222\"\nnode_id = 1\nshard_records = \"placed\"\n",
+        )
+        .unwrap();
+        let cfg = ServerConfig::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(
+            cfg.cluster.unwrap().shard_records.as_deref(),
+            Some("placed")
+        );
         let alone = Overrides {
             snapshot_every_writes: Some(5),
+            ..Default::default()
+        };
+        assert!(ServerConfig::load(None, alone).is_err());
+        let alone = Overrides {
+            shard_records: Some("placed".into()),
             ..Default::default()
         };
         assert!(ServerConfig::load(None, alone).is_err());

@@ -71,6 +71,10 @@ pub struct CollectionInfo {
     /// Cluster mode: the shards whose vectors this node's graph holds, when not all.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub indexed_shards: Option<Vec<u32>>,
+    /// Cluster mode with `--shard-records placed`: the shards whose records (documents,
+    /// vectors, keyword postings) this node keeps, when not all.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub record_shards: Option<Vec<u32>>,
     /// Bytes of raw f32 vector data held by the index.
     pub vector_bytes: usize,
     /// Memory of the index per vector: the f32 vector, its int8 codes (when

@@ -16,7 +16,7 @@ use engram_cluster::scatter;
 use engram_store::collection::shard_of;
 
 /// Each shard's placed replicas (node ids, sorted) in a `GET /cluster` answer.
-fn placement(status: &Value) -> Vec<Vec<u64>> {
+pub(crate) fn placement(status: &Value) -> Vec<Vec<u64>> {
     status["shards"]
         .as_array()
         .unwrap()
@@ -46,6 +46,15 @@ fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
         .collect()
 }
 
+/// The shards `placed` on node `id` as `GET /collections/NAME` lists them
+/// (`indexed_shards`, `record_shards`): absent when all.
+pub(crate) fn listed_shards(placed: &[Vec<u64>], id: u64) -> Option<Value> {
+    let mine: Vec<u64> = (0..placed.len() as u64)
+        .filter(|&s| placed[s as usize].contains(&id))
+        .collect();
+    (mine.len() < placed.len()).then(|| json!(mine))
+}
+
 /// Waits until the graph of each of `nodes` (ids 1, 2, ... in order, `None` for a
 /// stopped one) holds exactly the shards `placed` on it (`indexed_shards`, absent
 /// when all), and checks its vector count against the shards' documents.
@@ -53,10 +62,7 @@ fn graphs_follow(nodes: &[Option<&Server>], placed: &[Vec<u64>], what: &str) {
     for (i, server) in nodes.iter().enumerate() {
         let Some(server) = server else { continue };
         let id = i as u64 + 1;
-        let mine: Vec<u64> = (0..placed.len() as u64)
-            .filter(|&s| placed[s as usize].contains(&id))
-            .collect();
-        let want = (mine.len() < placed.len()).then(|| json!(mine));
+        let want = listed_shards(placed, id);
         let info = wait(
             &format!("node {id}'s graph holds its shards {what}"),
             30,
@@ -70,7 +76,7 @@ fn graphs_follow(nodes: &[Option<&Server>], placed: &[Vec<u64>], what: &str) {
         assert_eq!(info["documents"], 60, "node {id} {what}: {info}");
         assert_eq!(info["keyword_documents"], 60, "node {id} {what}: {info}");
         let (indexed, vectors) = (info["indexed_vectors"].as_u64(), info["vectors"].as_u64());
-        if mine.len() < placed.len() {
+        if want.is_some() {
             assert!(indexed < vectors, "node {id} {what}: {info}");
         } else {
             assert_eq!(indexed, vectors, "node {id} {what}: {info}");

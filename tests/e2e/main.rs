@@ -11,6 +11,7 @@ mod cluster_audit;
 mod cluster_context;
 mod cluster_jobs;
 mod cluster_placement;
+mod cluster_records;
 mod cluster_snapshot;
 mod contextual;
 mod crash;

@@ -161,6 +161,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node_id: args.node_id,
             snapshot_every_writes: args.snapshot_every_writes,
             snapshot_every_secs: args.snapshot_every_secs,
+            shard_records: args.shard_records,
         },
     )?;
     // Cluster mode: a node behind the stream's trim (or new) starts from a snapshot.

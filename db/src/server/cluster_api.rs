@@ -46,7 +46,11 @@ fn cluster_config(cfg: &ServerConfig) -> anyhow::Result<Option<ClusterConfig>> {
         settings.node_id,
         format!("http://{}", cfg.addr()),
     )?;
-    Ok(Some(config.with_snapshots(policy)))
+    let records = match settings.shard_records.as_deref() {
+        Some(r) => r.parse()?,
+        None => Default::default(),
+    };
+    Ok(Some(config.with_snapshots(policy).with_records(records)))
 }
 
 /// Before the database opens, in cluster mode: a node the stream was trimmed past,

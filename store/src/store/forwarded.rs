@@ -207,6 +207,13 @@ impl Store {
             ));
         }
         let coll = self.collection(name)?;
+        if !coll.records.read().expect("lock").holds_shard(shard) {
+            // Built from records this node no longer keeps (the shard moved away while
+            // the write was on its way), it could not see the document it replaces.
+            return Err(Error::Unavailable(format!(
+                "shard {shard} of '{name}' is no longer kept on the node the write reached; retry"
+            )));
+        }
         let live = |incarnation: u64| {
             if incarnation == coll.incarnation() {
                 Ok(())

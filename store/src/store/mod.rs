@@ -472,6 +472,7 @@ impl Store {
             vectors: coll.chunk_count(),
             indexed_vectors: indexed,
             indexed_shards: coll.scope().to_list(),
+            record_shards: coll.records.read().expect("lock").to_list(),
             vector_bytes: indexed * coll.config.dimension * std::mem::size_of::<f32>(),
             index_bytes_per_vector: (index.bytes_per_vector() * 10.0).round() / 10.0,
             quantized: index.is_quantized(),

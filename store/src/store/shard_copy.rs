@@ -225,6 +225,9 @@ impl Store {
                 }
                 Ok(())
             })?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let mut batch = self.storage.batch();
         let mut keywords = KeywordUpdate::default();
         for (id, chunks) in &ids {

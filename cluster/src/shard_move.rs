@@ -1,0 +1,381 @@
+//! Records that follow placement (`--shard-records placed`): a shard newly placed on
+//! this node is copied in from a node that keeps it before this node serves it, and
+//! a shard placed elsewhere is let go once another node serves it and this node's
+//! graph no longer holds it.
+//!
+//! The copy: this node's follower is paused ([`crate::hold`]); one replica of the
+//! shard, asked on the shard's fetch subject, exports it at a sequence at or after
+//! this node's applied one (`Store::export_shard`, consistent at one point of the
+//! log) into the object store [`BUCKET`]; the follower then applies up to exactly
+//! that sequence (the shard's writes skipped, as for every shard kept elsewhere) and
+//! stops; the copy is read back and imported, the shard is added to the kept ones,
+//! and the follower goes on, applying the shard's later writes on top. Why the
+//! object store and not pages on the fetch subject: a shard's copy is larger than a
+//! NATS message, and its queue group would hand each page's request to any replica.
+//!
+//! What the node pays: its follower waits while the replica exports and while the
+//! copy is imported (seconds for thousands of documents), so its reads with
+//! `min_seq` and the writes it publishes wait as long.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::object_store::ObjectMetadata;
+use engram_store::shard_scope::ShardScope;
+use engram_store::store::{ShardDocument, ShardExport};
+use engram_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::{nats, Error, Node, Result};
+
+/// The object store bucket of shard copies in transit (each deleted once imported).
+pub const BUCKET: &str = "engram-shard-copies";
+/// Documents imported per batch.
+const PAGE: usize = 256;
+/// How long the follower may take to reach the copy's sequence.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+
+/// Which shards' records a node keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShardRecords {
+    /// Every shard's (the default): any node can take a whole-database snapshot.
+    #[default]
+    All,
+    /// Only the shards placed on the node: disk and applied writes scale out with the
+    /// nodes; a node keeping only some shards takes no whole-database snapshot.
+    Placed,
+}
+
+impl FromStr for ShardRecords {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "all" => Ok(ShardRecords::All),
+            "placed" => Ok(ShardRecords::Placed),
+            other => Err(Error::Config(format!(
+                "shard records '{other}': use 'all' (every shard's records on every node) or 'placed' (only the shards placed on the node)"
+            ))),
+        }
+    }
+}
+
+/// A replica's answer to an export: where the copy is and what it holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Exported {
+    pub export: ShardExport,
+    /// Its object's name in [`BUCKET`].
+    pub object: String,
+    pub bytes: u64,
+}
+
+async fn bucket(node: &Node) -> Result<async_nats::jetstream::object_store::ObjectStore> {
+    // One replica: a copy lives for seconds, and a lost one is asked for again.
+    crate::object_bucket(&node.js, BUCKET, "Engram shard copies in transit", 1).await
+}
+
+fn io(e: impl std::fmt::Display) -> engram_store::Error {
+    engram_store::Error::Unavailable(format!("shard copy: {e}"))
+}
+
+/// A replica's side: waits until it has applied `min_seq`, exports `collection`'s
+/// `shard` (one JSON document a line) and uploads it. Runs on a blocking thread.
+pub(crate) fn export(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    min_seq: u64,
+) -> engram_store::Result<Exported> {
+    let store = node.store.store();
+    store.wait_applied(min_seq)?;
+    if !store.record_shards(collection)?.holds_shard(shard) {
+        return Err(engram_store::Error::Unavailable(format!(
+            "node {} does not keep the records of shard {shard} of '{collection}'; ask again",
+            node.config.node_id
+        )));
+    }
+    let file = tempfile::NamedTempFile::new().map_err(io)?;
+    let mut out = std::io::BufWriter::new(file.as_file());
+    let export = store.export_shard(collection, shard, |doc| {
+        serde_json::to_writer(&mut out, &doc).map_err(io)?;
+        out.write_all(b"\n").map_err(io)
+    })?;
+    out.flush().map_err(io)?;
+    drop(out);
+    let bytes = file.as_file().metadata().map_err(io)?.len();
+    let object = format!(
+        "{collection}.{shard}.seq{}.node{}",
+        export.seq, node.config.node_id
+    );
+    node.handle()
+        .block_on(upload(node, &object, file.path()))
+        .map_err(crate::reply::to_store_error)?;
+    Ok(Exported {
+        export,
+        object,
+        bytes,
+    })
+}
+
+async fn upload(node: &Node, object: &str, file: &Path) -> Result<()> {
+    let store = bucket(node).await?;
+    let meta = ObjectMetadata {
+        name: object.to_string(),
+        description: Some("a shard's records, one JSON document a line".into()),
+        ..Default::default()
+    };
+    let mut reader = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| Error::Nats(format!("cannot read the shard copy: {e}")))?;
+    store.put(meta, &mut reader).await.map_err(nats)?;
+    Ok(())
+}
+
+/// Copies `collection`'s `shard` in from one of its replicas (see the module's doc)
+/// and keeps its records from now on. Returns how many documents came.
+pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> Result<u64> {
+    let started = Instant::now();
+    let mut paused = node.hold.pause().await;
+    let applied = node.store.store().applied_seq();
+    let exported = crate::fetch::export(node, collection, shard, applied).await?;
+    let seq = exported.export.seq;
+    paused.until(seq);
+    let objects = bucket(node).await?;
+    let imported = async {
+        let caught_up = Instant::now();
+        while node.store.store().applied_seq() < seq {
+            if caught_up.elapsed() > CATCH_UP_WAIT {
+                return Err(Error::Unavailable(format!(
+                    "this node did not reach the copy's sequence {seq} within {} s",
+                    CATCH_UP_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let download = tempfile::NamedTempFile::new()
+            .map_err(|e| Error::Nats(format!("cannot store the shard copy: {e}")))?;
+        crate::snapshot::fetch(&objects, &exported.object, Some(download.path())).await?;
+        let (owner, name, export) = (node.store.clone(), collection.to_string(), exported.export);
+        tokio::task::spawn_blocking(move || {
+            import(owner.store(), &name, shard, &export, download.path())
+        })
+        .await
+        .map_err(nats)?
+        .map_err(Error::from)
+    }
+    .await;
+    // The follower goes on, with the shard kept if the import finished.
+    drop(paused);
+    if let Err(e) = objects.delete(&exported.object).await {
+        tracing::warn!(object = %exported.object, error = %e, "a shard copy was not deleted from the object store");
+    }
+    let documents = imported?;
+    tracing::info!(
+        collection,
+        shard,
+        seq,
+        documents,
+        bytes = exported.bytes,
+        seconds = started.elapsed().as_secs_f64(),
+        "shard copied in; its records are kept here from now on"
+    );
+    Ok(documents)
+}
+
+/// Imports the copy in `file` (what a copy cut short left dropped first), then keeps
+/// the shard. Blocking.
+fn import(
+    store: &Store,
+    collection: &str,
+    shard: u32,
+    export: &ShardExport,
+    file: &Path,
+) -> engram_store::Result<u64> {
+    store.drop_shard_records(collection, shard)?;
+    let lines = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?).lines();
+    let mut page = Vec::with_capacity(PAGE);
+    let mut documents = 0;
+    for line in lines {
+        let doc: ShardDocument = serde_json::from_str(&line.map_err(io)?)
+            .map_err(|e| engram_store::Error::Corrupt(format!("a shard copy's line: {e}")))?;
+        page.push(doc);
+        documents += 1;
+        if page.len() == PAGE {
+            store.import_shard(collection, shard, export, std::mem::take(&mut page))?;
+        }
+    }
+    store.import_shard(collection, shard, export, page)?;
+    if documents != export.documents {
+        return Err(engram_store::Error::Corrupt(format!(
+            "the copy of shard {shard} of '{collection}' holds {documents} documents, its export says {}",
+            export.documents
+        )));
+    }
+    let mut kept = kept_set(
+        &store.record_shards(collection)?,
+        shards_of(store, collection)?,
+    );
+    kept.insert(shard);
+    store.keep_shard_records(collection, &kept)?;
+    Ok(documents)
+}
+
+fn shards_of(store: &Store, collection: &str) -> engram_store::Result<u32> {
+    Ok(store.collection_info(collection)?.config.shards)
+}
+
+fn kept_set(scope: &ShardScope, count: u32) -> BTreeSet<u32> {
+    (0..count).filter(|&s| scope.holds_shard(s)).collect()
+}
+
+/// What one collection's records need: shards to let go, and shards to copy in.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Moves {
+    pub release: Vec<u32>,
+    pub copy: Vec<u32>,
+}
+
+/// The moves of a collection of `count` shards whose records this node keeps for
+/// `kept`, whose graph holds `indexed`, with `placed` the shards this node answers
+/// for: a shard is let go once it is neither placed here nor in the graph (so it is
+/// no longer served), and copied in when placed here and not kept.
+pub(crate) fn moves(
+    count: u32,
+    kept: &ShardScope,
+    indexed: &ShardScope,
+    placed: &BTreeSet<u32>,
+) -> Moves {
+    let mut m = Moves::default();
+    for s in 0..count {
+        let (keeps, wanted) = (kept.holds_shard(s), placed.contains(&s));
+        if keeps && !wanted && !indexed.holds_shard(s) {
+            m.release.push(s);
+        } else if wanted && !keeps {
+            m.copy.push(s);
+        }
+    }
+    m
+}
+
+/// Starts, when none is running, a task that brings this node's records in line with
+/// `mine` (the shards it answers for) under `--shard-records placed`, or with every
+/// shard under `all` (a node that kept only some shards before copies the others
+/// in): shards let go, then shards copied in, one at a time.
+pub(crate) fn reconcile(
+    node: &Arc<Node>,
+    mine: &BTreeSet<(String, u32)>,
+    running: &mut Option<JoinHandle<()>>,
+) {
+    if running.as_ref().is_some_and(|t| !t.is_finished()) {
+        return;
+    }
+    let mut placed: HashMap<&str, BTreeSet<u32>> = HashMap::new();
+    for (name, shard) in mine {
+        placed.entry(name.as_str()).or_default().insert(*shard);
+    }
+    let empty = BTreeSet::new();
+    let plan: BTreeMap<String, Moves> = node
+        .store
+        .store()
+        .list_collections()
+        .into_iter()
+        .map(|c| {
+            let kept = ShardScope::from_list(c.record_shards.as_deref());
+            let indexed = ShardScope::from_list(c.indexed_shards.as_deref());
+            let every: BTreeSet<u32>;
+            let here = match node.config.records {
+                ShardRecords::Placed => placed.get(c.config.name.as_str()).unwrap_or(&empty),
+                ShardRecords::All => {
+                    every = (0..c.config.shards).collect();
+                    &every
+                }
+            };
+            let m = moves(c.config.shards, &kept, &indexed, here);
+            (c.config.name, m)
+        })
+        .filter(|(_, m)| *m != Moves::default())
+        .collect();
+    if plan.is_empty() {
+        return;
+    }
+    let node = node.clone();
+    *running = Some(tokio::spawn(async move {
+        for (name, m) in plan {
+            if let Err(e) = carry_out(&node, &name, m).await {
+                tracing::warn!(collection = %name, error = %e, "shard records not moved yet; retrying");
+            }
+        }
+    }));
+}
+
+async fn carry_out(node: &Arc<Node>, name: &str, m: Moves) -> Result<()> {
+    if !m.release.is_empty() {
+        let (owner, n) = (node.store.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || release(owner.store(), &n, &m.release))
+            .await
+            .map_err(nats)??;
+    }
+    for shard in m.copy {
+        copy_in(node, name, shard).await?;
+    }
+    Ok(())
+}
+
+/// Stops keeping `shards` of collection `name`, then drops their records.
+fn release(store: &Store, name: &str, shards: &[u32]) -> engram_store::Result<()> {
+    let mut kept = kept_set(&store.record_shards(name)?, shards_of(store, name)?);
+    for s in shards {
+        kept.remove(s);
+    }
+    store.keep_shard_records(name, &kept)?;
+    for &s in shards {
+        let dropped = store.drop_shard_records(name, s)?;
+        tracing::info!(
+            collection = name,
+            shard = s,
+            documents = dropped,
+            "a shard placed elsewhere: its records dropped here"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_let_go_once_unserved_and_copied_when_placed_and_missing() {
+        let only = |s: &[u32]| ShardScope::Only(s.iter().copied().collect());
+        let placed = BTreeSet::from([1, 2]);
+        // Keeps all, graph holds 0-2: shard 3 goes; 0 waits for its graph to drop it.
+        let m = moves(4, &ShardScope::All, &only(&[0, 1, 2]), &placed);
+        assert_eq!(
+            m,
+            Moves {
+                release: vec![3],
+                copy: vec![]
+            }
+        );
+        // Keeps 0 and 1, graph holds 1: 0 goes, 2 comes.
+        let m = moves(4, &only(&[0, 1]), &only(&[1]), &placed);
+        assert_eq!(
+            m,
+            Moves {
+                release: vec![0],
+                copy: vec![2]
+            }
+        );
+        assert_eq!(
+            moves(4, &only(&[1, 2]), &only(&[1, 2]), &placed),
+            Moves::default()
+        );
+        assert!("placed".parse::<ShardRecords>().is_ok());
+        assert!("some".parse::<ShardRecords>().is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! Records that follow placement (`--shard-records placed`; three real `nats-server`s
+//! and three `engram serve --cluster` nodes on 127.0.0.1): each node keeps the
+//! records of the shards placed on it alone; when a node stops, the nodes its
+//! shards move to copy them in from their other replica, while writes go on, and
+//! answer as before; when it comes back, the shards placed on it again are let go
+//! by the nodes that took them over.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::cluster::{cluster_status, vector_for, wait, DIM};
+use crate::cluster_placement::{listed_shards, placement};
+use crate::support::Server;
+use engram_cluster::local::NatsCluster;
+
+fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
+    let id = id.to_string();
+    Server::start(
+        dir,
+        &["--lazy-models", "--cluster", urls, "--node-id", &id],
+        &[("ENGRAM_SHARD_RECORDS", "placed")],
+    )
+}
+
+fn doc(n: u64) -> Value {
+    json!({"id": format!("r{n}"), "vector": vector_for(n), "text": format!("token{n} words")})
+}
+
+/// A vector, a keyword and a hybrid query's hits, after `min_seq`.
+fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
+    [
+        json!({"vector": vector_for(7), "k": 10, "min_seq": min_seq}),
+        json!({"mode": "keyword", "text": "token9", "k": 3, "min_seq": min_seq}),
+        json!({"mode": "hybrid", "vector": vector_for(4), "text": "token4 words", "k": 10, "min_seq": min_seq}),
+    ]
+    .into_iter()
+    .map(|body| server.post("/collections/rec/query", body).hit_scores())
+    .collect()
+}
+
+/// Waits until each live node (ids 1, 2, ... in order) keeps the records of, and
+/// indexes, exactly the shards placed on it, and counts `documents` in all (when
+/// given).
+fn records_follow(nodes: &[Option<&Server>], documents: Option<u64>, what: &str) {
+    let placed = wait(&format!("placement settled {what}"), 60, || {
+        let p = placement(&cluster_status(nodes.iter().flatten().next().unwrap()));
+        let live: Vec<u64> = (1..=nodes.len() as u64)
+            .filter(|&id| nodes[id as usize - 1].is_some())
+            .collect();
+        let settled = p
+            .iter()
+            .all(|r| r.len() == 2 && r.iter().all(|id| live.contains(id)))
+            && live.iter().all(|id| p.iter().any(|r| r.contains(id)));
+        settled.then_some(p)
+    });
+    for (i, server) in nodes.iter().enumerate() {
+        let Some(server) = server else { continue };
+        let id = i as u64 + 1;
+        let want = listed_shards(&placed, id);
+        let info = wait(
+            &format!("node {id} keeps and indexes its shards {what}"),
+            90,
+            || {
+                let info = server.get("/collections/rec").body;
+                (info.get("record_shards").cloned() == want
+                    && info.get("indexed_shards").cloned() == want)
+                    .then_some(info)
+            },
+        );
+        if let Some(documents) = documents {
+            assert_eq!(info["documents"], documents, "node {id} {what}: {info}");
+            assert_eq!(
+                info["keyword_documents"], documents,
+                "node {id} {what}: {info}"
+            );
+        }
+    }
+}
+
+#[test]
+fn records_follow_placement_and_are_copied_when_it_moves() {
+    let test_started = Instant::now();
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Server> = (0..3)
+        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1))
+        .collect();
+    let r = nodes[0].put(
+        "/collections/rec",
+        json!({"dimension": DIM, "distance": "cosine", "shards": 6, "replication": 2}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let docs: Vec<Value> = (0..60).map(doc).collect();
+    let r = nodes[0].post("/collections/rec/documents", json!({ "documents": docs }));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seq = r.body["seq"].as_u64().unwrap();
+    records_follow(
+        &[Some(&nodes[0]), Some(&nodes[1]), Some(&nodes[2])],
+        Some(60),
+        "at first",
+    );
+    let want = answers(&nodes[0], seq);
+    assert_eq!(want[0][0].0, "r7");
+    assert_eq!(want[1][0].0, "r9");
+    for s in &nodes[1..] {
+        assert_eq!(answers(s, seq), want);
+    }
+    // A node keeping only some shards' records cannot snapshot the whole database.
+    let placed = placement(&cluster_status(&nodes[0]));
+    let partial = (1..=3u64)
+        .find(|id| placed.iter().any(|r| !r.contains(id)))
+        .unwrap();
+    let r = nodes[partial as usize - 1].post("/cluster/snapshot", json!({}));
+    assert_eq!(r.status, 409, "node {partial}: {:?}", r.body);
+
+    // Node 3 stops: its shards move to nodes 1 and 2, which copy in what they lack
+    // while writes go on through node 1.
+    nodes[2].kill9();
+    let stopped = Instant::now();
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (writing, url) = (writing.clone(), nodes[0].url(""));
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut n = 60;
+            while writing.load(Ordering::SeqCst) && n < 100 {
+                let r = ureq::post(&format!("{url}/collections/rec/documents"))
+                    .send_json(json!({ "documents": [doc(n)] }));
+                if let Ok(r) = r {
+                    let body: Value = r.into_json().unwrap();
+                    acked.push((n, body["seq"].as_u64().unwrap()));
+                }
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            acked
+        })
+    };
+    records_follow(
+        &[Some(&nodes[0]), Some(&nodes[1]), None],
+        None,
+        "after node 3 stopped",
+    );
+    writing.store(false, Ordering::SeqCst);
+    let acked = writer.join().unwrap();
+    eprintln!(
+        "shards copied in after node 3 stopped: {:.1} s, {} writes acknowledged meanwhile",
+        stopped.elapsed().as_secs_f64(),
+        acked.len()
+    );
+    let last = acked.iter().map(|a| a.1).max().unwrap_or(seq);
+    let total = 60 + acked.len() as u64;
+    let after = answers(&nodes[0], last);
+    assert_eq!(answers(&nodes[1], last), after, "nodes 1 and 2 agree");
+    for s in &nodes[..2] {
+        for (n, _) in &acked {
+            let r = s.get(&format!("/collections/rec/documents/r{n}"));
+            assert_eq!(r.status, 200, "r{n}: {:?}", r.body);
+        }
+        let info = s.get("/collections/rec").body;
+        assert_eq!(info["documents"], total, "{info}");
+        assert_eq!(info["keyword_documents"], total, "{info}");
+    }
+
+    // Node 3 comes back: its shards are placed on it again (it kept their records
+    // and catches up on their writes), and nodes 1 and 2 let them go.
+    nodes[2].start_again();
+    records_follow(
+        &[Some(&nodes[0]), Some(&nodes[1]), Some(&nodes[2])],
+        Some(total),
+        "after node 3 came back",
+    );
+    for s in &nodes {
+        assert_eq!(answers(s, last), after);
+    }
+
+    for s in &mut nodes {
+        s.kill9();
+    }
+    eprintln!("test took {:.1} s", test_started.elapsed().as_secs_f64());
+}
