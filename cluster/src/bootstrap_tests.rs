@@ -71,12 +71,21 @@ fn a_damaged_snapshot_falls_back_to_the_previous_one_or_to_a_clear_error() {
     let store = runtime
         .block_on(snapshot::bucket(&js, config.replicas()))
         .unwrap();
+    let info = |node_id: u32, seq: u64| snapshot::SnapshotInfo {
+        name: snapshot::object_name(seq, node_id),
+        seq,
+        bytes,
+        sha256: sha.clone(),
+        node_id,
+        created_ms: 1,
+        missing: Vec::new(),
+    };
     runtime
-        .block_on(snapshot::upload(&store, 1, local.seq, bytes, &sha, &good))
+        .block_on(snapshot::upload(&store, &info(1, local.seq), &good))
         .unwrap();
     // Newer, but its bytes do not match the checksum it claims.
     runtime
-        .block_on(snapshot::upload(&store, 2, 5, bytes, &sha, &junk))
+        .block_on(snapshot::upload(&store, &info(2, 5), &junk))
         .unwrap_err();
     let listed = runtime.block_on(snapshot::list_in(&store)).unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");

@@ -4,15 +4,17 @@
 //! the stream below it. A new or wiped node starts from the newest one
 //! ([`crate::bootstrap`]) instead of replaying the whole stream.
 //!
-//! Why one snapshot of the whole database, not one per shard: every node applies
-//! every shard in the stream's order (README "Cluster mode"), so a node's records
-//! are one consistent point of the stream, named by one sequence; a per-shard
-//! snapshot would need per-shard positions that no node keeps, and a node would
-//! need all of them anyway. Any node can write it; the lease (a key in the bucket
-//! [`LEASE_BUCKET`], created only if absent, with a max age so a dead writer's lease
-//! expires) makes it one at a time.
+//! Why a snapshot of a node's database, not one per shard: a node applies every
+//! shard it keeps in the stream's order (README "Cluster mode"), so its records are
+//! one consistent point of the stream, named by one sequence. Any node can write one;
+//! the lease (a key in the bucket [`LEASE_BUCKET`], created only if absent, with a
+//! max age so a dead writer's lease expires) makes it one at a time. A node that
+//! keeps only some shards' records (`--shard-records placed`) writes a snapshot that
+//! lacks the others and says which ([`SnapshotInfo::missing`]); each node then
+//! snapshots when the newest snapshot holding its own shards is due, and the stream
+//! is trimmed only as far as every shard is in some snapshot ([`covered_to`]).
 //!
-//! Trimming: the stream keeps the messages after the snapshot, and also those any
+//! Trimming: the stream keeps the messages after [`covered_to`], and also those any
 //! live node (heartbeat within 10 s) has not applied yet, which its heartbeat says at
 //! no cost; a node that was down when the stream was trimmed past it bootstraps from
 //! the snapshot when it starts. The newest [`KEEP`] snapshots are kept: an older one
@@ -97,6 +99,17 @@ pub struct SnapshotInfo {
     /// The node that wrote it, and when (Unix milliseconds).
     pub node_id: u32,
     pub created_ms: u64,
+    /// The shards (`NAME.SHARD`) whose records it lacks: its node kept only some
+    /// (`--shard-records placed`). Empty: the whole database.
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+impl SnapshotInfo {
+    /// Whether it holds the records of shard `key` (`NAME.SHARD`).
+    pub fn holds(&self, key: &str) -> bool {
+        !self.missing.iter().any(|m| m == key)
+    }
 }
 
 /// What taking a snapshot did.
@@ -112,9 +125,10 @@ pub struct Taken {
     pub seconds: f64,
 }
 
-/// The object name of a snapshot at `seq`: sorts by sequence.
-pub fn object_name(seq: u64) -> String {
-    format!("snapshot-{seq:020}")
+/// The object name of node `node`'s snapshot at `seq`: sorts by sequence. With the
+/// node: two nodes keeping different shards may snapshot at the same sequence.
+pub fn object_name(seq: u64, node: u32) -> String {
+    format!("snapshot-{seq:020}-node{node}")
 }
 
 fn now_ms() -> u64 {
@@ -150,6 +164,15 @@ fn info_of(o: &object_store::ObjectInfo) -> Option<SnapshotInfo> {
         sha256: m.get("sha256")?.clone(),
         node_id: num("node")? as u32,
         created_ms: num("created_ms").unwrap_or(0),
+        missing: m
+            .get("missing")
+            .map(|l| {
+                l.split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -371,7 +394,7 @@ async fn write_if_due(node: &Arc<Node>, only_if: Option<Policy>) -> Result<Optio
     let started = Instant::now();
     let store = bucket(&node.js, node.config.replicas()).await?;
     if let Some(policy) = only_if {
-        let newest = list_in(&store).await?.into_iter().next();
+        let newest = newest_for(node, &list_in(&store).await?);
         let last = last_seq(node).await?;
         let (seq, at) = newest.map_or((0, 0), |s| (s.seq, s.created_ms));
         let age = Duration::from_millis(now_ms().saturating_sub(at));
@@ -384,16 +407,26 @@ async fn write_if_due(node: &Arc<Node>, only_if: Option<Policy>) -> Result<Optio
         let local = owner.store().snapshot()?;
         let file = local.dir.with_extension("snap");
         let (bytes, sha) = archive::pack(&local.dir, &file)?;
-        Ok((local.seq, bytes, sha, file))
+        Ok((local.seq, bytes, sha, local.missing.clone(), file))
     })
     .await
     .map_err(nats)??;
-    let (seq, bytes, sha256, file) = packed;
-    let uploaded = upload(&store, node.config.node_id, seq, bytes, &sha256, &file).await;
+    let (seq, bytes, sha256, missing, file) = packed;
+    let info = SnapshotInfo {
+        name: object_name(seq, node.config.node_id),
+        seq,
+        bytes,
+        sha256,
+        node_id: node.config.node_id,
+        created_ms: now_ms(),
+        missing,
+    };
+    let uploaded = upload(&store, &info, &file).await;
     let _ = std::fs::remove_file(&file);
     let snapshot = uploaded?;
-    let (stream_first_seq, purged) = trim(node, seq).await?;
-    let removed = prune(&store).await?;
+    let listed = list_in(&store).await?;
+    let (stream_first_seq, purged) = trim(node, covered_to(&listed)).await?;
+    let removed = prune(&store, &listed).await?;
     let taken = Taken {
         snapshot,
         stream_first_seq,
@@ -405,29 +438,20 @@ async fn write_if_due(node: &Arc<Node>, only_if: Option<Policy>) -> Result<Optio
     Ok(Some(taken))
 }
 
-/// Uploads the archive under its sequence's name, then reads it back whole and
-/// checks its SHA-256: the stream is trimmed only below a snapshot known good.
+/// Uploads the archive `file` as `info` says, then reads it back whole and checks
+/// its SHA-256: the stream is trimmed only below a snapshot known good.
 pub(crate) async fn upload(
     store: &ObjectStore,
-    node_id: u32,
-    seq: u64,
-    bytes: u64,
-    sha256: &str,
+    info: &SnapshotInfo,
     file: &Path,
 ) -> Result<SnapshotInfo> {
-    let info = SnapshotInfo {
-        name: object_name(seq),
-        seq,
-        bytes,
-        sha256: sha256.to_string(),
-        node_id,
-        created_ms: now_ms(),
-    };
+    let (seq, bytes) = (info.seq, info.bytes);
     let metadata = HashMap::from([
         ("seq".to_string(), seq.to_string()),
         ("sha256".to_string(), info.sha256.clone()),
         ("node".to_string(), info.node_id.to_string()),
         ("created_ms".to_string(), info.created_ms.to_string()),
+        ("missing".to_string(), info.missing.join(",")),
     ]);
     let meta = ObjectMetadata {
         name: info.name.clone(),
@@ -446,13 +470,43 @@ pub(crate) async fn upload(
             info.name, info.sha256
         )));
     }
-    Ok(info)
+    Ok(info.clone())
 }
 
 /// The stream's last sequence.
 async fn last_seq(node: &Node) -> Result<u64> {
     let mut stream = node.js.get_stream(STREAM).await.map_err(nats)?;
     Ok(stream.info().await.map_err(nats)?.state.last_sequence)
+}
+
+/// The last sequence up to which every shard's records are in a stored snapshot:
+/// the newest snapshot's, or for each shard it lacks, the newest one holding that
+/// shard's (0 when none does). `listed`: newest first. Why this is safe for a shard
+/// a snapshot does not know at all (its collection created after it): everything of
+/// that shard came after that snapshot's sequence, so nothing of it is trimmed.
+pub fn covered_to(listed: &[SnapshotInfo]) -> u64 {
+    let Some(newest) = listed.first() else {
+        return 0;
+    };
+    newest.missing.iter().fold(newest.seq, |to, key| {
+        let held = listed[1..].iter().find(|s| s.holds(key));
+        to.min(held.map_or(0, |s| s.seq))
+    })
+}
+
+/// The snapshots to keep: the newest [`KEEP`], and for each shard the newest one
+/// lacks, the newest that holds it ([`covered_to`] relies on them).
+fn kept(listed: &[SnapshotInfo]) -> std::collections::BTreeSet<&str> {
+    let mut keep: std::collections::BTreeSet<&str> =
+        listed.iter().take(KEEP).map(|s| s.name.as_str()).collect();
+    if let Some(newest) = listed.first() {
+        for key in &newest.missing {
+            if let Some(s) = listed[1..].iter().find(|s| s.holds(key)) {
+                keep.insert(&s.name);
+            }
+        }
+    }
+    keep
 }
 
 /// Purges the stream below [`trim_point`]; the stream's first sequence after it and
@@ -474,12 +528,24 @@ async fn trim(node: &Node, seq: u64) -> Result<(u64, u64)> {
     Ok((keep_from, purged))
 }
 
-/// Deletes the snapshots beyond the newest [`KEEP`].
-async fn prune(store: &ObjectStore) -> Result<Vec<String>> {
+/// The newest of `listed` that holds every shard whose records this node keeps: the
+/// one a snapshot of this node would replace (with every node keeping every shard,
+/// the newest).
+fn newest_for(node: &Node, listed: &[SnapshotInfo]) -> Option<SnapshotInfo> {
+    let lacking = node.store.store().shards_not_kept();
+    listed
+        .iter()
+        .find(|s| s.missing.iter().all(|m| lacking.contains(m)))
+        .cloned()
+}
+
+/// Deletes the snapshots of `listed` that are not [`kept`].
+async fn prune(store: &ObjectStore, listed: &[SnapshotInfo]) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for old in list_in(store).await?.into_iter().skip(KEEP) {
+    let keep = kept(listed);
+    for old in listed.iter().filter(|s| !keep.contains(s.name.as_str())) {
         match store.delete(&old.name).await {
-            Ok(()) => removed.push(old.name),
+            Ok(()) => removed.push(old.name.clone()),
             // Already gone (a listing can still show an object being replaced or
             // removed): what pruning wants, not a failed snapshot.
             Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => {}
@@ -510,7 +576,11 @@ pub async fn periodic(node: Arc<Node>) {
         }
         match bucket(&node.js, node.config.replicas()).await {
             Ok(store) => {
-                if let Ok(Some(s)) = list_in(&store).await.map(|l| l.into_iter().next()) {
+                if let Some(s) = list_in(&store)
+                    .await
+                    .ok()
+                    .and_then(|l| newest_for(&node, &l))
+                {
                     newest = (s.seq, s.created_ms);
                 }
             }
@@ -551,11 +621,44 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_is_trimmed_only_as_far_as_every_shard_is_in_a_snapshot() {
+        let snap = |seq: u64, node: u32, missing: &[&str]| SnapshotInfo {
+            name: object_name(seq, node),
+            seq,
+            bytes: 1,
+            sha256: String::new(),
+            node_id: node,
+            created_ms: seq,
+            missing: missing.iter().map(|m| m.to_string()).collect(),
+        };
+        assert_eq!(covered_to(&[]), 0);
+        // Whole snapshots: the newest.
+        assert_eq!(covered_to(&[snap(50, 1, &[]), snap(40, 2, &[])]), 50);
+        // Node 3's lacks c.0, which no other holds: nothing can be trimmed.
+        let only = [snap(90, 3, &["c.0"])];
+        assert_eq!(covered_to(&only), 0);
+        // Node 1's, older, holds c.0 (it lacks c.1, which node 3's holds).
+        let listed = [
+            snap(90, 3, &["c.0"]),
+            snap(70, 2, &["c.0", "c.2"]),
+            snap(60, 1, &["c.1"]),
+            snap(30, 1, &[]),
+        ];
+        assert_eq!(covered_to(&listed), 60);
+        let keep = kept(&listed);
+        assert_eq!(
+            keep.into_iter().collect::<Vec<_>>(),
+            [object_name(60, 1), object_name(70, 2), object_name(90, 3)],
+            "the newest two and the one holding c.0"
+        );
+    }
+
+    #[test]
     fn the_stream_keeps_what_the_slowest_live_node_still_needs() {
         assert_eq!(trim_point(100, []), 101);
         assert_eq!(trim_point(100, [120, 130]), 101);
         assert_eq!(trim_point(100, [120, 40]), 41);
-        assert_eq!(object_name(42), "snapshot-00000000000000000042");
-        assert!(object_name(9) < object_name(10));
+        assert_eq!(object_name(42, 3), "snapshot-00000000000000000042-node3");
+        assert!(object_name(9, 2) < object_name(10, 1));
     }
 }

@@ -28,6 +28,10 @@ pub struct LocalSnapshot {
     pub dir: PathBuf,
     /// The last replicated-log sequence it reflects.
     pub seq: u64,
+    /// The shards (`NAME.SHARD`) whose records it does not hold: this node keeps
+    /// only some shards' records (`--shard-records placed`). Empty: the whole
+    /// database.
+    pub missing: Vec<String>,
 }
 
 impl Drop for LocalSnapshot {
@@ -44,20 +48,12 @@ impl Store {
     /// directory (so the checkpoint hard-links rather than copies): every collection's
     /// graph dumped now, the checkpoint, the dumps copied beside it. Safe while the
     /// node applies writes: the checkpoint is one point of the records, and its
-    /// applied sequence is read back from it.
+    /// applied sequence is read back from it. A node that keeps only some shards'
+    /// records snapshots those, and says which it lacks ([`LocalSnapshot::missing`]).
     pub fn snapshot(&self) -> Result<LocalSnapshot> {
-        // A node keeping some shards' records only would hand a node bootstrapped from
-        // its snapshot those shards alone (README: per-shard snapshots are not built).
-        if let Some(coll) = self
-            .all_collections()
-            .into_iter()
-            .find(|c| *c.records.read().expect("lock") != crate::shard_scope::ShardScope::All)
-        {
-            return Err(Error::conflict(
-                "snapshot",
-                format!("this node keeps the records of only some shards of collection '{}', so its snapshot would not hold the others; take the snapshot on a node that keeps every shard", coll.config.name),
-            ));
-        }
+        // Read before and after the checkpoint: a shard counts as held only if it was
+        // kept at both (one copied in or let go meanwhile counts as missing).
+        let mut missing = self.shards_not_kept();
         let n = TAKEN.fetch_add(1, Ordering::SeqCst);
         let data_dir = self.dumps.data_dir();
         sweep_leftovers(data_dir);
@@ -78,9 +74,13 @@ impl Store {
             }
         }
         self.storage.checkpoint(&dir)?;
+        missing.extend(self.shards_not_kept());
+        missing.sort_unstable();
+        missing.dedup();
         let snapshot = LocalSnapshot {
             seq: applied_seq_in(&dir)?,
             dir,
+            missing,
         };
         for name in dumped {
             let to = GraphDumps::file_in(&snapshot.dir, &name);
@@ -88,6 +88,21 @@ impl Store {
             std::fs::copy(self.dumps.path(&name), to)?;
         }
         Ok(snapshot)
+    }
+
+    /// The shards (`NAME.SHARD`) whose records this node does not keep.
+    pub fn shards_not_kept(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for coll in self.all_collections() {
+            let kept = coll.records.read().expect("lock").clone();
+            let name = &coll.config.name;
+            out.extend(
+                (0..coll.config.shards)
+                    .filter(|&s| !kept.holds_shard(s))
+                    .map(|s| format!("{name}.{s}")),
+            );
+        }
+        out
     }
 }
 
@@ -234,9 +249,12 @@ mod tests {
             applied_seq_in(root.path().join("none").as_path()).unwrap(),
             0
         );
-        // A node that keeps only some shards' records takes no whole snapshot.
+        assert!(store.snapshot().unwrap().missing.is_empty());
+        // A node that keeps only some shards' records says which its snapshot lacks.
         let only: std::collections::BTreeSet<u32> = [0].into();
         store.keep_shard_records("v", &only).unwrap();
-        assert!(matches!(store.snapshot(), Err(Error::Conflict { .. })));
+        let shards = store.collection_info("v").unwrap().config.shards;
+        let lacks: Vec<String> = (1..shards).map(|s| format!("v.{s}")).collect();
+        assert_eq!(store.snapshot().unwrap().missing, lacks);
     }
 }
