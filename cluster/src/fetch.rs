@@ -3,7 +3,7 @@
 //! `scatter::serve`): a scattered query's fetch phase (the k winners of shards this
 //! node does not serve, `Store::fetch_hits`), `GET` of one document
 //! (`Store::get_document_here`), a job's read of a document's record
-//! (`Store::document_record`), a page of the shard's documents for a job that reads
+//! (`Store::document_record`) or of a chunk's text span (`Store::chunk_span`), a page of the shard's documents for a job that reads
 //! the whole collection (`Store::shard_documents`), the shard's counts
 //! (`Store::shard_counts`) and a keyword query's first round, the shard's BM25
 //! counts for the query's terms (`Store::term_stats`, summed by [`term_stats`]), and
@@ -45,6 +45,10 @@ enum ShardRead {
         collection: String,
         id: String,
     },
+    ChunkSpan {
+        collection: String,
+        chunk: u64,
+    },
     TermStats {
         collection: String,
         shard: u32,
@@ -70,6 +74,7 @@ pub(crate) enum ShardRecords {
     Hits(FetchedHits),
     Document(Document),
     Record(Option<DocumentRecord>),
+    ChunkSpan(Option<(u32, u32)>),
     TermStats(TermStats),
     Documents(ShardPage),
     Counts(ShardCounts),
@@ -105,6 +110,9 @@ pub(crate) fn read(node: &Node, payload: &[u8]) -> engram_store::Result<ShardRec
             // A record with no vectors is smaller than the write that stored it,
             // which fitted one message.
             ShardRecords::Record(store.storage().get_document(&collection, &id)?)
+        }
+        ShardRead::ChunkSpan { collection, chunk } => {
+            ShardRecords::ChunkSpan(store.chunk_span_here(&collection, chunk)?)
         }
         ShardRead::TermStats {
             collection,
@@ -199,6 +207,25 @@ pub(crate) async fn record(
     };
     ask(node, collection, shard, &what, |r| match r {
         ShardRecords::Record(rec) => Some(rec),
+        _ => None,
+    })
+    .await
+}
+
+/// The span of chunk `chunk` of `collection`'s `shard`, read by one replica of the
+/// shard (None: not there).
+pub(crate) async fn chunk_span(
+    node: &Node,
+    collection: &str,
+    shard: u32,
+    chunk: u64,
+) -> Result<Option<(u32, u32)>> {
+    let what = ShardRead::ChunkSpan {
+        collection: collection.to_string(),
+        chunk,
+    };
+    ask(node, collection, shard, &what, |r| match r {
+        ShardRecords::ChunkSpan(span) => Some(span),
         _ => None,
     })
     .await

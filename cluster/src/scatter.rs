@@ -413,6 +413,18 @@ impl engram_store::replica::ScatterQueries for Hook {
             .map_err(to_store_error)
     }
 
+    fn chunk_span(
+        &self,
+        name: &str,
+        shard: u32,
+        chunk: u64,
+    ) -> engram_store::Result<Option<(u32, u32)>> {
+        let node = self.node()?;
+        self.runtime
+            .block_on(crate::fetch::chunk_span(&node, name, shard, chunk))
+            .map_err(to_store_error)
+    }
+
     fn shard_documents(
         &self,
         scan: &engram_store::ShardScan,

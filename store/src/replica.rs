@@ -146,6 +146,10 @@ pub trait ScatterQueries: Send + Sync {
         id: &str,
     ) -> Result<Option<crate::collection::DocumentRecord>>;
 
+    /// The text span (byte offsets) of stored chunk `chunk` of `shard`, read by a
+    /// node placed on it (None: not there).
+    fn chunk_span(&self, name: &str, shard: u32, chunk: u64) -> Result<Option<(u32, u32)>>;
+
     /// A page of one shard's documents, read by a node placed on it
     /// (`Store::shard_documents` there).
     fn shard_documents(&self, scan: &crate::ShardScan) -> Result<crate::ShardPage>;

@@ -278,11 +278,10 @@ fn even<T: Clone>(items: &[T], n: usize) -> Vec<T> {
 /// The audit's input: `sample` documents' first stored chunk (the text behind the
 /// vector an attacker would hold), and up to [`MAX_CORPUS`] whole documents with
 /// known-item queries for the retrieval side. The documents are listed shard by
-/// shard where each is kept (`Store::each_document`); a chunk's span is read from
-/// this node's vectors, the whole text where they are not here.
+/// shard where each is kept (`Store::each_document`), and so is a chunk's span
+/// (`Store::chunk_span`).
 fn gather(store: &Store, coll: &Collection, sample: usize) -> Result<AuditInput> {
     let name = &coll.config.name;
-    let storage = store.storage();
     let mut docs: Vec<(String, String, Vec<u64>)> = Vec::new();
     store.each_document(name, |id, rec: DocumentRecord| {
         if let Some(text) = rec.text.filter(|t| !t.trim().is_empty()) {
@@ -294,10 +293,10 @@ fn gather(store: &Store, coll: &Collection, sample: usize) -> Result<AuditInput>
     let mut targets = Vec::new();
     for (id, text, chunks) in even(&docs, sample) {
         let span = match chunks.first() {
-            Some(&c) => storage.get_vector(name, c)?.and_then(|v| {
-                text.get(v.start as usize..v.end as usize)
-                    .map(str::to_string)
-            }),
+            Some(&c) => store
+                .chunk_span(name, &id, c)?
+                .and_then(|(start, end)| text.get(start as usize..end as usize))
+                .map(str::to_string),
             None => None,
         };
         targets.push(AuditDoc {

@@ -345,6 +345,25 @@ impl Store {
         self.storage.get_document(name, id)
     }
 
+    /// The text span (byte offsets) of chunk `chunk` of document `id`, read where the
+    /// document's shard is kept (as [`Store::document_record`]); None when it is not
+    /// stored.
+    pub fn chunk_span(&self, name: &str, id: &str, chunk: u64) -> Result<Option<(u32, u32)>> {
+        let coll = self.collection(name)?;
+        if let Some((scatter, shard)) = self.read_elsewhere(&coll, id) {
+            return scatter.chunk_span(name, shard, chunk);
+        }
+        self.chunk_span_here(name, chunk)
+    }
+
+    /// [`Store::chunk_span`] from this node's own records.
+    pub fn chunk_span_here(&self, name: &str, chunk: u64) -> Result<Option<(u32, u32)>> {
+        Ok(self
+            .storage
+            .get_vector(name, chunk)?
+            .map(|v| (v.start, v.end)))
+    }
+
     /// A document by id from this node's own records.
     pub fn get_document_here(&self, name: &str, id: &str, with_vectors: bool) -> Result<Document> {
         let coll = self.collection(name)?;

@@ -228,6 +228,11 @@ impl crate::replica::ScatterQueries for TwoStores {
         self.other.storage.get_document(name, id)
     }
 
+    fn chunk_span(&self, name: &str, shard: u32, chunk: u64) -> Result<Option<(u32, u32)>> {
+        assert!(!self.here.contains(&shard), "read here, not asked for");
+        self.other.chunk_span_here(name, chunk)
+    }
+
     fn shard_documents(&self, scan: &crate::ShardScan) -> Result<crate::ShardPage> {
         assert!(
             !self.here.contains(&scan.shard),
@@ -293,6 +298,11 @@ fn a_node_holding_some_shards_answers_whole_queries_through_the_scatter() {
         let want: crate::collection::DocumentRecord =
             a.storage.get_document("c", &id).unwrap().unwrap();
         assert_eq!((got.text, got.seq), (want.text, want.seq));
+        // A chunk's span (an audit's target), the same way.
+        let chunk = want.chunks[0];
+        let span = b.chunk_span("c", &id, chunk).unwrap();
+        assert!(span.is_some());
+        assert_eq!(span, a.chunk_span_here("c", chunk).unwrap());
     }
     assert!(b.document_record("c", "d40").unwrap().is_none());
     assert!(b.document_record("gone", "d1").unwrap().is_none());
