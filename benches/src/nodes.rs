@@ -35,7 +35,11 @@ impl Engram {
             ])
             .arg(dir)
             .args(extra)
-            .env("RUST_LOG", "error")
+            // Quiet unless asked (`ENGRAM_BENCH_LOG=info` shows the nodes' logs).
+            .env(
+                "RUST_LOG",
+                std::env::var("ENGRAM_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .context("start engram")?;
@@ -165,6 +169,25 @@ pub fn throughput(
             .try_for_each(|r| r.join().expect("client thread"))
     })?;
     Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Waits until `node` has applied `last` (polling its `GET /cluster`); the seconds
+/// since `started`.
+pub fn until_applied(node: &Engram, last: u64, started: Instant) -> Result<f64> {
+    loop {
+        let status = node.call("GET", "/cluster", Value::Null);
+        let applied = status
+            .ok()
+            .and_then(|s| s["applied_seq"].as_u64())
+            .unwrap_or(0);
+        if applied >= last {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the node did not catch up (applied {applied} of {last})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits until every node has applied the creation of `name` (a write to a node

@@ -237,6 +237,10 @@ pub struct Node {
     fetches: reply::Counters,
     /// Holds the follower while a shard's copy is taken in ([`shard_move`]).
     hold: hold::Hold,
+    /// Wakes `scatter::serve` before its period (a copy or a graph rebuild is done).
+    replan: tokio::sync::Notify,
+    /// The shards being copied in ([`shard_move`]): their graph holds them already.
+    copying: std::sync::Mutex<std::collections::BTreeSet<(String, u32)>>,
     /// Its own runtime: the store calls in from blocking threads of any runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -266,6 +270,8 @@ impl Node {
             forwards: Default::default(),
             fetches: Default::default(),
             hold: Default::default(),
+            replan: Default::default(),
+            copying: Default::default(),
             runtime: Some(runtime),
         });
         let writer = log::JetStreamLog::new(node.js.clone(), node.handle(), node.config.node_id);

@@ -53,7 +53,7 @@ pub async fn serve(node: Arc<Node>) {
     let mut moving = None;
     loop {
         match mine(&node).await {
-            Ok(mine) => {
+            Ok((mine, elsewhere)) => {
                 serving.retain(|key, task| {
                     let keep = mine.contains(key) && !task.is_finished();
                     if !keep {
@@ -63,18 +63,22 @@ pub async fn serve(node: Arc<Node>) {
                     keep
                 });
                 rebuilding.retain(|_, task| !task.is_finished());
-                crate::shard_move::reconcile(&node, &mine, &mut moving);
+                crate::shard_move::reconcile(&node, &mine, &elsewhere, &mut moving);
                 regraph(&node, &mine, &mut rebuilding);
                 for (name, shard) in mine {
                     if serving.contains_key(&(name.clone(), shard)) {
                         continue;
                     }
-                    let indexed = node
-                        .store
-                        .store()
+                    // Indexed, and its records here: a shard being copied in is
+                    // indexed page by page before it is kept (`crate::shard_move`).
+                    let store = node.store.store();
+                    let ready = store
                         .indexed_shards(&name)
-                        .is_ok_and(|scope| scope.holds_shard(shard));
-                    if !indexed {
+                        .is_ok_and(|scope| scope.holds_shard(shard))
+                        && store
+                            .record_shards(&name)
+                            .is_ok_and(|kept| kept.holds_shard(shard));
+                    if !ready {
                         continue;
                     }
                     match subscribe(&node, &name, shard).await {
@@ -92,7 +96,12 @@ pub async fn serve(node: Arc<Node>) {
                 tracing::warn!(error = %e, "placement not computed; keeping the shards served")
             }
         }
-        tokio::time::sleep(REPLAN_EVERY).await;
+        // Sooner when a copy or a rebuild finished: the next step (index the copied
+        // shard, serve the rebuilt one) need not wait for the period.
+        tokio::select! {
+            _ = tokio::time::sleep(REPLAN_EVERY) => {}
+            _ = node.replan.notified() => {}
+        }
     }
 }
 
@@ -123,8 +132,8 @@ async fn subscribe(node: &Arc<Node>, name: &str, shard: u32) -> Result<JoinHandl
 
 /// Starts, for each collection whose graph does not hold exactly the shards placed
 /// here whose records it keeps (none running for it yet), a rebuild of its graph for
-/// them (`Store::index_shards`, aside like a compaction): a shard whose records are
-/// still being copied in (`crate::shard_move`) is indexed once they are here. A
+/// them (`Store::index_shards`, aside like a compaction); a shard being copied in
+/// (`crate::shard_move`) counts as kept, its pages indexed as they arrive. A
 /// collection none of whose shards is placed here keeps an empty graph.
 fn regraph(
     node: &Arc<Node>,
@@ -147,9 +156,10 @@ fn regraph(
             )
         })
         .collect();
+    let copying = node.copying.lock().expect("lock").clone();
     for (name, shard) in mine {
         if let Some((_, _, kept, shards)) = placed.get_mut(name) {
-            if kept.holds_shard(*shard) {
+            if kept.holds_shard(*shard) || copying.contains(&(name.clone(), *shard)) {
                 shards.insert(*shard);
             }
         }
@@ -158,12 +168,13 @@ fn regraph(
         if rebuilding.contains_key(&name) || held == ShardScope::of(&shards, count) {
             continue;
         }
-        let store = node.store.clone();
+        let owner = node.clone();
         let key = name.clone();
         let task = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            match store.store().index_shards(&name, &shards) {
+            match owner.store.store().index_shards(&name, &shards) {
                 Ok(Rescoped::Rebuilt) => {
+                    owner.replan.notify_one();
                     tracing::info!(collection = %name, shards = ?shards, seconds = started.elapsed().as_secs_f64(), "graph rebuilt for the shards placed here")
                 }
                 Ok(_) => {}
@@ -177,8 +188,9 @@ fn regraph(
 }
 
 /// The shards this node answers for: those placed on it, and those it answers for
-/// now that no other live node answers for yet ([`handed_over`]).
-async fn mine(node: &Node) -> Result<BTreeSet<(String, u32)>> {
+/// now that no other live node answers for yet ([`handed_over`]); and the shards
+/// other live nodes answer for (`NAME.SHARD`, from their heartbeats).
+async fn mine(node: &Node) -> Result<(BTreeSet<(String, u32)>, BTreeSet<String>)> {
     let nodes = crate::status::live_nodes(node).await?;
     let me = node.config.node_id;
     if !nodes.iter().any(|n| n.node_id == me) {
@@ -196,7 +208,8 @@ async fn mine(node: &Node) -> Result<BTreeSet<(String, u32)>> {
         .flat_map(|n| n.serving.iter().map(String::as_str))
         .collect();
     let now = node.serving.read().expect("lock").clone();
-    Ok(handed_over(&placement.replicas, me, &now, &others))
+    let mine = handed_over(&placement.replicas, me, &now, &others);
+    Ok((mine, others.into_iter().map(String::from).collect()))
 }
 
 /// The shards placed on `me` by `replicas`, plus those it serves `now` that no other

@@ -160,13 +160,15 @@ pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> R
         let download = tempfile::NamedTempFile::new()
             .map_err(|e| Error::Nats(format!("cannot store the shard copy: {e}")))?;
         crate::snapshot::fetch(&objects, &exported.object, Some(download.path())).await?;
+        let key = (collection.to_string(), shard);
+        node.copying.lock().expect("lock").insert(key.clone());
         let (owner, name, export) = (node.store.clone(), collection.to_string(), exported.export);
-        tokio::task::spawn_blocking(move || {
+        let imported = tokio::task::spawn_blocking(move || {
             import(owner.store(), &name, shard, &export, download.path())
         })
-        .await
-        .map_err(nats)?
-        .map_err(Error::from)
+        .await;
+        node.copying.lock().expect("lock").remove(&key);
+        imported.map_err(nats)?.map_err(Error::from)
     }
     .await;
     // The follower goes on, with the shard kept if the import finished.
@@ -187,7 +189,8 @@ pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> R
     Ok(documents)
 }
 
-/// Imports the copy in `file` (what a copy cut short left dropped first), then keeps
+/// Imports the copy in `file` (what a copy cut short left dropped first, the graph
+/// made to hold the shard so that each page is indexed as it is written), then keeps
 /// the shard. Blocking.
 fn import(
     store: &Store,
@@ -196,7 +199,7 @@ fn import(
     export: &ShardExport,
     file: &Path,
 ) -> engram_store::Result<u64> {
-    store.drop_shard_records(collection, shard)?;
+    store.begin_shard_import(collection, shard)?;
     let lines = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?).lines();
     let mut page = Vec::with_capacity(PAGE);
     let mut documents = 0;
@@ -242,18 +245,22 @@ pub(crate) struct Moves {
 
 /// The moves of a collection of `count` shards whose records this node keeps for
 /// `kept`, whose graph holds `indexed`, with `placed` the shards this node answers
-/// for: a shard is let go once it is neither placed here nor in the graph (so it is
-/// no longer served), and copied in when placed here and not kept.
+/// for and `elsewhere` those another live node answers for: a shard is let go once
+/// it is neither placed here nor in the graph (so no longer served here) and another
+/// node serves it (so keeps its records: the last node keeping a shard never lets it
+/// go, whatever placement says while heartbeats come and go), and copied in when
+/// placed here and not kept.
 pub(crate) fn moves(
     count: u32,
     kept: &ShardScope,
     indexed: &ShardScope,
     placed: &BTreeSet<u32>,
+    elsewhere: &BTreeSet<u32>,
 ) -> Moves {
     let mut m = Moves::default();
     for s in 0..count {
         let (keeps, wanted) = (kept.holds_shard(s), placed.contains(&s));
-        if keeps && !wanted && !indexed.holds_shard(s) {
+        if keeps && !wanted && !indexed.holds_shard(s) && elsewhere.contains(&s) {
             m.release.push(s);
         } else if wanted && !keeps {
             m.copy.push(s);
@@ -265,10 +272,12 @@ pub(crate) fn moves(
 /// Starts, when none is running, a task that brings this node's records in line with
 /// `mine` (the shards it answers for) under `--shard-records placed`, or with every
 /// shard under `all` (a node that kept only some shards before copies the others
-/// in): shards let go, then shards copied in, one at a time.
+/// in): shards let go (those `elsewhere`, `NAME.SHARD`, says another node serves),
+/// then shards copied in, one at a time.
 pub(crate) fn reconcile(
     node: &Arc<Node>,
     mine: &BTreeSet<(String, u32)>,
+    elsewhere: &BTreeSet<String>,
     running: &mut Option<JoinHandle<()>>,
 ) {
     if running.as_ref().is_some_and(|t| !t.is_finished()) {
@@ -295,7 +304,11 @@ pub(crate) fn reconcile(
                     &every
                 }
             };
-            let m = moves(c.config.shards, &kept, &indexed, here);
+            let name = &c.config.name;
+            let served: BTreeSet<u32> = (0..c.config.shards)
+                .filter(|s| elsewhere.contains(&format!("{name}.{s}")))
+                .collect();
+            let m = moves(c.config.shards, &kept, &indexed, here, &served);
             (c.config.name, m)
         })
         .filter(|(_, m)| *m != Moves::default())
@@ -310,6 +323,7 @@ pub(crate) fn reconcile(
                 tracing::warn!(collection = %name, error = %e, "shard records not moved yet; retrying");
             }
         }
+        node.replan.notify_one();
     }));
 }
 
@@ -353,8 +367,9 @@ mod tests {
     fn shards_are_let_go_once_unserved_and_copied_when_placed_and_missing() {
         let only = |s: &[u32]| ShardScope::Only(s.iter().copied().collect());
         let placed = BTreeSet::from([1, 2]);
+        let everywhere = BTreeSet::from([0, 1, 2, 3]);
         // Keeps all, graph holds 0-2: shard 3 goes; 0 waits for its graph to drop it.
-        let m = moves(4, &ShardScope::All, &only(&[0, 1, 2]), &placed);
+        let m = moves(4, &ShardScope::All, &only(&[0, 1, 2]), &placed, &everywhere);
         assert_eq!(
             m,
             Moves {
@@ -363,7 +378,7 @@ mod tests {
             }
         );
         // Keeps 0 and 1, graph holds 1: 0 goes, 2 comes.
-        let m = moves(4, &only(&[0, 1]), &only(&[1]), &placed);
+        let m = moves(4, &only(&[0, 1]), &only(&[1]), &placed, &everywhere);
         assert_eq!(
             m,
             Moves {
@@ -371,8 +386,23 @@ mod tests {
                 copy: vec![2]
             }
         );
+        // ... but not while no other node serves it: its records may be the last.
+        let m = moves(
+            4,
+            &only(&[0, 1]),
+            &only(&[1]),
+            &placed,
+            &BTreeSet::from([3]),
+        );
         assert_eq!(
-            moves(4, &only(&[1, 2]), &only(&[1, 2]), &placed),
+            m,
+            Moves {
+                release: vec![],
+                copy: vec![2]
+            }
+        );
+        assert_eq!(
+            moves(4, &only(&[1, 2]), &only(&[1, 2]), &placed, &everywhere),
             Moves::default()
         );
         assert!("placed".parse::<ShardRecords>().is_ok());

@@ -19,6 +19,8 @@ pub const BUCKET: &str = "engram-nodes";
 pub const MAX_AGE: Duration = Duration::from_secs(10);
 /// How often a node beats.
 const EVERY: Duration = Duration::from_secs(2);
+/// How soon a beat that was not stored is tried again.
+const RETRY: Duration = Duration::from_millis(200);
 
 /// One node as its last heartbeat says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -88,6 +90,7 @@ fn now_ms() -> u64 {
 pub async fn heartbeat(node: Arc<Node>) {
     let mut kv = None;
     loop {
+        let mut stored = false;
         if kv.is_none() {
             kv = bucket(&node)
                 .await
@@ -110,14 +113,18 @@ pub async fn heartbeat(node: Arc<Node>) {
                     .collect(),
             };
             let bytes = serde_json::to_vec(&beat).expect("serialises");
-            if let Err(e) = store
+            match store
                 .put(format!("node-{}", beat.node_id), bytes.into())
                 .await
             {
-                tracing::warn!(error = %e, "heartbeat not stored");
+                Ok(_) => stored = true,
+                Err(e) => tracing::warn!(error = %e, "heartbeat not stored"),
             }
         }
-        tokio::time::sleep(EVERY).await;
+        // Retried sooner when not stored (at start-up the bucket's stream may not be
+        // ready yet): until its first heartbeat shows, the node places no shard on
+        // itself and other nodes place none on it.
+        tokio::time::sleep(if stored { EVERY } else { RETRY }).await;
     }
 }
 

@@ -125,8 +125,11 @@ fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
     }
 
     // Every node has applied the creation now: two replicas per shard, spread over
-    // the three nodes by rendezvous hashing.
-    let before = placement(&cluster_status(&nodes[1]));
+    // the three nodes by rendezvous hashing (once every node's heartbeat shows).
+    let before = wait("every node's heartbeat", 30, || {
+        let status = cluster_status(&nodes[1]);
+        (status["nodes"].as_array().unwrap().len() == 3).then(|| placement(&status))
+    });
     assert_eq!(before.len(), 6);
     assert!(before.iter().all(|r| r.len() == 2), "{before:?}");
     for id in 1..=3 {

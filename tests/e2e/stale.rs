@@ -45,7 +45,7 @@ fn a_changed_or_deleted_learned_document_makes_auto_answer_by_rag() {
     // synthetic strategy asked for: no self-study questions).
     let method = status["report"]["method"].as_str().unwrap_or_default();
     assert_eq!(
-        method, "context distillation (kl loss, top-20) from 4 logged and 0 self-study questions",
+        method, "context distillation (kl+next-token loss, top-20) from 4 logged and 0 self-study questions",
         "{status:?}"
     );
     assert_eq!(status["report"]["distill"]["examples"], 4, "{status:?}");

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use engram_benches::nodes::{
-    cluster_node, doc, load, percentile, throughput, wait_created, Engram, DIM,
+    cluster_node, doc, load, percentile, throughput, until_applied, wait_created, Engram, DIM,
 };
 use engram_cluster::local::NatsCluster;
 use engram_store::collection::shard_of;
@@ -136,25 +136,6 @@ fn timed_queries(node: &Engram, collection: &str, count: u64, hybrid: bool) -> R
 fn create(node: &Engram) -> Result<()> {
     node.call("PUT", "/collections/bench", json!({"dimension": DIM}))?;
     Ok(())
-}
-
-/// Waits until `node` has applied `last` (polling its `GET /cluster`); the seconds
-/// since `started`.
-fn until_applied(node: &Engram, last: u64, started: Instant) -> Result<f64> {
-    loop {
-        let status = node.call("GET", "/cluster", Value::Null);
-        let applied = status
-            .ok()
-            .and_then(|s| s["applied_seq"].as_u64())
-            .unwrap_or(0);
-        if applied >= last {
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("the node did not catch up (applied {applied} of {last})");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Phase 5 (`--bootstrap-docs N`, run alone): N documents written in batches of 100

@@ -50,7 +50,7 @@ pub struct PromoteArgs {
     #[arg(long, value_parser = ["distill", "pairs"])]
     pub method: Option<String>,
     /// Distillation's loss: kl (to the teacher's top-k distributions), next-token or
-    /// kl+next-token (both summed) [default: kl].
+    /// kl+next-token (both summed) [default: kl+next-token].
     #[arg(long, value_parser = ["kl", "next-token", "kl+next-token"])]
     pub loss: Option<String>,
     /// Teacher logits kept per answer position [default: 20].

@@ -321,7 +321,7 @@ impl Engine {
         seed: u64,
     ) -> Result<(Option<DistillConfig>, LoggedPicks)> {
         let loss = match req.loss.as_deref() {
-            None => DistillLoss::Kl,
+            None => DistillConfig::default().loss,
             Some(l) => DistillLoss::parse(l).ok_or_else(|| {
                 Error::invalid(
                     "loss",

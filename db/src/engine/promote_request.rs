@@ -94,9 +94,9 @@ pub struct PromoteRequest {
     /// promoted documents exist (two or more: one is held out for the gate), else
     /// `pairs`.
     pub method: Option<String>,
-    /// Distillation's loss: `kl` (to the teacher's top-k distribution, the default)
+    /// Distillation's loss: `kl` (to the teacher's top-k distribution),
     /// `next-token` (cross-entropy on the teacher's sampled answer) or `kl+next-token`
-    /// (their sum).
+    /// (their sum, the default).
     pub loss: Option<String>,
     /// Teacher logits kept per answer position (default 20, 1-256).
     #[schema(minimum = 1, maximum = 256)]

@@ -187,6 +187,25 @@ impl Store {
         Ok(())
     }
 
+    /// Readies collection `name` for a copy of `shard`: drops what an earlier copy cut
+    /// short left ([`Store::drop_shard_records`]), then lets the graph hold the shard
+    /// (empty until the copy's pages arrive), so that [`Store::import_shard`] inserts
+    /// each page's vectors as it writes them, as applying the shard's writes would,
+    /// instead of a rebuild of the whole graph once the copy is in.
+    pub fn begin_shard_import(&self, name: &str, shard: u32) -> Result<()> {
+        self.drop_shard_records(name, shard)?;
+        let coll = self.collection(name)?;
+        let _writer = self.lock_for_write(&coll)?;
+        let count = coll.config.shards;
+        let scope = coll.scope();
+        if !scope.holds_shard(shard) {
+            let mut held: BTreeSet<u32> = (0..count).filter(|&s| scope.holds_shard(s)).collect();
+            held.insert(shard);
+            coll.set_scope(ShardScope::of(&held, count));
+        }
+        Ok(())
+    }
+
     /// From now on this node keeps and applies the records of `shards` of collection
     /// `name` alone (all of them when `shards` covers every shard); the log's writes
     /// to other shards only advance its applied sequence. Stored, so a restart keeps
