@@ -219,21 +219,10 @@ fn import(
             export.documents
         )));
     }
-    let mut kept = kept_set(
-        &store.record_shards(collection)?,
-        shards_of(store, collection)?,
-    );
-    kept.insert(shard);
-    store.keep_shard_records(collection, &kept)?;
+    store.change_record_shards(collection, |kept| {
+        kept.insert(shard);
+    })?;
     Ok(documents)
-}
-
-fn shards_of(store: &Store, collection: &str) -> engram_store::Result<u32> {
-    Ok(store.collection_info(collection)?.config.shards)
-}
-
-fn kept_set(scope: &ShardScope, count: u32) -> BTreeSet<u32> {
-    (0..count).filter(|&s| scope.holds_shard(s)).collect()
 }
 
 /// What one collection's records need: shards to let go, and shards to copy in.
@@ -342,11 +331,11 @@ async fn carry_out(node: &Arc<Node>, name: &str, m: Moves) -> Result<()> {
 
 /// Stops keeping `shards` of collection `name`, then drops their records.
 fn release(store: &Store, name: &str, shards: &[u32]) -> engram_store::Result<()> {
-    let mut kept = kept_set(&store.record_shards(name)?, shards_of(store, name)?);
-    for s in shards {
-        kept.remove(s);
-    }
-    store.keep_shard_records(name, &kept)?;
+    store.change_record_shards(name, |kept| {
+        for s in shards {
+            kept.remove(s);
+        }
+    })?;
     for &s in shards {
         let dropped = store.drop_shard_records(name, s)?;
         tracing::info!(

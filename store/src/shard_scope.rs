@@ -37,6 +37,11 @@ impl ShardScope {
         }
     }
 
+    /// The shards it holds, of a collection of `count`.
+    pub fn shards(&self, count: u32) -> BTreeSet<u32> {
+        (0..count).filter(|&s| self.holds_shard(s)).collect()
+    }
+
     /// Whether the graph holds shard `shard`.
     pub fn holds_shard(&self, shard: u32) -> bool {
         match self {

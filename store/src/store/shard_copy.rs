@@ -197,10 +197,8 @@ impl Store {
         let coll = self.collection(name)?;
         let _writer = self.lock_for_write(&coll)?;
         let count = coll.config.shards;
-        let scope = coll.scope();
-        if !scope.holds_shard(shard) {
-            let mut held: BTreeSet<u32> = (0..count).filter(|&s| scope.holds_shard(s)).collect();
-            held.insert(shard);
+        let mut held = coll.scope().shards(count);
+        if held.insert(shard) {
             coll.set_scope(ShardScope::of(&held, count));
         }
         Ok(())
@@ -213,9 +211,22 @@ impl Store {
     /// ([`Store::import_shard`]) before adding it, and drops one
     /// ([`Store::drop_shard_records`]) after taking it out.
     pub fn keep_shard_records(&self, name: &str, shards: &BTreeSet<u32>) -> Result<()> {
+        self.change_record_shards(name, |kept| *kept = shards.clone())
+    }
+
+    /// [`Store::keep_shard_records`] with the shards kept now as `change` leaves them
+    /// (read and written under the collection's write lock).
+    pub fn change_record_shards(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BTreeSet<u32>),
+    ) -> Result<()> {
         let coll = self.collection(name)?;
-        let scope = ShardScope::of(shards, coll.config.shards);
+        let count = coll.config.shards;
         let _writer = self.lock_for_write(&coll)?;
+        let mut kept = coll.records.read().expect("lock").shards(count);
+        change(&mut kept);
+        let scope = ShardScope::of(&kept, count);
         let mut batch = self.storage.batch();
         self.storage
             .put_record_shards(&mut batch, name, scope.to_list().as_deref());

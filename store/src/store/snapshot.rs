@@ -94,11 +94,15 @@ impl Store {
     pub fn shards_not_kept(&self) -> Vec<String> {
         let mut out = Vec::new();
         for coll in self.all_collections() {
-            let kept = coll.records.read().expect("lock").clone();
+            let kept = coll
+                .records
+                .read()
+                .expect("lock")
+                .shards(coll.config.shards);
             let name = &coll.config.name;
             out.extend(
                 (0..coll.config.shards)
-                    .filter(|&s| !kept.holds_shard(s))
+                    .filter(|s| !kept.contains(s))
                     .map(|s| format!("{name}.{s}")),
             );
         }
