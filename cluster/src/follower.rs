@@ -130,8 +130,17 @@ async fn follow_once(node: &Arc<Node>, wait: Duration) -> Result<()> {
             .and_then(|v| v.as_str().parse().ok())
             .unwrap_or(0);
         let batch = Batch::decode(&message.payload)?;
-        // Held while a shard's copy is taken in at its sequence (`crate::hold`).
-        let _admitted = node.hold.admit(seq).await;
+        // Held while a shard's copy becomes kept; its writes kept aside until then
+        // (`crate::hold`).
+        let _admitted = node.hold.admit().await;
+        node.hold.offer(
+            &key,
+            crate::hold::TailMessage {
+                seq,
+                incarnation,
+                payload: message.payload.clone(),
+            },
+        );
         let owner = node.store.clone();
         tokio::task::spawn_blocking(move || {
             owner

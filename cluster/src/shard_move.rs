@@ -3,19 +3,20 @@
 //! a shard placed elsewhere is let go once another node serves it and this node's
 //! graph no longer holds it.
 //!
-//! The copy: this node's follower is paused ([`crate::hold`]); one replica of the
-//! shard, asked on the shard's fetch subject, exports it at a sequence at or after
-//! this node's applied one (`Store::export_shard`, consistent at one point of the
-//! log) into the object store [`BUCKET`]; the follower then applies up to exactly
-//! that sequence (the shard's writes skipped, as for every shard kept elsewhere) and
-//! stops; the copy is read back and imported, the shard is added to the kept ones,
-//! and the follower goes on, applying the shard's later writes on top. Why the
-//! object store and not pages on the fetch subject: a shard's copy is larger than a
-//! NATS message, and its queue group would hand each page's request to any replica.
+//! The copy: one replica of the shard, asked on the shard's fetch subject, exports
+//! it at a sequence at or after this node's applied one (`Store::export_shard`,
+//! consistent at one point of the log) into the object store [`BUCKET`]; the copy is
+//! read back and imported while this node's follower goes on (passing over the
+//! shard's writes, which [`crate::hold`] keeps aside); then the follower is held
+//! between two messages while the writes it passed over after the copy's sequence
+//! are applied on top of the copy (`Store::apply_shard_tail`) and the shard is added
+//! to the kept ones, and it goes on, applying the shard's later writes itself. Why
+//! the object store and not pages on the fetch subject: a shard's copy is larger
+//! than a NATS message, and its queue group would hand each page's request to any
+//! replica.
 //!
-//! What the node pays: its follower waits while the replica exports and while the
-//! copy is imported (seconds for thousands of documents), so its reads with
-//! `min_seq` and the writes it publishes wait as long.
+//! What the node pays: its follower is held only while the copy's tail is applied
+//! (the shard's writes during the copy; milliseconds unless the shard is busy).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, Write};
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::object_store::ObjectMetadata;
+use engram_store::log::Batch;
 use engram_store::shard_scope::ShardScope;
 use engram_store::store::{ShardDocument, ShardExport};
 use engram_store::Store;
@@ -37,7 +39,7 @@ use crate::{nats, Error, Node, Result};
 pub const BUCKET: &str = "engram-shard-copies";
 /// Documents imported per batch.
 const PAGE: usize = 256;
-/// How long the follower may take to reach the copy's sequence.
+/// How long the follower may take to pass the copy's sequence.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
 
 /// Which shards' records a node keeps.
@@ -140,58 +142,102 @@ async fn upload(node: &Node, object: &str, file: &Path) -> Result<()> {
 /// and keeps its records from now on. Returns how many documents came.
 pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> Result<u64> {
     let started = Instant::now();
-    let mut paused = node.hold.pause().await;
+    let key = format!("{collection}.{shard}");
+    // Kept from before the position the copy is asked at, so no write of the shard
+    // after the copy's sequence goes by unseen.
+    let tail = node.hold.keep_tail(&key);
     let applied = node.store.store().applied_seq();
+    tail.after(applied);
     let exported = crate::fetch::export(node, collection, shard, applied).await?;
     let seq = exported.export.seq;
-    paused.until(seq);
+    tail.after(seq);
     let objects = bucket(node).await?;
+    let copying = (collection.to_string(), shard);
+    node.copying.lock().expect("lock").insert(copying.clone());
     let imported = async {
-        let caught_up = Instant::now();
-        while node.store.store().applied_seq() < seq {
-            if caught_up.elapsed() > CATCH_UP_WAIT {
-                return Err(Error::Unavailable(format!(
-                    "this node did not reach the copy's sequence {seq} within {} s",
-                    CATCH_UP_WAIT.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         let download = tempfile::NamedTempFile::new()
             .map_err(|e| Error::Nats(format!("cannot store the shard copy: {e}")))?;
         crate::snapshot::fetch(&objects, &exported.object, Some(download.path())).await?;
-        let key = (collection.to_string(), shard);
-        node.copying.lock().expect("lock").insert(key.clone());
         let (owner, name, export) = (node.store.clone(), collection.to_string(), exported.export);
-        let imported = tokio::task::spawn_blocking(move || {
+        let documents = tokio::task::spawn_blocking(move || {
             import(owner.store(), &name, shard, &export, download.path())
         })
-        .await;
-        node.copying.lock().expect("lock").remove(&key);
-        imported.map_err(nats)?.map_err(Error::from)
+        .await
+        .map_err(nats)??;
+        let paused = keep(node, collection, shard, seq, &tail).await?;
+        Ok::<_, Error>((documents, paused))
     }
     .await;
-    // The follower goes on, with the shard kept if the import finished.
-    drop(paused);
+    node.copying.lock().expect("lock").remove(&copying);
+    drop(tail);
     if let Err(e) = objects.delete(&exported.object).await {
         tracing::warn!(object = %exported.object, error = %e, "a shard copy was not deleted from the object store");
     }
-    let documents = imported?;
+    let (documents, (paused, tail)) = imported?;
     tracing::info!(
         collection,
         shard,
         seq,
         documents,
+        tail,
         bytes = exported.bytes,
         seconds = started.elapsed().as_secs_f64(),
+        paused_ms = paused.as_secs_f64() * 1e3,
         "shard copied in; its records are kept here from now on"
     );
     Ok(documents)
 }
 
+/// Once the follower has passed the copy's sequence `seq`: holds it between two
+/// messages, applies the shard's writes it passed over after `seq` (the copy's
+/// tail) and keeps the shard, so the follower applies its writes from the next
+/// message on. Returns how long the follower was held and how many writes the tail
+/// held.
+async fn keep(
+    node: &Arc<Node>,
+    collection: &str,
+    shard: u32,
+    seq: u64,
+    tail: &crate::hold::Tail<'_>,
+) -> Result<(Duration, usize)> {
+    let waited = Instant::now();
+    while node.store.store().applied_seq() < seq {
+        if waited.elapsed() > CATCH_UP_WAIT {
+            return Err(Error::Unavailable(format!(
+                "this node did not reach the copy's sequence {seq} within {} s",
+                CATCH_UP_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _paused = node.hold.pause().await;
+    let held = Instant::now();
+    let messages = tail.take().ok_or_else(|| {
+        Error::Unavailable(format!(
+            "the writes to shard {shard} of '{collection}' during its copy outgrew what a copy keeps; copying it again"
+        ))
+    })?;
+    let count = messages.len();
+    let (owner, name) = (node.store.clone(), collection.to_string());
+    tokio::task::spawn_blocking(move || -> engram_store::Result<()> {
+        let store = owner.store();
+        let key = format!("{name}.{shard}");
+        for m in messages {
+            let batch = Batch::decode(&m.payload)?;
+            store.apply_shard_tail(m.seq, &key, m.incarnation, batch)?;
+        }
+        store.change_record_shards(&name, |kept| {
+            kept.insert(shard);
+        })
+    })
+    .await
+    .map_err(nats)??;
+    Ok((held.elapsed(), count))
+}
+
 /// Imports the copy in `file` (what a copy cut short left dropped first, the graph
-/// made to hold the shard so that each page is indexed as it is written), then keeps
-/// the shard. Blocking.
+/// made to hold the shard so that each page is indexed as it is written); the shard
+/// is kept only once its tail is in ([`keep`]). Blocking.
 fn import(
     store: &Store,
     collection: &str,
@@ -219,9 +265,6 @@ fn import(
             export.documents
         )));
     }
-    store.change_record_shards(collection, |kept| {
-        kept.insert(shard);
-    })?;
     Ok(documents)
 }
 

@@ -7,6 +7,11 @@
 //!    100; then a placement override moves the shard to the other node, which copies
 //!    it from the first through the object store and indexes it: the seconds from the
 //!    override to that node keeping the shard's records, and to its graph holding it.
+//!    Meanwhile a client writes one document at a time through the node copying the
+//!    shard (each write is to the shard being copied): the latency of those writes
+//!    against the same client's writes before the copy (a node whose follower were
+//!    held during the copy would answer them only after it), and, once copied, the
+//!    node must hold every one of them.
 //! 2. Replay (the peer): a third node, new, keeping every shard's records, replays
 //!    the whole stream: the seconds from its start to having applied the last write
 //!    (its graph built as it applies).
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use engram_benches::nodes::{load, until_applied, wait_created, Engram, DIM};
+use engram_benches::nodes::{doc, load, percentile, until_applied, wait_created, Engram, DIM};
 use engram_cluster::local::NatsCluster;
 use serde_json::{json, Value};
 
@@ -45,6 +50,35 @@ fn holds(node: &Engram) -> Option<(bool, bool)> {
         _ => None,
     };
     Some((all(&info["record_shards"])?, all(&info["indexed_shards"])?))
+}
+
+/// Writes documents `first..` one a request through `node`, one every 20 ms, while
+/// `more` says so (at least `at_least`); their latencies in ms and the last sequence.
+fn write_one_by_one(
+    node: &Engram,
+    first: u64,
+    at_least: usize,
+    more: impl Fn() -> bool,
+) -> Result<(Vec<f64>, u64)> {
+    let (mut ms, mut last) = (Vec::new(), 0);
+    for n in first.. {
+        if ms.len() >= at_least && !more() {
+            break;
+        }
+        let sent = Instant::now();
+        let r = node.call("POST", "/collections/bench/documents", doc(n))?;
+        ms.push(sent.elapsed().as_secs_f64() * 1e3);
+        last = r["seq"].as_u64().unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((ms, last))
+}
+
+/// p50, p99 and max of latencies in ms.
+fn spread(mut ms: Vec<f64>) -> Value {
+    ms.sort_by(f64::total_cmp);
+    json!({"writes": ms.len(), "p50_ms": percentile(&ms, 0.5), "p99_ms": percentile(&ms, 0.99),
+        "max_ms": ms.last().copied().unwrap_or(0.0)})
 }
 
 /// Polls until `check` holds; the seconds since `started`.
@@ -101,31 +135,52 @@ fn main() -> Result<()> {
         until_applied(n, last, settled)?;
     }
     let target = usize::from(holds(&nodes[0]) == Some((true, true)));
+    let (before, _) = write_one_by_one(&nodes[target], args.docs, 50, || false)?;
+    let written = args.docs + before.len() as u64;
     let started = Instant::now();
     nodes[0].call(
         "PUT",
         "/cluster/placement/bench/0",
         json!({"nodes": [target + 1]}),
     )?;
-    let copied = until("the shard copied", started, || {
-        holds(&nodes[target]).is_some_and(|h| h.0)
+    let indexed = std::sync::atomic::AtomicBool::new(false);
+    let (copied, copy, (during, last)) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            write_one_by_one(&nodes[target], written, 1, || {
+                !indexed.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        });
+        let copied = until("the shard copied", started, || {
+            holds(&nodes[target]).is_some_and(|h| h.0)
+        });
+        let copy = until("the shard indexed", started, || {
+            holds(&nodes[target]) == Some((true, true))
+        });
+        indexed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let wrote = writer.join().expect("writer thread");
+        Ok::<_, anyhow::Error>((copied?, copy?, wrote?))
     })?;
-    let copy = until("the shard indexed", started, || {
-        holds(&nodes[target]) == Some((true, true))
-    })?;
+    let total = written + during.len() as u64;
+    until_applied(&nodes[target], last, started)?;
+    let held = nodes[target].call("GET", "/collections/bench", Value::Null)?["documents"].clone();
+    if held != json!(total) {
+        bail!("the node that copied the shard holds {held} documents, {total} were written");
+    }
     println!(
         "{}",
         json!({"mode": "shard copy (placement override, --shard-records placed)",
             "documents": args.docs, "seconds_to_records": copied, "seconds": copy,
-            "documents_per_s": args.docs as f64 / copy})
+            "documents_per_s": args.docs as f64 / copy,
+            "writes_before": spread(before), "writes_during": spread(during),
+            "documents_after": total})
     );
     let started = Instant::now();
     let fresh = node(2, "all")?;
     let replay = until_applied(&fresh, last, started)?;
     println!(
         "{}",
-        json!({"mode": "new node, full replay of the stream", "documents": args.docs,
-            "messages": last, "seconds": replay, "documents_per_s": args.docs as f64 / replay,
+        json!({"mode": "new node, full replay of the stream", "documents": total,
+            "messages": last, "seconds": replay, "documents_per_s": total as f64 / replay,
             "replay_over_copy": replay / copy})
     );
     Ok(())

@@ -521,6 +521,8 @@ mod hardening_tests;
 #[cfg(test)]
 mod replicated_tests;
 #[cfg(test)]
+mod shard_copy_tests;
+#[cfg(test)]
 mod shard_index_tests;
 #[cfg(test)]
 mod tests;

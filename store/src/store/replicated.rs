@@ -393,7 +393,7 @@ impl Store {
 
     /// Commits a batch of document writes to `coll` and applies it to memory: the
     /// graph, the document map and the keyword index, as the store's own writes do.
-    fn apply_documents(&self, coll: &Collection, mut batch: Batch) -> Result<()> {
+    pub(super) fn apply_documents(&self, coll: &Collection, mut batch: Batch) -> Result<()> {
         let name = coll.config.name.as_str();
         let mut vectors = HashMap::new();
         let mut documents = Vec::new();

@@ -156,6 +156,24 @@ impl Nodes {
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     }
 
+    /// The log's messages after `seq` on subject `key`: (sequence, subject,
+    /// incarnation, batch).
+    pub(super) fn entries_after(&self, seq: u64, key: &str) -> Vec<(u64, String, u64, Batch)> {
+        let entries = self.log.entries.lock().unwrap();
+        (seq as usize..entries.len())
+            .filter(|&i| entries[i].0 == key)
+            .map(|i| {
+                let (k, incarnation, bytes) = &entries[i];
+                (
+                    i as u64 + 1,
+                    k.clone(),
+                    *incarnation,
+                    Batch::decode(bytes).unwrap(),
+                )
+            })
+            .collect()
+    }
+
     /// Stops the followers and closes the stores; their directories stay.
     pub(super) fn finish(self) -> [tempfile::TempDir; 2] {
         self.stop.store(true, Ordering::SeqCst);

@@ -22,9 +22,9 @@ use super::Store;
 use crate::collection::{shard_mask, shard_of, DocumentRecord, NewChunk};
 use crate::error::{Error, Result};
 use crate::keyword::{DocTerms, KeywordUpdate};
-use crate::replica::APPLIED_KEY;
+use crate::replica::{Subject, APPLIED_KEY};
 use crate::shard_scope::ShardScope;
-use crate::storage::VectorRecord;
+use crate::storage::{Batch, VectorRecord};
 
 /// A document of an exported shard with its chunks' vectors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +183,46 @@ impl Store {
         }
         coll.keywords().apply(keywords);
         self.seq.fetch_max(max_id, Ordering::SeqCst);
+        self.after_commit(&coll);
+        Ok(())
+    }
+
+    /// Applies message `seq` of the log, a write to shard `key` (`NAME.SHARD`), to a
+    /// copy of that shard imported here and not kept yet: the copy's tail, the
+    /// shard's writes after the copy's sequence that this node's follower passed over
+    /// while the copy was exported and imported (it only advanced its applied
+    /// sequence then). Neither the applied sequence nor the subject's moves: both are
+    /// at or past `seq` already. A write to a collection deleted, or created again,
+    /// since is skipped, as the follower skips it.
+    pub fn apply_shard_tail(
+        &self,
+        seq: u64,
+        key: &str,
+        incarnation: u64,
+        batch: Batch,
+    ) -> Result<()> {
+        let subject = Subject::parse(key)?;
+        let shard = subject.shard.ok_or_else(|| {
+            Error::invalid(
+                "shard tail",
+                format!("message {seq} on '{key}' is not a shard's"),
+            )
+        })?;
+        let Some(coll) = self
+            .collection(subject.collection)
+            .ok()
+            .filter(|c| incarnation == 0 || c.incarnation() == incarnation)
+        else {
+            return Ok(());
+        };
+        if coll.records.read().expect("lock").holds_shard(shard) {
+            return Err(Error::conflict(
+                "shard tail",
+                format!("shard {shard} of '{}' is kept here already: its writes are applied as they come", subject.collection),
+            ));
+        }
+        let _writer = self.lock_for_write(&coll)?;
+        self.apply_documents(&coll, batch)?;
         self.after_commit(&coll);
         Ok(())
     }

@@ -8,7 +8,7 @@ use super::*;
 use crate::graph_dump::Opened;
 use crate::shard_scope::ShardScope;
 
-fn vector_doc(i: u32) -> DocumentInput {
+pub(super) fn vector_doc(i: u32) -> DocumentInput {
     let f = i as f32;
     DocumentInput {
         id: Some(format!("d{i}")),
@@ -18,7 +18,7 @@ fn vector_doc(i: u32) -> DocumentInput {
     }
 }
 
-fn shards(s: &[u32]) -> BTreeSet<u32> {
+pub(super) fn shards(s: &[u32]) -> BTreeSet<u32> {
     s.iter().copied().collect()
 }
 
@@ -42,7 +42,7 @@ fn ids(r: &ShardRanking) -> Vec<(String, f32)> {
 
 /// Two nodes with collection "c" in 4 shards, 40 documents written through the first
 /// (`a`) and applied on the second (`b`).
-fn two_nodes_with_40_documents() -> (Nodes, Arc<Store>, Arc<Store>) {
+pub(super) fn two_nodes_with_40_documents() -> (Nodes, Arc<Store>, Arc<Store>) {
     let (n, _) = two_nodes_with_c(Some(4));
     let [a, b] = n.stores.clone();
     let seq = a
@@ -388,126 +388,6 @@ fn a_shards_hits_are_read_in_pages_that_fit_one_message() {
     };
     let hits = b.fetch_hits(&after, usize::MAX).unwrap().hits;
     assert!(hits[0].is_none() && hits[1..].iter().all(Option::is_some));
-    drop((a, b));
-    n.finish();
-}
-
-#[test]
-fn a_shard_dropped_from_a_node_comes_back_whole_from_another_nodes_copy() {
-    let (n, a, b) = two_nodes_with_40_documents();
-    let q = QueryRequest {
-        vector: Some(vec![0.5, 1.0, -0.5, 0.2]),
-        text: Some("common word3".into()),
-        mode: Some(QueryMode::Hybrid),
-        k: Some(40),
-        ..Default::default()
-    };
-    let view = |r: QueryResponse| -> Vec<(String, f32)> {
-        r.hits.into_iter().map(|h| (h.id, h.score)).collect()
-    };
-    let whole = view(a.query("c", &q).unwrap());
-    let before = a.shard_counts("c", &[1]).unwrap();
-    assert!(before.documents > 3, "{before:?}");
-
-    // Node b lets shard 1 go: its records, keyword postings and graph nodes.
-    let dropped = b.drop_shard_records("c", 1).unwrap();
-    assert_eq!(dropped as u64, before.documents);
-    assert_eq!(
-        b.shard_counts("c", &[1]).unwrap(),
-        crate::ShardCounts::default()
-    );
-    assert_eq!(
-        b.shard_counts("c", &[0]).unwrap(),
-        a.shard_counts("c", &[0]).unwrap()
-    );
-    assert_ne!(view(b.query("c", &q).unwrap()), whole);
-    let lost = (0..40)
-        .map(|i| format!("d{i}"))
-        .find(|id| crate::collection::shard_of(id, 4) == 1)
-        .unwrap();
-    assert!(matches!(
-        b.get_document("c", &lost, false),
-        Err(Error::DocumentNotFound { .. })
-    ));
-
-    // Copied from a, three documents a page: b answers as before.
-    let mut pages = vec![Vec::new()];
-    let export = a
-        .export_shard("c", 1, |d| {
-            if pages.last().unwrap().len() == 3 {
-                pages.push(Vec::new());
-            }
-            pages.last_mut().unwrap().push(d);
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(export.documents, before.documents);
-    assert_eq!(export.seq, a.applied_seq());
-    assert!(pages.len() > 1);
-    // Of another incarnation of the collection: refused, nothing written.
-    let other = crate::ShardExport {
-        incarnation: export.incarnation + 1,
-        ..export
-    };
-    assert!(matches!(
-        b.import_shard("c", 1, &other, pages[0].clone()),
-        Err(Error::Conflict { .. })
-    ));
-    // A document of another shard in the copy: refused.
-    let mut wrong = pages[0].clone();
-    wrong[0].id = (0..40)
-        .map(|i| format!("d{i}"))
-        .find(|id| crate::collection::shard_of(id, 4) != 1)
-        .unwrap();
-    assert!(b.import_shard("c", 1, &export, wrong).is_err());
-    assert_eq!(b.shard_counts("c", &[1]).unwrap().documents, 0);
-    for page in pages {
-        b.import_shard("c", 1, &export, page).unwrap();
-    }
-    assert_eq!(b.shard_counts("c", &[1]).unwrap(), before);
-    // A page copied twice: refused, nothing written twice.
-    let mut again = Vec::new();
-    a.export_shard("c", 1, |d| {
-        again.push(d);
-        Ok(())
-    })
-    .unwrap();
-    assert!(matches!(
-        b.import_shard("c", 1, &export, again),
-        Err(Error::Conflict { .. })
-    ));
-    assert_eq!(view(b.query("c", &q).unwrap()), whole);
-    let (got, want) = (
-        b.get_document("c", &lost, true).unwrap(),
-        a.get_document("c", &lost, true).unwrap(),
-    );
-    assert_eq!(
-        (got.text, got.metadata, got.vectors),
-        (want.text, want.metadata, want.vectors)
-    );
-    // Writes after the copy apply on top of it, as on every replica.
-    let seq = a
-        .upsert(
-            "c",
-            vec![vector_doc(41), {
-                let mut d = vector_doc(7);
-                d.text = Some("changed".into());
-                d
-            }],
-        )
-        .unwrap()
-        .seq;
-    b.wait_applied(seq).unwrap();
-    assert_eq!(
-        view(b.query("c", &q).unwrap()),
-        view(a.query("c", &q).unwrap())
-    );
-    for s in 0..4 {
-        assert_eq!(
-            b.shard_counts("c", &[s]).unwrap(),
-            a.shard_counts("c", &[s]).unwrap()
-        );
-    }
     drop((a, b));
     n.finish();
 }
