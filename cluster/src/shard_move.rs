@@ -45,11 +45,12 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
 /// Which shards' records a node keeps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ShardRecords {
-    /// Every shard's (the default): any node can take a whole-database snapshot.
-    #[default]
+    /// Every shard's: every node applies every write, and any node's snapshot holds
+    /// the whole database.
     All,
-    /// Only the shards placed on the node: disk and applied writes scale out with the
-    /// nodes; a node keeping only some shards takes no whole-database snapshot.
+    /// Only the shards placed on the node (the default): disk and applied writes
+    /// scale out with the nodes; a node keeping only some shards snapshots those.
+    #[default]
     Placed,
 }
 

@@ -48,8 +48,8 @@ pub struct ClusterSettings {
     /// time) [default: 3600].
     #[serde(default)]
     pub snapshot_every_secs: Option<u64>,
-    /// Which shards' records the node keeps: "all" (every shard's, so any node can
-    /// snapshot the database) or "placed" (those placed on it) [default: all].
+    /// Which shards' records the node keeps: "placed" (those placed on it) or "all"
+    /// (every shard's, so any node's snapshot holds the database) [default: placed].
     #[serde(default)]
     pub shard_records: Option<String>,
 }
@@ -247,7 +247,7 @@ mod tests {
         );
         assert_eq!(
             cluster.shard_records, None,
-            "all shards' records by default"
+            "the cluster's default (placed) unless given"
         );
         std::fs::write(
             &file,

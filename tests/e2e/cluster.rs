@@ -27,23 +27,28 @@ pub(crate) fn vector_for(n: u64) -> Vec<f32> {
     (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()
 }
 
-/// Starts engram node `id` of the cluster on `dir`.
-fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
+/// Starts engram node `id` of the cluster on `dir`, with `extra` arguments.
+fn node(dir: &std::path::Path, urls: &str, id: u32, extra: &[&str]) -> Server {
     let id = id.to_string();
-    Server::start(
-        dir,
-        &["--lazy-models", "--cluster", urls, "--node-id", &id],
-        &[],
-    )
+    let mut args = vec!["--lazy-models", "--cluster", urls, "--node-id", &id];
+    args.extend_from_slice(extra);
+    Server::start(dir, &args, &[])
 }
 
 /// Three NATS servers and three engram nodes (ids 1-3) on their own data dirs.
 pub(crate) fn three_nodes() -> (NatsCluster, Vec<tempfile::TempDir>, Vec<Server>) {
+    three_nodes_with(&[])
+}
+
+/// [`three_nodes`], each node started with `extra` arguments.
+pub(crate) fn three_nodes_with(
+    extra: &[&str],
+) -> (NatsCluster, Vec<tempfile::TempDir>, Vec<Server>) {
     let nats = NatsCluster::start(3);
     let urls = nats.urls();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes = (0..3)
-        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1))
+        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1, extra))
         .collect();
     (nats, dirs, nodes)
 }
@@ -150,7 +155,7 @@ fn three_nodes_replicate_and_survive_kill_9_of_a_node_and_of_the_stream_leader()
     let urls = nats.urls();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes: Vec<Arc<Mutex<Server>>> = (0..3)
-        .map(|i| Arc::new(Mutex::new(node(dirs[i].path(), &urls, i as u32 + 1))))
+        .map(|i| Arc::new(Mutex::new(node(dirs[i].path(), &urls, i as u32 + 1, &[]))))
         .collect();
     let [a, b, c] = [0, 1, 2].map(|i| nodes[i].clone());
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{cluster_status, three_nodes, vector_for, wait, DIM};
+use crate::cluster::{cluster_status, three_nodes_with, vector_for, wait, DIM};
 use crate::support::Server;
 use engram_cluster::scatter;
 use engram_store::collection::shard_of;
@@ -87,7 +87,10 @@ fn graphs_follow(nodes: &[Option<&Server>], placed: &[Vec<u64>], what: &str) {
 #[test]
 fn a_stopped_nodes_shards_are_answered_by_their_replicas_and_placement_moves() {
     let test_started = Instant::now();
-    let (_nats, _dirs, mut nodes) = three_nodes();
+    // Every node keeps every shard's records here (`--shard-records all`): the graph
+    // alone follows placement. The default, records that follow it too, is
+    // `cluster_records.rs`'s (and every other cluster test's).
+    let (_nats, _dirs, mut nodes) = three_nodes_with(&["--shard-records", "all"]);
     let create = |replication: Value| {
         nodes[0].put(
             "/collections/placed",

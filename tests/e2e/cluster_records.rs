@@ -1,4 +1,4 @@
-//! Records that follow placement (`--shard-records placed`; three real `nats-server`s
+//! Records that follow placement (the default, `--shard-records placed`; three real `nats-server`s
 //! and three `engram serve --cluster` nodes on 127.0.0.1): each node keeps the
 //! records of the shards placed on it alone; when a node stops, the nodes its
 //! shards move to copy them in from their other replica, while writes go on, and

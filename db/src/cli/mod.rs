@@ -219,10 +219,10 @@ pub struct ServeArgs {
     /// never by time) [default: 3600].
     #[arg(long, env = "ENGRAM_SNAPSHOT_EVERY_SECS")]
     pub snapshot_every_secs: Option<u64>,
-    /// Cluster mode: which shards' records this node keeps: all (every shard's, so
-    /// any node can snapshot the database) or placed (only the shards placed on it:
-    /// disk and applied writes scale out; shards are copied in as placement moves)
-    /// [default: all].
+    /// Cluster mode: which shards' records this node keeps: placed (only the shards
+    /// placed on it: disk and applied writes scale out; shards are copied in as
+    /// placement moves) or all (every shard's, so every node applies every write and
+    /// any node's snapshot holds the whole database) [default: placed].
     #[arg(long, env = "ENGRAM_SHARD_RECORDS", value_parser = ["all", "placed"])]
     pub shard_records: Option<String>,
 }
