@@ -145,7 +145,11 @@ async fn restore(store: &ObjectStore, snap: &SnapshotInfo, data_dir: &Path) -> R
 }
 
 /// Downloads and checks `snap` into `staging`; the unpacked database's directory.
-async fn stage(store: &ObjectStore, snap: &SnapshotInfo, staging: &Path) -> Result<PathBuf> {
+pub(crate) async fn stage(
+    store: &ObjectStore,
+    snap: &SnapshotInfo,
+    staging: &Path,
+) -> Result<PathBuf> {
     let file = staging.join("snapshot.snap");
     let (bytes, sha) = snapshot::fetch(store, &snap.name, Some(&file)).await?;
     if sha != snap.sha256 || bytes != snap.bytes {

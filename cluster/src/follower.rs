@@ -15,7 +15,6 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use engram_store::log::Batch;
 use futures_util::StreamExt;
 
-use crate::log::INCARNATION;
 use crate::{nats, Error, Node, Result, STREAM, SUBJECT_PREFIX};
 
 /// How long the follower's JetStream API requests (stream info, consumer delete and
@@ -123,12 +122,7 @@ async fn follow_once(node: &Arc<Node>, wait: Duration) -> Result<()> {
             .strip_prefix(SUBJECT_PREFIX)
             .ok_or_else(|| Error::Nats(format!("message {seq} has subject {}", message.subject)))?
             .to_string();
-        let incarnation = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(INCARNATION))
-            .and_then(|v| v.as_str().parse().ok())
-            .unwrap_or(0);
+        let incarnation = crate::log::incarnation_of(message.headers.as_ref());
         let batch = Batch::decode(&message.payload)?;
         // Held while a shard's copy becomes kept; its writes kept aside until then
         // (`crate::hold`).

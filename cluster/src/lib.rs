@@ -33,6 +33,7 @@ pub mod placement;
 mod reply;
 pub mod scatter;
 pub mod shard_move;
+mod shard_restore;
 pub mod shards;
 pub mod snapshot;
 pub mod status;

@@ -20,6 +20,15 @@ use crate::{STREAM, SUBJECT_PREFIX};
 /// The header that carries the collection's incarnation.
 pub const INCARNATION: &str = "Engram-Incarnation";
 
+/// The incarnation a log message's headers name (0: none, a message from before
+/// incarnations were written).
+pub(crate) fn incarnation_of(headers: Option<&async_nats::HeaderMap>) -> u64 {
+    headers
+        .and_then(|h| h.get(INCARNATION))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Tries of one publish (a leader election answers "no responders" or times out).
 const TRIES: u32 = 8;
 /// How long one try waits for the stream's acknowledgment.

@@ -1,7 +1,8 @@
-//! Records that follow placement (`--shard-records placed`): a shard newly placed on
-//! this node is copied in from a node that keeps it before this node serves it, and
-//! a shard placed elsewhere is let go once another node serves it and this node's
-//! graph no longer holds it.
+//! Records that follow placement (`--shard-records placed`, the default): a shard
+//! newly placed on this node is copied in from a node that serves it before this
+//! node serves it (restored from a snapshot and the log when no other node does:
+//! `crate::shard_restore`), and a shard placed elsewhere is let go once another
+//! node serves it and this node's graph no longer holds it.
 //!
 //! The copy: one replica of the shard, asked on the shard's fetch subject, exports
 //! it at a sequence at or after this node's applied one (`Store::export_shard`,
@@ -103,13 +104,7 @@ pub(crate) fn export(
         )));
     }
     let file = tempfile::NamedTempFile::new().map_err(io)?;
-    let mut out = std::io::BufWriter::new(file.as_file());
-    let export = store.export_shard(collection, shard, |doc| {
-        serde_json::to_writer(&mut out, &doc).map_err(io)?;
-        out.write_all(b"\n").map_err(io)
-    })?;
-    out.flush().map_err(io)?;
-    drop(out);
+    let export = write_copy(store, collection, shard, file.as_file())?;
     let bytes = file.as_file().metadata().map_err(io)?.len();
     let object = format!(
         "{collection}.{shard}.seq{}.node{}",
@@ -123,6 +118,23 @@ pub(crate) fn export(
         object,
         bytes,
     })
+}
+
+/// Exports `collection`'s `shard` from `store` into `file`, one JSON document a line
+/// (what [`import`] reads).
+pub(crate) fn write_copy(
+    store: &Store,
+    collection: &str,
+    shard: u32,
+    file: &std::fs::File,
+) -> engram_store::Result<ShardExport> {
+    let mut out = std::io::BufWriter::new(file);
+    let export = store.export_shard(collection, shard, |doc| {
+        serde_json::to_writer(&mut out, &doc).map_err(io)?;
+        out.write_all(b"\n").map_err(io)
+    })?;
+    out.flush().map_err(io)?;
+    Ok(export)
 }
 
 async fn upload(node: &Node, object: &str, file: &Path) -> Result<()> {
@@ -194,7 +206,7 @@ pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> R
 /// tail) and keeps the shard, so the follower applies its writes from the next
 /// message on. Returns how long the follower was held and how many writes the tail
 /// held.
-async fn keep(
+pub(crate) async fn keep(
     node: &Arc<Node>,
     collection: &str,
     shard: u32,
@@ -239,7 +251,7 @@ async fn keep(
 /// Imports the copy in `file` (what a copy cut short left dropped first, the graph
 /// made to hold the shard so that each page is indexed as it is written); the shard
 /// is kept only once its tail is in ([`keep`]). Blocking.
-fn import(
+pub(crate) fn import(
     store: &Store,
     collection: &str,
     shard: u32,
@@ -269,11 +281,14 @@ fn import(
     Ok(documents)
 }
 
-/// What one collection's records need: shards to let go, and shards to copy in.
+/// What one collection's records need: shards to let go, shards to copy in from
+/// another node, and shards no other node serves, to restore from a snapshot and
+/// the log (`crate::shard_restore`).
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Moves {
     pub release: Vec<u32>,
     pub copy: Vec<u32>,
+    pub restore: Vec<u32>,
 }
 
 /// The moves of a collection of `count` shards whose records this node keeps for
@@ -281,8 +296,9 @@ pub(crate) struct Moves {
 /// for and `elsewhere` those another live node answers for: a shard is let go once
 /// it is neither placed here nor in the graph (so no longer served here) and another
 /// node serves it (so keeps its records: the last node keeping a shard never lets it
-/// go, whatever placement says while heartbeats come and go), and copied in when
-/// placed here and not kept.
+/// go, whatever placement says while heartbeats come and go), and brought in when
+/// placed here and not kept: copied from another node serving it, restored from
+/// the snapshots and the log when none does.
 pub(crate) fn moves(
     count: u32,
     kept: &ShardScope,
@@ -295,8 +311,10 @@ pub(crate) fn moves(
         let (keeps, wanted) = (kept.holds_shard(s), placed.contains(&s));
         if keeps && !wanted && !indexed.holds_shard(s) && elsewhere.contains(&s) {
             m.release.push(s);
-        } else if wanted && !keeps {
+        } else if wanted && !keeps && elsewhere.contains(&s) {
             m.copy.push(s);
+        } else if wanted && !keeps {
+            m.restore.push(s);
         }
     }
     m
@@ -306,7 +324,7 @@ pub(crate) fn moves(
 /// `mine` (the shards it answers for) under `--shard-records placed`, or with every
 /// shard under `all` (a node that kept only some shards before copies the others
 /// in): shards let go (those `elsewhere`, `NAME.SHARD`, says another node serves),
-/// then shards copied in, one at a time.
+/// then shards copied in, then shards restored, one at a time.
 pub(crate) fn reconcile(
     node: &Arc<Node>,
     mine: &BTreeSet<(String, u32)>,
@@ -370,6 +388,9 @@ async fn carry_out(node: &Arc<Node>, name: &str, m: Moves) -> Result<()> {
     for shard in m.copy {
         copy_in(node, name, shard).await?;
     }
+    for shard in m.restore {
+        crate::shard_restore::restore(node, name, shard).await?;
+    }
     Ok(())
 }
 
@@ -407,7 +428,7 @@ mod tests {
             m,
             Moves {
                 release: vec![3],
-                copy: vec![]
+                ..Default::default()
             }
         );
         // Keeps 0 and 1, graph holds 1: 0 goes, 2 comes.
@@ -416,10 +437,12 @@ mod tests {
             m,
             Moves {
                 release: vec![0],
-                copy: vec![2]
+                copy: vec![2],
+                ..Default::default()
             }
         );
         // ... but not while no other node serves it: its records may be the last.
+        // And shard 2, which no other node serves either, comes from a snapshot.
         let m = moves(
             4,
             &only(&[0, 1]),
@@ -430,8 +453,8 @@ mod tests {
         assert_eq!(
             m,
             Moves {
-                release: vec![],
-                copy: vec![2]
+                restore: vec![2],
+                ..Default::default()
             }
         );
         assert_eq!(

@@ -18,7 +18,7 @@ use crate::cluster_placement::{listed_shards, placement};
 use crate::support::Server;
 use engram_cluster::local::NatsCluster;
 
-fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
+pub(crate) fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
     let id = id.to_string();
     Server::start(
         dir,
@@ -27,26 +27,41 @@ fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
     )
 }
 
-fn doc(n: u64) -> Value {
+pub(crate) fn doc(n: u64) -> Value {
     json!({"id": format!("r{n}"), "vector": vector_for(n), "text": format!("token{n} words")})
 }
 
-/// A vector, a keyword and a hybrid query's hits, after `min_seq`.
+/// A vector, a keyword and a hybrid query's hits on collection `rec`, after `min_seq`.
 fn answers(server: &Server, min_seq: u64) -> Vec<Vec<(String, f64)>> {
+    answers_in(server, "rec", min_seq)
+}
+
+/// [`answers`] on collection `name`.
+pub(crate) fn answers_in(server: &Server, name: &str, min_seq: u64) -> Vec<Vec<(String, f64)>> {
     [
         json!({"vector": vector_for(7), "k": 10, "min_seq": min_seq}),
         json!({"mode": "keyword", "text": "token9", "k": 3, "min_seq": min_seq}),
         json!({"mode": "hybrid", "vector": vector_for(4), "text": "token4 words", "k": 10, "min_seq": min_seq}),
     ]
     .into_iter()
-    .map(|body| server.post("/collections/rec/query", body).hit_scores())
+    .map(|body| server.post(&format!("/collections/{name}/query"), body).hit_scores())
     .collect()
 }
 
 /// Waits until each live node (ids 1, 2, ... in order) keeps the records of, and
 /// indexes, exactly the shards placed on it, and counts `documents` in all (when
-/// given).
+/// given): collection `rec`, two replicas a shard.
 fn records_follow(nodes: &[Option<&Server>], documents: Option<u64>, what: &str) {
+    records_follow_in(nodes, ("rec", 2), documents, what)
+}
+
+/// [`records_follow`] for collection `name` with `replication` replicas a shard.
+pub(crate) fn records_follow_in(
+    nodes: &[Option<&Server>],
+    (name, replication): (&str, usize),
+    documents: Option<u64>,
+    what: &str,
+) {
     let mut seen = Vec::new();
     let placed = wait(&format!("placement settled {what}"), 60, || {
         let status = cluster_status(nodes.iter().flatten().next().unwrap());
@@ -60,7 +75,7 @@ fn records_follow(nodes: &[Option<&Server>], documents: Option<u64>, what: &str)
             .collect();
         let settled = p
             .iter()
-            .all(|r| r.len() == 2 && r.iter().all(|id| live.contains(id)))
+            .all(|r| r.len() == replication && r.iter().all(|id| live.contains(id)))
             && live.iter().all(|id| {
                 let nodes = status["nodes"].as_array().unwrap();
                 nodes.iter().any(|n| n["node_id"].as_u64() == Some(*id))
@@ -75,7 +90,7 @@ fn records_follow(nodes: &[Option<&Server>], documents: Option<u64>, what: &str)
             &format!("node {id} keeps and indexes its shards {what}"),
             90,
             || {
-                let info = server.get("/collections/rec").body;
+                let info = server.get(&format!("/collections/{name}")).body;
                 (info.get("record_shards").cloned() == want
                     && info.get("indexed_shards").cloned() == want)
                     .then_some(info)

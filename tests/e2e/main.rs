@@ -12,6 +12,7 @@ mod cluster_context;
 mod cluster_jobs;
 mod cluster_placement;
 mod cluster_records;
+mod cluster_restore;
 mod cluster_snapshot;
 mod contextual;
 mod crash;
