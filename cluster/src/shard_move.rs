@@ -167,18 +167,23 @@ pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> R
     let objects = bucket(node).await?;
     let copying = (collection.to_string(), shard);
     node.copying.lock().expect("lock").insert(copying.clone());
+    let exported_s = started.elapsed().as_secs_f64();
     let imported = async {
         let download = tempfile::NamedTempFile::new()
             .map_err(|e| Error::Nats(format!("cannot store the shard copy: {e}")))?;
+        let fetched = Instant::now();
         crate::snapshot::fetch(&objects, &exported.object, Some(download.path())).await?;
+        let downloaded_s = fetched.elapsed().as_secs_f64();
         let (owner, name, export) = (node.store.clone(), collection.to_string(), exported.export);
+        let importing = Instant::now();
         let documents = tokio::task::spawn_blocking(move || {
             import(owner.store(), &name, shard, &export, download.path())
         })
         .await
         .map_err(nats)??;
+        let imported_s = importing.elapsed().as_secs_f64();
         let paused = keep(node, collection, shard, seq, &tail).await?;
-        Ok::<_, Error>((documents, paused))
+        Ok::<_, Error>((documents, paused, [downloaded_s, imported_s]))
     }
     .await;
     node.copying.lock().expect("lock").remove(&copying);
@@ -186,7 +191,7 @@ pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> R
     if let Err(e) = objects.delete(&exported.object).await {
         tracing::warn!(object = %exported.object, error = %e, "a shard copy was not deleted from the object store");
     }
-    let (documents, (paused, tail)) = imported?;
+    let (documents, (paused, tail), [downloaded_s, imported_s]) = imported?;
     tracing::info!(
         collection,
         shard,
@@ -196,6 +201,9 @@ pub(crate) async fn copy_in(node: &Arc<Node>, collection: &str, shard: u32) -> R
         bytes = exported.bytes,
         seconds = started.elapsed().as_secs_f64(),
         paused_ms = paused.as_secs_f64() * 1e3,
+        exported_s,
+        downloaded_s,
+        imported_s,
         "shard copied in; its records are kept here from now on"
     );
     Ok(documents)
