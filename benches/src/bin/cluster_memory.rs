@@ -1,12 +1,15 @@
-//! What a cluster node's memory holds as replication falls below the node count
-//! (issue 24): each node's graph holds only the shards placed on it
-//! (`store/src/shard_scope.rs`), while its records (RocksDB) and keyword index stay
-//! whole. Side by side in one run, on fresh clusters of 3 NATS servers (R3) and 3
+//! What a cluster node's memory and disk hold as replication falls below the node
+//! count (issue 24): each node's graph holds only the shards placed on it
+//! (`store/src/shard_scope.rs`), and by default (`--shard-records placed`, since the
+//! fifteenth session) so do its records (RocksDB) and keyword index; until then
+//! they stayed whole (the tenth session's rows in the results file). Side by side in one run, on fresh clusters of 3 NATS servers (R3) and 3
 //! `engram serve --cluster` nodes: one collection of `--docs` 16-d documents in 8
 //! shards at replication 3 (every node's graph holds everything: one machine's
 //! graph) and at replication 1 (each about a third).
 //!
-//! Per node: documents stored, vectors in its graph (`indexed_vectors`), the graph's
+//! Per node: documents counted (the whole collection's, summed over shards), the
+//! shards whose records it keeps, the size of its data directory, vectors in its
+//! graph (`indexed_vectors`), the graph's
 //! size from `index_bytes_per_vector` (the vector, its int8 codes, its links), and
 //! the process's resident memory (`VmRSS`) before the load and after it settled, so
 //! the growth holds the records' caches, the keyword index and the graph. The
@@ -57,6 +60,21 @@ fn info(node: &Engram) -> Result<Value> {
     node.call("GET", &format!("/collections/{NAME}"), Value::Null)
 }
 
+/// The bytes under `dir`, in MiB.
+fn dir_mib(dir: &Path) -> Result<f64> {
+    let mut bytes = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            bytes += (dir_mib(&entry.path())? * 1024.0 * 1024.0) as u64;
+        } else {
+            bytes += meta.len();
+        }
+    }
+    Ok(bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// Waits until `probe` holds on every node (polling every 200 ms, up to `secs`).
 fn until(nodes: &[Engram], secs: u64, what: &str, probe: impl Fn(&Value) -> bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -91,7 +109,9 @@ fn measure(bin: &Path, docs: u64, replication: u32) -> Result<Vec<Value>> {
     )?;
     wait_created(&nodes.iter().collect::<Vec<_>>(), NAME)?;
     // Placement settles (the planner runs every 2 s) before anything is loaded.
-    let placed = |i: &Value| replication >= 3 || i.get("indexed_shards").is_some();
+    let placed = |i: &Value| {
+        replication >= 3 || (i.get("indexed_shards").is_some() && i.get("record_shards").is_some())
+    };
     until(&nodes, 30, "graphs placed", placed)?;
     let before: Vec<f64> = nodes
         .iter()
@@ -121,6 +141,8 @@ fn measure(bin: &Path, docs: u64, replication: u32) -> Result<Vec<Value>> {
                 "documents": info["documents"],
                 "indexed_vectors": indexed,
                 "indexed_shards": info.get("indexed_shards").cloned().unwrap_or(json!("all")),
+                "record_shards": info.get("record_shards").cloned().unwrap_or(json!("all")),
+                "disk_mib": dir_mib(dirs[i].path())?,
                 "graph_mib": indexed * per_vector / (1024.0 * 1024.0),
                 "rss_before_mib": before[i],
                 "rss_after_mib": rss,
@@ -139,6 +161,7 @@ fn main() -> Result<()> {
     };
     let mut growth = Vec::new();
     let mut graph = Vec::new();
+    let mut disk = Vec::new();
     for replication in [3, 1] {
         let rows = measure(&bin, args.docs, replication)?;
         for r in &rows {
@@ -147,6 +170,7 @@ fn main() -> Result<()> {
         let mean = |key: &str| rows.iter().filter_map(|r| r[key].as_f64()).sum::<f64>() / 3.0;
         growth.push(mean("rss_growth_mib"));
         graph.push(mean("graph_mib"));
+        disk.push(mean("disk_mib"));
     }
     println!(
         "{}",
@@ -157,6 +181,8 @@ fn main() -> Result<()> {
             "graph_ratio_r1_over_r3": graph[1] / graph[0],
             "rss_growth_mib": growth,
             "rss_growth_saved_mib": growth[0] - growth[1],
+            "disk_mib": disk,
+            "disk_ratio_r1_over_r3": disk[1] / disk[0],
         })
     );
     Ok(())
