@@ -366,11 +366,7 @@ impl Store {
         incarnation: u64,
         apply: impl FnOnce(&Arc<Collection>) -> Result<()>,
     ) -> Result<()> {
-        let coll = self
-            .collection(Subject::parse(key)?.collection)
-            .ok()
-            .filter(|c| incarnation == 0 || c.incarnation() == incarnation);
-        if let Some(coll) = coll {
+        if let Some(coll) = self.live_collection(Subject::parse(key)?.collection, incarnation) {
             let _writer = self.lock_for_write(&coll)?;
             return apply(&coll);
         }
@@ -382,6 +378,14 @@ impl Store {
         self.mark_applied_only(key, seq, true)?;
         self.replication.skip(seq);
         Ok(())
+    }
+
+    /// Collection `name` as a log message of `incarnation` finds it: `None` once
+    /// deleted, or deleted and created again (0: a message from before incarnations).
+    pub(super) fn live_collection(&self, name: &str, incarnation: u64) -> Option<Arc<Collection>> {
+        self.collection(name)
+            .ok()
+            .filter(|c| incarnation == 0 || c.incarnation() == incarnation)
     }
 
     /// Commits that message `seq` on subject `key` is applied, with nothing else.

@@ -208,11 +208,7 @@ impl Store {
                 format!("message {seq} on '{key}' is not a shard's"),
             )
         })?;
-        let Some(coll) = self
-            .collection(subject.collection)
-            .ok()
-            .filter(|c| incarnation == 0 || c.incarnation() == incarnation)
-        else {
+        let Some(coll) = self.live_collection(subject.collection, incarnation) else {
             return Ok(());
         };
         if coll.records.read().expect("lock").holds_shard(shard) {

@@ -94,15 +94,11 @@ impl Store {
     pub fn shards_not_kept(&self) -> Vec<String> {
         let mut out = Vec::new();
         for coll in self.all_collections() {
-            let kept = coll
-                .records
-                .read()
-                .expect("lock")
-                .shards(coll.config.shards);
+            let kept = coll.records.read().expect("lock").clone();
             let name = &coll.config.name;
             out.extend(
                 (0..coll.config.shards)
-                    .filter(|s| !kept.contains(s))
+                    .filter(|&s| !kept.holds_shard(s))
                     .map(|s| format!("{name}.{s}")),
             );
         }
