@@ -104,6 +104,11 @@ pub(crate) struct Tail<'a> {
 }
 
 impl Tail<'_> {
+    /// Its shard's subject (`NAME.SHARD`).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Forgets the writes at or below `seq` (they are in the copy) and keeps no more
     /// of them.
     pub(crate) fn after(&self, seq: u64) {

@@ -239,10 +239,13 @@ pub(crate) async fn keep(
         ))
     })?;
     let count = messages.len();
-    let (owner, name) = (node.store.clone(), collection.to_string());
+    let (owner, name, key) = (
+        node.store.clone(),
+        collection.to_string(),
+        tail.key().to_string(),
+    );
     tokio::task::spawn_blocking(move || -> engram_store::Result<()> {
         let store = owner.store();
-        let key = format!("{name}.{shard}");
         for m in messages {
             let batch = Batch::decode(&m.payload)?;
             store.apply_shard_tail(m.seq, &key, m.incarnation, batch)?;

@@ -55,12 +55,14 @@ pub(crate) async fn restore(node: &Arc<Node>, collection: &str, shard: u32) -> R
             None => None,
         };
         let (owner, name) = (node.store.clone(), collection.to_string());
-        let (base, documents) = tokio::task::spawn_blocking(move || {
+        let documents = tokio::task::spawn_blocking(move || {
             import_from(owner.store(), db.as_deref(), &name, shard)
         })
         .await
         .map_err(nats)??;
-        let base = base.max(from.map_or(0, |s| s.seq));
+        // The snapshot's sequence (checked when it was staged), whether the shard came
+        // from it or, its collection being newer, from the log alone.
+        let base = from.map_or(0, |s| s.seq);
         let replayed = replay(node, &stream, &key, base, applied).await?;
         let (paused, tail) = keep(node, collection, shard, applied, &tail).await?;
         Ok::<_, Error>((base, documents, replayed, paused, tail))
@@ -84,14 +86,13 @@ pub(crate) async fn restore(node: &Arc<Node>, collection: &str, shard: u32) -> R
 }
 
 /// Imports `collection`'s `shard` as the snapshot database in `db` holds it (none:
-/// the shard starts empty); the sequence the copy reflects (0 when it did not
-/// come from the snapshot) and its documents. Blocking.
+/// the shard starts empty); its documents. Blocking.
 fn import_from(
     live: &Store,
     db: Option<&std::path::Path>,
     collection: &str,
     shard: u32,
-) -> engram_store::Result<(u64, u64)> {
+) -> engram_store::Result<u64> {
     if let Some(db) = db {
         let no_models: Box<engram_store::EncoderLoader> =
             Box::new(|m| Err(engram_embedder::Error::UnsupportedModel(m.to_string())));
@@ -103,8 +104,7 @@ fn import_from(
             // The collection as it is now, in the snapshot: its shard from there.
             Ok(export) if export.incarnation == incarnation => {
                 drop(snap);
-                let documents = import(live, collection, shard, &export, file.path())?;
-                return Ok((export.seq, documents));
+                return import(live, collection, shard, &export, file.path());
             }
             // Created (again) after the snapshot: its shard is all in the log.
             Ok(_) | Err(engram_store::Error::CollectionNotFound(_)) => {}
@@ -112,7 +112,7 @@ fn import_from(
         }
     }
     live.begin_shard_import(collection, shard)?;
-    Ok((0, 0))
+    Ok(0)
 }
 
 /// Applies the messages of shard `key` in (`after`, `upto`] from the stream to the
