@@ -28,7 +28,7 @@ pub(crate) fn vector_for(n: u64) -> Vec<f32> {
 }
 
 /// Starts engram node `id` of the cluster on `dir`, with `extra` arguments.
-fn node(dir: &std::path::Path, urls: &str, id: u32, extra: &[&str]) -> Server {
+pub(crate) fn node(dir: &std::path::Path, urls: &str, id: u32, extra: &[&str]) -> Server {
     let id = id.to_string();
     let mut args = vec!["--lazy-models", "--cluster", urls, "--node-id", &id];
     args.extend_from_slice(extra);

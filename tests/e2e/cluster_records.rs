@@ -13,19 +13,12 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::cluster::{cluster_status, vector_for, wait, DIM};
+use crate::cluster::{cluster_status, node, three_nodes_with, vector_for, wait, DIM};
 use crate::cluster_placement::{listed_shards, placement};
 use crate::support::Server;
-use engram_cluster::local::NatsCluster;
 
-pub(crate) fn node(dir: &std::path::Path, urls: &str, id: u32) -> Server {
-    let id = id.to_string();
-    Server::start(
-        dir,
-        &["--lazy-models", "--cluster", urls, "--node-id", &id],
-        &[("ENGRAM_SHARD_RECORDS", "placed")],
-    )
-}
+/// The nodes' extra flags: records that follow placement, named although the default.
+pub(crate) const PLACED: &[&str] = &["--shard-records", "placed"];
 
 pub(crate) fn doc(n: u64) -> Value {
     json!({"id": format!("r{n}"), "vector": vector_for(n), "text": format!("token{n} words")})
@@ -109,12 +102,8 @@ pub(crate) fn records_follow_in(
 #[test]
 fn records_follow_placement_and_are_copied_when_it_moves() {
     let test_started = Instant::now();
-    let nats = NatsCluster::start(3);
+    let (nats, _dirs, mut nodes) = three_nodes_with(PLACED);
     let urls = nats.urls();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Server> = (0..3)
-        .map(|i| node(dirs[i].path(), &urls, i as u32 + 1))
-        .collect();
     let r = nodes[0].put(
         "/collections/rec",
         json!({"dimension": DIM, "distance": "cosine", "shards": 6, "replication": 2}),
@@ -201,7 +190,7 @@ fn records_follow_placement_and_are_copied_when_it_moves() {
     // A fourth node, empty, starts from the newest snapshot (which lacks some shards),
     // takes its place and copies in the shards placed on it that the snapshot lacked.
     let dir4 = tempfile::tempdir().unwrap();
-    nodes.push(node(dir4.path(), &urls, 4));
+    nodes.push(node(dir4.path(), &urls, 4, PLACED));
     let all: Vec<Option<&Server>> = nodes.iter().map(Some).collect();
     records_follow(&all, Some(total), "with a fourth node");
     for s in &nodes {

@@ -10,24 +10,15 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::cluster::cluster_status;
+use crate::cluster::{cluster_status, three_nodes_with, DIM};
 use crate::cluster_placement::placement;
-use crate::cluster_records::{answers_in, doc, node, records_follow_in};
+use crate::cluster_records::{answers_in, doc, records_follow_in, PLACED};
 use crate::support::Server;
-use engram_cluster::local::NatsCluster;
-
-use crate::cluster::DIM;
 
 #[test]
 fn a_shard_no_live_node_keeps_is_restored_from_its_snapshot_and_the_log() {
     let test_started = Instant::now();
-    let nats = NatsCluster::start(3);
-    let urls = nats.urls();
-    let mut dirs: Vec<Option<tempfile::TempDir>> =
-        (0..3).map(|_| Some(tempfile::tempdir().unwrap())).collect();
-    let mut nodes: Vec<Server> = (0..3)
-        .map(|i| node(dirs[i].as_ref().unwrap().path(), &urls, i as u32 + 1))
-        .collect();
+    let (_nats, mut dirs, mut nodes) = three_nodes_with(PLACED);
     let r = nodes[0].put(
         "/collections/solo",
         json!({"dimension": DIM, "distance": "cosine", "shards": 6, "replication": 1}),
@@ -77,7 +68,7 @@ fn a_shard_no_live_node_keeps_is_restored_from_its_snapshot_and_the_log() {
         .unwrap();
     eprintln!("placement {placed:?}: node {} lost", lost + 1);
     nodes[lost].kill9();
-    drop(dirs[lost].take());
+    drop(dirs.remove(lost));
     let live: Vec<Option<&Server>> = (0..3).map(|i| (i != lost).then(|| &nodes[i])).collect();
     records_follow_in(&live, ("solo", 1), Some(89), "after a node was lost");
     for s in live.iter().flatten() {
