@@ -104,6 +104,8 @@ fn promote_registers_serves_rolls_back_and_refuses_bad_requests() {
         json!({"cluster": 99}),
         json!({"rank": 0}),
         json!({"max_documents": 0}),
+        json!({"token_weights": "sideways"}),
+        json!({"loss": "next-token", "token_weights": "context-gain"}),
     ] {
         let r = server.call(
             "POST",

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Sequence, TrainableModel};
 use crate::error::{Error, Result};
+use crate::token_weights::{context_gain, weighted_mean, TokenWeights};
 use crate::util::mix;
 
 /// The loss a distilled example is trained with.
@@ -81,6 +82,9 @@ pub struct DistillConfig {
     pub temperature: f64,
     /// Longest teacher answer, in tokens.
     pub max_answer_tokens: usize,
+    /// How the loss weighs the answer's tokens (needs a KL loss: the weights ride
+    /// with the teacher's targets).
+    pub token_weights: TokenWeights,
 }
 
 impl Default for DistillConfig {
@@ -93,6 +97,7 @@ impl Default for DistillConfig {
             samples: 1,
             temperature: 0.3,
             max_answer_tokens: 48,
+            token_weights: TokenWeights::Uniform,
         }
     }
 }
@@ -109,6 +114,11 @@ impl DistillConfig {
         if self.max_answer_tokens == 0 || !(0.0..=2.0).contains(&self.temperature) {
             return Err(Error::InvalidConfig(
                 "distillation needs max_answer_tokens >= 1 and temperature in [0, 2]".into(),
+            ));
+        }
+        if self.loss == DistillLoss::NextToken && self.token_weights != TokenWeights::Uniform {
+            return Err(Error::InvalidConfig(
+                "token weights other than uniform need the kl or kl+next-token loss".into(),
             ));
         }
         Ok(())
@@ -147,6 +157,9 @@ pub struct SoftTargets {
     /// Weight of the cross-entropy on the sequence's own tokens added to the KL term
     /// (0: KL alone).
     pub hard_weight: f32,
+    /// Per-row weights of both terms (averaging 1; [`crate::token_weights`]); none:
+    /// every row alike.
+    pub row_weights: Option<Vec<f32>>,
 }
 
 impl SoftTargets {
@@ -177,6 +190,7 @@ impl SoftTargets {
             logits: out,
             with_rest: false,
             hard_weight: 0.0,
+            row_weights: None,
         })
     }
 
@@ -215,7 +229,7 @@ pub fn kl_loss(student_logits: &Tensor, soft: &SoftTargets) -> Result<Tensor> {
     if !soft.with_rest {
         let log_p = candle_nn::ops::log_softmax(&teacher, D::Minus1)?;
         let kl = (log_p.exp()? * (log_p - log_q)?)?.sum(1)?;
-        return Ok(kl.mean_all()?);
+        return weighted_mean(&kl, soft.row_weights.as_deref());
     }
     // Over k + 1 outcomes: the top k (log-probabilities already) and the rest.
     let log_p = teacher;
@@ -223,7 +237,7 @@ pub fn kl_loss(student_logits: &Tensor, soft: &SoftTargets) -> Result<Tensor> {
     let p_rest = (1.0 - log_p.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
     let q_rest = (1.0 - log_q.exp()?.sum(1)?)?.clamp(1e-12, 1.0)?;
     let tail = (&p_rest * (p_rest.log()? - q_rest.log()?)?)?;
-    Ok((top + tail)?.mean_all()?)
+    weighted_mean(&(top + tail)?, soft.row_weights.as_deref())
 }
 
 /// The KL loss of a distilled sequence under `llama` with `adapter` (`seq.soft` set).
@@ -245,8 +259,12 @@ pub fn sequence_kl(
     if soft.hard_weight <= 0.0 {
         return Ok(kl);
     }
-    let targets = Tensor::new(&seq.tokens[from..], rows.device())?;
-    let hard = candle_nn::loss::cross_entropy(&rows, &targets)?;
+    let targets = Tensor::new(&seq.tokens[from..], rows.device())?.unsqueeze(1)?;
+    let nll = candle_nn::ops::log_softmax(&rows, D::Minus1)?
+        .gather(&targets, 1)?
+        .squeeze(1)?
+        .neg()?;
+    let hard = weighted_mean(&nll, soft.row_weights.as_deref())?;
     Ok((kl + (hard * soft.hard_weight as f64)?)?)
 }
 
@@ -371,10 +389,15 @@ pub fn build_examples(
             let soft = match cfg.loss {
                 DistillLoss::NextToken => None,
                 loss => {
-                    let mut soft =
-                        teacher_targets(trainable.llama(), &teacher, &answer, cfg.top_k)?;
+                    let llama = trainable.llama();
+                    let rows = teacher_rows(llama, &teacher, &answer)?;
+                    let mut soft = SoftTargets::top_k(&rows, cfg.top_k)?;
                     if loss == DistillLoss::KlNextToken {
                         soft.hard_weight = 1.0;
+                    }
+                    if cfg.token_weights == TokenWeights::ContextGain {
+                        let closed_book = teacher_rows(llama, &student, &answer)?;
+                        soft.row_weights = Some(context_gain(&rows, &closed_book, &answer)?);
                     }
                     Some(Arc::new(soft))
                 }
@@ -532,6 +555,16 @@ mod tests {
             (mixed - (kl + 0.5 * ce)).abs() < 1e-4,
             "{mixed} vs {kl} + 0.5 * {ce}"
         );
+        // Equal token weights change nothing; weight on one row changes both terms.
+        let rows = soft.rows();
+        soft.row_weights = Some(vec![1.0; rows]);
+        let equal = scalar(&sequence_kl(&model, seq, &soft, None).unwrap());
+        assert!((equal - mixed).abs() < 1e-5, "{equal} vs {mixed}");
+        let mut skew = vec![0.0; rows];
+        skew[0] = rows as f32;
+        soft.row_weights = Some(skew);
+        let first_only = scalar(&sequence_kl(&model, seq, &soft, None).unwrap());
+        assert!((first_only - mixed).abs() > 1e-4, "{first_only} vs {mixed}");
     }
 
     #[test]

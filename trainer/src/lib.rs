@@ -14,7 +14,8 @@
 //! - [`prefix`]: prefix adapters (Cartridges): [`PrefixConfig`] in
 //!   [`TrainConfig::prefix`] trains a KV prefix instead of LoRA pairs, same loop.
 //! - [`distill`]: context distillation (teacher = base + rag prompt, student = base +
-//!   adapter closed-book; KL to the teacher's top-k logits per answer position).
+//!   adapter closed-book; KL to the teacher's top-k logits per answer position);
+//!   [`token_weights`]: which answer tokens its loss weighs most.
 //! - [`synth`]: synthetic training data (self-study QA, rephrasings, cloze).
 //! - [`gate`]: closed-book accuracy and forgetting, and the [`GateDecision`].
 //! - [`continuation`]: continued training from a stored version on changed
@@ -56,6 +57,7 @@ pub mod promote;
 pub mod synth;
 #[cfg(test)]
 mod testing;
+pub mod token_weights;
 pub mod train;
 pub mod util;
 

@@ -246,6 +246,9 @@ fn fingerprint(
                     h.update(id.to_le_bytes());
                     h.update(l.to_le_bytes());
                 }
+                for w in soft.row_weights.iter().flatten() {
+                    h.update(w.to_le_bytes());
+                }
             }
         }
     }

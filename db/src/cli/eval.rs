@@ -205,6 +205,10 @@ pub fn weights(args: &EvalWeightsArgs) -> anyhow::Result<()> {
             logged_gate_only: args.logged_gate_only,
             teacher_samples: args.teacher_samples,
             teacher_temperature: args.teacher_temperature,
+            token_weights: args
+                .token_weights
+                .as_deref()
+                .and_then(engram_trainer::token_weights::TokenWeights::parse),
             learning_rate: args.lr,
             self_study_rounds: args.self_study_rounds,
             replay_ratio: args.replay_ratio,

@@ -375,6 +375,11 @@ pub struct EvalWeightsArgs {
     /// With --distill: the teacher's sampling temperature [default: 0.3].
     #[arg(long)]
     pub teacher_temperature: Option<f64>,
+    /// With --distill: how the loss weighs the teacher answer's tokens: uniform, or
+    /// context-gain (each token by how much the passages raised its probability)
+    /// [default: uniform].
+    #[arg(long, value_parser = ["uniform", "context-gain"])]
+    pub token_weights: Option<String>,
     /// Peak learning rate [default: 1e-3].
     #[arg(long)]
     pub lr: Option<f64>,

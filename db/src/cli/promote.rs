@@ -56,6 +56,11 @@ pub struct PromoteArgs {
     /// Teacher logits kept per answer position [default: 20].
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// How distillation's loss weighs the teacher answer's tokens: uniform, or
+    /// context-gain (each by how much the passages raised its probability)
+    /// [default: uniform].
+    #[arg(long, value_parser = ["uniform", "context-gain"])]
+    pub token_weights: Option<String>,
     /// The adapter kind: lora (low-rank deltas) or prefix (a trained KV prefix per
     /// layer, initialised from the documents' first tokens) [default: lora].
     #[arg(long, value_parser = ["lora", "prefix"])]
@@ -144,6 +149,11 @@ pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
     set(&mut body, "method", args.method.as_ref().map(|c| json!(c)));
     set(&mut body, "loss", args.loss.as_ref().map(|c| json!(c)));
     set(&mut body, "top_k", args.top_k.map(|c| json!(c)));
+    set(
+        &mut body,
+        "token_weights",
+        args.token_weights.as_ref().map(|c| json!(c)),
+    );
     set(
         &mut body,
         "adapter",

@@ -34,6 +34,7 @@ use super::traffic::{serving_prompt, LoggedPicks};
 use super::Engine;
 use crate::error::{Error, Result};
 use engram_trainer::distill::{DistillConfig, DistillLoss};
+use engram_trainer::token_weights::TokenWeights;
 
 /// Documents a promotion takes from its cluster at most, by default.
 const DEFAULT_MAX_DOCUMENTS: usize = 40;
@@ -329,11 +330,24 @@ impl Engine {
                 )
             })?,
         };
+        let token_weights = match req.token_weights.as_deref() {
+            None => DistillConfig::default().token_weights,
+            Some(w) => TokenWeights::parse(w).ok_or_else(|| {
+                Error::invalid(
+                    "token_weights",
+                    format!("unknown token weights '{w}'; use uniform or context-gain"),
+                )
+            })?,
+        };
         let config = DistillConfig {
             loss,
             top_k: req.top_k.unwrap_or(20),
+            token_weights,
             ..Default::default()
         };
+        config
+            .validate()
+            .map_err(|e| Error::invalid("token_weights", e.to_string()))?;
         match req.method.as_deref() {
             Some("pairs") => Ok((
                 None,

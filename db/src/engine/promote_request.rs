@@ -101,6 +101,11 @@ pub struct PromoteRequest {
     /// Teacher logits kept per answer position (default 20, 1-256).
     #[schema(minimum = 1, maximum = 256)]
     pub top_k: Option<usize>,
+    /// How distillation's loss weighs the teacher answer's tokens: `uniform` (the
+    /// default) or `context-gain` (each token by how much the rag passages raised its
+    /// probability over the closed-book model's; needs a `kl` loss).
+    #[schema(pattern = "^(uniform|context-gain)$")]
+    pub token_weights: Option<String>,
     /// The adapter kind: `lora` (low-rank deltas on every projection, the default) or
     /// `prefix` (a trained KV prefix per layer, initialised from the KV cache of the
     /// first `prefix_tokens` tokens of the promoted documents; Cartridges). Both are

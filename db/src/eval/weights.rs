@@ -25,6 +25,7 @@
 use std::ops::ControlFlow;
 
 use engram_trainer::promote::PromoteEvent;
+use engram_trainer::token_weights::TokenWeights;
 use engram_trainer::PromotionReport;
 use serde::Serialize;
 
@@ -90,6 +91,8 @@ pub struct DistillLevers {
     pub teacher_samples: Option<usize>,
     /// The teacher's sampling temperature.
     pub teacher_temperature: Option<f64>,
+    /// How the loss weighs the teacher answers' tokens.
+    pub token_weights: Option<TokenWeights>,
     /// Peak learning rate.
     pub learning_rate: Option<f64>,
     /// self_qa model calls per document (each asks for three questions).
@@ -110,6 +113,7 @@ impl DistillLevers {
         if let Some(cfg) = plan.options.distill.as_mut() {
             cfg.samples = self.teacher_samples.unwrap_or(cfg.samples);
             cfg.temperature = self.teacher_temperature.unwrap_or(cfg.temperature);
+            cfg.token_weights = self.token_weights.unwrap_or(cfg.token_weights);
         }
         let train = &mut plan.options.train;
         train.learning_rate = self.learning_rate.unwrap_or(train.learning_rate);
@@ -515,6 +519,7 @@ mod tests {
             logged_gate_only: true,
             teacher_samples: Some(4),
             teacher_temperature: Some(0.8),
+            token_weights: Some(TokenWeights::ContextGain),
             learning_rate: Some(2e-3),
             self_study_rounds: Some(6),
             replay_ratio: Some(0.4),
@@ -529,6 +534,7 @@ mod tests {
         );
         let cfg = plan.options.distill.as_ref().unwrap();
         assert_eq!((cfg.samples, cfg.temperature), (4, 0.8));
+        assert_eq!(cfg.token_weights, TokenWeights::ContextGain);
         assert_eq!(cfg.top_k, DistillConfig::default().top_k);
         assert_eq!(plan.options.train.learning_rate, 2e-3);
         assert_eq!(plan.options.synth.self_qa_rounds, 6);
