@@ -74,6 +74,22 @@ impl PromotionStatus {
     }
 }
 
+/// The value a request field names (`default` when absent), or a 400 listing the
+/// names `parse` accepts (its error).
+fn named_choice<T>(
+    field: &str,
+    given: Option<&str>,
+    default: T,
+    parse: impl Fn(&str) -> std::result::Result<T, &'static str>,
+) -> Result<T> {
+    match given {
+        None => Ok(default),
+        Some(name) => parse(name).map_err(|choices| {
+            Error::invalid(field, format!("unknown {field} '{name}'; use {choices}"))
+        }),
+    }
+}
+
 /// The promotion jobs.
 pub(super) struct PromotionJobs {
     pub(super) jobs: Jobs<PromotionStatus>,
@@ -321,29 +337,21 @@ impl Engine {
         documents: &[Document],
         seed: u64,
     ) -> Result<(Option<DistillConfig>, LoggedPicks)> {
-        let loss = match req.loss.as_deref() {
-            None => DistillConfig::default().loss,
-            Some(l) => DistillLoss::parse(l).ok_or_else(|| {
-                Error::invalid(
-                    "loss",
-                    format!("unknown loss '{l}'; use kl, next-token or kl+next-token"),
-                )
-            })?,
-        };
-        let token_weights = match req.token_weights.as_deref() {
-            None => DistillConfig::default().token_weights,
-            Some(w) => TokenWeights::parse(w).ok_or_else(|| {
-                Error::invalid(
-                    "token_weights",
-                    format!("unknown token weights '{w}'; use uniform or context-gain"),
-                )
-            })?,
-        };
+        let defaults = DistillConfig::default();
+        let loss = named_choice("loss", req.loss.as_deref(), defaults.loss, |l| {
+            DistillLoss::parse(l).ok_or("kl, next-token or kl+next-token")
+        })?;
+        let token_weights = named_choice(
+            "token_weights",
+            req.token_weights.as_deref(),
+            defaults.token_weights,
+            |w| TokenWeights::parse(w).ok_or("uniform or context-gain"),
+        )?;
         let config = DistillConfig {
             loss,
             top_k: req.top_k.unwrap_or(20),
             token_weights,
-            ..Default::default()
+            ..defaults
         };
         config
             .validate()
