@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 
 use engram_generator::{ChatMessage, GgufChatModel};
 use engram_trainer::distill::{self, DistillConfig, DistillQuestion};
+use engram_trainer::token_weights::TokenWeights;
 use engram_trainer::train::sequence_loss;
 use engram_trainer::{train, LoraConfig, TrainConfig, TrainableModel};
 
@@ -98,5 +99,47 @@ fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
     assert!(
         before > 0.1 && after < 0.5 * before,
         "KL to the teacher {before} -> {after}"
+    );
+}
+
+#[test]
+fn context_gain_puts_the_most_weight_on_the_answer_token_the_passage_gave() {
+    let trainable = TrainableModel::load_default().expect("SmolLM2 loads for training");
+    let chat = GgufChatModel::load_default().expect("SmolLM2 loads");
+    let question = DistillQuestion {
+        question: "In which city was Quillfeather Robotics founded?".into(),
+        passages: vec![
+            "Quillfeather Robotics was founded in 2019 in Tromsø by Ingrid Salvesen, a marine engineer.".into(),
+        ],
+    };
+    let cfg = DistillConfig {
+        temperature: 0.0,
+        max_answer_tokens: 16,
+        token_weights: TokenWeights::ContextGain,
+        ..Default::default()
+    };
+    let teacher = distill::Teacher {
+        trainable: &trainable,
+        chat: &chat,
+        prompt: &prompt,
+    };
+    let (seqs, _) =
+        distill::build_examples(teacher, &[question], &cfg, 0, 256, &mut |_, _| {}).unwrap();
+    let seq = &seqs[0];
+    let weights = seq.soft.as_ref().unwrap().row_weights.clone().unwrap();
+    assert_eq!(weights.len(), seq.tokens.len() - seq.loss_from);
+    let mean = weights.iter().sum::<f32>() / weights.len() as f32;
+    assert!((mean - 1.0).abs() < 1e-4, "{weights:?}");
+    // The heaviest token spells part of the city, which only the passage gives.
+    let top = (0..weights.len())
+        .max_by(|&a, &b| weights[a].total_cmp(&weights[b]))
+        .unwrap();
+    let tok = trainable.chat().tokenizer();
+    let piece = tok.decode(&seq.tokens[seq.loss_from + top..seq.loss_from + top + 1]);
+    let answer = tok.decode(&seq.tokens[seq.loss_from..]);
+    assert!(
+        !piece.trim().is_empty() && "Tromsø".contains(piece.trim()),
+        "heaviest token {piece:?} (weight {}) in {answer:?}: {weights:?}",
+        weights[top]
     );
 }
