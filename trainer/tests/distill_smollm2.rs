@@ -5,7 +5,8 @@
 use std::ops::ControlFlow;
 
 use engram_generator::{ChatMessage, GgufChatModel};
-use engram_trainer::distill::{self, DistillConfig, DistillQuestion};
+use engram_trainer::data::Sequence;
+use engram_trainer::distill::{self, DistillConfig, DistillCounts, DistillQuestion};
 use engram_trainer::token_weights::TokenWeights;
 use engram_trainer::train::sequence_loss;
 use engram_trainer::{train, LoraConfig, TrainConfig, TrainableModel};
@@ -22,10 +23,13 @@ fn prompt(question: &str, passages: &[String]) -> Vec<ChatMessage> {
     ))]
 }
 
-#[test]
-fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
-    let trainable = TrainableModel::load_default().expect("SmolLM2 loads for training");
-    let chat = GgufChatModel::load_default().expect("SmolLM2 loads");
+/// The teacher's greedy answer (at most 16 tokens) to where Quillfeather Robotics was
+/// founded, with the one passage that says so, distilled with `token_weights`.
+fn founding_city_example(
+    trainable: &TrainableModel,
+    chat: &GgufChatModel,
+    token_weights: TokenWeights,
+) -> (Vec<Sequence>, DistillCounts) {
     let question = DistillQuestion {
         question: "In which city was Quillfeather Robotics founded?".into(),
         passages: vec![
@@ -35,22 +39,22 @@ fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
     let cfg = DistillConfig {
         temperature: 0.0,
         max_answer_tokens: 16,
+        token_weights,
         ..Default::default()
     };
     let teacher = distill::Teacher {
-        trainable: &trainable,
-        chat: &chat,
+        trainable,
+        chat,
         prompt: &prompt,
     };
-    let (seqs, counts) = distill::build_examples(
-        teacher,
-        std::slice::from_ref(&question),
-        &cfg,
-        0,
-        256,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    distill::build_examples(teacher, &[question], &cfg, 0, 256, &mut |_, _| {}).unwrap()
+}
+
+#[test]
+fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
+    let trainable = TrainableModel::load_default().expect("SmolLM2 loads for training");
+    let chat = GgufChatModel::load_default().expect("SmolLM2 loads");
+    let (seqs, counts) = founding_city_example(&trainable, &chat, TokenWeights::Uniform);
     assert_eq!((seqs.len(), counts.examples), (1, 1));
     let seq = &seqs[0];
     let soft = seq.soft.as_ref().expect("kl keeps the teacher's top-k");
@@ -106,25 +110,7 @@ fn the_teacher_answers_from_the_passage_and_kl_steps_pull_the_student_to_it() {
 fn context_gain_puts_the_most_weight_on_the_answer_token_the_passage_gave() {
     let trainable = TrainableModel::load_default().expect("SmolLM2 loads for training");
     let chat = GgufChatModel::load_default().expect("SmolLM2 loads");
-    let question = DistillQuestion {
-        question: "In which city was Quillfeather Robotics founded?".into(),
-        passages: vec![
-            "Quillfeather Robotics was founded in 2019 in Tromsø by Ingrid Salvesen, a marine engineer.".into(),
-        ],
-    };
-    let cfg = DistillConfig {
-        temperature: 0.0,
-        max_answer_tokens: 16,
-        token_weights: TokenWeights::ContextGain,
-        ..Default::default()
-    };
-    let teacher = distill::Teacher {
-        trainable: &trainable,
-        chat: &chat,
-        prompt: &prompt,
-    };
-    let (seqs, _) =
-        distill::build_examples(teacher, &[question], &cfg, 0, 256, &mut |_, _| {}).unwrap();
+    let (seqs, _) = founding_city_example(&trainable, &chat, TokenWeights::ContextGain);
     let seq = &seqs[0];
     let weights = seq.soft.as_ref().unwrap().row_weights.clone().unwrap();
     assert_eq!(weights.len(), seq.tokens.len() - seq.loss_from);
